@@ -1,0 +1,138 @@
+/**
+ * The one typed configuration of Veza Live, read once at start from the environment.
+ *
+ * Every variable has a default that makes standalone mode work with nothing set.
+ * A bad value stops the process with an error naming the variable and what it expected.
+ */
+import { cpus } from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+export const ROLES = ['control-plane', 'signaling', 'media', 'worker'] as const;
+export type ProcessRole = (typeof ROLES)[number];
+
+export const USER_ROLES = ['listener', 'broadcaster', 'moderator', 'admin'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().min(0);
+const csv = <T extends z.ZodType<string, string>>(item: T) =>
+  z
+    .string()
+    .transform((value) =>
+      value
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part.length > 0),
+    )
+    .pipe(z.array(item));
+const url = z.string().url();
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === '' ? undefined : value));
+
+/** Variable name -> schema. The keys are the environment variable names, documented in the README. */
+const schema = z.object({
+  VEZA_MODE: z.enum(['standalone', 'cluster']).default('standalone'),
+  VEZA_ROLES: csv(z.enum(ROLES)).default([...ROLES]),
+  VEZA_DATA_DIR: z.string().min(1).default('./data'),
+  VEZA_NODE_ID: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  HTTP_PORT: port.default(8080),
+  PUBLIC_URL: url.optional(),
+  BODY_LIMIT_BYTES: positiveInt.default(64 * 1024),
+  AVATAR_LIMIT_BYTES: positiveInt.default(2 * 1024 * 1024),
+
+  GRPC_HOST: z.string().min(1).default('0.0.0.0'),
+  GRPC_PORT: port.default(9090),
+  /** Where edges and workers reach the control plane (host:port). */
+  CONTROL_PLANE_ADDRESS: optionalString,
+  /** HTTP port of a control-plane-only process, for /metrics, /healthz and the JWKS. */
+  CONTROL_HTTP_PORT: port.default(9091),
+  /** Shared secrets for service-to-service gRPC calls (x-api-key). Generated per run in standalone mode. */
+  SERVICE_API_KEYS: csv(z.string().min(16, 'each key needs at least 16 characters')).default([]),
+
+  DATABASE_URL: optionalString.pipe(url.optional()),
+  EMBEDDED_PG_PORT: port.default(54329),
+  REDIS_URL: optionalString.pipe(url.optional()),
+  NATS_URL: optionalString,
+
+  ACCESS_TOKEN_TTL_S: positiveInt.default(900),
+  REFRESH_TOKEN_TTL_S: positiveInt.default(30 * 24 * 3600),
+  DEFAULT_USER_ROLES: csv(z.enum(USER_ROLES)).default(['listener', 'broadcaster']),
+  LOGIN_LIMIT_PER_IP: positiveInt.default(20),
+  LOGIN_LIMIT_PER_ACCOUNT: positiveInt.default(10),
+  LOGIN_LIMIT_WINDOW_S: positiveInt.default(60),
+  REGISTER_LIMIT_PER_IP: positiveInt.default(10),
+
+  SMTP_URL: optionalString.pipe(url.optional()),
+  MAIL_FROM: z.string().min(3).default('Veza Live <no-reply@veza.local>'),
+
+  MEDIA_WORKERS: positiveInt.default(cpus().length),
+  MEDIA_LISTEN_IP: z.string().min(1).default('0.0.0.0'),
+  MEDIA_ANNOUNCED_ADDRESS: optionalString,
+  MEDIA_RTC_MIN_PORT: port.default(40000),
+  MEDIA_RTC_MAX_PORT: port.default(49999),
+  MEDIA_CONSUMER_BUDGET: positiveInt.default(500),
+  TURN_URLS: csv(z.string().regex(/^turns?:/, 'TURN urls start with turn: or turns:')).default([]),
+  TURN_USERNAME: optionalString,
+  TURN_CREDENTIAL: optionalString,
+  STREAM_GRACE_S: nonNegativeInt.default(30),
+
+  WORKER_CONCURRENCY: positiveInt.default(cpus().length),
+});
+
+export type Env = z.infer<typeof schema>;
+
+export interface Config extends Env {
+  /** Absolute data directory. */
+  dataDir: string;
+  /** The control plane's address as host:port, derived when not set. */
+  controlPlaneAddress: string;
+  publicUrl: string;
+  nodeId: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses an environment (process.env by default) into the typed config, or throws naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const known = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key]]));
+  const parsed = schema.safeParse(known);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? 'config');
+      return `${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const value = parsed.data;
+  if (value.VEZA_MODE === 'cluster') {
+    const missing = (['DATABASE_URL', 'REDIS_URL', 'NATS_URL'] as const).filter((name) => !value[name]);
+    if (missing.length > 0) {
+      throw new ConfigError(`invalid configuration: VEZA_MODE=cluster needs ${missing.join(', ')}`);
+    }
+    if (value.SERVICE_API_KEYS.length === 0 && value.VEZA_ROLES.length < ROLES.length) {
+      throw new ConfigError(
+        'invalid configuration: SERVICE_API_KEYS must be set when roles run as separate processes',
+      );
+    }
+  }
+  if (value.MEDIA_RTC_MIN_PORT > value.MEDIA_RTC_MAX_PORT) {
+    throw new ConfigError('invalid configuration: MEDIA_RTC_MIN_PORT must not exceed MEDIA_RTC_MAX_PORT');
+  }
+  const grpcHost = value.GRPC_HOST === '0.0.0.0' ? '127.0.0.1' : value.GRPC_HOST;
+  return {
+    ...value,
+    dataDir: path.resolve(value.VEZA_DATA_DIR),
+    controlPlaneAddress: value.CONTROL_PLANE_ADDRESS ?? `${grpcHost}:${value.GRPC_PORT}`,
+    publicUrl: (value.PUBLIC_URL ?? `http://localhost:${value.HTTP_PORT}`).replace(/\/$/, ''),
+    nodeId: value.VEZA_NODE_ID ?? `node-${process.pid}`,
+  };
+}

