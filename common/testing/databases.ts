@@ -1,0 +1,51 @@
+/**
+ * Fresh, migrated databases for tests: on the run's embedded PostgreSQL (standalone) or
+ * on the machine's PostgreSQL server (cluster, TEST_DATABASE_URL).
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { inject } from 'vitest';
+import { connectDatabase, type Sql } from '../db/client.js';
+import { migrate } from '../db/migrate.js';
+import { createLogger } from '../log.js';
+
+export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../control-plane/migrations');
+
+export const clusterServices = {
+  databaseUrl: process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+  redisUrl: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  natsUrl: process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222',
+};
+
+export interface TestDatabase {
+  url: string;
+  sql: Sql;
+  drop(): Promise<void>;
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function createTestDatabase(kind: 'embedded' | 'cluster' = 'embedded'): Promise<TestDatabase> {
+  const serverUrl = kind === 'embedded' ? inject('embeddedPostgresUrl') : clusterServices.databaseUrl;
+  const name = `veza_test_${randomBytes(6).toString('hex')}`;
+  const admin = connectDatabase(serverUrl, { max: 1 });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = withDatabase(serverUrl, name);
+  const sql = connectDatabase(url, { max: 5 });
+  await migrate(sql, MIGRATIONS_DIR, createLogger({ level: 'warn', name: 'test-migrate' }));
+  return {
+    url,
+    sql,
+    async drop() {
+      await sql.end({ timeout: 5 });
+      const cleanup = connectDatabase(serverUrl, { max: 1 });
+      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
+      await cleanup.end();
+    },
+  };
+}
