@@ -1,0 +1,47 @@
+/**
+ * Process entry for `npm start` and for each role's process in cluster mode.
+ * Reads the config once, starts the platform, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+import { startPlatform } from './platform.js';
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger({ level: config.LOG_LEVEL, name: `veza-${config.VEZA_MODE}` });
+  const platform = await startPlatform(config, log);
+  log.info(
+    { mode: config.VEZA_MODE, roles: config.VEZA_ROLES, httpPort: platform.httpPort, grpcPort: platform.grpcPort },
+    'Veza Live is ready',
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    platform.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  console.error('Veza Live failed to start:', error instanceof Error ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,45 @@
+/**
+ * /metrics, /healthz and /readyz for processes that run no HTTP edge (a control-plane,
+ * media or worker process in cluster mode), so every process can be scraped and probed.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { renderMetrics } from './metrics.js';
+
+export interface OpsServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startOpsServer(host: string, port: number, isReady: () => Promise<boolean>): Promise<OpsServer> {
+  const server = http.createServer((request, response) => {
+    const reply = (status: number, contentType: string, body: string) => {
+      response.writeHead(status, { 'content-type': contentType });
+      response.end(body);
+    };
+    const route = `${request.method} ${request.url?.split('?')[0]}`;
+    if (route === 'GET /metrics') {
+      renderMetrics().then(
+        ({ contentType, body }) => reply(200, contentType, body),
+        () => reply(500, 'application/json', '{"error":{"code":"internal","message":"metrics failed"}}'),
+      );
+    } else if (route === 'GET /healthz') {
+      reply(200, 'application/json', '{"status":"ok"}');
+    } else if (route === 'GET /readyz') {
+      isReady().then(
+        (ready) => reply(ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : 'not_ready' })),
+        () => reply(503, 'application/json', '{"status":"not_ready"}'),
+      );
+    } else {
+      reply(404, 'application/json', '{"error":{"code":"not_found","message":"no such route"}}');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

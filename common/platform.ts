@@ -1,0 +1,106 @@
+/**
+ * The composition root: wires the roles a process runs (VEZA_ROLES) to their adapters.
+ * Nothing imports this module except the process entry (main.ts), the CLI, tests and
+ * benchmarks, so the roles themselves never depend on each other through it.
+ *
+ * Standalone (the default): all roles in one process, embedded PostgreSQL, in-process
+ * bus, sessions, rate limits and queue. Cluster: DATABASE_URL, REDIS_URL and NATS_URL,
+ * each role in its own process if wanted. Both go through the same code below.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createControlPlaneClient } from '../control-plane/client/index.js';
+import { startControlPlane } from '../control-plane/index.js';
+import { startEdge } from '../signaling/index.js';
+import type { Config } from './config.js';
+import { connectDatabase, type Sql } from './db/client.js';
+import { startEmbeddedPostgres } from './db/embedded.js';
+import { migrate } from './db/migrate.js';
+import type { Logger } from './log.js';
+import { type OpsServer, startOpsServer } from './ops-server.js';
+import { createPorts, type Ports } from './ports/index.js';
+
+export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../control-plane/migrations');
+
+export interface Platform {
+  config: Config;
+  sql: Sql;
+  ports: Ports;
+  /** Bound ports, useful when 0 (ephemeral) was configured. */
+  httpPort: number | null;
+  grpcPort: number | null;
+  opsPort: number | null;
+  close(): Promise<void>;
+}
+
+export async function startPlatform(config: Config, log: Logger): Promise<Platform> {
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    // Reverse start order: the edge stops taking requests before what it calls goes away.
+    for (const closer of closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        log.error({ err: error }, 'error while shutting down');
+      }
+    }
+  };
+  try {
+    let databaseUrl = config.DATABASE_URL;
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres(config.dataDir, config.EMBEDDED_PG_PORT, log);
+      closers.push(embedded.stop);
+      databaseUrl = embedded.url;
+    }
+    const sql = connectDatabase(databaseUrl, { onNotice: (message) => log.debug({ pg: message }, 'notice') });
+    closers.push(() => sql.end({ timeout: 5 }));
+    const roles = new Set(config.VEZA_ROLES);
+    if (roles.has('control-plane')) await migrate(sql, MIGRATIONS_DIR, log);
+
+    const ports = await createPorts(config, { sql, log });
+    closers.push(() => ports.close());
+
+    // Service identity for calls between roles: configured keys in cluster mode, and a
+    // fresh key per process in standalone mode, where every caller is in this process.
+    const apiKey = config.SERVICE_API_KEYS[0] ?? randomBytes(32).toString('base64url');
+
+    let grpcPort: number | null = null;
+    let controlPlaneAddress = config.controlPlaneAddress;
+    if (roles.has('control-plane')) {
+      const controlPlane = await startControlPlane({ config, sql, ports, log, apiKey });
+      closers.push(() => controlPlane.close());
+      grpcPort = controlPlane.port;
+      controlPlaneAddress = `${controlPlaneAddress.replace(/:\d+$/, '')}:${grpcPort}`;
+      log.info({ port: grpcPort }, 'control plane (gRPC) listening');
+    }
+
+    let httpPort: number | null = null;
+    if (roles.has('signaling')) {
+      const client = createControlPlaneClient({ address: controlPlaneAddress, apiKey, log });
+      closers.push(async () => client.close());
+      const edge = await startEdge({ config, log, controlPlane: client, blobs: ports.blobs });
+      closers.push(() => edge.close());
+      httpPort = edge.port;
+      log.info({ port: httpPort, url: config.publicUrl }, 'edge (HTTP and WebSocket) listening');
+    }
+
+    let ops: OpsServer | null = null;
+    if (!roles.has('signaling')) {
+      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
+      closers.push(() => ops?.close() ?? Promise.resolve());
+    }
+
+    return {
+      config,
+      sql,
+      ports,
+      httpPort,
+      grpcPort,
+      opsPort: ops?.port ?? null,
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+/**
+ * Installs whatever is missing before `npm start`, `npm test` or `npm run bench`, and
+ * costs almost nothing when nothing is. Only Node built-ins are used here because this
+ * runs before node_modules exists.
+ *
+ *   node common/setup/ensure.mjs [start|test]
+ *
+ * Steps, each skipped when already done:
+ *   1. Node.js version check.
+ *   2. Debian packages (ffmpeg; Chromium for tests).
+ *   3. The mediasoup worker, built from mediasoup's npm tarball against Debian's
+ *      libraries (mediasoup's own install downloads from GitHub, which cannot work here).
+ *   4. npm dependencies (`npm ci`), re-run only when package-lock.json changes.
+ *   5. The web app bundle.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureMediasoupWorker } from './mediasoup-worker.mjs';
+import { ensureDebianPackages } from './system-packages.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const purpose = process.argv[2] === 'test' ? 'test' : 'start';
+const log = (line) => console.error(`[setup] ${line}`);
+
+function checkNode() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < 20 || (major === 20 && minor < 19)) {
+    throw new Error(`Node.js >= 20.19 is required (found ${process.versions.node})`);
+  }
+}
+
+function ensureNpmDependencies(workerBin) {
+  const lock = path.join(root, 'package-lock.json');
+  const stamp = path.join(root, 'node_modules', '.veza-install-stamp');
+  const wanted = createHash('sha256').update(readFileSync(lock)).digest('hex');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === wanted) return;
+  log('installing npm dependencies (npm ci)');
+  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], {
+    cwd: root,
+    stdio: 'inherit',
+    // mediasoup's postinstall would download a worker from GitHub; ours is already built.
+    env: { ...process.env, MEDIASOUP_WORKER_BIN: workerBin },
+  });
+  if (result.status !== 0) throw new Error('npm ci failed (see the output above)');
+  writeFileSync(stamp, `${wanted}\n`);
+}
+
+function ensureWebBundle() {
+  const build = path.join(root, 'web', 'build.ts');
+  if (!existsSync(build)) return;
+  const result = spawnSync(process.execPath, ['--import', 'tsx', build, '--if-stale'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (result.status !== 0) throw new Error('building the web app failed (see the output above)');
+}
+
+async function main() {
+  const started = Date.now();
+  checkNode();
+  const packages = ['ffmpeg'];
+  if (purpose === 'test') packages.push('chromium');
+  ensureDebianPackages(packages, purpose === 'test' ? 'the test suite' : 'Veza Live', log);
+  const workerBin = await ensureMediasoupWorker({ log });
+  ensureNpmDependencies(workerBin);
+  ensureWebBundle();
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  log(`ready for ${purpose} in ${seconds}s`);
+}
+
+main().catch((error) => {
+  console.error(`[setup] FAILED: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
