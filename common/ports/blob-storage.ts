@@ -5,6 +5,7 @@
  * (cluster, when S3_* is set).
  */
 import type { Readable } from 'node:stream';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface BlobInfo {
   key: string;
@@ -15,8 +16,11 @@ export interface BlobInfo {
 export interface BlobStorage {
   /** Writes atomically: readers see the old object or the whole new one, never a part. */
   put(key: string, data: Buffer | Readable, contentType: string): Promise<BlobInfo>;
+  /** `range` bounds are inclusive, as in HTTP; an end past the last byte reads to the end. Throws NotFoundError. */
   get(key: string, range?: { start: number; end: number }): Promise<Readable>;
+  /** null when there is no such blob. */
   stat(key: string): Promise<BlobInfo | null>;
+  /** Deleting a missing blob is not an error. */
   delete(key: string): Promise<void>;
   /** The URL a browser fetches the object from. */
   publicUrl(key: string): string;
@@ -27,6 +31,6 @@ const KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,511}$/;
 /** Keys are built from ids and hashes; reject anything that could walk out of the store. */
 export function assertBlobKey(key: string): void {
   if (!KEY.test(key) || key.split('/').some((part) => part === '..' || part === '.' || part === '')) {
-    throw new Error(`invalid blob key "${key}"`);
+    throw new InvalidArgumentError(`invalid blob key "${key.slice(0, 600)}"`, 'key');
   }
 }

@@ -18,13 +18,22 @@ export interface SessionRecord {
   revokedReason: string | null;
 }
 
+/**
+ * Session ids are lowercase UUIDs (crypto.randomUUID()); any other id is an unknown session.
+ * An expired session is gone: get() returns null, listForUser() and the revokes skip it.
+ */
 export interface SessionStore {
+  /**
+   * Creates or replaces the session. Never un-revokes: when the stored session is already
+   * revoked it stays revoked with its first reason, so a save racing a revoke cannot undo it.
+   */
   save(record: SessionRecord): Promise<void>;
   get(sessionId: string): Promise<SessionRecord | null>;
-  /** Marks the session revoked; returns false when it was unknown or already revoked. */
+  /** Marks the session revoked; returns false when it was unknown or already revoked (true exactly once). */
   revoke(sessionId: string, reason: string): Promise<boolean>;
   /** Revokes every open session of a user (e.g. after a password change); returns the ids revoked. */
   revokeAllForUser(userId: number, reason: string): Promise<string[]>;
+  /** The user's unexpired sessions, revoked ones included, oldest first. */
   listForUser(userId: number): Promise<SessionRecord[]>;
   close(): Promise<void>;
 }

@@ -11,7 +11,7 @@
  *   2. Debian packages (ffmpeg; Chromium for tests).
  *   3. The mediasoup worker, built from mediasoup's npm tarball against Debian's
  *      libraries (mediasoup's own install downloads from GitHub, which cannot work here).
- *   4. npm dependencies (`npm ci`), re-run only when package-lock.json changes.
+ *   4. npm dependencies, re-installed only when package.json or package-lock.json changes.
  *   5. The web app bundle.
  */
 import { spawnSync } from 'node:child_process';
@@ -34,19 +34,25 @@ function checkNode() {
 }
 
 function ensureNpmDependencies(workerBin) {
-  const lock = path.join(root, 'package-lock.json');
   const stamp = path.join(root, 'node_modules', '.veza-install-stamp');
-  const wanted = createHash('sha256').update(readFileSync(lock)).digest('hex');
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === wanted) return;
-  log('installing npm dependencies (npm ci)');
-  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], {
+  const manifestHash = () =>
+    createHash('sha256')
+      .update(readFileSync(path.join(root, 'package.json')))
+      .update(readFileSync(path.join(root, 'package-lock.json')))
+      .digest('hex');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === manifestHash()) return;
+  // `npm install` rather than `npm ci`: npm 11.19 records only this platform's optional
+  // binaries (biome, buf, esbuild) in the lockfile and then `npm ci` refuses that same
+  // lockfile as out of sync. With an up-to-date lockfile, install resolves to it exactly.
+  log('installing npm dependencies (npm install)');
+  const result = spawnSync('npm', ['install', '--no-audit', '--no-fund'], {
     cwd: root,
     stdio: 'inherit',
     // mediasoup's postinstall would download a worker from GitHub; ours is already built.
     env: { ...process.env, MEDIASOUP_WORKER_BIN: workerBin },
   });
-  if (result.status !== 0) throw new Error('npm ci failed (see the output above)');
-  writeFileSync(stamp, `${wanted}\n`);
+  if (result.status !== 0) throw new Error('npm install failed (see the output above)');
+  writeFileSync(stamp, `${manifestHash()}\n`);
 }
 
 function ensureWebBundle() {

@@ -33,6 +33,7 @@ import {
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureDebianPackages, installHint } from './system-packages.mjs';
 
 const VERSION = '3.12.16';
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -67,7 +68,6 @@ const PKG_CONFIG_MODULES = {
   absl_optional: 'libabsl-dev',
   absl_strings: 'libabsl-dev',
 };
-const INSTALL_HINT = (pkgs) => `sudo apt-get install -y --no-install-recommends ${pkgs.join(' ')}`;
 
 /** A lock older than this is from a build that cannot still be running, whatever its pid says now. */
 const STALE_LOCK_MS = 60 * 60 * 1000;
@@ -106,7 +106,7 @@ export async function ensureMediasoupWorker({ log = console.log } = {}) {
   const target = mediasoupWorkerPath();
   if (isExecutableFile(target)) return target;
 
-  ensureDebianPackages(log);
+  ensureDebianPackages(DEBIAN_PACKAGES, 'the mediasoup worker build', log);
   const finalDir = dirname(target);
   mkdirSync(dirname(finalDir), { recursive: true });
   const release = await acquireLock(`${finalDir}.lock`, log);
@@ -215,52 +215,6 @@ function publish(outDir, finalDir) {
   }
 }
 
-let aptUpdated = false;
-
-/**
- * Fails early, naming the packages, rather than 3 minutes into a build with a compiler error. As root with
- * apt (containers, CI) it installs them, since that is what anyone would do next anyway.
- */
-function ensureDebianPackages(log) {
-  const missing = missingDebianPackages();
-  if (missing === null) {
-    log('mediasoup-worker: dpkg-query not found, cannot check Debian packages; trying the build anyway');
-    return;
-  }
-  if (missing.length === 0) return;
-  const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
-  if (canInstall) {
-    log(`mediasoup-worker: installing missing Debian packages: ${missing.join(' ')}`);
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    const apt = (args) => spawnSync('apt-get', args, { env, stdio: ['ignore', 2, 2] }).status === 0;
-    if (!aptUpdated) aptUpdated = apt(['update']);
-    apt(['install', '-y', '--no-install-recommends', ...missing]);
-  }
-  const still = missingDebianPackages();
-  if (still.length > 0) {
-    throw new Error(
-      `mediasoup-worker: missing Debian packages: ${still.join(' ')}\n` +
-        `  install them with: ${INSTALL_HINT(still)}`,
-    );
-  }
-}
-
-/** @returns {string[] | null} packages not installed, or null when dpkg-query is unavailable */
-function missingDebianPackages() {
-  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
-  const res = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...DEBIAN_PACKAGES], {
-    encoding: 'utf8',
-  });
-  if (res.error) return null;
-  const installed = new Set(
-    res.stdout
-      .split('\n')
-      .filter((l) => l.endsWith(' install ok installed'))
-      .map((l) => l.split(' ')[0].split(':')[0]),
-  );
-  return DEBIAN_PACKAGES.filter((p) => !installed.has(p));
-}
-
 /** Re-throws a build failure, adding which Debian package pkg-config cannot find, if any. */
 function explainMissingLibs(err) {
   const missing = Object.entries(PKG_CONFIG_MODULES)
@@ -268,7 +222,7 @@ function explainMissingLibs(err) {
     .map(([, pkg]) => pkg);
   const pkgs = [...new Set(missing)];
   if (pkgs.length > 0) {
-    err.message += `\n  pkg-config cannot find libraries from: ${pkgs.join(' ')}\n  install them with: ${INSTALL_HINT(pkgs)}`;
+    err.message += `\n  pkg-config cannot find libraries from: ${pkgs.join(' ')}\n  install them with: ${installHint(pkgs)}`;
   }
   throw err;
 }

@@ -1,15 +1,33 @@
 /**
  * Debian packages the platform needs from the system (the mediasoup worker's build
  * libraries, ffmpeg, Chromium for browser tests). Installed with apt-get when we are
- * root; otherwise the error names exactly what to install.
+ * root, since that is what anyone would do next anyway; otherwise the error names
+ * exactly what to install.
  */
 import { spawnSync } from 'node:child_process';
 
-/** @param {string} name */
-export function isDebianPackageInstalled(name) {
-  const result = spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' });
-  return result.status === 0 && result.stdout.includes('install ok installed');
+/**
+ * @param {string[]} names
+ * @returns {string[] | null} the packages not installed, or null when dpkg-query is unavailable (not Debian)
+ */
+export function missingDebianPackages(names) {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+  const res = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...names], { encoding: 'utf8' });
+  if (res.error) return null;
+  const installed = new Set(
+    res.stdout
+      .split('\n')
+      .filter((line) => line.endsWith(' install ok installed'))
+      .map((line) => line.split(' ')[0].split(':')[0]),
+  );
+  return names.filter((name) => !installed.has(name));
 }
+
+export function installHint(names) {
+  return `sudo apt-get install -y --no-install-recommends ${names.join(' ')}`;
+}
+
+let aptUpdated = false;
 
 /**
  * @param {string[]} names Debian package names
@@ -17,28 +35,22 @@ export function isDebianPackageInstalled(name) {
  * @param {(line: string) => void} log
  */
 export function ensureDebianPackages(names, why, log) {
-  if (spawnSync('dpkg-query', ['--version']).status !== 0) {
-    // Not Debian: we cannot check, so let the step that uses them fail with its own message.
+  const missing = missingDebianPackages(names);
+  if (missing === null) {
+    log(`dpkg-query not found, cannot check the Debian packages ${why} needs (${names.join(' ')}); going on`);
     return;
   }
-  const missing = names.filter((name) => !isDebianPackageInstalled(name));
   if (missing.length === 0) return;
-  const command = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
-  const isRoot = process.getuid?.() === 0;
-  const hasApt = spawnSync('apt-get', ['--version']).status === 0;
-  if (!isRoot || !hasApt) {
-    throw new Error(`${why} needs the Debian packages ${missing.join(', ')}; install them with: sudo ${command}`);
+  const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
+  if (canInstall) {
+    log(`installing Debian packages for ${why}: ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const apt = (args) => spawnSync('apt-get', args, { env, stdio: ['ignore', 2, 2] }).status === 0;
+    if (!aptUpdated) aptUpdated = apt(['update', '-qq']);
+    apt(['install', '-y', '-qq', '--no-install-recommends', ...missing]);
   }
-  log(`installing Debian packages for ${why}: ${missing.join(' ')}`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  if (update.status !== 0) throw new Error(`apt-get update failed while installing ${missing.join(', ')} for ${why}`);
-  const install = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env,
-  });
-  const stillMissing = missing.filter((name) => !isDebianPackageInstalled(name));
-  if (install.status !== 0 || stillMissing.length > 0) {
-    throw new Error(`${why} needs the Debian packages ${stillMissing.join(', ')}, and "${command}" failed`);
+  const still = missingDebianPackages(names) ?? [];
+  if (still.length > 0) {
+    throw new Error(`${why} needs the Debian packages ${still.join(' ')}\n  install them with: ${installHint(still)}`);
   }
 }

@@ -1,0 +1,99 @@
+/**
+ * Public surface of the ports: the interfaces, their adapters, and createPorts(), which
+ * picks the standalone or the cluster adapter of each port from the config.
+ */
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import type { Sql } from '../db/client.js';
+import type { Logger } from '../log.js';
+import type { BlobStorage } from './blob-storage.js';
+import type { EventBus } from './event-bus.js';
+import { FsBlobStorage } from './fs-blob-storage.js';
+import { MemoryEventBus } from './memory-event-bus.js';
+import { MemoryRateLimiter } from './memory-rate-limiter.js';
+import { NatsEventBus } from './nats-event-bus.js';
+import { PgSessionStore } from './pg-session-store.js';
+import type { RateLimiter } from './rate-limiter.js';
+import { RedisRateLimiter } from './redis-rate-limiter.js';
+import { RedisSessionStore } from './redis-session-store.js';
+import type { SessionStore } from './session-store.js';
+
+export { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
+export {
+  assertSubject,
+  type BusHandler,
+  type BusResponder,
+  type EventBus,
+  type Subscription,
+  subjectMatches,
+} from './event-bus.js';
+export { FsBlobStorage, type FsBlobStorageOptions } from './fs-blob-storage.js';
+export { MemoryEventBus, type MemoryEventBusOptions } from './memory-event-bus.js';
+export { MemoryRateLimiter } from './memory-rate-limiter.js';
+export { NatsEventBus, type NatsEventBusOptions } from './nats-event-bus.js';
+export { PgSessionStore } from './pg-session-store.js';
+export type { RateDecision, RateLimiter, RateRule } from './rate-limiter.js';
+export { RedisRateLimiter, type RedisRateLimiterOptions } from './redis-rate-limiter.js';
+export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
+export { isSessionActive, type SessionRecord, type SessionStore } from './session-store.js';
+
+/** Namespaces every Redis key of a deployment. */
+export const REDIS_KEY_PREFIX = 'veza:';
+
+export interface Ports {
+  bus: EventBus;
+  sessions: SessionStore;
+  rateLimiter: RateLimiter;
+  blobs: BlobStorage;
+  /** Closes everything createPorts opened; the SQL pool stays the caller's. */
+  close(): Promise<void>;
+}
+
+export async function createPorts(config: Config, deps: { sql: Sql; log: Logger }): Promise<Ports> {
+  const log = deps.log.child({ component: 'ports' });
+  const blobs = new FsBlobStorage({ root: path.join(config.dataDir, 'blobs'), baseUrl: config.publicUrl });
+
+  if (config.VEZA_MODE === 'standalone') {
+    const bus = new MemoryEventBus({ log });
+    const sessions = new PgSessionStore(deps.sql);
+    const rateLimiter = new MemoryRateLimiter();
+    return {
+      bus,
+      sessions,
+      rateLimiter,
+      blobs,
+      async close() {
+        await Promise.all([bus.close(), sessions.close(), rateLimiter.close()]);
+      },
+    };
+  }
+
+  if (!config.REDIS_URL || !config.NATS_URL) {
+    // loadConfig() refuses cluster mode without them; this guards hand-built configs.
+    throw new Error('cluster mode needs REDIS_URL and NATS_URL');
+  }
+  // Connect eagerly so a wrong URL stops the process at start, not at the first login.
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, connectionName: config.nodeId });
+  redis.on('error', (error: unknown) => log.warn({ err: error }, 'redis connection error'));
+  await redis.connect();
+  let bus: NatsEventBus;
+  try {
+    bus = await NatsEventBus.connect(config.NATS_URL, { log, name: config.nodeId });
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
+  const sessions = new RedisSessionStore({ redis, keyPrefix: REDIS_KEY_PREFIX });
+  const rateLimiter = new RedisRateLimiter({ redis, keyPrefix: REDIS_KEY_PREFIX });
+  return {
+    bus,
+    sessions,
+    rateLimiter,
+    blobs,
+    async close() {
+      await Promise.all([bus.close(), sessions.close(), rateLimiter.close()]);
+      await redis.quit();
+    },
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * Cluster EventBus on NATS core. Responders join one queue group, so the server hands
+ * each request to a single process; replies carry the envelope of bus-wire.ts.
+ */
+import {
+  connect,
+  ErrorCode,
+  Events,
+  type Msg,
+  type NatsConnection,
+  NatsError,
+  type Subscription as NatsSubscription,
+  type SubscriptionOptions,
+} from 'nats';
+import { UnavailableError, VezaError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import {
+  decodePayload,
+  decodeReply,
+  encodePayload,
+  encodeReply,
+  encodeReplyError,
+  requestTimeoutOf,
+} from './bus-wire.js';
+import {
+  assertSubject,
+  type BusHandler,
+  type BusResponder,
+  type EventBus,
+  type Subscription,
+} from './event-bus.js';
+
+/** Every responder of a subject is in this group, whatever process it runs in. */
+const RESPONDER_QUEUE = 'veza-responders';
+/** How long close() lets running responders finish their answer. */
+const CLOSE_GRACE_MS = 5_000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export interface NatsEventBusOptions {
+  log?: Logger;
+}
+
+export class NatsEventBus implements EventBus {
+  private readonly log: Logger;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly responderSubs = new Set<NatsSubscription>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    options: NatsEventBusOptions = {},
+  ) {
+    this.log = options.log ?? createLogger({ name: 'event-bus' });
+  }
+
+  /** Connects and keeps reconnecting for ever: a node without its bus waits for NATS rather than dying. */
+  static async connect(
+    servers: string,
+    options: NatsEventBusOptions & { name?: string } = {},
+  ): Promise<NatsEventBus> {
+    const nc = await connect({
+      servers: servers.split(',').map((server) => server.trim()),
+      name: options.name,
+      maxReconnectAttempts: -1,
+    });
+    const bus = new NatsEventBus(nc, options);
+    bus.watchStatus();
+    return bus;
+  }
+
+  async publish(subject: string, payload: unknown): Promise<void> {
+    assertSubject(subject, false);
+    const data = encoder.encode(encodePayload(payload));
+    try {
+      this.nc.publish(subject, data);
+    } catch (error) {
+      throw this.mapError(error, subject, 0);
+    }
+  }
+
+  subscribe(subject: string, handler: BusHandler): Subscription {
+    assertSubject(subject, true);
+    const sub = this.natsSubscribe(subject, {
+      callback: (error, msg) => {
+        if (error) {
+          this.log.error({ err: error, subject }, 'bus subscription failed');
+          return;
+        }
+        let payload: unknown;
+        try {
+          payload = decodePayload(decoder.decode(msg.data));
+        } catch (cause) {
+          this.log.warn({ err: cause, subject: msg.subject }, 'dropped a bus message that is not JSON');
+          return;
+        }
+        try {
+          const result: unknown = handler(payload, msg.subject);
+          if (result instanceof Promise) {
+            result.catch((cause: unknown) => this.handlerFailed(msg.subject, cause));
+          }
+        } catch (cause) {
+          this.handlerFailed(msg.subject, cause);
+        }
+      },
+    });
+    return this.wrap(sub);
+  }
+
+  respond(subject: string, responder: BusResponder): Subscription {
+    assertSubject(subject, true);
+    const sub = this.natsSubscribe(subject, {
+      queue: RESPONDER_QUEUE,
+      callback: (error, msg) => {
+        if (error) {
+          this.log.error({ err: error, subject }, 'bus responder subscription failed');
+          return;
+        }
+        // A plain publish on a request subject has nobody to answer.
+        if (!msg.reply) return;
+        const task = this.answer(msg, responder);
+        this.inFlight.add(task);
+        void task.finally(() => this.inFlight.delete(task));
+      },
+    });
+    this.responderSubs.add(sub);
+    const wrapped = this.wrap(sub);
+    return {
+      ready: wrapped.ready,
+      unsubscribe: () => {
+        this.responderSubs.delete(sub);
+        wrapped.unsubscribe();
+      },
+    };
+  }
+
+  async request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+    assertSubject(subject, false);
+    const timeoutMs = requestTimeoutOf(options);
+    const data = encoder.encode(encodePayload(payload));
+    let reply: Msg;
+    try {
+      reply = await this.nc.request(subject, data, { timeout: timeoutMs });
+    } catch (error) {
+      throw this.mapError(error, subject, timeoutMs);
+    }
+    return decodeReply(decoder.decode(reply.data), subject);
+  }
+
+  /** Stops taking requests, lets running responders answer (bounded), then drains the connection. */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    await Promise.allSettled([...this.responderSubs].map((sub) => sub.drain()));
+    this.responderSubs.clear();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, CLOSE_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!this.nc.isClosed()) await this.nc.drain();
+  }
+
+  private natsSubscribe(subject: string, options: SubscriptionOptions): NatsSubscription {
+    try {
+      return this.nc.subscribe(subject, options);
+    } catch (error) {
+      throw this.mapError(error, subject, 0);
+    }
+  }
+
+  private wrap(sub: NatsSubscription): Subscription {
+    const nc = this.nc;
+    let ready: Promise<void> | undefined;
+    return {
+      // A flush round trip proves the server has processed our SUB; only paid when asked for.
+      get ready() {
+        ready ??= nc.flush();
+        return ready;
+      },
+      unsubscribe: () => {
+        if (!sub.isClosed()) sub.unsubscribe();
+      },
+    };
+  }
+
+  private async answer(msg: Msg, responder: BusResponder): Promise<void> {
+    let text: string;
+    try {
+      text = encodeReply(await responder(decodePayload(decoder.decode(msg.data)), msg.subject));
+    } catch (error) {
+      if (!(error instanceof VezaError))
+        this.log.error({ err: error, subject: msg.subject }, 'bus responder failed');
+      text = encodeReplyError(error);
+    }
+    try {
+      msg.respond(encoder.encode(text));
+    } catch (error) {
+      // The connection closed under us; the requester times out.
+      this.log.warn({ err: error, subject: msg.subject }, 'could not send a bus reply');
+    }
+  }
+
+  private mapError(error: unknown, subject: string, timeoutMs: number): Error {
+    if (!(error instanceof NatsError)) return error instanceof Error ? error : new Error(String(error));
+    switch (error.code) {
+      case ErrorCode.NoResponders:
+        return new UnavailableError(`no responder for ${subject}`, { cause: error });
+      case ErrorCode.Timeout:
+        return new UnavailableError(`request to ${subject} timed out after ${timeoutMs} ms`, {
+          cause: error,
+        });
+      case ErrorCode.ConnectionClosed:
+      case ErrorCode.ConnectionDraining:
+        return new UnavailableError('event bus closed', { cause: error });
+      default:
+        return new UnavailableError(`event bus failed on ${subject}: ${error.code}`, { cause: error });
+    }
+  }
+
+  private handlerFailed(subject: string, error: unknown): void {
+    this.log.error({ err: error, subject }, 'bus subscriber failed');
+  }
+
+  private watchStatus(): void {
+    void (async () => {
+      for await (const status of this.nc.status()) {
+        // Debug events (ping timers, reconnect attempts) would flood the log at info.
+        const level = Object.values<string>(Events).includes(status.type) ? 'warn' : 'debug';
+        this.log[level]({ type: status.type, data: String(status.data) }, 'nats connection status');
+      }
+    })();
+  }
+}
