@@ -8,19 +8,16 @@
  * each role in its own process if wanted. Both go through the same code below.
  */
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane } from '../control-plane/index.js';
 import { startEdge } from '../signaling/index.js';
 import type { Config } from './config.js';
 import { connectDatabase, type Sql } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded.js';
-import { migrate } from './db/migrate.js';
+import { MIGRATIONS_DIR, migrate } from './db/migrate.js';
 import type { Logger } from './log.js';
 import { type OpsServer, startOpsServer } from './ops-server.js';
 import { createPorts, type Ports } from './ports/index.js';
-
-export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../control-plane/migrations');
 
 export interface Platform {
   config: Config;

@@ -10,6 +10,9 @@ import type { Logger } from '../log.js';
 import type { Sql } from './client.js';
 
 const MIGRATION_FILE = /^(\d{4})_[a-z0-9_]+\.sql$/;
+/** The platform's schema. The control plane owns it; every process that migrates reads it from here. */
+export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../control-plane/migrations');
+
 /** Arbitrary constant shared by every Veza process: the key of the migration lock. */
 const MIGRATION_LOCK_KEY = 7_360_431;
 

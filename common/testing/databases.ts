@@ -3,13 +3,10 @@
  * on the machine's PostgreSQL server (cluster, TEST_DATABASE_URL).
  */
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { inject } from 'vitest';
 import { connectDatabase, type Sql } from '../db/client.js';
-import { migrate } from '../db/migrate.js';
+import { MIGRATIONS_DIR, migrate } from '../db/migrate.js';
 import { createLogger } from '../log.js';
-
-export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../control-plane/migrations');
 
 export const clusterServices = {
   databaseUrl: process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
