@@ -94,10 +94,13 @@ export interface Message {
 
 export interface RoomActivity {
   roomId: number;
+  /** "join", "leave", "typing", "stopped_typing", "muted", "unmuted" or "banned". */
   activityType: string;
   userId: number;
+  /** UTF-8 JSON, e.g. {"until": "...", "reason": "..."} for "muted"; may be empty. */
   data: Buffer;
   timestamp: Date | undefined;
+  username: string;
 }
 
 export interface Room {
@@ -142,6 +145,156 @@ export interface LeaveRoomResponse {
 
 export interface StreamRoomActivityRequest {
   roomId: number;
+}
+
+export interface EditMessageRequest {
+  messageId: number;
+  content: string;
+}
+
+export interface EditMessageResponse {
+  success: boolean;
+  message: ChatMessage | undefined;
+}
+
+export interface DeleteMessageRequest {
+  messageId: number;
+  /** Recorded in the audit log when a moderator deletes someone else's message. */
+  reason: string;
+}
+
+export interface DeleteMessageResponse {
+  success: boolean;
+}
+
+/** Ephemeral: delivered on the room's activity stream, never stored. */
+export interface SendRoomActivityRequest {
+  roomId: number;
+  /** "typing", "stopped_typing", "join" or "leave" (presence, without changing membership). */
+  activityType: string;
+}
+
+export interface SendRoomActivityResponse {
+  success: boolean;
+}
+
+export interface ReportContentRequest {
+  /** "message", "user" or "stream". */
+  targetType: string;
+  targetId: number;
+  reason: string;
+  details: string;
+}
+
+export interface ReportContentResponse {
+  success: boolean;
+  reportId: number;
+}
+
+export interface MuteUserRequest {
+  roomId: number;
+  userId: number;
+  durationS: number;
+  reason: string;
+}
+
+export interface MuteUserResponse {
+  success: boolean;
+  expiresAt: Date | undefined;
+}
+
+export interface UnmuteUserRequest {
+  roomId: number;
+  userId: number;
+}
+
+export interface UnmuteUserResponse {
+  success: boolean;
+}
+
+export interface BanUserRequest {
+  roomId: number;
+  userId: number;
+  reason: string;
+  /** 0 bans until lifted with UnbanUser. */
+  durationS: number;
+}
+
+export interface BanUserResponse {
+  success: boolean;
+  /** Unset for a ban without end. */
+  expiresAt: Date | undefined;
+}
+
+export interface UnbanUserRequest {
+  roomId: number;
+  userId: number;
+}
+
+export interface UnbanUserResponse {
+  success: boolean;
+}
+
+export interface EndStreamRequest {
+  streamId: number;
+  reason: string;
+}
+
+export interface EndStreamResponse {
+  success: boolean;
+  /** "live" when it was still live and is now "ended"; "ended" when it had already ended. */
+  previousStatus: string;
+}
+
+/**
+ * One entry of the moderator queue: a report by a user, or a message the automatic
+ * moderation flagged (source "automatic", target_type "message").
+ */
+export interface ModerationItem {
+  reportId: number;
+  /** "user" or "automatic". */
+  source: string;
+  targetType: string;
+  targetId: number;
+  roomId: number;
+  reporterId: number;
+  reason: string;
+  details: string;
+  score: number;
+  reasons: string[];
+  /** "open", "dismissed", "actioned" or "approved". */
+  status: string;
+  /** The reported or flagged message, with its content, when the target is a message. */
+  message: ChatMessage | undefined;
+  createdAt: Date | undefined;
+  resolvedBy: number;
+  resolvedAt: Date | undefined;
+  resolutionNote: string;
+}
+
+export interface ListModerationQueueRequest {
+  /** "open" (default), "resolved" or "all". */
+  status: string;
+  limit: number;
+  /** Returns items with report_id below this one (older), for paging; 0 starts at the newest. */
+  beforeReportId: number;
+}
+
+export interface ListModerationQueueResponse {
+  items: ModerationItem[];
+  hasMore: boolean;
+}
+
+export interface ResolveReportRequest {
+  reportId: number;
+  /** "dismissed", "actioned", or "approved" (a flagged message was fine: it is delivered). */
+  resolution: string;
+  note: string;
+}
+
+export interface ResolveReportResponse {
+  success: boolean;
+  item: ModerationItem | undefined;
 }
 
 function createBaseChatMessage(): ChatMessage {
@@ -1135,7 +1288,7 @@ export const Message: MessageFns<Message> = {
 };
 
 function createBaseRoomActivity(): RoomActivity {
-  return { roomId: 0, activityType: "", userId: 0, data: Buffer.alloc(0), timestamp: undefined };
+  return { roomId: 0, activityType: "", userId: 0, data: Buffer.alloc(0), timestamp: undefined, username: "" };
 }
 
 export const RoomActivity: MessageFns<RoomActivity> = {
@@ -1154,6 +1307,9 @@ export const RoomActivity: MessageFns<RoomActivity> = {
     }
     if (message.timestamp !== undefined) {
       Timestamp.encode(toTimestamp(message.timestamp), writer.uint32(42).fork()).join();
+    }
+    if (message.username !== "") {
+      writer.uint32(50).string(message.username);
     }
     return writer;
   },
@@ -1211,6 +1367,14 @@ export const RoomActivity: MessageFns<RoomActivity> = {
             message.timestamp = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1242,6 +1406,7 @@ export const RoomActivity: MessageFns<RoomActivity> = {
         : 0,
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
     };
   },
 
@@ -1262,6 +1427,9 @@ export const RoomActivity: MessageFns<RoomActivity> = {
     if (message.timestamp !== undefined) {
       obj.timestamp = message.timestamp.toISOString();
     }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
     return obj;
   },
 
@@ -1275,6 +1443,7 @@ export const RoomActivity: MessageFns<RoomActivity> = {
     message.userId = object.userId ?? 0;
     message.data = object.data ?? Buffer.alloc(0);
     message.timestamp = object.timestamp ?? undefined;
+    message.username = object.username ?? "";
     return message;
   },
 };
@@ -2045,6 +2214,2398 @@ export const StreamRoomActivityRequest: MessageFns<StreamRoomActivityRequest> = 
   },
 };
 
+function createBaseEditMessageRequest(): EditMessageRequest {
+  return { messageId: 0, content: "" };
+}
+
+export const EditMessageRequest: MessageFns<EditMessageRequest> = {
+  encode(message: EditMessageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== 0) {
+      writer.uint32(8).int64(message.messageId);
+    }
+    if (message.content !== "") {
+      writer.uint32(18).string(message.content);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EditMessageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEditMessageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messageId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EditMessageRequest {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.Number(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.Number(object.message_id)
+        : 0,
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+    };
+  },
+
+  toJSON(message: EditMessageRequest): unknown {
+    const obj: any = {};
+    if (message.messageId !== 0) {
+      obj.messageId = Math.round(message.messageId);
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EditMessageRequest>, I>>(base?: I): EditMessageRequest {
+    return EditMessageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EditMessageRequest>, I>>(object: I): EditMessageRequest {
+    const message = createBaseEditMessageRequest();
+    message.messageId = object.messageId ?? 0;
+    message.content = object.content ?? "";
+    return message;
+  },
+};
+
+function createBaseEditMessageResponse(): EditMessageResponse {
+  return { success: false, message: undefined };
+}
+
+export const EditMessageResponse: MessageFns<EditMessageResponse> = {
+  encode(message: EditMessageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.message !== undefined) {
+      ChatMessage.encode(message.message, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EditMessageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEditMessageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = ChatMessage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EditMessageResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+    };
+  },
+
+  toJSON(message: EditMessageResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.message !== undefined) {
+      obj.message = ChatMessage.toJSON(message.message);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EditMessageResponse>, I>>(base?: I): EditMessageResponse {
+    return EditMessageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EditMessageResponse>, I>>(object: I): EditMessageResponse {
+    const message = createBaseEditMessageResponse();
+    message.success = object.success ?? false;
+    message.message = (object.message !== undefined && object.message !== null)
+      ? ChatMessage.fromPartial(object.message)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteMessageRequest(): DeleteMessageRequest {
+  return { messageId: 0, reason: "" };
+}
+
+export const DeleteMessageRequest: MessageFns<DeleteMessageRequest> = {
+  encode(message: DeleteMessageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== 0) {
+      writer.uint32(8).int64(message.messageId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteMessageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteMessageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messageId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteMessageRequest {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.Number(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.Number(object.message_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DeleteMessageRequest): unknown {
+    const obj: any = {};
+    if (message.messageId !== 0) {
+      obj.messageId = Math.round(message.messageId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteMessageRequest>, I>>(base?: I): DeleteMessageRequest {
+    return DeleteMessageRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteMessageRequest>, I>>(object: I): DeleteMessageRequest {
+    const message = createBaseDeleteMessageRequest();
+    message.messageId = object.messageId ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteMessageResponse(): DeleteMessageResponse {
+  return { success: false };
+}
+
+export const DeleteMessageResponse: MessageFns<DeleteMessageResponse> = {
+  encode(message: DeleteMessageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteMessageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteMessageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteMessageResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: DeleteMessageResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteMessageResponse>, I>>(base?: I): DeleteMessageResponse {
+    return DeleteMessageResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteMessageResponse>, I>>(object: I): DeleteMessageResponse {
+    const message = createBaseDeleteMessageResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseSendRoomActivityRequest(): SendRoomActivityRequest {
+  return { roomId: 0, activityType: "" };
+}
+
+export const SendRoomActivityRequest: MessageFns<SendRoomActivityRequest> = {
+  encode(message: SendRoomActivityRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.roomId !== 0) {
+      writer.uint32(8).int64(message.roomId);
+    }
+    if (message.activityType !== "") {
+      writer.uint32(18).string(message.activityType);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendRoomActivityRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendRoomActivityRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.activityType = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendRoomActivityRequest {
+    return {
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      activityType: isSet(object.activityType)
+        ? globalThis.String(object.activityType)
+        : isSet(object.activity_type)
+        ? globalThis.String(object.activity_type)
+        : "",
+    };
+  },
+
+  toJSON(message: SendRoomActivityRequest): unknown {
+    const obj: any = {};
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.activityType !== "") {
+      obj.activityType = message.activityType;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendRoomActivityRequest>, I>>(base?: I): SendRoomActivityRequest {
+    return SendRoomActivityRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendRoomActivityRequest>, I>>(object: I): SendRoomActivityRequest {
+    const message = createBaseSendRoomActivityRequest();
+    message.roomId = object.roomId ?? 0;
+    message.activityType = object.activityType ?? "";
+    return message;
+  },
+};
+
+function createBaseSendRoomActivityResponse(): SendRoomActivityResponse {
+  return { success: false };
+}
+
+export const SendRoomActivityResponse: MessageFns<SendRoomActivityResponse> = {
+  encode(message: SendRoomActivityResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendRoomActivityResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendRoomActivityResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendRoomActivityResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: SendRoomActivityResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendRoomActivityResponse>, I>>(base?: I): SendRoomActivityResponse {
+    return SendRoomActivityResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendRoomActivityResponse>, I>>(object: I): SendRoomActivityResponse {
+    const message = createBaseSendRoomActivityResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseReportContentRequest(): ReportContentRequest {
+  return { targetType: "", targetId: 0, reason: "", details: "" };
+}
+
+export const ReportContentRequest: MessageFns<ReportContentRequest> = {
+  encode(message: ReportContentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.targetType !== "") {
+      writer.uint32(10).string(message.targetType);
+    }
+    if (message.targetId !== 0) {
+      writer.uint32(16).int64(message.targetId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.details !== "") {
+      writer.uint32(34).string(message.details);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportContentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportContentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.targetType = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.targetId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.details = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportContentRequest {
+    return {
+      targetType: isSet(object.targetType)
+        ? globalThis.String(object.targetType)
+        : isSet(object.target_type)
+        ? globalThis.String(object.target_type)
+        : "",
+      targetId: isSet(object.targetId)
+        ? globalThis.Number(object.targetId)
+        : isSet(object.target_id)
+        ? globalThis.Number(object.target_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      details: isSet(object.details) ? globalThis.String(object.details) : "",
+    };
+  },
+
+  toJSON(message: ReportContentRequest): unknown {
+    const obj: any = {};
+    if (message.targetType !== "") {
+      obj.targetType = message.targetType;
+    }
+    if (message.targetId !== 0) {
+      obj.targetId = Math.round(message.targetId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.details !== "") {
+      obj.details = message.details;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportContentRequest>, I>>(base?: I): ReportContentRequest {
+    return ReportContentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportContentRequest>, I>>(object: I): ReportContentRequest {
+    const message = createBaseReportContentRequest();
+    message.targetType = object.targetType ?? "";
+    message.targetId = object.targetId ?? 0;
+    message.reason = object.reason ?? "";
+    message.details = object.details ?? "";
+    return message;
+  },
+};
+
+function createBaseReportContentResponse(): ReportContentResponse {
+  return { success: false, reportId: 0 };
+}
+
+export const ReportContentResponse: MessageFns<ReportContentResponse> = {
+  encode(message: ReportContentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.reportId !== 0) {
+      writer.uint32(16).int64(message.reportId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportContentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportContentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reportId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportContentResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      reportId: isSet(object.reportId)
+        ? globalThis.Number(object.reportId)
+        : isSet(object.report_id)
+        ? globalThis.Number(object.report_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: ReportContentResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.reportId !== 0) {
+      obj.reportId = Math.round(message.reportId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportContentResponse>, I>>(base?: I): ReportContentResponse {
+    return ReportContentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportContentResponse>, I>>(object: I): ReportContentResponse {
+    const message = createBaseReportContentResponse();
+    message.success = object.success ?? false;
+    message.reportId = object.reportId ?? 0;
+    return message;
+  },
+};
+
+function createBaseMuteUserRequest(): MuteUserRequest {
+  return { roomId: 0, userId: 0, durationS: 0, reason: "" };
+}
+
+export const MuteUserRequest: MessageFns<MuteUserRequest> = {
+  encode(message: MuteUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.roomId !== 0) {
+      writer.uint32(8).int64(message.roomId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(16).int64(message.userId);
+    }
+    if (message.durationS !== 0) {
+      writer.uint32(24).int32(message.durationS);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MuteUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMuteUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.durationS = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MuteUserRequest {
+    return {
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+      durationS: isSet(object.durationS)
+        ? globalThis.Number(object.durationS)
+        : isSet(object.duration_s)
+        ? globalThis.Number(object.duration_s)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: MuteUserRequest): unknown {
+    const obj: any = {};
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    if (message.durationS !== 0) {
+      obj.durationS = Math.round(message.durationS);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MuteUserRequest>, I>>(base?: I): MuteUserRequest {
+    return MuteUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MuteUserRequest>, I>>(object: I): MuteUserRequest {
+    const message = createBaseMuteUserRequest();
+    message.roomId = object.roomId ?? 0;
+    message.userId = object.userId ?? 0;
+    message.durationS = object.durationS ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseMuteUserResponse(): MuteUserResponse {
+  return { success: false, expiresAt: undefined };
+}
+
+export const MuteUserResponse: MessageFns<MuteUserResponse> = {
+  encode(message: MuteUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MuteUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMuteUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MuteUserResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: MuteUserResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MuteUserResponse>, I>>(base?: I): MuteUserResponse {
+    return MuteUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MuteUserResponse>, I>>(object: I): MuteUserResponse {
+    const message = createBaseMuteUserResponse();
+    message.success = object.success ?? false;
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUnmuteUserRequest(): UnmuteUserRequest {
+  return { roomId: 0, userId: 0 };
+}
+
+export const UnmuteUserRequest: MessageFns<UnmuteUserRequest> = {
+  encode(message: UnmuteUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.roomId !== 0) {
+      writer.uint32(8).int64(message.roomId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(16).int64(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmuteUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmuteUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnmuteUserRequest {
+    return {
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: UnmuteUserRequest): unknown {
+    const obj: any = {};
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnmuteUserRequest>, I>>(base?: I): UnmuteUserRequest {
+    return UnmuteUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnmuteUserRequest>, I>>(object: I): UnmuteUserRequest {
+    const message = createBaseUnmuteUserRequest();
+    message.roomId = object.roomId ?? 0;
+    message.userId = object.userId ?? 0;
+    return message;
+  },
+};
+
+function createBaseUnmuteUserResponse(): UnmuteUserResponse {
+  return { success: false };
+}
+
+export const UnmuteUserResponse: MessageFns<UnmuteUserResponse> = {
+  encode(message: UnmuteUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmuteUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmuteUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnmuteUserResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: UnmuteUserResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnmuteUserResponse>, I>>(base?: I): UnmuteUserResponse {
+    return UnmuteUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnmuteUserResponse>, I>>(object: I): UnmuteUserResponse {
+    const message = createBaseUnmuteUserResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseBanUserRequest(): BanUserRequest {
+  return { roomId: 0, userId: 0, reason: "", durationS: 0 };
+}
+
+export const BanUserRequest: MessageFns<BanUserRequest> = {
+  encode(message: BanUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.roomId !== 0) {
+      writer.uint32(8).int64(message.roomId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(16).int64(message.userId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.durationS !== 0) {
+      writer.uint32(32).int32(message.durationS);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BanUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBanUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationS = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BanUserRequest {
+    return {
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      durationS: isSet(object.durationS)
+        ? globalThis.Number(object.durationS)
+        : isSet(object.duration_s)
+        ? globalThis.Number(object.duration_s)
+        : 0,
+    };
+  },
+
+  toJSON(message: BanUserRequest): unknown {
+    const obj: any = {};
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.durationS !== 0) {
+      obj.durationS = Math.round(message.durationS);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BanUserRequest>, I>>(base?: I): BanUserRequest {
+    return BanUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BanUserRequest>, I>>(object: I): BanUserRequest {
+    const message = createBaseBanUserRequest();
+    message.roomId = object.roomId ?? 0;
+    message.userId = object.userId ?? 0;
+    message.reason = object.reason ?? "";
+    message.durationS = object.durationS ?? 0;
+    return message;
+  },
+};
+
+function createBaseBanUserResponse(): BanUserResponse {
+  return { success: false, expiresAt: undefined };
+}
+
+export const BanUserResponse: MessageFns<BanUserResponse> = {
+  encode(message: BanUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BanUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBanUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BanUserResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: BanUserResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BanUserResponse>, I>>(base?: I): BanUserResponse {
+    return BanUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BanUserResponse>, I>>(object: I): BanUserResponse {
+    const message = createBaseBanUserResponse();
+    message.success = object.success ?? false;
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUnbanUserRequest(): UnbanUserRequest {
+  return { roomId: 0, userId: 0 };
+}
+
+export const UnbanUserRequest: MessageFns<UnbanUserRequest> = {
+  encode(message: UnbanUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.roomId !== 0) {
+      writer.uint32(8).int64(message.roomId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(16).int64(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnbanUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnbanUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnbanUserRequest {
+    return {
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: UnbanUserRequest): unknown {
+    const obj: any = {};
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnbanUserRequest>, I>>(base?: I): UnbanUserRequest {
+    return UnbanUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnbanUserRequest>, I>>(object: I): UnbanUserRequest {
+    const message = createBaseUnbanUserRequest();
+    message.roomId = object.roomId ?? 0;
+    message.userId = object.userId ?? 0;
+    return message;
+  },
+};
+
+function createBaseUnbanUserResponse(): UnbanUserResponse {
+  return { success: false };
+}
+
+export const UnbanUserResponse: MessageFns<UnbanUserResponse> = {
+  encode(message: UnbanUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnbanUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnbanUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnbanUserResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: UnbanUserResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnbanUserResponse>, I>>(base?: I): UnbanUserResponse {
+    return UnbanUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnbanUserResponse>, I>>(object: I): UnbanUserResponse {
+    const message = createBaseUnbanUserResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseEndStreamRequest(): EndStreamRequest {
+  return { streamId: 0, reason: "" };
+}
+
+export const EndStreamRequest: MessageFns<EndStreamRequest> = {
+  encode(message: EndStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndStreamRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: EndStreamRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndStreamRequest>, I>>(base?: I): EndStreamRequest {
+    return EndStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndStreamRequest>, I>>(object: I): EndStreamRequest {
+    const message = createBaseEndStreamRequest();
+    message.streamId = object.streamId ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseEndStreamResponse(): EndStreamResponse {
+  return { success: false, previousStatus: "" };
+}
+
+export const EndStreamResponse: MessageFns<EndStreamResponse> = {
+  encode(message: EndStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.previousStatus !== "") {
+      writer.uint32(18).string(message.previousStatus);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousStatus = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndStreamResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      previousStatus: isSet(object.previousStatus)
+        ? globalThis.String(object.previousStatus)
+        : isSet(object.previous_status)
+        ? globalThis.String(object.previous_status)
+        : "",
+    };
+  },
+
+  toJSON(message: EndStreamResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.previousStatus !== "") {
+      obj.previousStatus = message.previousStatus;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndStreamResponse>, I>>(base?: I): EndStreamResponse {
+    return EndStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndStreamResponse>, I>>(object: I): EndStreamResponse {
+    const message = createBaseEndStreamResponse();
+    message.success = object.success ?? false;
+    message.previousStatus = object.previousStatus ?? "";
+    return message;
+  },
+};
+
+function createBaseModerationItem(): ModerationItem {
+  return {
+    reportId: 0,
+    source: "",
+    targetType: "",
+    targetId: 0,
+    roomId: 0,
+    reporterId: 0,
+    reason: "",
+    details: "",
+    score: 0,
+    reasons: [],
+    status: "",
+    message: undefined,
+    createdAt: undefined,
+    resolvedBy: 0,
+    resolvedAt: undefined,
+    resolutionNote: "",
+  };
+}
+
+export const ModerationItem: MessageFns<ModerationItem> = {
+  encode(message: ModerationItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reportId !== 0) {
+      writer.uint32(8).int64(message.reportId);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.targetType !== "") {
+      writer.uint32(26).string(message.targetType);
+    }
+    if (message.targetId !== 0) {
+      writer.uint32(32).int64(message.targetId);
+    }
+    if (message.roomId !== 0) {
+      writer.uint32(40).int64(message.roomId);
+    }
+    if (message.reporterId !== 0) {
+      writer.uint32(48).int64(message.reporterId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.details !== "") {
+      writer.uint32(66).string(message.details);
+    }
+    if (message.score !== 0) {
+      writer.uint32(73).double(message.score);
+    }
+    for (const v of message.reasons) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.status !== "") {
+      writer.uint32(90).string(message.status);
+    }
+    if (message.message !== undefined) {
+      ChatMessage.encode(message.message, writer.uint32(98).fork()).join();
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(106).fork()).join();
+    }
+    if (message.resolvedBy !== 0) {
+      writer.uint32(112).int64(message.resolvedBy);
+    }
+    if (message.resolvedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resolvedAt), writer.uint32(122).fork()).join();
+    }
+    if (message.resolutionNote !== "") {
+      writer.uint32(130).string(message.resolutionNote);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModerationItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModerationItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reportId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.targetType = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.targetId = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reporterId = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.details = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reasons.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.message = ChatMessage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.resolvedBy = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.resolvedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.resolutionNote = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModerationItem {
+    return {
+      reportId: isSet(object.reportId)
+        ? globalThis.Number(object.reportId)
+        : isSet(object.report_id)
+        ? globalThis.Number(object.report_id)
+        : 0,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      targetType: isSet(object.targetType)
+        ? globalThis.String(object.targetType)
+        : isSet(object.target_type)
+        ? globalThis.String(object.target_type)
+        : "",
+      targetId: isSet(object.targetId)
+        ? globalThis.Number(object.targetId)
+        : isSet(object.target_id)
+        ? globalThis.Number(object.target_id)
+        : 0,
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      reporterId: isSet(object.reporterId)
+        ? globalThis.Number(object.reporterId)
+        : isSet(object.reporter_id)
+        ? globalThis.Number(object.reporter_id)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      details: isSet(object.details) ? globalThis.String(object.details) : "",
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      reasons: globalThis.Array.isArray(object?.reasons)
+        ? object.reasons.map((e: any) => globalThis.String(e))
+        : [],
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      resolvedBy: isSet(object.resolvedBy)
+        ? globalThis.Number(object.resolvedBy)
+        : isSet(object.resolved_by)
+        ? globalThis.Number(object.resolved_by)
+        : 0,
+      resolvedAt: isSet(object.resolvedAt)
+        ? fromJsonTimestamp(object.resolvedAt)
+        : isSet(object.resolved_at)
+        ? fromJsonTimestamp(object.resolved_at)
+        : undefined,
+      resolutionNote: isSet(object.resolutionNote)
+        ? globalThis.String(object.resolutionNote)
+        : isSet(object.resolution_note)
+        ? globalThis.String(object.resolution_note)
+        : "",
+    };
+  },
+
+  toJSON(message: ModerationItem): unknown {
+    const obj: any = {};
+    if (message.reportId !== 0) {
+      obj.reportId = Math.round(message.reportId);
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.targetType !== "") {
+      obj.targetType = message.targetType;
+    }
+    if (message.targetId !== 0) {
+      obj.targetId = Math.round(message.targetId);
+    }
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.reporterId !== 0) {
+      obj.reporterId = Math.round(message.reporterId);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.details !== "") {
+      obj.details = message.details;
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    if (message.reasons?.length) {
+      obj.reasons = message.reasons;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.message !== undefined) {
+      obj.message = ChatMessage.toJSON(message.message);
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.resolvedBy !== 0) {
+      obj.resolvedBy = Math.round(message.resolvedBy);
+    }
+    if (message.resolvedAt !== undefined) {
+      obj.resolvedAt = message.resolvedAt.toISOString();
+    }
+    if (message.resolutionNote !== "") {
+      obj.resolutionNote = message.resolutionNote;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ModerationItem>, I>>(base?: I): ModerationItem {
+    return ModerationItem.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ModerationItem>, I>>(object: I): ModerationItem {
+    const message = createBaseModerationItem();
+    message.reportId = object.reportId ?? 0;
+    message.source = object.source ?? "";
+    message.targetType = object.targetType ?? "";
+    message.targetId = object.targetId ?? 0;
+    message.roomId = object.roomId ?? 0;
+    message.reporterId = object.reporterId ?? 0;
+    message.reason = object.reason ?? "";
+    message.details = object.details ?? "";
+    message.score = object.score ?? 0;
+    message.reasons = object.reasons?.map((e) => e) || [];
+    message.status = object.status ?? "";
+    message.message = (object.message !== undefined && object.message !== null)
+      ? ChatMessage.fromPartial(object.message)
+      : undefined;
+    message.createdAt = object.createdAt ?? undefined;
+    message.resolvedBy = object.resolvedBy ?? 0;
+    message.resolvedAt = object.resolvedAt ?? undefined;
+    message.resolutionNote = object.resolutionNote ?? "";
+    return message;
+  },
+};
+
+function createBaseListModerationQueueRequest(): ListModerationQueueRequest {
+  return { status: "", limit: 0, beforeReportId: 0 };
+}
+
+export const ListModerationQueueRequest: MessageFns<ListModerationQueueRequest> = {
+  encode(message: ListModerationQueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== "") {
+      writer.uint32(10).string(message.status);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).int32(message.limit);
+    }
+    if (message.beforeReportId !== 0) {
+      writer.uint32(24).int64(message.beforeReportId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListModerationQueueRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListModerationQueueRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.beforeReportId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListModerationQueueRequest {
+    return {
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      beforeReportId: isSet(object.beforeReportId)
+        ? globalThis.Number(object.beforeReportId)
+        : isSet(object.before_report_id)
+        ? globalThis.Number(object.before_report_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListModerationQueueRequest): unknown {
+    const obj: any = {};
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.beforeReportId !== 0) {
+      obj.beforeReportId = Math.round(message.beforeReportId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListModerationQueueRequest>, I>>(base?: I): ListModerationQueueRequest {
+    return ListModerationQueueRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListModerationQueueRequest>, I>>(object: I): ListModerationQueueRequest {
+    const message = createBaseListModerationQueueRequest();
+    message.status = object.status ?? "";
+    message.limit = object.limit ?? 0;
+    message.beforeReportId = object.beforeReportId ?? 0;
+    return message;
+  },
+};
+
+function createBaseListModerationQueueResponse(): ListModerationQueueResponse {
+  return { items: [], hasMore: false };
+}
+
+export const ListModerationQueueResponse: MessageFns<ListModerationQueueResponse> = {
+  encode(message: ListModerationQueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      ModerationItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.hasMore !== false) {
+      writer.uint32(16).bool(message.hasMore);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListModerationQueueResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListModerationQueueResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(ModerationItem.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.hasMore = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListModerationQueueResponse {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ModerationItem.fromJSON(e)) : [],
+      hasMore: isSet(object.hasMore)
+        ? globalThis.Boolean(object.hasMore)
+        : isSet(object.has_more)
+        ? globalThis.Boolean(object.has_more)
+        : false,
+    };
+  },
+
+  toJSON(message: ListModerationQueueResponse): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => ModerationItem.toJSON(e));
+    }
+    if (message.hasMore !== false) {
+      obj.hasMore = message.hasMore;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListModerationQueueResponse>, I>>(base?: I): ListModerationQueueResponse {
+    return ListModerationQueueResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListModerationQueueResponse>, I>>(object: I): ListModerationQueueResponse {
+    const message = createBaseListModerationQueueResponse();
+    message.items = object.items?.map((e) => ModerationItem.fromPartial(e)) || [];
+    message.hasMore = object.hasMore ?? false;
+    return message;
+  },
+};
+
+function createBaseResolveReportRequest(): ResolveReportRequest {
+  return { reportId: 0, resolution: "", note: "" };
+}
+
+export const ResolveReportRequest: MessageFns<ResolveReportRequest> = {
+  encode(message: ResolveReportRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reportId !== 0) {
+      writer.uint32(8).int64(message.reportId);
+    }
+    if (message.resolution !== "") {
+      writer.uint32(18).string(message.resolution);
+    }
+    if (message.note !== "") {
+      writer.uint32(26).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveReportRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveReportRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reportId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resolution = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveReportRequest {
+    return {
+      reportId: isSet(object.reportId)
+        ? globalThis.Number(object.reportId)
+        : isSet(object.report_id)
+        ? globalThis.Number(object.report_id)
+        : 0,
+      resolution: isSet(object.resolution) ? globalThis.String(object.resolution) : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: ResolveReportRequest): unknown {
+    const obj: any = {};
+    if (message.reportId !== 0) {
+      obj.reportId = Math.round(message.reportId);
+    }
+    if (message.resolution !== "") {
+      obj.resolution = message.resolution;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResolveReportRequest>, I>>(base?: I): ResolveReportRequest {
+    return ResolveReportRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResolveReportRequest>, I>>(object: I): ResolveReportRequest {
+    const message = createBaseResolveReportRequest();
+    message.reportId = object.reportId ?? 0;
+    message.resolution = object.resolution ?? "";
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseResolveReportResponse(): ResolveReportResponse {
+  return { success: false, item: undefined };
+}
+
+export const ResolveReportResponse: MessageFns<ResolveReportResponse> = {
+  encode(message: ResolveReportResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.item !== undefined) {
+      ModerationItem.encode(message.item, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveReportResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveReportResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.item = ModerationItem.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveReportResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      item: isSet(object.item) ? ModerationItem.fromJSON(object.item) : undefined,
+    };
+  },
+
+  toJSON(message: ResolveReportResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.item !== undefined) {
+      obj.item = ModerationItem.toJSON(message.item);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResolveReportResponse>, I>>(base?: I): ResolveReportResponse {
+    return ResolveReportResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResolveReportResponse>, I>>(object: I): ResolveReportResponse {
+    const message = createBaseResolveReportResponse();
+    message.success = object.success ?? false;
+    message.item = (object.item !== undefined && object.item !== null)
+      ? ModerationItem.fromPartial(object.item)
+      : undefined;
+    return message;
+  },
+};
+
 export type ChatServiceService = typeof ChatServiceService;
 export const ChatServiceService = {
   /** Unary RPCs */
@@ -2124,6 +4685,113 @@ export const ChatServiceService = {
     responseSerialize: (value: ChatMessage): Buffer => Buffer.from(ChatMessage.encode(value).finish()),
     responseDeserialize: (value: Buffer): ChatMessage => ChatMessage.decode(value),
   },
+  /** Platform additions: editing, ephemeral activity, reports and moderator actions. */
+  editMessage: {
+    path: "/veza.chat.ChatService/EditMessage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EditMessageRequest): Buffer => Buffer.from(EditMessageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EditMessageRequest => EditMessageRequest.decode(value),
+    responseSerialize: (value: EditMessageResponse): Buffer => Buffer.from(EditMessageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EditMessageResponse => EditMessageResponse.decode(value),
+  },
+  deleteMessage: {
+    path: "/veza.chat.ChatService/DeleteMessage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteMessageRequest): Buffer => Buffer.from(DeleteMessageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteMessageRequest => DeleteMessageRequest.decode(value),
+    responseSerialize: (value: DeleteMessageResponse): Buffer =>
+      Buffer.from(DeleteMessageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteMessageResponse => DeleteMessageResponse.decode(value),
+  },
+  sendRoomActivity: {
+    path: "/veza.chat.ChatService/SendRoomActivity" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SendRoomActivityRequest): Buffer =>
+      Buffer.from(SendRoomActivityRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendRoomActivityRequest => SendRoomActivityRequest.decode(value),
+    responseSerialize: (value: SendRoomActivityResponse): Buffer =>
+      Buffer.from(SendRoomActivityResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SendRoomActivityResponse => SendRoomActivityResponse.decode(value),
+  },
+  reportContent: {
+    path: "/veza.chat.ChatService/ReportContent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportContentRequest): Buffer => Buffer.from(ReportContentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportContentRequest => ReportContentRequest.decode(value),
+    responseSerialize: (value: ReportContentResponse): Buffer =>
+      Buffer.from(ReportContentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportContentResponse => ReportContentResponse.decode(value),
+  },
+  muteUser: {
+    path: "/veza.chat.ChatService/MuteUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MuteUserRequest): Buffer => Buffer.from(MuteUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MuteUserRequest => MuteUserRequest.decode(value),
+    responseSerialize: (value: MuteUserResponse): Buffer => Buffer.from(MuteUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MuteUserResponse => MuteUserResponse.decode(value),
+  },
+  unmuteUser: {
+    path: "/veza.chat.ChatService/UnmuteUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnmuteUserRequest): Buffer => Buffer.from(UnmuteUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnmuteUserRequest => UnmuteUserRequest.decode(value),
+    responseSerialize: (value: UnmuteUserResponse): Buffer => Buffer.from(UnmuteUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnmuteUserResponse => UnmuteUserResponse.decode(value),
+  },
+  banUser: {
+    path: "/veza.chat.ChatService/BanUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BanUserRequest): Buffer => Buffer.from(BanUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BanUserRequest => BanUserRequest.decode(value),
+    responseSerialize: (value: BanUserResponse): Buffer => Buffer.from(BanUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BanUserResponse => BanUserResponse.decode(value),
+  },
+  unbanUser: {
+    path: "/veza.chat.ChatService/UnbanUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnbanUserRequest): Buffer => Buffer.from(UnbanUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnbanUserRequest => UnbanUserRequest.decode(value),
+    responseSerialize: (value: UnbanUserResponse): Buffer => Buffer.from(UnbanUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnbanUserResponse => UnbanUserResponse.decode(value),
+  },
+  endStream: {
+    path: "/veza.chat.ChatService/EndStream" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EndStreamRequest): Buffer => Buffer.from(EndStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EndStreamRequest => EndStreamRequest.decode(value),
+    responseSerialize: (value: EndStreamResponse): Buffer => Buffer.from(EndStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EndStreamResponse => EndStreamResponse.decode(value),
+  },
+  listModerationQueue: {
+    path: "/veza.chat.ChatService/ListModerationQueue" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListModerationQueueRequest): Buffer =>
+      Buffer.from(ListModerationQueueRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListModerationQueueRequest => ListModerationQueueRequest.decode(value),
+    responseSerialize: (value: ListModerationQueueResponse): Buffer =>
+      Buffer.from(ListModerationQueueResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListModerationQueueResponse => ListModerationQueueResponse.decode(value),
+  },
+  resolveReport: {
+    path: "/veza.chat.ChatService/ResolveReport" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResolveReportRequest): Buffer => Buffer.from(ResolveReportRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResolveReportRequest => ResolveReportRequest.decode(value),
+    responseSerialize: (value: ResolveReportResponse): Buffer =>
+      Buffer.from(ResolveReportResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResolveReportResponse => ResolveReportResponse.decode(value),
+  },
 } as const;
 
 export interface ChatServiceServer extends UntypedServiceImplementation {
@@ -2138,6 +4806,18 @@ export interface ChatServiceServer extends UntypedServiceImplementation {
   streamRoomActivity: handleServerStreamingCall<StreamRoomActivityRequest, RoomActivity>;
   /** Bidirectional Streaming RPCs */
   chatStream: handleBidiStreamingCall<ChatMessage, ChatMessage>;
+  /** Platform additions: editing, ephemeral activity, reports and moderator actions. */
+  editMessage: handleUnaryCall<EditMessageRequest, EditMessageResponse>;
+  deleteMessage: handleUnaryCall<DeleteMessageRequest, DeleteMessageResponse>;
+  sendRoomActivity: handleUnaryCall<SendRoomActivityRequest, SendRoomActivityResponse>;
+  reportContent: handleUnaryCall<ReportContentRequest, ReportContentResponse>;
+  muteUser: handleUnaryCall<MuteUserRequest, MuteUserResponse>;
+  unmuteUser: handleUnaryCall<UnmuteUserRequest, UnmuteUserResponse>;
+  banUser: handleUnaryCall<BanUserRequest, BanUserResponse>;
+  unbanUser: handleUnaryCall<UnbanUserRequest, UnbanUserResponse>;
+  endStream: handleUnaryCall<EndStreamRequest, EndStreamResponse>;
+  listModerationQueue: handleUnaryCall<ListModerationQueueRequest, ListModerationQueueResponse>;
+  resolveReport: handleUnaryCall<ResolveReportRequest, ResolveReportResponse>;
 }
 
 export interface ChatServiceClient extends Client {
@@ -2237,6 +4917,172 @@ export interface ChatServiceClient extends Client {
   chatStream(): ClientDuplexStream<ChatMessage, ChatMessage>;
   chatStream(options: Partial<CallOptions>): ClientDuplexStream<ChatMessage, ChatMessage>;
   chatStream(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ChatMessage, ChatMessage>;
+  /** Platform additions: editing, ephemeral activity, reports and moderator actions. */
+  editMessage(
+    request: EditMessageRequest,
+    callback: (error: ServiceError | null, response: EditMessageResponse) => void,
+  ): ClientUnaryCall;
+  editMessage(
+    request: EditMessageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EditMessageResponse) => void,
+  ): ClientUnaryCall;
+  editMessage(
+    request: EditMessageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EditMessageResponse) => void,
+  ): ClientUnaryCall;
+  deleteMessage(
+    request: DeleteMessageRequest,
+    callback: (error: ServiceError | null, response: DeleteMessageResponse) => void,
+  ): ClientUnaryCall;
+  deleteMessage(
+    request: DeleteMessageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteMessageResponse) => void,
+  ): ClientUnaryCall;
+  deleteMessage(
+    request: DeleteMessageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteMessageResponse) => void,
+  ): ClientUnaryCall;
+  sendRoomActivity(
+    request: SendRoomActivityRequest,
+    callback: (error: ServiceError | null, response: SendRoomActivityResponse) => void,
+  ): ClientUnaryCall;
+  sendRoomActivity(
+    request: SendRoomActivityRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SendRoomActivityResponse) => void,
+  ): ClientUnaryCall;
+  sendRoomActivity(
+    request: SendRoomActivityRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SendRoomActivityResponse) => void,
+  ): ClientUnaryCall;
+  reportContent(
+    request: ReportContentRequest,
+    callback: (error: ServiceError | null, response: ReportContentResponse) => void,
+  ): ClientUnaryCall;
+  reportContent(
+    request: ReportContentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportContentResponse) => void,
+  ): ClientUnaryCall;
+  reportContent(
+    request: ReportContentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportContentResponse) => void,
+  ): ClientUnaryCall;
+  muteUser(
+    request: MuteUserRequest,
+    callback: (error: ServiceError | null, response: MuteUserResponse) => void,
+  ): ClientUnaryCall;
+  muteUser(
+    request: MuteUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MuteUserResponse) => void,
+  ): ClientUnaryCall;
+  muteUser(
+    request: MuteUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MuteUserResponse) => void,
+  ): ClientUnaryCall;
+  unmuteUser(
+    request: UnmuteUserRequest,
+    callback: (error: ServiceError | null, response: UnmuteUserResponse) => void,
+  ): ClientUnaryCall;
+  unmuteUser(
+    request: UnmuteUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnmuteUserResponse) => void,
+  ): ClientUnaryCall;
+  unmuteUser(
+    request: UnmuteUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnmuteUserResponse) => void,
+  ): ClientUnaryCall;
+  banUser(
+    request: BanUserRequest,
+    callback: (error: ServiceError | null, response: BanUserResponse) => void,
+  ): ClientUnaryCall;
+  banUser(
+    request: BanUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BanUserResponse) => void,
+  ): ClientUnaryCall;
+  banUser(
+    request: BanUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BanUserResponse) => void,
+  ): ClientUnaryCall;
+  unbanUser(
+    request: UnbanUserRequest,
+    callback: (error: ServiceError | null, response: UnbanUserResponse) => void,
+  ): ClientUnaryCall;
+  unbanUser(
+    request: UnbanUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnbanUserResponse) => void,
+  ): ClientUnaryCall;
+  unbanUser(
+    request: UnbanUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnbanUserResponse) => void,
+  ): ClientUnaryCall;
+  endStream(
+    request: EndStreamRequest,
+    callback: (error: ServiceError | null, response: EndStreamResponse) => void,
+  ): ClientUnaryCall;
+  endStream(
+    request: EndStreamRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EndStreamResponse) => void,
+  ): ClientUnaryCall;
+  endStream(
+    request: EndStreamRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EndStreamResponse) => void,
+  ): ClientUnaryCall;
+  listModerationQueue(
+    request: ListModerationQueueRequest,
+    callback: (error: ServiceError | null, response: ListModerationQueueResponse) => void,
+  ): ClientUnaryCall;
+  listModerationQueue(
+    request: ListModerationQueueRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListModerationQueueResponse) => void,
+  ): ClientUnaryCall;
+  listModerationQueue(
+    request: ListModerationQueueRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListModerationQueueResponse) => void,
+  ): ClientUnaryCall;
+  resolveReport(
+    request: ResolveReportRequest,
+    callback: (error: ServiceError | null, response: ResolveReportResponse) => void,
+  ): ClientUnaryCall;
+  resolveReport(
+    request: ResolveReportRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResolveReportResponse) => void,
+  ): ClientUnaryCall;
+  resolveReport(
+    request: ResolveReportRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResolveReportResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ChatServiceClient = makeGenericClientConstructor(
@@ -2254,6 +5100,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -36,6 +36,7 @@ export interface Notification {
   notificationType: string;
   title: string;
   body: string;
+  /** UTF-8 JSON (an object), or empty. */
   data: Buffer;
   read: boolean;
   createdAt: Date | undefined;
@@ -77,6 +78,35 @@ export interface MarkAsReadResponse {
 }
 
 export interface StreamNotificationsRequest {
+}
+
+export interface FollowRequest {
+  broadcasterId: number;
+}
+
+export interface FollowResponse {
+  success: boolean;
+}
+
+export interface UnfollowRequest {
+  broadcasterId: number;
+}
+
+export interface UnfollowResponse {
+  success: boolean;
+}
+
+export interface ListFollowingRequest {
+}
+
+export interface FollowedBroadcaster {
+  userId: number;
+  username: string;
+  followedAt: Date | undefined;
+}
+
+export interface ListFollowingResponse {
+  following: FollowedBroadcaster[];
 }
 
 function createBaseNotification(): Notification {
@@ -953,6 +983,518 @@ export const StreamNotificationsRequest: MessageFns<StreamNotificationsRequest> 
   },
 };
 
+function createBaseFollowRequest(): FollowRequest {
+  return { broadcasterId: 0 };
+}
+
+export const FollowRequest: MessageFns<FollowRequest> = {
+  encode(message: FollowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.broadcasterId !== 0) {
+      writer.uint32(8).int64(message.broadcasterId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.broadcasterId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowRequest {
+    return {
+      broadcasterId: isSet(object.broadcasterId)
+        ? globalThis.Number(object.broadcasterId)
+        : isSet(object.broadcaster_id)
+        ? globalThis.Number(object.broadcaster_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: FollowRequest): unknown {
+    const obj: any = {};
+    if (message.broadcasterId !== 0) {
+      obj.broadcasterId = Math.round(message.broadcasterId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowRequest>, I>>(base?: I): FollowRequest {
+    return FollowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowRequest>, I>>(object: I): FollowRequest {
+    const message = createBaseFollowRequest();
+    message.broadcasterId = object.broadcasterId ?? 0;
+    return message;
+  },
+};
+
+function createBaseFollowResponse(): FollowResponse {
+  return { success: false };
+}
+
+export const FollowResponse: MessageFns<FollowResponse> = {
+  encode(message: FollowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: FollowResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowResponse>, I>>(base?: I): FollowResponse {
+    return FollowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowResponse>, I>>(object: I): FollowResponse {
+    const message = createBaseFollowResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseUnfollowRequest(): UnfollowRequest {
+  return { broadcasterId: 0 };
+}
+
+export const UnfollowRequest: MessageFns<UnfollowRequest> = {
+  encode(message: UnfollowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.broadcasterId !== 0) {
+      writer.uint32(8).int64(message.broadcasterId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnfollowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnfollowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.broadcasterId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnfollowRequest {
+    return {
+      broadcasterId: isSet(object.broadcasterId)
+        ? globalThis.Number(object.broadcasterId)
+        : isSet(object.broadcaster_id)
+        ? globalThis.Number(object.broadcaster_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: UnfollowRequest): unknown {
+    const obj: any = {};
+    if (message.broadcasterId !== 0) {
+      obj.broadcasterId = Math.round(message.broadcasterId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnfollowRequest>, I>>(base?: I): UnfollowRequest {
+    return UnfollowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnfollowRequest>, I>>(object: I): UnfollowRequest {
+    const message = createBaseUnfollowRequest();
+    message.broadcasterId = object.broadcasterId ?? 0;
+    return message;
+  },
+};
+
+function createBaseUnfollowResponse(): UnfollowResponse {
+  return { success: false };
+}
+
+export const UnfollowResponse: MessageFns<UnfollowResponse> = {
+  encode(message: UnfollowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnfollowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnfollowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnfollowResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: UnfollowResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnfollowResponse>, I>>(base?: I): UnfollowResponse {
+    return UnfollowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnfollowResponse>, I>>(object: I): UnfollowResponse {
+    const message = createBaseUnfollowResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
+function createBaseListFollowingRequest(): ListFollowingRequest {
+  return {};
+}
+
+export const ListFollowingRequest: MessageFns<ListFollowingRequest> = {
+  encode(_: ListFollowingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListFollowingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListFollowingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListFollowingRequest {
+    return {};
+  },
+
+  toJSON(_: ListFollowingRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListFollowingRequest>, I>>(base?: I): ListFollowingRequest {
+    return ListFollowingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListFollowingRequest>, I>>(_: I): ListFollowingRequest {
+    const message = createBaseListFollowingRequest();
+    return message;
+  },
+};
+
+function createBaseFollowedBroadcaster(): FollowedBroadcaster {
+  return { userId: 0, username: "", followedAt: undefined };
+}
+
+export const FollowedBroadcaster: MessageFns<FollowedBroadcaster> = {
+  encode(message: FollowedBroadcaster, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0) {
+      writer.uint32(8).int64(message.userId);
+    }
+    if (message.username !== "") {
+      writer.uint32(18).string(message.username);
+    }
+    if (message.followedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.followedAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowedBroadcaster {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowedBroadcaster();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.followedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowedBroadcaster {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      followedAt: isSet(object.followedAt)
+        ? fromJsonTimestamp(object.followedAt)
+        : isSet(object.followed_at)
+        ? fromJsonTimestamp(object.followed_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: FollowedBroadcaster): unknown {
+    const obj: any = {};
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.followedAt !== undefined) {
+      obj.followedAt = message.followedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowedBroadcaster>, I>>(base?: I): FollowedBroadcaster {
+    return FollowedBroadcaster.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowedBroadcaster>, I>>(object: I): FollowedBroadcaster {
+    const message = createBaseFollowedBroadcaster();
+    message.userId = object.userId ?? 0;
+    message.username = object.username ?? "";
+    message.followedAt = object.followedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListFollowingResponse(): ListFollowingResponse {
+  return { following: [] };
+}
+
+export const ListFollowingResponse: MessageFns<ListFollowingResponse> = {
+  encode(message: ListFollowingResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.following) {
+      FollowedBroadcaster.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListFollowingResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListFollowingResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.following.push(FollowedBroadcaster.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListFollowingResponse {
+    return {
+      following: globalThis.Array.isArray(object?.following)
+        ? object.following.map((e: any) => FollowedBroadcaster.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListFollowingResponse): unknown {
+    const obj: any = {};
+    if (message.following?.length) {
+      obj.following = message.following.map((e) => FollowedBroadcaster.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListFollowingResponse>, I>>(base?: I): ListFollowingResponse {
+    return ListFollowingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListFollowingResponse>, I>>(object: I): ListFollowingResponse {
+    const message = createBaseListFollowingResponse();
+    message.following = object.following?.map((e) => FollowedBroadcaster.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type NotificationServiceService = typeof NotificationServiceService;
 export const NotificationServiceService = {
   /** Unary RPCs */
@@ -998,6 +1540,35 @@ export const NotificationServiceService = {
     responseSerialize: (value: Notification): Buffer => Buffer.from(Notification.encode(value).finish()),
     responseDeserialize: (value: Buffer): Notification => Notification.decode(value),
   },
+  /** Platform additions: following broadcasters ("stream.live" notifications). */
+  follow: {
+    path: "/veza.notification.NotificationService/Follow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FollowRequest): Buffer => Buffer.from(FollowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FollowRequest => FollowRequest.decode(value),
+    responseSerialize: (value: FollowResponse): Buffer => Buffer.from(FollowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FollowResponse => FollowResponse.decode(value),
+  },
+  unfollow: {
+    path: "/veza.notification.NotificationService/Unfollow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnfollowRequest): Buffer => Buffer.from(UnfollowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnfollowRequest => UnfollowRequest.decode(value),
+    responseSerialize: (value: UnfollowResponse): Buffer => Buffer.from(UnfollowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnfollowResponse => UnfollowResponse.decode(value),
+  },
+  listFollowing: {
+    path: "/veza.notification.NotificationService/ListFollowing" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListFollowingRequest): Buffer => Buffer.from(ListFollowingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListFollowingRequest => ListFollowingRequest.decode(value),
+    responseSerialize: (value: ListFollowingResponse): Buffer =>
+      Buffer.from(ListFollowingResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListFollowingResponse => ListFollowingResponse.decode(value),
+  },
 } as const;
 
 export interface NotificationServiceServer extends UntypedServiceImplementation {
@@ -1007,6 +1578,10 @@ export interface NotificationServiceServer extends UntypedServiceImplementation 
   markAsRead: handleUnaryCall<MarkAsReadRequest, MarkAsReadResponse>;
   /** Server Streaming RPCs */
   streamNotifications: handleServerStreamingCall<StreamNotificationsRequest, Notification>;
+  /** Platform additions: following broadcasters ("stream.live" notifications). */
+  follow: handleUnaryCall<FollowRequest, FollowResponse>;
+  unfollow: handleUnaryCall<UnfollowRequest, UnfollowResponse>;
+  listFollowing: handleUnaryCall<ListFollowingRequest, ListFollowingResponse>;
 }
 
 export interface NotificationServiceClient extends Client {
@@ -1066,6 +1641,52 @@ export interface NotificationServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<Notification>;
+  /** Platform additions: following broadcasters ("stream.live" notifications). */
+  follow(
+    request: FollowRequest,
+    callback: (error: ServiceError | null, response: FollowResponse) => void,
+  ): ClientUnaryCall;
+  follow(
+    request: FollowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FollowResponse) => void,
+  ): ClientUnaryCall;
+  follow(
+    request: FollowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FollowResponse) => void,
+  ): ClientUnaryCall;
+  unfollow(
+    request: UnfollowRequest,
+    callback: (error: ServiceError | null, response: UnfollowResponse) => void,
+  ): ClientUnaryCall;
+  unfollow(
+    request: UnfollowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnfollowResponse) => void,
+  ): ClientUnaryCall;
+  unfollow(
+    request: UnfollowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnfollowResponse) => void,
+  ): ClientUnaryCall;
+  listFollowing(
+    request: ListFollowingRequest,
+    callback: (error: ServiceError | null, response: ListFollowingResponse) => void,
+  ): ClientUnaryCall;
+  listFollowing(
+    request: ListFollowingRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListFollowingResponse) => void,
+  ): ClientUnaryCall;
+  listFollowing(
+    request: ListFollowingRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListFollowingResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NotificationServiceClient = makeGenericClientConstructor(

@@ -94,6 +94,10 @@ export interface StreamInfo {
   isPublic: boolean;
   allowAnonymous: boolean;
   ownerUsername: string;
+  /** The media node that hosts the stream's routers; empty when none was assigned. */
+  mediaNodeId: string;
+  /** Why an ended stream ended, e.g. "stopped", "replaced", "broadcaster_disconnected". */
+  endReason: string;
 }
 
 export interface GetStreamInfoRequest {
@@ -104,6 +108,10 @@ export interface GetStreamInfoResponse {
   stream: StreamInfo | undefined;
 }
 
+/**
+ * is_public and allow_anonymous are plain proto3 bools, so a caller that leaves them out
+ * starts a private stream without anonymous listeners; the REST edge defaults is_public to true.
+ */
 export interface StartStreamRequest {
   title: string;
   description: string;
@@ -119,6 +127,7 @@ export interface StartStreamResponse {
 
 export interface StopStreamRequest {
   streamId: number;
+  /** A short lowercase token (e.g. "broadcaster_disconnected"); defaults by caller when empty. */
   reason: string;
 }
 
@@ -130,6 +139,38 @@ export interface StopStreamResponse {
 export interface StreamAnalyticsRequest {
   streamId: number;
   intervalSeconds: number;
+}
+
+export interface ListStreamsRequest {
+  /** At most this many live streams, newest first; 0 means the default (50), capped at 100. */
+  limit: number;
+}
+
+export interface ListStreamsResponse {
+  streams: StreamInfo[];
+}
+
+export interface IssueListenerTokenRequest {
+  streamId: number;
+}
+
+/**
+ * A short-lived access token (typ "listener", sub "0") that lets an anonymous client
+ * listen to one public stream that allows anonymous listeners.
+ */
+export interface IssueListenerTokenResponse {
+  token: string;
+  expiresIn: number;
+  expiresAt: Date | undefined;
+}
+
+export interface ReportListenerCountRequest {
+  streamId: number;
+  listenerCount: number;
+}
+
+export interface ReportListenerCountResponse {
+  stream: StreamInfo | undefined;
 }
 
 function createBaseAudioChunk(): AudioChunk {
@@ -948,6 +989,8 @@ function createBaseStreamInfo(): StreamInfo {
     isPublic: false,
     allowAnonymous: false,
     ownerUsername: "",
+    mediaNodeId: "",
+    endReason: "",
   };
 }
 
@@ -994,6 +1037,12 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     }
     if (message.ownerUsername !== "") {
       writer.uint32(114).string(message.ownerUsername);
+    }
+    if (message.mediaNodeId !== "") {
+      writer.uint32(122).string(message.mediaNodeId);
+    }
+    if (message.endReason !== "") {
+      writer.uint32(130).string(message.endReason);
     }
     return writer;
   },
@@ -1123,6 +1172,22 @@ export const StreamInfo: MessageFns<StreamInfo> = {
             message.ownerUsername = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.mediaNodeId = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.endReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1191,6 +1256,16 @@ export const StreamInfo: MessageFns<StreamInfo> = {
         : isSet(object.owner_username)
         ? globalThis.String(object.owner_username)
         : "",
+      mediaNodeId: isSet(object.mediaNodeId)
+        ? globalThis.String(object.mediaNodeId)
+        : isSet(object.media_node_id)
+        ? globalThis.String(object.media_node_id)
+        : "",
+      endReason: isSet(object.endReason)
+        ? globalThis.String(object.endReason)
+        : isSet(object.end_reason)
+        ? globalThis.String(object.end_reason)
+        : "",
     };
   },
 
@@ -1238,6 +1313,12 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     if (message.ownerUsername !== "") {
       obj.ownerUsername = message.ownerUsername;
     }
+    if (message.mediaNodeId !== "") {
+      obj.mediaNodeId = message.mediaNodeId;
+    }
+    if (message.endReason !== "") {
+      obj.endReason = message.endReason;
+    }
     return obj;
   },
 
@@ -1260,6 +1341,8 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     message.isPublic = object.isPublic ?? false;
     message.allowAnonymous = object.allowAnonymous ?? false;
     message.ownerUsername = object.ownerUsername ?? "";
+    message.mediaNodeId = object.mediaNodeId ?? "";
+    message.endReason = object.endReason ?? "";
     return message;
   },
 };
@@ -1903,6 +1986,486 @@ export const StreamAnalyticsRequest: MessageFns<StreamAnalyticsRequest> = {
   },
 };
 
+function createBaseListStreamsRequest(): ListStreamsRequest {
+  return { limit: 0 };
+}
+
+export const ListStreamsRequest: MessageFns<ListStreamsRequest> = {
+  encode(message: ListStreamsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStreamsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStreamsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStreamsRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: ListStreamsRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStreamsRequest>, I>>(base?: I): ListStreamsRequest {
+    return ListStreamsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStreamsRequest>, I>>(object: I): ListStreamsRequest {
+    const message = createBaseListStreamsRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListStreamsResponse(): ListStreamsResponse {
+  return { streams: [] };
+}
+
+export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
+  encode(message: ListStreamsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.streams) {
+      StreamInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStreamsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStreamsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streams.push(StreamInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStreamsResponse {
+    return {
+      streams: globalThis.Array.isArray(object?.streams) ? object.streams.map((e: any) => StreamInfo.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListStreamsResponse): unknown {
+    const obj: any = {};
+    if (message.streams?.length) {
+      obj.streams = message.streams.map((e) => StreamInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStreamsResponse>, I>>(base?: I): ListStreamsResponse {
+    return ListStreamsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStreamsResponse>, I>>(object: I): ListStreamsResponse {
+    const message = createBaseListStreamsResponse();
+    message.streams = object.streams?.map((e) => StreamInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIssueListenerTokenRequest(): IssueListenerTokenRequest {
+  return { streamId: 0 };
+}
+
+export const IssueListenerTokenRequest: MessageFns<IssueListenerTokenRequest> = {
+  encode(message: IssueListenerTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssueListenerTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssueListenerTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssueListenerTokenRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: IssueListenerTokenRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssueListenerTokenRequest>, I>>(base?: I): IssueListenerTokenRequest {
+    return IssueListenerTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssueListenerTokenRequest>, I>>(object: I): IssueListenerTokenRequest {
+    const message = createBaseIssueListenerTokenRequest();
+    message.streamId = object.streamId ?? 0;
+    return message;
+  },
+};
+
+function createBaseIssueListenerTokenResponse(): IssueListenerTokenResponse {
+  return { token: "", expiresIn: 0, expiresAt: undefined };
+}
+
+export const IssueListenerTokenResponse: MessageFns<IssueListenerTokenResponse> = {
+  encode(message: IssueListenerTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.expiresIn !== 0) {
+      writer.uint32(16).int32(message.expiresIn);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssueListenerTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssueListenerTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expiresIn = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssueListenerTokenResponse {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      expiresIn: isSet(object.expiresIn)
+        ? globalThis.Number(object.expiresIn)
+        : isSet(object.expires_in)
+        ? globalThis.Number(object.expires_in)
+        : 0,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: IssueListenerTokenResponse): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.expiresIn !== 0) {
+      obj.expiresIn = Math.round(message.expiresIn);
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssueListenerTokenResponse>, I>>(base?: I): IssueListenerTokenResponse {
+    return IssueListenerTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssueListenerTokenResponse>, I>>(object: I): IssueListenerTokenResponse {
+    const message = createBaseIssueListenerTokenResponse();
+    message.token = object.token ?? "";
+    message.expiresIn = object.expiresIn ?? 0;
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseReportListenerCountRequest(): ReportListenerCountRequest {
+  return { streamId: 0, listenerCount: 0 };
+}
+
+export const ReportListenerCountRequest: MessageFns<ReportListenerCountRequest> = {
+  encode(message: ReportListenerCountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.listenerCount !== 0) {
+      writer.uint32(16).int32(message.listenerCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportListenerCountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportListenerCountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.listenerCount = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportListenerCountRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      listenerCount: isSet(object.listenerCount)
+        ? globalThis.Number(object.listenerCount)
+        : isSet(object.listener_count)
+        ? globalThis.Number(object.listener_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: ReportListenerCountRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.listenerCount !== 0) {
+      obj.listenerCount = Math.round(message.listenerCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportListenerCountRequest>, I>>(base?: I): ReportListenerCountRequest {
+    return ReportListenerCountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportListenerCountRequest>, I>>(object: I): ReportListenerCountRequest {
+    const message = createBaseReportListenerCountRequest();
+    message.streamId = object.streamId ?? 0;
+    message.listenerCount = object.listenerCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseReportListenerCountResponse(): ReportListenerCountResponse {
+  return { stream: undefined };
+}
+
+export const ReportListenerCountResponse: MessageFns<ReportListenerCountResponse> = {
+  encode(message: ReportListenerCountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== undefined) {
+      StreamInfo.encode(message.stream, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportListenerCountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportListenerCountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stream = StreamInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportListenerCountResponse {
+    return { stream: isSet(object.stream) ? StreamInfo.fromJSON(object.stream) : undefined };
+  },
+
+  toJSON(message: ReportListenerCountResponse): unknown {
+    const obj: any = {};
+    if (message.stream !== undefined) {
+      obj.stream = StreamInfo.toJSON(message.stream);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportListenerCountResponse>, I>>(base?: I): ReportListenerCountResponse {
+    return ReportListenerCountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportListenerCountResponse>, I>>(object: I): ReportListenerCountResponse {
+    const message = createBaseReportListenerCountResponse();
+    message.stream = (object.stream !== undefined && object.stream !== null)
+      ? StreamInfo.fromPartial(object.stream)
+      : undefined;
+    return message;
+  },
+};
+
 export type StreamServiceService = typeof StreamServiceService;
 export const StreamServiceService = {
   /** Unary RPCs */
@@ -1943,6 +2506,38 @@ export const StreamServiceService = {
     responseSerialize: (value: StopStreamResponse): Buffer => Buffer.from(StopStreamResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StopStreamResponse => StopStreamResponse.decode(value),
   },
+  /** Live directory, anonymous listening and listener accounting (platform additions). */
+  listStreams: {
+    path: "/veza.stream.StreamService/ListStreams" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListStreamsRequest): Buffer => Buffer.from(ListStreamsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListStreamsRequest => ListStreamsRequest.decode(value),
+    responseSerialize: (value: ListStreamsResponse): Buffer => Buffer.from(ListStreamsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListStreamsResponse => ListStreamsResponse.decode(value),
+  },
+  issueListenerToken: {
+    path: "/veza.stream.StreamService/IssueListenerToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IssueListenerTokenRequest): Buffer =>
+      Buffer.from(IssueListenerTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IssueListenerTokenRequest => IssueListenerTokenRequest.decode(value),
+    responseSerialize: (value: IssueListenerTokenResponse): Buffer =>
+      Buffer.from(IssueListenerTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IssueListenerTokenResponse => IssueListenerTokenResponse.decode(value),
+  },
+  reportListenerCount: {
+    path: "/veza.stream.StreamService/ReportListenerCount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportListenerCountRequest): Buffer =>
+      Buffer.from(ReportListenerCountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportListenerCountRequest => ReportListenerCountRequest.decode(value),
+    responseSerialize: (value: ReportListenerCountResponse): Buffer =>
+      Buffer.from(ReportListenerCountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportListenerCountResponse => ReportListenerCountResponse.decode(value),
+  },
   /** Server Streaming RPCs */
   streamAudio: {
     path: "/veza.stream.StreamService/StreamAudio" as const,
@@ -1981,6 +2576,10 @@ export interface StreamServiceServer extends UntypedServiceImplementation {
   getStreamInfo: handleUnaryCall<GetStreamInfoRequest, GetStreamInfoResponse>;
   startStream: handleUnaryCall<StartStreamRequest, StartStreamResponse>;
   stopStream: handleUnaryCall<StopStreamRequest, StopStreamResponse>;
+  /** Live directory, anonymous listening and listener accounting (platform additions). */
+  listStreams: handleUnaryCall<ListStreamsRequest, ListStreamsResponse>;
+  issueListenerToken: handleUnaryCall<IssueListenerTokenRequest, IssueListenerTokenResponse>;
+  reportListenerCount: handleUnaryCall<ReportListenerCountRequest, ReportListenerCountResponse>;
   /** Server Streaming RPCs */
   streamAudio: handleServerStreamingCall<StreamAudioRequest, AudioChunk>;
   streamAnalytics: handleServerStreamingCall<StreamAnalyticsRequest, AnalyticsData>;
@@ -2049,6 +2648,52 @@ export interface StreamServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StopStreamResponse) => void,
+  ): ClientUnaryCall;
+  /** Live directory, anonymous listening and listener accounting (platform additions). */
+  listStreams(
+    request: ListStreamsRequest,
+    callback: (error: ServiceError | null, response: ListStreamsResponse) => void,
+  ): ClientUnaryCall;
+  listStreams(
+    request: ListStreamsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListStreamsResponse) => void,
+  ): ClientUnaryCall;
+  listStreams(
+    request: ListStreamsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListStreamsResponse) => void,
+  ): ClientUnaryCall;
+  issueListenerToken(
+    request: IssueListenerTokenRequest,
+    callback: (error: ServiceError | null, response: IssueListenerTokenResponse) => void,
+  ): ClientUnaryCall;
+  issueListenerToken(
+    request: IssueListenerTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IssueListenerTokenResponse) => void,
+  ): ClientUnaryCall;
+  issueListenerToken(
+    request: IssueListenerTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IssueListenerTokenResponse) => void,
+  ): ClientUnaryCall;
+  reportListenerCount(
+    request: ReportListenerCountRequest,
+    callback: (error: ServiceError | null, response: ReportListenerCountResponse) => void,
+  ): ClientUnaryCall;
+  reportListenerCount(
+    request: ReportListenerCountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportListenerCountResponse) => void,
+  ): ClientUnaryCall;
+  reportListenerCount(
+    request: ReportListenerCountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportListenerCountResponse) => void,
   ): ClientUnaryCall;
   /** Server Streaming RPCs */
   streamAudio(request: StreamAudioRequest, options?: Partial<CallOptions>): ClientReadableStream<AudioChunk>;

@@ -1,0 +1,14 @@
+/** The stream lifecycle of the control plane: StreamService and the events it publishes. */
+export {
+  STREAM_ENDED,
+  STREAM_LISTENERS,
+  STREAM_STARTED,
+  type StreamEndedEvent,
+  type StreamListenersEvent,
+  type StreamStartedEvent,
+  streamEndedEventSchema,
+  streamListenersEventSchema,
+  streamStartedEventSchema,
+} from './events.js';
+export { LISTENER_TOKEN_TTL_S, type TokenSigningKey } from './listener-token.js';
+export { createStreamService, type StreamServiceDeps, toStreamInfo } from './service.js';

@@ -1,0 +1,257 @@
+/**
+ * StreamService: the lifecycle of live streams (start, stop, info, the live directory,
+ * anonymous listener tokens and listener accounting). PostgreSQL holds the truth; the
+ * lifecycle events go on the EventBus after the change is committed.
+ *
+ * Who may do what:
+ * - StartStream: a signed-in user with the broadcaster role.
+ * - StopStream: the owner, a moderator/admin, or a service caller (API key, no user
+ *   token), which is how the edge ends a stream whose broadcaster's grace period ran out.
+ * - GetStreamInfo: public streams for anyone; private ones for their owner and moderators.
+ *   A private stream is "not found" for everyone else, so its existence does not leak.
+ * - ListStreams, IssueListenerToken: anyone (public streams only).
+ * - ReportListenerCount: service callers only.
+ *
+ * Every call from the edge carries its API key, and a user's token too when it acts for
+ * one. The user then wins: only a call without a user token acts as the service.
+ */
+import type { Config } from '../../common/config.js';
+import type { Sql } from '../../common/db/client.js';
+import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { counter } from '../../common/metrics.js';
+import { hasPermission } from '../../common/permissions.js';
+import type { EventBus } from '../../common/ports/event-bus.js';
+import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
+import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
+import {
+  STREAM_ENDED,
+  STREAM_LISTENERS,
+  STREAM_STARTED,
+  type StreamEndedEvent,
+  type StreamListenersEvent,
+  type StreamStartedEvent,
+} from './events.js';
+import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
+import { createStreamStore, type StreamRow } from './store.js';
+import {
+  listStreamsSchema,
+  parseInput,
+  reportListenerCountSchema,
+  startStreamSchema,
+  stopStreamSchema,
+  streamIdSchema,
+} from './validation.js';
+
+export interface StreamServiceDeps {
+  config: Config;
+  sql: Sql;
+  bus: EventBus;
+  /** The auth module's signing key (SigningKeys), for listener tokens. */
+  signingKey: TokenSigningKey;
+  log: Logger;
+  /**
+   * Chooses the media node that will host a new stream. The default is this process's
+   * node when it runs the media role (standalone mode), and none otherwise: cluster-wide
+   * placement needs a registry of media nodes, which does not exist yet.
+   */
+  pickMediaNode?: () => string | null | Promise<string | null>;
+}
+
+const started = counter('veza_streams_started_total', 'Live streams started');
+const ended = counter('veza_streams_ended_total', 'Live streams ended, by reason', ['reason']);
+/** Callers choose reasons freely; only these become label values, so the metric's cardinality stays bounded. */
+const REASON_LABELS = new Set([
+  'stopped',
+  'stopped_by_moderator',
+  'stopped_by_service',
+  'replaced',
+  'broadcaster_disconnected',
+]);
+
+export function toStreamInfo(row: StreamRow): StreamInfo {
+  return {
+    streamId: row.id,
+    ownerId: row.owner_id,
+    ownerUsername: row.owner_username,
+    title: row.title,
+    description: row.description,
+    genre: row.genre,
+    status: row.status,
+    listenerCount: row.listener_count,
+    peakListeners: row.peak_listeners,
+    startedAt: row.started_at,
+    endedAt: row.ended_at ?? undefined,
+    chatRoomId: row.chat_room_id,
+    isPublic: row.is_public,
+    allowAnonymous: row.allow_anonymous,
+    mediaNodeId: row.media_node_id ?? '',
+    endReason: row.end_reason ?? '',
+  };
+}
+
+const isModerator = (ctx: CallContext): boolean =>
+  !!ctx.user && hasPermission(ctx.user.roles, 'stream:moderate');
+const isOwner = (ctx: CallContext, row: StreamRow): boolean => ctx.user?.userId === row.owner_id;
+const actsAsService = (ctx: CallContext): boolean => ctx.service && !ctx.user;
+
+const notFound = (id: number) => new NotFoundError(`stream ${id} not found`);
+
+export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
+  const store = createStreamStore(deps.sql);
+  const pickMediaNode =
+    deps.pickMediaNode ?? (() => (deps.config.VEZA_ROLES.includes('media') ? deps.config.nodeId : null));
+
+  /** Events are best effort once the change is committed: the database stays the truth. */
+  const publish = async (subject: string, payload: unknown, log: Logger) => {
+    try {
+      await deps.bus.publish(subject, payload);
+    } catch (error) {
+      log.error({ err: error, subject }, 'could not publish a stream event');
+    }
+  };
+
+  const publishEnded = (row: StreamRow, log: Logger) => {
+    const reason = row.end_reason ?? '';
+    ended.inc({ reason: REASON_LABELS.has(reason) ? reason : 'other' });
+    const event: StreamEndedEvent = {
+      stream_id: row.id,
+      owner_id: row.owner_id,
+      chat_room_id: row.chat_room_id,
+      media_node_id: row.media_node_id,
+      reason,
+      ended_at: (row.ended_at ?? new Date()).toISOString(),
+      peak_listeners: row.peak_listeners,
+    };
+    return publish(STREAM_ENDED, event, log);
+  };
+
+  /** Loads a stream the caller may see, or NotFound. */
+  const visible = async (id: number, ctx: CallContext): Promise<StreamRow> => {
+    const row = await store.get(id);
+    if (!row) throw notFound(id);
+    if (!row.is_public && !isOwner(ctx, row) && !isModerator(ctx)) throw notFound(id);
+    return row;
+  };
+
+  return bindService(StreamServiceService, {
+    startStream: {
+      policy: 'jwt',
+      handler: async (request, ctx) => {
+        const user = ctx.user;
+        if (!user) throw new PermissionDeniedError('starting a stream needs a signed-in user');
+        if (!user.roles.includes('broadcaster')) {
+          throw new PermissionDeniedError('starting a stream needs the broadcaster role');
+        }
+        const input = parseInput(startStreamSchema, request);
+        const result = await store.start({
+          ...input,
+          ownerId: user.userId,
+          mediaNodeId: await pickMediaNode(),
+        });
+        // The owner's previous live stream ended with reason "replaced" in the same
+        // transaction (see store.start); its listeners and edges learn it here.
+        for (const old of result.replaced) await publishEnded(old, ctx.log);
+        const row = result.stream;
+        started.inc();
+        const event: StreamStartedEvent = {
+          stream_id: row.id,
+          owner_id: row.owner_id,
+          owner_username: row.owner_username,
+          title: row.title,
+          chat_room_id: row.chat_room_id,
+          media_node_id: row.media_node_id,
+          is_public: row.is_public,
+          allow_anonymous: row.allow_anonymous,
+          started_at: row.started_at.toISOString(),
+        };
+        await publish(STREAM_STARTED, event, ctx.log);
+        ctx.log.info({ streamId: row.id, replaced: result.replaced.map((old) => old.id) }, 'stream started');
+        return { success: true, stream: toStreamInfo(row) };
+      },
+    },
+
+    stopStream: {
+      policy: 'jwt-or-api-key',
+      handler: async (request, ctx) => {
+        const input = parseInput(stopStreamSchema, request);
+        const row = await store.get(input.streamId);
+        if (!row) throw notFound(input.streamId);
+        let defaultReason: string;
+        if (actsAsService(ctx)) defaultReason = 'stopped_by_service';
+        else if (isOwner(ctx, row)) defaultReason = 'stopped';
+        else if (isModerator(ctx)) defaultReason = 'stopped_by_moderator';
+        else if (!row.is_public) throw notFound(input.streamId);
+        else throw new PermissionDeniedError(`only the owner or a moderator may stop stream ${row.id}`);
+
+        // Stopping an ended stream is not an error: a retried stop, or the grace timer
+        // firing after the owner pressed stop, must both succeed without a second event.
+        if (row.status === 'ended') return { success: true, stream: toStreamInfo(row) };
+        const done = await store.end(row.id, input.reason || defaultReason);
+        if (!done) {
+          const current = await store.get(row.id);
+          if (!current) throw notFound(row.id);
+          return { success: true, stream: toStreamInfo(current) };
+        }
+        await publishEnded(done, ctx.log);
+        ctx.log.info({ streamId: done.id, reason: done.end_reason }, 'stream ended');
+        return { success: true, stream: toStreamInfo(done) };
+      },
+    },
+
+    getStreamInfo: {
+      // Anonymous REST callers arrive through the edge with its API key and no token.
+      policy: 'jwt-or-api-key',
+      handler: async (request, ctx) => {
+        const { streamId } = parseInput(streamIdSchema, request);
+        return { stream: toStreamInfo(await visible(streamId, ctx)) };
+      },
+    },
+
+    listStreams: {
+      policy: 'public',
+      handler: async (request) => {
+        const { limit } = parseInput(listStreamsSchema, request);
+        return { streams: (await store.listLive(limit)).map(toStreamInfo) };
+      },
+    },
+
+    issueListenerToken: {
+      policy: 'public',
+      handler: async (request) => {
+        const { streamId } = parseInput(streamIdSchema, request);
+        const row = await store.get(streamId);
+        if (!row?.is_public) throw notFound(streamId);
+        if (row.status !== 'live') throw new FailedPreconditionError(`stream ${streamId} has ended`);
+        if (!row.allow_anonymous) {
+          throw new PermissionDeniedError(
+            `stream ${streamId} does not allow anonymous listeners; sign in to listen`,
+          );
+        }
+        const issued = await issueListenerToken(deps.signingKey, streamId);
+        return { token: issued.token, expiresIn: issued.expiresIn, expiresAt: issued.expiresAt };
+      },
+    },
+
+    reportListenerCount: {
+      policy: 'api-key',
+      handler: async (request, ctx) => {
+        const input = parseInput(reportListenerCountSchema, request);
+        const updated = await store.reportListeners(input.streamId, input.listenerCount);
+        if (!updated) {
+          // A report racing the stream's end is normal; the ended stream is left as it is.
+          const current = await store.get(input.streamId);
+          if (!current) throw notFound(input.streamId);
+          return { stream: toStreamInfo(current) };
+        }
+        const event: StreamListenersEvent = {
+          stream_id: updated.id,
+          listener_count: updated.listener_count,
+          peak_listeners: updated.peak_listeners,
+        };
+        await publish(STREAM_LISTENERS, event, ctx.log);
+        return { stream: toStreamInfo(updated) };
+      },
+    },
+  });
+}

@@ -1,0 +1,132 @@
+/**
+ * PostgreSQL access for streams and their chat rooms. Reads always join the owner so a
+ * StreamInfo carries the username without a second query.
+ */
+
+import type { Sql, TransactionSql } from '../../common/db/client.js';
+import { NotFoundError } from '../../common/errors.js';
+
+export type StreamStatus = 'live' | 'ended';
+
+export interface StreamRow {
+  id: number;
+  owner_id: number;
+  owner_username: string;
+  title: string;
+  description: string;
+  genre: string;
+  status: StreamStatus;
+  is_public: boolean;
+  allow_anonymous: boolean;
+  chat_room_id: number;
+  media_node_id: string | null;
+  listener_count: number;
+  peak_listeners: number;
+  started_at: Date;
+  ended_at: Date | null;
+  end_reason: string | null;
+}
+
+export interface NewStream {
+  ownerId: number;
+  title: string;
+  description: string;
+  genre: string;
+  isPublic: boolean;
+  allowAnonymous: boolean;
+  mediaNodeId: string | null;
+}
+
+export interface StartedStream {
+  stream: StreamRow;
+  /** The owner's previous live streams, ended with reason "replaced" in the same transaction. */
+  replaced: StreamRow[];
+}
+
+type Db = Sql | TransactionSql;
+
+async function selectById(db: Db, id: number): Promise<StreamRow | null> {
+  const [row] = await db<StreamRow[]>`
+    select s.*, u.username as owner_username
+    from streams s join users u on u.id = s.owner_id
+    where s.id = ${id}`;
+  return row ?? null;
+}
+
+export function createStreamStore(sql: Sql) {
+  return {
+    get: (id: number): Promise<StreamRow | null> => selectById(sql, id),
+
+    /**
+     * Creates the stream and its chat room atomically. A broadcaster has at most one live
+     * stream: going live again (a reloaded studio page, a second tab) replaces the previous
+     * one, which is what a broadcaster expects, rather than failing until they find and
+     * stop a stream they can no longer see.
+     */
+    async start(input: NewStream): Promise<StartedStream> {
+      return sql.begin(async (tx) => {
+        // Serialises concurrent starts by one owner, so the one-live-per-owner index never trips.
+        const [owner] = await tx<
+          { id: number }[]
+        >`select id from users where id = ${input.ownerId} for update`;
+        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        const replacedIds = await tx<{ id: number }[]>`
+          update streams
+          set status = 'ended', ended_at = now(), end_reason = 'replaced', listener_count = 0
+          where owner_id = ${input.ownerId} and status = 'live'
+          returning id`;
+        const [room] = await tx<{ id: number }[]>`
+          insert into chat_rooms (name, description, owner_id, is_private)
+          values (${input.title}, ${input.description}, ${input.ownerId}, ${!input.isPublic})
+          returning id`;
+        if (!room) throw new Error('chat room insert returned nothing');
+        const [created] = await tx<{ id: number }[]>`
+          insert into streams (owner_id, title, description, genre, is_public, allow_anonymous, chat_room_id, media_node_id)
+          values (${input.ownerId}, ${input.title}, ${input.description}, ${input.genre}, ${input.isPublic},
+                  ${input.allowAnonymous}, ${room.id}, ${input.mediaNodeId})
+          returning id`;
+        if (!created) throw new Error('stream insert returned nothing');
+        await tx`update chat_rooms set stream_id = ${created.id} where id = ${room.id}`;
+        const stream = await selectById(tx, created.id);
+        if (!stream) throw new Error('created stream vanished');
+        const replaced: StreamRow[] = [];
+        for (const { id } of replacedIds) {
+          const row = await selectById(tx, id);
+          if (row) replaced.push(row);
+        }
+        return { stream, replaced };
+      });
+    },
+
+    /** Ends a live stream; null when it had already ended (nothing changed). */
+    async end(id: number, reason: string): Promise<StreamRow | null> {
+      const [ended] = await sql<{ id: number }[]>`
+        update streams
+        set status = 'ended', ended_at = now(), end_reason = ${reason}, listener_count = 0
+        where id = ${id} and status = 'live'
+        returning id`;
+      return ended ? selectById(sql, ended.id) : null;
+    },
+
+    /** Public live streams, newest first. */
+    listLive: (limit: number): Promise<StreamRow[]> =>
+      sql<StreamRow[]>`
+        select s.*, u.username as owner_username
+        from streams s join users u on u.id = s.owner_id
+        where s.status = 'live' and s.is_public
+        order by s.started_at desc, s.id desc
+        limit ${limit}`,
+
+    /** Sets the current count of a live stream and raises its peak; null when it is not live. */
+    async reportListeners(id: number, count: number): Promise<StreamRow | null> {
+      const [updated] = await sql<{ id: number }[]>`
+        update streams
+        set listener_count = ${count}, peak_listeners = greatest(peak_listeners, ${count})
+        where id = ${id} and status = 'live'
+        returning id`;
+      return updated ? selectById(sql, updated.id) : null;
+    },
+  };
+}
+
+export type StreamStore = ReturnType<typeof createStreamStore>;

@@ -1,0 +1,80 @@
+/**
+ * Input rules of StreamService, checked at the gRPC boundary. Every failure is an
+ * InvalidArgumentError naming the field, in the snake_case the REST API and proto use.
+ */
+import { z } from 'zod';
+import { InvalidArgumentError } from '../../common/errors.js';
+
+export const TITLE_MAX = 120;
+export const DESCRIPTION_MAX = 2000;
+export const GENRE_MAX = 50;
+export const LIST_DEFAULT_LIMIT = 50;
+export const LIST_MAX_LIMIT = 100;
+
+const streamId = z
+  .number({ error: 'stream_id must be a positive integer' })
+  .int('stream_id must be a positive integer')
+  .positive('stream_id must be a positive integer');
+
+export const startStreamSchema = z
+  .object({
+    title: z
+      .string()
+      .trim()
+      .min(1, 'title is required')
+      .max(TITLE_MAX, `title must be at most ${TITLE_MAX} characters`),
+    description: z
+      .string()
+      .trim()
+      .max(DESCRIPTION_MAX, `description must be at most ${DESCRIPTION_MAX} characters`),
+    genre: z.string().trim().max(GENRE_MAX, `genre must be at most ${GENRE_MAX} characters`),
+    isPublic: z.boolean(),
+    allowAnonymous: z.boolean(),
+  })
+  .refine((value) => value.isPublic || !value.allowAnonymous, {
+    message: 'allow_anonymous needs a public stream (is_public true)',
+    path: ['allowAnonymous'],
+  });
+
+export const streamIdSchema = z.object({ streamId });
+
+/** Machine-readable, so subscribers of `stream.ended` can branch on it. */
+const REASON = /^[a-z][a-z0-9_]{0,63}$/;
+
+export const stopStreamSchema = z.object({
+  streamId,
+  reason: z
+    .string()
+    .trim()
+    .refine((value) => value === '' || REASON.test(value), {
+      message: 'reason must be a short lowercase token such as "broadcaster_disconnected"',
+    }),
+});
+
+export const listStreamsSchema = z.object({
+  limit: z
+    .number()
+    .int('limit must be an integer')
+    .min(0, 'limit must not be negative')
+    .max(LIST_MAX_LIMIT, `limit must be at most ${LIST_MAX_LIMIT}`)
+    .transform((value) => (value === 0 ? LIST_DEFAULT_LIMIT : value)),
+});
+
+export const reportListenerCountSchema = z.object({
+  streamId,
+  listenerCount: z
+    .number()
+    .int('listener_count must be an integer')
+    .min(0, 'listener_count must not be negative'),
+});
+
+const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+
+/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
+  throw new InvalidArgumentError(issue?.message ?? 'invalid request', field);
+}

@@ -1,0 +1,496 @@
+/**
+ * The in-process media node: the worker pool, the live streams on it, and the indexes that let the
+ * JSON API find a transport, producer or consumer by id. Inputs are validated here (the boundary);
+ * the domain objects below trust what they get.
+ *
+ * Close cascade: close() closes every stream (peers, transports, producers, consumers, routers), then
+ * the pool (workers).
+ */
+import { EventEmitter } from 'node:events';
+import type { types as ms } from 'mediasoup';
+import type { Config } from '../common/config.js';
+import {
+  FailedPreconditionError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnavailableError,
+} from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type {
+  ConsumeRequest,
+  ConsumeResult,
+  CreateTransportRequest,
+  MediaNode,
+  MediaNodeEventName,
+  MediaNodeEvents,
+  MediaNodeListener,
+  OpenStreamResult,
+  ProduceRequest,
+  ProduceResult,
+  WorkerInfo,
+} from './api.js';
+import { fromMediasoupError } from './errors.js';
+import { type AudioLevelSettings, LiveStream, type StreamInfo, streamEndedError } from './live-stream.js';
+import { loadMediasoup } from './load-mediasoup.js';
+import { MediaMetrics } from './metrics.js';
+import { transportListenIp } from './network.js';
+import type { Peer } from './peer.js';
+import type { PeerTransport, TransportInfo } from './peer-transport.js';
+import {
+  asDtlsParameters,
+  asRtpCapabilities,
+  asRtpParameters,
+  callerId,
+  consumeInput,
+  createTransportInput,
+  dtlsParameters as dtlsParametersSchema,
+  objectId,
+  parseInput,
+  produceInput,
+} from './schemas.js';
+import { consumerStats, type PeerStats, producerStats } from './stats.js';
+import { Tombstones } from './tombstones.js';
+import { WorkerPool } from './worker-pool.js';
+
+export interface StartMediaNodeOptions {
+  config: Config;
+  log: Logger;
+  /** How often worker CPU and transport bytes are sampled into the metrics. Default 5 s. */
+  statsIntervalMs?: number;
+  audioLevels?: Partial<AudioLevelSettings>;
+  /** How long calls wait for a stream whose origin worker died to be rebuilt. Default 10 s. */
+  recoveryWaitMs?: number;
+  workerLogLevel?: ms.WorkerLogLevel;
+}
+
+const DEFAULT_AUDIO_LEVELS: AudioLevelSettings = { intervalMs: 250, thresholdDbov: -80, speakingDbov: -50 };
+
+type EventArgs = { [K in MediaNodeEventName]: [MediaNodeEvents[K]] };
+
+export async function startMediaNode(options: StartMediaNodeOptions): Promise<MediaNode> {
+  const { config } = options;
+  const log = options.log.child({ component: 'media', nodeId: config.nodeId });
+  const mediasoup = await loadMediasoup();
+  const metrics = new MediaMetrics(config.nodeId);
+  let node: LocalMediaNode | undefined;
+  const pool = await WorkerPool.create({
+    mediasoup,
+    size: config.MEDIA_WORKERS,
+    settings: {
+      logLevel: options.workerLogLevel ?? 'warn',
+      rtcMinPort: config.MEDIA_RTC_MIN_PORT,
+      rtcMaxPort: config.MEDIA_RTC_MAX_PORT,
+    },
+    metrics,
+    log,
+    recover: (workerIndex) => node?.recoverWorker(workerIndex) ?? Promise.resolve([]),
+  });
+  node = new LocalMediaNode({ ...options, log }, pool, metrics);
+  return node;
+}
+
+class LocalMediaNode implements MediaNode {
+  readonly nodeId: string;
+  readonly #events = new EventEmitter<EventArgs>();
+  readonly #pool: WorkerPool;
+  readonly #metrics: MediaMetrics;
+  readonly #log: Logger;
+  readonly #config: Config;
+  readonly #audioLevels: AudioLevelSettings;
+  readonly #recoveryWaitMs: number;
+  readonly #transportOptions: Omit<ms.WebRtcTransportOptions, 'appData'>;
+  readonly #streams = new Map<string, LiveStream>();
+  readonly #opening = new Map<string, Promise<LiveStream>>();
+  readonly #peers = new Map<string, Peer>();
+  readonly #transports = new Map<string, PeerTransport>();
+  readonly #producers = new Map<string, { producer: ms.Producer; streamId: string }>();
+  readonly #consumers = new Map<string, ms.Consumer>();
+  /** `stream:<id>` and `transport:<id>` of ended streams -> the stream id. */
+  readonly #ended = new Tombstones<string>(10_000);
+  /** Last sampled byte counters per transport, to turn totals into counter increments. */
+  readonly #bytes = new Map<string, { received: number; sent: number }>();
+  readonly #sampler: NodeJS.Timeout;
+  #sampling = false;
+  #closed = false;
+
+  constructor(options: StartMediaNodeOptions, pool: WorkerPool, metrics: MediaMetrics) {
+    this.nodeId = options.config.nodeId;
+    this.#config = options.config;
+    this.#log = options.log;
+    this.#pool = pool;
+    this.#metrics = metrics;
+    this.#audioLevels = { ...DEFAULT_AUDIO_LEVELS, ...options.audioLevels };
+    this.#recoveryWaitMs = options.recoveryWaitMs ?? 10_000;
+    const listenIp = transportListenIp({
+      listenIp: options.config.MEDIA_LISTEN_IP,
+      announcedAddress: options.config.MEDIA_ANNOUNCED_ADDRESS,
+    });
+    this.#log.info({ listenIp }, 'media node listening');
+    this.#transportOptions = {
+      listenIps: [listenIp],
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+    };
+    pool.on('workerDied', (event) => this.#emit('workerDied', event));
+    pool.on('workerReplaced', (event) => this.#emit('workerReplaced', event));
+    this.#sampler = setInterval(() => void this.#sample(), options.statsIntervalMs ?? 5000);
+    this.#sampler.unref();
+  }
+
+  on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this {
+    (this.#events as EventEmitter).on(event, listener);
+    return this;
+  }
+
+  once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this {
+    (this.#events as EventEmitter).once(event, listener);
+    return this;
+  }
+
+  off<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this {
+    (this.#events as EventEmitter).off(event, listener);
+    return this;
+  }
+
+  async openStream(streamId: string): Promise<OpenStreamResult> {
+    const id = parseInput(callerId, streamId, 'streamId');
+    const stream = await this.#open(id);
+    const origin = stream.info().routers.find((router) => router.role === 'origin');
+    return { streamId: id, workerIndex: origin?.workerIndex ?? -1, rtpCapabilities: stream.rtpCapabilities };
+  }
+
+  async closeStream(streamId: string): Promise<void> {
+    const id = parseInput(callerId, streamId, 'streamId');
+    const stream = this.#streams.get(id);
+    if (!stream) {
+      if (this.#ended.get(`stream:${id}`) !== undefined) return;
+      throw new NotFoundError(`stream ${id} is not open on this media node`);
+    }
+    this.#endStream(stream, 'closed');
+  }
+
+  async getRouterRtpCapabilities(streamId: string): Promise<ms.RtpCapabilities> {
+    return this.#stream(parseInput(callerId, streamId, 'streamId')).rtpCapabilities;
+  }
+
+  async createTransport(request: CreateTransportRequest): Promise<TransportInfo> {
+    const { streamId, peerId, direction } = parseInput(createTransportInput, request);
+    const stream = this.#stream(streamId);
+    const peer = this.#peer(stream, peerId);
+    let transport: PeerTransport;
+    try {
+      transport = await stream.createTransport(peer, direction, this.#transportOptions);
+    } catch (error) {
+      // A peer that never got a transport would otherwise linger until its stream ends.
+      if (peer.transports().length === 0 && !peer.producer) peer.close();
+      throw error;
+    }
+    this.#transports.set(transport.id, transport);
+    transport.on('dtlsstatechange', (state) =>
+      this.#emit('transportDtlsState', { streamId, peerId, transportId: transport.id, state }),
+    );
+    transport.once('close', () => {
+      this.#transports.delete(transport.id);
+      this.#bytes.delete(transport.id);
+    });
+    return transport.info();
+  }
+
+  async connectTransport(transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
+    const transport = this.#transport(parseInput(objectId, transportId, 'transportId'));
+    const dtls = asDtlsParameters(parseInput(dtlsParametersSchema, dtlsParameters, 'dtlsParameters'));
+    await transport.connect(dtls);
+  }
+
+  async restartIce(transportId: string): Promise<{ iceParameters: ms.IceParameters }> {
+    const transport = this.#transport(parseInput(objectId, transportId, 'transportId'));
+    return { iceParameters: await transport.restartIce() };
+  }
+
+  async produce(request: ProduceRequest): Promise<ProduceResult> {
+    const input = parseInput(produceInput, request);
+    const transport = this.#ownedTransport(input.transportId, input.peerId);
+    const { stream, peer } = this.#streamAndPeerOf(transport);
+    const producer = await stream.produce(peer, transport, asRtpParameters(input.rtpParameters));
+    return { producerId: producer.id };
+  }
+
+  async pauseProducer(producerId: string): Promise<void> {
+    const producer = this.#producer(parseInput(objectId, producerId, 'producerId'));
+    await producer.pause().catch((error: unknown) => {
+      throw fromMediasoupError(error, { what: `pausing producer ${producerId} failed` });
+    });
+  }
+
+  async resumeProducer(producerId: string): Promise<void> {
+    const producer = this.#producer(parseInput(objectId, producerId, 'producerId'));
+    await producer.resume().catch((error: unknown) => {
+      throw fromMediasoupError(error, { what: `resuming producer ${producerId} failed` });
+    });
+  }
+
+  async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    const input = parseInput(consumeInput, request);
+    const transport = this.#ownedTransport(input.transportId, input.peerId);
+    const { stream, peer } = this.#streamAndPeerOf(transport);
+    const consumer = await stream.consume(peer, transport, asRtpCapabilities(input.rtpCapabilities));
+    this.#consumers.set(consumer.id, consumer);
+    consumer.observer.once('close', () => this.#consumers.delete(consumer.id));
+    return {
+      consumerId: consumer.id,
+      producerId: consumer.producerId,
+      kind: 'audio',
+      rtpParameters: consumer.rtpParameters,
+      producerPaused: consumer.producerPaused,
+    };
+  }
+
+  async resumeConsumer(consumerId: string): Promise<void> {
+    const consumer = this.#consumer(parseInput(objectId, consumerId, 'consumerId'));
+    await consumer.resume().catch((error: unknown) => {
+      throw fromMediasoupError(error, { what: `resuming consumer ${consumerId} failed` });
+    });
+  }
+
+  async pauseConsumer(consumerId: string): Promise<void> {
+    const consumer = this.#consumer(parseInput(objectId, consumerId, 'consumerId'));
+    await consumer.pause().catch((error: unknown) => {
+      throw fromMediasoupError(error, { what: `pausing consumer ${consumerId} failed` });
+    });
+  }
+
+  async closePeer(peerId: string): Promise<void> {
+    this.#peers.get(parseInput(callerId, peerId, 'peerId'))?.close('peer-left');
+  }
+
+  async getStats(peerId: string): Promise<PeerStats> {
+    const id = parseInput(callerId, peerId, 'peerId');
+    const peer = this.#peers.get(id);
+    if (!peer) throw new NotFoundError(`peer ${id} not found`);
+    try {
+      const [transports, producer, consumers] = await Promise.all([
+        Promise.all(peer.transports().map((transport) => transport.stats())),
+        peer.producer ? producerStats(peer.producer) : Promise.resolve(null),
+        Promise.all(peer.consumers().map((consumer) => consumerStats(consumer))),
+      ]);
+      return { peerId: id, streamId: peer.streamId, transports, producer, consumers };
+    } catch (error) {
+      // An object closed while its stats were on the way (a worker died, the peer left).
+      throw new UnavailableError(`stats of peer ${id} are not available right now`, { cause: error });
+    }
+  }
+
+  async listenerCount(streamId: string): Promise<number> {
+    return this.#stream(parseInput(callerId, streamId, 'streamId')).activeListeners;
+  }
+
+  async getStreamInfo(streamId: string): Promise<StreamInfo> {
+    return this.#stream(parseInput(callerId, streamId, 'streamId')).info();
+  }
+
+  async getWorkers(): Promise<WorkerInfo[]> {
+    const cpu = await this.#pool.sampleCpu();
+    return this.#pool.live().map((worker) => ({
+      workerIndex: worker.index,
+      pid: worker.pid,
+      ...worker.counts,
+      load: worker.load,
+      cpuSeconds: cpu.get(worker.index) ?? null,
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sampler);
+    for (const stream of [...this.#streams.values()]) this.#endStream(stream, 'node-closed');
+    this.#pool.close();
+    this.#events.removeAllListeners();
+    this.#log.info('media node closed');
+  }
+
+  /** The pool's recovery hook: rebuilds every stream's router that lived on the replaced worker. */
+  async recoverWorker(workerIndex: number): Promise<string[]> {
+    const streams = [...this.#streams.values()];
+    // Every stream's recover() checks synchronously whether it lost a router there, before any await.
+    const results = await Promise.allSettled(streams.map((stream) => stream.recover(workerIndex)));
+    const affected: string[] = [];
+    results.forEach((result, i) => {
+      const stream = streams[i];
+      if (!stream) return;
+      if (result.status === 'rejected') {
+        this.#log.error(
+          { streamId: stream.id, workerIndex, err: result.reason },
+          'could not rebuild the stream',
+        );
+        affected.push(stream.id);
+      } else if (result.value) {
+        affected.push(stream.id);
+      }
+    });
+    return affected;
+  }
+
+  #emit<K extends MediaNodeEventName>(event: K, payload: MediaNodeEvents[K]): void {
+    try {
+      (this.#events as EventEmitter).emit(event, payload);
+    } catch (error) {
+      this.#log.error({ err: error, event }, 'a media node event listener threw');
+    }
+  }
+
+  async #open(streamId: string): Promise<LiveStream> {
+    if (this.#closed) throw new UnavailableError('the media node is closed');
+    const existing = this.#streams.get(streamId);
+    if (existing) return existing;
+    const pending = this.#opening.get(streamId);
+    if (pending) return pending;
+    const opening = LiveStream.open({
+      id: streamId,
+      pool: this.#pool,
+      consumerBudget: this.#config.MEDIA_CONSUMER_BUDGET,
+      audioLevels: this.#audioLevels,
+      recoveryWaitMs: this.#recoveryWaitMs,
+      log: this.#log.child({ streamId }),
+    });
+    this.#opening.set(streamId, opening);
+    try {
+      const stream = await opening;
+      if (this.#closed) {
+        stream.close();
+        throw new UnavailableError('the media node is closed');
+      }
+      this.#adopt(stream);
+      return stream;
+    } finally {
+      this.#opening.delete(streamId);
+    }
+  }
+
+  #adopt(stream: LiveStream): void {
+    const streamId = stream.id;
+    this.#streams.set(streamId, stream);
+    this.#ended.delete(`stream:${streamId}`);
+    stream.on('produceropen', ({ producerId, peerId }) => {
+      const producer = stream.producer;
+      if (producer?.id === producerId) this.#producers.set(producerId, { producer, streamId });
+      this.#emit('producerOpened', { streamId, peerId, producerId });
+    });
+    stream.on('producerclose', ({ producerId, peerId, reason }) => {
+      this.#producers.delete(producerId);
+      this.#emit('producerClosed', { streamId, peerId, producerId, reason });
+    });
+    stream.on('producerpause', ({ producerId, paused }) =>
+      this.#emit('producerPaused', { streamId, producerId, paused }),
+    );
+    stream.on('listenercount', (count) => this.#emit('listenerCount', { streamId, count }));
+    stream.on('audiolevel', (level) => this.#emit('audioLevel', { streamId, ...level }));
+    const origin = stream.info().routers.find((router) => router.role === 'origin');
+    this.#log.info({ streamId, workerIndex: origin?.workerIndex }, 'stream opened');
+    this.#emit('streamOpened', { streamId, workerIndex: origin?.workerIndex ?? -1 });
+  }
+
+  #endStream(stream: LiveStream, reason: MediaNodeEvents['streamEnded']['reason']): void {
+    const streamId = stream.id;
+    this.#ended.add(`stream:${streamId}`, streamId);
+    for (const transport of this.#transports.values()) {
+      if (transport.streamId === streamId) this.#ended.add(`transport:${transport.id}`, streamId);
+    }
+    stream.close();
+    this.#streams.delete(streamId);
+    this.#log.info({ streamId, reason }, 'stream ended');
+    this.#emit('streamEnded', { streamId, reason });
+  }
+
+  #stream(streamId: string): LiveStream {
+    const stream = this.#streams.get(streamId);
+    if (stream) return stream;
+    if (this.#ended.get(`stream:${streamId}`) !== undefined) throw streamEndedError(streamId);
+    throw new NotFoundError(`stream ${streamId} is not open on this media node`);
+  }
+
+  #peer(stream: LiveStream, peerId: string): Peer {
+    const existing = this.#peers.get(peerId);
+    if (existing) {
+      if (existing.streamId !== stream.id) {
+        throw new FailedPreconditionError(
+          `peer ${peerId} is already in stream ${existing.streamId}: close it (closePeer) before joining another`,
+        );
+      }
+      return existing;
+    }
+    const peer = stream.peer(peerId);
+    this.#peers.set(peerId, peer);
+    peer.once('close', () => {
+      if (this.#peers.get(peerId) === peer) this.#peers.delete(peerId);
+    });
+    return peer;
+  }
+
+  #transport(transportId: string): PeerTransport {
+    const transport = this.#transports.get(transportId);
+    if (transport) return transport;
+    const endedStream = this.#ended.get(`transport:${transportId}`);
+    if (endedStream !== undefined) throw streamEndedError(endedStream);
+    throw new NotFoundError(`transport ${transportId} not found (closed, or never created)`);
+  }
+
+  #ownedTransport(transportId: string, peerId: string): PeerTransport {
+    const transport = this.#transport(transportId);
+    if (transport.peerId !== peerId) {
+      throw new PermissionDeniedError(`transport ${transportId} belongs to another peer`);
+    }
+    return transport;
+  }
+
+  #streamAndPeerOf(transport: PeerTransport): { stream: LiveStream; peer: Peer } {
+    const stream = this.#stream(transport.streamId);
+    const peer = this.#peers.get(transport.peerId);
+    if (!peer || peer.streamId !== stream.id) {
+      throw new FailedPreconditionError(`peer ${transport.peerId} has left stream ${stream.id}`);
+    }
+    return { stream, peer };
+  }
+
+  #producer(producerId: string): ms.Producer {
+    const entry = this.#producers.get(producerId);
+    if (!entry) throw new NotFoundError(`producer ${producerId} not found (closed, or never created)`);
+    return entry.producer;
+  }
+
+  #consumer(consumerId: string): ms.Consumer {
+    const consumer = this.#consumers.get(consumerId);
+    if (!consumer) throw new NotFoundError(`consumer ${consumerId} not found (closed, or never created)`);
+    return consumer;
+  }
+
+  /** Worker CPU and transport bytes into the metrics; skipped while a previous sample is still running. */
+  async #sample(): Promise<void> {
+    if (this.#sampling || this.#closed) return;
+    this.#sampling = true;
+    try {
+      await this.#pool.sampleCpu();
+      let received = 0;
+      let sent = 0;
+      await Promise.all(
+        [...this.#transports.values()].map(async (transport) => {
+          try {
+            const [stat] = await transport.transport.getStats();
+            if (!stat) return;
+            const last = this.#bytes.get(transport.id) ?? { received: 0, sent: 0 };
+            received += Math.max(0, stat.bytesReceived - last.received);
+            sent += Math.max(0, stat.bytesSent - last.sent);
+            if (!transport.closed)
+              this.#bytes.set(transport.id, { received: stat.bytesReceived, sent: stat.bytesSent });
+          } catch {
+            // Closed meanwhile: its last bytes are lost to the counter, which is fine for a sampled metric.
+          }
+        }),
+      );
+      this.#metrics.addBytes(received, sent);
+    } finally {
+      this.#sampling = false;
+    }
+  }
+}

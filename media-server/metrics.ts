@@ -1,0 +1,71 @@
+/**
+ * The media role's Prometheus metrics. Labelled by node (several media nodes can share a process in
+ * tests and standalone mode) and by worker index (a replaced worker keeps its index).
+ */
+import { counter, gauge } from '../common/metrics.js';
+
+export type ObjectKind = 'routers' | 'transports' | 'producers' | 'consumers';
+
+const workers = gauge('veza_media_workers', 'mediasoup workers alive', ['node']);
+const objects: Record<ObjectKind, ReturnType<typeof gauge<'node' | 'worker'>>> = {
+  routers: gauge('veza_media_routers', 'mediasoup routers (one per stream per worker)', ['node', 'worker']),
+  transports: gauge('veza_media_transports', 'mediasoup transports (WebRTC and pipe)', ['node', 'worker']),
+  producers: gauge('veza_media_producers', 'mediasoup producers (broadcasters and pipes)', [
+    'node',
+    'worker',
+  ]),
+  consumers: gauge('veza_media_consumers', 'mediasoup consumers (listeners and pipes)', ['node', 'worker']),
+};
+const cpuSeconds = gauge(
+  'veza_media_worker_cpu_seconds',
+  'CPU time (user + system) used by the current mediasoup worker process of this index',
+  ['node', 'worker'],
+);
+const workerDeaths = counter(
+  'veza_media_worker_deaths_total',
+  'mediasoup workers that died and were replaced',
+  ['node'],
+);
+const bytesReceived = counter(
+  'veza_media_bytes_received_total',
+  'bytes received on WebRTC transports (sampled)',
+  ['node'],
+);
+const bytesSent = counter('veza_media_bytes_sent_total', 'bytes sent on WebRTC transports (sampled)', [
+  'node',
+]);
+
+export class MediaMetrics {
+  constructor(private readonly node: string) {}
+
+  setWorkers(count: number): void {
+    workers.set({ node: this.node }, count);
+  }
+
+  setObjects(workerIndex: number, kind: ObjectKind, count: number): void {
+    objects[kind].set({ node: this.node, worker: String(workerIndex) }, count);
+  }
+
+  setCpuSeconds(workerIndex: number, seconds: number): void {
+    cpuSeconds.set({ node: this.node, worker: String(workerIndex) }, seconds);
+  }
+
+  workerDied(): void {
+    workerDeaths.inc({ node: this.node });
+  }
+
+  addBytes(received: number, sent: number): void {
+    if (received > 0) bytesReceived.inc({ node: this.node }, received);
+    if (sent > 0) bytesSent.inc({ node: this.node }, sent);
+  }
+
+  /** Drops this node's series so a closed node does not report stale values. */
+  clear(workerCount: number): void {
+    workers.remove({ node: this.node });
+    for (let index = 0; index < workerCount; index++) {
+      const labels = { node: this.node, worker: String(index) };
+      for (const metric of Object.values(objects)) metric.remove(labels);
+      cpuSeconds.remove(labels);
+    }
+  }
+}
