@@ -1,0 +1,7 @@
+/** Accounts, tokens and sessions: the AuthService and what the composition root and CLI need. */
+export { createTokenVerifier, issueAccessToken } from './access-tokens.js';
+export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './accounts.js';
+export { type AuthServiceDeps, createAuthService } from './auth-service.js';
+export { createMailer, type Mailer } from './mailer.js';
+export { type OutboxDispatcher, startOutboxDispatcher } from './outbox.js';
+export { loadSigningKeys, type SigningKeys } from './signing-keys.js';

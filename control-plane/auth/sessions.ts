@@ -1,0 +1,179 @@
+/**
+ * Login sessions: opening one (login), rotating its tokens (refresh), closing it
+ * (logout, reuse detection), and the events each step publishes on
+ * `auth.sessions.<userId>` for StreamUserSessions.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Config } from '../../common/config.js';
+import type { Sql } from '../../common/db/client.js';
+import { UnauthenticatedError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus } from '../../common/ports/event-bus.js';
+import { isSessionActive, type SessionRecord, type SessionStore } from '../../common/ports/session-store.js';
+import { type IssuedAccessToken, issueAccessToken } from './access-tokens.js';
+import { revokeRefreshTokens, rotateRefreshToken, storeRefreshToken } from './refresh-tokens.js';
+import type { SigningKeys } from './signing-keys.js';
+import { getUserById, type UserRecord } from './users.js';
+
+export interface SessionDeps {
+  config: Pick<Config, 'ACCESS_TOKEN_TTL_S' | 'REFRESH_TOKEN_TTL_S'>;
+  sql: Sql;
+  sessions: SessionStore;
+  bus: EventBus;
+  keys: SigningKeys;
+  log: Logger;
+}
+
+export interface SessionTokens {
+  sessionId: string;
+  access: IssuedAccessToken;
+  refreshToken: string;
+}
+
+export interface ClientInfo {
+  deviceId: string;
+  ipAddress: string;
+}
+
+export const sessionEventSubject = (userId: number): string => `auth.sessions.${userId}`;
+
+export type SessionEventType = 'created' | 'refreshed' | 'revoked';
+
+const isoDate = z.iso.datetime().transform((value) => new Date(value));
+const sessionEventSchema = z.object({
+  type: z.enum(['created', 'refreshed', 'revoked']),
+  session: z.object({
+    sessionId: z.string(),
+    userId: z.number().int(),
+    deviceId: z.string(),
+    ipAddress: z.string(),
+    createdAt: isoDate,
+    lastUsedAt: isoDate,
+    expiresAt: isoDate,
+    revokedAt: isoDate.nullable(),
+    revokedReason: z.string().nullable(),
+  }),
+});
+
+export interface SessionEvent {
+  type: SessionEventType;
+  session: SessionRecord;
+}
+
+/** Another process may have published it: anything malformed is dropped by the caller. */
+export function parseSessionEvent(payload: unknown): SessionEvent | null {
+  const parsed = sessionEventSchema.safeParse(payload);
+  return parsed.success ? parsed.data : null;
+}
+
+/** Events are a notification, not the record: a failed publish is logged and the operation stands. */
+async function publish(deps: SessionDeps, type: SessionEventType, session: SessionRecord): Promise<void> {
+  try {
+    await deps.bus.publish(sessionEventSubject(session.userId), {
+      type,
+      session: {
+        ...session,
+        createdAt: session.createdAt.toISOString(),
+        lastUsedAt: session.lastUsedAt.toISOString(),
+        expiresAt: session.expiresAt.toISOString(),
+        revokedAt: session.revokedAt?.toISOString() ?? null,
+      },
+    });
+  } catch (error) {
+    deps.log.warn({ err: error, sessionId: session.sessionId, type }, 'could not publish a session event');
+  }
+}
+
+function accessFor(deps: SessionDeps, user: UserRecord, sessionId: string): Promise<IssuedAccessToken> {
+  return issueAccessToken(
+    deps.keys,
+    { userId: user.id, sessionId, roles: user.roles, email: user.email, username: user.username },
+    deps.config.ACCESS_TOKEN_TTL_S,
+  );
+}
+
+const refreshExpiry = (deps: SessionDeps, from = Date.now()) =>
+  new Date(from + deps.config.REFRESH_TOKEN_TTL_S * 1000);
+
+export async function openSession(
+  deps: SessionDeps,
+  user: UserRecord,
+  client: ClientInfo,
+): Promise<SessionTokens> {
+  const now = new Date();
+  const record: SessionRecord = {
+    sessionId: randomUUID(),
+    userId: user.id,
+    deviceId: client.deviceId,
+    ipAddress: client.ipAddress,
+    createdAt: now,
+    lastUsedAt: now,
+    expiresAt: refreshExpiry(deps, now.getTime()),
+    revokedAt: null,
+    revokedReason: null,
+  };
+  await deps.sessions.save(record);
+  const refreshToken = await storeRefreshToken(deps.sql, record, record.expiresAt);
+  const access = await accessFor(deps, user, record.sessionId);
+  await publish(deps, 'created', record);
+  return { sessionId: record.sessionId, access, refreshToken };
+}
+
+const INVALID_REFRESH: Record<string, string> = {
+  unknown: 'invalid refresh token',
+  revoked: 'invalid refresh token: revoked',
+  expired: 'invalid refresh token: expired',
+  'session closed': 'invalid refresh token: session revoked',
+};
+
+/** Rotates the refresh token; a reused one revokes its session and every token of it. */
+export async function refreshSession(
+  deps: SessionDeps,
+  refreshToken: string,
+  client: Partial<ClientInfo>,
+): Promise<{ tokens: SessionTokens; user: UserRecord }> {
+  const expiresAt = refreshExpiry(deps);
+  let session: SessionRecord | null = null;
+  const rotation = await rotateRefreshToken(deps.sql, refreshToken, expiresAt, async (sessionId) => {
+    session = await deps.sessions.get(sessionId);
+    return isSessionActive(session);
+  });
+  if (rotation.kind === 'reused') {
+    await closeSession(deps, rotation.owner.sessionId, 'refresh token reuse');
+    deps.log.warn(
+      { sessionId: rotation.owner.sessionId, userId: rotation.owner.userId },
+      'refresh token reuse',
+    );
+    throw new UnauthenticatedError('refresh token reuse detected; session revoked');
+  }
+  if (rotation.kind === 'invalid') throw new UnauthenticatedError(INVALID_REFRESH[rotation.reason]);
+  const current = session as SessionRecord | null;
+  if (!current) throw new UnauthenticatedError(INVALID_REFRESH['session closed']);
+  const updated: SessionRecord = {
+    ...current,
+    deviceId: client.deviceId || current.deviceId,
+    ipAddress: client.ipAddress || current.ipAddress,
+    lastUsedAt: new Date(),
+    expiresAt,
+  };
+  await deps.sessions.save(updated);
+  const user = await getUserById(deps.sql, rotation.owner.userId);
+  const access = await accessFor(deps, user, updated.sessionId);
+  await publish(deps, 'refreshed', updated);
+  return { tokens: { sessionId: updated.sessionId, access, refreshToken: rotation.token }, user };
+}
+
+/**
+ * Revokes the session in the SessionStore (effective at once for every token of it) and
+ * all its refresh tokens. Returns false when it was already closed.
+ */
+export async function closeSession(deps: SessionDeps, sessionId: string, reason: string): Promise<boolean> {
+  const revoked = await deps.sessions.revoke(sessionId, reason);
+  await revokeRefreshTokens(deps.sql, sessionId);
+  if (revoked) {
+    const record = await deps.sessions.get(sessionId);
+    if (record) await publish(deps, 'revoked', record);
+  }
+  return revoked;
+}

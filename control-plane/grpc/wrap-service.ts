@@ -1,0 +1,323 @@
+/**
+ * The typed wrapper every service implementation goes through. Per call it provides the
+ * request id (taken from `x-request-id` when it looks like one, echoed in the response
+ * headers and trailers), a child logger, the method's auth policy, the mapping of thrown
+ * errors to gRPC statuses and the per-rpc metrics, for all four call shapes.
+ *
+ * A method an implementation leaves out answers UNIMPLEMENTED naming itself, so each
+ * service can be registered whole before a later issue fills it in.
+ */
+import {
+  Metadata,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type sendUnaryData,
+  status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { UnimplementedError } from '../../common/errors.js';
+import { type GrpcStatusObject, toGrpcStatus } from '../../common/grpc-errors.js';
+import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/log.js';
+import { recordCall, statusName } from './call-metrics.js';
+import { type ApiKeyMatcher, authenticateCaller } from './caller-auth.js';
+import type { AuthPolicy, CallContext, TokenVerifier } from './context.js';
+
+/** The shape of one rpc in a ts-proto `outputServices=grpc-js` service definition. */
+export interface MethodShape {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestDeserialize: (bytes: Buffer) => unknown;
+  responseSerialize: (value: never) => Buffer;
+}
+
+type RequestOf<M> = M extends { requestDeserialize: (bytes: Buffer) => infer Q } ? Q : never;
+type ResponseOf<M> = M extends { responseSerialize: (value: infer R) => Buffer } ? R : never;
+
+export type UnaryHandler<Q, R> = (request: Q, ctx: CallContext) => Promise<R>;
+/** Writes to `stream`; the wrapper ends the stream when the promise settles. */
+export type ServerStreamHandler<Q, R> = (
+  request: Q,
+  stream: ServerWritableStream<Q, R>,
+  ctx: CallContext,
+) => Promise<void>;
+export type ClientStreamHandler<Q, R> = (requests: AsyncIterable<Q>, ctx: CallContext) => Promise<R>;
+/**
+ * Reads `requests` (ends when the client half-closes) and writes to `stream`; the wrapper
+ * ends the stream when the promise settles. Iterate `requests`, not `stream`: a stream's
+ * own async iterator destroys it on completion, and a destroyed call never sends its status.
+ */
+export type BidiStreamHandler<Q, R> = (
+  requests: AsyncIterable<Q>,
+  stream: ServerDuplexStream<Q, R>,
+  ctx: CallContext,
+) => Promise<void>;
+
+export type HandlerOf<M> = M extends { requestStream: true; responseStream: true }
+  ? BidiStreamHandler<RequestOf<M>, ResponseOf<M>>
+  : M extends { requestStream: true }
+    ? ClientStreamHandler<RequestOf<M>, ResponseOf<M>>
+    : M extends { responseStream: true }
+      ? ServerStreamHandler<RequestOf<M>, ResponseOf<M>>
+      : UnaryHandler<RequestOf<M>, ResponseOf<M>>;
+
+export interface MethodImplementation<M> {
+  policy: AuthPolicy;
+  handler: HandlerOf<M>;
+}
+
+/** Keyed like the generated service definition; missing methods answer UNIMPLEMENTED. */
+export type ServiceImplementation<S> = { [K in keyof S]?: MethodImplementation<S[K]> };
+
+/** What the wrapper needs from the server that hosts it. */
+export interface CallRuntime {
+  apiKeys: ApiKeyMatcher;
+  verifyToken: TokenVerifier;
+  log: Logger;
+  /** Aborted when the server shuts down, so long-lived streams end and shutdown can complete. */
+  shutdown: AbortSignal;
+}
+
+export interface ServiceBinding {
+  /** The fully qualified service name, e.g. `veza.auth.AuthService`. */
+  readonly name: string;
+  readonly definition: ServiceDefinition;
+  implement(runtime: CallRuntime): UntypedServiceImplementation;
+}
+
+/** A TCP peer as grpc-js reports it (`1.2.3.4:5678`, `::1:5678`, `::ffff:1.2.3.4:5678`) -> the IP. */
+export function peerIpOf(peer: string): string {
+  let address = peer.replace(/^ipv[46]:/, '');
+  const bracketed = /^\[(.+)\]:\d+$/.exec(address);
+  if (bracketed?.[1]) address = bracketed[1];
+  else {
+    const withPort = /^(.+):(\d+)$/.exec(address);
+    if (withPort?.[1] && (withPort[1].includes('.') || withPort[1].includes(':'))) address = withPort[1];
+  }
+  return address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+}
+
+/** Inside the wrapper the handler's exact type is known only from the call shape. */
+interface AnyImplementation {
+  policy: AuthPolicy;
+  handler: unknown;
+}
+
+interface AnyServerCall {
+  metadata: Metadata;
+  cancelled: boolean;
+  getPeer(): string;
+  sendMetadata(metadata: Metadata): void;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
+
+interface CallTracker {
+  context(policy: AuthPolicy): Promise<CallContext>;
+  succeed(): void;
+  /** Maps the error, logs it and records the call; returns the status to send. */
+  fail(error: unknown): GrpcStatusObject;
+  /** The client went away: nothing can be sent any more. */
+  cancelled(): void;
+}
+
+function firstValue(metadata: Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
+  const started = process.hrtime.bigint();
+  const requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
+  const log = runtime.log.child({ requestId, method });
+  const headers = new Metadata();
+  headers.set(REQUEST_ID_HEADER, requestId);
+  call.sendMetadata(headers);
+
+  const cancellation = new AbortController();
+  call.on('cancelled', () => cancellation.abort());
+  const signal = AbortSignal.any([cancellation.signal, runtime.shutdown]);
+
+  let finished = false;
+  const finish = (code: status) => {
+    if (finished) return;
+    finished = true;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    recordCall(method, code, seconds);
+    return seconds;
+  };
+
+  return {
+    async context(policy) {
+      const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
+      return {
+        method,
+        requestId,
+        log: identity.user ? log.child({ userId: identity.user.userId }) : log,
+        user: identity.user,
+        service: identity.service,
+        peerIp: peerIpOf(call.getPeer()),
+        metadata: call.metadata,
+        signal,
+      };
+    },
+    succeed() {
+      const seconds = finish(status.OK);
+      if (seconds !== undefined)
+        log.info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+    },
+    fail(error) {
+      const result = toGrpcStatus(error);
+      result.metadata.set(REQUEST_ID_HEADER, requestId);
+      const seconds = finish(result.code);
+      const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
+      if (result.code === status.INTERNAL) log.error({ ...fields, err: error }, 'grpc call failed');
+      else log.info({ ...fields, error: result.details }, 'grpc call');
+      return result;
+    },
+    cancelled() {
+      const seconds = finish(status.CANCELLED);
+      if (seconds !== undefined)
+        log.info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+    },
+  };
+}
+
+function unaryCall(
+  method: string,
+  impl: AnyImplementation,
+  runtime: CallRuntime,
+): (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void {
+  const handler = impl.handler as UnaryHandler<unknown, unknown>;
+  return (call, callback) => {
+    const tracker = trackCall(call, method, runtime);
+    tracker
+      .context(impl.policy)
+      .then((ctx) => handler(call.request, ctx))
+      .then(
+        (response) => {
+          tracker.succeed();
+          callback(null, response);
+        },
+        (error: unknown) => callback(tracker.fail(error)),
+      );
+  };
+}
+
+function clientStreamCall(
+  method: string,
+  impl: AnyImplementation,
+  runtime: CallRuntime,
+): (call: ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => void {
+  const handler = impl.handler as ClientStreamHandler<unknown, unknown>;
+  return (call, callback) => {
+    const tracker = trackCall(call, method, runtime);
+    tracker
+      .context(impl.policy)
+      .then((ctx) => handler(call, ctx))
+      .then(
+        (response) => {
+          if (call.cancelled) return tracker.cancelled();
+          tracker.succeed();
+          callback(null, response);
+        },
+        (error: unknown) => {
+          if (call.cancelled) return tracker.cancelled();
+          callback(tracker.fail(error));
+        },
+      );
+  };
+}
+
+type WritableCall = AnyServerCall & {
+  writableEnded: boolean;
+  end(): unknown;
+  emit(event: 'error', error: GrpcStatusObject): boolean;
+};
+
+/** Server-streaming and bidi calls end the same way: OK when the handler returns, an error status when it throws. */
+function settleStream(call: WritableCall, tracker: CallTracker, run: Promise<void>): void {
+  run.then(
+    () => {
+      if (call.cancelled) return tracker.cancelled();
+      tracker.succeed();
+      if (!call.writableEnded) call.end();
+    },
+    (error: unknown) => {
+      if (call.cancelled) return tracker.cancelled();
+      call.emit('error', tracker.fail(error));
+    },
+  );
+}
+
+function serverStreamCall(
+  method: string,
+  impl: AnyImplementation,
+  runtime: CallRuntime,
+): (call: ServerWritableStream<unknown, unknown>) => void {
+  const handler = impl.handler as ServerStreamHandler<unknown, unknown>;
+  return (call) => {
+    const tracker = trackCall(call, method, runtime);
+    settleStream(
+      call,
+      tracker,
+      tracker.context(impl.policy).then((ctx) => handler(call.request, call, ctx)),
+    );
+  };
+}
+
+function bidiStreamCall(
+  method: string,
+  impl: AnyImplementation,
+  runtime: CallRuntime,
+): (call: ServerDuplexStream<unknown, unknown>) => void {
+  const handler = impl.handler as BidiStreamHandler<unknown, unknown>;
+  return (call) => {
+    const tracker = trackCall(call, method, runtime);
+    settleStream(
+      call,
+      tracker,
+      tracker
+        .context(impl.policy)
+        .then((ctx) =>
+          handler(call.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>, call, ctx),
+        ),
+    );
+  };
+}
+
+function unimplemented(method: string): AnyImplementation {
+  const fail = async (): Promise<never> => {
+    throw new UnimplementedError(`${method} is not implemented yet`);
+  };
+  return { policy: 'public', handler: fail };
+}
+
+/** Pairs a generated service definition with its (possibly partial) implementation. */
+export function bindService<S extends Record<string, MethodShape>>(
+  definition: S,
+  implementation: ServiceImplementation<S>,
+): ServiceBinding {
+  const methods = Object.entries(definition);
+  const first = methods[0]?.[1];
+  if (!first) throw new Error('a service definition needs at least one method');
+  const name = first.path.slice(1, first.path.lastIndexOf('/'));
+  return {
+    name,
+    definition: definition as unknown as ServiceDefinition,
+    implement(runtime) {
+      const wrapped: UntypedServiceImplementation = {};
+      for (const [key, shape] of methods) {
+        const method = shape.path.slice(1);
+        const impl = (implementation[key] as AnyImplementation | undefined) ?? unimplemented(method);
+        if (shape.requestStream && shape.responseStream) wrapped[key] = bidiStreamCall(method, impl, runtime);
+        else if (shape.requestStream) wrapped[key] = clientStreamCall(method, impl, runtime);
+        else if (shape.responseStream) wrapped[key] = serverStreamCall(method, impl, runtime);
+        else wrapped[key] = unaryCall(method, impl, runtime);
+      }
+      return wrapped;
+    },
+  };
+}

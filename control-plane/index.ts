@@ -1,0 +1,107 @@
+/**
+ * The control plane: the gRPC server with its five services, health and reflection, and
+ * the email outbox dispatcher. This module is its whole public surface.
+ */
+import type { Config } from '../common/config.js';
+import type { Sql } from '../common/db/client.js';
+import type { Logger } from '../common/log.js';
+import type { BlobStorage } from '../common/ports/blob-storage.js';
+import type { EventBus } from '../common/ports/event-bus.js';
+import type { RateLimiter } from '../common/ports/rate-limiter.js';
+import type { SessionStore } from '../common/ports/session-store.js';
+import { AnalyticsServiceService } from '../proto/gen/veza/analytics/analytics.js';
+import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
+import { ChatServiceService } from '../proto/gen/veza/chat/chat.js';
+import { NotificationServiceService } from '../proto/gen/veza/notification/notification.js';
+import {
+  createAuthService,
+  createMailer,
+  createTokenVerifier,
+  loadSigningKeys,
+  startOutboxDispatcher,
+} from './auth/index.js';
+import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
+import { createStreamService } from './streams/index.js';
+
+export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './auth/index.js';
+export type { HealthControl, ServingStatus } from './grpc/index.js';
+
+/** The ports the control plane uses (common/ports' `Ports` satisfies it). */
+export interface ControlPlanePorts {
+  bus: EventBus;
+  sessions: SessionStore;
+  rateLimiter: RateLimiter;
+  blobs: BlobStorage;
+}
+
+export interface ControlPlaneDeps {
+  config: Config;
+  sql: Sql;
+  ports: ControlPlanePorts;
+  log: Logger;
+  /** This process's service key, accepted as `x-api-key` besides config.SERVICE_API_KEYS. */
+  apiKey: string;
+}
+
+export interface ControlPlane {
+  /** The bound gRPC port (the real one when config.GRPC_PORT is 0). */
+  port: number;
+  /** grpc.health.v1 statuses: '' and each of the five services. */
+  health: HealthControl;
+  /** Graceful: NOT_SERVING, streams ended, calls drained (then cut), outbox stopped. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Room for an avatar (the largest request) plus the rest of its message. */
+const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
+
+export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
+  const { config, sql, ports } = deps;
+  const log = deps.log.child({ role: 'control-plane' });
+  const keys = await loadSigningKeys(sql, log);
+  const outbox = startOutboxDispatcher({ sql, mailer: createMailer(config, log), log });
+  try {
+    const auth = createAuthService({
+      config,
+      sql,
+      log,
+      keys,
+      sessions: ports.sessions,
+      bus: ports.bus,
+      rateLimiter: ports.rateLimiter,
+      blobs: ports.blobs,
+      outbox,
+    });
+    const server = await startGrpcServer({
+      host: config.GRPC_HOST,
+      port: config.GRPC_PORT,
+      log,
+      apiKeys: [...config.SERVICE_API_KEYS, deps.apiKey],
+      verifyToken: createTokenVerifier(keys, ports.sessions),
+      maxReceiveMessageBytes: Math.max(4 * 1024 * 1024, config.AVATAR_LIMIT_BYTES + MESSAGE_OVERHEAD_BYTES),
+      services: [
+        bindService(AuthServiceService, auth),
+        // Later issues fill these in; until then each rpc answers UNIMPLEMENTED naming itself.
+        bindService(ChatServiceService, {}),
+        createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log }),
+        bindService(AnalyticsServiceService, {}),
+        bindService(NotificationServiceService, {}),
+      ],
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      port: server.port,
+      health: server.health,
+      close() {
+        closing ??= (async () => {
+          await server.close();
+          await outbox.stop();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await outbox.stop();
+    throw error;
+  }
+}
