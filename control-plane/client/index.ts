@@ -1,0 +1,334 @@
+/**
+ * The one gRPC client of the control plane, used by the edge, the media nodes and the
+ * workers. Every generated ts-proto client is wrapped by the same two generic adapters
+ * (unary -> Promise, server streaming -> async iterable), so a new rpc in a .proto file
+ * needs no code here.
+ *
+ * Each call carries the service identity (`x-api-key`), the request id and, when the
+ * call acts for a user, that user's token. Failures come back as the VezaError the
+ * service threw (through the `veza-error-code` trailer), so a 409 stays a 409.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  type CallOptions,
+  type Client,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type ClientWritableStream,
+  credentials,
+  Metadata,
+  makeGenericClientConstructor,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import { service as healthServiceDefinition } from 'grpc-health-check';
+import { UnavailableError, type VezaError } from '../../common/errors.js';
+import { ERROR_CODE_KEY, fromGrpcError } from '../../common/grpc-errors.js';
+import { type Logger, REQUEST_ID_HEADER } from '../../common/log.js';
+import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
+import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
+import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
+import { NotificationServiceClient } from '../../proto/gen/veza/notification/notification.js';
+import { StreamServiceClient } from '../../proto/gen/veza/stream/stream.js';
+
+/** Per-call options. */
+export interface CallContext {
+  /** The user's access token; sent as `authorization: Bearer <token>`. */
+  token?: string;
+  /** Propagated as `x-request-id` so edge and control-plane log lines join up; generated when absent. */
+  requestId?: string;
+  /** Relative deadline; the client default applies when absent. */
+  deadlineMs?: number;
+  /** Cancels the call, e.g. when the HTTP client went away. */
+  signal?: AbortSignal;
+  /**
+   * The end client's IP when the caller is a gateway (the edge), sent as
+   * `x-forwarded-for` so per-IP limits (e.g. registrations) see the user rather than the
+   * edge. The control plane trusts it only from callers holding an API key.
+   */
+  clientIp?: string;
+}
+
+type UnaryCallback<Res> = (error: ServiceError | null, response: Res) => void;
+/** The last overload ts-proto emits for a unary rpc, which is the one conditional types see. */
+type RawUnary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: UnaryCallback<Res>,
+) => ClientUnaryCall;
+type RawServerStream<Req, Res> = (
+  request: Req,
+  metadata?: Metadata,
+  options?: Partial<CallOptions>,
+) => ClientReadableStream<Res>;
+
+export type UnaryMethod<Req, Res> = (request: Req, context?: CallContext) => Promise<Res>;
+export type ServerStreamMethod<Req, Res> = (request: Req, context?: CallContext) => ServerStream<Res>;
+
+/** A server stream as an async iterable; `cancel()` ends it from this side. */
+export interface ServerStream<Res> extends AsyncIterable<Res> {
+  cancel(): void;
+}
+
+// Order matters: client and bidi streams (writable) also fit the server-stream shape, and
+// server streams fit the unary one (fewer parameters; a ClientReadableStream is
+// structurally a ClientUnaryCall).
+type Promisified<F> = F extends (...args: never[]) => ClientWritableStream<infer _Req>
+  ? never
+  : F extends RawServerStream<infer Req, infer Res>
+    ? ServerStreamMethod<Req, Res>
+    : F extends RawUnary<infer Req, infer Res>
+      ? UnaryMethod<Req, Res>
+      : never;
+
+/**
+ * The promise-based view of a ts-proto grpc-js client: unary and server-streaming rpcs.
+ * Client- and bidi-streaming rpcs are left out; use `raw` with `metadataFor()` for those.
+ */
+export type PromiseClient<C> = {
+  [K in Exclude<keyof C, keyof Client> as Promisified<C[K]> extends never ? never : K]: Promisified<C[K]>;
+};
+
+export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+interface RawHealthClient extends Client {
+  check: RawUnary<{ service: string }, { status: ServingStatus }>;
+}
+
+export interface ControlPlaneClient {
+  auth: PromiseClient<AuthServiceClient>;
+  chat: PromiseClient<ChatServiceClient>;
+  stream: PromiseClient<StreamServiceClient>;
+  notification: PromiseClient<NotificationServiceClient>;
+  analytics: PromiseClient<AnalyticsServiceClient>;
+  /** grpc.health.v1 Check for one service ('' is the whole server). Errors become VezaErrors. */
+  health(service: string, context?: CallContext): Promise<ServingStatus>;
+  /** The generated clients, for streaming shapes the promise view leaves out. */
+  raw: {
+    auth: AuthServiceClient;
+    chat: ChatServiceClient;
+    stream: StreamServiceClient;
+    notification: NotificationServiceClient;
+    analytics: AnalyticsServiceClient;
+  };
+  /** The metadata a call with this context sends (for `raw` calls). */
+  metadataFor(context?: CallContext): Metadata;
+  close(): void;
+}
+
+export interface ControlPlaneClientOptions {
+  /** host:port of the control plane. */
+  address: string;
+  /** Service identity sent as `x-api-key` on every call. */
+  apiKey: string;
+  log?: Logger;
+  /** Deadline for calls that give none; unary calls never wait forever. */
+  defaultDeadlineMs?: number;
+}
+
+/** Service descriptors: the generated `service` static lists each rpc's streaming shape. */
+interface GeneratedClientConstructor<C> {
+  new (
+    address: string,
+    creds: ReturnType<typeof credentials.createInsecure>,
+    options?: Record<string, unknown>,
+  ): C;
+  service: Record<string, { requestStream: boolean; responseStream: boolean }>;
+}
+
+const DEFAULT_DEADLINE_MS = 10_000;
+
+/** Metadata key carrying the end client's IP on calls made by a gateway. */
+export const CLIENT_IP_HEADER = 'x-forwarded-for';
+
+export function createControlPlaneClient(options: ControlPlaneClientOptions): ControlPlaneClient {
+  const defaultDeadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
+  const insecure = credentials.createInsecure();
+  const auth = new AuthServiceClient(options.address, insecure);
+  // One HTTP/2 channel for every service: sharing it keeps one connection per process.
+  const shared = { channelOverride: auth.getChannel() };
+  const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(options.address, insecure, shared);
+  const HealthClient = makeGenericClientConstructor(
+    healthServiceDefinition,
+    'grpc.health.v1.Health',
+  ) as unknown as GeneratedClientConstructor<RawHealthClient>;
+
+  const raw = {
+    auth,
+    chat: make(ChatServiceClient as unknown as GeneratedClientConstructor<ChatServiceClient>),
+    stream: make(StreamServiceClient as unknown as GeneratedClientConstructor<StreamServiceClient>),
+    notification: make(
+      NotificationServiceClient as unknown as GeneratedClientConstructor<NotificationServiceClient>,
+    ),
+    analytics: make(AnalyticsServiceClient as unknown as GeneratedClientConstructor<AnalyticsServiceClient>),
+  };
+  const healthClient = make(HealthClient);
+
+  const metadataFor = (context: CallContext = {}): Metadata => {
+    const metadata = new Metadata();
+    metadata.set('x-api-key', options.apiKey);
+    metadata.set(REQUEST_ID_HEADER, context.requestId ?? randomUUID());
+    if (context.token) metadata.set('authorization', `Bearer ${context.token}`);
+    if (context.clientIp) metadata.set(CLIENT_IP_HEADER, context.clientIp);
+    return metadata;
+  };
+  const callOptions = (context: CallContext = {}): Partial<CallOptions> => ({
+    deadline: Date.now() + (context.deadlineMs ?? defaultDeadlineMs),
+  });
+  const adapters: Adapters = { metadataFor, callOptions, log: options.log };
+
+  const healthCheck = unary<{ service: string }, { status: ServingStatus }>(
+    healthClient,
+    'check',
+    'grpc.health.v1.Health/Check',
+    adapters,
+  );
+
+  return {
+    auth: promisify(auth, AuthServiceClient, adapters),
+    chat: promisify(raw.chat, ChatServiceClient, adapters),
+    stream: promisify(raw.stream, StreamServiceClient, adapters),
+    notification: promisify(raw.notification, NotificationServiceClient, adapters),
+    analytics: promisify(raw.analytics, AnalyticsServiceClient, adapters),
+    async health(service, context) {
+      const response = await healthCheck({ service }, context);
+      return response.status;
+    },
+    raw,
+    metadataFor,
+    close() {
+      // The channel is shared, so closing any client closes it; close all for clarity.
+      for (const client of [...Object.values(raw), healthClient]) client.close();
+    },
+  };
+}
+
+interface Adapters {
+  metadataFor(context?: CallContext): Metadata;
+  callOptions(context?: CallContext): Partial<CallOptions>;
+  log: Logger | undefined;
+}
+
+/** Builds the promise view of a generated client from its service descriptor. */
+function promisify<C extends Client>(
+  client: C,
+  ctor: { service: Record<string, { requestStream: boolean; responseStream: boolean; path: string }> },
+  adapters: Adapters,
+): PromiseClient<C> {
+  const view: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(ctor.service)) {
+    if (!method.requestStream && !method.responseStream) {
+      view[name] = unary(client, name, method.path, adapters);
+    } else if (!method.requestStream && method.responseStream) {
+      view[name] = serverStream(client, name, method.path, adapters);
+    }
+  }
+  return view as PromiseClient<C>;
+}
+
+function isServiceError(error: unknown): error is ServiceError {
+  return typeof error === 'object' && error !== null && 'code' in error && 'metadata' in error;
+}
+
+function methodOf<F>(client: Client, name: string): F {
+  const method = (client as unknown as Record<string, unknown>)[name];
+  if (typeof method !== 'function') throw new Error(`gRPC client has no method ${name}`);
+  return method.bind(client) as F;
+}
+
+/**
+ * The VezaError for a failed call. Errors a Veza service threw carry their code in the
+ * trailers and pass through; transport failures (no connection, deadline) say only that
+ * the control plane is unavailable, since grpc-js's text names internal addresses.
+ */
+function clientError(error: ServiceError, path: string, context: CallContext): VezaError {
+  const fromService = error.metadata?.get(ERROR_CODE_KEY).length > 0;
+  if (error.code === status.CANCELLED && context.signal?.aborted) {
+    return new UnavailableError(`${path} cancelled by the caller`, { cause: error });
+  }
+  if (!fromService && error.code === status.UNAVAILABLE) {
+    return new UnavailableError('the control plane is unavailable', { cause: error });
+  }
+  if (!fromService && error.code === status.DEADLINE_EXCEEDED) {
+    return new UnavailableError('the control plane did not answer in time', { cause: error });
+  }
+  return fromGrpcError(error);
+}
+
+/** The one unary adapter: metadata, deadline, cancellation and error mapping. */
+function unary<Req, Res>(
+  client: Client,
+  name: string,
+  path: string,
+  adapters: Adapters,
+): UnaryMethod<Req, Res> {
+  const call = methodOf<RawUnary<Req, Res>>(client, name);
+  return (request, context = {}) =>
+    new Promise<Res>((resolve, reject) => {
+      if (context.signal?.aborted) {
+        reject(new UnavailableError(`${path} cancelled before it started`));
+        return;
+      }
+      const started = performance.now();
+      const pending = call(
+        request,
+        adapters.metadataFor(context),
+        adapters.callOptions(context),
+        (error, response) => {
+          context.signal?.removeEventListener('abort', cancel);
+          if (error) {
+            const veza = clientError(error, path, context);
+            adapters.log?.[veza.code === 'unavailable' ? 'warn' : 'debug'](
+              {
+                rpc: path,
+                code: veza.code,
+                requestId: context.requestId,
+                ms: Math.round(performance.now() - started),
+                ...(veza.cause === error ? {} : { grpcCode: error.code, grpcDetails: error.details }),
+              },
+              'control-plane call failed',
+            );
+            reject(veza);
+            return;
+          }
+          resolve(response);
+        },
+      );
+      const cancel = () => pending.cancel();
+      context.signal?.addEventListener('abort', cancel, { once: true });
+    });
+}
+
+/** The one server-streaming adapter: an async iterable whose errors are VezaErrors. */
+function serverStream<Req, Res>(
+  client: Client,
+  name: string,
+  path: string,
+  adapters: Adapters,
+): ServerStreamMethod<Req, Res> {
+  const call = methodOf<RawServerStream<Req, Res>>(client, name);
+  return (request, context = {}) => {
+    // Streams live as long as their consumer wants: only an explicit deadline applies.
+    const streamOptions: Partial<CallOptions> =
+      context.deadlineMs === undefined ? {} : adapters.callOptions(context);
+    const stream = call(request, adapters.metadataFor(context), streamOptions);
+    const cancel = () => stream.cancel();
+    context.signal?.addEventListener('abort', cancel, { once: true });
+    return {
+      cancel,
+      async *[Symbol.asyncIterator]() {
+        try {
+          for await (const message of stream) yield message as Res;
+        } catch (error) {
+          // A cancel we asked for is the normal end of the stream, not a failure.
+          if ((error as { code?: number }).code === status.CANCELLED) return;
+          throw isServiceError(error) ? clientError(error, path, context) : fromGrpcError(error);
+        } finally {
+          context.signal?.removeEventListener('abort', cancel);
+          stream.cancel();
+        }
+      },
+    };
+  };
+}
