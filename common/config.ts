@@ -84,6 +84,9 @@ const schema = z.object({
   STREAM_GRACE_S: nonNegativeInt.default(30),
 
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
+
+  /** Optional external toxicity scorer (POST {text} -> {score, reasons}); the local scorer is the fallback. */
+  MODERATION_URL: optionalString.pipe(url.optional()),
 });
 
 export type Env = z.infer<typeof schema>;

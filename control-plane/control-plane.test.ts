@@ -24,7 +24,11 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../common/log.js';
 import { metricsRegistry } from '../common/metrics.js';
-import { ChatServiceClient, SendMessageRequest } from '../proto/gen/veza/chat/chat.js';
+import {
+  AnalyticsServiceClient,
+  GetMetricsRequest,
+  StreamMetricsRequest,
+} from '../proto/gen/veza/analytics/analytics.js';
 import { StreamServiceClient } from '../proto/gen/veza/stream/stream.js';
 import { issueAccessToken, loadSigningKeys } from './auth/index.js';
 import { createAdmin } from './index.js';
@@ -554,21 +558,26 @@ describe('StreamUserSessions', () => {
 });
 
 describe('server surface', () => {
-  it('answers UNIMPLEMENTED naming the rpc, for every call shape', async () => {
-    const chat = new ChatServiceClient(h.address, credentials.createInsecure());
+  it('answers UNIMPLEMENTED naming the rpc, for every call shape still unimplemented', async () => {
+    const analytics = new AnalyticsServiceClient(h.address, credentials.createInsecure());
     const stream = new StreamServiceClient(h.address, credentials.createInsecure());
     try {
       const unaryError = await grpcError(
-        unary(chat.sendMessage.bind(chat), SendMessageRequest.fromPartial({ roomId: 1, content: 'hi' })),
+        unary(analytics.getMetrics.bind(analytics), GetMetricsRequest.fromPartial({})),
       );
       expect(unaryError).toMatchObject({
         code: status.UNIMPLEMENTED,
-        details: 'veza.chat.ChatService/SendMessage is not implemented yet',
+        details: 'veza.analytics.AnalyticsService/GetMetrics is not implemented yet',
       });
 
-      const bidi = chat.chatStream();
-      const bidiError = await new Promise<ServiceError>((resolve) => bidi.on('error', resolve));
-      expect(bidiError.details).toBe('veza.chat.ChatService/ChatStream is not implemented yet');
+      const serverStream = analytics.streamMetrics(StreamMetricsRequest.fromPartial({}));
+      const serverStreamError = await new Promise<ServiceError>((resolve) =>
+        serverStream.on('error', resolve),
+      );
+      expect(serverStreamError).toMatchObject({
+        code: status.UNIMPLEMENTED,
+        details: 'veza.analytics.AnalyticsService/StreamMetrics is not implemented yet',
+      });
 
       const clientStreamError = await new Promise<ServiceError>((resolve) => {
         const upload = stream.uploadAudioChunks((error) => error && resolve(error));
@@ -579,7 +588,7 @@ describe('server surface', () => {
         details: 'veza.stream.StreamService/UploadAudioChunks is not implemented yet',
       });
     } finally {
-      chat.close();
+      analytics.close();
       stream.close();
     }
   });

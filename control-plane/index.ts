@@ -11,8 +11,6 @@ import type { RateLimiter } from '../common/ports/rate-limiter.js';
 import type { SessionStore } from '../common/ports/session-store.js';
 import { AnalyticsServiceService } from '../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
-import { ChatServiceService } from '../proto/gen/veza/chat/chat.js';
-import { NotificationServiceService } from '../proto/gen/veza/notification/notification.js';
 import {
   createAuthService,
   createMailer,
@@ -20,6 +18,7 @@ import {
   loadSigningKeys,
   startOutboxDispatcher,
 } from './auth/index.js';
+import { type ChatModuleOptions, startChatModule } from './chat/index.js';
 import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
 import { createStreamService } from './streams/index.js';
 
@@ -41,6 +40,8 @@ export interface ControlPlaneDeps {
   log: Logger;
   /** This process's service key, accepted as `x-api-key` besides config.SERVICE_API_KEYS. */
   apiKey: string;
+  /** Chat and moderation settings: the external moderation service (MODERATION_URL), rate limits. */
+  chat?: ChatModuleOptions;
 }
 
 export interface ControlPlane {
@@ -72,6 +73,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       blobs: ports.blobs,
       outbox,
     });
+    const chat = startChatModule({
+      sql,
+      bus: ports.bus,
+      rateLimiter: ports.rateLimiter,
+      log,
+      ...deps.chat,
+      moderation: { url: config.MODERATION_URL, ...deps.chat?.moderation },
+    });
     const server = await startGrpcServer({
       host: config.GRPC_HOST,
       port: config.GRPC_PORT,
@@ -81,11 +90,10 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       maxReceiveMessageBytes: Math.max(4 * 1024 * 1024, config.AVATAR_LIMIT_BYTES + MESSAGE_OVERHEAD_BYTES),
       services: [
         bindService(AuthServiceService, auth),
-        // Later issues fill these in; until then each rpc answers UNIMPLEMENTED naming itself.
-        bindService(ChatServiceService, {}),
+        chat.chatService,
         createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log }),
         bindService(AnalyticsServiceService, {}),
-        bindService(NotificationServiceService, {}),
+        chat.notificationService,
       ],
     });
     let closing: Promise<void> | undefined;
@@ -95,6 +103,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       close() {
         closing ??= (async () => {
           await server.close();
+          chat.close();
           await outbox.stop();
         })();
         return closing;

@@ -78,6 +78,11 @@ export interface MarkAsReadResponse {
 }
 
 export interface StreamNotificationsRequest {
+  /**
+   * When set, the caller's stored notifications after this id come first (a reconnecting
+   * client resumes without a gap), then the live ones.
+   */
+  afterNotificationId: number;
 }
 
 export interface FollowRequest {
@@ -932,11 +937,14 @@ export const MarkAsReadResponse: MessageFns<MarkAsReadResponse> = {
 };
 
 function createBaseStreamNotificationsRequest(): StreamNotificationsRequest {
-  return {};
+  return { afterNotificationId: 0 };
 }
 
 export const StreamNotificationsRequest: MessageFns<StreamNotificationsRequest> = {
-  encode(_: StreamNotificationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: StreamNotificationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterNotificationId !== 0) {
+      writer.uint32(8).int64(message.afterNotificationId);
+    }
     return writer;
   },
 
@@ -953,6 +961,14 @@ export const StreamNotificationsRequest: MessageFns<StreamNotificationsRequest> 
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterNotificationId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -965,20 +981,30 @@ export const StreamNotificationsRequest: MessageFns<StreamNotificationsRequest> 
     }
   },
 
-  fromJSON(_: any): StreamNotificationsRequest {
-    return {};
+  fromJSON(object: any): StreamNotificationsRequest {
+    return {
+      afterNotificationId: isSet(object.afterNotificationId)
+        ? globalThis.Number(object.afterNotificationId)
+        : isSet(object.after_notification_id)
+        ? globalThis.Number(object.after_notification_id)
+        : 0,
+    };
   },
 
-  toJSON(_: StreamNotificationsRequest): unknown {
+  toJSON(message: StreamNotificationsRequest): unknown {
     const obj: any = {};
+    if (message.afterNotificationId !== 0) {
+      obj.afterNotificationId = Math.round(message.afterNotificationId);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<StreamNotificationsRequest>, I>>(base?: I): StreamNotificationsRequest {
     return StreamNotificationsRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<StreamNotificationsRequest>, I>>(_: I): StreamNotificationsRequest {
+  fromPartial<I extends Exact<DeepPartial<StreamNotificationsRequest>, I>>(object: I): StreamNotificationsRequest {
     const message = createBaseStreamNotificationsRequest();
+    message.afterNotificationId = object.afterNotificationId ?? 0;
     return message;
   },
 };

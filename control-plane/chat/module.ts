@@ -1,0 +1,83 @@
+/**
+ * Chat, moderation and notifications wired together for the control plane: the two gRPC
+ * services, the notifier other modules use, and the `stream.started` listener that tells
+ * followers a broadcaster went live.
+ */
+import type { Sql } from '../../common/db/client.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus } from '../../common/ports/event-bus.js';
+import type { RateLimiter } from '../../common/ports/rate-limiter.js';
+import type { ServiceBinding } from '../grpc/index.js';
+import {
+  type ContentScorer,
+  createModeration,
+  createScorer,
+  type ScorerOptions,
+} from '../moderation/index.js';
+import {
+  createNotificationService,
+  createNotifier,
+  type Notifier,
+  startLiveNotifications,
+} from '../notifications/index.js';
+import type { ChatRateLimits } from './chat.js';
+import { createChatService } from './service.js';
+
+export interface ChatModuleOptions {
+  /**
+   * The external moderation service (MODERATION_URL) and its breaker settings; the local
+   * scorer alone when no url is set.
+   */
+  moderation?: ScorerOptions & { threshold?: number };
+  /** Replaces the scorer altogether (tests). */
+  scorer?: ContentScorer;
+  limits?: Partial<ChatRateLimits>;
+}
+
+export interface ChatModuleDeps extends ChatModuleOptions {
+  sql: Sql;
+  bus: EventBus;
+  rateLimiter: RateLimiter;
+  log: Logger;
+}
+
+export interface ChatModule {
+  chatService: ServiceBinding;
+  notificationService: ServiceBinding;
+  /** For other modules (uploads, streams) that create notifications. */
+  notifier: Notifier;
+  /** Stops the listeners and the scorer's timers; call after the gRPC server closed. */
+  close(): void;
+}
+
+export function startChatModule(deps: ChatModuleDeps): ChatModule {
+  const { sql, bus, log } = deps;
+  const notifier = createNotifier({ sql, bus, log });
+  const scorer = deps.scorer ?? createScorer(deps.moderation ?? {}, log);
+  const moderation = createModeration({
+    sql,
+    bus,
+    log,
+    notifier,
+    scorer,
+    rateLimiter: deps.rateLimiter,
+    threshold: deps.moderation?.threshold,
+  });
+  const live = startLiveNotifications({ sql, bus, log, notifier });
+  return {
+    chatService: createChatService({
+      sql,
+      bus,
+      rateLimiter: deps.rateLimiter,
+      moderation,
+      log,
+      limits: deps.limits,
+    }),
+    notificationService: createNotificationService({ sql, bus, log, notifier }),
+    notifier,
+    close() {
+      live.unsubscribe();
+      scorer.close?.();
+    },
+  };
+}

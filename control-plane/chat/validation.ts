@@ -1,0 +1,201 @@
+/**
+ * Input rules of ChatService, checked at the boundary. Each failure is an InvalidArgumentError
+ * naming the snake_case field of the proto.
+ */
+import { z } from 'zod';
+import { InvalidArgumentError } from '../../common/errors.js';
+import { BAN_MAX_S, MUTE_MAX_S } from '../moderation/index.js';
+import {
+  CHAT_MAX_LENGTH,
+  CLIENT_MESSAGE_ID_MAX,
+  HISTORY_DEFAULT_LIMIT,
+  HISTORY_MAX_LIMIT,
+  MESSAGE_TYPES,
+  METADATA_MAX_BYTES,
+  REPORT_DETAILS_MAX,
+  REPORT_REASON_MAX,
+  ROOM_DESCRIPTION_MAX,
+  ROOM_NAME_MAX,
+} from './limits.js';
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+const CONTROL_EXCEPT_NEWLINE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+const codePoints = (value: string): number => [...value].length;
+
+const positiveId = (field: string) =>
+  z
+    .number({ error: `${field} must be a positive integer` })
+    .int(`${field} must be a positive integer`)
+    .positive(`${field} must be a positive integer`);
+
+const optionalId = (field: string) =>
+  z.number().int(`${field} must be an integer`).min(0, `${field} must not be negative`);
+
+const line = (field: string, min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .refine((value) => codePoints(value) >= min, `${field} is required`)
+    .refine((value) => codePoints(value) <= max, `${field} must be at most ${max} characters`)
+    .refine((value) => !CONTROL.test(value), `${field} must not contain control characters`);
+
+/** Free text that may span lines. */
+const paragraph = (field: string, max: number) =>
+  z
+    .string()
+    .trim()
+    .refine((value) => codePoints(value) <= max, `${field} must be at most ${max} characters`)
+    .refine((value) => !CONTROL_EXCEPT_NEWLINE.test(value), `${field} must not contain control characters`);
+
+export const contentSchema = z
+  .string()
+  .trim()
+  .refine((value) => value.length > 0, 'content is required')
+  .refine(
+    (value) => codePoints(value) <= CHAT_MAX_LENGTH,
+    `content must be at most ${CHAT_MAX_LENGTH} characters`,
+  )
+  .refine((value) => !CONTROL_EXCEPT_NEWLINE.test(value), 'content must not contain control characters');
+
+export const sendMessageSchema = z.object({
+  roomId: positiveId('room_id'),
+  content: contentSchema,
+  messageType: z
+    .string()
+    .transform((value) => value || 'text')
+    .pipe(z.enum(MESSAGE_TYPES, { error: `message_type must be one of: ${MESSAGE_TYPES.join(', ')}` })),
+  metadata: z
+    .instanceof(Buffer)
+    .refine(
+      (value) => value.length <= METADATA_MAX_BYTES,
+      `metadata must be at most ${METADATA_MAX_BYTES} bytes`,
+    ),
+  replyToId: optionalId('reply_to_id'),
+  clientMessageId: z
+    .string()
+    .max(CLIENT_MESSAGE_ID_MAX, `client_message_id must be at most ${CLIENT_MESSAGE_ID_MAX} characters`)
+    .regex(/^[A-Za-z0-9._:-]*$/, 'client_message_id may hold letters, digits, ".", "_", ":" and "-"'),
+});
+export type SendMessageInput = z.output<typeof sendMessageSchema>;
+
+export const getMessagesSchema = z.object({
+  roomId: positiveId('room_id'),
+  limit: z
+    .number()
+    .int('limit must be an integer')
+    .min(0, 'limit must not be negative')
+    .max(HISTORY_MAX_LIMIT, `limit must be at most ${HISTORY_MAX_LIMIT}`)
+    .transform((value) => value || HISTORY_DEFAULT_LIMIT),
+  beforeMessageId: optionalId('before_message_id'),
+  afterMessageId: optionalId('after_message_id'),
+});
+
+export const roomIdSchema = z.object({ roomId: positiveId('room_id') });
+export const streamMessagesSchema = z.object({
+  roomId: positiveId('room_id'),
+  lastMessageId: optionalId('last_message_id'),
+});
+
+export const createRoomSchema = z.object({
+  name: line('name', 1, ROOM_NAME_MAX),
+  description: line('description', 0, ROOM_DESCRIPTION_MAX),
+  isPrivate: z.boolean(),
+});
+
+export const editMessageSchema = z.object({ messageId: positiveId('message_id'), content: contentSchema });
+export const deleteMessageSchema = z.object({
+  messageId: positiveId('message_id'),
+  reason: line('reason', 0, REPORT_REASON_MAX),
+});
+
+export const SENDABLE_ACTIVITY = ['typing', 'stopped_typing', 'join', 'leave'] as const;
+export const roomActivitySchema = z.object({
+  roomId: positiveId('room_id'),
+  activityType: z.enum(SENDABLE_ACTIVITY, {
+    error: `activity_type must be one of: ${SENDABLE_ACTIVITY.join(', ')}`,
+  }),
+});
+
+export const reportSchema = z.object({
+  targetType: z.enum(['message', 'user', 'stream'], {
+    error: 'target_type must be "message", "user" or "stream"',
+  }),
+  targetId: positiveId('target_id'),
+  reason: line('reason', 1, REPORT_REASON_MAX),
+  details: paragraph('details', REPORT_DETAILS_MAX),
+});
+
+export const muteSchema = z.object({
+  roomId: positiveId('room_id'),
+  userId: positiveId('user_id'),
+  durationS: z
+    .number()
+    .int('duration_s must be an integer')
+    .min(1, 'duration_s must be at least 1')
+    .max(MUTE_MAX_S, `duration_s must be at most ${MUTE_MAX_S} (30 days)`),
+  reason: line('reason', 0, REPORT_REASON_MAX),
+});
+
+export const banSchema = z.object({
+  roomId: positiveId('room_id'),
+  userId: positiveId('user_id'),
+  durationS: z
+    .number()
+    .int('duration_s must be an integer')
+    .min(0, 'duration_s must not be negative')
+    .max(BAN_MAX_S, `duration_s must be at most ${BAN_MAX_S} (a year); 0 bans until lifted`)
+    .transform((value) => (value === 0 ? null : value)),
+  reason: line('reason', 0, REPORT_REASON_MAX),
+});
+
+export const sanctionTargetSchema = z.object({
+  roomId: positiveId('room_id'),
+  userId: positiveId('user_id'),
+});
+
+export const endStreamSchema = z.object({
+  streamId: positiveId('stream_id'),
+  reason: z
+    .string()
+    .trim()
+    .refine((value) => value === '' || /^[a-z][a-z0-9_]{0,63}$/.test(value), {
+      message: 'reason must be a short lowercase token such as "terms_violation"',
+    }),
+});
+
+export const queueSchema = z.object({
+  status: z
+    .string()
+    .transform((value) => value || 'open')
+    .pipe(z.enum(['open', 'resolved', 'all'], { error: 'status must be "open", "resolved" or "all"' })),
+  limit: z
+    .number()
+    .int('limit must be an integer')
+    .min(0, 'limit must not be negative')
+    .max(HISTORY_MAX_LIMIT, `limit must be at most ${HISTORY_MAX_LIMIT}`)
+    .transform((value) => value || HISTORY_DEFAULT_LIMIT),
+  beforeReportId: optionalId('before_report_id'),
+});
+
+export const resolveSchema = z.object({
+  reportId: positiveId('report_id'),
+  resolution: z.enum(['dismissed', 'actioned', 'approved'], {
+    error: 'resolution must be "dismissed", "actioned" or "approved"',
+  }),
+  note: paragraph('note', REPORT_DETAILS_MAX),
+});
+
+const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+
+/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
+  const message = issue?.message ?? 'invalid request';
+  throw new InvalidArgumentError(field && !message.includes(field) ? `${field}: ${message}` : message, field);
+}

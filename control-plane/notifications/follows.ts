@@ -1,0 +1,83 @@
+/**
+ * Following broadcasters, and the "stream.live" notification their followers get when the
+ * streams module publishes `stream.started`. Every control-plane process hears the event; the
+ * notification's dedupe key (one per stream) makes exactly one of them create it.
+ */
+import type { Sql } from '../../common/db/client.js';
+import { InvalidArgumentError, NotFoundError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import type { FollowedBroadcaster } from '../../proto/gen/veza/notification/notification.js';
+import { STREAM_STARTED, streamStartedEventSchema } from '../streams/index.js';
+import type { Notifier } from './notifier.js';
+
+export function createFollowStore(sql: Sql) {
+  return {
+    async follow(followerId: number, broadcasterId: number): Promise<void> {
+      if (followerId === broadcasterId)
+        throw new InvalidArgumentError('you cannot follow yourself', 'broadcaster_id');
+      const [user] = await sql<{ id: number }[]>`select id from users where id = ${broadcasterId}`;
+      if (!user) throw new NotFoundError(`user ${broadcasterId} not found`);
+      await sql`
+        insert into follows (follower_id, broadcaster_id) values (${followerId}, ${broadcasterId})
+        on conflict do nothing`;
+    },
+
+    async unfollow(followerId: number, broadcasterId: number): Promise<boolean> {
+      const rows = await sql`
+        delete from follows where follower_id = ${followerId} and broadcaster_id = ${broadcasterId} returning 1`;
+      return rows.length > 0;
+    },
+
+    async following(followerId: number): Promise<FollowedBroadcaster[]> {
+      const rows = await sql<{ id: number; username: string; created_at: Date }[]>`
+        select u.id, u.username, f.created_at
+        from follows f join users u on u.id = f.broadcaster_id
+        where f.follower_id = ${followerId}
+        order by f.created_at desc, u.id`;
+      return rows.map((row) => ({ userId: row.id, username: row.username, followedAt: row.created_at }));
+    },
+
+    async followers(broadcasterId: number): Promise<number[]> {
+      const rows = await sql<{ follower_id: number }[]>`
+        select follower_id from follows where broadcaster_id = ${broadcasterId}`;
+      return rows.map((row) => row.follower_id);
+    },
+  };
+}
+
+export interface FollowNotifierDeps {
+  sql: Sql;
+  bus: EventBus;
+  log: Logger;
+  notifier: Notifier;
+}
+
+/** Subscribes to `stream.started`; the returned subscription stops it. */
+export function startLiveNotifications(deps: FollowNotifierDeps): Subscription {
+  const follows = createFollowStore(deps.sql);
+  const log = deps.log.child({ component: 'live-notifications' });
+  return deps.bus.subscribe(STREAM_STARTED, async (payload) => {
+    const parsed = streamStartedEventSchema.safeParse(payload);
+    if (!parsed.success) {
+      log.warn('dropped a malformed stream.started event');
+      return;
+    }
+    const event = parsed.data;
+    // A private stream is not announced: its followers could not open it.
+    if (!event.is_public) return;
+    try {
+      const followers = await follows.followers(event.owner_id);
+      await deps.notifier.notifyMany(
+        followers,
+        'stream.live',
+        `${event.owner_username} is live`,
+        event.title,
+        { stream_id: event.stream_id, broadcaster_id: event.owner_id, chat_room_id: event.chat_room_id },
+        { dedupeKey: `stream.live:${event.stream_id}` },
+      );
+    } catch (error) {
+      log.error({ err: error, streamId: event.stream_id }, 'could not notify the followers of a live stream');
+    }
+  });
+}
