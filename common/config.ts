@@ -85,6 +85,19 @@ const schema = z.object({
 
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
 
+  /** Largest accepted upload, in bytes (refused at creation and while the bytes stream in). */
+  UPLOAD_MAX_BYTES: positiveInt.default(512 * 1024 * 1024),
+  /** Longest accepted audio, in seconds; the worker's probe enforces it. */
+  UPLOAD_MAX_DURATION_S: positiveInt.default(3 * 3600),
+  /** Stored upload bytes per user (sources of live tracks plus uploads in progress). */
+  UPLOAD_QUOTA_BYTES: positiveInt.default(5 * 1024 * 1024 * 1024),
+  /** S3-compatible BlobStorage (MinIO, AWS...), used when S3_BUCKET is set; files under the data directory otherwise. */
+  S3_ENDPOINT: optionalString.pipe(url.optional()),
+  S3_BUCKET: optionalString,
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
+
   /** Optional external toxicity scorer (POST {text} -> {score, reasons}); the local scorer is the fallback. */
   MODERATION_URL: optionalString.pipe(url.optional()),
 });
@@ -126,6 +139,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         'invalid configuration: SERVICE_API_KEYS must be set when roles run as separate processes',
       );
     }
+  }
+  const s3Set = (['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const).filter((name) => value[name]);
+  if (s3Set.length > 0 && !value.S3_BUCKET) {
+    throw new ConfigError(`invalid configuration: ${s3Set.join(', ')} set without S3_BUCKET`);
+  }
+  if (!value.S3_ACCESS_KEY_ID !== !value.S3_SECRET_ACCESS_KEY) {
+    throw new ConfigError('invalid configuration: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together');
   }
   if (value.MEDIA_RTC_MIN_PORT > value.MEDIA_RTC_MAX_PORT) {
     throw new ConfigError('invalid configuration: MEDIA_RTC_MIN_PORT must not exceed MEDIA_RTC_MAX_PORT');

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane } from '../control-plane/index.js';
 import { startEdge } from '../signaling/index.js';
+import { startWorkers } from '../workers/index.js';
 import type { Config } from './config.js';
 import { connectDatabase, type Sql } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded.js';
@@ -79,6 +80,11 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       closers.push(() => edge.close());
       httpPort = edge.port;
       log.info({ port: httpPort, url: config.publicUrl }, 'edge (HTTP and WebSocket) listening');
+    }
+
+    if (roles.has('worker')) {
+      const workers = await startWorkers({ config, sql, ports, log });
+      closers.push(() => workers.close());
     }
 
     let ops: OpsServer | null = null;

@@ -10,13 +10,17 @@ import type { Logger } from '../log.js';
 import type { BlobStorage } from './blob-storage.js';
 import type { EventBus } from './event-bus.js';
 import { FsBlobStorage } from './fs-blob-storage.js';
+import { JetStreamJobQueue } from './jetstream-job-queue.js';
+import type { JobQueue } from './job-queue.js';
 import { MemoryEventBus } from './memory-event-bus.js';
 import { MemoryRateLimiter } from './memory-rate-limiter.js';
 import { NatsEventBus } from './nats-event-bus.js';
+import { PgJobQueue } from './pg-job-queue.js';
 import { PgSessionStore } from './pg-session-store.js';
 import type { RateLimiter } from './rate-limiter.js';
 import { RedisRateLimiter } from './redis-rate-limiter.js';
 import { RedisSessionStore } from './redis-session-store.js';
+import { S3BlobStorage } from './s3-blob-storage.js';
 import type { SessionStore } from './session-store.js';
 
 export { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
@@ -29,13 +33,27 @@ export {
   subjectMatches,
 } from './event-bus.js';
 export { FsBlobStorage, type FsBlobStorageOptions } from './fs-blob-storage.js';
+export { JetStreamJobQueue, type JetStreamJobQueueOptions } from './jetstream-job-queue.js';
+export {
+  type ConsumeOptions,
+  type DeadLetter,
+  type EnqueueOptions,
+  type EnqueueResult,
+  type JobConsumer,
+  type JobContext,
+  type JobHandler,
+  type JobQueue,
+  UnrecoverableJobError,
+} from './job-queue.js';
 export { MemoryEventBus, type MemoryEventBusOptions } from './memory-event-bus.js';
 export { MemoryRateLimiter } from './memory-rate-limiter.js';
 export { NatsEventBus, type NatsEventBusOptions } from './nats-event-bus.js';
+export { PgJobQueue, type PgJobQueueOptions } from './pg-job-queue.js';
 export { PgSessionStore } from './pg-session-store.js';
 export type { RateDecision, RateLimiter, RateRule } from './rate-limiter.js';
 export { RedisRateLimiter, type RedisRateLimiterOptions } from './redis-rate-limiter.js';
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
+export { S3BlobStorage, type S3BlobStorageOptions } from './s3-blob-storage.js';
 export { isSessionActive, type SessionRecord, type SessionStore } from './session-store.js';
 
 /** Namespaces every Redis key of a deployment. */
@@ -46,25 +64,35 @@ export interface Ports {
   sessions: SessionStore;
   rateLimiter: RateLimiter;
   blobs: BlobStorage;
+  /** Durable jobs: PostgreSQL in standalone mode, NATS JetStream in cluster mode. */
+  jobs: JobQueue;
   /** Closes everything createPorts opened; the SQL pool stays the caller's. */
   close(): Promise<void>;
 }
 
 export async function createPorts(config: Config, deps: { sql: Sql; log: Logger }): Promise<Ports> {
   const log = deps.log.child({ component: 'ports' });
-  const blobs = new FsBlobStorage({ root: path.join(config.dataDir, 'blobs'), baseUrl: config.publicUrl });
+  const blobs = createBlobStorage(config, log);
+  const closeBlobs = () => {
+    if (blobs instanceof S3BlobStorage) blobs.close();
+  };
 
   if (config.VEZA_MODE === 'standalone') {
     const bus = new MemoryEventBus({ log });
     const sessions = new PgSessionStore(deps.sql);
     const rateLimiter = new MemoryRateLimiter();
+    const jobs = new PgJobQueue(deps.sql, { log });
     return {
       bus,
       sessions,
       rateLimiter,
       blobs,
+      jobs,
       async close() {
+        // Jobs first: releasing the ones in flight needs the SQL pool, which the caller ends after this.
+        await jobs.close();
         await Promise.all([bus.close(), sessions.close(), rateLimiter.close()]);
+        closeBlobs();
       },
     };
   }
@@ -84,6 +112,14 @@ export async function createPorts(config: Config, deps: { sql: Sql; log: Logger 
     redis.disconnect();
     throw error;
   }
+  let jobs: JetStreamJobQueue;
+  try {
+    jobs = await JetStreamJobQueue.connect(config.NATS_URL, { log, name: `${config.nodeId}-jobs` });
+  } catch (error) {
+    await bus.close();
+    redis.disconnect();
+    throw error;
+  }
   const sessions = new RedisSessionStore({ redis, keyPrefix: REDIS_KEY_PREFIX });
   const rateLimiter = new RedisRateLimiter({ redis, keyPrefix: REDIS_KEY_PREFIX });
   return {
@@ -91,9 +127,29 @@ export async function createPorts(config: Config, deps: { sql: Sql; log: Logger 
     sessions,
     rateLimiter,
     blobs,
+    jobs,
     async close() {
+      await jobs.close();
       await Promise.all([bus.close(), sessions.close(), rateLimiter.close()]);
       await redis.quit();
+      closeBlobs();
     },
   };
+}
+
+/** S3-compatible storage when S3_BUCKET is set (either mode), files under the data directory otherwise. */
+export function createBlobStorage(config: Config, log: Logger): BlobStorage {
+  if (!config.S3_BUCKET) {
+    return new FsBlobStorage({ root: path.join(config.dataDir, 'blobs'), baseUrl: config.publicUrl });
+  }
+  return new S3BlobStorage({
+    bucket: config.S3_BUCKET,
+    region: config.S3_REGION,
+    baseUrl: config.publicUrl,
+    log,
+    ...(config.S3_ENDPOINT ? { endpoint: config.S3_ENDPOINT } : {}),
+    ...(config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+      ? { credentials: { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY } }
+      : {}),
+  });
 }

@@ -1,0 +1,260 @@
+/**
+ * The one door to the system's ffmpeg and ffprobe.
+ *
+ * fluent-ffmpeg runs ffmpeg (argument building, progress parsing, killing); its README asks
+ * for maintainers, so nothing else imports it and replacing it means rewriting this file
+ * only. ffprobe runs directly: its JSON is all we need, plus the warnings fluent-ffmpeg
+ * drops (e.g. "Estimating duration from bitrate", which says a duration is a guess).
+ */
+import { execFile } from 'node:child_process';
+import ffmpeg from 'fluent-ffmpeg';
+import { z } from 'zod';
+
+export const FFMPEG_PATH = 'ffmpeg';
+export const FFPROBE_PATH = 'ffprobe';
+
+export class FfmpegError extends Error {
+  override readonly name = 'FfmpegError';
+  constructor(
+    message: string,
+    /** ffmpeg's own last words, for logs; may name paths, so it never reaches a user. */
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Thrown when the signal aborted the run (the process was killed). */
+export class FfmpegAbortedError extends Error {
+  override readonly name = 'FfmpegAbortedError';
+}
+
+const numeric = z.union([z.string(), z.number()]).transform((value) => Number(value));
+
+const streamSchema = z.object({
+  index: z.number().int(),
+  codec_type: z.string().optional(),
+  codec_name: z.string().optional(),
+  sample_rate: numeric.optional(),
+  channels: z.number().int().optional(),
+  bit_rate: numeric.optional(),
+  duration: numeric.optional(),
+  disposition: z.record(z.string(), z.number()).optional(),
+  tags: z.record(z.string(), z.string()).optional(),
+});
+
+const probeSchema = z.object({
+  streams: z.array(streamSchema).default([]),
+  format: z
+    .object({
+      format_name: z.string().optional(),
+      duration: numeric.optional(),
+      bit_rate: numeric.optional(),
+      size: numeric.optional(),
+    })
+    .optional(),
+});
+
+export type ProbeStream = z.infer<typeof streamSchema>;
+
+export interface ProbeData {
+  streams: ProbeStream[];
+  format: { formatName: string | null; durationS: number | null; bitRate: number | null };
+  /** Warning lines ffprobe printed while reading the file. */
+  warnings: string[];
+}
+
+const finite = (value: number | undefined): number | null =>
+  value === undefined || !Number.isFinite(value) ? null : value;
+
+/** Rejects with FfmpegError when ffprobe cannot read the file at all. */
+export function ffprobe(file: string, signal?: AbortSignal): Promise<ProbeData> {
+  const args = ['-v', 'warning', '-print_format', 'json', '-show_format', '-show_streams', file];
+  return new Promise((resolve, reject) => {
+    execFile(
+      FFPROBE_PATH,
+      args,
+      { maxBuffer: 16 * 1024 * 1024, ...(signal ? { signal } : {}) },
+      (error, stdout, stderr) => {
+        if (signal?.aborted) return reject(new FfmpegAbortedError('ffprobe aborted'));
+        if (error) return reject(new FfmpegError(lastLine(stderr) || 'ffprobe failed', stderr));
+        let parsed: z.infer<typeof probeSchema>;
+        try {
+          parsed = probeSchema.parse(JSON.parse(stdout));
+        } catch {
+          return reject(new FfmpegError('ffprobe printed unreadable output', stderr));
+        }
+        resolve({
+          streams: parsed.streams,
+          format: {
+            formatName: parsed.format?.format_name ?? null,
+            durationS: finite(parsed.format?.duration),
+            bitRate: finite(parsed.format?.bit_rate),
+          },
+          warnings: stderr
+            .split('\n')
+            .map((line) => stripContext(line))
+            .filter((line) => line.length > 0),
+        });
+      },
+    );
+  });
+}
+
+export interface FfmpegOutput {
+  /** A file path, or a muxer's target (tee's slave list). */
+  target: string;
+  options: string[];
+}
+
+export interface FfmpegRun {
+  input: string;
+  inputOptions?: string[];
+  /** Further inputs (files), numbered 1, 2, ... in maps. */
+  extraInputs?: string[];
+  /** A -filter_complex graph; outputs pick its labels with `-map`. */
+  complexFilter?: string;
+  outputs: FfmpegOutput[];
+  /** Working directory of the process; relative output paths resolve against it. */
+  cwd?: string;
+  /** Seconds of media the run covers; turns ffmpeg's time into a 0..1 fraction for onProgress. */
+  durationS?: number;
+  onProgress?: (fraction: number) => void;
+  signal?: AbortSignal;
+  /** Kills ffmpeg after this long (a stuck decoder must not hold a worker slot forever). */
+  timeoutMs?: number;
+}
+
+export interface FfmpegResult {
+  /** Everything ffmpeg printed on stderr (filters such as loudnorm report there). */
+  stderr: string;
+}
+
+export function runFfmpeg(run: FfmpegRun): Promise<FfmpegResult> {
+  return new Promise((resolve, reject) => {
+    if (run.signal?.aborted) return reject(new FfmpegAbortedError('aborted before start'));
+    // stdoutLines 0: keep every line, since the loudnorm report comes last but error lines come first.
+    const command = ffmpeg({ stdoutLines: 0, ...(run.cwd ? { cwd: run.cwd } : {}) })
+      .setFfmpegPath(FFMPEG_PATH)
+      .input(run.input);
+    // `level` tags each line with its severity, so decoder errors can be told from chatter.
+    // Spread, not an array: given one array, fluent-ffmpeg splits any item holding one space
+    // ("comment=Cover (front)") into two arguments.
+    // Stats (and so progress) five times a second instead of two: short files finish a stage quickly.
+    const stats = run.onProgress ? ['-stats_period', '0.2'] : [];
+    command.inputOptions(
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'level+info',
+      ...stats,
+      ...(run.inputOptions ?? []),
+    );
+    for (const extra of run.extraInputs ?? []) command.input(extra);
+    if (run.complexFilter) command.complexFilter(run.complexFilter);
+    for (const output of run.outputs) {
+      command.output(output.target);
+      const [only, ...more] = output.options;
+      if (only === undefined) continue;
+      // A lone option is the one case the variadic form cannot protect from splitting.
+      if (more.length === 0 && only.includes(' '))
+        throw new Error(`ffmpeg option "${only}" needs its own argument`);
+      command.outputOptions(only, ...more);
+    }
+
+    let settled = false;
+    let timedOut = false;
+    const finish = (error: Error | null, stderr: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      run.signal?.removeEventListener('abort', onAbort);
+      if (!error) return resolve({ stderr });
+      if (run.signal?.aborted) return reject(new FfmpegAbortedError('ffmpeg was stopped'));
+      if (timedOut) return reject(new FfmpegError(`ffmpeg ran longer than ${run.timeoutMs} ms`, stderr));
+      reject(new FfmpegError(errorLines(stderr)[0] ?? lastLine(stderr) ?? error.message, stderr));
+    };
+    const onAbort = () => command.kill('SIGKILL');
+    run.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = run.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          command.kill('SIGKILL');
+        }, run.timeoutMs)
+      : undefined;
+
+    const { durationS, onProgress } = run;
+    if (onProgress && durationS && durationS > 0) {
+      // fluent-ffmpeg's own 'progress' parser gives up on lines tagged with a log level.
+      command.on('stderr', (line: string) => {
+        const seconds = timemarkSeconds(/time=\s*(\S+)/.exec(line)?.[1]);
+        if (seconds !== null) onProgress(Math.min(1, Math.max(0, seconds / durationS)));
+      });
+    }
+    command.on('end', (_stdout: string | null, stderr: string | null) => finish(null, stderr ?? ''));
+    command.on('error', (error: Error, _stdout: string | null, stderr: string | null) =>
+      finish(error, stderr ?? ''),
+    );
+    command.run();
+  });
+}
+
+function timemarkSeconds(timemark: string | undefined): number | null {
+  const match = /^(-?\d+):(\d+):(\d+(?:\.\d+)?)$/.exec(timemark ?? '');
+  if (!match) return null;
+  return Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
+}
+
+/** Drops the "[mp3 @ 0x55d...]" prefix: addresses mean nothing to a reader. */
+function stripContext(line: string): string {
+  return line
+    .replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/, '')
+    .replace(/^\[(?:info|warning|error|fatal|panic|verbose|debug)\]\s*/, '')
+    .trim();
+}
+
+function lastLine(text: string): string | undefined {
+  return text
+    .split(/\r|\n/)
+    .map(stripContext)
+    .filter((line) => line.length > 0)
+    .at(-1);
+}
+
+/** The error-level lines of a run (decoder complaints about the input, mostly), without tags. */
+export function errorLines(stderr: string): string[] {
+  const lines: string[] = [];
+  for (const line of stderr.split(/\r|\n/)) {
+    const match = /\[(?:error|fatal|panic)\]\s*(.*)$/.exec(line);
+    if (match?.[1]) lines.push(match[1].trim());
+  }
+  return lines;
+}
+
+/** The last JSON object a filter printed (loudnorm's report). */
+export function lastJsonObject(stderr: string): unknown {
+  const blocks = stderr.match(/\{[^{}]*\}/g);
+  const last = blocks?.at(-1);
+  if (!last) return null;
+  try {
+    return JSON.parse(last);
+  } catch {
+    return null;
+  }
+}
+
+/** Fails with a clear message when the system's ffmpeg or ffprobe is missing or too old to run. */
+export async function checkFfmpeg(): Promise<{ version: string }> {
+  const run = (binary: string) =>
+    new Promise<string>((resolve, reject) => {
+      execFile(binary, ['-version'], { timeout: 10_000 }, (error, stdout) => {
+        if (error) {
+          reject(new Error(`${binary} is not available (${error.message}); install the ffmpeg package`));
+        } else {
+          resolve(stdout.split('\n')[0] ?? '');
+        }
+      });
+    });
+  const [version] = await Promise.all([run(FFMPEG_PATH), run(FFPROBE_PATH)]);
+  return { version: version ?? '' };
+}

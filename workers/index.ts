@@ -1,0 +1,80 @@
+/**
+ * The worker role: durable job consumers. Today the transcode worker; recording and
+ * analytics roll-ups will join it here.
+ */
+import type { Config } from '../common/config.js';
+import type { Sql } from '../common/db/client.js';
+import type { Logger } from '../common/log.js';
+import type { Ports } from '../common/ports/index.js';
+import { checkFfmpeg } from './ffmpeg.js';
+import { startTranscodeWorker } from './transcode-worker.js';
+
+export {
+  type AudioMetadata,
+  AudioRejectedError,
+  DEFAULT_WAVEFORM_POINTS,
+  HLS_SEGMENT_SECONDS,
+  LOUDNESS_TARGET,
+  type Progress,
+  type PublishedRendition,
+  processAudio,
+  type TranscodeResult,
+  trackPrefix,
+  transcodeTrack,
+  type Waveform,
+} from './pipeline/index.js';
+export {
+  enqueueTranscode,
+  startTranscodeWorker,
+  TRANSCODE_QUEUE,
+  type TrackProgressEvent,
+  type TranscodeJob,
+  type TranscodeWorker,
+  type TranscodeWorkerOptions,
+  trackProgressSubject,
+  transcodeJobSchema,
+} from './transcode-worker.js';
+
+export interface StartWorkersOptions {
+  config: Config;
+  sql: Sql;
+  ports: Pick<Ports, 'jobs' | 'blobs' | 'bus'>;
+  log: Logger;
+  /** Longest audio accepted, in seconds (UPLOAD_MAX_DURATION_S by default). */
+  maxDurationS?: number;
+  /** How long close() lets jobs in flight finish before releasing them for redelivery. */
+  shutdownGraceMs?: number;
+}
+
+export interface Workers {
+  /** Finishes jobs in flight within the grace period, releases the rest for redelivery. */
+  close(): Promise<void>;
+}
+
+export async function startWorkers(options: StartWorkersOptions): Promise<Workers> {
+  const log = options.log.child({ role: 'worker' });
+  const { version } = await checkFfmpeg();
+  const transcoder = startTranscodeWorker({
+    sql: options.sql,
+    jobs: options.ports.jobs,
+    blobs: options.ports.blobs,
+    bus: options.ports.bus,
+    log: log.child({ component: 'transcode' }),
+    concurrency: options.config.WORKER_CONCURRENCY,
+    maxDurationS: options.maxDurationS ?? options.config.UPLOAD_MAX_DURATION_S,
+    ...(options.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
+  });
+  log.info(
+    {
+      concurrency: options.config.WORKER_CONCURRENCY,
+      maxDurationS: options.maxDurationS ?? options.config.UPLOAD_MAX_DURATION_S,
+      ffmpeg: version,
+    },
+    'workers started',
+  );
+  return {
+    async close() {
+      await transcoder.close();
+    },
+  };
+}
