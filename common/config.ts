@@ -140,7 +140,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       );
     }
   }
-  const s3Set = (['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const).filter((name) => value[name]);
+  const s3Set = (['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const).filter(
+    (name) => value[name],
+  );
   if (s3Set.length > 0 && !value.S3_BUCKET) {
     throw new ConfigError(`invalid configuration: ${s3Set.join(', ')} set without S3_BUCKET`);
   }

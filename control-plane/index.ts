@@ -7,10 +7,11 @@ import type { Sql } from '../common/db/client.js';
 import type { Logger } from '../common/log.js';
 import type { BlobStorage } from '../common/ports/blob-storage.js';
 import type { EventBus } from '../common/ports/event-bus.js';
+import type { JobQueue } from '../common/ports/job-queue.js';
 import type { RateLimiter } from '../common/ports/rate-limiter.js';
 import type { SessionStore } from '../common/ports/session-store.js';
-import { AnalyticsServiceService } from '../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
+import { createAnalytics, createAnalyticsService } from './analytics/index.js';
 import {
   createAuthService,
   createMailer,
@@ -21,6 +22,7 @@ import {
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
 import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
 import { createStreamService } from './streams/index.js';
+import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
 export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './auth/index.js';
 export type { HealthControl, ServingStatus } from './grpc/index.js';
@@ -31,6 +33,7 @@ export interface ControlPlanePorts {
   sessions: SessionStore;
   rateLimiter: RateLimiter;
   blobs: BlobStorage;
+  jobs: JobQueue;
 }
 
 export interface ControlPlaneDeps {
@@ -42,6 +45,8 @@ export interface ControlPlaneDeps {
   apiKey: string;
   /** Chat and moderation settings: the external moderation service (MODERATION_URL), rate limits. */
   chat?: ChatModuleOptions;
+  /** Upload tuning (staging directory, expiry of unfinished uploads, sweep period). */
+  uploads?: UploadsModuleDeps['options'];
 }
 
 export interface ControlPlane {
@@ -81,6 +86,16 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       ...deps.chat,
       moderation: { url: config.MODERATION_URL, ...deps.chat?.moderation },
     });
+    const analytics = createAnalytics(sql);
+    const uploads = startUploadsModule({
+      config,
+      sql,
+      ports,
+      analytics,
+      notifier: chat.notifier,
+      log,
+      ...(deps.uploads ? { options: deps.uploads } : {}),
+    });
     const server = await startGrpcServer({
       host: config.GRPC_HOST,
       port: config.GRPC_PORT,
@@ -91,8 +106,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       services: [
         bindService(AuthServiceService, auth),
         chat.chatService,
-        createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log }),
-        bindService(AnalyticsServiceService, {}),
+        createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log, uploadRpcs: uploads.rpcs }),
+        createAnalyticsService(analytics),
         chat.notificationService,
       ],
     });
@@ -103,6 +118,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       close() {
         closing ??= (async () => {
           await server.close();
+          await uploads.close();
           chat.close();
           await outbox.stop();
         })();

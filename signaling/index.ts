@@ -16,6 +16,8 @@ import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerOpsRoutes } from './http/routes/ops.js';
 import { type RouterCapabilitiesProvider, registerStreamRoutes } from './http/routes/streams.js';
+import { registerTrackRoutes } from './http/routes/tracks.js';
+import { registerUploadRoutes } from './http/routes/uploads.js';
 import { registerWebRoutes } from './http/routes/web.js';
 import { createHttpServer, type RouteRegistrar } from './http/server.js';
 import type { TemplatedApp } from './http/uws.js';
@@ -38,6 +40,19 @@ export type { HttpMethod } from './http/router.js';
 export type { RouterCapabilitiesProvider } from './http/routes/streams.js';
 export type { RouteRegistrar } from './http/server.js';
 export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior } from './http/uws.js';
+// The signaling WebSocket (/ws): add it with `extensions: [signalingExtension({ bus, media })]`.
+export {
+  busMediaGateway,
+  DEFAULT_SIGNALING_LIMITS,
+  directMediaGateway,
+  type MediaGateway,
+  type MediaNodeService,
+  routerCapabilitiesProvider,
+  type SignalingLimits,
+  type SignalingOptions,
+  serveMediaNodeOverBus,
+  signalingExtension,
+} from './ws/index.js';
 
 export interface EdgeDeps {
   config: Config;
@@ -85,6 +100,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerJwksRoutes(server, routeDeps);
   registerMediaRoutes(server, routeDeps);
   registerStreamRoutes(server, { ...routeDeps, routerRtpCapabilities: deps.routerRtpCapabilities });
+  registerUploadRoutes(server, routeDeps);
+  registerTrackRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   const closeHooks: Array<() => Promise<void> | void> = [];

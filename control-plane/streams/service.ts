@@ -23,7 +23,12 @@ import { counter } from '../../common/metrics.js';
 import { hasPermission } from '../../common/permissions.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
-import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
+import {
+  bindService,
+  type CallContext,
+  type ServiceBinding,
+  type ServiceImplementation,
+} from '../grpc/index.js';
 import {
   STREAM_ENDED,
   STREAM_LISTENERS,
@@ -56,6 +61,8 @@ export interface StreamServiceDeps {
    * placement needs a registry of media nodes, which does not exist yet.
    */
   pickMediaNode?: () => string | null | Promise<string | null>;
+  /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
+  uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -135,6 +142,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   };
 
   return bindService(StreamServiceService, {
+    ...deps.uploadRpcs,
     startStream: {
       policy: 'jwt',
       handler: async (request, ctx) => {

@@ -3,6 +3,7 @@
  * read) and reading it with a hard size limit enforced while it streams in. A body over
  * the limit is refused as soon as the limit is crossed; nothing past it is buffered.
  */
+import { Readable } from 'node:stream';
 import { InvalidArgumentError, PayloadTooLargeError, UnavailableError } from '../../common/errors.js';
 import type { HttpResponse } from './uws.js';
 
@@ -14,9 +15,14 @@ export interface BodySpec {
   multipart?: number;
   /** An empty body is acceptable (e.g. logout with nothing to add). */
   optional?: boolean;
+  /**
+   * Raw bodies of these media types (e.g. tus's application/offset+octet-stream) are not
+   * buffered: the handler reads them as a stream, with the limit enforced as bytes arrive.
+   */
+  stream?: { mediaTypes: readonly string[]; limit: number };
 }
 
-export type BodyKind = 'none' | 'json' | 'multipart';
+export type BodyKind = 'none' | 'json' | 'multipart' | 'stream';
 
 export interface BodyHeaders {
   contentType: string;
@@ -55,11 +61,14 @@ export function planBody(spec: BodySpec, headers: BodyHeaders): BodyPlan {
     plan = { kind: 'json', limit: spec.json, mediaType };
   } else if (spec.multipart !== undefined && mediaType === 'multipart/form-data') {
     plan = { kind: 'multipart', limit: spec.multipart, mediaType };
+  } else if (spec.stream?.mediaTypes.includes(mediaType)) {
+    plan = { kind: 'stream', limit: spec.stream.limit, mediaType };
   }
   if (!plan) {
     const accepted = [
       spec.json !== undefined && 'application/json',
       spec.multipart !== undefined && 'multipart/form-data',
+      ...(spec.stream?.mediaTypes ?? []),
     ]
       .filter((type): type is string => typeof type === 'string')
       .join(' or ');
@@ -148,4 +157,58 @@ export function readBody(
       }
     });
   });
+}
+
+/**
+ * The body of `res` as a stream, for `stream` plans. Like readBody it must be called
+ * synchronously inside the uWS route handler. uWS is paused while the consumer is behind,
+ * so a slow consumer never makes the edge buffer a large body. The stream fails with 413
+ * once the limit is crossed, and with 503 when the client disconnects mid-body.
+ */
+export function streamBody(
+  res: HttpResponse,
+  plan: BodyPlan,
+  signal: AbortSignal,
+  onComplete: () => void,
+): Readable {
+  let received = 0;
+  let paused = false;
+  let ended = false;
+  const resume = () => {
+    if (!paused || signal.aborted) return;
+    paused = false;
+    try {
+      res.resume();
+    } catch {
+      // The response already ended (the handler answered without reading everything).
+    }
+  };
+  // About two uWS chunks in flight before uWS is paused: throughput without a large buffer.
+  const body = new Readable({ read: resume, highWaterMark: 1024 * 1024 });
+  signal.addEventListener(
+    'abort',
+    () => {
+      if (!ended) body.destroy(new UnavailableError('the client disconnected before sending the whole body'));
+    },
+    { once: true },
+  );
+  res.onData((chunk, isLast) => {
+    if (isLast) {
+      ended = true;
+      onComplete();
+    }
+    if (body.destroyed) return;
+    received += chunk.byteLength;
+    if (received > plan.limit) {
+      body.destroy(tooLarge(plan));
+      return;
+    }
+    const more = chunk.byteLength === 0 || body.push(Buffer.from(new Uint8Array(chunk)));
+    if (isLast) body.push(null);
+    else if (!more && !paused) {
+      paused = true;
+      res.pause();
+    }
+  });
+  return body;
 }

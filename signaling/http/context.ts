@@ -1,4 +1,5 @@
-/** The request a route handler sees: everything read out of uWS up front, the body already received. */
+/** The request a route handler sees: everything read out of uWS up front, the body already received (or streaming). */
+import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { InvalidArgumentError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -28,6 +29,8 @@ export interface EdgeRequest {
   /** The JSON body validated by `schema` (an optional empty body validates as `{}`). */
   json<S extends z.ZodType>(schema: S): z.output<S>;
   multipart(): MultipartPart[];
+  /** A `stream` body (see BodySpec.stream) as it arrives; empty for a request without a body. */
+  bodyStream(): Readable;
 }
 
 export type RouteHandler = (request: EdgeRequest) => Promise<HttpReply> | HttpReply;
@@ -50,6 +53,8 @@ export interface RequestInit {
   signal: AbortSignal;
   bodyKind: BodyKind;
   body: Buffer;
+  /** Set for `stream` bodies. */
+  stream?: Readable;
   spec: BodySpec | undefined;
 }
 
@@ -77,6 +82,11 @@ export function createEdgeRequest(init: RequestInit): EdgeRequest {
     multipart() {
       if (bodyKind !== 'multipart') throw new InvalidArgumentError('expected a multipart/form-data body');
       return parseMultipart(body, headers.get('content-type') ?? '');
+    },
+    bodyStream() {
+      if (init.stream) return init.stream;
+      if (bodyKind === 'none') return Readable.from([]);
+      throw new InvalidArgumentError(`expected a raw body, got ${bodyKind}`);
     },
   };
 }

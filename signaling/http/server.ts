@@ -9,9 +9,10 @@
  * aborted response; writes after an await are corked.
  */
 import { STATUS_CODES } from 'node:http';
+import type { Readable } from 'node:stream';
 import { NotFoundError } from '../../common/errors.js';
 import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/log.js';
-import { type BodyPlan, type BodySpec, hasBody, planBody, readBody } from './body.js';
+import { type BodyPlan, type BodySpec, hasBody, planBody, readBody, streamBody } from './body.js';
 import { createEdgeRequest, type RouteHandler, type RouteOptions } from './context.js';
 import { httpDuration, httpRequests, UNMATCHED_ROUTE } from './metrics.js';
 import { errorReply, type HttpReply, HttpStatusError, type StreamBody } from './reply.js';
@@ -137,6 +138,7 @@ export function createHttpServer(options: { log: Logger }): HttpServer {
       params: Record<string, string>;
       plan: BodyPlan;
       body: Promise<Buffer>;
+      stream: Readable | undefined;
     };
     try {
       if (!isHttpMethod(method)) throw methodNotAllowed(method, path, []);
@@ -147,13 +149,16 @@ export function createHttpServer(options: { log: Logger }): HttpServer {
       const plan = match.value.body
         ? planBody(match.value.body, bodyHeaders)
         : { kind: 'none' as const, limit: 0, mediaType: '' };
+      const onComplete = () => {
+        exchange.bodyComplete = true;
+      };
+      const stream =
+        plan.kind === 'stream' ? streamBody(res, plan, controller.signal, onComplete) : undefined;
       const body =
-        plan.kind === 'none'
+        plan.kind === 'none' || stream
           ? Promise.resolve(Buffer.alloc(0))
-          : readBody(res, plan, controller.signal, () => {
-              exchange.bodyComplete = true;
-            });
-      prepared = { entry: match.value, params: match.params, plan, body };
+          : readBody(res, plan, controller.signal, onComplete);
+      prepared = { entry: match.value, params: match.params, plan, body, stream };
     } catch (error) {
       send(exchange, errorReply(error, exchange.log));
       return;
@@ -175,6 +180,7 @@ export function createHttpServer(options: { log: Logger }): HttpServer {
           signal: controller.signal,
           bodyKind: prepared.plan.kind,
           body,
+          ...(prepared.stream ? { stream: prepared.stream } : {}),
           spec: prepared.entry.body,
         });
         return await prepared.entry.handler(request);

@@ -10,10 +10,18 @@ import { HttpStatusError } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import type { RouteDeps } from './shared.js';
 
-/** Avatar keys are content-addressed (a new image gets a new key), so they never change. */
+/**
+ * Avatar keys are content-addressed (a new image gets a new key), and so are track outputs
+ * (`tracks/<id>/<version>/...`, the version derived from the source bytes): they never change.
+ */
 function cacheControlFor(key: string): string {
-  return key.startsWith('avatars/') ? 'public, max-age=31536000, immutable' : 'public, max-age=60';
+  return key.startsWith('avatars/') || key.startsWith('tracks/')
+    ? 'public, max-age=31536000, immutable'
+    : 'public, max-age=60';
 }
+
+/** Uploaded originals (`uploads/<trackId>/source`) have guessable keys and are never served: only the renditions are. */
+const PRIVATE_PREFIXES = ['uploads/'];
 
 export function registerMediaRoutes(routes: RouteRegistrar, deps: Pick<RouteDeps, 'blobs'>): void {
   const { blobs } = deps;
@@ -22,6 +30,9 @@ export function registerMediaRoutes(routes: RouteRegistrar, deps: Pick<RouteDeps
     try {
       assertBlobKey(key);
     } catch {
+      throw new NotFoundError(`no media at ${request.path}`);
+    }
+    if (PRIVATE_PREFIXES.some((prefix) => key.startsWith(prefix))) {
       throw new NotFoundError(`no media at ${request.path}`);
     }
     const info = await blobs.stat(key);

@@ -41,7 +41,14 @@ export interface AudioChunk {
   sampleRate: number;
   channels: number;
   codec: string;
-  timestamp: Date | undefined;
+  timestamp:
+    | Date
+    | undefined;
+  /**
+   * Uploads only: the byte offset of the first chunk of a call within the file. It must equal
+   * the bytes already received, so a resumed call can neither leave a gap nor overlap.
+   */
+  offset: number;
 }
 
 export interface UploadAudioRequest {
@@ -61,6 +68,11 @@ export interface UploadAudioResponse {
   audioUrl: string;
   waveformUrl: string;
   errorMessage: string;
+  /**
+   * The track as it stands after the call: its status ("uploading" while bytes are missing)
+   * and how many bytes arrived.
+   */
+  track: Track | undefined;
 }
 
 export interface StreamAudioRequest {
@@ -173,6 +185,80 @@ export interface ReportListenerCountResponse {
   stream: StreamInfo | undefined;
 }
 
+/** An uploaded track and, while its bytes arrive, its upload. */
+export interface Track {
+  trackId: number;
+  ownerId: number;
+  title: string;
+  description: string;
+  genre: string;
+  /** "uploading" (bytes still missing), "uploaded", "processing", "ready" or "failed". */
+  status: string;
+  /** Why a failed track failed, written for its owner. */
+  failureReason: string;
+  /** Processing progress in percent. */
+  progress: number;
+  /** Seconds; 0 until the worker measured it. */
+  duration: number;
+  /** The container ffprobe found, or the uploader's declaration before that. */
+  fileFormat: string;
+  codec: string;
+  bitrate: number;
+  sampleRate: number;
+  channels: number;
+  renditions: TrackRendition[];
+  waveformUrl: string;
+  coverUrl: string;
+  hlsUrl: string;
+  isPublic: boolean;
+  /** Bytes stored so far, and the declared size (0 when the uploader did not declare one). */
+  bytesReceived: number;
+  uploadLength: number;
+  /** sha256 of the uploaded file, lowercase hex (declared while uploading, measured after). */
+  checksum: string;
+  createdAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
+  /** When an unfinished upload is discarded. */
+  uploadExpiresAt: Date | undefined;
+}
+
+export interface TrackRendition {
+  /** "opus", "aac" or "hls". */
+  format: string;
+  codec: string;
+  bitrate: number;
+  url: string;
+}
+
+export interface GetTrackRequest {
+  trackId: number;
+}
+
+export interface GetTrackResponse {
+  track: Track | undefined;
+}
+
+export interface ListTracksRequest {
+  /** The caller's tracks, newest first; 0 means the default (50), capped at 100. */
+  limit: number;
+  /** Tracks with ids below this one (the last id of the previous page); 0 for the first page. */
+  beforeId: number;
+}
+
+export interface ListTracksResponse {
+  tracks: Track[];
+}
+
+export interface CancelUploadRequest {
+  trackId: number;
+}
+
+export interface CancelUploadResponse {
+  success: boolean;
+}
+
 function createBaseAudioChunk(): AudioChunk {
   return {
     streamId: 0,
@@ -182,6 +268,7 @@ function createBaseAudioChunk(): AudioChunk {
     channels: 0,
     codec: "",
     timestamp: undefined,
+    offset: 0,
   };
 }
 
@@ -207,6 +294,9 @@ export const AudioChunk: MessageFns<AudioChunk> = {
     }
     if (message.timestamp !== undefined) {
       Timestamp.encode(toTimestamp(message.timestamp), writer.uint32(58).fork()).join();
+    }
+    if (message.offset !== 0) {
+      writer.uint32(64).int64(message.offset);
     }
     return writer;
   },
@@ -280,6 +370,14 @@ export const AudioChunk: MessageFns<AudioChunk> = {
             message.timestamp = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -317,6 +415,7 @@ export const AudioChunk: MessageFns<AudioChunk> = {
       channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
       codec: isSet(object.codec) ? globalThis.String(object.codec) : "",
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
     };
   },
 
@@ -343,6 +442,9 @@ export const AudioChunk: MessageFns<AudioChunk> = {
     if (message.timestamp !== undefined) {
       obj.timestamp = message.timestamp.toISOString();
     }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
     return obj;
   },
 
@@ -358,6 +460,7 @@ export const AudioChunk: MessageFns<AudioChunk> = {
     message.channels = object.channels ?? 0;
     message.codec = object.codec ?? "";
     message.timestamp = object.timestamp ?? undefined;
+    message.offset = object.offset ?? 0;
     return message;
   },
 };
@@ -565,7 +668,7 @@ export const UploadAudioRequest: MessageFns<UploadAudioRequest> = {
 };
 
 function createBaseUploadAudioResponse(): UploadAudioResponse {
-  return { success: false, trackId: 0, audioUrl: "", waveformUrl: "", errorMessage: "" };
+  return { success: false, trackId: 0, audioUrl: "", waveformUrl: "", errorMessage: "", track: undefined };
 }
 
 export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
@@ -584,6 +687,9 @@ export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
     }
     if (message.errorMessage !== "") {
       writer.uint32(42).string(message.errorMessage);
+    }
+    if (message.track !== undefined) {
+      Track.encode(message.track, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -641,6 +747,14 @@ export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
             message.errorMessage = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.track = Track.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -676,6 +790,7 @@ export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
         : isSet(object.error_message)
         ? globalThis.String(object.error_message)
         : "",
+      track: isSet(object.track) ? Track.fromJSON(object.track) : undefined,
     };
   },
 
@@ -696,6 +811,9 @@ export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
     if (message.errorMessage !== "") {
       obj.errorMessage = message.errorMessage;
     }
+    if (message.track !== undefined) {
+      obj.track = Track.toJSON(message.track);
+    }
     return obj;
   },
 
@@ -709,6 +827,7 @@ export const UploadAudioResponse: MessageFns<UploadAudioResponse> = {
     message.audioUrl = object.audioUrl ?? "";
     message.waveformUrl = object.waveformUrl ?? "";
     message.errorMessage = object.errorMessage ?? "";
+    message.track = (object.track !== undefined && object.track !== null) ? Track.fromPartial(object.track) : undefined;
     return message;
   },
 };
@@ -2466,6 +2585,1096 @@ export const ReportListenerCountResponse: MessageFns<ReportListenerCountResponse
   },
 };
 
+function createBaseTrack(): Track {
+  return {
+    trackId: 0,
+    ownerId: 0,
+    title: "",
+    description: "",
+    genre: "",
+    status: "",
+    failureReason: "",
+    progress: 0,
+    duration: 0,
+    fileFormat: "",
+    codec: "",
+    bitrate: 0,
+    sampleRate: 0,
+    channels: 0,
+    renditions: [],
+    waveformUrl: "",
+    coverUrl: "",
+    hlsUrl: "",
+    isPublic: false,
+    bytesReceived: 0,
+    uploadLength: 0,
+    checksum: "",
+    createdAt: undefined,
+    updatedAt: undefined,
+    uploadExpiresAt: undefined,
+  };
+}
+
+export const Track: MessageFns<Track> = {
+  encode(message: Track, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trackId !== 0) {
+      writer.uint32(8).int64(message.trackId);
+    }
+    if (message.ownerId !== 0) {
+      writer.uint32(16).int64(message.ownerId);
+    }
+    if (message.title !== "") {
+      writer.uint32(26).string(message.title);
+    }
+    if (message.description !== "") {
+      writer.uint32(34).string(message.description);
+    }
+    if (message.genre !== "") {
+      writer.uint32(42).string(message.genre);
+    }
+    if (message.status !== "") {
+      writer.uint32(50).string(message.status);
+    }
+    if (message.failureReason !== "") {
+      writer.uint32(58).string(message.failureReason);
+    }
+    if (message.progress !== 0) {
+      writer.uint32(64).int32(message.progress);
+    }
+    if (message.duration !== 0) {
+      writer.uint32(73).double(message.duration);
+    }
+    if (message.fileFormat !== "") {
+      writer.uint32(82).string(message.fileFormat);
+    }
+    if (message.codec !== "") {
+      writer.uint32(90).string(message.codec);
+    }
+    if (message.bitrate !== 0) {
+      writer.uint32(96).int32(message.bitrate);
+    }
+    if (message.sampleRate !== 0) {
+      writer.uint32(104).int32(message.sampleRate);
+    }
+    if (message.channels !== 0) {
+      writer.uint32(112).int32(message.channels);
+    }
+    for (const v of message.renditions) {
+      TrackRendition.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.waveformUrl !== "") {
+      writer.uint32(130).string(message.waveformUrl);
+    }
+    if (message.coverUrl !== "") {
+      writer.uint32(138).string(message.coverUrl);
+    }
+    if (message.hlsUrl !== "") {
+      writer.uint32(146).string(message.hlsUrl);
+    }
+    if (message.isPublic !== false) {
+      writer.uint32(152).bool(message.isPublic);
+    }
+    if (message.bytesReceived !== 0) {
+      writer.uint32(160).int64(message.bytesReceived);
+    }
+    if (message.uploadLength !== 0) {
+      writer.uint32(168).int64(message.uploadLength);
+    }
+    if (message.checksum !== "") {
+      writer.uint32(178).string(message.checksum);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(186).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(194).fork()).join();
+    }
+    if (message.uploadExpiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.uploadExpiresAt), writer.uint32(202).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Track {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrack();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trackId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ownerId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.genre = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.failureReason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.progress = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.duration = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.fileFormat = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.codec = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.bitrate = reader.int32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.sampleRate = reader.int32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.channels = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.renditions.push(TrackRendition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.waveformUrl = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.coverUrl = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.hlsUrl = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.isPublic = reader.bool();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.bytesReceived = longToNumber(reader.int64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.uploadLength = longToNumber(reader.int64());
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.checksum = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.uploadExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Track {
+    return {
+      trackId: isSet(object.trackId)
+        ? globalThis.Number(object.trackId)
+        : isSet(object.track_id)
+        ? globalThis.Number(object.track_id)
+        : 0,
+      ownerId: isSet(object.ownerId)
+        ? globalThis.Number(object.ownerId)
+        : isSet(object.owner_id)
+        ? globalThis.Number(object.owner_id)
+        : 0,
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      genre: isSet(object.genre) ? globalThis.String(object.genre) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      failureReason: isSet(object.failureReason)
+        ? globalThis.String(object.failureReason)
+        : isSet(object.failure_reason)
+        ? globalThis.String(object.failure_reason)
+        : "",
+      progress: isSet(object.progress) ? globalThis.Number(object.progress) : 0,
+      duration: isSet(object.duration) ? globalThis.Number(object.duration) : 0,
+      fileFormat: isSet(object.fileFormat)
+        ? globalThis.String(object.fileFormat)
+        : isSet(object.file_format)
+        ? globalThis.String(object.file_format)
+        : "",
+      codec: isSet(object.codec) ? globalThis.String(object.codec) : "",
+      bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
+      sampleRate: isSet(object.sampleRate)
+        ? globalThis.Number(object.sampleRate)
+        : isSet(object.sample_rate)
+        ? globalThis.Number(object.sample_rate)
+        : 0,
+      channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
+      renditions: globalThis.Array.isArray(object?.renditions)
+        ? object.renditions.map((e: any) => TrackRendition.fromJSON(e))
+        : [],
+      waveformUrl: isSet(object.waveformUrl)
+        ? globalThis.String(object.waveformUrl)
+        : isSet(object.waveform_url)
+        ? globalThis.String(object.waveform_url)
+        : "",
+      coverUrl: isSet(object.coverUrl)
+        ? globalThis.String(object.coverUrl)
+        : isSet(object.cover_url)
+        ? globalThis.String(object.cover_url)
+        : "",
+      hlsUrl: isSet(object.hlsUrl)
+        ? globalThis.String(object.hlsUrl)
+        : isSet(object.hls_url)
+        ? globalThis.String(object.hls_url)
+        : "",
+      isPublic: isSet(object.isPublic)
+        ? globalThis.Boolean(object.isPublic)
+        : isSet(object.is_public)
+        ? globalThis.Boolean(object.is_public)
+        : false,
+      bytesReceived: isSet(object.bytesReceived)
+        ? globalThis.Number(object.bytesReceived)
+        : isSet(object.bytes_received)
+        ? globalThis.Number(object.bytes_received)
+        : 0,
+      uploadLength: isSet(object.uploadLength)
+        ? globalThis.Number(object.uploadLength)
+        : isSet(object.upload_length)
+        ? globalThis.Number(object.upload_length)
+        : 0,
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+      uploadExpiresAt: isSet(object.uploadExpiresAt)
+        ? fromJsonTimestamp(object.uploadExpiresAt)
+        : isSet(object.upload_expires_at)
+        ? fromJsonTimestamp(object.upload_expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Track): unknown {
+    const obj: any = {};
+    if (message.trackId !== 0) {
+      obj.trackId = Math.round(message.trackId);
+    }
+    if (message.ownerId !== 0) {
+      obj.ownerId = Math.round(message.ownerId);
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.genre !== "") {
+      obj.genre = message.genre;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.failureReason !== "") {
+      obj.failureReason = message.failureReason;
+    }
+    if (message.progress !== 0) {
+      obj.progress = Math.round(message.progress);
+    }
+    if (message.duration !== 0) {
+      obj.duration = floatToJson(message.duration);
+    }
+    if (message.fileFormat !== "") {
+      obj.fileFormat = message.fileFormat;
+    }
+    if (message.codec !== "") {
+      obj.codec = message.codec;
+    }
+    if (message.bitrate !== 0) {
+      obj.bitrate = Math.round(message.bitrate);
+    }
+    if (message.sampleRate !== 0) {
+      obj.sampleRate = Math.round(message.sampleRate);
+    }
+    if (message.channels !== 0) {
+      obj.channels = Math.round(message.channels);
+    }
+    if (message.renditions?.length) {
+      obj.renditions = message.renditions.map((e) => TrackRendition.toJSON(e));
+    }
+    if (message.waveformUrl !== "") {
+      obj.waveformUrl = message.waveformUrl;
+    }
+    if (message.coverUrl !== "") {
+      obj.coverUrl = message.coverUrl;
+    }
+    if (message.hlsUrl !== "") {
+      obj.hlsUrl = message.hlsUrl;
+    }
+    if (message.isPublic !== false) {
+      obj.isPublic = message.isPublic;
+    }
+    if (message.bytesReceived !== 0) {
+      obj.bytesReceived = Math.round(message.bytesReceived);
+    }
+    if (message.uploadLength !== 0) {
+      obj.uploadLength = Math.round(message.uploadLength);
+    }
+    if (message.checksum !== "") {
+      obj.checksum = message.checksum;
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    if (message.uploadExpiresAt !== undefined) {
+      obj.uploadExpiresAt = message.uploadExpiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Track>, I>>(base?: I): Track {
+    return Track.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Track>, I>>(object: I): Track {
+    const message = createBaseTrack();
+    message.trackId = object.trackId ?? 0;
+    message.ownerId = object.ownerId ?? 0;
+    message.title = object.title ?? "";
+    message.description = object.description ?? "";
+    message.genre = object.genre ?? "";
+    message.status = object.status ?? "";
+    message.failureReason = object.failureReason ?? "";
+    message.progress = object.progress ?? 0;
+    message.duration = object.duration ?? 0;
+    message.fileFormat = object.fileFormat ?? "";
+    message.codec = object.codec ?? "";
+    message.bitrate = object.bitrate ?? 0;
+    message.sampleRate = object.sampleRate ?? 0;
+    message.channels = object.channels ?? 0;
+    message.renditions = object.renditions?.map((e) => TrackRendition.fromPartial(e)) || [];
+    message.waveformUrl = object.waveformUrl ?? "";
+    message.coverUrl = object.coverUrl ?? "";
+    message.hlsUrl = object.hlsUrl ?? "";
+    message.isPublic = object.isPublic ?? false;
+    message.bytesReceived = object.bytesReceived ?? 0;
+    message.uploadLength = object.uploadLength ?? 0;
+    message.checksum = object.checksum ?? "";
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
+    message.uploadExpiresAt = object.uploadExpiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseTrackRendition(): TrackRendition {
+  return { format: "", codec: "", bitrate: 0, url: "" };
+}
+
+export const TrackRendition: MessageFns<TrackRendition> = {
+  encode(message: TrackRendition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.format !== "") {
+      writer.uint32(10).string(message.format);
+    }
+    if (message.codec !== "") {
+      writer.uint32(18).string(message.codec);
+    }
+    if (message.bitrate !== 0) {
+      writer.uint32(24).int32(message.bitrate);
+    }
+    if (message.url !== "") {
+      writer.uint32(34).string(message.url);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrackRendition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrackRendition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.codec = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bitrate = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrackRendition {
+    return {
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+      codec: isSet(object.codec) ? globalThis.String(object.codec) : "",
+      bitrate: isSet(object.bitrate) ? globalThis.Number(object.bitrate) : 0,
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+    };
+  },
+
+  toJSON(message: TrackRendition): unknown {
+    const obj: any = {};
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    if (message.codec !== "") {
+      obj.codec = message.codec;
+    }
+    if (message.bitrate !== 0) {
+      obj.bitrate = Math.round(message.bitrate);
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrackRendition>, I>>(base?: I): TrackRendition {
+    return TrackRendition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrackRendition>, I>>(object: I): TrackRendition {
+    const message = createBaseTrackRendition();
+    message.format = object.format ?? "";
+    message.codec = object.codec ?? "";
+    message.bitrate = object.bitrate ?? 0;
+    message.url = object.url ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTrackRequest(): GetTrackRequest {
+  return { trackId: 0 };
+}
+
+export const GetTrackRequest: MessageFns<GetTrackRequest> = {
+  encode(message: GetTrackRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trackId !== 0) {
+      writer.uint32(8).int64(message.trackId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTrackRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTrackRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trackId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTrackRequest {
+    return {
+      trackId: isSet(object.trackId)
+        ? globalThis.Number(object.trackId)
+        : isSet(object.track_id)
+        ? globalThis.Number(object.track_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetTrackRequest): unknown {
+    const obj: any = {};
+    if (message.trackId !== 0) {
+      obj.trackId = Math.round(message.trackId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTrackRequest>, I>>(base?: I): GetTrackRequest {
+    return GetTrackRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTrackRequest>, I>>(object: I): GetTrackRequest {
+    const message = createBaseGetTrackRequest();
+    message.trackId = object.trackId ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetTrackResponse(): GetTrackResponse {
+  return { track: undefined };
+}
+
+export const GetTrackResponse: MessageFns<GetTrackResponse> = {
+  encode(message: GetTrackResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.track !== undefined) {
+      Track.encode(message.track, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTrackResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTrackResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.track = Track.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTrackResponse {
+    return { track: isSet(object.track) ? Track.fromJSON(object.track) : undefined };
+  },
+
+  toJSON(message: GetTrackResponse): unknown {
+    const obj: any = {};
+    if (message.track !== undefined) {
+      obj.track = Track.toJSON(message.track);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTrackResponse>, I>>(base?: I): GetTrackResponse {
+    return GetTrackResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTrackResponse>, I>>(object: I): GetTrackResponse {
+    const message = createBaseGetTrackResponse();
+    message.track = (object.track !== undefined && object.track !== null) ? Track.fromPartial(object.track) : undefined;
+    return message;
+  },
+};
+
+function createBaseListTracksRequest(): ListTracksRequest {
+  return { limit: 0, beforeId: 0 };
+}
+
+export const ListTracksRequest: MessageFns<ListTracksRequest> = {
+  encode(message: ListTracksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).int32(message.limit);
+    }
+    if (message.beforeId !== 0) {
+      writer.uint32(16).int64(message.beforeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTracksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTracksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.beforeId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTracksRequest {
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      beforeId: isSet(object.beforeId)
+        ? globalThis.Number(object.beforeId)
+        : isSet(object.before_id)
+        ? globalThis.Number(object.before_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListTracksRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.beforeId !== 0) {
+      obj.beforeId = Math.round(message.beforeId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTracksRequest>, I>>(base?: I): ListTracksRequest {
+    return ListTracksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTracksRequest>, I>>(object: I): ListTracksRequest {
+    const message = createBaseListTracksRequest();
+    message.limit = object.limit ?? 0;
+    message.beforeId = object.beforeId ?? 0;
+    return message;
+  },
+};
+
+function createBaseListTracksResponse(): ListTracksResponse {
+  return { tracks: [] };
+}
+
+export const ListTracksResponse: MessageFns<ListTracksResponse> = {
+  encode(message: ListTracksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tracks) {
+      Track.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTracksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTracksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tracks.push(Track.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTracksResponse {
+    return { tracks: globalThis.Array.isArray(object?.tracks) ? object.tracks.map((e: any) => Track.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListTracksResponse): unknown {
+    const obj: any = {};
+    if (message.tracks?.length) {
+      obj.tracks = message.tracks.map((e) => Track.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTracksResponse>, I>>(base?: I): ListTracksResponse {
+    return ListTracksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTracksResponse>, I>>(object: I): ListTracksResponse {
+    const message = createBaseListTracksResponse();
+    message.tracks = object.tracks?.map((e) => Track.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCancelUploadRequest(): CancelUploadRequest {
+  return { trackId: 0 };
+}
+
+export const CancelUploadRequest: MessageFns<CancelUploadRequest> = {
+  encode(message: CancelUploadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trackId !== 0) {
+      writer.uint32(8).int64(message.trackId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelUploadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelUploadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trackId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelUploadRequest {
+    return {
+      trackId: isSet(object.trackId)
+        ? globalThis.Number(object.trackId)
+        : isSet(object.track_id)
+        ? globalThis.Number(object.track_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: CancelUploadRequest): unknown {
+    const obj: any = {};
+    if (message.trackId !== 0) {
+      obj.trackId = Math.round(message.trackId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelUploadRequest>, I>>(base?: I): CancelUploadRequest {
+    return CancelUploadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelUploadRequest>, I>>(object: I): CancelUploadRequest {
+    const message = createBaseCancelUploadRequest();
+    message.trackId = object.trackId ?? 0;
+    return message;
+  },
+};
+
+function createBaseCancelUploadResponse(): CancelUploadResponse {
+  return { success: false };
+}
+
+export const CancelUploadResponse: MessageFns<CancelUploadResponse> = {
+  encode(message: CancelUploadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelUploadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelUploadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelUploadResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: CancelUploadResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelUploadResponse>, I>>(base?: I): CancelUploadResponse {
+    return CancelUploadResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelUploadResponse>, I>>(object: I): CancelUploadResponse {
+    const message = createBaseCancelUploadResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
 export type StreamServiceService = typeof StreamServiceService;
 export const StreamServiceService = {
   /** Unary RPCs */
@@ -2538,6 +3747,38 @@ export const StreamServiceService = {
       Buffer.from(ReportListenerCountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportListenerCountResponse => ReportListenerCountResponse.decode(value),
   },
+  /**
+   * Uploaded tracks (platform additions): one track, the caller's tracks, and cancelling an
+   * upload whose bytes are still arriving.
+   */
+  getTrack: {
+    path: "/veza.stream.StreamService/GetTrack" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTrackRequest): Buffer => Buffer.from(GetTrackRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTrackRequest => GetTrackRequest.decode(value),
+    responseSerialize: (value: GetTrackResponse): Buffer => Buffer.from(GetTrackResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTrackResponse => GetTrackResponse.decode(value),
+  },
+  listTracks: {
+    path: "/veza.stream.StreamService/ListTracks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTracksRequest): Buffer => Buffer.from(ListTracksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTracksRequest => ListTracksRequest.decode(value),
+    responseSerialize: (value: ListTracksResponse): Buffer => Buffer.from(ListTracksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTracksResponse => ListTracksResponse.decode(value),
+  },
+  cancelUpload: {
+    path: "/veza.stream.StreamService/CancelUpload" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelUploadRequest): Buffer => Buffer.from(CancelUploadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelUploadRequest => CancelUploadRequest.decode(value),
+    responseSerialize: (value: CancelUploadResponse): Buffer =>
+      Buffer.from(CancelUploadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelUploadResponse => CancelUploadResponse.decode(value),
+  },
   /** Server Streaming RPCs */
   streamAudio: {
     path: "/veza.stream.StreamService/StreamAudio" as const,
@@ -2580,6 +3821,13 @@ export interface StreamServiceServer extends UntypedServiceImplementation {
   listStreams: handleUnaryCall<ListStreamsRequest, ListStreamsResponse>;
   issueListenerToken: handleUnaryCall<IssueListenerTokenRequest, IssueListenerTokenResponse>;
   reportListenerCount: handleUnaryCall<ReportListenerCountRequest, ReportListenerCountResponse>;
+  /**
+   * Uploaded tracks (platform additions): one track, the caller's tracks, and cancelling an
+   * upload whose bytes are still arriving.
+   */
+  getTrack: handleUnaryCall<GetTrackRequest, GetTrackResponse>;
+  listTracks: handleUnaryCall<ListTracksRequest, ListTracksResponse>;
+  cancelUpload: handleUnaryCall<CancelUploadRequest, CancelUploadResponse>;
   /** Server Streaming RPCs */
   streamAudio: handleServerStreamingCall<StreamAudioRequest, AudioChunk>;
   streamAnalytics: handleServerStreamingCall<StreamAnalyticsRequest, AnalyticsData>;
@@ -2694,6 +3942,55 @@ export interface StreamServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportListenerCountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Uploaded tracks (platform additions): one track, the caller's tracks, and cancelling an
+   * upload whose bytes are still arriving.
+   */
+  getTrack(
+    request: GetTrackRequest,
+    callback: (error: ServiceError | null, response: GetTrackResponse) => void,
+  ): ClientUnaryCall;
+  getTrack(
+    request: GetTrackRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTrackResponse) => void,
+  ): ClientUnaryCall;
+  getTrack(
+    request: GetTrackRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTrackResponse) => void,
+  ): ClientUnaryCall;
+  listTracks(
+    request: ListTracksRequest,
+    callback: (error: ServiceError | null, response: ListTracksResponse) => void,
+  ): ClientUnaryCall;
+  listTracks(
+    request: ListTracksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTracksResponse) => void,
+  ): ClientUnaryCall;
+  listTracks(
+    request: ListTracksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTracksResponse) => void,
+  ): ClientUnaryCall;
+  cancelUpload(
+    request: CancelUploadRequest,
+    callback: (error: ServiceError | null, response: CancelUploadResponse) => void,
+  ): ClientUnaryCall;
+  cancelUpload(
+    request: CancelUploadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelUploadResponse) => void,
+  ): ClientUnaryCall;
+  cancelUpload(
+    request: CancelUploadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelUploadResponse) => void,
   ): ClientUnaryCall;
   /** Server Streaming RPCs */
   streamAudio(request: StreamAudioRequest, options?: Partial<CallOptions>): ClientReadableStream<AudioChunk>;

@@ -1,0 +1,99 @@
+/**
+ * Uploads and playback of tracks: the upload path shared by REST (through the edge) and
+ * gRPC, the StreamService rpcs for it, and the notifications that tell uploaders how
+ * processing ended. startUploadsModule wires them for the control plane.
+ */
+import type { Config } from '../../common/config.js';
+import type { Sql } from '../../common/db/client.js';
+import type { Logger } from '../../common/log.js';
+import type { BlobStorage, EventBus, JobQueue } from '../../common/ports/index.js';
+import type { Analytics } from '../analytics/index.js';
+import type { Notifier } from '../notifications/index.js';
+import { startUploadNotifications } from './progress.js';
+import { createUploadRpcs, type UploadRpcs } from './service.js';
+import { createUploads, type Uploads, type UploadsDeps } from './uploads.js';
+
+export { RENDITION_SAMPLE_RATE, STREAM_CHUNK_BYTES, STREAMABLE_FORMATS } from './playback.js';
+export { toTrack } from './present.js';
+export {
+  ALL_TRACK_PROGRESS,
+  notifyUploadOutcome,
+  startUploadNotifications,
+  type TrackProgressPayload,
+  trackProgressEventSchema,
+  UPLOAD_FAILED,
+  UPLOAD_READY,
+  type UploadOutcome,
+} from './progress.js';
+export { canSee, createUploadRpcs, UPLOAD_CHECKSUM_METADATA, type UploadRpcs } from './service.js';
+export { Staging, StagingLostError } from './staging.js';
+export type { QuotaUsage, StoredRendition, TrackRow, UploadProtocol } from './store.js';
+export {
+  type AppendInput,
+  createUploads,
+  DEFAULT_UPLOAD_EXPIRY_MS,
+  formatBytes,
+  type NewUploadInput,
+  QuotaExceededError,
+  RequestChecksumMismatchError,
+  sourceKeyOf,
+  type Uploads,
+  type UploadsDeps,
+} from './uploads.js';
+export {
+  CHECKSUM_ALGORITHMS,
+  DESCRIPTION_MAX,
+  GENRE_MAX,
+  parseRequestChecksum,
+  type RequestChecksum,
+  TITLE_MAX,
+} from './validation.js';
+
+export interface UploadsModuleDeps {
+  config: Config;
+  sql: Sql;
+  ports: { blobs: BlobStorage; jobs: JobQueue; bus: EventBus };
+  analytics: Analytics;
+  notifier: Notifier;
+  log: Logger;
+  /** Test and tuning knobs of the upload path (staging directory, expiry, sweep period). */
+  options?: Pick<UploadsDeps, 'stagingDir' | 'expiryMs' | 'sweepEveryMs'>;
+}
+
+export interface UploadsModule {
+  uploads: Uploads;
+  /** Merged into the StreamService binding. */
+  rpcs: UploadRpcs;
+  /** Stops the sweeper and the progress listener; call after the gRPC server closed. */
+  close(): Promise<void>;
+}
+
+export function startUploadsModule(deps: UploadsModuleDeps): UploadsModule {
+  const log = deps.log.child({ component: 'uploads' });
+  const uploads = createUploads({
+    config: deps.config,
+    sql: deps.sql,
+    blobs: deps.ports.blobs,
+    jobs: deps.ports.jobs,
+    analytics: deps.analytics,
+    notifier: deps.notifier,
+    log,
+    ...deps.options,
+  });
+  const listener = startUploadNotifications({
+    sql: deps.sql,
+    bus: deps.ports.bus,
+    notifier: deps.notifier,
+    log,
+  });
+  // Uploads left unfinished by a previous run expire now rather than at the first tick.
+  void uploads.sweep();
+  return {
+    uploads,
+    rpcs: createUploadRpcs({ uploads, blobs: deps.ports.blobs }),
+    async close() {
+      listener.unsubscribe();
+      await uploads.close();
+    },
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * PostgreSQL access for uploads: the track rows the upload path writes, their upload
+ * sessions while bytes arrive, and the quota arithmetic. Reads join the session so one row
+ * says both what the track is and how far its upload got.
+ */
+import type { Sql, TransactionSql } from '../../common/db/client.js';
+import { NotFoundError } from '../../common/errors.js';
+
+export type UploadProtocol = 'tus' | 'multipart' | 'grpc';
+
+export interface StoredRendition {
+  format: string;
+  codec: string;
+  bitrate: number;
+  key: string;
+  url?: string;
+}
+
+export interface TrackRow {
+  id: number;
+  owner_id: number;
+  title: string;
+  description: string;
+  genre: string;
+  status: 'uploaded' | 'processing' | 'ready' | 'failed';
+  progress: number;
+  failure_reason: string | null;
+  source_key: string | null;
+  source_checksum: string | null;
+  source_size: number | null;
+  file_format: string | null;
+  duration_s: number | null;
+  codec: string | null;
+  bitrate: number | null;
+  sample_rate: number | null;
+  channels: number | null;
+  renditions: StoredRendition[];
+  waveform_key: string | null;
+  cover_key: string | null;
+  is_public: boolean;
+  created_at: Date;
+  updated_at: Date;
+  /** Present while the upload is in progress (the session row exists). */
+  uploading: boolean;
+  upload_length: number | null;
+  bytes_received: number | null;
+  upload_checksum: string | null;
+  upload_filename: string | null;
+  upload_protocol: UploadProtocol | null;
+  upload_expires_at: Date | null;
+}
+
+export interface NewUpload {
+  ownerId: number;
+  title: string;
+  description: string;
+  genre: string;
+  isPublic: boolean;
+  fileFormat: string | null;
+  protocol: UploadProtocol;
+  uploadLength: number | null;
+  checksum: string | null;
+  filename: string | null;
+  nodeId: string;
+  expiresAt: Date;
+}
+
+export interface QuotaUsage {
+  usedBytes: number;
+  quotaBytes: number;
+}
+
+type Db = Sql | TransactionSql;
+
+async function selectTrack(db: Db, id: number): Promise<TrackRow | null> {
+  const [row] = await db<TrackRow[]>`
+    select t.*, s.track_id is not null as uploading, s.upload_length, s.bytes_received,
+      s.checksum as upload_checksum, s.filename as upload_filename, s.protocol as upload_protocol,
+      s.expires_at as upload_expires_at
+    from tracks t left join upload_sessions s on s.track_id = t.id
+    where t.id = ${id}`;
+  return row ?? null;
+}
+
+/**
+ * Bytes a user's uploads hold or have reserved: the sources of their tracks, plus each
+ * upload in progress at its declared length (or what it received, when it declared none).
+ */
+async function quotaUsage(
+  db: Db,
+  ownerId: number,
+  defaultQuota: number,
+  excludeTrackId = 0,
+): Promise<QuotaUsage> {
+  const [row] = await db<{ used: number; quota: number | null }[]>`
+    select
+      (select coalesce(sum(source_size), 0) from tracks
+        where owner_id = ${ownerId} and source_key is not null)::bigint
+      + (select coalesce(sum(coalesce(upload_length, bytes_received)), 0) from upload_sessions
+        where owner_id = ${ownerId} and track_id <> ${excludeTrackId})::bigint as used,
+      (select quota_bytes from upload_quotas where user_id = ${ownerId}) as quota`;
+  return { usedBytes: Number(row?.used ?? 0), quotaBytes: row?.quota ?? defaultQuota };
+}
+
+export function createUploadStore(sql: Sql) {
+  return {
+    get: (id: number): Promise<TrackRow | null> => selectTrack(sql, id),
+
+    /** Newest first. */
+    async listOwned(ownerId: number, limit: number, beforeId: number): Promise<TrackRow[]> {
+      return sql<TrackRow[]>`
+        select t.*, s.track_id is not null as uploading, s.upload_length, s.bytes_received,
+          s.checksum as upload_checksum, s.filename as upload_filename, s.protocol as upload_protocol,
+          s.expires_at as upload_expires_at
+        from tracks t left join upload_sessions s on s.track_id = t.id
+        where t.owner_id = ${ownerId} and (${beforeId} = 0 or t.id < ${beforeId})
+        order by t.id desc
+        limit ${limit}`;
+    },
+
+    quotaUsage: (ownerId: number, defaultQuota: number, excludeTrackId = 0) =>
+      quotaUsage(sql, ownerId, defaultQuota, excludeTrackId),
+
+    /**
+     * Creates the track and its upload session. `checkQuota` runs under the owner's row
+     * lock, so two uploads started at once cannot both fit in the last free bytes.
+     */
+    async create(
+      input: NewUpload,
+      checkQuota: (usage: QuotaUsage) => void,
+      defaultQuota: number,
+    ): Promise<TrackRow> {
+      return sql.begin(async (tx) => {
+        const [owner] = await tx<
+          { id: number }[]
+        >`select id from users where id = ${input.ownerId} for update`;
+        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        checkQuota(await quotaUsage(tx, input.ownerId, defaultQuota));
+        const [track] = await tx<{ id: number }[]>`
+          insert into tracks (owner_id, title, description, genre, status, file_format, is_public)
+          values (${input.ownerId}, ${input.title}, ${input.description}, ${input.genre}, 'uploaded',
+            ${input.fileFormat}, ${input.isPublic})
+          returning id`;
+        if (!track) throw new Error('track insert returned no row');
+        await tx`
+          insert into upload_sessions (track_id, owner_id, protocol, upload_length, checksum, filename, node_id, expires_at)
+          values (${track.id}, ${input.ownerId}, ${input.protocol}, ${input.uploadLength}, ${input.checksum},
+            ${input.filename}, ${input.nodeId}, ${input.expiresAt})`;
+        const row = await selectTrack(tx, track.id);
+        if (!row) throw new Error(`track ${track.id} vanished in its own transaction`);
+        return row;
+      });
+    },
+
+    /**
+     * Records bytes appended by one call; false when the session moved on meanwhile (it was
+     * cancelled, expired, or another writer committed first).
+     */
+    async commitOffset(trackId: number, from: number, to: number, expiresAt: Date): Promise<boolean> {
+      const rows = await sql`
+        update upload_sessions set bytes_received = ${to}, updated_at = now(), expires_at = ${expiresAt}
+        where track_id = ${trackId} and bytes_received = ${from}
+        returning 1`;
+      return rows.length > 0;
+    },
+
+    /** The bytes are stored: the track points at its source and the session ends. False when the session was gone. */
+    async complete(
+      trackId: number,
+      source: { key: string; checksum: string; size: number },
+    ): Promise<boolean> {
+      return sql.begin(async (tx) => {
+        const ended = await tx`delete from upload_sessions where track_id = ${trackId} returning 1`;
+        if (ended.length === 0) return false;
+        await tx`
+          update tracks set source_key = ${source.key}, source_checksum = ${source.checksum},
+            source_size = ${source.size}, status = 'uploaded', progress = 0, failure_reason = null, updated_at = now()
+          where id = ${trackId}`;
+        return true;
+      });
+    },
+
+    /** The upload was refused after its track existed: the session ends and the track fails with the reason. */
+    async fail(trackId: number, reason: string): Promise<void> {
+      await sql.begin(async (tx) => {
+        await tx`delete from upload_sessions where track_id = ${trackId}`;
+        await tx`
+          update tracks set status = 'failed', failure_reason = ${reason}, source_key = null, updated_at = now()
+          where id = ${trackId} and status <> 'ready'`;
+      });
+    },
+
+    /** Cancelled or expired before completion: no track remains. Returns whether it existed. */
+    async discard(trackId: number): Promise<boolean> {
+      return sql.begin(async (tx) => {
+        const ended = await tx`delete from upload_sessions where track_id = ${trackId} returning 1`;
+        if (ended.length === 0) return false;
+        await tx`delete from tracks where id = ${trackId} and source_key is null`;
+        return true;
+      });
+    },
+
+    async expired(now: Date): Promise<number[]> {
+      const rows = await sql<{ track_id: number }[]>`
+        select track_id from upload_sessions where expires_at < ${now} order by track_id`;
+      return rows.map((row) => row.track_id);
+    },
+
+    /** Uploads with every declared byte received, untouched since `before`: their finishing failed. */
+    async stalled(before: Date): Promise<{ trackId: number; ownerId: number; length: number }[]> {
+      const rows = await sql<{ track_id: number; owner_id: number; upload_length: number }[]>`
+        select track_id, owner_id, upload_length from upload_sessions
+        where upload_length = bytes_received and updated_at < ${before}
+        order by track_id`;
+      return rows.map((row) => ({ trackId: row.track_id, ownerId: row.owner_id, length: row.upload_length }));
+    },
+
+    async sessionIds(trackIds: readonly number[]): Promise<Set<number>> {
+      if (trackIds.length === 0) return new Set();
+      const rows = await sql<{ track_id: number }[]>`
+        select track_id from upload_sessions where track_id = any(${trackIds}::bigint[])`;
+      return new Set(rows.map((row) => row.track_id));
+    },
+  };
+}
+
+export type UploadStore = ReturnType<typeof createUploadStore>;
