@@ -10,7 +10,16 @@
 import { randomBytes } from 'node:crypto';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane } from '../control-plane/index.js';
-import { startEdge } from '../signaling/index.js';
+import { type MediaNode, startMediaNode } from '../media-server/index.js';
+import {
+  busMediaGateway,
+  directMediaGateway,
+  type MediaGateway,
+  routerCapabilitiesProvider,
+  serveMediaNodeOverBus,
+  signalingExtension,
+  startEdge,
+} from '../signaling/index.js';
 import { startWorkers } from '../workers/index.js';
 import type { Config } from './config.js';
 import { connectDatabase, type Sql } from './db/client.js';
@@ -72,11 +81,41 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       log.info({ port: grpcPort }, 'control plane (gRPC) listening');
     }
 
+    // The media node: mediasoup workers. Edges in other processes reach it over the bus
+    // (request/reply on its node subject); an edge in this process calls it directly.
+    let media: MediaNode | null = null;
+    if (roles.has('media')) {
+      const node = await startMediaNode({ config, log });
+      media = node;
+      closers.push(() => node.close());
+      if (config.VEZA_MODE === 'cluster') {
+        const served = serveMediaNodeOverBus(ports.bus, node, config.nodeId, log);
+        closers.push(async () => served.close());
+        await served.ready;
+      }
+    }
+
     let httpPort: number | null = null;
     if (roles.has('signaling')) {
       const client = createControlPlaneClient({ address: controlPlaneAddress, apiKey, log });
       closers.push(async () => client.close());
-      const edge = await startEdge({ config, log, controlPlane: client, blobs: ports.blobs });
+      let gateway: MediaGateway;
+      if (media) {
+        gateway = directMediaGateway(media);
+      } else {
+        const remote = busMediaGateway({ bus: ports.bus, log });
+        closers.push(() => remote.close());
+        await remote.ready;
+        gateway = remote;
+      }
+      const edge = await startEdge({
+        config,
+        log,
+        controlPlane: client,
+        blobs: ports.blobs,
+        routerRtpCapabilities: routerCapabilitiesProvider(gateway),
+        extensions: [signalingExtension({ bus: ports.bus, media: gateway })],
+      });
       closers.push(() => edge.close());
       httpPort = edge.port;
       log.info({ port: httpPort, url: config.publicUrl }, 'edge (HTTP and WebSocket) listening');
