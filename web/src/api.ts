@@ -1,0 +1,184 @@
+/**
+ * The REST API as the browser sees it. Every response is checked against a schema before
+ * use, so a server change shows up as a clear error naming the field instead of `undefined`
+ * deep in the UI. zod/mini with named imports keeps this to a few KB of the bundle.
+ */
+import {
+  array,
+  boolean,
+  type infer as Infer,
+  looseObject,
+  nullish,
+  number,
+  string,
+  union,
+  type ZodMiniType,
+} from 'zod/mini';
+
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** The request field the error is about, when the server names one. */
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+const errorBody = looseObject({
+  error: looseObject({ code: string(), message: string(), field: nullish(string()) }),
+});
+
+/** Ids are int64 on the server; JSON may carry them as numbers or strings. */
+const id = union([number(), string()]);
+
+export const userSchema = looseObject({
+  id: nullish(id),
+  email: nullish(string()),
+  username: nullish(string()),
+  display_name: nullish(string()),
+  roles: nullish(array(string())),
+});
+export type User = Infer<typeof userSchema>;
+
+export const tokensSchema = looseObject({
+  access_token: string(),
+  refresh_token: string(),
+  expires_in: number(),
+  user: nullish(userSchema),
+});
+export type Tokens = Infer<typeof tokensSchema>;
+
+export const streamSchema = looseObject({
+  id,
+  title: string(),
+  description: nullish(string()),
+  genre: nullish(string()),
+  status: string(),
+  listener_count: nullish(number()),
+  owner_username: nullish(string()),
+  started_at: nullish(string()),
+  is_public: nullish(boolean()),
+  allow_anonymous: nullish(boolean()),
+});
+export type StreamInfo = Infer<typeof streamSchema>;
+
+const iceServerSchema = looseObject({
+  urls: union([string(), array(string())]),
+  username: nullish(string()),
+  credential: nullish(string()),
+});
+
+export const startStreamSchema = looseObject({
+  stream_id: id,
+  chat_room_id: nullish(id),
+  signaling_url: nullish(string()),
+  ice_servers: nullish(array(iceServerSchema)),
+  stream: streamSchema,
+});
+export type StartedStream = Infer<typeof startStreamSchema>;
+
+const listenerTokenSchema = looseObject({ token: string(), expires_in: nullish(number()) });
+
+export function streamIdOf(stream: StreamInfo): string {
+  return String(stream.id);
+}
+
+interface RequestOptions<T> {
+  body?: unknown;
+  token?: string | null;
+  schema: ZodMiniType<T>;
+}
+
+export async function request<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(
+      0,
+      'unavailable',
+      'The server cannot be reached. Check your connection and try again.',
+    );
+  }
+  const text = await response.text();
+  let json: unknown = null;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+  }
+  if (!response.ok) {
+    const parsed = errorBody.safeParse(json);
+    if (parsed.success) {
+      const { code, message, field } = parsed.data.error;
+      throw new ApiError(response.status, code, message, field ?? undefined);
+    }
+    throw new ApiError(
+      response.status,
+      'internal',
+      `The server answered ${response.status} ${response.statusText}.`,
+    );
+  }
+  const parsed = options.schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'body';
+    throw new ApiError(
+      response.status,
+      'bad_response',
+      `Unexpected response from ${path}: ${where} ${issue?.message ?? ''}`,
+    );
+  }
+  return parsed.data;
+}
+
+const anything = looseObject({});
+
+export const restApi = {
+  register: (email: string, password: string, username: string) =>
+    request('POST', '/auth/register', { body: { email, password, username }, schema: anything }),
+  login: (email: string, password: string) =>
+    request('POST', '/auth/login', { body: { email, password }, schema: tokensSchema }),
+  refresh: (refreshToken: string) =>
+    request('POST', '/auth/refresh', { body: { refresh_token: refreshToken }, schema: tokensSchema }),
+  logout: (token: string, refreshToken: string) =>
+    request('POST', '/auth/logout', { body: { refresh_token: refreshToken }, token, schema: anything }),
+  listStreams: async (): Promise<StreamInfo[]> =>
+    (await request('GET', '/streams', { schema: looseObject({ streams: array(streamSchema) }) })).streams,
+  getStream: async (streamId: string, token: string | null): Promise<StreamInfo> =>
+    (
+      await request('GET', `/stream/${encodeURIComponent(streamId)}`, {
+        token,
+        schema: looseObject({ stream: streamSchema }),
+      })
+    ).stream,
+  startStream: (token: string, title: string) =>
+    request('POST', '/stream/start', {
+      token,
+      body: { title, is_public: true, allow_anonymous: true },
+      schema: startStreamSchema,
+    }),
+  stopStream: (token: string, streamId: string) =>
+    request('POST', `/stream/${encodeURIComponent(streamId)}/stop`, { token, body: {}, schema: anything }),
+  listenerToken: async (streamId: string): Promise<string> =>
+    (
+      await request('POST', `/stream/${encodeURIComponent(streamId)}/listener-token`, {
+        body: {},
+        schema: listenerTokenSchema,
+      })
+    ).token,
+};

@@ -1,0 +1,75 @@
+/** `/`: who is live now. */
+import { restApi, type StreamInfo, streamIdOf } from '../api.js';
+import { errorMessage, h, statusLine } from '../dom.js';
+
+const REFRESH_MS = 15_000;
+
+function listenerLabel(count: number): string {
+  return count === 1 ? '1 listener' : `${count} listeners`;
+}
+
+function item(stream: StreamInfo): HTMLElement {
+  const id = streamIdOf(stream);
+  const meta = [
+    stream.owner_username ? `by ${stream.owner_username}` : null,
+    stream.genre || null,
+    listenerLabel(stream.listener_count ?? 0),
+  ].filter((part): part is string => part !== null);
+  return h(
+    'li',
+    { 'data-stream-id': id },
+    h('a', { href: `/listen/${encodeURIComponent(id)}` }, stream.title),
+    h('div', { class: 'hint' }, meta.join(' · ')),
+    stream.description ? h('p', {}, stream.description) : null,
+  );
+}
+
+export function directoryPage() {
+  return {
+    title: 'Live now',
+    render(main: HTMLElement) {
+      const list = h('ul', {
+        class: 'stream-list',
+        'aria-labelledby': 'live-heading',
+        'data-testid': 'stream-list',
+      });
+      const status = statusLine('directory-status');
+      const refreshButton = h('button', { type: 'button' }, 'Refresh');
+      main.append(
+        h('h1', { id: 'live-heading' }, 'Live now'),
+        h('div', { class: 'actions' }, refreshButton, h('a', { href: '/studio' }, 'Start your own stream')),
+        status.element,
+        list,
+      );
+
+      let loading = false;
+      const load = async (announce: boolean) => {
+        if (loading) return;
+        loading = true;
+        list.setAttribute('aria-busy', 'true');
+        try {
+          const streams = (await restApi.listStreams()).filter(
+            (stream) => (stream.status ?? 'live') === 'live',
+          );
+          list.replaceChildren(...streams.map(item));
+          if (streams.length === 0) status.info('Nobody is live right now.');
+          else if (announce)
+            status.info(`${streams.length} live ${streams.length === 1 ? 'stream' : 'streams'}.`);
+          else if (status.element.classList.contains('error')) status.clear();
+        } catch (error) {
+          status.error(`Could not load the live streams: ${errorMessage(error)}`);
+        } finally {
+          loading = false;
+          list.setAttribute('aria-busy', 'false');
+        }
+      };
+      refreshButton.addEventListener('click', () => void load(true));
+      void load(false);
+      // Quietly keep the list current; announcing every refresh would be noise for screen readers.
+      const timer = setInterval(() => {
+        if (document.visibilityState === 'visible') void load(false);
+      }, REFRESH_MS);
+      window.addEventListener('pagehide', () => clearInterval(timer), { once: true });
+    },
+  };
+}
