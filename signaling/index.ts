@@ -15,6 +15,7 @@ import { registerAuthRoutes } from './http/routes/auth.js';
 import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerOpsRoutes } from './http/routes/ops.js';
+import { registerModerationRoutes } from './http/routes/moderation.js';
 import { type RouterCapabilitiesProvider, registerStreamRoutes } from './http/routes/streams.js';
 import { registerTrackRoutes } from './http/routes/tracks.js';
 import { registerUploadRoutes } from './http/routes/uploads.js';
@@ -100,6 +101,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerJwksRoutes(server, routeDeps);
   registerMediaRoutes(server, routeDeps);
   registerStreamRoutes(server, { ...routeDeps, routerRtpCapabilities: deps.routerRtpCapabilities });
+  registerModerationRoutes(server, routeDeps);
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
   registerWebRoutes(server, { log });

@@ -1,0 +1,332 @@
+/**
+ * The edge's side of chat delivery (control-plane/chat/README.md): one EventBus subscription
+ * per room and per user that a local socket needs, shared by all of them, and one uWS topic
+ * per room (`room:<id>`) and per user (`user:<id>`).
+ *
+ * - Each bus event is published once to its topic with `app.publish` (a socket's own publish
+ *   sends nothing when that socket subscribes to no topic), so every member on this node gets
+ *   each event exactly once, in the order the bus delivered it.
+ * - Subscriptions are reference-counted: the first socket in a room subscribes (and waits until
+ *   the bus routes to it, so nothing published after its history read is missed), the last one
+ *   out unsubscribes.
+ * - Slow consumers: uWS drops a topic message for a socket over maxBackpressure (and then shuts
+ *   the socket down). Before each publish the topic's members are checked, and one that the
+ *   message would take past the limit is disconnected first, so no member ever silently misses a
+ *   message; its client reconnects and catches up by id.
+ * - `banned` activity for a user removes that user's sockets from the room.
+ */
+import type { Logger } from '../../../common/log.js';
+import type { EventBus, Subscription } from '../../../common/ports/event-bus.js';
+import {
+  activitySubject,
+  parseActivityEvent,
+  parseMessageEvent,
+  roomSubject,
+} from '../../../control-plane/chat/index.js';
+import { notificationSubject, parseNotificationEvent } from '../../../control-plane/notifications/index.js';
+import {
+  MESSAGE_EVENT_TYPES,
+  type MessageEventType,
+  type NotificationFrame,
+  type ServerFrame,
+} from '../../protocol/index.js';
+import type { TopicPublisher } from '../hub.js';
+import { wsNotifications } from '../metrics.js';
+import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
+import { chatAckWaits, chatSlowConsumers } from './metrics.js';
+
+export const roomTopic = (roomId: number): string => `room:${roomId}`;
+export const userTopic = (userId: number): string => `user:${userId}`;
+
+/** A socket as the hub sees it. */
+export interface ChatMember {
+  readonly userId: number;
+  /** False once the socket has closed: it must not be touched any more. */
+  readonly open: boolean;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  send(frame: ServerFrame): void;
+  /**
+   * Disconnects the socket when what uWS buffers for it plus `incomingBytes` would pass the
+   * backpressure limit; true if it did.
+   */
+  dropIfSlow(incomingBytes: number): boolean;
+  /** The hub removed the socket from the room (the user was banned). */
+  removedFrom(roomId: number): void;
+}
+
+export interface ChatHubOptions {
+  app: TopicPublisher;
+  bus: EventBus;
+  log: Logger;
+  /** How long an ack may wait for its own message to pass through this node (default 1 s). */
+  ackWaitMs?: number;
+}
+
+interface Shared {
+  members: Set<ChatMember>;
+  subscriptions: Subscription[];
+  ready: Promise<void>;
+  /** Bytes published to the topic in this tick: uWS writes them out together, after the publishes. */
+  pendingBytes: number;
+}
+
+interface RoomEntry extends Shared {
+  roomId: number;
+  /** The newest "created" id this node has published or read for the room. */
+  newest: number;
+  recent: Set<number>;
+  waiters: Map<number, Set<() => void>>;
+}
+
+/** How many recent message ids a room remembers (to answer "did this one pass already?"). */
+const RECENT_IDS = 1024;
+
+export class ChatHub {
+  readonly #options: ChatHubOptions;
+  readonly #log: Logger;
+  readonly #rooms = new Map<number, RoomEntry>();
+  readonly #users = new Map<number, Shared>();
+  #closing = false;
+
+  constructor(options: ChatHubOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ component: 'chat-hub' });
+  }
+
+  /** Subscribes the socket to the room's topic, once the bus routes the room's events to this node. */
+  async enter(member: ChatMember, roomId: number): Promise<void> {
+    if (this.#closing || !member.open) throw new Error('connection closed');
+    let entry = this.#rooms.get(roomId);
+    if (!entry) {
+      entry = this.#createRoom(roomId);
+      this.#rooms.set(roomId, entry);
+    }
+    entry.members.add(member);
+    member.subscribe(roomTopic(roomId));
+    try {
+      await entry.ready;
+    } catch (error) {
+      // The failed entry is already forgotten; only this socket's topic is left to undo.
+      entry.members.delete(member);
+      if (member.open) member.unsubscribe(roomTopic(roomId));
+      throw error;
+    }
+    if (!member.open) {
+      this.leave(member, roomId);
+      throw new Error('connection closed');
+    }
+  }
+
+  leave(member: ChatMember, roomId: number): void {
+    const entry = this.#rooms.get(roomId);
+    if (!entry?.members.delete(member)) return;
+    if (member.open) member.unsubscribe(roomTopic(roomId));
+    if (entry.members.size > 0) return;
+    this.#rooms.delete(roomId);
+    for (const subscription of entry.subscriptions) subscription.unsubscribe();
+    for (const waiters of entry.waiters.values()) for (const wake of waiters) wake();
+  }
+
+  /** Whether another socket of `userId` on this node is in the room. */
+  hasUser(roomId: number, userId: number): boolean {
+    for (const member of this.#rooms.get(roomId)?.members ?? []) if (member.userId === userId) return true;
+    return false;
+  }
+
+  /** A history read saw messages up to `messageId`: they need not be waited for. */
+  noteRead(roomId: number, messageId: number): void {
+    const entry = this.#rooms.get(roomId);
+    if (entry && messageId > entry.newest) entry.newest = messageId;
+  }
+
+  /**
+   * Resolves once the room's event for `messageId` went out through this node (so a sender's ack
+   * follows the broadcast of its message on the same socket), or after `ackWaitMs` when the bus is
+   * slow or down: the ack is not held hostage, and the client dedupes by messageId either way.
+   */
+  async delivered(roomId: number, messageId: number): Promise<void> {
+    const entry = this.#rooms.get(roomId);
+    if (!entry || entry.recent.has(messageId) || messageId <= entry.newest) return;
+    const waitMs = this.#options.ackWaitMs ?? 1000;
+    const passed = await new Promise<boolean>((resolve) => {
+      let set = entry.waiters.get(messageId);
+      if (!set) {
+        set = new Set();
+        entry.waiters.set(messageId, set);
+      }
+      const waiters = set;
+      const wake = () => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0 && entry.waiters.get(messageId) === waiters) entry.waiters.delete(messageId);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        if (waiters.size === 0 && entry.waiters.get(messageId) === waiters) entry.waiters.delete(messageId);
+        resolve(false);
+      }, waitMs);
+      waiters.add(wake);
+    });
+    chatAckWaits.inc({ result: passed ? 'delivered' : 'timeout' });
+  }
+
+  /** Subscribes the socket to its user's notifications, once the bus routes them to this node. */
+  async watchUser(member: ChatMember): Promise<void> {
+    if (this.#closing || !member.open) throw new Error('connection closed');
+    const { userId } = member;
+    let entry = this.#users.get(userId);
+    if (!entry) {
+      entry = this.#createUser(userId);
+      this.#users.set(userId, entry);
+    }
+    entry.members.add(member);
+    member.subscribe(userTopic(userId));
+    try {
+      await entry.ready;
+    } catch (error) {
+      entry.members.delete(member);
+      if (member.open) member.unsubscribe(userTopic(userId));
+      throw error;
+    }
+  }
+
+  unwatchUser(member: ChatMember): void {
+    const entry = this.#users.get(member.userId);
+    if (!entry?.members.delete(member)) return;
+    if (member.open) member.unsubscribe(userTopic(member.userId));
+    if (entry.members.size > 0) return;
+    this.#users.delete(member.userId);
+    for (const subscription of entry.subscriptions) subscription.unsubscribe();
+  }
+
+  close(): void {
+    this.#closing = true;
+    for (const entry of [...this.#rooms.values(), ...this.#users.values()]) {
+      for (const subscription of entry.subscriptions) subscription.unsubscribe();
+    }
+    for (const entry of this.#rooms.values())
+      for (const waiters of entry.waiters.values()) for (const wake of waiters) wake();
+    this.#rooms.clear();
+    this.#users.clear();
+  }
+
+  /** Publishes once to the topic, after disconnecting the members this message would overflow. */
+  #publish(entry: Shared, topic: string, frame: NotificationFrame): void {
+    if (this.#closing) return;
+    const text = JSON.stringify(frame);
+    if (entry.pendingBytes === 0) {
+      setImmediate(() => {
+        entry.pendingBytes = 0;
+      });
+    }
+    entry.pendingBytes += Buffer.byteLength(text);
+    for (const member of [...entry.members]) {
+      if (member.open && member.dropIfSlow(entry.pendingBytes)) chatSlowConsumers.inc();
+    }
+    this.#options.app.publish(topic, text);
+    wsNotifications.inc({ notification: frame.notification });
+  }
+
+  #seen(entry: RoomEntry, messageId: number): void {
+    if (!entry.recent.has(messageId)) {
+      entry.recent.add(messageId);
+      if (entry.recent.size > RECENT_IDS) {
+        const oldest = entry.recent.values().next().value;
+        if (oldest !== undefined) entry.recent.delete(oldest);
+      }
+    }
+    if (messageId > entry.newest) entry.newest = messageId;
+    // A room's events leave a control plane in id order: an older id waiting has passed too.
+    for (const [id, waiters] of entry.waiters) {
+      if (id <= messageId) for (const wake of [...waiters]) wake();
+    }
+  }
+
+  #createRoom(roomId: number): RoomEntry {
+    const { bus } = this.#options;
+    const topic = roomTopic(roomId);
+    const entry: RoomEntry = {
+      roomId,
+      members: new Set(),
+      subscriptions: [],
+      ready: Promise.resolve(),
+      pendingBytes: 0,
+      newest: 0,
+      recent: new Set(),
+      waiters: new Map(),
+    };
+    const messages = bus.subscribe(roomSubject(roomId), (payload) => {
+      const event = parseMessageEvent(payload);
+      const message = event?.chatMessage;
+      const eventType = event?.eventType as MessageEventType | undefined;
+      if (!message || message.roomId !== roomId || !eventType || !MESSAGE_EVENT_TYPES.includes(eventType)) {
+        this.#log.warn({ roomId }, 'ignoring a malformed chat event');
+        return;
+      }
+      this.#publish(entry, topic, {
+        notification: 'chat.message',
+        data: { roomId, eventType, message: toWireMessage(message) },
+      });
+      if (eventType === 'created') this.#seen(entry, message.messageId);
+    });
+    const activity = bus.subscribe(activitySubject(roomId), (payload) => {
+      const parsed = parseActivityEvent(payload);
+      const wire = parsed && parsed.roomId === roomId ? toWireActivity(parsed) : null;
+      if (!wire) {
+        this.#log.warn({ roomId }, 'ignoring a malformed room activity event');
+        return;
+      }
+      const frame: NotificationFrame = { notification: 'chat.activity', data: wire };
+      if (wire.activityType === 'banned') {
+        // Out of the topic first, then told directly: a published copy could not reach them any more.
+        for (const member of [...entry.members]) {
+          if (member.userId !== wire.userId) continue;
+          this.leave(member, roomId);
+          member.removedFrom(roomId);
+          if (member.open) member.send(frame);
+        }
+      }
+      this.#publish(entry, topic, frame);
+    });
+    entry.subscriptions.push(messages, activity);
+    entry.ready = Promise.all([messages.ready, activity.ready]).then(() => undefined);
+    // Awaited by every enter(); this keeps a failure from also counting as unhandled.
+    entry.ready.catch((error: unknown) => {
+      this.#log.error({ err: error, roomId }, 'could not subscribe to a chat room on the bus');
+      if (this.#rooms.get(roomId) === entry) this.#rooms.delete(roomId);
+      for (const subscription of entry.subscriptions) subscription.unsubscribe();
+    });
+    return entry;
+  }
+
+  #createUser(userId: number): Shared {
+    const topic = userTopic(userId);
+    const entry: Shared = {
+      members: new Set(),
+      subscriptions: [],
+      ready: Promise.resolve(),
+      pendingBytes: 0,
+    };
+    const subscription = this.#options.bus.subscribe(notificationSubject(userId), (payload) => {
+      const notification = parseNotificationEvent(payload);
+      if (!notification || notification.userId !== userId) {
+        this.#log.warn({ userId }, 'ignoring a malformed notification event');
+        return;
+      }
+      this.#publish(entry, topic, {
+        notification: 'notifications.new',
+        data: toWireNotification(notification),
+      });
+    });
+    entry.subscriptions.push(subscription);
+    entry.ready = subscription.ready;
+    entry.ready.catch((error: unknown) => {
+      this.#log.error({ err: error, userId }, 'could not subscribe to notifications on the bus');
+      if (this.#users.get(userId) === entry) this.#users.delete(userId);
+      subscription.unsubscribe();
+    });
+    return entry;
+  }
+}

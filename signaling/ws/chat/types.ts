@@ -1,0 +1,9 @@
+/** What the rest of the edge sees of a connection's chat: its requests and its end. */
+import type { ChatMethod, MethodParams, MethodResults } from '../../protocol/index.js';
+
+export interface ChatRequests {
+  /** Answers one chat, notification or moderation request of the connection. */
+  handle<M extends ChatMethod>(method: M, params: MethodParams[M]): Promise<MethodResults[M]>;
+  /** The socket is gone: leave its rooms on this edge (not the memberships) and stop its deliveries. */
+  closed(): Promise<void>;
+}

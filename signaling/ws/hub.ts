@@ -1,0 +1,377 @@
+/**
+ * The edge's view of live streams: which local connections are in which stream, the
+ * notifications they get, and the stream lifecycle duties of the edge.
+ *
+ * - Media-node events become notifications on uWS topics (`stream/<id>` for everyone in
+ *   the stream, `stream/<id>/broadcaster` for the level meter), sent with `app.publish`
+ *   (a socket's own publish sends nothing when that socket subscribes to no topic).
+ * - Listener counts are forwarded to clients and reported to the control plane, throttled.
+ * - `stream.ended` on the bus: clients get `streamEnded`, then their media is closed.
+ * - When the broadcaster goes away, a grace timer (STREAM_GRACE_S) starts; unless they come
+ *   back (on any edge: `signaling.broadcaster.<id>` on the bus, and the media node's own
+ *   view of who produces), the edge stops the stream with its service identity.
+ */
+import { z } from 'zod';
+import { toVezaError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import type {
+  IceServer,
+  NotificationFrame,
+  NotificationName,
+  Notifications,
+  Role,
+} from '../protocol/index.js';
+import type { MediaGateway, MediaNodeApi } from './media-gateway.js';
+import { wsGraceStops, wsNotifications } from './metrics.js';
+import type { LeaveCause, PeerSession } from './peer-session.js';
+import { keyedThrottle } from './throttle.js';
+
+export interface StreamMeta {
+  streamId: number;
+  ownerId: number;
+  ownerUsername: string;
+  title: string;
+  /** "live" or "ended". */
+  status: string;
+  isPublic: boolean;
+  allowAnonymous: boolean;
+  mediaNodeId: string;
+}
+
+/** The part of the uWS app the hub uses. */
+export interface TopicPublisher {
+  publish(topic: string, message: string): boolean;
+}
+
+export interface HubOptions {
+  app: TopicPublisher;
+  controlPlane: Pick<ControlPlaneClient, 'stream'>;
+  bus: EventBus;
+  media: MediaGateway;
+  edgeId: string;
+  graceMs: number;
+  iceServers: IceServer[];
+  log: Logger;
+  /** Minimum gap between listener-count notifications of one stream (default 250 ms). */
+  listenerNotifyMs?: number;
+  /** Minimum gap between ReportListenerCount calls for one stream (default 1 s). */
+  listenerReportMs?: number;
+}
+
+export const STREAM_ENDED_SUBJECT = 'stream.ended';
+export const broadcasterSubject = (streamId: number) => `signaling.broadcaster.${streamId}`;
+
+export const streamTopic = (streamId: number) => `stream/${streamId}`;
+export const broadcasterTopic = (streamId: number) => `stream/${streamId}/broadcaster`;
+
+/** The fields of the control plane's `stream.ended` event the edge needs (control-plane/streams/events.ts). */
+const streamEndedEvent = z.looseObject({
+  stream_id: z.number().int().positive(),
+  reason: z.string(),
+  media_node_id: z.string().nullable().optional(),
+});
+
+const broadcasterEvent = z.object({
+  edgeId: z.string(),
+  streamId: z.number().int().positive(),
+  peerId: z.string(),
+});
+
+/** How many ended stream ids the edge remembers (to refuse late joins and re-opens). */
+const ENDED_MEMORY = 10_000;
+
+interface GraceTimer {
+  timer: ReturnType<typeof setTimeout>;
+  meta: StreamMeta;
+}
+
+export class SignalingHub {
+  readonly edgeId: string;
+  readonly iceServers: IceServer[];
+  readonly #options: HubOptions;
+  readonly #log: Logger;
+  readonly #sessions = new Map<number, Set<PeerSession>>();
+  readonly #broadcasters = new Map<number, PeerSession>();
+  readonly #grace = new Map<number, GraceTimer>();
+  readonly #ended = new Set<number>();
+  readonly #subscriptions: Subscription[] = [];
+  readonly #offs: Array<() => void> = [];
+  readonly #notifyCount;
+  readonly #reportCount;
+  #closing = false;
+
+  constructor(options: HubOptions) {
+    this.#options = options;
+    this.edgeId = options.edgeId;
+    this.iceServers = options.iceServers;
+    this.#log = options.log;
+    this.#notifyCount = keyedThrottle<number, number>(options.listenerNotifyMs ?? 250, (streamId, count) =>
+      this.notify(streamId, 'listenerCount', { streamId, count }),
+    );
+    this.#reportCount = keyedThrottle<number, number>(options.listenerReportMs ?? 1000, (streamId, count) => {
+      if (this.#ended.has(streamId)) return;
+      options.controlPlane.stream
+        .reportListenerCount({ streamId, listenerCount: count })
+        .catch((error: unknown) => {
+          this.#log.warn({ err: error, streamId }, 'could not report the listener count');
+        });
+    });
+  }
+
+  /** Subscribes to the bus and the media nodes; resolves once the bus routes to us. */
+  async start(): Promise<void> {
+    const { bus, media } = this.#options;
+    this.#subscriptions.push(
+      bus.subscribe(STREAM_ENDED_SUBJECT, (payload) => {
+        const parsed = streamEndedEvent.safeParse(payload);
+        if (!parsed.success) {
+          this.#log.warn(
+            { issue: parsed.error.issues[0]?.message },
+            'ignoring a malformed stream.ended event',
+          );
+          return;
+        }
+        void this.#streamEnded(parsed.data.stream_id, parsed.data.reason, parsed.data.media_node_id ?? '');
+      }),
+      bus.subscribe('signaling.broadcaster.*', (payload) => {
+        const parsed = broadcasterEvent.safeParse(payload);
+        if (!parsed.success || parsed.data.edgeId === this.edgeId) return;
+        // The broadcaster is back on another edge: no grace stop, and our old connection of theirs goes.
+        this.#cancelGrace(parsed.data.streamId);
+        this.#broadcasters.get(parsed.data.streamId)?.replaced();
+      }),
+    );
+    const id = (streamId: string): number | null => {
+      const value = Number(streamId);
+      return Number.isSafeInteger(value) && value > 0 ? value : null;
+    };
+    this.#offs.push(
+      media.on('producerOpened', (event) => {
+        const streamId = id(event.streamId);
+        if (streamId) this.notify(streamId, 'streamStarted', { streamId, producerId: event.producerId });
+      }),
+      media.on('producerClosed', (event) => {
+        const streamId = id(event.streamId);
+        if (streamId) this.notify(streamId, 'producerClosed', { streamId, producerId: event.producerId });
+      }),
+      media.on('producerPaused', (event) => {
+        const streamId = id(event.streamId);
+        if (!streamId) return;
+        const data = { streamId, producerId: event.producerId };
+        this.notify(streamId, event.paused ? 'producerPaused' : 'producerResumed', data);
+      }),
+      media.on('listenerCount', (event) => {
+        const streamId = id(event.streamId);
+        if (!streamId || this.#ended.has(streamId)) return;
+        this.#notifyCount.push(streamId, event.count);
+        this.#reportCount.push(streamId, event.count);
+      }),
+      media.on('audioLevel', (event) => {
+        const streamId = id(event.streamId);
+        if (!streamId) return;
+        this.notify(
+          streamId,
+          'audioLevel',
+          { streamId, volume: event.volumeDbov, speaking: event.speaking },
+          { broadcasterOnly: true },
+        );
+      }),
+      media.on('workerReplaced', (event) => {
+        for (const raw of event.affectedStreamIds) {
+          const streamId = id(raw);
+          if (streamId) this.notify(streamId, 'workerRestarted', { streamId, reconnect: true });
+        }
+      }),
+    );
+    await Promise.all(this.#subscriptions.map((subscription) => subscription.ready));
+  }
+
+  media(meta: StreamMeta): MediaNodeApi {
+    return this.#options.media.node(meta.mediaNodeId);
+  }
+
+  isEnded(streamId: number): boolean {
+    return this.#ended.has(streamId);
+  }
+
+  /**
+   * The stream as the caller may see it. With the user's token while it is valid (a private
+   * stream is visible to its owner); as the service otherwise. A connection that was already
+   * allowed into the stream keeps that right when its token has expired meanwhile (a re-join
+   * after a worker restart), unless the stream has ended.
+   */
+  async streamMeta(session: PeerSession, streamId: number, known?: StreamMeta): Promise<StreamMeta> {
+    const { token, expiresAt } = session.auth;
+    const context = token && expiresAt - 5_000 > Date.now() ? { token } : {};
+    try {
+      const response = await this.#options.controlPlane.stream.getStreamInfo({ streamId }, context);
+      const info = response.stream;
+      if (!info) throw new Error('GetStreamInfo returned no stream');
+      return {
+        streamId: info.streamId,
+        ownerId: info.ownerId,
+        ownerUsername: info.ownerUsername,
+        title: info.title,
+        status: info.status,
+        isPublic: info.isPublic,
+        allowAnonymous: info.allowAnonymous,
+        mediaNodeId: info.mediaNodeId,
+      };
+    } catch (error) {
+      const code = toVezaError(error).code;
+      if (known && (code === 'not_found' || code === 'unauthenticated')) {
+        return { ...known, status: this.#ended.has(streamId) ? 'ended' : known.status };
+      }
+      throw error;
+    }
+  }
+
+  joined(session: PeerSession, streamId: number, role: Role): void {
+    let set = this.#sessions.get(streamId);
+    if (!set) {
+      set = new Set();
+      this.#sessions.set(streamId, set);
+    }
+    set.add(session);
+    session.subscribe(streamTopic(streamId));
+    if (role === 'broadcaster') {
+      session.subscribe(broadcasterTopic(streamId));
+      this.#broadcasters.set(streamId, session);
+      this.#cancelGrace(streamId);
+    }
+  }
+
+  left(session: PeerSession, streamId: number, role: Role, cause: LeaveCause, meta: StreamMeta): void {
+    const set = this.#sessions.get(streamId);
+    set?.delete(session);
+    if (set?.size === 0) this.#sessions.delete(streamId);
+    session.unsubscribe(streamTopic(streamId));
+    if (role !== 'broadcaster') return;
+    session.unsubscribe(broadcasterTopic(streamId));
+    if (this.#broadcasters.get(streamId) !== session) return;
+    this.#broadcasters.delete(streamId);
+    if (cause === 'disconnected' || cause === 'left') this.#startGrace(meta);
+  }
+
+  /**
+   * Makes `session` the stream's one broadcaster: any other connection of theirs, here or on
+   * another edge, is replaced, and the previous broadcaster peer is closed in the media node so
+   * the new one can produce at once.
+   */
+  async claimBroadcaster(
+    session: PeerSession,
+    streamId: number,
+    media: MediaNodeApi,
+    peerId: string,
+  ): Promise<void> {
+    const previous = this.#broadcasters.get(streamId);
+    if (previous && previous !== session) previous.replaced();
+    this.#cancelGrace(streamId);
+    const info = await media.getStreamInfo(String(streamId)).catch(() => null);
+    if (info?.broadcasterPeerId && info.broadcasterPeerId !== peerId) {
+      await media.closePeer(info.broadcasterPeerId).catch((error: unknown) => {
+        this.#log.warn({ err: error, streamId }, 'could not close the previous broadcaster peer');
+      });
+    }
+    await this.#options.bus
+      .publish(broadcasterSubject(streamId), { edgeId: this.edgeId, streamId, peerId })
+      .catch((error: unknown) =>
+        this.#log.warn({ err: error, streamId }, 'could not announce the broadcaster'),
+      );
+  }
+
+  notify<N extends NotificationName>(
+    streamId: number,
+    notification: N,
+    data: Notifications[N],
+    options: { broadcasterOnly?: boolean } = {},
+  ): void {
+    if (this.#closing) return;
+    const frame = { notification, data } as NotificationFrame;
+    const topic = options.broadcasterOnly ? broadcasterTopic(streamId) : streamTopic(streamId);
+    this.#options.app.publish(topic, JSON.stringify(frame));
+    wsNotifications.inc({ notification });
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const subscription of this.#subscriptions) subscription.unsubscribe();
+    for (const off of this.#offs) off();
+    for (const { timer } of this.#grace.values()) clearTimeout(timer);
+    this.#grace.clear();
+    this.#notifyCount.close();
+    this.#reportCount.close();
+  }
+
+  #markEnded(streamId: number): void {
+    this.#ended.add(streamId);
+    if (this.#ended.size > ENDED_MEMORY) {
+      const oldest = this.#ended.values().next().value;
+      if (oldest !== undefined) this.#ended.delete(oldest);
+    }
+  }
+
+  async #streamEnded(streamId: number, reason: string, mediaNodeId: string): Promise<void> {
+    this.#markEnded(streamId);
+    this.#cancelGrace(streamId);
+    this.#notifyCount.forget(streamId);
+    this.#reportCount.forget(streamId);
+    // Sent to each session, not published to the topic: uWS delivers topic messages when it
+    // next drains its queues, and the sessions unsubscribe right below, which would drop it.
+    const sessions = [...(this.#sessions.get(streamId) ?? [])];
+    const frame: NotificationFrame = { notification: 'streamEnded', data: { streamId, reason } };
+    for (const session of sessions) session.send(frame);
+    wsNotifications.inc({ notification: 'streamEnded' });
+    await Promise.all(sessions.map((session) => session.streamEnded(streamId)));
+    try {
+      await this.#options.media.node(mediaNodeId).closeStream(String(streamId));
+    } catch (error) {
+      // Never opened on the media node (nobody joined), or another edge closed it first.
+      const code = toVezaError(error).code;
+      if (code !== 'not_found')
+        this.#log.warn({ err: error, streamId }, 'could not close the stream on its media node');
+    }
+    this.#log.info({ streamId, reason, sessions: sessions.length }, 'stream ended: listeners notified');
+  }
+
+  #cancelGrace(streamId: number): void {
+    const entry = this.#grace.get(streamId);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.#grace.delete(streamId);
+  }
+
+  #startGrace(meta: StreamMeta): void {
+    if (this.#closing || this.#ended.has(meta.streamId)) return;
+    this.#cancelGrace(meta.streamId);
+    const timer = setTimeout(() => {
+      this.#grace.delete(meta.streamId);
+      void this.#graceExpired(meta);
+    }, this.#options.graceMs);
+    timer.unref?.();
+    this.#grace.set(meta.streamId, { timer, meta });
+    this.#log.info(
+      { streamId: meta.streamId, graceMs: this.#options.graceMs },
+      'broadcaster gone: grace period started',
+    );
+  }
+
+  async #graceExpired(meta: StreamMeta): Promise<void> {
+    const { streamId } = meta;
+    if (this.#closing || this.#ended.has(streamId) || this.#broadcasters.has(streamId)) return;
+    // The media node knows whether anyone produces now, wherever they connected.
+    const info = await this.media(meta)
+      .getStreamInfo(String(streamId))
+      .catch(() => null);
+    if (info?.producerId) return;
+    try {
+      await this.#options.controlPlane.stream.stopStream({ streamId, reason: 'broadcaster_disconnected' });
+      wsGraceStops.inc();
+      this.#log.info({ streamId }, 'broadcaster did not come back: stream stopped');
+    } catch (error) {
+      this.#log.error({ err: error, streamId }, 'could not stop the stream after the grace period');
+    }
+  }
+}

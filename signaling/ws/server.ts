@@ -1,0 +1,314 @@
+/**
+ * The `/ws` endpoint on the edge's uWS app (docs/signaling.md).
+ *
+ * Connection rules, all enforced by uWS or here before any work is done:
+ * - handshake: protocol version, then the token, verified locally (upgrade.ts);
+ * - heartbeats: uWS pings automatically and drops a connection silent for `idleTimeoutS`;
+ * - size: frames above `maxMessageBytes` get a `payload_too_large` error and the connection
+ *   stays open; above `hardMaxMessageBytes` uWS closes it without reading the frame;
+ * - backpressure: a client that does not read is dropped once `maxBackpressureBytes` are
+ *   buffered for it (closeOnBackpressureLimit), so it cannot grow the edge's memory;
+ * - malformed JSON, unknown methods and bad params get error responses; the connection stays.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Config } from '../../common/config.js';
+import { httpStatusOf, toVezaError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus } from '../../common/ports/event-bus.js';
+import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import { iceServers } from '../../media-server/index.js';
+import { errorBody } from '../http/reply.js';
+import type { TemplatedApp, WebSocket } from '../http/uws.js';
+import {
+  CLOSE_CODES,
+  HARD_MAX_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  parseRequest,
+  type RtpCapabilities,
+  SIGNALING_PATH,
+} from '../protocol/index.js';
+import { ChatHub, ChatSession } from './chat/index.js';
+import { SignalingHub } from './hub.js';
+import { createJwksKeyStore } from './jwks.js';
+import type { MediaGateway } from './media-gateway.js';
+import { wsClosed, wsConnections, wsUpgrades } from './metrics.js';
+import { PeerSession, type SessionLimits } from './peer-session.js';
+import { type ConnectionAuth, decideUpgrade, type UpgradeDecision } from './upgrade.js';
+
+export interface SignalingLimits extends SessionLimits {
+  /** Larger frames get a payload_too_large error (the connection stays). */
+  maxMessageBytes: number;
+  /** Larger frames close the connection (uWS maxPayloadLength). */
+  hardMaxMessageBytes: number;
+  /** Bytes buffered for a client that does not read before it is dropped. */
+  maxBackpressureBytes: number;
+  /** A connection silent this long is closed; uWS pings before that (a multiple of 4, at least 8). */
+  idleTimeoutS: number;
+}
+
+export const DEFAULT_SIGNALING_LIMITS: SignalingLimits = {
+  maxMessageBytes: MAX_MESSAGE_BYTES,
+  hardMaxMessageBytes: HARD_MAX_MESSAGE_BYTES,
+  maxBackpressureBytes: 512 * 1024,
+  idleTimeoutS: 32,
+  maxQueuedRequests: 32,
+  requestsPerSecond: 50,
+  requestBurst: 100,
+};
+
+/** What the endpoint needs of the edge (signaling/index.ts's EdgeRegistrar provides it). */
+export interface SignalingHost {
+  readonly app: TemplatedApp;
+  readonly config: Config;
+  readonly log: Logger;
+  readonly controlPlane: ControlPlaneClient;
+  onClose(hook: () => Promise<void> | void): void;
+}
+
+export interface SignalingOptions {
+  bus: EventBus;
+  media: MediaGateway;
+  limits?: Partial<SignalingLimits>;
+  /** Names this edge in media peer ids and bus messages (default config.nodeId). */
+  edgeId?: string;
+  /** Listener-count throttles (defaults 250 ms to clients, 1 s to the control plane). */
+  listenerNotifyMs?: number;
+  listenerReportMs?: number;
+}
+
+interface SocketData {
+  auth: ConnectionAuth | null;
+  /** Set when the handshake is accepted only to deliver a close reason. */
+  rejectReason: string | null;
+  session: PeerSession | null;
+  remoteAddress: string;
+  /** Set when a send was dropped for backpressure and the edge cut the connection. */
+  backpressureDrop: boolean;
+}
+
+/** uWS send status: the message was dropped because the socket is over maxBackpressure. */
+const DROPPED = 2;
+
+/** An edge extension (see signaling/index.ts) adding `/ws`. */
+export function signalingExtension(options: SignalingOptions): (host: SignalingHost) => Promise<void> {
+  return async (host) => {
+    await registerSignaling(host, options);
+  };
+}
+
+export async function registerSignaling(host: SignalingHost, options: SignalingOptions): Promise<void> {
+  const { app, config, controlPlane } = host;
+  const log = host.log.child({ component: 'signaling' });
+  const limits: SignalingLimits = { ...DEFAULT_SIGNALING_LIMITS, ...options.limits };
+  const keys = createJwksKeyStore({ controlPlane, log });
+  const hub = new SignalingHub({
+    app,
+    controlPlane,
+    bus: options.bus,
+    media: options.media,
+    edgeId: options.edgeId ?? config.nodeId,
+    graceMs: config.STREAM_GRACE_S * 1000,
+    iceServers: iceServers(config),
+    log,
+    ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
+    ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
+  });
+  await hub.start();
+  const chatHub = new ChatHub({ app, bus: options.bus, log });
+
+  const sockets = new Set<WebSocket<SocketData>>();
+  let nextConnectionId = 1;
+  let closing = false;
+
+  app.ws<SocketData>(SIGNALING_PATH, {
+    maxPayloadLength: limits.hardMaxMessageBytes,
+    maxBackpressure: limits.maxBackpressureBytes,
+    // Typed as a number in these typings; uWS reads it as a flag.
+    closeOnBackpressureLimit: 1,
+    idleTimeout: limits.idleTimeoutS,
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      // uWS requests live on the stack: read everything before the first await.
+      const query = req.getQuery() ?? '';
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('utf8');
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      if (closing) {
+        res.cork(() => res.writeStatus('503 Service Unavailable').end('edge shutting down'));
+        return;
+      }
+      const decided = decideUpgrade(query, keys).catch((error: unknown): UpgradeDecision => {
+        log.error({ err: error }, 'ws handshake failed');
+        return { kind: 'reject-http', error: toVezaError(error) };
+      });
+      void decided.then((decision) => {
+        if (aborted) return;
+        res.cork(() => {
+          if (decision.kind === 'reject-http') {
+            const status = httpStatusOf(decision.error.code);
+            wsUpgrades.inc({ result: decision.error.code });
+            log.debug(
+              { remoteAddress, code: decision.error.code, reason: decision.error.message },
+              'ws handshake refused',
+            );
+            res
+              .writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`.trimEnd())
+              .writeHeader('content-type', 'application/json; charset=utf-8')
+              .writeHeader('cache-control', 'no-store')
+              .end(JSON.stringify(errorBody(decision.error)));
+            return;
+          }
+          wsUpgrades.inc({ result: decision.kind === 'accept' ? 'ok' : 'unsupported_version' });
+          const data: SocketData = {
+            auth: decision.kind === 'accept' ? decision.auth : null,
+            rejectReason: decision.kind === 'reject-version' ? decision.reason : null,
+            session: null,
+            remoteAddress,
+            backpressureDrop: false,
+          };
+          res.upgrade(data, key, protocol, extensions, context);
+        });
+      });
+    },
+
+    open: (ws) => {
+      const data = ws.getUserData();
+      if (data.rejectReason !== null || !data.auth) {
+        ws.end(CLOSE_CODES.unsupportedVersion, data.rejectReason ?? 'unsupported protocol version');
+        return;
+      }
+      const id = nextConnectionId++;
+      sockets.add(ws);
+      wsConnections.inc();
+      const send = (text: string) => {
+        let status = 0;
+        ws.cork(() => {
+          status = ws.send(text, false);
+        });
+        if (status === DROPPED) {
+          // Over maxBackpressure: uWS only stops reading (shutdown of the read side), which a
+          // client that keeps sending never notices. Cut it off: it is not reading anyway.
+          data.backpressureDrop = true;
+          ws.close();
+        }
+        return status;
+      };
+      const sessionLog = log.child({ connectionId: id, userId: data.auth.userId });
+      const chat = new ChatSession({
+        auth: data.auth,
+        hub: chatHub,
+        controlPlane,
+        keys,
+        log: sessionLog,
+        socket: {
+          get open() {
+            return data.session !== null && !data.backpressureDrop;
+          },
+          send,
+          subscribe: (topic) => ws.subscribe(topic),
+          unsubscribe: (topic) => ws.unsubscribe(topic),
+          // Chat topic messages: cut a reader off before uWS would drop one for it.
+          dropIfSlow: (incomingBytes) => {
+            if (ws.getBufferedAmount() + incomingBytes <= limits.maxBackpressureBytes) return false;
+            data.backpressureDrop = true;
+            ws.close();
+            return true;
+          },
+        },
+      });
+      data.session = new PeerSession({
+        id,
+        auth: data.auth,
+        hub,
+        limits,
+        log: sessionLog,
+        chat,
+        socket: {
+          send,
+          end: (code, reason) => ws.end(code, reason),
+          subscribe: (topic) => ws.subscribe(topic),
+          unsubscribe: (topic) => ws.unsubscribe(topic),
+        },
+      });
+      data.session.log.debug(
+        { remoteAddress: data.remoteAddress, kind: data.auth.kind },
+        'signaling connection open',
+      );
+    },
+
+    message: (ws, message, isBinary) => {
+      const session = ws.getUserData().session;
+      if (!session) return;
+      if (isBinary) {
+        session.reply(null, '', {
+          code: 'invalid_argument',
+          message: 'binary frames are not part of the protocol: send JSON text',
+        });
+        return;
+      }
+      if (message.byteLength > limits.maxMessageBytes) {
+        session.reply(null, '', {
+          code: 'payload_too_large',
+          message: `frame of ${message.byteLength} bytes is over the ${limits.maxMessageBytes}-byte limit`,
+        });
+        return;
+      }
+      // The ArrayBuffer is only valid during this call: decode (copy) it now.
+      const parsed = parseRequest(Buffer.from(message).toString('utf8'));
+      if (parsed.ok) session.enqueue(parsed.request);
+      else session.reply(parsed.id, '', parsed.error);
+    },
+
+    close: (ws, code, message) => {
+      const data = ws.getUserData();
+      const session = data.session;
+      if (!session) return;
+      data.session = null;
+      sockets.delete(ws);
+      wsConnections.dec();
+      const reason = Buffer.from(message).toString('utf8');
+      const cause = data.backpressureDrop ? 'backpressure' : closeCause(code, reason);
+      wsClosed.inc({ cause });
+      if (cause === 'backpressure') session.log.info('client not reading: dropped at the backpressure limit');
+      else session.log.debug({ code, reason }, 'signaling connection closed');
+      session
+        .closed()
+        .catch((error: unknown) => session.log.error({ err: error }, 'cleanup after close failed'));
+    },
+  });
+
+  host.onClose(async () => {
+    closing = true;
+    await hub.close();
+    chatHub.close();
+    for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'edge shutting down');
+  });
+  log.info({ path: SIGNALING_PATH, limits }, 'signaling endpoint ready');
+}
+
+/** Bounded metric labels for why a connection closed. */
+function closeCause(code: number, reason: string): string {
+  if (code === CLOSE_CODES.normal) return 'normal';
+  if (code === CLOSE_CODES.goingAway) return 'going_away';
+  if (code === CLOSE_CODES.replaced) return 'replaced';
+  if (/too big/i.test(reason)) return 'too_big';
+  if (code === 1006) return 'abnormal';
+  return 'other';
+}
+
+/**
+ * For POST /stream/start (signaling/index.ts's `routerRtpCapabilities`): opens the stream on
+ * its media node at once, so the response carries the router's capabilities.
+ */
+export function routerCapabilitiesProvider(media: MediaGateway) {
+  return async (stream: { streamId: number; mediaNodeId: string | null }): Promise<RtpCapabilities> => {
+    const opened = await media.node(stream.mediaNodeId ?? '').openStream(String(stream.streamId));
+    return opened.rtpCapabilities as unknown as RtpCapabilities;
+  };
+}

@@ -1,0 +1,183 @@
+/**
+ * Test support (imported by *.test.ts only): the real thing, in-process, on ephemeral
+ * ports: a migrated PostgreSQL database, the standalone ports, the control plane over
+ * gRPC, a media node with real mediasoup workers, and the edge with `/ws` wired in.
+ * Users are made through the control plane's own rpcs.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type Config, loadConfig } from '../../common/config.js';
+import { createLogger, type Logger } from '../../common/log.js';
+import { createPorts, type Ports } from '../../common/ports/index.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
+import { type ControlPlane, startControlPlane } from '../../control-plane/index.js';
+import { type MediaNode, startMediaNode } from '../../media-server/index.js';
+import { type Edge, startEdge } from '../index.js';
+import {
+  busMediaGateway,
+  directMediaGateway,
+  type MediaGateway,
+  serveMediaNodeOverBus,
+} from './media-gateway.js';
+import { routerCapabilitiesProvider, type SignalingLimits, signalingExtension } from './server.js';
+
+export interface TestUser {
+  userId: number;
+  email: string;
+  username: string;
+  token: string;
+}
+
+export interface SignalingStack {
+  config: Config;
+  log: Logger;
+  ports: Ports;
+  controlPlane: ControlPlane;
+  client: ControlPlaneClient;
+  media: MediaNode;
+  gateway: MediaGateway;
+  edge: Edge;
+  /** `http://127.0.0.1:<port>` of the edge. */
+  baseUrl: string;
+  /** `ws://127.0.0.1:<port>/ws` (no query). */
+  wsUrl: string;
+  createUser(): Promise<TestUser>;
+  startStream(owner: TestUser, options?: { isPublic?: boolean; allowAnonymous?: boolean }): Promise<number>;
+  stopStream(owner: TestUser, streamId: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  env?: Record<string, string>;
+  limits?: Partial<SignalingLimits>;
+  /** How the edge reaches the media node: in-process, or through the event bus as in cluster mode. */
+  gateway?: 'direct' | 'bus';
+}
+
+export async function startSignalingStack(options: StackOptions = {}): Promise<SignalingStack> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'veza-signaling-'));
+  const config = loadConfig({
+    VEZA_DATA_DIR: dataDir,
+    VEZA_NODE_ID: `edge-${randomBytes(4).toString('hex')}`,
+    LOG_LEVEL: 'silent',
+    GRPC_HOST: '127.0.0.1',
+    GRPC_PORT: '0',
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    MEDIA_WORKERS: '1',
+    // Node peers (wrtc) reach loopback; browsers would need the announced LAN address.
+    MEDIA_LISTEN_IP: '127.0.0.1',
+    // Long enough for a reconnect under a loaded CI machine, short enough to wait for in a test.
+    STREAM_GRACE_S: '2',
+    LOGIN_LIMIT_PER_IP: '1000',
+    REGISTER_LIMIT_PER_IP: '1000',
+    ...options.env,
+  });
+  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'signaling-test' });
+  const closers: Array<() => Promise<void>> = [async () => rm(dataDir, { recursive: true, force: true })];
+  const close = async () => {
+    for (const closer of closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        log.error({ err: error }, 'test stack close failed');
+      }
+    }
+  };
+  try {
+    const db: TestDatabase = await createTestDatabase('embedded');
+    closers.push(() => db.drop());
+    const ports = await createPorts(config, { sql: db.sql, log });
+    closers.push(() => ports.close());
+    const apiKey = randomBytes(24).toString('base64url');
+    const controlPlane = await startControlPlane({ config, sql: db.sql, ports, log, apiKey });
+    closers.push(() => controlPlane.close());
+    const media = await startMediaNode({ config, log });
+    closers.push(() => media.close());
+    const client = createControlPlaneClient({ address: `127.0.0.1:${controlPlane.port}`, apiKey, log });
+    closers.push(async () => client.close());
+    let gateway: MediaGateway;
+    if (options.gateway === 'bus') {
+      const served = serveMediaNodeOverBus(ports.bus, media, config.nodeId, log);
+      closers.push(async () => served.close());
+      const bus = busMediaGateway({ bus: ports.bus, log });
+      closers.push(() => bus.close());
+      await Promise.all([served.ready, bus.ready]);
+      gateway = bus;
+    } else {
+      gateway = directMediaGateway(media);
+    }
+    const edge = await startEdge({
+      config,
+      log,
+      controlPlane: client,
+      blobs: ports.blobs,
+      routerRtpCapabilities: routerCapabilitiesProvider(gateway),
+      extensions: [
+        signalingExtension({
+          bus: ports.bus,
+          media: gateway,
+          listenerNotifyMs: 50,
+          listenerReportMs: 100,
+          ...(options.limits ? { limits: options.limits } : {}),
+        }),
+      ],
+      shutdownGraceMs: 1000,
+    });
+    closers.push(() => edge.close());
+
+    const createUser = async (): Promise<TestUser> => {
+      const suffix = randomUUID().slice(0, 8);
+      const email = `user-${suffix}@veza.test`;
+      const username = `user_${suffix}`;
+      const password = 'Correct-Horse-42';
+      await client.auth.register({ email, password, username, firstName: 'Test', lastName: 'User' });
+      const session = await client.auth.authenticate({
+        email,
+        password,
+        deviceId: 'test',
+        ipAddress: '127.0.0.1',
+      });
+      return { userId: session.userInfo?.userId ?? 0, email, username, token: session.accessToken };
+    };
+
+    return {
+      config,
+      log,
+      ports,
+      controlPlane,
+      client,
+      media,
+      gateway,
+      edge,
+      baseUrl: `http://127.0.0.1:${edge.port}`,
+      wsUrl: `ws://127.0.0.1:${edge.port}/ws`,
+      createUser,
+      async startStream(owner, stream = {}) {
+        const response = await client.stream.startStream(
+          {
+            title: 'Test stream',
+            description: '',
+            genre: '',
+            isPublic: stream.isPublic ?? true,
+            allowAnonymous: stream.allowAnonymous ?? false,
+          },
+          { token: owner.token },
+        );
+        const id = response.stream?.streamId;
+        if (!id) throw new Error('StartStream returned no stream');
+        return id;
+      },
+      async stopStream(owner, streamId) {
+        await client.stream.stopStream({ streamId, reason: '' }, { token: owner.token });
+      },
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

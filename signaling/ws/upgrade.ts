@@ -1,0 +1,85 @@
+/**
+ * The WebSocket handshake's decision: protocol version first (a wrong version gets a close
+ * frame with a reason, which a browser can read), then the token (a bad token gets an HTTP
+ * 401 before the upgrade, as for any REST call).
+ *
+ * The token travels in `?token=` because browsers cannot set headers on a WebSocket. It is
+ * verified locally against the control plane's JWKS, kept in memory only to call the control
+ * plane on the user's behalf while it is valid, and never logged.
+ */
+import { verifyAccessToken } from '../../common/access-token.js';
+import type { UserRole } from '../../common/config.js';
+import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/errors.js';
+import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
+import type { JwksKeyStore } from './jwks.js';
+
+export interface ConnectionAuth {
+  kind: 'user' | 'listener';
+  /** 0 for listener tokens (anonymous). */
+  userId: number;
+  username: string;
+  roles: UserRole[];
+  /** Listener tokens: the one stream they may listen to. */
+  streamId: number | null;
+  /** Epoch ms. */
+  expiresAt: number;
+  /** The user's access token (null for listener tokens). Never log it. */
+  token: string | null;
+}
+
+export type UpgradeDecision =
+  | { kind: 'accept'; auth: ConnectionAuth }
+  /** Upgrade, then close with CLOSE_CODES.unsupportedVersion and this reason. */
+  | { kind: 'reject-version'; reason: string }
+  | { kind: 'reject-http'; error: VezaError };
+
+export async function decideUpgrade(query: string, keys: JwksKeyStore): Promise<UpgradeDecision> {
+  const params = new URLSearchParams(query);
+  const version = params.get('v');
+  if (version === null) {
+    return {
+      kind: 'reject-version',
+      reason: `missing protocol version: connect to ${SIGNALING_PATH}?v=${PROTOCOL_VERSION}`,
+    };
+  }
+  if (!SUPPORTED_PROTOCOL_VERSIONS.map(String).includes(version)) {
+    // A close reason is at most 123 bytes: keep the echoed value short.
+    return {
+      kind: 'reject-version',
+      reason: `unsupported protocol version "${version.slice(0, 16)}"; this edge speaks v=${SUPPORTED_PROTOCOL_VERSIONS.join(',')}`,
+    };
+  }
+  const token = params.get('token');
+  if (!token) {
+    return {
+      kind: 'reject-http',
+      error: new UnauthenticatedError(
+        `missing token: connect to ${SIGNALING_PATH}?v=${PROTOCOL_VERSION}&token=<access token>`,
+      ),
+    };
+  }
+  try {
+    // Keys first: a control plane that cannot be reached is a 503, not a bad token.
+    await keys.load();
+    const verified = await verifyAccessToken(token, keys.getKey);
+    const { claims } = verified;
+    const listener = claims.typ === 'listener';
+    if (listener && claims.stream_id === undefined) {
+      throw new UnauthenticatedError('invalid token: a listener token must name its stream');
+    }
+    return {
+      kind: 'accept',
+      auth: {
+        kind: listener ? 'listener' : 'user',
+        userId: listener ? 0 : verified.userId,
+        username: claims.username,
+        roles: listener ? [] : claims.roles,
+        streamId: listener ? (claims.stream_id ?? null) : null,
+        expiresAt: verified.expiresAt.getTime(),
+        token: listener ? null : token,
+      },
+    };
+  } catch (error) {
+    return { kind: 'reject-http', error: toVezaError(error) };
+  }
+}
