@@ -5,7 +5,7 @@
  * Tokens are EdDSA (Ed25519) JWTs with a `kid` header. Only asymmetric algorithms are
  * accepted; `alg: none` and HMAC tokens fail before any claim is read.
  */
-import { errors as joseErrors, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { USER_ROLES } from './config.js';
 import { UnauthenticatedError } from './errors.js';
@@ -39,8 +39,11 @@ export interface VerifiedAccessToken {
 }
 
 /** Verifies signature, issuer, audience, expiry and claim shape; every failure is an UnauthenticatedError. */
-export async function verifyAccessToken(token: string, getKey: JWTVerifyGetKey): Promise<VerifiedAccessToken> {
-  if (!token || token.split('.').length !== 3) throw new UnauthenticatedError('invalid token: not a JWT');
+export async function verifyAccessToken(
+  token: string,
+  getKey: JWTVerifyGetKey,
+): Promise<VerifiedAccessToken> {
+  if (token?.split('.').length !== 3) throw new UnauthenticatedError('invalid token: not a JWT');
   let payload: unknown;
   try {
     ({ payload } = await jwtVerify(token, getKey, {
@@ -50,7 +53,8 @@ export async function verifyAccessToken(token: string, getKey: JWTVerifyGetKey):
     }));
   } catch (error) {
     if (error instanceof joseErrors.JWTExpired) throw new UnauthenticatedError('invalid token: expired');
-    if (error instanceof joseErrors.JOSEAlgNotAllowed) throw new UnauthenticatedError('invalid token: algorithm not allowed');
+    if (error instanceof joseErrors.JOSEAlgNotAllowed)
+      throw new UnauthenticatedError('invalid token: algorithm not allowed');
     if (error instanceof joseErrors.JWKSNoMatchingKey)
       throw new UnauthenticatedError('invalid token: signed by an unknown key');
     if (error instanceof joseErrors.JWSSignatureVerificationFailed)
@@ -74,6 +78,7 @@ export async function verifyAccessToken(token: string, getKey: JWTVerifyGetKey):
 export function bearerToken(header: string | undefined): string {
   if (!header) throw new UnauthenticatedError('missing authorization header');
   const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header.trim());
-  if (!match?.[1]) throw new UnauthenticatedError('invalid authorization header format: expected "Bearer <token>"');
+  if (!match?.[1])
+    throw new UnauthenticatedError('invalid authorization header format: expected "Bearer <token>"');
   return match[1];
 }

@@ -47,7 +47,9 @@ async function readPassword(): Promise<string> {
   }
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 const program = new Command('veza').description('Veza Live operator commands').showHelpAfterError();
@@ -71,7 +73,10 @@ program
   .option('--revoke', 'take the role away instead of granting it', false)
   .action(async (options: { email: string; role: string; revoke: boolean }) => {
     const account = await withDatabase((sql) =>
-      setUserRole({ sql }, { email: options.email, role: options.role, granted: !options.revoke, actor: 'cli' }),
+      setUserRole(
+        { sql },
+        { email: options.email, role: options.role, granted: !options.revoke, actor: 'cli' },
+      ),
     );
     console.log(JSON.stringify(account));
   });

@@ -55,7 +55,8 @@ export function toGrpcStatus(error: unknown): GrpcStatusObject {
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_KEY, veza.code);
   if (veza.details.field) metadata.set(ERROR_FIELD_KEY, veza.details.field);
-  if (veza.details.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_KEY, String(veza.details.retryAfterMs));
+  if (veza.details.retryAfterMs !== undefined)
+    metadata.set(RETRY_AFTER_KEY, String(veza.details.retryAfterMs));
   const details = veza.code === 'internal' ? INTERNAL_MESSAGE : veza.message;
   return { code: GRPC_STATUS[veza.code], details, metadata };
 }

@@ -3,7 +3,7 @@
  * its request id so the lines of one call can be followed across edge and control plane.
  */
 import { randomUUID } from 'node:crypto';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 

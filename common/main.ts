@@ -20,7 +20,12 @@ async function main(): Promise<void> {
   const log = createLogger({ level: config.LOG_LEVEL, name: `veza-${config.VEZA_MODE}` });
   const platform = await startPlatform(config, log);
   log.info(
-    { mode: config.VEZA_MODE, roles: config.VEZA_ROLES, httpPort: platform.httpPort, grpcPort: platform.grpcPort },
+    {
+      mode: config.VEZA_MODE,
+      roles: config.VEZA_ROLES,
+      httpPort: platform.httpPort,
+      grpcPort: platform.grpcPort,
+    },
     'Veza Live is ready',
   );
 

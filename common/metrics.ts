@@ -22,7 +22,11 @@ function once<T>(name: string, make: (registers: Registry[]) => T): T {
   return make([metricsRegistry()]);
 }
 
-export function counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+export function counter<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+): Counter<L> {
   return once(name, (registers) => new Counter({ name, help, labelNames, registers }));
 }
 

@@ -11,7 +11,11 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(host: string, port: number, isReady: () => Promise<boolean>): Promise<OpsServer> {
+export async function startOpsServer(
+  host: string,
+  port: number,
+  isReady: () => Promise<boolean>,
+): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
     const reply = (status: number, contentType: string, body: string) => {
       response.writeHead(status, { 'content-type': contentType });
@@ -27,7 +31,12 @@ export async function startOpsServer(host: string, port: number, isReady: () => 
       reply(200, 'application/json', '{"status":"ok"}');
     } else if (route === 'GET /readyz') {
       isReady().then(
-        (ready) => reply(ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : 'not_ready' })),
+        (ready) =>
+          reply(
+            ready ? 200 : 503,
+            'application/json',
+            JSON.stringify({ status: ready ? 'ready' : 'not_ready' }),
+          ),
         () => reply(503, 'application/json', '{"status":"not_ready"}'),
       );
     } else {

@@ -58,7 +58,9 @@ export async function migrate(sql: Sql, directory: string, log: Logger): Promise
         applied_at timestamptz not null default now()
       )`;
     const applied = new Map<number, string>();
-    for (const row of await tx<{ version: number; checksum: string }[]>`select version, checksum from schema_migrations`) {
+    for (const row of await tx<
+      { version: number; checksum: string }[]
+    >`select version, checksum from schema_migrations`) {
       applied.set(row.version, row.checksum);
     }
     let count = 0;
@@ -66,7 +68,9 @@ export async function migrate(sql: Sql, directory: string, log: Logger): Promise
       const checksum = applied.get(migration.version);
       if (checksum !== undefined) {
         if (checksum !== migration.checksum) {
-          throw new Error(`migration ${migration.name} was changed after it was applied; add a new migration instead`);
+          throw new Error(
+            `migration ${migration.name} was changed after it was applied; add a new migration instead`,
+          );
         }
         continue;
       }

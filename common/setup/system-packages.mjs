@@ -51,6 +51,8 @@ export function ensureDebianPackages(names, why, log) {
   }
   const still = missingDebianPackages(names) ?? [];
   if (still.length > 0) {
-    throw new Error(`${why} needs the Debian packages ${still.join(' ')}\n  install them with: ${installHint(still)}`);
+    throw new Error(
+      `${why} needs the Debian packages ${still.join(' ')}\n  install them with: ${installHint(still)}`,
+    );
   }
 }

@@ -3,12 +3,12 @@
  * own database on it (see databases.ts), so files are isolated and run in parallel.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../db/embedded.js';
 import { createLogger } from '../log.js';
+import { freePort } from './free-port.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -16,21 +16,12 @@ declare module 'vitest' {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(path.join(tmpdir(), 'veza-test-pg-'));
   // A free port per run, so several runs (developers, CI, benchmarks) can overlap.
-  const port = process.env.TEST_EMBEDDED_PG_PORT ? Number(process.env.TEST_EMBEDDED_PG_PORT) : await freePort();
+  const port = process.env.TEST_EMBEDDED_PG_PORT
+    ? Number(process.env.TEST_EMBEDDED_PG_PORT)
+    : await freePort();
   const db = await startEmbeddedPostgres(dir, port, createLogger({ level: 'warn', name: 'test-pg' }));
   project.provide('embeddedPostgresUrl', db.url);
   return async () => {

@@ -112,6 +112,8 @@ interface RoomState {
   markReady: () => void;
   typers: Map<number, { username: string; timer: ReturnType<typeof setTimeout> }>;
   typingSentAt: number;
+  /** Counts catch-up runs: a newer one (after another reconnect) supersedes an older one. */
+  catchUps: number;
 }
 
 const TYPING_RESEND_MS = 3000;
@@ -161,8 +163,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         if (reconnect) this.#resume();
       }),
       this.#connection.on('close', (info) => {
-        // Until the re-join is done, sends wait instead of failing on a room the new socket is not in.
-        for (const room of this.#rooms.values()) if (!room.left && info.willReconnect) this.#unready(room);
+        for (const room of this.#rooms.values()) {
+          if (room.left) continue;
+          // Until the re-join is done, sends wait instead of failing on a room the new socket is not in;
+          // when no reconnect follows, they go ahead and fail at once.
+          if (info.willReconnect) this.#unready(room);
+          else room.markReady();
+        }
       }),
     );
   }
@@ -190,6 +197,14 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         limit: this.#options.historyLimit ?? 50,
       });
       this.#userId = result.userId;
+      const already = this.#rooms.get(result.room.roomId);
+      if (already && !already.left) {
+        // Joined twice (by room and by stream): one room, its messages merged by id.
+        for (const message of result.messages)
+          this.#apply(already, { roomId: already.roomId, eventType: 'created', message });
+        await already.ready;
+        return already;
+      }
       const { promise, resolve } = deferred();
       const state: RoomState = {
         roomId: result.room.roomId,
@@ -206,6 +221,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         markReady: resolve,
         typers: new Map(),
         typingSentAt: 0,
+        catchUps: 0,
       };
       this.#rooms.set(state.roomId, state);
       this.#adoptOrphans(state);
@@ -453,39 +469,56 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
   }
 
-  /** Re-joins on the new socket and pages forwards from the newest message seen. */
+  /**
+   * Re-joins on the new socket and pages forwards from the newest message seen. A control plane
+   * that is briefly unavailable is retried; a closed socket waits for the next open, which runs
+   * this again (the older run then stops).
+   */
   async #catchUp(state: RoomState): Promise<void> {
+    const run = ++state.catchUps;
     this.#unready(state);
-    try {
-      const limit = 100;
-      const joined = await this.#request('chat.join', {
-        roomId: state.roomId,
-        limit,
-        ...(state.newest > 0 ? { afterMessageId: state.newest } : {}),
-      });
-      if (state.left) return;
-      state.room = joined.room;
-      let page: { messages: ChatMessage[]; hasMore: boolean; lastMessageId: number } = joined;
-      for (;;) {
-        for (const message of page.messages)
-          this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
-        // Without a cursor the join returned the latest page; older ones stay for loadOlder.
-        if (!page.hasMore || state.newest === 0 || page.messages.length === 0) break;
-        page = await this.#request('chat.history', {
+    const current = () => !state.left && state.catchUps === run;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const limit = 100;
+        const cursor = state.newest;
+        const joined = await this.#request('chat.join', {
           roomId: state.roomId,
-          afterMessageId: page.lastMessageId,
           limit,
+          ...(cursor > 0 ? { afterMessageId: cursor } : {}),
         });
+        if (!current()) return;
+        state.room = joined.room;
+        let page: { messages: ChatMessage[]; hasMore: boolean; lastMessageId: number } = joined;
+        for (;;) {
+          for (const message of page.messages)
+            this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
+          // Without a cursor the join returned the latest page; older ones stay for loadOlder.
+          if (!page.hasMore || cursor === 0 || page.messages.length === 0) break;
+          page = await this.#request('chat.history', {
+            roomId: state.roomId,
+            afterMessageId: page.lastMessageId,
+            limit,
+          });
+          if (!current()) return;
+        }
+        this.#finishSync(state, true);
+        return;
+      } catch (error) {
+        if (!current()) return;
+        const code = (error as { code?: string }).code;
+        if (code === 'unavailable') {
+          if (this.#connection.state !== 'open') return;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)));
+          if (!current() || this.#connection.state !== 'open') return;
+          continue;
+        }
+        // Refused (banned meanwhile, the room is gone, ...): final for this room.
+        this.#forget(state);
+        this.emit('removed', { roomId: state.roomId, reason: (error as Error).message });
+        this.emit('error', error as Error);
+        return;
       }
-      this.#finishSync(state, true);
-    } catch (error) {
-      if (state.left) return;
-      const code = (error as { code?: string }).code;
-      // A closed connection re-runs this on its next open; anything else is final for the room.
-      if (code === 'unavailable' && this.#connection.state !== 'closed') return;
-      this.#forget(state);
-      this.emit('removed', { roomId: state.roomId, reason: (error as Error).message });
-      this.emit('error', error as Error);
     }
   }
 

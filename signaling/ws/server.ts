@@ -213,9 +213,10 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
           send,
           subscribe: (topic) => ws.subscribe(topic),
           unsubscribe: (topic) => ws.unsubscribe(topic),
-          // Chat topic messages: cut a reader off before uWS would drop one for it.
+          // Chat topic messages: cut a reader that is behind off before uWS would drop one for it.
           dropIfSlow: (incomingBytes) => {
-            if (ws.getBufferedAmount() + incomingBytes <= limits.maxBackpressureBytes) return false;
+            const buffered = ws.getBufferedAmount();
+            if (buffered === 0 || buffered + incomingBytes <= limits.maxBackpressureBytes) return false;
             data.backpressureDrop = true;
             ws.close();
             return true;

@@ -64,8 +64,12 @@ describe('chat in the browser', () => {
     await stack?.close();
   });
 
-  it("shows a listener's message on the broadcaster's page", { timeout: 90_000 }, async () => {
+  it("shows a listener's message on the broadcaster's page; refusals, reports and the moderator's queue", {
+    timeout: 90_000,
+  }, async () => {
     try {
+      // A moderator from the start: moderators are told about reports and flagged messages.
+      const moderator = await stack.createUser(['moderator']);
       const broadcasterContext = await browser.newContext();
       const listenerContext = await browser.newContext();
       contexts.push(broadcasterContext, listenerContext);
@@ -121,6 +125,29 @@ describe('chat in the browser', () => {
       expect(await notice.textContent()).toBe('Not sent: offensive language');
       expect(await input.inputValue()).toBe('you are a fucking idiot');
       expect(await studio.getByTestId('chat-message').filter({ hasText: 'idiot' }).count()).toBe(0);
+
+      // A moderator sees both in the queue, with the bell counting what they were told.
+      const moderatorContext = await browser.newContext();
+      contexts.push(moderatorContext);
+      const desk = await moderatorContext.newPage();
+      recordConsole(desk, 'moderation', consoleLines);
+      await desk.goto(`${baseUrl}/moderation`);
+      await desk.getByTestId('email').fill(moderator.email);
+      await desk.getByTestId('password').fill('Correct-Horse-42');
+      await desk.getByTestId('sign-in').click();
+      const bell = desk.getByTestId('notifications');
+      await expect.poll(() => bell.getAttribute('data-unread'), { timeout: 10_000 }).toBe('2');
+      await bell.click();
+      await desk.getByTestId('notification').first().waitFor();
+      const flagged = desk.getByTestId('moderation-item').filter({ hasText: 'you are a fucking idiot' });
+      await flagged.waitFor();
+      const reported = desk.getByTestId('moderation-item').filter({ hasText: 'Hello from the audience!' });
+      await reported.getByRole('button', { name: 'Ban from room' }).click();
+      // The banned listener is out of the chat at once.
+      await expect
+        .poll(() => listen.getByTestId('chat-status').textContent(), { timeout: 10_000 })
+        .toContain('You can no longer write here');
+      await expect.poll(() => input.isVisible()).toBe(false);
     } catch (error) {
       const pages = contexts.flatMap((context) => context.pages());
       const seen = await Promise.all(

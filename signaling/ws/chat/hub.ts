@@ -47,8 +47,8 @@ export interface ChatMember {
   unsubscribe(topic: string): void;
   send(frame: ServerFrame): void;
   /**
-   * Disconnects the socket when what uWS buffers for it plus `incomingBytes` would pass the
-   * backpressure limit; true if it did.
+   * Disconnects the socket when it is behind (uWS buffers for it) and `incomingBytes` more would
+   * pass the backpressure limit; true if it did.
    */
   dropIfSlow(incomingBytes: number): boolean;
   /** The hub removed the socket from the room (the user was banned). */
