@@ -321,6 +321,76 @@ describe('chat over the WebSocket', () => {
   });
 });
 
+describe('moderator actions and rooms over the WebSocket', () => {
+  it('mutes, unmutes, unbans and ends a stream for moderators only', async () => {
+    const host = await stack.createUser();
+    const { streamId: ownStream, roomId: ownRoom } = await stack.startStream(host);
+    const talker = await stack.createUser();
+    const t = await stack.connect(talker);
+    const mod = await stack.connect(moderator);
+    await t.chat.join({ roomId: ownRoom });
+    await expect(t.chat.moderation.mute(ownRoom, host.userId, 60)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
+
+    const muted = t.chat.next('activity');
+    const until = await mod.chat.moderation.mute(ownRoom, talker.userId, 600, 'cool down');
+    expect(Date.parse(until ?? '')).toBeGreaterThan(Date.now());
+    expect((await muted)[0]).toMatchObject({ activityType: 'muted', userId: talker.userId });
+    await expect(t.chat.send(ownRoom, 'am I muted?')).rejects.toMatchObject({
+      code: 'permission_denied',
+      message: expect.stringMatching(/you are muted in room/),
+    });
+    await mod.chat.moderation.unmute(ownRoom, talker.userId);
+    expect((await t.chat.send(ownRoom, 'back again')).content).toBe('back again');
+
+    await mod.chat.moderation.ban(ownRoom, talker.userId, 60, 'short ban');
+    await mod.chat.moderation.unban(ownRoom, talker.userId);
+    const rejoined = await stack.connect(talker);
+    expect((await rejoined.chat.join({ roomId: ownRoom })).roomId).toBe(ownRoom);
+
+    expect(await mod.chat.moderation.endStream(ownStream, 'terms_violation')).toBe('live');
+    await expect(rejoined.chat.send(ownRoom, 'still on?')).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringMatching(/has ended/),
+    });
+  });
+
+  it('creates, joins and leaves other rooms', async () => {
+    const maker = await stack.createUser();
+    const guest = await stack.createUser();
+    const m = await stack.connect(maker);
+    const g = await stack.connect(guest);
+    const room = await m.chat.createRoom('After party', { description: 'open to all' });
+    expect(room).toMatchObject({
+      name: 'After party',
+      ownerId: maker.userId,
+      streamId: null,
+      isPrivate: false,
+    });
+    await m.chat.join({ roomId: room.roomId });
+    const seen = recorder(m.chat, () => room.roomId);
+    await g.chat.join({ roomId: room.roomId });
+    const hello = await g.chat.send(room.roomId, 'hi there');
+    await vi.waitFor(() => expect(seen.ids()).toEqual([hello.messageId]));
+    await g.chat.leave(room.roomId);
+    await expect(g.chat.send(room.roomId, 'gone')).rejects.toMatchObject({ code: 'unavailable' });
+    const wire = await raw(guest.token);
+    expect(
+      await wire.request('chat.send', { roomId: room.roomId, content: 'x', clientMessageId: 'x1' }),
+    ).toMatchObject({
+      ok: false,
+      error: { reason: 'not_joined' },
+    });
+    // Membership is gone too: reading needs a new join.
+    expect(await wire.request('chat.history', { roomId: room.roomId })).toMatchObject({
+      ok: false,
+      error: { code: 'failed_precondition' },
+    });
+    wire.close();
+  });
+});
+
 describe('bad input over the WebSocket: a clear error, nothing stored, the connection stays healthy', () => {
   let user: ChatTestUser;
   let wire: RawClient;
