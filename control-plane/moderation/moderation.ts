@@ -24,7 +24,7 @@ import type { EventBus } from '../../common/ports/event-bus.js';
 import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
 import type { ModerationItem } from '../../proto/gen/veza/chat/chat.js';
 import type { Notifier } from '../notifications/index.js';
-import { STREAM_ENDED, type StreamEndedEvent } from '../streams/index.js';
+import { endLiveStream } from '../streams/index.js';
 import { type ContentScorer, MODERATION_THRESHOLD, type ScoreContext, type ScoreResult } from './scorer.js';
 import { type ActiveSanctions, createModerationStore, type ReportStatus, type TargetType } from './store.js';
 
@@ -283,49 +283,17 @@ export function createModeration(deps: ModerationDeps) {
       return changed;
     },
 
-    /**
-     * Ends a live stream as a moderator. The streams module exports no stop function, so this
-     * applies the same change as its StopStream (status, ended_at, end_reason, listener_count)
-     * and publishes the same `stream.ended` event for the edges and media nodes.
-     */
+    /** Ends a live stream as a moderator, through the streams module's one way of ending a stream. */
     async endStream(actor: Actor, input: { streamId: number; reason: string }): Promise<'live' | 'ended'> {
       requireModerator(actor, 'ending a stream');
       const reason = input.reason || 'stopped_by_moderator';
-      const [ended] = await sql<
-        {
-          id: number;
-          owner_id: number;
-          chat_room_id: number;
-          media_node_id: string | null;
-          end_reason: string | null;
-          ended_at: Date;
-          peak_listeners: number;
-        }[]
-      >`
-        update streams
-        set status = 'ended', ended_at = now(), end_reason = ${reason}, listener_count = 0
-        where id = ${input.streamId} and status = 'live'
-        returning id, owner_id, chat_room_id, media_node_id, end_reason, ended_at, peak_listeners`;
+      const ended = await endLiveStream({ sql, bus: deps.bus, log }, input.streamId, reason);
       if (!ended) {
         const [existing] = await sql<{ id: number }[]>`select id from streams where id = ${input.streamId}`;
         if (!existing) throw new NotFoundError(`stream ${input.streamId} not found`);
         return 'ended';
       }
-      const event: StreamEndedEvent = {
-        stream_id: ended.id,
-        owner_id: ended.owner_id,
-        chat_room_id: ended.chat_room_id,
-        media_node_id: ended.media_node_id,
-        reason: ended.end_reason ?? reason,
-        ended_at: ended.ended_at.toISOString(),
-        peak_listeners: ended.peak_listeners,
-      };
       await action(actor, 'stream.ended_by_moderator', { type: 'stream', id: ended.id }, { reason });
-      try {
-        await deps.bus.publish(STREAM_ENDED, event);
-      } catch (error) {
-        log.error({ err: error, streamId: ended.id }, 'could not publish stream.ended');
-      }
       return 'live';
     },
 

@@ -11,4 +11,4 @@ export {
   streamStartedEventSchema,
 } from './events.js';
 export { LISTENER_TOKEN_TTL_S, type TokenSigningKey } from './listener-token.js';
-export { createStreamService, type StreamServiceDeps, toStreamInfo } from './service.js';
+export { createStreamService, endLiveStream, type StreamServiceDeps, toStreamInfo } from './service.js';

@@ -104,34 +104,52 @@ const actsAsService = (ctx: CallContext): boolean => ctx.service && !ctx.user;
 
 const notFound = (id: number) => new NotFoundError(`stream ${id} not found`);
 
+/** Events are best effort once the change is committed: the database stays the truth. */
+async function publishEvent(bus: EventBus, subject: string, payload: unknown, log: Logger): Promise<void> {
+  try {
+    await bus.publish(subject, payload);
+  } catch (error) {
+    log.error({ err: error, subject }, 'could not publish a stream event');
+  }
+}
+
+function publishEnded(bus: EventBus, row: StreamRow, log: Logger): Promise<void> {
+  const reason = row.end_reason ?? '';
+  ended.inc({ reason: REASON_LABELS.has(reason) ? reason : 'other' });
+  const event: StreamEndedEvent = {
+    stream_id: row.id,
+    owner_id: row.owner_id,
+    chat_room_id: row.chat_room_id,
+    media_node_id: row.media_node_id,
+    reason,
+    ended_at: (row.ended_at ?? new Date()).toISOString(),
+    peak_listeners: row.peak_listeners,
+  };
+  return publishEvent(bus, STREAM_ENDED, event, log);
+}
+
+/**
+ * Ends a live stream and announces `stream.ended` to the edges and media nodes; null when
+ * it was not live (nothing changed). The one way a stream ends: StopStream and the
+ * moderators' EndStream both come here.
+ */
+export async function endLiveStream(
+  deps: { sql: Sql; bus: EventBus; log: Logger },
+  streamId: number,
+  reason: string,
+): Promise<StreamRow | null> {
+  const row = await createStreamStore(deps.sql).end(streamId, reason);
+  if (row) await publishEnded(deps.bus, row, deps.log);
+  return row;
+}
+
 export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   const store = createStreamStore(deps.sql);
   const pickMediaNode =
     deps.pickMediaNode ?? (() => (deps.config.VEZA_ROLES.includes('media') ? deps.config.nodeId : null));
 
-  /** Events are best effort once the change is committed: the database stays the truth. */
-  const publish = async (subject: string, payload: unknown, log: Logger) => {
-    try {
-      await deps.bus.publish(subject, payload);
-    } catch (error) {
-      log.error({ err: error, subject }, 'could not publish a stream event');
-    }
-  };
-
-  const publishEnded = (row: StreamRow, log: Logger) => {
-    const reason = row.end_reason ?? '';
-    ended.inc({ reason: REASON_LABELS.has(reason) ? reason : 'other' });
-    const event: StreamEndedEvent = {
-      stream_id: row.id,
-      owner_id: row.owner_id,
-      chat_room_id: row.chat_room_id,
-      media_node_id: row.media_node_id,
-      reason,
-      ended_at: (row.ended_at ?? new Date()).toISOString(),
-      peak_listeners: row.peak_listeners,
-    };
-    return publish(STREAM_ENDED, event, log);
-  };
+  const publish = (subject: string, payload: unknown, log: Logger) =>
+    publishEvent(deps.bus, subject, payload, log);
 
   /** Loads a stream the caller may see, or NotFound. */
   const visible = async (id: number, ctx: CallContext): Promise<StreamRow> => {
@@ -159,7 +177,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
         });
         // The owner's previous live stream ended with reason "replaced" in the same
         // transaction (see store.start); its listeners and edges learn it here.
-        for (const old of result.replaced) await publishEnded(old, ctx.log);
+        for (const old of result.replaced) await publishEnded(deps.bus, old, ctx.log);
         const row = result.stream;
         started.inc();
         const event: StreamStartedEvent = {
@@ -195,13 +213,12 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
         // Stopping an ended stream is not an error: a retried stop, or the grace timer
         // firing after the owner pressed stop, must both succeed without a second event.
         if (row.status === 'ended') return { success: true, stream: toStreamInfo(row) };
-        const done = await store.end(row.id, input.reason || defaultReason);
+        const done = await endLiveStream({ ...deps, log: ctx.log }, row.id, input.reason || defaultReason);
         if (!done) {
           const current = await store.get(row.id);
           if (!current) throw notFound(row.id);
           return { success: true, stream: toStreamInfo(current) };
         }
-        await publishEnded(done, ctx.log);
         ctx.log.info({ streamId: done.id, reason: done.end_reason }, 'stream ended');
         return { success: true, stream: toStreamInfo(done) };
       },
