@@ -179,7 +179,10 @@ export async function buildWeb(options: WebBuildOptions = {}): Promise<WebBuildR
   });
   for (const warning of result.warnings) options.log?.(`warning: ${warning.text}`);
 
-  const entry = Object.entries(result.metafile.outputs).find(([, output]) => output.entryPoint !== undefined);
+  // Dynamically imported chunks carry an entryPoint too (the page modules): pick main.ts's own output.
+  const entry = Object.entries(result.metafile.outputs).find(
+    ([file, output]) => output.entryPoint !== undefined && path.basename(file).startsWith('main-'),
+  );
   if (!entry) throw new Error('esbuild produced no entry point');
   const [entryPath, entryOutput] = entry;
   const url = (output: string) =>

@@ -30,6 +30,7 @@ import type {
   ModerationItem,
   Notifications,
   RoomActivity,
+  TrackProgress,
   UserNotification,
 } from '../protocol/index.js';
 import { type SignalingConnection, SignalingError, type TokenProvider } from './connection.js';
@@ -69,6 +70,8 @@ export type ChatClientEvents = {
   removed: [{ roomId: number; reason: string }];
   /** A new notification of the signed-in user (after `loadNotifications`). */
   notification: [UserNotification];
+  /** Live processing progress of one of the user's uploads (after `loadNotifications`). */
+  trackProgress: [TrackProgress];
   /** The result of each `loadNotifications`, including the one after a reconnect. */
   notifications: [MethodResults['notifications.list']];
   /** A background failure (a re-join after a reconnect that was refused, ...). */
@@ -159,6 +162,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       this.#connection.on('chat.message', (event) => this.#onMessage(event)),
       this.#connection.on('chat.activity', (activity) => this.#onActivity(activity)),
       this.#connection.on('notifications.new', (notification) => this.emit('notification', notification)),
+      this.#connection.on('track.progress', (progress) => this.emit('trackProgress', progress)),
       this.#connection.on('open', ({ reconnect }) => {
         if (reconnect) this.#resume();
       }),

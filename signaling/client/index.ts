@@ -21,6 +21,7 @@ export {
   type Role,
   type RoomActivity,
   SIGNALING_PATH,
+  type TrackProgress,
   type TransportInfo,
   type UserNotification,
 } from '../protocol/index.js';

@@ -288,10 +288,27 @@ export interface ChatNotifications {
   'chat.activity': RoomActivity;
   /** A new notification of the signed-in user (after `notifications.list` on this connection). */
   'notifications.new': UserNotification;
+  /**
+   * Live processing progress of one of the signed-in user's uploads (after `notifications.list`
+   * on this connection). Not stored: a client that missed some reads GET /tracks/:id.
+   */
+  'track.progress': TrackProgress;
+}
+
+/** One step of a track's processing, as the transcode worker reports it. */
+export interface TrackProgress {
+  trackId: number;
+  status: 'processing' | 'ready' | 'failed';
+  /** Percent, 0..100. */
+  progress: number;
+  /** The pipeline step (probe, loudnorm, renditions, waveform, ...), when the worker names one. */
+  stage?: string;
+  failureReason?: string;
 }
 
 export const CHAT_NOTIFICATIONS: readonly (keyof ChatNotifications)[] = [
   'chat.message',
   'chat.activity',
   'notifications.new',
+  'track.progress',
 ];

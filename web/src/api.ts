@@ -81,6 +81,25 @@ export const startStreamSchema = looseObject({
 });
 export type StartedStream = Infer<typeof startStreamSchema>;
 
+export const trackSchema = looseObject({
+  id,
+  title: string(),
+  status: string(),
+  failure_reason: nullish(string()),
+  progress: nullish(number()),
+  duration: nullish(number()),
+  format: nullish(string()),
+  renditions: nullish(array(looseObject({ format: string(), bitrate: nullish(number()), url: string() }))),
+  waveform_url: nullish(string()),
+  hls_url: nullish(string()),
+  created_at: nullish(string()),
+});
+export type TrackInfo = Infer<typeof trackSchema>;
+
+export const waveformSchema = looseObject({ peaks: array(number()) });
+
+const uploadedSchema = looseObject({ track_id: id, track: nullish(trackSchema) });
+
 const listenerTokenSchema = looseObject({ token: string(), expires_in: nullish(number()) });
 
 export function streamIdOf(stream: StreamInfo): string {
@@ -174,6 +193,15 @@ export const restApi = {
     }),
   stopStream: (token: string, streamId: string) =>
     request('POST', `/stream/${encodeURIComponent(streamId)}/stop`, { token, body: {}, schema: anything }),
+  getTrack: async (token: string | null, trackId: string): Promise<TrackInfo> =>
+    (
+      await request('GET', `/tracks/${encodeURIComponent(trackId)}`, {
+        token,
+        schema: looseObject({ track: trackSchema }),
+      })
+    ).track,
+  listTracks: async (token: string): Promise<TrackInfo[]> =>
+    (await request('GET', '/tracks', { token, schema: looseObject({ tracks: array(trackSchema) }) })).tracks,
   listenerToken: async (streamId: string): Promise<string> =>
     (
       await request('POST', `/stream/${encodeURIComponent(streamId)}/listener-token`, {
@@ -182,3 +210,55 @@ export const restApi = {
       })
     ).token,
 };
+
+/**
+ * A single multipart upload (POST /stream/upload). XHR rather than fetch: only XHR reports
+ * upload progress for a request body. Resolves with the new track id.
+ */
+export function uploadTrack(
+  token: string,
+  file: File,
+  fields: { title: string },
+  onProgress: (loaded: number, total: number) => void,
+): Promise<string> {
+  const form = new FormData();
+  form.append('title', fields.title);
+  form.append('file', file, file.name);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/stream/upload');
+    xhr.setRequestHeader('authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('accept', 'application/json');
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.addEventListener('error', () =>
+      reject(
+        new ApiError(0, 'unavailable', 'The upload was interrupted. Check your connection and try again.'),
+      ),
+    );
+    xhr.addEventListener('load', () => {
+      let json: unknown = null;
+      try {
+        json = JSON.parse(xhr.responseText);
+      } catch {
+        json = null;
+      }
+      if (xhr.status < 200 || xhr.status >= 300) {
+        const parsed = errorBody.safeParse(json);
+        if (parsed.success) {
+          const { code, message, field } = parsed.data.error;
+          reject(new ApiError(xhr.status, code, message, field ?? undefined));
+        } else reject(new ApiError(xhr.status, 'internal', `The server answered ${xhr.status}.`));
+        return;
+      }
+      const parsed = uploadedSchema.safeParse(json);
+      if (!parsed.success) {
+        reject(new ApiError(xhr.status, 'bad_response', 'Unexpected response from /stream/upload'));
+        return;
+      }
+      resolve(String(parsed.data.track_id));
+    });
+    xhr.send(form);
+  });
+}

@@ -25,6 +25,19 @@ async function pageFor(pathname: string): Promise<Page> {
     const { moderationPage } = await import('./moderation/page.js');
     return moderationPage();
   }
+  if (pathname === '/upload' || pathname === '/upload/') {
+    const { uploadPage } = await import('./pages/upload.js');
+    return uploadPage();
+  }
+  if (pathname === '/my-tracks' || pathname === '/my-tracks/') {
+    const { myTracksPage } = await import('./pages/my-tracks.js');
+    return myTracksPage();
+  }
+  const track = /^\/track\/([^/]+)\/?$/.exec(pathname);
+  if (track?.[1]) {
+    const { trackPage } = await import('./pages/track.js');
+    return trackPage(decodeURIComponent(track[1]));
+  }
   const listen = /^\/listen\/([^/]+)\/?$/.exec(pathname);
   if (listen?.[1]) {
     const { listenPage } = await import('./pages/listen.js');

@@ -19,7 +19,15 @@ import type { RouteRegistrar } from '../server.js';
 export const DEFAULT_WEB_DIST = path.resolve(import.meta.dirname, '../../../web/dist');
 
 /** The app's pages; every one is the same index.html. */
-export const WEB_PAGES = ['/', '/studio', '/listen/:id', '/moderation'] as const;
+export const WEB_PAGES = [
+  '/',
+  '/studio',
+  '/listen/:id',
+  '/moderation',
+  '/upload',
+  '/my-tracks',
+  '/track/:id',
+] as const;
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

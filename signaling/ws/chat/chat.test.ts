@@ -755,3 +755,38 @@ describe('delivery under stress', () => {
     expect(fine.messageId).toBeGreaterThan(0);
   });
 });
+
+describe('upload progress', () => {
+  it("forwards a track's progress from the bus to its owner's sockets only, as track.progress", async () => {
+    const uploader = await stack.createUser();
+    const other = await stack.createUser();
+    const mine = await stack.connect(uploader);
+    const theirs = await stack.connect(other);
+    await Promise.all([mine.chat.loadNotifications(), theirs.chat.loadNotifications()]);
+    const seenMine: unknown[] = [];
+    const seenTheirs: unknown[] = [];
+    mine.chat.on('trackProgress', (p) => seenMine.push(p));
+    theirs.chat.on('trackProgress', (p) => seenTheirs.push(p));
+
+    const bus = stack.ports.bus;
+    await bus.publish('tracks.900001.progress', { trackId: 900001, ownerId: uploader.userId, bogus: true });
+    await bus.publish('tracks.900001.progress', {
+      trackId: 900001,
+      ownerId: uploader.userId,
+      status: 'processing',
+      progress: 40,
+      stage: 'loudnorm',
+    });
+    // Published after the first user's: once it arrives, anything misrouted would have too.
+    await bus.publish('tracks.900002.progress', {
+      trackId: 900002,
+      ownerId: other.userId,
+      status: 'processing',
+      progress: 10,
+    });
+    await vi.waitFor(() => expect(seenTheirs).toHaveLength(1));
+    await vi.waitFor(() => expect(seenMine).toHaveLength(1));
+    expect(seenMine).toEqual([{ trackId: 900001, status: 'processing', progress: 40, stage: 'loudnorm' }]);
+    expect(seenTheirs).toEqual([{ trackId: 900002, status: 'processing', progress: 10 }]);
+  });
+});

@@ -14,6 +14,8 @@
  *   message would take past the limit is disconnected first, so no member ever silently misses a
  *   message; its client reconnects and catches up by id.
  * - `banned` activity for a user removes that user's sockets from the room.
+ * - Upload progress (`tracks.<id>.progress`) is keyed by track, not by user: one wildcard
+ *   subscription, held while any user is watched, routes each event to its owner's topic.
  */
 import type { Logger } from '../../../common/log.js';
 import type { EventBus, Subscription } from '../../../common/ports/event-bus.js';
@@ -24,6 +26,7 @@ import {
   roomSubject,
 } from '../../../control-plane/chat/index.js';
 import { notificationSubject, parseNotificationEvent } from '../../../control-plane/notifications/index.js';
+import { ALL_TRACK_PROGRESS, trackProgressEventSchema } from '../../../control-plane/uploads/index.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,
@@ -87,6 +90,7 @@ export class ChatHub {
   readonly #log: Logger;
   readonly #rooms = new Map<number, RoomEntry>();
   readonly #users = new Map<number, Shared>();
+  #progress: Subscription | null = null;
   #closing = false;
 
   constructor(options: ChatHubOptions) {
@@ -199,6 +203,7 @@ export class ChatHub {
     if (entry.members.size > 0) return;
     this.#users.delete(member.userId);
     for (const subscription of entry.subscriptions) subscription.unsubscribe();
+    this.#releaseProgress();
   }
 
   close(): void {
@@ -210,6 +215,45 @@ export class ChatHub {
       for (const waiters of entry.waiters.values()) for (const wake of waiters) wake();
     this.#rooms.clear();
     this.#users.clear();
+    this.#releaseProgress();
+  }
+
+  /** The shared subscription to every track's progress, made with the first watched user. */
+  #progressSubscription(): Subscription {
+    if (this.#progress) return this.#progress;
+    const subscription = this.#options.bus.subscribe(ALL_TRACK_PROGRESS, (payload) => {
+      const parsed = trackProgressEventSchema.safeParse(payload);
+      if (!parsed.success) {
+        this.#log.warn('ignoring a malformed track progress event');
+        return;
+      }
+      const { ownerId, trackId, status, progress, stage, failureReason } = parsed.data;
+      const entry = this.#users.get(ownerId);
+      if (!entry) return;
+      this.#publish(entry, userTopic(ownerId), {
+        notification: 'track.progress',
+        data: {
+          trackId,
+          status,
+          progress,
+          ...(stage ? { stage } : {}),
+          ...(failureReason ? { failureReason } : {}),
+        },
+      });
+    });
+    subscription.ready.catch((error: unknown) => {
+      this.#log.error({ err: error }, 'could not subscribe to track progress on the bus');
+      if (this.#progress === subscription) this.#progress = null;
+      subscription.unsubscribe();
+    });
+    this.#progress = subscription;
+    return subscription;
+  }
+
+  #releaseProgress(): void {
+    if (this.#users.size > 0 || !this.#progress) return;
+    this.#progress.unsubscribe();
+    this.#progress = null;
   }
 
   /** Publishes once to the topic, after disconnecting the members this message would overflow. */
@@ -321,11 +365,12 @@ export class ChatHub {
       });
     });
     entry.subscriptions.push(subscription);
-    entry.ready = subscription.ready;
+    entry.ready = Promise.all([subscription.ready, this.#progressSubscription().ready]).then(() => undefined);
     entry.ready.catch((error: unknown) => {
       this.#log.error({ err: error, userId }, 'could not subscribe to notifications on the bus');
       if (this.#users.get(userId) === entry) this.#users.delete(userId);
       subscription.unsubscribe();
+      this.#releaseProgress();
     });
     return entry;
   }
