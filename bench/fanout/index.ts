@@ -1,0 +1,186 @@
+/** The fanout scenario's part of the result: steps, the bare-mediasoup baseline, ratios, targets and charts. */
+import type { Progress } from '../lib/progress.js';
+import { ratio, type ScenarioOutput, type TargetCheck } from '../lib/results.js';
+import type { Series } from '../lib/svg.js';
+import { type FanoutOptions, type FanoutStep, type FanoutSystemResult, runFanout } from './run.js';
+
+export type { FanoutOptions } from './run.js';
+
+function stepAt(steps: FanoutStep[], listeners: number): FanoutStep | undefined {
+  return steps.find((step) => step.listeners === listeners);
+}
+
+function check(
+  name: string,
+  target: string,
+  value: number | null | undefined,
+  met: (v: number) => boolean,
+): TargetCheck {
+  if (value === null || value === undefined || !Number.isFinite(value))
+    return { name, target, value: null, met: null };
+  return { name, target, value, met: met(value) };
+}
+
+function targets(measured: FanoutStep[], baseline: FanoutStep[] | null): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const at1000 = stepAt(measured, 1000);
+  checks.push(
+    check(
+      '1,000 listeners, loss',
+      'all 1,000 joined, loss < 0.5%',
+      at1000 ? (at1000.joined === 1000 ? at1000.loss_pct : 100) : null,
+      (v) => v < 0.5,
+    ),
+  );
+  const largest = measured.at(-1);
+  const bareLargest = largest && baseline ? stepAt(baseline, largest.listeners) : undefined;
+  checks.push(
+    check(
+      `SFU CPU per packet vs bare mediasoup (at ${largest?.listeners ?? '?'} listeners)`,
+      '<= 1.1x',
+      ratio(largest?.cpu_us_per_packet, bareLargest?.cpu_us_per_packet),
+      (v) => v <= 1.1,
+    ),
+    check(
+      `delay p99 vs bare mediasoup (at ${largest?.listeners ?? '?'} listeners)`,
+      '<= 1.2x',
+      ratio(largest?.delay_ms.p99, bareLargest?.delay_ms.p99),
+      (v) => v <= 1.2,
+    ),
+  );
+  const at200 = stepAt(measured, 200);
+  checks.push(
+    check('200 listeners, delay p99 (ms)', '< 10 ms', at200?.delay_ms.p99, (v) => v < 10),
+    check(
+      '200 listeners, join p95 (ms), all signaling round trips',
+      '< 150 ms',
+      at200?.join_ms.p95,
+      (v) => v < 150,
+    ),
+  );
+  return checks;
+}
+
+function ratios(measured: FanoutStep[], baseline: FanoutStep[]): Array<Record<string, number | null>> {
+  return measured.map((step) => {
+    const bare = stepAt(baseline, step.listeners);
+    return {
+      listeners: step.listeners,
+      cpu_us_per_packet: ratio(step.cpu_us_per_packet, bare?.cpu_us_per_packet),
+      delay_p50: ratio(step.delay_ms.p50, bare?.delay_ms.p50),
+      delay_p99: ratio(step.delay_ms.p99, bare?.delay_ms.p99),
+      join_p95: ratio(step.join_ms.p95, bare?.join_ms.p95),
+      rss_kb_per_listener: ratio(step.rss_kb_per_listener, bare?.rss_kb_per_listener),
+      /** Percentage points, not a ratio: loss is often 0 on both sides. */
+      loss_pct_difference:
+        bare === undefined ? null : Math.round((step.loss_pct - bare.loss_pct) * 1000) / 1000,
+    };
+  });
+}
+
+function curves(
+  results: Array<FanoutSystemResult | null>,
+  value: (step: FanoutStep) => number | null,
+): Series[] {
+  return results
+    .filter((r): r is FanoutSystemResult => r !== null)
+    .map((r) => ({
+      name: r.system,
+      dashed: r.system !== 'platform',
+      points: r.steps.map((step): [number, number] => [step.listeners, value(step) ?? Number.NaN]),
+    }));
+}
+
+function cdfs(results: Array<FanoutSystemResult | null>, which: 'join_ms' | 'delay_ms'): Series[] {
+  return results
+    .filter((r): r is FanoutSystemResult => r !== null)
+    .flatMap((r) =>
+      r.steps.map((step) => ({
+        name: `${r.system} @${step.listeners}`,
+        dashed: r.system !== 'platform',
+        points: step.cdf[which],
+      })),
+    );
+}
+
+export async function fanoutScenario(options: FanoutOptions, progress: Progress): Promise<ScenarioOutput> {
+  const { measured, baseline } = await runFanout(options, progress);
+  const notes = [
+    "Publisher, listeners and SFU share this machine's cores: the load generator (node-datachannel, one JS callback per packet) costs more CPU than the SFU, so at high counts it and the shared cores, not the SFU, are usually what saturates (see loadgen_cpu_pct, loadgen_loop_delay_p99_ms and machine_busy_pct).",
+    "Delay is measured in the listener process when its JavaScript callback runs, so it includes the load generator's own event-loop delay.",
+    'join_ms runs from the listener opening its WebSocket (token already fetched) to its first probe packet: join, createTransport, consume, connectTransport, resumeConsumer, ICE, DTLS.',
+    "cpu_us_per_packet: the mediasoup worker processes' CPU over the window divided by the probe packets the listeners received in it.",
+    "rss_kb_per_listener: growth of the mediasoup workers' RSS per listener; server_rss_kb_per_listener: the same for the server process (edge, control plane), blurred by garbage collection (it can be negative).",
+    "ramp_server_handling_mean_ms: the server's own handling time per signaling request and control-plane rpc during the ramp (from its histograms); the rest of a join phase is queueing and transport.",
+  ];
+  if (options.target.url)
+    notes.push(
+      "--url: SFU CPU comes from the server's veza_media_worker_cpu_seconds, which it samples every few seconds (polled twice a second here); RSS is the server process only.",
+    );
+  return {
+    measured: `One probe publisher (node-datachannel, ${options.packetsPerSecond} packets/s of 100-byte payloads) to N node-datachannel listeners over WebRTC (ICE, DTLS, SRTP) through the platform's REST API (account, go live, listener tokens) and signaling WebSocket protocol; baseline: the same load generator against bare mediasoup behind a minimal signaling stub.`,
+    options: {
+      listeners: options.listeners,
+      ramp_per_s: options.rampPerSecond,
+      per_process: options.perProcess,
+      packets_per_s: options.packetsPerSecond,
+      join_timeout_ms: options.joinTimeoutMs,
+      settle_s: options.settleS,
+      url: options.target.url ?? null,
+      platform: measured.settings,
+    },
+    steps: measured.steps,
+    baseline: baseline
+      ? {
+          system: 'bare-mediasoup',
+          description: `mediasoup 3.12.16 with the platform's worker binary, ${baseline.workers} worker(s), listeners on the origin router up to the same consumer budget then piped (pipeToRouter) to the least-loaded other worker; a uWS WebSocket stub speaking the same methods, no auth, no control plane.`,
+          steps: baseline.steps,
+          ratios: ratios(measured.steps, baseline.steps),
+        }
+      : null,
+    targets: targets(measured.steps, baseline?.steps ?? null),
+    notes,
+    charts: [
+      {
+        title: 'Forwarding delay CDF',
+        xLabel: 'delay (ms, log)',
+        yLabel: 'fraction of packets',
+        logX: true,
+        yRange: [0, 1],
+        series: cdfs([measured, baseline], 'delay_ms'),
+      },
+      {
+        title: 'Join time CDF',
+        xLabel: 'join to first packet (ms, log)',
+        yLabel: 'fraction of listeners',
+        logX: true,
+        yRange: [0, 1],
+        series: cdfs([measured, baseline], 'join_ms'),
+      },
+      {
+        title: 'Loss against listeners',
+        xLabel: 'listeners',
+        yLabel: 'loss %',
+        series: curves([measured, baseline], (s) => s.loss_pct),
+      },
+      {
+        title: 'SFU CPU per forwarded packet',
+        xLabel: 'listeners',
+        yLabel: 'µs of worker CPU per packet',
+        series: curves([measured, baseline], (s) => s.cpu_us_per_packet),
+      },
+      {
+        title: 'SFU CPU against listeners',
+        xLabel: 'listeners',
+        yLabel: '% of one core (all workers)',
+        series: curves([measured, baseline], (s) => s.sfu_cpu_pct),
+      },
+      {
+        title: 'Delay p99 against listeners',
+        xLabel: 'listeners',
+        yLabel: 'ms',
+        series: curves([measured, baseline], (s) => s.delay_ms.p99),
+      },
+    ],
+  };
+}

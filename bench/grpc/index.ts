@@ -1,0 +1,296 @@
+/**
+ * The grpc scenario: ValidateToken and GetMessages on the generated clients at concurrency K,
+ * through the real control plane (interceptors, JWT and session checks, PostgreSQL), and the
+ * same calls against a bare grpc-js server answering a recorded response.
+ */
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { z } from 'zod';
+import { ChatServiceClient, type SendMessageResponse } from '../../proto/gen/veza/chat/chat.js';
+import { ChildRpc } from '../lib/ipc.js';
+import { busyPercent, machineCpuTimes, processTree, totalCpuSeconds } from '../lib/proc.js';
+import type { Progress } from '../lib/progress.js';
+import { type BenchUser, createUser, startStream } from '../lib/rest.js';
+import { ratio, type ScenarioOutput } from '../lib/results.js';
+import { type CdfPoints, LogHistogram, type PercentilesWithMax, round } from '../lib/stats.js';
+import { openPlatform, SERVER_HOST, type TargetOptions } from '../lib/target.js';
+import { type CallSpec, caller, GRPC_METHODS, type GrpcMethod } from './calls.js';
+import type { LoadParams } from './client.js';
+
+const CLIENT = new URL('./client.ts', import.meta.url);
+
+export interface GrpcOptions {
+  concurrency: number[];
+  durationS: number;
+  maxRequests: number;
+  warmupS: number;
+  seedMessages: number;
+  historyLimit: number;
+  baseline: boolean;
+  target: TargetOptions;
+}
+
+export interface GrpcStep {
+  method: GrpcMethod;
+  concurrency: number;
+  requests: number;
+  errors: number;
+  req_per_s: number;
+  latency_ms: PercentilesWithMax;
+  server_cpu_pct: number | null;
+  client_cpu_pct: number;
+  machine_busy_pct: number;
+  error_samples: string[];
+  cdf: { latency_ms: CdfPoints };
+}
+
+const loadResult = z.object({
+  completed: z.number(),
+  failed: z.number(),
+  errors: z.array(z.string()),
+  elapsedS: z.number(),
+  latency: z.object({
+    buckets: z.array(z.tuple([z.number(), z.number()])),
+    count: z.number(),
+    max: z.number(),
+  }),
+  cpuSeconds: z.number(),
+});
+
+async function measure(
+  spec: CallSpec,
+  concurrency: number,
+  options: GrpcOptions,
+  serverPid: number | null,
+  progress: Progress,
+): Promise<GrpcStep> {
+  const client = new ChildRpc(CLIENT, [], { onOutput: (line) => progress.child('grpc-client', line) });
+  try {
+    const tree = serverPid === null ? [] : processTree(serverPid);
+    const machine0 = machineCpuTimes();
+    const server0 = totalCpuSeconds(tree);
+    const t0 = performance.now();
+    const params: LoadParams = {
+      spec,
+      concurrency,
+      durationS: options.durationS,
+      maxRequests: options.maxRequests,
+      warmupS: options.warmupS,
+    };
+    const result = await client.request('load', params, loadResult);
+    // CPU over warm-up plus measurement; both ran the same load.
+    const wallS = (performance.now() - t0) / 1000;
+    const histogram = new LogHistogram();
+    histogram.merge(result.latency);
+    return {
+      method: spec.method,
+      concurrency,
+      requests: result.completed,
+      errors: result.failed,
+      req_per_s: round(result.completed / result.elapsedS, 0),
+      latency_ms: histogram.summary(),
+      server_cpu_pct: serverPid === null ? null : round((100 * (totalCpuSeconds(tree) - server0)) / wallS, 1),
+      client_cpu_pct: round((100 * result.cpuSeconds) / result.elapsedS, 1),
+      machine_busy_pct: round(busyPercent(machine0, machineCpuTimes()), 1),
+      error_samples: result.errors,
+      cdf: { latency_ms: histogram.cdf() },
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+function unary<Res>(
+  invoke: (callback: (error: ServiceError | null, response: Res) => void) => void,
+): Promise<Res> {
+  return new Promise((resolve, reject) =>
+    invoke((error, response) => (error ? reject(error) : resolve(response))),
+  );
+}
+
+/**
+ * Gives GetMessages something to read: `count` messages in the stream's chat room, sent through
+ * ChatService by several users (each joins the room first; the per-user burst limit is 6 per 5 s).
+ */
+async function seedRoom(address: string, users: BenchUser[], roomId: number, count: number): Promise<void> {
+  const client = new ChatServiceClient(address, credentials.createInsecure());
+  try {
+    let sent = 0;
+    for (const [u, user] of users.entries()) {
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${user.accessToken}`);
+      await unary((cb) => client.joinRoom({ roomId }, metadata, cb));
+      for (let i = 0; i < SEED_PER_USER && sent < count; i++, sent++) {
+        const response = await unary<SendMessageResponse>((cb) =>
+          client.sendMessage(
+            {
+              roomId,
+              content: `history line ${sent + 1} from listener ${u + 1}, about the set so far`,
+              messageType: 'text',
+              metadata: Buffer.alloc(0),
+              replyToId: 0,
+              clientMessageId: `seed-${sent}`,
+            },
+            metadata,
+            cb,
+          ),
+        );
+        if (!response.success) throw new Error(`SendMessage refused: ${response.errorMessage}`);
+      }
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** Under the per-user burst limit (6 messages per 5 s). */
+const SEED_PER_USER = 5;
+
+const echoReady = z.object({ pid: z.number().int(), port: z.number().int() });
+
+export async function grpcScenario(options: GrpcOptions, progress: Progress): Promise<ScenarioOutput> {
+  const target = await openPlatform(options.target, progress);
+  const steps: GrpcStep[] = [];
+  const baselineSteps: GrpcStep[] = [];
+  let echo: ChildRpc | undefined;
+  const notes: string[] = [];
+  try {
+    const user = await createUser(target.baseUrl, 'grpc');
+    const { chatRoomId } = await startStream(target.baseUrl, user, 'grpc benchmark');
+    const writers = [user];
+    while (writers.length * SEED_PER_USER < options.seedMessages)
+      writers.push(await createUser(target.baseUrl, 'grpc'));
+    await seedRoom(target.grpcAddress, writers, chatRoomId, options.seedMessages);
+    const specs: Record<GrpcMethod, CallSpec> = {
+      ValidateToken: {
+        address: target.grpcAddress,
+        method: 'ValidateToken',
+        token: user.accessToken,
+        roomId: 0,
+        limit: 0,
+      },
+      GetMessages: {
+        address: target.grpcAddress,
+        method: 'GetMessages',
+        token: user.accessToken,
+        roomId: chatRoomId,
+        limit: options.historyLimit,
+      },
+    };
+    // One real answer of each, replayed by the baseline so both send the same bytes.
+    const recorded = {
+      validateToken: await caller(specs.ValidateToken).call(),
+      getMessages: await caller(specs.GetMessages).call(),
+    };
+    let echoAddress: string | null = null;
+    if (options.baseline) {
+      echo = new ChildRpc(SERVER_HOST, [], { onOutput: (line) => progress.child('grpc-echo', line) });
+      const ready = await echo.request('grpcEcho', recorded, echoReady);
+      echoAddress = `127.0.0.1:${ready.port}`;
+    }
+    const echoPid = echo?.pid ?? null;
+    for (const method of GRPC_METHODS) {
+      for (const concurrency of options.concurrency) {
+        progress.note(`${method} at concurrency ${concurrency}: platform`);
+        const step = await measure(specs[method], concurrency, options, target.serverPid, progress);
+        steps.push(step);
+        progress.note(
+          `  ${step.req_per_s} req/s, p50 ${step.latency_ms.p50} ms, p99 ${step.latency_ms.p99} ms, ${step.errors} errors`,
+        );
+        if (echoAddress) {
+          const bare = await measure(
+            { ...specs[method], address: echoAddress },
+            concurrency,
+            options,
+            echoPid,
+            progress,
+          );
+          baselineSteps.push(bare);
+          progress.note(
+            `  baseline: ${bare.req_per_s} req/s, p50 ${bare.latency_ms.p50} ms, p99 ${bare.latency_ms.p99} ms`,
+          );
+        }
+      }
+    }
+  } finally {
+    await echo?.close();
+    await target.close();
+  }
+  const best = (method: GrpcMethod) =>
+    Math.max(0, ...steps.filter((s) => s.method === method && s.errors === 0).map((s) => s.req_per_s));
+  const validate = best('ValidateToken');
+  return {
+    measured:
+      'ValidateToken and GetMessages on the generated grpc-js clients (proto/gen), K calls in flight on one channel from a separate process, through the control plane (interceptors, JWT and session checks, PostgreSQL); baseline: the same client against a bare grpc-js server replaying a recorded response.',
+    options: {
+      concurrency: options.concurrency,
+      max_requests: options.maxRequests,
+      warmup_s: options.warmupS,
+      seed_messages: options.seedMessages,
+      history_limit: options.historyLimit,
+      url: options.target.url ?? null,
+      grpc: target.grpcAddress,
+      platform: target.settings,
+    },
+    steps,
+    baseline: options.baseline
+      ? {
+          system: 'grpc-echo',
+          description:
+            'A bare @grpc/grpc-js server with the same two methods answering one recorded platform response: no interceptors, no auth, no database.',
+          steps: baselineSteps,
+          ratios: steps.map((step, i) => {
+            const bare = baselineSteps[i];
+            return {
+              method: step.method,
+              concurrency: step.concurrency,
+              req_per_s: ratio(step.req_per_s, bare?.req_per_s),
+              latency_p50: ratio(step.latency_ms.p50, bare?.latency_ms.p50),
+              latency_p99: ratio(step.latency_ms.p99, bare?.latency_ms.p99),
+            };
+          }),
+        }
+      : null,
+    targets: [
+      {
+        name: 'ValidateToken req/s (best concurrency, no errors)',
+        target: '>= 10,000 req/s',
+        value: validate || null,
+        met: validate > 0 ? validate >= 10_000 : null,
+      },
+    ],
+    notes: [
+      ...notes,
+      "Client and server share the machine's cores: a client process near 100% CPU (client_cpu_pct) means the load generator, not the server, set the ceiling.",
+    ],
+    charts: [
+      ...GRPC_METHODS.map((method) => ({
+        title: `${method} latency CDF`,
+        xLabel: 'ms (log)',
+        yLabel: 'fraction of calls',
+        logX: true,
+        yRange: [0, 1] as [number, number],
+        series: [
+          ...steps
+            .filter((s) => s.method === method)
+            .map((s) => ({ name: `platform K=${s.concurrency}`, points: s.cdf.latency_ms })),
+          ...baselineSteps
+            .filter((s) => s.method === method)
+            .map((s) => ({ name: `echo K=${s.concurrency}`, dashed: true, points: s.cdf.latency_ms })),
+        ],
+      })),
+      {
+        title: 'Throughput against concurrency',
+        xLabel: 'calls in flight',
+        yLabel: 'req/s',
+        series: GRPC_METHODS.flatMap((method) => [
+          { name: `${method} platform`, points: throughput(steps, method) },
+          { name: `${method} echo`, dashed: true, points: throughput(baselineSteps, method) },
+        ]),
+      },
+    ],
+  };
+}
+
+function throughput(steps: GrpcStep[], method: GrpcMethod): Array<[number, number]> {
+  return steps.filter((s) => s.method === method).map((s) => [s.concurrency, s.req_per_s]);
+}

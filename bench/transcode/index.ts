@@ -1,0 +1,308 @@
+/**
+ * The transcode scenario: J uploads processed in parallel, and the same work by the plain
+ * ffmpeg command line. Reports x-realtime per job (audio seconds per wall second), jobs per
+ * minute and each stage's share of the time.
+ *
+ * Path: through the platform (multipart POST /stream/upload, the queue, the worker role, GET
+ * /tracks/:id until ready) when it has the upload route; otherwise the workers/ pipeline is
+ * called directly (transcodeTrack over a file BlobStorage, no queue). The result says which.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
+import { FsBlobStorage } from '../../common/ports/index.js';
+import { transcodeTrack } from '../../workers/index.js';
+import { ffmpegCliJob } from '../baselines/ffmpeg-cli.js';
+import { busyPercent, machineCpuTimes } from '../lib/proc.js';
+import type { Progress } from '../lib/progress.js';
+import { createUser } from '../lib/rest.js';
+import { ratio, type ScenarioOutput } from '../lib/results.js';
+import { round } from '../lib/stats.js';
+import { openPlatform, type TargetOptions } from '../lib/target.js';
+import { stageSeconds, uploadJob, uploadRouteExists } from './upload-path.js';
+
+const run = promisify(execFile);
+
+export interface TranscodeOptions {
+  jobs: number;
+  fileSeconds: number;
+  baseline: boolean;
+  target: TargetOptions;
+}
+
+export interface TranscodeStep {
+  path: string;
+  jobs: number;
+  file_seconds: number;
+  /** Audio seconds per wall second of each job's processing: median and slowest job. */
+  x_realtime: { p50: number; min: number };
+  /** The same from the upload's answer to ready: queue wait included. */
+  x_realtime_end_to_end: { p50: number; min: number };
+  jobs_per_min: number;
+  wall_s: number;
+  upload_ms_p50: number | null;
+  /** Each stage's share of the summed stage time, %. */
+  stage_share_pct: Record<string, number>;
+  machine_busy_pct: number;
+  errors: string[];
+}
+
+interface JobTiming {
+  /** Processing only. */
+  wallMs: number;
+  /** Upload answered -> ready (equals wallMs without a queue). */
+  endToEndMs: number;
+  uploadMs: number | null;
+  stagesMs: Record<string, number>;
+}
+
+/** A music-like upload: a chord over pink noise, stereo 44.1 kHz MP3 at 192k. */
+async function makeSource(dir: string, seconds: number): Promise<string> {
+  const file = path.join(dir, 'upload.mp3');
+  await run('ffmpeg', [
+    '-nostdin',
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `sine=f=220:d=${seconds}`,
+    '-f',
+    'lavfi',
+    '-i',
+    `sine=f=277:d=${seconds}`,
+    '-f',
+    'lavfi',
+    '-i',
+    `anoisesrc=d=${seconds}:c=pink:a=0.08`,
+    '-filter_complex',
+    'amix=inputs=3,volume=2',
+    '-ac',
+    '2',
+    '-ar',
+    '44100',
+    '-c:a',
+    'libmp3lame',
+    '-b:a',
+    '192k',
+    '-y',
+    file,
+  ]);
+  return file;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
+}
+
+function shares(totals: Record<string, number>): Record<string, number> {
+  const sum = Object.values(totals).reduce((a, b) => a + b, 0);
+  return Object.fromEntries(
+    Object.entries(totals).map(([stage, ms]) => [stage, sum > 0 ? round((100 * ms) / sum, 1) : 0]),
+  );
+}
+
+function speed(fileSeconds: number, ms: number[]): { p50: number; min: number } {
+  const speeds = ms.map((m) => fileSeconds / (m / 1000));
+  return { p50: round(median(speeds), 1), min: round(Math.min(...speeds), 1) };
+}
+
+async function measure(
+  pathName: string,
+  options: TranscodeOptions,
+  job: (index: number) => Promise<JobTiming>,
+  stages?: () => Promise<Record<string, number>>,
+): Promise<TranscodeStep> {
+  const stagesBefore = stages ? await stages() : {};
+  const machine0 = machineCpuTimes();
+  const started = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: options.jobs }, (_, i) => job(i)));
+  const wallS = (performance.now() - started) / 1000;
+  const done = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const errors = results.flatMap((r) =>
+    r.status === 'rejected' ? [String(r.reason?.message ?? r.reason)] : [],
+  );
+  let totals: Record<string, number> = {};
+  if (stages) {
+    // The workers' histogram: seconds per stage summed over every job since the start.
+    const after = await stages();
+    totals = Object.fromEntries(
+      Object.entries(after).map(([stage, s]) => [stage, s - (stagesBefore[stage] ?? 0)]),
+    );
+  } else {
+    for (const d of done)
+      for (const [stage, ms] of Object.entries(d.stagesMs)) totals[stage] = (totals[stage] ?? 0) + ms;
+  }
+  const uploads = done.flatMap((d) => (d.uploadMs === null ? [] : [d.uploadMs]));
+  return {
+    path: pathName,
+    jobs: options.jobs,
+    file_seconds: options.fileSeconds,
+    x_realtime: speed(
+      options.fileSeconds,
+      done.map((d) => d.wallMs),
+    ),
+    x_realtime_end_to_end: speed(
+      options.fileSeconds,
+      done.map((d) => d.endToEndMs),
+    ),
+    jobs_per_min: round((done.length / wallS) * 60, 1),
+    wall_s: round(wallS, 2),
+    upload_ms_p50: uploads.length > 0 ? round(median(uploads), 1) : null,
+    stage_share_pct: shares(totals),
+    machine_busy_pct: round(busyPercent(machine0, machineCpuTimes()), 1),
+    errors: [...new Set(errors)].slice(0, 5),
+  };
+}
+
+const UPLOAD_PATH =
+  'platform: POST /stream/upload (multipart) -> control plane -> job queue -> worker role -> GET /tracks/:id ready';
+const PIPELINE_PATH =
+  'workers pipeline called directly (transcodeTrack over FsBlobStorage), no upload API, no queue';
+
+async function measurePlatform(
+  options: TranscodeOptions,
+  bytes: Buffer,
+  dir: string,
+  progress: Progress,
+): Promise<{ step: TranscodeStep; settings: Record<string, unknown> }> {
+  const target = await openPlatform(options.target, progress);
+  try {
+    const user = await createUser(target.baseUrl, 'uploader');
+    if (await uploadRouteExists(target.baseUrl, user)) {
+      progress.note(
+        `platform: ${options.jobs} upload(s) in parallel through the upload API, queue and workers`,
+      );
+      const step = await measure(
+        UPLOAD_PATH,
+        options,
+        async (i) => {
+          const job = await uploadJob(target.baseUrl, user, bytes, i, {
+            pollMs: 100,
+            timeoutMs: 60_000 + options.fileSeconds * 2000,
+          });
+          return {
+            wallMs: job.processingMs,
+            endToEndMs: job.toReadyMs,
+            uploadMs: job.uploadMs,
+            stagesMs: {},
+          };
+        },
+        () => stageSeconds(target.baseUrl),
+      );
+      return { step, settings: target.settings };
+    }
+  } finally {
+    await target.close();
+  }
+  progress.note(`no upload route on this platform: ${options.jobs} job(s) through the pipeline directly`);
+  const blobs = new FsBlobStorage({ root: path.join(dir, 'blobs'), baseUrl: 'http://127.0.0.1/media' });
+  for (let i = 0; i < options.jobs; i++) await blobs.put(`uploads/bench-${i}.mp3`, bytes, 'audio/mpeg');
+  const step = await measure(PIPELINE_PATH, options, async (i) => {
+    const t = performance.now();
+    const result = await transcodeTrack({
+      blobs,
+      trackId: i + 1,
+      sourceKey: `uploads/bench-${i}.mp3`,
+      maxDurationS: 3 * 3600,
+    });
+    const ms = performance.now() - t;
+    return {
+      wallMs: ms,
+      endToEndMs: ms,
+      uploadMs: null,
+      stagesMs: result.timingsMs as Record<string, number>,
+    };
+  });
+  return { step, settings: target.settings };
+}
+
+export async function transcodeScenario(
+  options: TranscodeOptions,
+  progress: Progress,
+): Promise<ScenarioOutput> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'veza-bench-transcode-'));
+  try {
+    progress.note(`making a ${options.fileSeconds} s test upload`);
+    const source = await makeSource(dir, options.fileSeconds);
+    const bytes = await readFile(source);
+    const { step: measured, settings } = await measurePlatform(options, bytes, dir, progress);
+    progress.note(
+      `platform: ${measured.x_realtime.p50}x realtime per job (${measured.x_realtime_end_to_end.p50}x with queue wait), ${measured.jobs_per_min} jobs/min`,
+    );
+    let bare: TranscodeStep | null = null;
+    if (options.baseline) {
+      progress.note(`ffmpeg command line: ${options.jobs} job(s) in parallel`);
+      bare = await measure('plain ffmpeg/ffprobe command lines', options, async () => {
+        const job = await ffmpegCliJob(source);
+        return { wallMs: job.wallMs, endToEndMs: job.wallMs, uploadMs: null, stagesMs: job.stagesMs };
+      });
+      progress.note(
+        `ffmpeg command line: ${bare.x_realtime.p50}x realtime per job, ${bare.jobs_per_min} jobs/min`,
+      );
+    }
+    return {
+      measured: `J uploads (MP3, 192k stereo) transcoded in parallel (probe and decode, loudness pass, Opus/AAC/HLS renditions, waveform, cover, publish). Path measured: ${measured.path}. Baseline: the plain ffmpeg command lines for the same work.`,
+      options: {
+        jobs: options.jobs,
+        file_seconds: options.fileSeconds,
+        path: measured.path === UPLOAD_PATH ? 'upload-api' : 'pipeline-direct',
+        url: options.target.url ?? null,
+        platform: settings,
+      },
+      steps: [measured],
+      baseline: bare
+        ? {
+            system: 'ffmpeg-cli',
+            description:
+              'ffprobe, a PCM decode, a loudnorm measuring pass and one render (second loudnorm pass, Opus 96k, AAC 128k M4A and HLS) as plain command lines on the same file.',
+            steps: [bare],
+            ratios: [
+              {
+                jobs: options.jobs,
+                x_realtime_p50: ratio(measured.x_realtime.p50, bare.x_realtime.p50),
+                jobs_per_min: ratio(measured.jobs_per_min, bare.jobs_per_min),
+              },
+            ],
+          }
+        : null,
+      targets: [
+        {
+          name: 'transcode x-realtime per job (p50)',
+          target: '>= 50x',
+          value: Number.isFinite(measured.x_realtime.p50) ? measured.x_realtime.p50 : null,
+          met: Number.isFinite(measured.x_realtime.p50) ? measured.x_realtime.p50 >= 50 : null,
+        },
+      ],
+      notes: [
+        'ffmpeg runs as separate processes: J parallel jobs on shared cores divide the CPU, so x-realtime per job falls as J grows while jobs/min shows the throughput.',
+        'Through the upload API, x_realtime is processing only (first poll seeing "processing" to the one seeing "ready", 100 ms resolution); x_realtime_end_to_end adds the queue wait (the worker role runs WORKER_CONCURRENCY jobs at once).',
+        "Stage shares come from the workers' veza_transcode_stage_seconds histogram (upload path) or the pipeline's own timings (direct path).",
+      ],
+      charts: [
+        {
+          title: 'Share of job time per stage (%)',
+          xLabel: 'stage',
+          yLabel: '%',
+          categories: [
+            ...new Set(
+              [measured, ...(bare ? [bare] : [])].flatMap((step) => Object.keys(step.stage_share_pct)),
+            ),
+          ],
+          series: [measured, ...(bare ? [bare] : [])].map((step, i) => ({
+            name: i === 0 ? 'pipeline' : 'ffmpeg command line',
+            dashed: i > 0,
+            points: [],
+            values: step.stage_share_pct,
+          })),
+        },
+      ],
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
