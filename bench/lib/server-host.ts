@@ -4,30 +4,17 @@
  * load generators and the orchestrator. Forked by target.ts with the kind as argument.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
 import { startPlatform } from '../../common/platform.js';
+import { freePort } from '../../common/testing/free-port.js';
 import { type BareMediasoup, startBareMediasoup } from '../baselines/bare-mediasoup.js';
 import { startBareUws } from '../baselines/bare-uws.js';
 import { type EchoResponses, startGrpcEcho } from '../baselines/grpc-echo.js';
 import { serveParent } from './ipc.js';
 import { childPids, cpuSeconds } from './proc.js';
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 /** Dying mediasoup workers must not burn CPU in whatever the benchmark measures next. */
 async function waitForExit(pids: number[], timeoutMs: number): Promise<void> {
