@@ -12,3 +12,4 @@ export {
 } from './events.js';
 export { LISTENER_TOKEN_TTL_S, type TokenSigningKey } from './listener-token.js';
 export { createStreamService, endLiveStream, type StreamServiceDeps, toStreamInfo } from './service.js';
+export { DESCRIPTION_MAX, GENRE_MAX, listingTextFields, TITLE_MAX } from './validation.js';

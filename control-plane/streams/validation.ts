@@ -16,18 +16,23 @@ const streamId = z
   .int('stream_id must be a positive integer')
   .positive('stream_id must be a positive integer');
 
+/** Title, description and genre of anything listed to listeners: live streams and uploaded tracks. */
+export const listingTextFields = {
+  title: z
+    .string()
+    .trim()
+    .min(1, 'title is required')
+    .max(TITLE_MAX, `title must be at most ${TITLE_MAX} characters`),
+  description: z
+    .string()
+    .trim()
+    .max(DESCRIPTION_MAX, `description must be at most ${DESCRIPTION_MAX} characters`),
+  genre: z.string().trim().max(GENRE_MAX, `genre must be at most ${GENRE_MAX} characters`),
+};
+
 export const startStreamSchema = z
   .object({
-    title: z
-      .string()
-      .trim()
-      .min(1, 'title is required')
-      .max(TITLE_MAX, `title must be at most ${TITLE_MAX} characters`),
-    description: z
-      .string()
-      .trim()
-      .max(DESCRIPTION_MAX, `description must be at most ${DESCRIPTION_MAX} characters`),
-    genre: z.string().trim().max(GENRE_MAX, `genre must be at most ${GENRE_MAX} characters`),
+    ...listingTextFields,
     isPublic: z.boolean(),
     allowAnonymous: z.boolean(),
   })

@@ -4,11 +4,10 @@
  */
 import { z } from 'zod';
 import { InvalidArgumentError } from '../../common/errors.js';
+import { listingTextFields } from '../streams/index.js';
 import type { UploadProtocol } from './store.js';
 
-export const TITLE_MAX = 120;
-export const DESCRIPTION_MAX = 2000;
-export const GENRE_MAX = 50;
+export { DESCRIPTION_MAX, GENRE_MAX, TITLE_MAX } from '../streams/index.js';
 export const FILENAME_MAX = 255;
 export const LIST_DEFAULT_LIMIT = 50;
 export const LIST_MAX_LIMIT = 100;
@@ -54,16 +53,7 @@ const metadataSchema = z.strictObject({
 
 export const uploadAudioSchema = z.object({
   userId: z.number().int().min(0, 'user_id must not be negative'),
-  title: z
-    .string()
-    .trim()
-    .min(1, 'title is required')
-    .max(TITLE_MAX, `title must be at most ${TITLE_MAX} characters`),
-  description: z
-    .string()
-    .trim()
-    .max(DESCRIPTION_MAX, `description must be at most ${DESCRIPTION_MAX} characters`),
-  genre: z.string().trim().max(GENRE_MAX, `genre must be at most ${GENRE_MAX} characters`),
+  ...listingTextFields,
   metadata: z.instanceof(Buffer),
   duration: z.number().int().min(0, 'duration must not be negative'),
   fileSize: z.number().int().min(0, 'file_size must not be negative'),
