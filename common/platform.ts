@@ -37,6 +37,8 @@ export interface Platform {
   httpPort: number | null;
   grpcPort: number | null;
   opsPort: number | null;
+  /** The media node when this process has the media role (tests kill its workers through it). */
+  media: MediaNode | null;
   close(): Promise<void>;
 }
 
@@ -145,6 +147,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       httpPort,
       grpcPort,
       opsPort: ops?.port ?? null,
+      media,
       close,
     };
   } catch (error) {

@@ -4,34 +4,13 @@
  * in from the chat panel and writes; the message appears on the broadcaster's page. A toxic
  * message gets the "not sent" notice instead, and the broadcaster can report the listener's.
  */
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChatStack, startChatStack } from '../../signaling/ws/chat/test-stack.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
-
-/** The flags of ../shared/notes/environment.md (as in live-audio.e2e.test.ts). */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { launchChromium, recordConsole, statusLines } from './chromium.js';
 
 const PASSWORD = 'Correct horse battery 9';
-
-function recordConsole(page: Page, name: string, lines: string[]): void {
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') lines.push(`[${name}] ${message.text()}`);
-  });
-  page.on('pageerror', (error) => lines.push(`[${name}] page error: ${error.message}`));
-}
 
 async function signUpAndIn(page: Page, email: string): Promise<void> {
   await page.getByTestId('email').fill(email);
@@ -53,7 +32,7 @@ describe('chat in the browser', () => {
     [stack, browser] = await Promise.all([
       // Chromium offers no loopback ICE candidate: the media node listens on every interface.
       startChatStack({ env: { MEDIA_LISTEN_IP: '0.0.0.0', STREAM_GRACE_S: '30' } }),
-      chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS }),
+      launchChromium(),
     ]);
     baseUrl = `http://localhost:${stack.edge.port}`;
   });
@@ -150,16 +129,8 @@ describe('chat in the browser', () => {
       await expect.poll(() => input.isVisible()).toBe(false);
     } catch (error) {
       const pages = contexts.flatMap((context) => context.pages());
-      const seen = await Promise.all(
-        pages.map(async (page) => {
-          const texts = await page
-            .locator('[role=status], [role=alert], [data-testid=chat-log]')
-            .allTextContents()
-            .catch(() => []);
-          return `${new URL(page.url()).pathname}: ${texts.filter(Boolean).join(' | ')}`;
-        }),
-      );
-      console.error(`pages:\n${seen.join('\n')}\nbrowser console:\n${consoleLines.join('\n')}`);
+      const seen = await statusLines(pages, '[role=status], [role=alert], [data-testid=chat-log]');
+      console.error(`pages:\n${seen}\nbrowser console:\n${consoleLines.join('\n')}`);
       throw error;
     }
   });

@@ -4,72 +4,95 @@
  * browser context opens the listener page and decodes audio through the mediasoup SFU;
  * stopping the stream shows "ended" to the listener.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { promisify } from 'node:util';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
 import { type Platform, startPlatform } from '../../common/platform.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
+import { type InboundAudio, inboundAudio, launchChromium, recordConsole, statusLines } from './chromium.js';
 
-/** The flags measured in ../shared/notes/environment.md; without the autoplay one, decoded energy often stays 0. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
+const PASSWORD = 'Correct horse battery 9';
 
-interface InboundAudio {
-  packetsReceived: number;
-  totalAudioEnergy: number;
+/**
+ * A microphone that talks and pauses: a 440 Hz tone (-9 dBFS RMS) for 1.5 s, then 1.5 s of
+ * digital silence; Chromium loops it. Chromium's built-in fake device only beeps 20 ms in
+ * every 500 ms, which Opus DTX sends as a few packets a second: too few for mediasoup's
+ * AudioLevelObserver, which ignores a producer with fewer than 10 packets in an interval.
+ */
+async function talkingMicrophoneWav(dir: string): Promise<string> {
+  const file = path.join(dir, 'talking.wav');
+  await promisify(execFile)('ffmpeg', [
+    ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi'],
+    ...['-i', 'aevalsrc=0.5*sin(2*PI*440*t)*lt(mod(t\\,3)\\,1.5):s=48000:d=3'],
+    ...['-c:a', 'pcm_s16le', '-y', file],
+  ]);
+  return file;
 }
 
-async function inboundAudio(page: Page): Promise<InboundAudio | null> {
-  return page.evaluate(async () => {
-    const stats = (await window.__veza?.stats()) ?? [];
-    const inbound = stats.find((entry) => entry.type === 'inbound-rtp' && entry.kind === 'audio');
-    if (!inbound) return null;
+async function signUpAndIn(studio: Page, email: string): Promise<void> {
+  await studio.getByTestId('email').fill(email);
+  await studio.getByTestId('password').fill(PASSWORD);
+  await studio.getByTestId('sign-up').click();
+  await expect.poll(() => studio.getByTestId('auth-status').textContent()).toContain('Account created');
+  await studio.getByTestId('sign-in').click();
+  await studio.getByTestId('title').waitFor();
+}
+
+async function goLive(studio: Page, title: string): Promise<string> {
+  // As a user would, wait until the page has the microphone ("Using <device>.").
+  await expect
+    .poll(() => studio.getByTestId('mic-status').textContent(), { timeout: 10_000 })
+    .toMatch(/^Using /);
+  await studio.getByTestId('title').fill(title);
+  await studio.getByTestId('go-live').click();
+  // Polling the status line (not just the button) makes a failure say what the page said.
+  await expect
+    .poll(() => studio.getByTestId('studio-status').textContent(), { timeout: 20_000 })
+    .toBe('You are live.');
+  const listenUrl = await studio.getByTestId('share-link').getAttribute('href');
+  expect(listenUrl).toMatch(/\/listen\/\d+$/);
+  return listenUrl!;
+}
+
+/** What the studio shows of the SFU's level: the meter (and what drives it) and the speaking indicator. */
+function studioLevel(studio: Page) {
+  return studio.evaluate(() => {
+    const meter = document.querySelector<HTMLMeterElement>('[data-testid=level-meter]');
+    const speaking = document.querySelector<HTMLElement>('[data-testid=speaking]');
     return {
-      packetsReceived: Number(inbound.packetsReceived ?? 0),
-      totalAudioEnergy: Number(inbound.totalAudioEnergy ?? 0),
+      source: meter?.dataset.source,
+      value: meter?.value ?? 0,
+      speaking: speaking?.dataset.state,
     };
   });
-}
-
-/** Browser console errors, printed when a step fails so the failure says what the page saw. */
-function recordConsole(page: Page, name: string, lines: string[]): void {
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') lines.push(`[${name}] ${message.text()}`);
-  });
-  page.on('pageerror', (error) => lines.push(`[${name}] page error: ${error.message}`));
 }
 
 describe('live audio in the browser', () => {
   let database: TestDatabase;
   let dataDir: string;
   let platform: Platform;
+  /** The fake microphone of environment.md (it beeps). */
   let browser: Browser;
+  /** A fake microphone that talks and pauses (talkingMicrophoneWav). */
+  let talkingBrowser: Browser;
   const contexts: BrowserContext[] = [];
   const consoleLines: string[] = [];
   let baseUrl: string;
 
   beforeAll(async () => {
     if (await isWebBuildStale()) await buildWeb();
-    [database, dataDir, browser] = await Promise.all([
+    dataDir = await mkdtemp(path.join(tmpdir(), 'veza-e2e-'));
+    [database, browser, talkingBrowser] = await Promise.all([
       createTestDatabase('embedded'),
-      mkdtemp(path.join(tmpdir(), 'veza-e2e-')),
-      chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS }),
+      launchChromium(),
+      talkingMicrophoneWav(dataDir).then((wav) => launchChromium({ microphoneWav: wav })),
     ]);
     const config = loadConfig({
       VEZA_DATA_DIR: dataDir,
@@ -86,6 +109,7 @@ describe('live audio in the browser', () => {
   afterAll(async () => {
     for (const context of contexts) await context.close().catch(() => undefined);
     await browser?.close();
+    await talkingBrowser?.close();
     await platform?.close();
     await database?.drop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -120,6 +144,23 @@ describe('live audio in the browser', () => {
     expect(await missing.json()).toMatchObject({ error: { code: 'not_found' } });
   });
 
+  /** Prints what every page said and logged, then rethrows: a failed step says what the browser saw. */
+  const explain = async (error: unknown): Promise<never> => {
+    const pages = contexts.flatMap((context) => context.pages());
+    console.error(
+      `page status lines:\n${await statusLines(pages)}\nbrowser console:\n${consoleLines.join('\n')}`,
+    );
+    throw error;
+  };
+
+  const newPage = async (from: Browser, name: string): Promise<Page> => {
+    const context = await from.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    recordConsole(page, name, consoleLines);
+    return page;
+  };
+
   it('goes live from the studio, is heard on the listen page, and ends there', {
     timeout: 90_000,
   }, async () => {
@@ -127,51 +168,29 @@ describe('live audio in the browser', () => {
     const mark = (step: string) =>
       console.info(`[e2e] ${step} at ${Math.round(performance.now() - started)} ms`);
     try {
-      const broadcasterContext = await browser.newContext();
-      const listenerContext = await browser.newContext();
-      contexts.push(broadcasterContext, listenerContext);
-      const studio = await broadcasterContext.newPage();
-      recordConsole(studio, 'studio', consoleLines);
-
+      const studio = await newPage(browser, 'studio');
       await studio.goto(`${baseUrl}/studio`);
-      const email = `dj-${Date.now()}@example.com`;
-      await studio.getByTestId('email').fill(email);
-      await studio.getByTestId('password').fill('Correct horse battery 9');
-      await studio.getByTestId('sign-up').click();
-      await expect.poll(() => studio.getByTestId('auth-status').textContent()).toContain('Account created');
-      await studio.getByTestId('sign-in').click();
-      await studio.getByTestId('title').waitFor();
+      await signUpAndIn(studio, `dj-${Date.now()}@example.com`);
       mark('signed up and signed in');
 
       // The fake microphone beeps: the local level meter moves before going live.
       await expect
-        .poll(
-          () => studio.getByTestId('level-meter').evaluate((meter) => (meter as HTMLMeterElement).value),
-          {
-            timeout: 10_000,
-          },
-        )
-        .toBeGreaterThan(0);
-      await studio.getByTestId('title').fill('Late night test transmission');
-      await studio.getByTestId('go-live').click();
-      // Polling the status line (not just the button) makes a failure say what the page said.
-      await expect
-        .poll(() => studio.getByTestId('studio-status').textContent(), { timeout: 20_000 })
-        .toBe('You are live.');
+        .poll(() => studioLevel(studio), { timeout: 10_000 })
+        .toSatisfy(
+          (level: Awaited<ReturnType<typeof studioLevel>>) => level.source === 'local' && level.value > 0,
+        );
+      const listenUrl = await goLive(studio, 'Late night test transmission');
       await expect(studio.getByTestId('stop').isEnabled()).resolves.toBe(true);
-      const listenUrl = await studio.getByTestId('share-link').getAttribute('href');
-      expect(listenUrl).toMatch(/\/listen\/\d+$/);
       mark('live');
 
-      const listen = await listenerContext.newPage();
-      recordConsole(listen, 'listen', consoleLines);
+      const listen = await newPage(browser, 'listen');
       // The directory lists the stream; its link is the listen page.
       await listen.goto(`${baseUrl}/`);
       const entry = listen.getByRole('link', { name: 'Late night test transmission' });
       await entry.waitFor({ timeout: 10_000 });
       expect(new URL(await entry.evaluate((link) => (link as HTMLAnchorElement).href)).href).toBe(listenUrl);
       await entry.click();
-      await listen.waitForURL(listenUrl!);
+      await listen.waitForURL(listenUrl);
       let baseline = 0;
       await expect
         .poll(
@@ -199,21 +218,72 @@ describe('live audio in the browser', () => {
       await listen.getByTestId('ended').waitFor({ state: 'visible', timeout: 15_000 });
       mark('ended shown to the listener');
       await expect(listen.getByTestId('live-indicator').getAttribute('data-state')).resolves.toBe('ended');
+      await expect.poll(() => studioLevel(studio)).toMatchObject({ source: 'local', speaking: 'idle' });
     } catch (error) {
-      const pages = contexts.flatMap((context) => context.pages());
-      const statuses = await Promise.all(
-        pages.map((page) =>
-          page
-            .locator('[role=status]')
-            .allTextContents()
-            .then((texts) => `${new URL(page.url()).pathname}: ${texts.filter(Boolean).join(' | ')}`)
-            .catch(() => ''),
-        ),
+      await explain(error);
+    }
+  });
+
+  it("drives the studio's meter and speaking indicator from the SFU's audio levels", {
+    timeout: 90_000,
+  }, async () => {
+    try {
+      const studio = await newPage(talkingBrowser, 'studio');
+      await studio.goto(`${baseUrl}/studio`);
+      await signUpAndIn(studio, `voice-${Date.now()}@example.com`);
+      await goLive(studio, 'Levels check');
+
+      // While the tone plays the SFU hears speech and the meter shows its level (-9 dBov);
+      // in the pause it reports silence; then speech again: the indicator follows the source.
+      type Level = Awaited<ReturnType<typeof studioLevel>>;
+      const speakingLoud = (level: Level) =>
+        level.source === 'server' && level.speaking === 'speaking' && level.value > 0.5;
+      await expect.poll(() => studioLevel(studio), { timeout: 15_000 }).toSatisfy(speakingLoud);
+      await expect
+        .poll(() => studioLevel(studio), { timeout: 10_000 })
+        .toSatisfy((level: Level) => level.source === 'server' && level.speaking === 'silent');
+      await expect.poll(() => studioLevel(studio), { timeout: 10_000 }).toSatisfy(speakingLoud);
+      await expect(studio.getByTestId('speaking').textContent()).resolves.toBe('Speaking');
+    } catch (error) {
+      await explain(error);
+    }
+  });
+
+  it("brings the listener's audio back within 3 s after the media worker is killed, without a reload", {
+    timeout: 90_000,
+  }, async () => {
+    try {
+      const studio = await newPage(talkingBrowser, 'studio');
+      await studio.goto(`${baseUrl}/studio`);
+      await signUpAndIn(studio, `crash-${Date.now()}@example.com`);
+      const listenUrl = await goLive(studio, 'Crash test');
+      const listen = await newPage(browser, 'listen');
+      await listen.goto(listenUrl);
+      const heard = (audio: InboundAudio | null) =>
+        audio !== null && audio.packetsReceived > 0 && audio.totalAudioEnergy > 0;
+      await expect.poll(() => inboundAudio(listen), { timeout: 20_000 }).toSatisfy(heard);
+      const before = (await inboundAudio(listen))!;
+      // A reload would lose this mark.
+      await listen.evaluate(() => Object.assign(window, { __sameDocument: true }));
+
+      const workers = await platform.media!.getWorkers();
+      expect(workers).toHaveLength(1);
+      const killedAt = performance.now();
+      process.kill(workers[0]!.pid, 'SIGKILL');
+      // The listener's client makes a new consumer (a new SSRC) on the replacement worker and
+      // decodes the broadcaster's audio again, which the studio re-published by itself.
+      await expect
+        .poll(() => inboundAudio(listen), { timeout: 3_000, interval: 100 })
+        .toSatisfy((audio: InboundAudio | null) => heard(audio) && audio!.ssrc !== before.ssrc);
+      console.info(
+        `[e2e] audio back ${Math.round(performance.now() - killedAt)} ms after the worker was killed`,
       );
-      console.error(
-        `page status lines:\n${statuses.join('\n')}\nbrowser console:\n${consoleLines.join('\n')}`,
-      );
-      throw error;
+      await expect(listen.evaluate(() => '__sameDocument' in window)).resolves.toBe(true);
+      await expect(listen.getByTestId('live-indicator').getAttribute('data-state')).resolves.toBe('live');
+      await expect.poll(() => studio.evaluate(() => window.__veza?.state())).toBe('live');
+      expect((await platform.media!.getWorkers())[0]!.pid).not.toBe(workers[0]!.pid);
+    } catch (error) {
+      await explain(error);
     }
   });
 });

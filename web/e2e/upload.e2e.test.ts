@@ -9,41 +9,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
 import { type Platform, startPlatform } from '../../common/platform.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
-
-/** The same flags as live-audio.e2e.test.ts (../shared/notes/environment.md). */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-function recordConsole(page: Page, name: string, lines: string[]): void {
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') lines.push(`[${name}] ${message.text()}`);
-  });
-  page.on('pageerror', (error) => lines.push(`[${name}] page error: ${error.message}`));
-  page.on('requestfailed', (request) =>
-    lines.push(`[${name}] request failed: ${request.url()} ${request.failure()?.errorText}`),
-  );
-  page.on('response', (response) => {
-    if (response.status() >= 400) lines.push(`[${name}] ${response.status()} ${response.url()}`);
-  });
-}
+import { launchChromium, recordConsole, statusLines } from './chromium.js';
 
 const currentTime = (page: Page) =>
   page.getByTestId('player').evaluate((audio) => (audio as HTMLAudioElement).currentTime);
@@ -63,7 +36,7 @@ describe('uploading a track in the browser', () => {
     [database, dataDir, browser] = await Promise.all([
       createTestDatabase('embedded'),
       mkdtemp(path.join(tmpdir(), 'veza-e2e-upload-')),
-      chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS }),
+      launchChromium(),
     ]);
     wavPath = path.join(dataDir, 'sine-4s.wav');
     await promisify(execFile)('ffmpeg', [
@@ -104,7 +77,7 @@ describe('uploading a track in the browser', () => {
   it('uploads, processes, draws the waveform, plays and seeks', { timeout: 120_000 }, async () => {
     try {
       const page = await context.newPage();
-      recordConsole(page, 'upload', consoleLines);
+      recordConsole(page, 'upload', consoleLines, { network: true });
       const response = await page.goto(`${baseUrl}/upload`);
       expect(response?.status()).toBe(200);
       await page.getByTestId('email').waitFor({ timeout: 10_000 });
@@ -188,27 +161,8 @@ describe('uploading a track in the browser', () => {
       console.info(`[e2e] Chromium HLS in <audio>: ${JSON.stringify(hlsSupport)}`);
       expect(hlsSupport.outcome).toBe('played');
     } catch (error) {
-      const statuses = await Promise.all(
-        context.pages().map((page) =>
-          page
-            .locator('[role=status]')
-            .allTextContents()
-            .then(async (texts) => {
-              const main = await page
-                .evaluate(() =>
-                  JSON.stringify({
-                    main: document.getElementById('main')?.outerHTML,
-                  }),
-                )
-                .catch(() => '');
-              return `${new URL(page.url()).pathname}: ${texts.filter(Boolean).join(' | ')}\n${main}`;
-            })
-            .catch(() => ''),
-        ),
-      );
-      console.error(
-        `page status lines:\n${statuses.join('\n')}\nbrowser console:\n${consoleLines.join('\n')}`,
-      );
+      const statuses = await statusLines(context.pages());
+      console.error(`page status lines:\n${statuses}\nbrowser console:\n${consoleLines.join('\n')}`);
       throw error;
     }
   });

@@ -1,6 +1,7 @@
 /**
- * A microphone level from the local track, through a Web Audio AnalyserNode. It shows the
- * level before going live, with no server involved, so a muted or wrong mic is caught early.
+ * Levels for the studio's meter. Before going live the meter reads the local track through a
+ * Web Audio AnalyserNode, with no server involved, so a muted or wrong mic is caught early;
+ * once live it shows what the SFU's AudioLevelObserver hears (see pages/studio.ts).
  */
 
 export interface LocalLevel {
@@ -9,7 +10,8 @@ export interface LocalLevel {
   stop(): void;
 }
 
-function dbToUnit(db: number): number {
+/** A level in dBFS (or dBov, the same scale) mapped to 0..1 over -60..0 dB, the meter's range. */
+export function dbToUnit(db: number): number {
   if (!Number.isFinite(db)) return 0;
   return Math.min(1, Math.max(0, (db + 60) / 60));
 }

@@ -1,7 +1,13 @@
 /**
  * `/studio`: sign in, pick a microphone, check the level, go live, watch the listener
- * count, stop. The level meter reads the local track, so it works before going live; once
- * live, the SFU's own level notifications drive the "heard by the server" indicator.
+ * count, stop. Before going live the level meter reads the local track (a mic check with no
+ * server involved); once live, the SFU's AudioLevelObserver drives both the meter and the
+ * speaking indicator, so the broadcaster sees what listeners actually get.
+ *
+ * mediasoup only reports a producer that sent at least 10 packets with an audio level in an
+ * observer interval. Opus DTX sends almost nothing during silence, so a quiet microphone
+ * reads as silence here even when the local meter shows room noise; that is the truth about
+ * what is being broadcast.
  */
 import { Broadcaster, SignalingConnection } from '../../../signaling/client/index.js';
 import { ApiError, restApi } from '../api.js';
@@ -18,7 +24,7 @@ import { authForm } from '../auth-form.js';
 import { chatPanel } from '../chat/panel.js';
 import { exposeDebug } from '../debug.js';
 import { errorMessage, field, h, statusLine } from '../dom.js';
-import { animateMeter, type LocalLevel, localLevel } from '../level-meter.js';
+import { animateMeter, dbToUnit, type LocalLevel, localLevel } from '../level-meter.js';
 import { signalingBase } from '../signaling-url.js';
 
 interface LiveSession {
@@ -57,9 +63,15 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     value: 0,
     id: 'level-meter',
     'data-testid': 'level-meter',
+    'data-source': 'local',
     'aria-label': 'Microphone level',
   });
-  const heard = h('span', { class: 'hint', 'data-testid': 'server-level' }, 'Not live');
+  // data-state: idle (not live), waiting (live, no level from the SFU yet), silent, speaking.
+  const speaking = h(
+    'span',
+    { class: 'speaking', 'data-testid': 'speaking', 'data-state': 'idle', 'aria-live': 'polite' },
+    'Not live',
+  );
   const micStatus = statusLine('mic-status');
 
   const title = h('input', {
@@ -97,7 +109,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       h('dt', {}, 'Listeners'),
       h('dd', {}, listeners),
       h('dt', {}, 'Heard by the server'),
-      h('dd', {}, heard),
+      h('dd', {}, speaking),
       shareTerm,
       shareValue,
     ),
@@ -146,8 +158,18 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
   let track: MediaStreamTrack | null = null;
   let level: LocalLevel | null = null;
   let live: LiveSession | null = null;
+  /** The SFU's last level for our producer, 0..1; null until the first one arrives. */
+  let serverLevel: number | null = null;
   let disposed = false;
-  const stopMeter = animateMeter(meter, () => level?.value() ?? 0);
+  const stopMeter = animateMeter(meter, () => (live ? (serverLevel ?? 0) : (level?.value() ?? 0)));
+
+  // Text only changes with the state (aria-live would otherwise read out every level).
+  const showSpeaking = (state: 'idle' | 'waiting' | 'silent' | 'speaking', text: string) => {
+    if (speaking.dataset.state === state) return;
+    speaking.dataset.state = state;
+    speaking.classList.toggle('active', state === 'speaking');
+    speaking.textContent = text;
+  };
 
   const setLiveUi = (isLive: boolean) => {
     goLive.disabled = isLive;
@@ -156,7 +178,12 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     onAir.textContent = isLive ? 'Live' : 'Off air';
     onAir.classList.toggle('live', isLive);
     showShare(isLive);
-    heard.textContent = isLive ? '—' : 'Not live';
+    meter.dataset.source = isLive ? 'server' : 'local';
+    meter.setAttribute('aria-label', isLive ? 'Level heard by the server' : 'Microphone level');
+    if (!isLive) {
+      serverLevel = null;
+      showSpeaking('idle', 'Not live');
+    } else if (serverLevel === null) showSpeaking('waiting', 'Waiting for the server…');
   };
 
   const constraints = (deviceId: string | null): MediaTrackConstraints => {
@@ -251,8 +278,11 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       broadcaster.on('listenerCount', (count) => {
         listeners.textContent = String(count);
       });
-      broadcaster.on('level', ({ volume, speaking }) => {
-        heard.textContent = speaking ? `Sound (${Math.round(volume)} dBov)` : 'Silence';
+      broadcaster.on('level', ({ volume, speaking: isSpeaking }) => {
+        if (live?.broadcaster !== broadcaster) return;
+        serverLevel = dbToUnit(volume);
+        if (isSpeaking) showSpeaking('speaking', 'Speaking');
+        else showSpeaking('silent', 'Silence');
       });
       broadcaster.on('state', (state) => {
         if (state === 'reconnecting') status.info('Connection lost. Reconnecting…');
