@@ -8,7 +8,8 @@
  *
  * Steps, each skipped when already done:
  *   1. Node.js version check.
- *   2. Debian packages (ffmpeg; Chromium for tests).
+ *   2. Debian packages (ffmpeg; for tests Chromium, Firefox ESR, and PulseAudio, which
+ *      gives headless Firefox an audio output: without one it decodes no audio).
  *   3. The mediasoup worker, built from mediasoup's npm tarball against Debian's
  *      libraries (mediasoup's own install downloads from GitHub, which cannot work here).
  *   4. npm dependencies, re-installed only when package.json or package-lock.json changes.
@@ -69,7 +70,7 @@ async function main() {
   const started = Date.now();
   checkNode();
   const packages = ['ffmpeg'];
-  if (purpose === 'test') packages.push('chromium');
+  if (purpose === 'test') packages.push('chromium', 'firefox-esr', 'pulseaudio');
   ensureDebianPackages(packages, purpose === 'test' ? 'the test suite' : 'Veza Live', log);
   const workerBin = await ensureMediasoupWorker({ log });
   ensureNpmDependencies(workerBin);

@@ -1,8 +1,8 @@
 /**
  * Debian packages the platform needs from the system (the mediasoup worker's build
- * libraries, ffmpeg, Chromium for browser tests). Installed with apt-get when we are
- * root, since that is what anyone would do next anyway; otherwise the error names
- * exactly what to install.
+ * libraries, ffmpeg, Chromium and Firefox ESR with PulseAudio for browser tests).
+ * Installed with apt-get when we are root, since that is what anyone would do next
+ * anyway; otherwise the error names exactly what to install.
  */
 import { spawnSync } from 'node:child_process';
 

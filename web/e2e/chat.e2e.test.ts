@@ -54,7 +54,7 @@ describe('chat in the browser', () => {
       contexts.push(broadcasterContext, listenerContext);
 
       const studio = await broadcasterContext.newPage();
-      recordConsole(studio, 'studio', consoleLines);
+      await recordConsole(studio, 'studio', consoleLines);
       await studio.goto(`${baseUrl}/studio`);
       await signUpAndIn(studio, `host-${Date.now()}@example.com`);
       // Going live needs the (fake) microphone open: its level moves first.
@@ -76,7 +76,7 @@ describe('chat in the browser', () => {
       expect(listenUrl).toMatch(/\/listen\/\d+$/);
 
       const listen = await listenerContext.newPage();
-      recordConsole(listen, 'listen', consoleLines);
+      await recordConsole(listen, 'listen', consoleLines);
       await listen.goto(listenUrl!);
       // Anonymous visitors read along and are invited to sign in to write.
       await listen.getByRole('button', { name: 'Sign in to chat' }).click();
@@ -109,7 +109,7 @@ describe('chat in the browser', () => {
       const moderatorContext = await browser.newContext();
       contexts.push(moderatorContext);
       const desk = await moderatorContext.newPage();
-      recordConsole(desk, 'moderation', consoleLines);
+      await recordConsole(desk, 'moderation', consoleLines);
       await desk.goto(`${baseUrl}/moderation`);
       await desk.getByTestId('email').fill(moderator.email);
       await desk.getByTestId('password').fill('Correct-Horse-42');

@@ -34,16 +34,23 @@ export function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
 }
 
 /**
- * Collects what a page reports going wrong (console errors and warnings, page errors, and
- * with `network` failed requests and 4xx/5xx responses), printed when a step fails so the
- * failure says what the page saw.
+ * Collects what a page reports going wrong (console errors and warnings, page errors,
+ * Content-Security-Policy violations, and with `network` failed requests and 4xx/5xx
+ * responses), printed when a step fails so the failure says what the page saw.
  */
-export function recordConsole(
+export async function recordConsole(
   page: Page,
   name: string,
   lines: string[],
   options: { network?: boolean } = {},
-): void {
+): Promise<void> {
+  // Chromium reports a Content-Security-Policy violation that the page's code caught (zod's
+  // eval probe, say) only as an event, not on the console: make it a console error.
+  await page.addInitScript(() =>
+    document.addEventListener('securitypolicyviolation', (event) =>
+      console.error(`Content-Security-Policy violation: ${event.violatedDirective} by ${event.sourceFile}`),
+    ),
+  );
   page.on('console', (message) => {
     if (message.type() === 'error' || message.type() === 'warning') lines.push(`[${name}] ${message.text()}`);
   });

@@ -5,18 +5,13 @@
  * stopping the stream shows "ended" to the listener.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../common/config.js';
-import { createLogger } from '../../common/log.js';
-import { type Platform, startPlatform } from '../../common/platform.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
-import { buildWeb, isWebBuildStale } from '../build.js';
+import type { Platform } from '../../common/platform.js';
 import { type InboundAudio, inboundAudio, launchChromium, recordConsole, statusLines } from './chromium.js';
+import { type E2ePlatform, startE2ePlatform } from './platform.js';
 
 const PASSWORD = 'Correct horse battery 9';
 
@@ -75,8 +70,7 @@ function studioLevel(studio: Page) {
 }
 
 describe('live audio in the browser', () => {
-  let database: TestDatabase;
-  let dataDir: string;
+  let e2e: E2ePlatform;
   let platform: Platform;
   /** The fake microphone of environment.md (it beeps). */
   let browser: Browser;
@@ -87,32 +81,16 @@ describe('live audio in the browser', () => {
   let baseUrl: string;
 
   beforeAll(async () => {
-    if (await isWebBuildStale()) await buildWeb();
-    dataDir = await mkdtemp(path.join(tmpdir(), 'veza-e2e-'));
-    [database, browser, talkingBrowser] = await Promise.all([
-      createTestDatabase('embedded'),
-      launchChromium(),
-      talkingMicrophoneWav(dataDir).then((wav) => launchChromium({ microphoneWav: wav })),
-    ]);
-    const config = loadConfig({
-      VEZA_DATA_DIR: dataDir,
-      DATABASE_URL: database.url,
-      HTTP_PORT: '0',
-      GRPC_PORT: '0',
-      MEDIA_WORKERS: '1',
-      LOG_LEVEL: 'warn',
-    });
-    platform = await startPlatform(config, createLogger({ level: 'warn', name: 'e2e' }));
-    baseUrl = `http://localhost:${platform.httpPort}`;
+    [e2e, browser] = await Promise.all([startE2ePlatform('e2e-live'), launchChromium()]);
+    ({ platform, baseUrl } = e2e);
+    talkingBrowser = await launchChromium({ microphoneWav: await talkingMicrophoneWav(e2e.scratchDir) });
   });
 
   afterAll(async () => {
     for (const context of contexts) await context.close().catch(() => undefined);
     await browser?.close();
     await talkingBrowser?.close();
-    await platform?.close();
-    await database?.drop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('serves the app: pages revalidate, hashed assets are immutable and compressed', async () => {
@@ -157,7 +135,7 @@ describe('live audio in the browser', () => {
     const context = await from.newContext();
     contexts.push(context);
     const page = await context.newPage();
-    recordConsole(page, name, consoleLines);
+    await recordConsole(page, name, consoleLines);
     return page;
   };
 
@@ -219,6 +197,8 @@ describe('live audio in the browser', () => {
       mark('ended shown to the listener');
       await expect(listen.getByTestId('live-indicator').getAttribute('data-state')).resolves.toBe('ended');
       await expect.poll(() => studioLevel(studio)).toMatchObject({ source: 'local', speaking: 'idle' });
+      // The pages kept to their Content-Security-Policy (no eval, no inline script).
+      expect(consoleLines.filter((line) => /Content.Security.Policy/i.test(line))).toEqual([]);
     } catch (error) {
       await explain(error);
     }

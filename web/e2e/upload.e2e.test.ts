@@ -5,26 +5,18 @@
  * clicking the waveform, and check how Chromium treats the HLS rendition.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../common/config.js';
-import { createLogger } from '../../common/log.js';
-import { type Platform, startPlatform } from '../../common/platform.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
-import { buildWeb, isWebBuildStale } from '../build.js';
 import { launchChromium, recordConsole, statusLines } from './chromium.js';
+import { type E2ePlatform, startE2ePlatform } from './platform.js';
 
 const currentTime = (page: Page) =>
   page.getByTestId('player').evaluate((audio) => (audio as HTMLAudioElement).currentTime);
 
 describe('uploading a track in the browser', () => {
-  let database: TestDatabase;
-  let dataDir: string;
-  let platform: Platform;
+  let e2e: E2ePlatform;
   let browser: Browser;
   let context: BrowserContext;
   const consoleLines: string[] = [];
@@ -32,52 +24,26 @@ describe('uploading a track in the browser', () => {
   let wavPath: string;
 
   beforeAll(async () => {
-    if (await isWebBuildStale()) await buildWeb();
-    [database, dataDir, browser] = await Promise.all([
-      createTestDatabase('embedded'),
-      mkdtemp(path.join(tmpdir(), 'veza-e2e-upload-')),
-      launchChromium(),
-    ]);
-    wavPath = path.join(dataDir, 'sine-4s.wav');
+    [e2e, browser] = await Promise.all([startE2ePlatform('e2e-upload'), launchChromium()]);
+    baseUrl = e2e.baseUrl;
+    wavPath = path.join(e2e.scratchDir, 'sine-4s.wav');
     await promisify(execFile)('ffmpeg', [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=440:duration=4',
-      '-ar',
-      '44100',
-      '-ac',
-      '2',
-      wavPath,
+      ...['-hide_banner', '-loglevel', 'error', '-f', 'lavfi'],
+      ...['-i', 'sine=frequency=440:duration=4', '-ar', '44100', '-ac', '2', wavPath],
     ]);
-    const config = loadConfig({
-      VEZA_DATA_DIR: path.join(dataDir, 'data'),
-      DATABASE_URL: database.url,
-      HTTP_PORT: '0',
-      GRPC_PORT: '0',
-      MEDIA_WORKERS: '1',
-      LOG_LEVEL: 'warn',
-    });
-    platform = await startPlatform(config, createLogger({ level: 'warn', name: 'e2e' }));
-    baseUrl = `http://localhost:${platform.httpPort}`;
     context = await browser.newContext();
   });
 
   afterAll(async () => {
     await context?.close().catch(() => undefined);
     await browser?.close();
-    await platform?.close();
-    await database?.drop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await e2e?.close();
   });
 
   it('uploads, processes, draws the waveform, plays and seeks', { timeout: 120_000 }, async () => {
     try {
       const page = await context.newPage();
-      recordConsole(page, 'upload', consoleLines, { network: true });
+      await recordConsole(page, 'upload', consoleLines, { network: true });
       const response = await page.goto(`${baseUrl}/upload`);
       expect(response?.status()).toBe(200);
       await page.getByTestId('email').waitFor({ timeout: 10_000 });

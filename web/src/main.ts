@@ -2,6 +2,7 @@
  * Entry point: picks the page from the path. Pages are separate chunks, so the directory
  * does not download mediasoup-client.
  */
+import './zod-config.js';
 import './styles.css';
 import './chat/chat.css';
 import { initAuth } from './auth.js';
