@@ -7,6 +7,9 @@
  * - After the first successful open, a lost connection is re-opened with exponential
  *   backoff and jitter; `open` fires again and the high-level Broadcaster/Listener re-join.
  *   The token provider runs before every attempt, so a refreshed token is picked up.
+ * - The edge enforces the token's lifetime on the open connection: on `tokenExpiring` (or an
+ *   `unauthenticated` / `token_expired` answer) the token provider is asked again and its token
+ *   handed over with `auth.refresh`, so a connection outlives its access tokens.
  *
  * Runs in browsers and in Node: pass a WebSocket constructor where there is no global one.
  */
@@ -81,6 +84,13 @@ export type ConnectionEvents = {
   notification: [NotificationFrame];
   /** A frame the client could not read; the connection carries on. */
   protocolError: [string];
+  /** The connection's token was replaced (`auth.refresh`) after the edge said it expires soon. */
+  tokenRefreshed: [{ expiresAt: string }];
+  /**
+   * Replacing the token failed (the provider threw, or the edge refused its token): the edge
+   * closes the connection once the old token expired (4401) and the client reconnects.
+   */
+  tokenRefreshFailed: [Error];
   state: [ConnectionState];
 };
 
@@ -127,6 +137,7 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
   #opens = 0;
   #attempt = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #refreshing = false;
 
   constructor(options: SignalingConnectionOptions) {
     super();
@@ -276,11 +287,15 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
         this.#pending.delete(frame.id);
         clearTimeout(pending.timer);
         if (frame.ok) pending.resolve(frame.result);
-        else pending.reject(new SignalingError(frame.error));
+        else {
+          if (frame.error.reason === 'token_expired') this.#refreshToken();
+          pending.reject(new SignalingError(frame.error));
+        }
         return;
       }
       case 'notification': {
         const { frame } = parsed;
+        if (frame.notification === 'tokenExpiring') this.#refreshToken();
         this.emit('notification', frame);
         (this.emit as (event: string, data: unknown) => void)(frame.notification, frame.data);
         return;
@@ -290,6 +305,29 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
       case 'invalid':
         this.emit('protocolError', parsed.reason);
     }
+  }
+
+  /** Asks the token provider for a fresh token and hands it to the edge (one at a time). */
+  #refreshToken(): void {
+    const provider = this.#options.token;
+    // A fixed token cannot be refreshed: the edge will close at expiry and a reconnect fails.
+    if (typeof provider === 'string' || this.#refreshing) return;
+    const socket = this.#socket;
+    this.#refreshing = true;
+    void (async () => {
+      try {
+        const token = await provider();
+        // Lost meanwhile: the reconnect asks the provider anyway.
+        if (this.#socket !== socket || this.#state !== 'open') return;
+        const { expiresAt } = await this.request('auth.refresh', { token });
+        this.emit('tokenRefreshed', { expiresAt });
+      } catch (error) {
+        if (this.#socket !== socket || this.#state !== 'open') return;
+        this.emit('tokenRefreshFailed', error instanceof Error ? error : new Error(String(error)));
+      } finally {
+        this.#refreshing = false;
+      }
+    })();
   }
 
   #onClose(code: number, reason: string): void {

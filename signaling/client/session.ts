@@ -270,7 +270,9 @@ export abstract class MediaSession<E extends BaseSessionEvents> extends Emitter<
       this.end('ended');
       return;
     }
-    if (veza && FATAL_CODES.has(veza.code)) {
+    // An expired token is being replaced (auth.refresh) or the edge closes and we reconnect: retry.
+    const tokenExpired = error instanceof SignalingError && error.reason === 'token_expired';
+    if (veza && FATAL_CODES.has(veza.code) && !tokenExpired) {
       this.finish('failed');
       this.emitBase('error', veza);
       return;

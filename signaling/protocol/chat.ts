@@ -154,7 +154,10 @@ export const chatParamsSchemas = {
       .regex(/^[a-z][a-z0-9_]{0,63}$/, 'a short lowercase token such as "terms_violation"')
       .optional(),
   }),
-  /** Hands the connection a fresh access token (same user) for the calls the edge makes on the user's behalf. */
+  /**
+   * Hands the connection a fresh access token (same user): the edge acts on the user's behalf with
+   * it, and the connection lives until it expires (see the `tokenExpiring` notification).
+   */
   'auth.refresh': z.strictObject({ token: z.string().min(1).max(8192) }),
 } as const;
 

@@ -51,12 +51,23 @@ export const CLOSE_CODES = {
   goingAway: 1001,
   /** The `v` query parameter is missing or names a version this edge does not speak: do not retry as is. */
   unsupportedVersion: 4400,
+  /**
+   * The connection's access token expired and no `auth.refresh` replaced it in time: reconnect
+   * with a fresh token.
+   */
+  tokenExpired: 4401,
+  /** The login session of the connection's token was revoked (logout, refresh-token reuse): sign in again. */
+  sessionRevoked: 4403,
   /** A newer connection of the same broadcaster took over the stream: do not reconnect. */
   replaced: 4409,
 } as const;
 
 /** Close codes after which reconnecting cannot help. */
-export const TERMINAL_CLOSE_CODES: readonly number[] = [CLOSE_CODES.unsupportedVersion, CLOSE_CODES.replaced];
+export const TERMINAL_CLOSE_CODES: readonly number[] = [
+  CLOSE_CODES.unsupportedVersion,
+  CLOSE_CODES.sessionRevoked,
+  CLOSE_CODES.replaced,
+];
 
 export const ROLES = ['broadcaster', 'listener'] as const;
 export type Role = (typeof ROLES)[number];
@@ -205,6 +216,11 @@ export interface Notifications extends ChatNotifications {
   audioLevel: { streamId: number; volume: number; speaking: boolean };
   /** The media worker hosting the stream died and was replaced: re-join and re-negotiate. */
   workerRestarted: { streamId: number; reconnect: true };
+  /**
+   * The connection's access token expires soon (`expiresInMs` from when it was sent): hand over a
+   * fresh one with `auth.refresh`, or the connection is refused and closed (4401) after expiry.
+   */
+  tokenExpiring: { expiresAt: string; expiresInMs: number };
 }
 
 export type NotificationName = keyof Notifications;
@@ -217,6 +233,7 @@ export const NOTIFICATIONS: readonly NotificationName[] = [
   'listenerCount',
   'audioLevel',
   'workerRestarted',
+  'tokenExpiring',
   ...CHAT_NOTIFICATIONS,
 ];
 
@@ -234,8 +251,18 @@ export interface RequestFrame<M extends Method = Method> {
  * - `no_audio`: the stream is live but its broadcaster is not sending (code unavailable); wait for `streamStarted`.
  * - `not_joined`: a media method before `join`, or a chat method on a room the connection has not
  *   `chat.join`ed (code failed_precondition).
+ * - `token_expired`: the connection's access token expired (code unauthenticated); `auth.refresh`
+ *   still works until the edge closes the connection (4401).
+ * - `session_revoked`: the token's login session was revoked (code unauthenticated); the edge closes
+ *   the connection (4403).
  */
-export const ERROR_REASONS = ['stream_ended', 'no_audio', 'not_joined'] as const;
+export const ERROR_REASONS = [
+  'stream_ended',
+  'no_audio',
+  'not_joined',
+  'token_expired',
+  'session_revoked',
+] as const;
 export type ErrorReason = (typeof ERROR_REASONS)[number];
 
 export interface ErrorBody {

@@ -10,6 +10,8 @@
  * - When the broadcaster goes away, a grace timer (STREAM_GRACE_S) starts; unless they come
  *   back (on any edge: `signaling.broadcaster.<id>` on the bus, and the media node's own
  *   view of who produces), the edge stops the stream with its service identity.
+ * - The same timer starts when a stream starts (`stream.started` on the bus, seen by every
+ *   edge): a broadcaster who went live but never joins does not leave it live for ever.
  */
 import { z } from 'zod';
 import { toVezaError } from '../../common/errors.js';
@@ -60,6 +62,7 @@ export interface HubOptions {
   listenerReportMs?: number;
 }
 
+export const STREAM_STARTED_SUBJECT = 'stream.started';
 export const STREAM_ENDED_SUBJECT = 'stream.ended';
 export const broadcasterSubject = (streamId: number) => `signaling.broadcaster.${streamId}`;
 
@@ -71,6 +74,17 @@ const streamEndedEvent = z.looseObject({
   stream_id: z.number().int().positive(),
   reason: z.string(),
   media_node_id: z.string().nullable().optional(),
+});
+
+/** The fields of the control plane's `stream.started` event the edge needs (control-plane/streams/events.ts). */
+const streamStartedEvent = z.looseObject({
+  stream_id: z.number().int().positive(),
+  owner_id: z.number().int().positive(),
+  owner_username: z.string(),
+  title: z.string(),
+  media_node_id: z.string().nullable(),
+  is_public: z.boolean(),
+  allow_anonymous: z.boolean(),
 });
 
 const broadcasterEvent = z.object({
@@ -124,6 +138,17 @@ export class SignalingHub {
   async start(): Promise<void> {
     const { bus, media } = this.#options;
     this.#subscriptions.push(
+      bus.subscribe(STREAM_STARTED_SUBJECT, (payload) => {
+        const parsed = streamStartedEvent.safeParse(payload);
+        if (!parsed.success) {
+          this.#log.warn(
+            { issue: parsed.error.issues[0]?.message },
+            'ignoring a malformed stream.started event',
+          );
+          return;
+        }
+        this.#streamStarted(parsed.data);
+      }),
       bus.subscribe(STREAM_ENDED_SUBJECT, (payload) => {
         const parsed = streamEndedEvent.safeParse(payload);
         if (!parsed.success) {
@@ -336,6 +361,29 @@ export class SignalingHub {
     this.#log.info({ streamId, reason, sessions: sessions.length }, 'stream ended: listeners notified');
   }
 
+  /**
+   * Every edge starts the grace timer of a new stream: whichever edge the broadcaster joins
+   * cancels its own and announces it (`signaling.broadcaster.<id>`), which cancels the others.
+   */
+  #streamStarted(event: z.infer<typeof streamStartedEvent>): void {
+    const streamId = event.stream_id;
+    // Already here (the event came late), or a late event of a stream that ended since.
+    if (this.#broadcasters.has(streamId) || this.#ended.has(streamId)) return;
+    this.#startGrace(
+      {
+        streamId,
+        ownerId: event.owner_id,
+        ownerUsername: event.owner_username,
+        title: event.title,
+        status: 'live',
+        isPublic: event.is_public,
+        allowAnonymous: event.allow_anonymous,
+        mediaNodeId: event.media_node_id ?? '',
+      },
+      'stream started: waiting for its broadcaster',
+    );
+  }
+
   #cancelGrace(streamId: number): void {
     const entry = this.#grace.get(streamId);
     if (!entry) return;
@@ -343,7 +391,7 @@ export class SignalingHub {
     this.#grace.delete(streamId);
   }
 
-  #startGrace(meta: StreamMeta): void {
+  #startGrace(meta: StreamMeta, message = 'broadcaster gone: grace period started'): void {
     if (this.#closing || this.#ended.has(meta.streamId)) return;
     this.#cancelGrace(meta.streamId);
     const timer = setTimeout(() => {
@@ -352,24 +400,22 @@ export class SignalingHub {
     }, this.#options.graceMs);
     timer.unref?.();
     this.#grace.set(meta.streamId, { timer, meta });
-    this.#log.info(
-      { streamId: meta.streamId, graceMs: this.#options.graceMs },
-      'broadcaster gone: grace period started',
-    );
+    this.#log.info({ streamId: meta.streamId, graceMs: this.#options.graceMs }, message);
   }
 
   async #graceExpired(meta: StreamMeta): Promise<void> {
     const { streamId } = meta;
     if (this.#closing || this.#ended.has(streamId) || this.#broadcasters.has(streamId)) return;
-    // The media node knows whether anyone produces now, wherever they connected.
-    const info = await this.media(meta)
-      .getStreamInfo(String(streamId))
+    // The media node knows whether anyone produces now, wherever they connected. A stream nobody
+    // joined may not be open there (not_found), or have no media node the gateway can reach.
+    const info = await Promise.resolve()
+      .then(() => this.media(meta).getStreamInfo(String(streamId)))
       .catch(() => null);
     if (info?.producerId) return;
     try {
       await this.#options.controlPlane.stream.stopStream({ streamId, reason: 'broadcaster_disconnected' });
       wsGraceStops.inc();
-      this.#log.info({ streamId }, 'broadcaster did not come back: stream stopped');
+      this.#log.info({ streamId }, 'no broadcaster within the grace period: stream stopped');
     } catch (error) {
       this.#log.error({ err: error, streamId }, 'could not stop the stream after the grace period');
     }

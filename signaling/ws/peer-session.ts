@@ -43,6 +43,7 @@ import { noAudio, notJoined, SignalingConditionError, streamEnded } from './erro
 import type { SignalingHub, StreamMeta } from './hub.js';
 import type { MediaNodeApi } from './media-gateway.js';
 import { wsRequestDuration, wsRequests } from './metrics.js';
+import type { TokenLifetime } from './token-lifetime.js';
 import type { ConnectionAuth } from './upgrade.js';
 
 /** What a session needs of its socket (a uWS WebSocket while it is open). */
@@ -88,6 +89,7 @@ export class PeerSession {
   readonly #hub: SignalingHub;
   readonly #limits: SessionLimits;
   readonly #chat: ChatRequests | null;
+  readonly #lifetime: TokenLifetime;
   #joined: Joined | null = null;
   /** The stream this connection was in when it ended: media calls then say so instead of "join first". */
   #endedStreamId: number | null = null;
@@ -108,6 +110,8 @@ export class PeerSession {
     limits: SessionLimits;
     log: Logger;
     chat?: ChatRequests;
+    /** Enforces the token's expiry and revocation, and answers `auth.refresh`. */
+    lifetime: TokenLifetime;
   }) {
     this.id = options.id;
     this.auth = options.auth;
@@ -115,6 +119,7 @@ export class PeerSession {
     this.#hub = options.hub;
     this.#limits = options.limits;
     this.#chat = options.chat ?? null;
+    this.#lifetime = options.lifetime;
     this.#tokens = options.limits.requestBurst;
     this.log = options.log;
   }
@@ -201,6 +206,7 @@ export class PeerSession {
 
   /** The socket is gone: release its media. Requests still queued find the session closed. */
   async closed(): Promise<void> {
+    this.#lifetime.stop();
     this.#socket = null;
     // A replaced broadcaster is not "gone": no grace period for the stream.
     await this.#leave(this.#replaced ? 'replaced' : 'disconnected');
@@ -231,10 +237,15 @@ export class PeerSession {
     try {
       const { method } = request;
       let result: unknown;
-      if (isChatMethod(method)) {
+      if (method === 'auth.refresh') {
+        // The connection's own token, for media and chat alike (./token-lifetime.ts).
+        result = await this.#lifetime.refresh((request.params as MethodParams['auth.refresh']).token);
+      } else if (isChatMethod(method)) {
+        this.#lifetime.check();
         if (!this.#chat) throw new UnimplementedError('chat is not enabled on this edge');
         result = await this.#chat.handle(method, request.params as MethodParams[typeof method]);
       } else {
+        this.#lifetime.check();
         const handler = this.#handlers[method] as (params: unknown) => Promise<unknown>;
         result = await handler(request.params);
       }

@@ -3,6 +3,9 @@
  *
  * Connection rules, all enforced by uWS or here before any work is done:
  * - handshake: protocol version, then the token, verified locally (upgrade.ts);
+ * - token lifetime: the token is followed on the open connection: `tokenExpiring` before it
+ *   expires, `auth.refresh` to replace it, refusal and close (4401) after it expired, close
+ *   (4403) when its login session is revoked (token-lifetime.ts);
  * - heartbeats: uWS pings automatically and drops a connection silent for `idleTimeoutS`;
  * - size: frames above `maxMessageBytes` get a `payload_too_large` error and the connection
  *   stays open; above `hardMaxMessageBytes` uWS closes it without reading the frame;
@@ -33,9 +36,15 @@ import { createJwksKeyStore } from './jwks.js';
 import type { MediaGateway } from './media-gateway.js';
 import { wsClosed, wsConnections, wsUpgrades } from './metrics.js';
 import { PeerSession, type SessionLimits } from './peer-session.js';
+import {
+  DEFAULT_TOKEN_LIFETIME_LIMITS,
+  SessionRevocations,
+  TokenLifetime,
+  type TokenLifetimeLimits,
+} from './token-lifetime.js';
 import { type ConnectionAuth, decideUpgrade, type UpgradeDecision } from './upgrade.js';
 
-export interface SignalingLimits extends SessionLimits {
+export interface SignalingLimits extends SessionLimits, TokenLifetimeLimits {
   /** Larger frames get a payload_too_large error (the connection stays). */
   maxMessageBytes: number;
   /** Larger frames close the connection (uWS maxPayloadLength). */
@@ -54,6 +63,7 @@ export const DEFAULT_SIGNALING_LIMITS: SignalingLimits = {
   maxQueuedRequests: 32,
   requestsPerSecond: 50,
   requestBurst: 100,
+  ...DEFAULT_TOKEN_LIFETIME_LIMITS,
 };
 
 /** What the endpoint needs of the edge (signaling/index.ts's EdgeRegistrar provides it). */
@@ -113,7 +123,13 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
   });
-  await hub.start();
+  // A revoked session's tokens are refused for as long as one of them can still be unexpired.
+  const revocations = new SessionRevocations({
+    bus: options.bus,
+    log,
+    rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
+  });
+  await Promise.all([hub.start(), revocations.start()]);
   const chatHub = new ChatHub({ app, bus: options.bus, log });
 
   const sockets = new Set<WebSocket<SocketData>>();
@@ -143,10 +159,12 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         res.cork(() => res.writeStatus('503 Service Unavailable').end('edge shutting down'));
         return;
       }
-      const decided = decideUpgrade(query, keys).catch((error: unknown): UpgradeDecision => {
-        log.error({ err: error }, 'ws handshake failed');
-        return { kind: 'reject-http', error: toVezaError(error) };
-      });
+      const decided = decideUpgrade(query, keys, (sessionId) => revocations.isRevoked(sessionId)).catch(
+        (error: unknown): UpgradeDecision => {
+          log.error({ err: error }, 'ws handshake failed');
+          return { kind: 'reject-http', error: toVezaError(error) };
+        },
+      );
       void decided.then((decision) => {
         if (aborted) return;
         res.cork(() => {
@@ -204,7 +222,6 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         auth: data.auth,
         hub: chatHub,
         controlPlane,
-        keys,
         log: sessionLog,
         socket: {
           get open() {
@@ -223,13 +240,23 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
           },
         },
       });
-      data.session = new PeerSession({
+      const lifetime = new TokenLifetime({
+        auth: data.auth,
+        limits,
+        keys,
+        revocations,
+        log: sessionLog,
+        send: (frame) => session.send(frame),
+        end: (code, reason) => session.end(code, reason),
+      });
+      const session = new PeerSession({
         id,
         auth: data.auth,
         hub,
         limits,
         log: sessionLog,
         chat,
+        lifetime,
         socket: {
           send,
           end: (code, reason) => ws.end(code, reason),
@@ -237,6 +264,8 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
           unsubscribe: (topic) => ws.unsubscribe(topic),
         },
       });
+      data.session = session;
+      lifetime.start();
       data.session.log.debug(
         { remoteAddress: data.remoteAddress, kind: data.auth.kind },
         'signaling connection open',
@@ -288,6 +317,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     closing = true;
     await hub.close();
     chatHub.close();
+    revocations.close();
     for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'edge shutting down');
   });
   log.info({ path: SIGNALING_PATH, limits }, 'signaling endpoint ready');
@@ -298,6 +328,8 @@ function closeCause(code: number, reason: string): string {
   if (code === CLOSE_CODES.normal) return 'normal';
   if (code === CLOSE_CODES.goingAway) return 'going_away';
   if (code === CLOSE_CODES.replaced) return 'replaced';
+  if (code === CLOSE_CODES.tokenExpired) return 'token_expired';
+  if (code === CLOSE_CODES.sessionRevoked) return 'session_revoked';
   if (/too big/i.test(reason)) return 'too_big';
   if (code === 1006) return 'abnormal';
   return 'other';

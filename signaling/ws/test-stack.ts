@@ -31,6 +31,14 @@ export interface TestUser {
   token: string;
 }
 
+/** One login session of a user: its current access token, and a provider that refreshes it. */
+export interface TestLogin {
+  /** The newest access token of the session. */
+  readonly token: string;
+  /** Rotates the session's refresh token and returns the new access token (a client's token provider). */
+  fresh(): Promise<string>;
+}
+
 export interface SignalingStack {
   config: Config;
   log: Logger;
@@ -45,6 +53,8 @@ export interface SignalingStack {
   /** `ws://127.0.0.1:<port>/ws` (no query). */
   wsUrl: string;
   createUser(): Promise<TestUser>;
+  /** A new login session of `user` (own refresh-token family, revocable on its own). */
+  signIn(user: TestUser): Promise<TestLogin>;
   startStream(owner: TestUser, options?: { isPublic?: boolean; allowAnonymous?: boolean }): Promise<number>;
   stopStream(owner: TestUser, streamId: number): Promise<void>;
   close(): Promise<void>;
@@ -129,11 +139,11 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
     });
     closers.push(() => edge.close());
 
+    const password = 'Correct-Horse-42';
     const createUser = async (): Promise<TestUser> => {
       const suffix = randomUUID().slice(0, 8);
       const email = `user-${suffix}@veza.test`;
       const username = `user_${suffix}`;
-      const password = 'Correct-Horse-42';
       await client.auth.register({ email, password, username, firstName: 'Test', lastName: 'User' });
       const session = await client.auth.authenticate({
         email,
@@ -142,6 +152,40 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
         ipAddress: '127.0.0.1',
       });
       return { userId: session.userInfo?.userId ?? 0, email, username, token: session.accessToken };
+    };
+
+    const signIn = async (user: TestUser): Promise<TestLogin> => {
+      const session = await client.auth.authenticate({
+        email: user.email,
+        password,
+        deviceId: 'test',
+        ipAddress: '127.0.0.1',
+      });
+      let token = session.accessToken;
+      let refreshToken = session.refreshToken;
+      // One rotation at a time: a refresh token used twice revokes its session (reuse detection).
+      let rotating: Promise<string> | null = null;
+      const rotate = async () => {
+        const rotated = await client.auth.refreshToken({
+          refreshToken,
+          deviceId: 'test',
+          ipAddress: '127.0.0.1',
+        });
+        token = rotated.accessToken;
+        refreshToken = rotated.refreshToken;
+        return token;
+      };
+      return {
+        get token() {
+          return token;
+        },
+        fresh() {
+          rotating ??= rotate().finally(() => {
+            rotating = null;
+          });
+          return rotating;
+        },
+      };
     };
 
     return {
@@ -156,6 +200,7 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
       baseUrl: `http://127.0.0.1:${edge.port}`,
       wsUrl: `ws://127.0.0.1:${edge.port}/ws`,
       createUser,
+      signIn,
       async startStream(owner, stream = {}) {
         const response = await client.stream.startStream(
           {

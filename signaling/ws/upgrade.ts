@@ -5,7 +5,8 @@
  *
  * The token travels in `?token=` because browsers cannot set headers on a WebSocket. It is
  * verified locally against the control plane's JWKS, kept in memory only to call the control
- * plane on the user's behalf while it is valid, and never logged.
+ * plane on the user's behalf while it is valid, and never logged. Its expiry and its login
+ * session's revocation are followed on the open connection (token-lifetime.ts).
  */
 import { verifyAccessToken } from '../../common/access-token.js';
 import type { UserRole } from '../../common/config.js';
@@ -21,6 +22,8 @@ export interface ConnectionAuth {
   roles: UserRole[];
   /** Listener tokens: the one stream they may listen to. */
   streamId: number | null;
+  /** The login session the token belongs to (null for listener tokens), to follow its revocation. */
+  sessionId: string | null;
   /** Epoch ms. */
   expiresAt: number;
   /** The user's access token (null for listener tokens). Never log it. */
@@ -33,7 +36,14 @@ export type UpgradeDecision =
   | { kind: 'reject-version'; reason: string }
   | { kind: 'reject-http'; error: VezaError };
 
-export async function decideUpgrade(query: string, keys: JwksKeyStore): Promise<UpgradeDecision> {
+/** Answers whether a login session is known to be revoked (./token-lifetime.ts). */
+export type RevokedCheck = (sessionId: string) => boolean;
+
+export async function decideUpgrade(
+  query: string,
+  keys: JwksKeyStore,
+  isRevoked: RevokedCheck = () => false,
+): Promise<UpgradeDecision> {
   const params = new URLSearchParams(query);
   const version = params.get('v');
   if (version === null) {
@@ -67,6 +77,10 @@ export async function decideUpgrade(query: string, keys: JwksKeyStore): Promise<
     if (listener && claims.stream_id === undefined) {
       throw new UnauthenticatedError('invalid token: a listener token must name its stream');
     }
+    // The signature outlives a logout: a session this edge saw revoked is refused until its tokens expire.
+    if (!listener && isRevoked(verified.sessionId)) {
+      throw new UnauthenticatedError('invalid token: session revoked');
+    }
     return {
       kind: 'accept',
       auth: {
@@ -75,6 +89,7 @@ export async function decideUpgrade(query: string, keys: JwksKeyStore): Promise<
         username: claims.username,
         roles: listener ? [] : claims.roles,
         streamId: listener ? (claims.stream_id ?? null) : null,
+        sessionId: listener ? null : verified.sessionId,
         expiresAt: verified.expiresAt.getTime(),
         token: listener ? null : token,
       },

@@ -1,27 +1,8 @@
-/**
- * One connection's chat: the rooms it joined on this edge, its notification feed, and the
- * chat, notification and moderation methods of the protocol (docs/signaling.md, "Chat").
- *
- * Every call goes to the control plane with the user's own access token, so the control
- * plane decides who may do what (membership, bans, mutes, roles, rate limits, moderation);
- * the edge only adds what is about this socket: a room must be `chat.join`ed on this
- * connection before sending or typing in it, because that is what delivers its messages here.
- *
- * Anonymous listeners (listener tokens) may read the chat of their stream (history and live
- * messages, read with the edge's service identity) but not write.
- */
-import { verifyAccessToken } from '../../../common/access-token.js';
-import {
-  FailedPreconditionError,
-  NotFoundError,
-  PermissionDeniedError,
-  UnauthenticatedError,
-} from '../../../common/errors.js';
+import { NotFoundError, PermissionDeniedError, UnauthenticatedError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatMessage as ProtoChatMessage } from '../../../proto/gen/veza/chat/chat.js';
 import type {
-  ChatMethod,
   ChatRoom,
   MessagePage,
   MethodParams,
@@ -29,7 +10,6 @@ import type {
   ServerFrame,
 } from '../../protocol/index.js';
 import { SignalingConditionError } from '../errors.js';
-import type { JwksKeyStore } from '../jwks.js';
 import type { ConnectionAuth } from '../upgrade.js';
 import {
   asProtocolError,
@@ -39,7 +19,7 @@ import {
   toWireRoom,
 } from './convert.js';
 import type { ChatHub, ChatMember } from './hub.js';
-import type { ChatRequests } from './types.js';
+import type { ChatRequests, ChatSessionMethod } from './types.js';
 
 /** What a chat session needs of its socket (a uWS WebSocket while it is open). */
 export interface ChatSocket {
@@ -56,7 +36,6 @@ export interface ChatSessionOptions {
   socket: ChatSocket;
   hub: ChatHub;
   controlPlane: ControlPlaneClient;
-  keys: JwksKeyStore;
   log: Logger;
 }
 
@@ -64,7 +43,7 @@ interface JoinedRoom {
   readOnly: boolean;
 }
 
-type Handlers = { [M in ChatMethod]: (params: MethodParams[M]) => Promise<MethodResults[M]> };
+type Handlers = { [M in ChatSessionMethod]: (params: MethodParams[M]) => Promise<MethodResults[M]> };
 
 const notJoinedRoom = (method: string, roomId: number) =>
   new SignalingConditionError(
@@ -92,7 +71,6 @@ export class ChatSession implements ChatRequests {
   readonly #socket: ChatSocket;
   readonly #hub: ChatHub;
   readonly #cp: ControlPlaneClient;
-  readonly #keys: JwksKeyStore;
   readonly #log: Logger;
   readonly #rooms = new Map<number, JoinedRoom>();
   readonly #member: ChatMember;
@@ -104,7 +82,6 @@ export class ChatSession implements ChatRequests {
     this.#socket = options.socket;
     this.#hub = options.hub;
     this.#cp = options.controlPlane;
-    this.#keys = options.keys;
     this.#log = options.log;
     const socket = options.socket;
     const alive = () => !this.#closed && socket.open;
@@ -129,7 +106,7 @@ export class ChatSession implements ChatRequests {
     };
   }
 
-  handle<M extends ChatMethod>(method: M, params: MethodParams[M]): Promise<MethodResults[M]> {
+  handle<M extends ChatSessionMethod>(method: M, params: MethodParams[M]): Promise<MethodResults[M]> {
     const handler = this.#handlers[method] as (params: MethodParams[M]) => Promise<MethodResults[M]>;
     return handler(params);
   }
@@ -456,27 +433,6 @@ export class ChatSession implements ChatRequests {
         this.#cp.chat.endStream({ streamId, reason: reason ?? '' }, context),
       );
       return { previousStatus: response.previousStatus };
-    },
-
-    'auth.refresh': async ({ token }) => {
-      if (this.#auth.kind !== 'user') {
-        throw new FailedPreconditionError(
-          'this connection was opened with a listener token: there is no account token to refresh',
-        );
-      }
-      // Keys first: a control plane that cannot be reached is "unavailable", not a bad token.
-      await this.#keys.load();
-      const verified = await verifyAccessToken(token, this.#keys.getKey);
-      if (verified.claims.typ === 'listener') {
-        throw new UnauthenticatedError('invalid token: a listener token cannot replace an access token');
-      }
-      if (verified.userId !== this.#auth.userId) {
-        throw new PermissionDeniedError('the token is for another user: open a new connection instead');
-      }
-      this.#auth.token = token;
-      this.#auth.expiresAt = verified.expiresAt.getTime();
-      this.#auth.roles = verified.claims.roles;
-      return { expiresAt: verified.expiresAt.toISOString() };
     },
   };
 }
