@@ -4,7 +4,7 @@
  * Every variable has a default that makes standalone mode work with nothing set.
  * A bad value stops the process with an error naming the variable and what it expected.
  */
-import { cpus } from 'node:os';
+import { cpus, hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -78,6 +78,16 @@ const schema = z.object({
   MEDIA_RTC_MIN_PORT: port.default(40000),
   MEDIA_RTC_MAX_PORT: port.default(49999),
   MEDIA_CONSUMER_BUDGET: positiveInt.default(500),
+  /**
+   * Cluster mode: the group media nodes announce themselves in, and control planes place streams
+   * in (a bus subject token). Deployments sharing one NATS server set different names.
+   */
+  MEDIA_CLUSTER: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only (one bus subject token)')
+      .optional(),
+  ),
   TURN_URLS: csv(z.string().regex(/^turns?:/, 'TURN urls start with turn: or turns:')).default([]),
   TURN_USERNAME: optionalString,
   TURN_CREDENTIAL: optionalString,
@@ -158,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: path.resolve(value.VEZA_DATA_DIR),
     controlPlaneAddress: value.CONTROL_PLANE_ADDRESS ?? `${grpcHost}:${value.GRPC_PORT}`,
     publicUrl: (value.PUBLIC_URL ?? `http://localhost:${value.HTTP_PORT}`).replace(/\/$/, ''),
-    nodeId: value.VEZA_NODE_ID ?? `node-${process.pid}`,
+    // The hostname keeps replicas apart in containers, where every process is pid 1.
+    nodeId: value.VEZA_NODE_ID ?? `${hostname()}-${process.pid}`,
   };
 }

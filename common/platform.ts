@@ -10,13 +10,17 @@
 import { randomBytes } from 'node:crypto';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane } from '../control-plane/index.js';
-import { type MediaNode, startMediaNode } from '../media-server/index.js';
+import {
+  type MediaNode,
+  type MediaNodeService,
+  serveMediaNodeOverBus,
+  startMediaNode,
+} from '../media-server/index.js';
 import {
   busMediaGateway,
   directMediaGateway,
   type MediaGateway,
   routerCapabilitiesProvider,
-  serveMediaNodeOverBus,
   signalingExtension,
   startEdge,
 } from '../signaling/index.js';
@@ -84,16 +88,21 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
     }
 
     // The media node: mediasoup workers. Edges in other processes reach it over the bus
-    // (request/reply on its node subject); an edge in this process calls it directly.
+    // (request/reply on its node subject); an edge in this process calls it directly. In
+    // cluster mode it announces itself to the control planes, which place streams on it.
     let media: MediaNode | null = null;
+    let served: MediaNodeService | null = null;
     if (roles.has('media')) {
       const node = await startMediaNode({ config, log });
       media = node;
       closers.push(() => node.close());
       if (config.VEZA_MODE === 'cluster') {
-        const served = serveMediaNodeOverBus(ports.bus, node, config.nodeId, log);
-        closers.push(async () => served.close());
-        await served.ready;
+        const service = serveMediaNodeOverBus(ports.bus, node, config.nodeId, log, {
+          cluster: config.MEDIA_CLUSTER,
+        });
+        served = service;
+        closers.push(() => service.close());
+        await service.ready;
       }
     }
 
@@ -139,6 +148,11 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
       closers.push(() => ops?.close() ?? Promise.resolve());
     }
+
+    // Last in, so first on shutdown: the media node's goodbye, so control planes stop placing
+    // new streams on it while the rest of this process drains.
+    const draining = served;
+    if (draining) closers.push(() => draining.drain());
 
     return {
       config,

@@ -1,7 +1,8 @@
 /**
  * media-server: the mediasoup SFU role of Veza Live. Its public surface is the small media-node API
  * (see api.ts): the edge calls it directly in standalone mode, through NATS request/reply in cluster
- * mode. Nothing here imports signaling/.
+ * mode, where the node also announces itself to the control planes (bus-protocol.ts defines that
+ * protocol for every side; bus-server.ts is the node's side). Nothing here imports signaling/.
  */
 export type {
   ConsumeRequest,
@@ -35,6 +36,33 @@ export type {
   WorkerInfo,
   WorkerReplacedEvent,
 } from './api.js';
+export {
+  DEFAULT_MEDIA_CLUSTER,
+  MEDIA_GATEWAY_EVENTS,
+  MEDIA_HEARTBEAT_MS,
+  MEDIA_MISSED_HEARTBEATS,
+  MEDIA_NODE_ID,
+  MEDIA_NODE_METHODS,
+  type MediaGatewayEventName,
+  type MediaNodeApi,
+  type MediaNodeGoodbye,
+  type MediaNodeHeartbeat,
+  type MediaNodeMethod,
+  type MediaPresenceKind,
+  mediaEventFromAnyNode,
+  mediaEventSchemas,
+  mediaEventSubject,
+  mediaNodeGoodbyeSchema,
+  mediaNodeHeartbeatSchema,
+  mediaPresenceOf,
+  mediaPresenceSubject,
+  mediaRequestSchema,
+  mediaRequestSubject,
+  mediaRequestsOf,
+  nodeIdOfEventSubject,
+  presenceKindOf,
+} from './bus-protocol.js';
+export { type MediaNodeService, type ServeMediaNodeOptions, serveMediaNodeOverBus } from './bus-server.js';
 export { MEDIA_CODECS, OPUS } from './codecs.js';
 export { type IceServer, iceServers } from './ice-servers.js';
 export type { AudioLevelSettings } from './live-stream.js';

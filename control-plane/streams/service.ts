@@ -38,6 +38,7 @@ import {
   type StreamStartedEvent,
 } from './events.js';
 import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
+import { createMediaNodeRegistry, type MediaNodeRegistry } from './media-node-registry.js';
 import { createStreamStore, type StreamRow } from './store.js';
 import {
   listStreamsSchema,
@@ -56,9 +57,10 @@ export interface StreamServiceDeps {
   signingKey: TokenSigningKey;
   log: Logger;
   /**
-   * Chooses the media node that will host a new stream. The default is this process's
-   * node when it runs the media role (standalone mode), and none otherwise: cluster-wide
-   * placement needs a registry of media nodes, which does not exist yet.
+   * Chooses the media node that will host a new stream; a thrown error fails StartStream
+   * before anything changes. The default: in cluster mode, the least-loaded live node of the
+   * media-node registry (UnavailableError when there is none); in standalone mode, this
+   * process's node when it runs the media role, and none otherwise.
    */
   pickMediaNode?: () => string | null | Promise<string | null>;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
@@ -145,8 +147,18 @@ export async function endLiveStream(
 
 export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   const store = createStreamStore(deps.sql);
+  const registry: MediaNodeRegistry | undefined =
+    !deps.pickMediaNode && deps.config.VEZA_MODE === 'cluster'
+      ? createMediaNodeRegistry({ bus: deps.bus, log: deps.log, cluster: deps.config.MEDIA_CLUSTER })
+      : undefined;
+  registry?.ready.catch((error: unknown) =>
+    deps.log.error({ err: error }, 'the media-node registry could not subscribe to the bus'),
+  );
   const pickMediaNode =
-    deps.pickMediaNode ?? (() => (deps.config.VEZA_ROLES.includes('media') ? deps.config.nodeId : null));
+    deps.pickMediaNode ??
+    (registry
+      ? () => registry.pick()
+      : () => (deps.config.VEZA_ROLES.includes('media') ? deps.config.nodeId : null));
 
   const publish = (subject: string, payload: unknown, log: Logger) =>
     publishEvent(deps.bus, subject, payload, log);
@@ -159,7 +171,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
     return row;
   };
 
-  return bindService(StreamServiceService, {
+  const binding = bindService(StreamServiceService, {
     ...deps.uploadRpcs,
     startStream: {
       policy: 'jwt',
@@ -279,4 +291,13 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
       },
     },
   });
+  if (!registry) return binding;
+  // The registry lives as long as the server serving this binding.
+  return {
+    ...binding,
+    implement(runtime) {
+      runtime.shutdown.addEventListener('abort', () => registry.close(), { once: true });
+      return binding.implement(runtime);
+    },
+  };
 }

@@ -13,14 +13,13 @@ import { VezaError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { type EventBus, MemoryEventBus, NatsEventBus } from '../../common/ports/index.js';
 import { clusterServices } from '../../common/testing/databases.js';
-import { type MediaNode, startMediaNode } from '../../media-server/index.js';
 import {
-  busMediaGateway,
-  directMediaGateway,
-  type MediaGateway,
+  type MediaNode,
   mediaRequestSubject,
   serveMediaNodeOverBus,
-} from './media-gateway.js';
+  startMediaNode,
+} from '../../media-server/index.js';
+import { busMediaGateway, directMediaGateway, type MediaGateway } from './media-gateway.js';
 
 const log = createLogger({ level: 'silent' });
 let node: MediaNode;
@@ -62,7 +61,8 @@ const variants: Record<string, () => Promise<Variant>> = {
 async function overBus(bus: EventBus): Promise<Variant> {
   // A node id per run, so parallel runs on the same NATS server do not answer each other.
   const nodeId = `media-${randomBytes(4).toString('hex')}`;
-  const served = serveMediaNodeOverBus(bus, node, nodeId, log);
+  // Its own presence group too: no control plane of another run places streams on this node.
+  const served = serveMediaNodeOverBus(bus, node, nodeId, log, { cluster: nodeId });
   const gateway = busMediaGateway({ bus, log, timeoutMs: 5_000 });
   await Promise.all([served.ready, gateway.ready]);
   return {
@@ -71,7 +71,7 @@ async function overBus(bus: EventBus): Promise<Variant> {
     bus,
     async close() {
       await gateway.close();
-      served.close();
+      await served.close();
       await bus.close();
     },
   };

@@ -79,9 +79,23 @@ beforeAll(async () => {
     LOG_LEVEL: 'silent',
     REGISTER_LIMIT_PER_IP: '1000',
     LOGIN_LIMIT_PER_IP: '1000',
+    // Media nodes announce themselves per cluster name: this run's control plane sees only its own.
+    MEDIA_CLUSTER: `chat-cluster-${randomInt(1_000_000)}`,
   };
   const control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
   platforms.push(control);
+  // StartStream places every stream on a live media node in cluster mode.
+  const media = await startPlatform(
+    loadConfig({
+      ...shared,
+      VEZA_ROLES: 'media',
+      VEZA_NODE_ID: `chat-media-${randomInt(1_000_000)}`,
+      MEDIA_WORKERS: '1',
+      MEDIA_LISTEN_IP: '127.0.0.1',
+    }),
+    log,
+  );
+  platforms.push(media);
   const address = `127.0.0.1:${control.grpcPort}`;
   for (const nodeId of ['edge-a', 'edge-b']) {
     const edge = await startPlatform(
@@ -95,8 +109,8 @@ beforeAll(async () => {
     );
     platforms.push(edge);
   }
-  wsA = `ws://127.0.0.1:${platforms[1]?.httpPort}/ws`;
-  wsB = `ws://127.0.0.1:${platforms[2]?.httpPort}/ws`;
+  wsA = `ws://127.0.0.1:${platforms[2]?.httpPort}/ws`;
+  wsB = `ws://127.0.0.1:${platforms[3]?.httpPort}/ws`;
   client = createControlPlaneClient({ address, apiKey: SERVICE_KEY, log });
 });
 

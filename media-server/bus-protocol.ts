@@ -1,0 +1,130 @@
+/**
+ * The media node's protocol on the EventBus (cluster mode), shared by its three parties: the node
+ * serving itself (bus-server.ts), the edges calling it (signaling's bus MediaGateway) and the control
+ * planes placing new streams on it (control-plane/streams' media-node registry). Every subject and
+ * message schema is defined here once.
+ *
+ * - Calls: request/reply on `media.<nodeId>.<method>`, one subject per node so a call reaches the node
+ *   hosting the stream, carrying `{ args: [...] }`. Every argument and result of the media-node API is
+ *   JSON already (see api.ts); the node validates the arguments as it does for in-process callers, and
+ *   its VezaErrors arrive with their code and message.
+ * - Events: `media-events.<nodeId>.<event>`, one payload each.
+ * - Presence: `media-nodes.<cluster>.heartbeat` every few seconds with the node's load,
+ *   `media-nodes.<cluster>.goodbye` when it drains (SIGTERM), and `media-nodes.<cluster>.probe`,
+ *   which asks every node to send its heartbeat now (a control plane that just started). `<cluster>`
+ *   (MEDIA_CLUSTER) keeps deployments, or test runs, that share a NATS server from placing streams on
+ *   each other's nodes.
+ */
+import { z } from 'zod';
+import type { MediaNode, MediaNodeEventName } from './api.js';
+
+/** The media-node methods callable over the bus (what the edge calls). */
+export const MEDIA_NODE_METHODS = [
+  'openStream',
+  'closeStream',
+  'getRouterRtpCapabilities',
+  'createTransport',
+  'connectTransport',
+  'restartIce',
+  'produce',
+  'pauseProducer',
+  'resumeProducer',
+  'consume',
+  'resumeConsumer',
+  'pauseConsumer',
+  'closePeer',
+  'getStats',
+  'listenerCount',
+  'getStreamInfo',
+] as const satisfies readonly (keyof MediaNode)[];
+
+export type MediaNodeMethod = (typeof MEDIA_NODE_METHODS)[number];
+export type MediaNodeApi = Pick<MediaNode, MediaNodeMethod>;
+
+/** The media-node events published on the bus (what the edge turns into notifications). */
+export const MEDIA_GATEWAY_EVENTS = [
+  'producerOpened',
+  'producerClosed',
+  'producerPaused',
+  'listenerCount',
+  'audioLevel',
+  'workerReplaced',
+  'streamEnded',
+] as const satisfies readonly MediaNodeEventName[];
+
+export type MediaGatewayEventName = (typeof MEDIA_GATEWAY_EVENTS)[number];
+
+/** A node id is one subject token (config.nodeId, e.g. `node-1234`); so is a cluster name. */
+export const MEDIA_NODE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+export const mediaRequestSubject = (nodeId: string, method: MediaNodeMethod) => `media.${nodeId}.${method}`;
+/** Every method of one node: what the node answers. */
+export const mediaRequestsOf = (nodeId: string) => `media.${nodeId}.*`;
+export const mediaEventSubject = (nodeId: string, event: MediaGatewayEventName) =>
+  `media-events.${nodeId}.${event}`;
+/** One event from every node: what an edge listens to. */
+export const mediaEventFromAnyNode = (event: MediaGatewayEventName) => `media-events.*.${event}`;
+/** The node id in a `media-events.<nodeId>.<event>` subject. */
+export const nodeIdOfEventSubject = (subject: string) => subject.split('.')[1] ?? '';
+
+export const mediaRequestSchema = z.object({ args: z.array(z.unknown()).max(4) });
+
+/**
+ * Every subscriber validates what it receives: these are the fields the edge reads. A payload from a
+ * newer node with more fields passes.
+ */
+export const mediaEventSchemas = {
+  producerOpened: z.looseObject({ streamId: z.string(), peerId: z.string(), producerId: z.string() }),
+  producerClosed: z.looseObject({
+    streamId: z.string(),
+    peerId: z.string(),
+    producerId: z.string(),
+    reason: z.string(),
+  }),
+  producerPaused: z.looseObject({ streamId: z.string(), producerId: z.string(), paused: z.boolean() }),
+  listenerCount: z.looseObject({ streamId: z.string(), count: z.number().int().min(0) }),
+  audioLevel: z.looseObject({
+    streamId: z.string(),
+    producerId: z.string(),
+    volumeDbov: z.number(),
+    speaking: z.boolean(),
+  }),
+  workerReplaced: z.looseObject({ affectedStreamIds: z.array(z.string()) }),
+  streamEnded: z.looseObject({ streamId: z.string(), reason: z.string() }),
+} satisfies Record<MediaGatewayEventName, z.ZodType>;
+
+// Presence: which media nodes are alive, and how loaded.
+
+/** The cluster name when MEDIA_CLUSTER is not set. */
+export const DEFAULT_MEDIA_CLUSTER = 'default';
+/** How often a node announces itself; a registry forgets a node after MEDIA_MISSED_HEARTBEATS of its intervals. */
+export const MEDIA_HEARTBEAT_MS = 2000;
+export const MEDIA_MISSED_HEARTBEATS = 3;
+
+export type MediaPresenceKind = 'heartbeat' | 'goodbye' | 'probe';
+export const mediaPresenceSubject = (cluster: string, kind: MediaPresenceKind) =>
+  `media-nodes.${cluster}.${kind}`;
+/** Every presence message of a cluster, in the order each node sent them (one subscription keeps that order). */
+export const mediaPresenceOf = (cluster: string) => `media-nodes.${cluster}.*`;
+/** The kind in a `media-nodes.<cluster>.<kind>` subject. */
+export const presenceKindOf = (subject: string) => subject.slice(subject.lastIndexOf('.') + 1);
+
+const count = z.number().int().min(0);
+
+export const mediaNodeHeartbeatSchema = z.looseObject({
+  nodeId: z.string().regex(MEDIA_NODE_ID),
+  /** When the next heartbeat is due; the registry's expiry scales with it. */
+  intervalMs: z.number().int().positive().max(60_000),
+  /** Live mediasoup workers; a node with none cannot host a stream. */
+  workers: count,
+  routers: count,
+  transports: count,
+  producers: count,
+  consumers: count,
+  /** consumers + transports over every worker: what placement compares (per worker). */
+  load: count,
+});
+export type MediaNodeHeartbeat = z.infer<typeof mediaNodeHeartbeatSchema>;
+
+export const mediaNodeGoodbyeSchema = z.looseObject({ nodeId: z.string().regex(MEDIA_NODE_ID) });
+export type MediaNodeGoodbye = z.infer<typeof mediaNodeGoodbyeSchema>;
