@@ -12,12 +12,15 @@
  *   view of who produces), the edge stops the stream with its service identity.
  * - The same timer starts when a stream starts (`stream.started` on the bus, seen by every
  *   edge): a broadcaster who went live but never joins does not leave it live for ever.
+ * - And when the edge starts, for every stream the control plane lists as live: the timers
+ *   of an edge that died (deploy, crash) died with it, so its orphans are adopted.
  */
 import { z } from 'zod';
 import { toVezaError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import type { StreamInfo } from '../../proto/gen/veza/stream/stream.js';
 import type {
   IceServer,
   NotificationFrame,
@@ -96,6 +99,31 @@ const broadcasterEvent = z.object({
 /** How many ended stream ids the edge remembers (to refuse late joins and re-opens). */
 const ENDED_MEMORY = 10_000;
 
+/** ListStreams' largest page (LIST_MAX_LIMIT of the control plane's validation). */
+const ADOPT_PAGE = 100;
+/** Backoff between attempts to list the live streams at start while the control plane is unreachable. */
+const ADOPT_RETRY_MIN_MS = 1_000;
+const ADOPT_RETRY_MAX_MS = 30_000;
+
+/** Exponential backoff (1 s, 2 s, 4 s, ... 30 s) with equal jitter, so restarted edges do not ask in step. */
+function adoptRetryMs(attempt: number): number {
+  const ceiling = Math.min(ADOPT_RETRY_MAX_MS, ADOPT_RETRY_MIN_MS * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}
+
+function streamMetaOf(info: StreamInfo): StreamMeta {
+  return {
+    streamId: info.streamId,
+    ownerId: info.ownerId,
+    ownerUsername: info.ownerUsername,
+    title: info.title,
+    status: info.status,
+    isPublic: info.isPublic,
+    allowAnonymous: info.allowAnonymous,
+    mediaNodeId: info.mediaNodeId,
+  };
+}
+
 interface GraceTimer {
   timer: ReturnType<typeof setTimeout>;
   meta: StreamMeta;
@@ -112,6 +140,8 @@ export class SignalingHub {
   readonly #ended = new Set<number>();
   readonly #subscriptions: Subscription[] = [];
   readonly #offs: Array<() => void> = [];
+  /** Wakes the adoption loop's pending backoff, so close() does not wait for it. */
+  readonly #wakeups = new Set<() => void>();
   readonly #notifyCount;
   readonly #reportCount;
   #closing = false;
@@ -211,6 +241,10 @@ export class SignalingHub {
       }),
     );
     await Promise.all(this.#subscriptions.map((subscription) => subscription.ready));
+    // After the subscriptions: a stream that ends, or whose broadcaster shows up elsewhere,
+    // once it is listed still reaches us. In the background: the edge starts without the
+    // control plane and keeps asking it.
+    void this.#adoptLiveStreams();
   }
 
   media(meta: StreamMeta): MediaNodeApi {
@@ -234,16 +268,7 @@ export class SignalingHub {
       const response = await this.#options.controlPlane.stream.getStreamInfo({ streamId }, context);
       const info = response.stream;
       if (!info) throw new Error('GetStreamInfo returned no stream');
-      return {
-        streamId: info.streamId,
-        ownerId: info.ownerId,
-        ownerUsername: info.ownerUsername,
-        title: info.title,
-        status: info.status,
-        isPublic: info.isPublic,
-        allowAnonymous: info.allowAnonymous,
-        mediaNodeId: info.mediaNodeId,
-      };
+      return streamMetaOf(info);
     } catch (error) {
       const code = toVezaError(error).code;
       if (known && (code === 'not_found' || code === 'unauthenticated')) {
@@ -326,6 +351,7 @@ export class SignalingHub {
     for (const off of this.#offs) off();
     for (const { timer } of this.#grace.values()) clearTimeout(timer);
     this.#grace.clear();
+    for (const wake of [...this.#wakeups]) wake();
     this.#notifyCount.close();
     this.#reportCount.close();
   }
@@ -382,6 +408,94 @@ export class SignalingHub {
       },
       'stream started: waiting for its broadcaster',
     );
+  }
+
+  /**
+   * Starts the grace timer of every live stream the control plane lists that has no
+   * broadcaster on this edge: after an edge restart nothing else would ever end a stream
+   * whose broadcaster was on the old edge and never comes back.
+   *
+   * Every edge adopts every live stream, including those whose broadcaster is connected to
+   * another edge, and no bus event cancels that timer (the broadcaster announced itself
+   * before this edge subscribed). That is correct whichever edge fires, because the stop
+   * decision in #graceExpired does not rest on the firing edge's local view: it asks the
+   * stream's media node, shared by all edges, whether anyone produces now, and StopStream is
+   * idempotent (two edges stopping the same orphan end it once). A broadcaster producing
+   * through any edge keeps the stream; one that comes back within the grace cancels the timer
+   * (here: `joined`; elsewhere: `signaling.broadcaster.<id>`). What is left is what the
+   * check itself trusts, as for the other timers: a broadcaster connected elsewhere but
+   * without a producer at that instant (re-negotiating after a worker restart), or a media
+   * node that cannot be reached, counts as nobody producing; and a producer the media node
+   * still holds for a connection of an edge that crashed counts as someone producing.
+   *
+   * ListStreams has no cursor (newest first, at most ADOPT_PAGE): when a page is full, the
+   * list is read again once the adopted timers have run, since the streams they ended have
+   * left it and older ones have moved up; it stops when a read brings nothing new.
+   */
+  async #adoptLiveStreams(): Promise<void> {
+    const listed = new Set<number>();
+    let failures = 0;
+    while (!this.#closing) {
+      let streams: StreamInfo[];
+      try {
+        ({ streams } = await this.#options.controlPlane.stream.listStreams({ limit: ADOPT_PAGE }));
+      } catch (error) {
+        if (this.#closing) return;
+        failures += 1;
+        const retryInMs = adoptRetryMs(failures);
+        this.#log.warn(
+          { err: error, attempt: failures, retryInMs },
+          'could not list the live streams to adopt; retrying',
+        );
+        await this.#sleep(retryInMs);
+        continue;
+      }
+      failures = 0;
+      let fresh = 0;
+      let adopted = 0;
+      for (const info of streams) {
+        if (listed.has(info.streamId)) continue;
+        listed.add(info.streamId);
+        fresh += 1;
+        if (this.#adopt(info)) adopted += 1;
+      }
+      this.#log.info({ listed: streams.length, adopted }, 'live streams adopted');
+      if (streams.length < ADOPT_PAGE) return;
+      if (fresh === 0) {
+        this.#log.warn(
+          { live: streams.length },
+          'more live streams than one ListStreams page: older ones were not adopted',
+        );
+        return;
+      }
+      await this.#sleep(this.#options.graceMs + 1_000);
+    }
+  }
+
+  /** Starts the grace timer of a listed live stream; false when this edge has nothing to wait for. */
+  #adopt(info: StreamInfo): boolean {
+    const streamId = info.streamId;
+    if (this.#closing || info.status !== 'live') return false;
+    // Ended since, its broadcaster is here, or a timer runs already (stream.started): leave it.
+    if (this.#ended.has(streamId) || this.#broadcasters.has(streamId) || this.#grace.has(streamId)) {
+      return false;
+    }
+    this.#startGrace(streamMetaOf(info), 'live stream adopted: waiting for its broadcaster');
+    return true;
+  }
+
+  /** A timer close() cuts short. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakeups.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      timer.unref?.();
+      this.#wakeups.add(wake);
+    });
   }
 
   #cancelGrace(streamId: number): void {

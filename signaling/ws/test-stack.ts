@@ -39,6 +39,23 @@ export interface TestLogin {
   fresh(): Promise<string>;
 }
 
+/** Another edge of the stack: its own HTTP port and hub, the stack's control plane, bus and media node. */
+export interface TestEdge {
+  edge: Edge;
+  /** `http://127.0.0.1:<port>` of this edge. */
+  baseUrl: string;
+  /** `ws://127.0.0.1:<port>/ws` (no query). */
+  wsUrl: string;
+}
+
+export interface EdgeOptions {
+  /** Names the edge in peer ids and bus messages (default: a new one, as a restarted process gets). */
+  edgeId?: string;
+  /** The edge's control-plane client (default the stack's). */
+  controlPlane?: ControlPlaneClient;
+  log?: Logger;
+}
+
 export interface SignalingStack {
   config: Config;
   log: Logger;
@@ -57,6 +74,11 @@ export interface SignalingStack {
   signIn(user: TestUser): Promise<TestLogin>;
   startStream(owner: TestUser, options?: { isPublic?: boolean; allowAnonymous?: boolean }): Promise<number>;
   stopStream(owner: TestUser, streamId: number): Promise<void>;
+  /**
+   * Starts one more edge against the same control plane, bus and media node (a second edge
+   * of a cluster, or the edge restarted after `edge.close()`); the stack closes it.
+   */
+  startEdge(options?: EdgeOptions): Promise<TestEdge>;
   close(): Promise<void>;
 }
 
@@ -120,24 +142,30 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
     } else {
       gateway = directMediaGateway(media);
     }
-    const edge = await startEdge({
-      config,
-      log,
-      controlPlane: client,
-      blobs: ports.blobs,
-      routerRtpCapabilities: routerCapabilitiesProvider(gateway),
-      extensions: [
-        signalingExtension({
-          bus: ports.bus,
-          media: gateway,
-          listenerNotifyMs: 50,
-          listenerReportMs: 100,
-          ...(options.limits ? { limits: options.limits } : {}),
-        }),
-      ],
-      shutdownGraceMs: 1000,
-    });
-    closers.push(() => edge.close());
+    const launchEdge = async (edgeOptions: EdgeOptions = {}): Promise<TestEdge> => {
+      const edge = await startEdge({
+        config,
+        log: edgeOptions.log ?? log,
+        controlPlane: edgeOptions.controlPlane ?? client,
+        blobs: ports.blobs,
+        routerRtpCapabilities: routerCapabilitiesProvider(gateway),
+        extensions: [
+          signalingExtension({
+            bus: ports.bus,
+            media: gateway,
+            listenerNotifyMs: 50,
+            listenerReportMs: 100,
+            ...(options.limits ? { limits: options.limits } : {}),
+            ...(edgeOptions.edgeId ? { edgeId: edgeOptions.edgeId } : {}),
+          }),
+        ],
+        shutdownGraceMs: 1000,
+      });
+      closers.push(() => edge.close());
+      return { edge, baseUrl: `http://127.0.0.1:${edge.port}`, wsUrl: `ws://127.0.0.1:${edge.port}/ws` };
+    };
+    // The first edge is named by config.nodeId, as in a real process.
+    const { edge } = await launchEdge({ edgeId: config.nodeId });
 
     const password = 'Correct-Horse-42';
     const createUser = async (): Promise<TestUser> => {
@@ -219,6 +247,11 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
       async stopStream(owner, streamId) {
         await client.stream.stopStream({ streamId, reason: '' }, { token: owner.token });
       },
+      startEdge: (edgeOptions = {}) =>
+        launchEdge({
+          ...edgeOptions,
+          edgeId: edgeOptions.edgeId ?? `edge-${randomBytes(4).toString('hex')}`,
+        }),
       close,
     };
   } catch (error) {
