@@ -91,6 +91,12 @@ const schema = z.object({
   TURN_URLS: csv(z.string().regex(/^turns?:/, 'TURN urls start with turn: or turns:')).default([]),
   TURN_USERNAME: optionalString,
   TURN_CREDENTIAL: optionalString,
+  /**
+   * coturn's `static-auth-secret` (its TURN REST API): each client gets its own credential,
+   * valid for TURN_CREDENTIAL_TTL_S, instead of one shared username and password.
+   */
+  TURN_SECRET: optionalString,
+  TURN_CREDENTIAL_TTL_S: positiveInt.default(86_400),
   STREAM_GRACE_S: nonNegativeInt.default(30),
 
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
@@ -158,6 +164,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (!value.S3_ACCESS_KEY_ID !== !value.S3_SECRET_ACCESS_KEY) {
     throw new ConfigError('invalid configuration: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together');
+  }
+  if (value.TURN_SECRET && (value.TURN_USERNAME || value.TURN_CREDENTIAL)) {
+    throw new ConfigError(
+      'invalid configuration: TURN_SECRET (per-client credentials) replaces TURN_USERNAME and TURN_CREDENTIAL: set one or the other',
+    );
+  }
+  if (value.TURN_SECRET && value.TURN_URLS.length === 0) {
+    throw new ConfigError('invalid configuration: TURN_SECRET is set without TURN_URLS');
   }
   if (value.MEDIA_RTC_MIN_PORT > value.MEDIA_RTC_MAX_PORT) {
     throw new ConfigError('invalid configuration: MEDIA_RTC_MIN_PORT must not exceed MEDIA_RTC_MAX_PORT');

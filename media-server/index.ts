@@ -64,7 +64,7 @@ export {
 } from './bus-protocol.js';
 export { type MediaNodeService, type ServeMediaNodeOptions, serveMediaNodeOverBus } from './bus-server.js';
 export { MEDIA_CODECS, OPUS } from './codecs.js';
-export { type IceServer, iceServers } from './ice-servers.js';
+export { type IceServer, type IceServerRequest, iceServers, turnRestCredential } from './ice-servers.js';
 export type { AudioLevelSettings } from './live-stream.js';
 export { type StartMediaNodeOptions, startMediaNode } from './media-node.js';
 export { firstNonInternalIPv4, transportListenIp } from './network.js';

@@ -57,7 +57,8 @@ export interface HubOptions {
   media: MediaGateway;
   edgeId: string;
   graceMs: number;
-  iceServers: IceServer[];
+  /** The ICE servers for one user's transports (TURN credentials can be per user). */
+  iceServers: (userId: number) => IceServer[];
   log: Logger;
   /** Minimum gap between listener-count notifications of one stream (default 250 ms). */
   listenerNotifyMs?: number;
@@ -131,7 +132,7 @@ interface GraceTimer {
 
 export class SignalingHub {
   readonly edgeId: string;
-  readonly iceServers: IceServer[];
+  readonly iceServers: (userId: number) => IceServer[];
   readonly #options: HubOptions;
   readonly #log: Logger;
   readonly #sessions = new Map<number, Set<PeerSession>>();

@@ -399,7 +399,7 @@ export class PeerSession {
         streamId,
         role,
         rtpCapabilities: sameJson<RtpCapabilities>(opened.rtpCapabilities),
-        iceServers: this.#hub.iceServers,
+        iceServers: this.#hub.iceServers(this.auth.userId),
         listenerCount,
         stream: { title: meta.title, ownerId: meta.ownerId, ownerUsername: meta.ownerUsername },
       };
@@ -429,7 +429,7 @@ export class PeerSession {
         iceParameters: info.iceParameters,
         iceCandidates: sameJson<IceCandidate[]>(info.iceCandidates),
         dtlsParameters: sameJson<DtlsParameters>(info.dtlsParameters),
-        iceServers: this.#hub.iceServers,
+        iceServers: this.#hub.iceServers(this.auth.userId),
       };
     },
 

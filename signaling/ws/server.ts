@@ -118,7 +118,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     media: options.media,
     edgeId: options.edgeId ?? config.nodeId,
     graceMs: config.STREAM_GRACE_S * 1000,
-    iceServers: iceServers(config),
+    iceServers: (userId) => iceServers(config, { userId }),
     log,
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),

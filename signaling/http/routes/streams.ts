@@ -164,7 +164,7 @@ export function registerStreamRoutes(routes: RouteRegistrar, deps: StreamRouteDe
           stream_id: started.id,
           chat_room_id: started.chat_room_id,
           signaling_url: signalingUrl(deps.config),
-          ice_servers: iceServers(deps.config),
+          ice_servers: iceServers(deps.config, { userId: started.owner_id }),
           router_rtp_capabilities: response.stream ? await capabilitiesFor(request, response.stream) : null,
         },
         201,
