@@ -45,15 +45,21 @@ function typingText(usernames: readonly string[]): string {
 export function chatPanel(options: ChatPanelOptions): { element: HTMLElement; dispose(): void } {
   panelCount += 1;
   const ids = { heading: `chat-heading-${panelCount}`, input: `chat-input-${panelCount}` };
-  const log = h('ol', {
-    class: 'chat-log',
-    role: 'log',
-    'aria-live': 'polite',
-    'aria-relevant': 'additions',
-    'aria-labelledby': ids.heading,
-    tabindex: 0,
-    'data-testid': 'chat-log',
-  });
+  // The messages are a list inside the log: role=log is not allowed on an <ol> itself.
+  const list = h('ol', { class: 'chat-list' });
+  const log = h(
+    'div',
+    {
+      class: 'chat-log',
+      role: 'log',
+      'aria-live': 'polite',
+      'aria-relevant': 'additions',
+      'aria-labelledby': ids.heading,
+      tabindex: 0,
+      'data-testid': 'chat-log',
+    },
+    list,
+  );
   const older = h('button', { type: 'button', hidden: true }, 'Load earlier messages');
   const typing = h('p', { class: 'hint chat-typing', 'aria-live': 'polite', 'data-testid': 'chat-typing' });
   const input = h('input', {
@@ -202,6 +208,8 @@ export function chatPanel(options: ChatPanelOptions): { element: HTMLElement; di
         reportForm.remove();
         button.disabled = true;
         button.textContent = 'Reported';
+        // The accessible name must keep containing the visible text (WCAG 2.5.3).
+        button.setAttribute('aria-label', `Reported message from ${message.username}`);
         status.info('Thanks: the moderators will look at it.');
       } catch (error) {
         submit.disabled = false;
@@ -221,7 +229,7 @@ export function chatPanel(options: ChatPanelOptions): { element: HTMLElement; di
     else {
       const after = chat?.room(roomId)?.messages[info.index + 1];
       const before = after ? items.get(after.messageId) : undefined;
-      log.insertBefore(node, before ?? null);
+      list.insertBefore(node, before ?? null);
     }
     items.set(message.messageId, node);
     if (stick) log.scrollTop = log.scrollHeight;
@@ -237,7 +245,7 @@ export function chatPanel(options: ChatPanelOptions): { element: HTMLElement; di
     chat = null;
     roomId = 0;
     items.clear();
-    log.replaceChildren();
+    list.replaceChildren();
     typing.textContent = '';
     older.hidden = true;
   };

@@ -95,8 +95,12 @@ export function listenPage(rawId: string) {
       const heading = h('h1', {}, 'Listen');
       const status = statusLine('listen-status');
       main.append(heading, status.element);
-      if (streamId === null) {
+      const notFound = () => {
         heading.textContent = 'Stream not found';
+        document.title = 'Stream not found · Veza Live';
+      };
+      if (streamId === null) {
+        notFound();
         status.error('This address does not name a stream.');
         return;
       }
@@ -106,7 +110,7 @@ export function listenPage(rawId: string) {
         info = await restApi.getStream(String(streamId), await accessToken());
       } catch (error) {
         if (error instanceof ApiError && error.status === 404) {
-          heading.textContent = 'Stream not found';
+          notFound();
           status.error('There is no stream at this address. It may have been removed.');
           main.append(h('p', {}, h('a', { href: '/' }, 'See who is live now.')));
           return;

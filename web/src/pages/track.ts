@@ -37,6 +37,10 @@ function drawWaveform(canvas: HTMLCanvasElement, peaks: readonly number[], playe
   const context = canvas.getContext('2d');
   if (!context) return;
   const { width, height } = canvas;
+  // The page's palette (light or dark): both colours keep 3:1 against the background.
+  const style = getComputedStyle(canvas);
+  const playedColor = style.getPropertyValue('--accent').trim() || '#0b57d0';
+  const restColor = style.getPropertyValue('--border').trim() || '#8a909c';
   context.clearRect(0, 0, width, height);
   const max = Math.max(1e-9, ...peaks.map(Math.abs));
   const step = width / Math.max(1, peaks.length);
@@ -44,9 +48,15 @@ function drawWaveform(canvas: HTMLCanvasElement, peaks: readonly number[], playe
   peaks.forEach((peak, index) => {
     const x = index * step;
     const bar = Math.max(1, (Math.abs(peak) / max) * middle);
-    context.fillStyle = x / width < played ? '#7c3aed' : '#9ca3af';
+    context.fillStyle = x / width < played ? playedColor : restColor;
     context.fillRect(x, middle - bar, Math.max(1, step), bar * 2);
   });
+}
+
+/** Seconds as m:ss. */
+function clock(seconds: number): string {
+  const whole = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, '0')}`;
 }
 
 export function trackPage(trackId: string) {
@@ -62,6 +72,10 @@ export function trackPage(trackId: string) {
         'data-testid': 'waveform',
         role: 'slider',
         'aria-label': 'Waveform: click to seek',
+        'aria-valuemin': 0,
+        'aria-valuemax': 100,
+        'aria-valuenow': 0,
+        'aria-valuetext': 'Not loaded',
         tabindex: 0,
         class: 'waveform',
       });
@@ -71,10 +85,19 @@ export function trackPage(trackId: string) {
       let peaks: number[] = [];
       const redraw = () => {
         const duration = Number.isFinite(player.duration) ? player.duration : 0;
-        drawWaveform(canvas, peaks, duration > 0 ? player.currentTime / duration : 0);
+        const fraction = duration > 0 ? player.currentTime / duration : 0;
+        drawWaveform(canvas, peaks, fraction);
+        // The slider's value for assistive technology: the position, in percent and in time.
+        canvas.setAttribute('aria-valuenow', String(Math.round(fraction * 100)));
+        canvas.setAttribute(
+          'aria-valuetext',
+          duration > 0 ? `${clock(player.currentTime)} of ${clock(duration)}` : 'Not loaded',
+        );
       };
       player.addEventListener('timeupdate', redraw);
       player.addEventListener('seeked', redraw);
+      player.addEventListener('loadedmetadata', redraw);
+      matchMedia('(prefers-color-scheme: dark)').addEventListener('change', redraw);
 
       const seekTo = (fraction: number) => {
         const duration = Number.isFinite(player.duration) ? player.duration : 0;
