@@ -232,6 +232,12 @@ describe('accessibility of the web app (axe-core: WCAG 2.1 A and AA and best pra
       await tabTo(studio, 'sign-in');
       await studio.keyboard.press('Enter');
       await studio.getByTestId('title').waitFor();
+      // The form is replaced by the studio: focus goes to its first heading, not back to <body>.
+      await expect
+        .poll(() =>
+          studio.evaluate(() => `${document.activeElement?.tagName} ${document.activeElement?.textContent}`),
+        )
+        .toBe('H2 Microphone');
     } catch (error) {
       await explain(error);
     }

@@ -64,6 +64,12 @@ export function authForm(heading: string): HTMLElement {
   );
 
   const busy = (on: boolean) => {
+    // A disabled button drops focus to <body>; keep it in the form so that the view
+    // replacing the form on success can take it over (replaceContent).
+    if (on && form.contains(document.activeElement)) {
+      form.tabIndex = -1;
+      form.focus({ preventScroll: true });
+    }
     signInButton.disabled = on;
     signUpButton.disabled = on;
     form.setAttribute('aria-busy', String(on));

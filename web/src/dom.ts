@@ -64,3 +64,22 @@ export function field(
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Replaces a container's content (a sign-in form by the signed-in view, say) without losing
+ * the keyboard user: when focus was inside the old content it moves to the new content's
+ * first heading (or first control), instead of falling back to the page body.
+ */
+export function replaceContent(container: Element, ...children: Child[]): void {
+  const hadFocus = container.contains(document.activeElement);
+  container.replaceChildren();
+  append(container, ...children);
+  if (!hadFocus) return;
+  const heading = container.querySelector<HTMLElement>('h1, h2, h3');
+  if (heading) {
+    if (!heading.hasAttribute('tabindex')) heading.setAttribute('tabindex', '-1');
+    heading.focus();
+    return;
+  }
+  container.querySelector<HTMLElement>('input, select, textarea, button, a[href]')?.focus();
+}

@@ -10,7 +10,7 @@ import type { ChatClient, ModerationItem } from '../../../signaling/client/index
 import { currentSession } from '../auth.js';
 import { authForm } from '../auth-form.js';
 import { isModerator, type LiveChat, onLiveChat } from '../chat/live.js';
-import { errorMessage, field, h, statusLine } from '../dom.js';
+import { errorMessage, field, h, replaceContent, statusLine } from '../dom.js';
 
 const PAGE_SIZE = 25;
 const MUTE_OPTIONS: Array<[string, number]> = [
@@ -43,18 +43,19 @@ export function moderationPage() {
       onLiveChat((live) => {
         for (const off of offs.splice(0)) off();
         if (!live || !currentSession()) {
-          container.replaceChildren(authForm('Sign in to moderate'));
+          replaceContent(container, authForm('Sign in to moderate'));
           return;
         }
         if (!isModerator()) {
-          container.replaceChildren(
+          replaceContent(
+            container,
             h('p', { role: 'status' }, 'This page is for moderators. Your account does not have that role.'),
           );
           return;
         }
         const view = queueView(live);
         offs = view.offs;
-        container.replaceChildren(view.element);
+        replaceContent(container, view.element);
       });
     },
   };

@@ -2,7 +2,7 @@
 import { restApi, type TrackInfo } from '../api.js';
 import { currentSession, onSessionChange, type Session, withToken } from '../auth.js';
 import { authForm } from '../auth-form.js';
-import { errorMessage, h, statusLine } from '../dom.js';
+import { errorMessage, h, replaceContent, statusLine } from '../dom.js';
 import { describeStatus, trackLink } from './tracks-view.js';
 
 function item(track: TrackInfo): HTMLElement {
@@ -27,7 +27,7 @@ export function myTracksPage() {
       );
       const show = (session: Session | null) => {
         if (!session) {
-          container.replaceChildren(authForm('Sign in to see your tracks'));
+          replaceContent(container, authForm('Sign in to see your tracks'));
           return;
         }
         const list = h('ul', {
@@ -36,7 +36,7 @@ export function myTracksPage() {
           'data-testid': 'track-list',
         });
         const status = statusLine('tracks-status');
-        container.replaceChildren(status.element, list);
+        replaceContent(container, status.element, list);
         void withToken((token) => restApi.listTracks(token))
           .then((tracks) => {
             list.replaceChildren(...tracks.map(item));

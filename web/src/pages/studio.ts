@@ -23,7 +23,7 @@ import {
 import { authForm } from '../auth-form.js';
 import { chatPanel } from '../chat/panel.js';
 import { exposeDebug } from '../debug.js';
-import { errorMessage, field, h, statusLine } from '../dom.js';
+import { errorMessage, field, h, replaceContent, statusLine } from '../dom.js';
 import { animateMeter, dbToUnit, type LocalLevel, localLevel } from '../level-meter.js';
 import { signalingBase } from '../signaling-url.js';
 
@@ -401,12 +401,12 @@ export function studioPage() {
         disposeCurrent?.();
         disposeCurrent = null;
         if (!session) {
-          container.replaceChildren(authForm('Sign in to go live'));
+          replaceContent(container, authForm('Sign in to go live'));
           return;
         }
         const view = studio(session);
         disposeCurrent = view.dispose;
-        container.replaceChildren(view.element);
+        replaceContent(container, view.element);
       };
       show(currentSession());
       onSessionChange(show);

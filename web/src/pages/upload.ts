@@ -8,7 +8,7 @@ import { restApi, uploadTrack } from '../api.js';
 import { currentSession, onSessionChange, type Session, withToken } from '../auth.js';
 import { authForm } from '../auth-form.js';
 import { liveChat } from '../chat/live.js';
-import { errorMessage, field, h, statusLine } from '../dom.js';
+import { errorMessage, field, h, replaceContent, statusLine } from '../dom.js';
 import { showStatus, statusBadge, trackLink } from './tracks-view.js';
 
 const POLL_MS = 2000;
@@ -176,12 +176,12 @@ export function uploadPage() {
         dispose?.();
         dispose = null;
         if (!session) {
-          container.replaceChildren(authForm('Sign in to upload'));
+          replaceContent(container, authForm('Sign in to upload'));
           return;
         }
         const view = uploader(session);
         dispose = view.dispose;
-        container.replaceChildren(view.element);
+        replaceContent(container, view.element);
       };
       show(currentSession());
       onSessionChange(show);
