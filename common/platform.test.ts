@@ -21,6 +21,8 @@ interface RunningPlatform {
   child: ChildProcess;
   httpPort: number;
   exited: Promise<number | null>;
+  /** Log lines at level error (50) or above, so far. */
+  errors: string[];
 }
 
 /** Starts `node common/main.ts` like `npm start` does and waits for its "ready" log line. */
@@ -34,6 +36,10 @@ async function startProcess(env: Record<string, string>): Promise<RunningPlatfor
   const stderr: string[] = [];
   child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   const lines = createInterface({ input: child.stdout! });
+  const errors: string[] = [];
+  lines.on('line', (line) => {
+    if (/"level":(5|6)0/.test(line)) errors.push(line);
+  });
   const httpPort = await new Promise<number>((resolve, reject) => {
     lines.on('line', (line) => {
       if (!line.includes('Veza Live is ready')) return;
@@ -41,7 +47,7 @@ async function startProcess(env: Record<string, string>): Promise<RunningPlatfor
     });
     exited.then((code) => reject(new Error(`platform exited with ${code} before ready: ${stderr.join('')}`)));
   });
-  return { child, httpPort, exited };
+  return { child, httpPort, exited, errors };
 }
 
 async function post(base: string, route: string, body: unknown, token?: string) {
@@ -77,7 +83,9 @@ describe('standalone mode, as npm start runs it', () => {
       HTTP_PORT: '0',
       GRPC_PORT: '0',
       EMBEDDED_PG_PORT: String(await freePort()),
-      VEZA_ROLES: 'control-plane,signaling',
+      // Every role, as npm start runs it: the drain must close them all before PostgreSQL.
+      MEDIA_WORKERS: '1',
+      WORKER_CONCURRENCY: '1',
       LOG_LEVEL: 'info',
     };
 
@@ -93,6 +101,7 @@ describe('standalone mode, as npm start runs it', () => {
 
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
+    expect(first.errors).toEqual([]);
 
     // Same data directory: the account, the session and the signing key survive.
     const second = await startProcess(env);
@@ -104,6 +113,7 @@ describe('standalone mode, as npm start runs it', () => {
     expect(refreshed.status).toBe(200);
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+    expect(second.errors).toEqual([]);
   }, 90_000);
 
   it('refuses a bad configuration naming the variable', async () => {
