@@ -182,13 +182,17 @@ async function build(tmp, log) {
   log(`mediasoup-worker: built in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
-/** Checks the packed tarball against the lockfile, so the registry cannot hand us different code. */
-function verifyIntegrity(tarball) {
-  const lock = JSON.parse(readFileSync(LOCKFILE, 'utf8'));
+/**
+ * Checks the packed tarball against the lockfile, so the registry cannot hand us different code.
+ * @param {string} tarball
+ * @param {string} [lockfile] package-lock.json (the project's by default)
+ */
+export function verifyIntegrity(tarball, lockfile = LOCKFILE) {
+  const lock = JSON.parse(readFileSync(lockfile, 'utf8'));
   const entry = lock.packages?.['node_modules/mediasoup'];
   if (entry?.version !== VERSION || !entry.integrity?.startsWith('sha512-')) {
     throw new Error(
-      `mediasoup-worker: ${LOCKFILE} must pin mediasoup ${VERSION} with a sha512 integrity ` +
+      `mediasoup-worker: ${lockfile} must pin mediasoup ${VERSION} with a sha512 integrity ` +
         `(found ${entry?.version ?? 'none'}); this script and its patch are for ${VERSION} only`,
     );
   }

@@ -33,15 +33,17 @@ let aptUpdated = false;
  * @param {string[]} names Debian package names
  * @param {string} why What needs them, for the messages
  * @param {(line: string) => void} log
+ * @param {{ install?: boolean }} [options] install: false only checks (tests; default: install when root)
  */
-export function ensureDebianPackages(names, why, log) {
+export function ensureDebianPackages(names, why, log, options = {}) {
   const missing = missingDebianPackages(names);
   if (missing === null) {
     log(`dpkg-query not found, cannot check the Debian packages ${why} needs (${names.join(' ')}); going on`);
     return;
   }
   if (missing.length === 0) return;
-  const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
+  const canInstall =
+    options.install !== false && process.getuid?.() === 0 && spawnSync('apt-get', ['--version']).status === 0;
   if (canInstall) {
     log(`installing Debian packages for ${why}: ${missing.join(' ')}`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
