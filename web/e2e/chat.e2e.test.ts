@@ -4,21 +4,11 @@
  * in from the chat panel and writes; the message appears on the broadcaster's page. A toxic
  * message gets the "not sent" notice instead, and the broadcaster can report the listener's.
  */
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChatStack, startChatStack } from '../../signaling/ws/chat/test-stack.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
-import { launchChromium, recordConsole, statusLines } from './chromium.js';
-
-const PASSWORD = 'Correct horse battery 9';
-
-async function signUpAndIn(page: Page, email: string): Promise<void> {
-  await page.getByTestId('email').fill(email);
-  await page.getByTestId('password').fill(PASSWORD);
-  await page.getByTestId('sign-up').click();
-  await expect.poll(() => page.getByTestId('auth-status').textContent()).toContain('Account created');
-  await page.getByTestId('sign-in').click();
-}
+import { launchChromium, recordConsole, signUpAndIn, statusLines } from './chromium.js';
 
 describe('chat in the browser', () => {
   let stack: ChatStack;

@@ -3,6 +3,7 @@
  * ../shared/notes/environment.md, and the small page helpers every e2e test uses.
  */
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 
 /** Without the autoplay flag, decoded audio energy often stays 0 (environment.md). */
 export const CHROMIUM_ARGS = [
@@ -97,4 +98,16 @@ export async function statusLines(pages: Page[], selector = '[role=status]'): Pr
     ),
   );
   return lines.join('\n');
+}
+
+export const PASSWORD = 'Correct horse battery 9';
+
+/** Creates an account with the page's sign-in form and signs in with it; resolves once the form is gone. */
+export async function signUpAndIn(page: Page, email: string): Promise<void> {
+  await page.getByTestId('email').fill(email);
+  await page.getByTestId('password').fill(PASSWORD);
+  await page.getByTestId('sign-up').click();
+  await expect.poll(() => page.getByTestId('auth-status').textContent()).toContain('Account created');
+  await page.getByTestId('sign-in').click();
+  await page.getByTestId('sign-in').waitFor({ state: 'detached' });
 }

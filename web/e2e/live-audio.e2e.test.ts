@@ -10,10 +10,15 @@ import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Platform } from '../../common/platform.js';
-import { type InboundAudio, inboundAudio, launchChromium, recordConsole, statusLines } from './chromium.js';
+import {
+  type InboundAudio,
+  inboundAudio,
+  launchChromium,
+  recordConsole,
+  signUpAndIn,
+  statusLines,
+} from './chromium.js';
 import { type E2ePlatform, startE2ePlatform } from './platform.js';
-
-const PASSWORD = 'Correct horse battery 9';
 
 /**
  * A microphone that talks and pauses: a 440 Hz tone (-9 dBFS RMS) for 1.5 s, then 1.5 s of
@@ -29,15 +34,6 @@ async function talkingMicrophoneWav(dir: string): Promise<string> {
     ...['-c:a', 'pcm_s16le', '-y', file],
   ]);
   return file;
-}
-
-async function signUpAndIn(studio: Page, email: string): Promise<void> {
-  await studio.getByTestId('email').fill(email);
-  await studio.getByTestId('password').fill(PASSWORD);
-  await studio.getByTestId('sign-up').click();
-  await expect.poll(() => studio.getByTestId('auth-status').textContent()).toContain('Account created');
-  await studio.getByTestId('sign-in').click();
-  await studio.getByTestId('title').waitFor();
 }
 
 async function goLive(studio: Page, title: string): Promise<string> {
