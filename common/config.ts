@@ -98,6 +98,11 @@ const schema = z.object({
   TURN_SECRET: optionalString,
   TURN_CREDENTIAL_TTL_S: positiveInt.default(86_400),
   STREAM_GRACE_S: nonNegativeInt.default(30),
+  /**
+   * Cluster mode: how often media nodes and edges announce themselves on the bus; one that misses
+   * three of its heartbeats is taken for dead (its streams move, its peers are closed).
+   */
+  PRESENCE_HEARTBEAT_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
 
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
 

@@ -99,6 +99,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       if (config.VEZA_MODE === 'cluster') {
         const service = serveMediaNodeOverBus(ports.bus, node, config.nodeId, log, {
           cluster: config.MEDIA_CLUSTER,
+          heartbeatMs: config.PRESENCE_HEARTBEAT_MS,
         });
         served = service;
         closers.push(() => service.close());

@@ -125,6 +125,12 @@ export interface MediaNode {
 
   /** Closes the peer's transports, producer and consumers; idempotent. */
   closePeer(peerId: string): Promise<void>;
+  /**
+   * Closes every peer whose id starts with `prefix` (the peers of an edge that is gone, see
+   * bus-protocol.ts's edgePeerPrefix), their producers with reason `edge-lost`; returns how many.
+   * Not callable over the bus: the node's own presence watch calls it.
+   */
+  closePeersOf(prefix: string): Promise<number>;
 
   getStats(peerId: string): Promise<PeerStats>;
   listenerCount(streamId: string): Promise<number>;

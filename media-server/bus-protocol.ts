@@ -9,13 +9,26 @@
  *   JSON already (see api.ts); the node validates the arguments as it does for in-process callers, and
  *   its VezaErrors arrive with their code and message.
  * - Events: `media-events.<nodeId>.<event>`, one payload each.
- * - Presence: `media-nodes.<cluster>.heartbeat` every few seconds with the node's load,
- *   `media-nodes.<cluster>.goodbye` when it drains (SIGTERM), and `media-nodes.<cluster>.probe`,
- *   which asks every node to send its heartbeat now (a control plane that just started). `<cluster>`
- *   (MEDIA_CLUSTER) keeps deployments, or test runs, that share a NATS server from placing streams on
- *   each other's nodes.
+ * - Presence (the mechanism is common/presence.ts): `media-nodes.<cluster>.heartbeat` every few
+ *   seconds with the node's load, `media-nodes.<cluster>.goodbye` when it drains (SIGTERM), and
+ *   `media-nodes.<cluster>.probe`, which asks every node to send its heartbeat now (a control plane
+ *   that just started). Edges announce themselves the same way on `edges.<cluster>.*`, for the media
+ *   nodes, which close the peers of an edge that is gone. `<cluster>` (MEDIA_CLUSTER) keeps
+ *   deployments, or test runs, that share a NATS server from placing streams on each other's nodes.
  */
 import { z } from 'zod';
+import {
+  PRESENCE_HEARTBEAT_MS,
+  PRESENCE_MISSED_HEARTBEATS,
+  type PresenceGoodbye,
+  type PresenceHeartbeat,
+  type PresenceKind,
+  presenceGoodbyeSchema,
+  presenceHeartbeatSchema,
+  presenceKindOf,
+  presenceOf,
+  presenceSubject,
+} from '../common/presence.js';
 import type { MediaNode, MediaNodeEventName } from './api.js';
 
 /** The media-node methods callable over the bus (what the edge calls). */
@@ -93,28 +106,27 @@ export const mediaEventSchemas = {
   streamEnded: z.looseObject({ streamId: z.string(), reason: z.string() }),
 } satisfies Record<MediaGatewayEventName, z.ZodType>;
 
-// Presence: which media nodes are alive, and how loaded.
+// Presence (common/presence.ts): which media nodes and edges are alive.
 
 /** The cluster name when MEDIA_CLUSTER is not set. */
 export const DEFAULT_MEDIA_CLUSTER = 'default';
-/** How often a node announces itself; a registry forgets a node after MEDIA_MISSED_HEARTBEATS of its intervals. */
-export const MEDIA_HEARTBEAT_MS = 2000;
-export const MEDIA_MISSED_HEARTBEATS = 3;
+/** How often a node announces itself by default; a registry forgets a node after MEDIA_MISSED_HEARTBEATS of its intervals. */
+export const MEDIA_HEARTBEAT_MS = PRESENCE_HEARTBEAT_MS;
+export const MEDIA_MISSED_HEARTBEATS = PRESENCE_MISSED_HEARTBEATS;
 
-export type MediaPresenceKind = 'heartbeat' | 'goodbye' | 'probe';
-export const mediaPresenceSubject = (cluster: string, kind: MediaPresenceKind) =>
-  `media-nodes.${cluster}.${kind}`;
-/** Every presence message of a cluster, in the order each node sent them (one subscription keeps that order). */
-export const mediaPresenceOf = (cluster: string) => `media-nodes.${cluster}.*`;
-/** The kind in a `media-nodes.<cluster>.<kind>` subject. */
-export const presenceKindOf = (subject: string) => subject.slice(subject.lastIndexOf('.') + 1);
+/** Media nodes announce themselves to the control planes here. */
+export const mediaPresenceGroup = (cluster: string) => `media-nodes.${cluster}`;
+export const mediaPresenceSubject = (cluster: string, kind: PresenceKind) =>
+  presenceSubject(mediaPresenceGroup(cluster), kind);
+/** Every presence message of a cluster's media nodes, in the order each node sent them. */
+export const mediaPresenceOf = (cluster: string) => presenceOf(mediaPresenceGroup(cluster));
+export { presenceKindOf };
+export type MediaPresenceKind = PresenceKind;
 
 const count = z.number().int().min(0);
 
-export const mediaNodeHeartbeatSchema = z.looseObject({
+export const mediaNodeHeartbeatSchema = presenceHeartbeatSchema.extend({
   nodeId: z.string().regex(MEDIA_NODE_ID),
-  /** When the next heartbeat is due; the registry's expiry scales with it. */
-  intervalMs: z.number().int().positive().max(60_000),
   /** Live mediasoup workers; a node with none cannot host a stream. */
   workers: count,
   routers: count,
@@ -125,6 +137,29 @@ export const mediaNodeHeartbeatSchema = z.looseObject({
   load: count,
 });
 export type MediaNodeHeartbeat = z.infer<typeof mediaNodeHeartbeatSchema>;
+/** What a media node adds to its heartbeat (its load). */
+export interface MediaNodeLoad {
+  workers: number;
+  routers: number;
+  transports: number;
+  producers: number;
+  consumers: number;
+  load: number;
+}
 
-export const mediaNodeGoodbyeSchema = z.looseObject({ nodeId: z.string().regex(MEDIA_NODE_ID) });
-export type MediaNodeGoodbye = z.infer<typeof mediaNodeGoodbyeSchema>;
+export const mediaNodeGoodbyeSchema = presenceGoodbyeSchema;
+export type MediaNodeGoodbye = PresenceGoodbye;
+
+/**
+ * Edges announce themselves to the media nodes here, with the same heartbeats (no extra fields).
+ * A media node closes the peers of an edge it forgets (missed heartbeats, a restart, a goodbye):
+ * mediasoup has no ICE consent timeout, so nothing else would ever free them.
+ */
+export const edgePresenceGroup = (cluster: string) => `edges.${cluster}`;
+export const edgeHeartbeatSchema = presenceHeartbeatSchema;
+export type EdgeHeartbeat = PresenceHeartbeat;
+/**
+ * Every media peer id an edge makes starts with this (then `<connectionId>:<n>`): the media node
+ * finds an edge's peers by it, and the boot id keeps a restarted edge's ids apart from its previous run's.
+ */
+export const edgePeerPrefix = (edgeId: string, bootId: string) => `${edgeId}:${bootId}:`;

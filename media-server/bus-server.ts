@@ -1,23 +1,27 @@
 /**
  * The media side of the bus protocol (bus-protocol.ts), used in cluster mode: answers
- * `media.<nodeId>.*`, publishes the node's events, and announces the node to the control planes
- * (a heartbeat with its load, a goodbye when it drains, a heartbeat on every probe).
+ * `media.<nodeId>.*`, publishes the node's events, announces the node to the control planes
+ * (a heartbeat with its load, a goodbye when it drains, a heartbeat on every probe), and watches
+ * the edges' presence: the peers of an edge that is gone (crashed, cut off, restarted) are closed.
  */
 import { InvalidArgumentError, UnimplementedError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { EventBus, Subscription } from '../common/ports/event-bus.js';
+import type { EventBus } from '../common/ports/event-bus.js';
+import { announcePresence, watchPresence } from '../common/presence.js';
 import type { MediaNode } from './api.js';
 import {
   DEFAULT_MEDIA_CLUSTER,
+  edgeHeartbeatSchema,
+  edgePeerPrefix,
+  edgePresenceGroup,
   MEDIA_GATEWAY_EVENTS,
   MEDIA_HEARTBEAT_MS,
   MEDIA_NODE_ID,
   MEDIA_NODE_METHODS,
-  type MediaNodeGoodbye,
-  type MediaNodeHeartbeat,
+  type MediaNodeLoad,
   type MediaNodeMethod,
   mediaEventSubject,
-  mediaPresenceSubject,
+  mediaPresenceGroup,
   mediaRequestSchema,
   mediaRequestsOf,
 } from './bus-protocol.js';
@@ -30,7 +34,7 @@ export interface ServeMediaNodeOptions {
 }
 
 export interface MediaNodeService {
-  /** Resolves once requests and event subscribers can reach the node and its first heartbeat is out. */
+  /** Resolves once requests and event subscribers can reach the node, its first heartbeat is out and it watches the edges. */
   ready: Promise<void>;
   /**
    * Says goodbye: control planes stop placing new streams here at once, while the node keeps
@@ -52,7 +56,6 @@ export function serveMediaNodeOverBus(
   const cluster = options.cluster ?? DEFAULT_MEDIA_CLUSTER;
   if (!MEDIA_NODE_ID.test(cluster))
     throw new Error(`media cluster "${cluster}" is not one bus subject token`);
-  const heartbeatMs = options.heartbeatMs ?? MEDIA_HEARTBEAT_MS;
   const allowed = new Set<string>(MEDIA_NODE_METHODS);
 
   const responder = bus.respond(mediaRequestsOf(nodeId), async (payload, subject) => {
@@ -74,20 +77,19 @@ export function serveMediaNodeOverBus(
   });
 
   // Heartbeats start once the node answers: a control plane may place a stream here right away.
-  let answering = false;
-  let draining = false;
-  let beating = false;
-  let heartbeatFailing = false;
-  const heartbeat = async (): Promise<void> => {
-    if (!answering || draining || beating) return;
-    beating = true;
-    try {
+  const presence = announcePresence<MediaNodeLoad>({
+    bus,
+    group: mediaPresenceGroup(cluster),
+    nodeId,
+    intervalMs: options.heartbeatMs ?? MEDIA_HEARTBEAT_MS,
+    log,
+    what: 'media node',
+    after: responder.ready,
+    state: async () => {
       const workers = await node.getWorkers();
       const sum = (pick: (worker: (typeof workers)[number]) => number) =>
         workers.reduce((total, worker) => total + pick(worker), 0);
-      const message: MediaNodeHeartbeat = {
-        nodeId,
-        intervalMs: heartbeatMs,
+      return {
         workers: workers.length,
         routers: sum((worker) => worker.routers),
         transports: sum((worker) => worker.transports),
@@ -95,46 +97,38 @@ export function serveMediaNodeOverBus(
         consumers: sum((worker) => worker.consumers),
         load: sum((worker) => worker.load),
       };
-      // A goodbye sent while the workers were counted must stay the last word.
-      if (draining) return;
-      await bus.publish(mediaPresenceSubject(cluster, 'heartbeat'), message);
-      if (heartbeatFailing) log.info({ nodeId }, 'media node heartbeats are getting out again');
-      heartbeatFailing = false;
-    } catch (error) {
-      // Logged once per outage: the bus reconnects on its own, and heartbeats resume with it.
-      if (!heartbeatFailing) log.warn({ err: error, nodeId }, 'could not send a media node heartbeat');
-      heartbeatFailing = true;
-    } finally {
-      beating = false;
-    }
-  };
-
-  const timer = setInterval(() => void heartbeat(), heartbeatMs);
-  timer.unref();
-  // A control plane that just started asks instead of waiting for the next beat.
-  const probes: Subscription = bus.subscribe(mediaPresenceSubject(cluster, 'probe'), () => void heartbeat());
-
-  const ready = Promise.all([responder.ready, probes.ready]).then(async () => {
-    answering = true;
-    await heartbeat();
-    log.info({ nodeId, cluster, heartbeatMs }, 'media node announced on the bus');
+    },
   });
+
+  // The edges: the peers of one that is gone go too (mediasoup would keep them for ever).
+  const edges = watchPresence({
+    bus,
+    group: edgePresenceGroup(cluster),
+    log,
+    what: 'edge',
+    schema: edgeHeartbeatSchema,
+    onLeave(edge, cause) {
+      node.closePeersOf(edgePeerPrefix(edge.nodeId, edge.bootId)).then(
+        (closed) => {
+          if (closed > 0)
+            log.info(
+              { edgeId: edge.nodeId, bootId: edge.bootId, cause, closed },
+              "closed a lost edge's peers",
+            );
+        },
+        (error: unknown) =>
+          log.error({ err: error, edgeId: edge.nodeId }, "could not close a lost edge's peers"),
+      );
+    },
+  });
+
+  const ready = Promise.all([presence.ready, edges.ready]).then(() => undefined);
 
   let drained: Promise<void> | undefined;
   const drain = () => {
-    drained ??= (async () => {
-      draining = true;
-      clearInterval(timer);
-      probes.unsubscribe();
-      const goodbye: MediaNodeGoodbye = { nodeId };
-      try {
-        await bus.publish(mediaPresenceSubject(cluster, 'goodbye'), goodbye);
-        log.info({ nodeId, cluster }, 'media node said goodbye: no new streams');
-      } catch (error) {
-        // The registries forget it after its missed heartbeats instead.
-        log.warn({ err: error, nodeId }, 'could not send the media node goodbye');
-      }
-    })();
+    drained ??= presence.goodbye().then(() => {
+      log.info({ nodeId, cluster }, 'media node draining: no new streams');
+    });
     return drained;
   };
 
@@ -145,6 +139,7 @@ export function serveMediaNodeOverBus(
     close() {
       closed ??= (async () => {
         await drain();
+        edges.close();
         responder.unsubscribe();
         for (const off of offs) off();
       })();

@@ -38,6 +38,10 @@ export type {
 } from './api.js';
 export {
   DEFAULT_MEDIA_CLUSTER,
+  type EdgeHeartbeat,
+  edgeHeartbeatSchema,
+  edgePeerPrefix,
+  edgePresenceGroup,
   MEDIA_GATEWAY_EVENTS,
   MEDIA_HEARTBEAT_MS,
   MEDIA_MISSED_HEARTBEATS,
@@ -47,6 +51,7 @@ export {
   type MediaNodeApi,
   type MediaNodeGoodbye,
   type MediaNodeHeartbeat,
+  type MediaNodeLoad,
   type MediaNodeMethod,
   type MediaPresenceKind,
   mediaEventFromAnyNode,
@@ -54,6 +59,7 @@ export {
   mediaEventSubject,
   mediaNodeGoodbyeSchema,
   mediaNodeHeartbeatSchema,
+  mediaPresenceGroup,
   mediaPresenceOf,
   mediaPresenceSubject,
   mediaRequestSchema,

@@ -11,6 +11,7 @@ import type { types as ms } from 'mediasoup';
 import type { Config } from '../common/config.js';
 import {
   FailedPreconditionError,
+  InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   UnavailableError,
@@ -262,6 +263,17 @@ class LocalMediaNode implements MediaNode {
 
   async closePeer(peerId: string): Promise<void> {
     this.#peers.get(parseInput(callerId, peerId, 'peerId'))?.close('peer-left');
+  }
+
+  async closePeersOf(prefix: string): Promise<number> {
+    if (prefix === '') throw new InvalidArgumentError('closing peers needs a non-empty id prefix', 'prefix');
+    let closed = 0;
+    for (const [id, peer] of [...this.#peers]) {
+      if (!id.startsWith(prefix)) continue;
+      peer.close('edge-lost');
+      closed += 1;
+    }
+    return closed;
   }
 
   async getStats(peerId: string): Promise<PeerStats> {

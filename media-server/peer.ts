@@ -16,7 +16,9 @@ export type ProducerCloseReason =
   | 'peer-left'
   | 'transport-closed'
   | 'worker-died'
-  | 'stream-ended';
+  | 'stream-ended'
+  /** The edge the peer came through is gone (its heartbeats stopped): see closePeersOf. */
+  | 'edge-lost';
 
 /** Why a producer is being closed, recorded on it before closing so its 'close' handler can report it. */
 export function markProducerClosing(producer: ms.Producer | undefined, reason: ProducerCloseReason): void {

@@ -47,11 +47,9 @@ export {
   DEFAULT_SIGNALING_LIMITS,
   directMediaGateway,
   type MediaGateway,
-  type MediaNodeService,
   routerCapabilitiesProvider,
   type SignalingLimits,
   type SignalingOptions,
-  serveMediaNodeOverBus,
   signalingExtension,
 } from './ws/index.js';
 

@@ -7,6 +7,11 @@ import { z } from 'zod';
 
 export const STREAM_STARTED = 'stream.started';
 export const STREAM_ENDED = 'stream.ended';
+/**
+ * A live stream moved to another media node because its node was lost (missed heartbeats, or a
+ * restart): every edge tells the stream's clients to join again, which lands them on the new node.
+ */
+export const STREAM_MOVED = 'stream.moved';
 /** A new listener count for a live stream, so every edge can notify its own clients. */
 export const STREAM_LISTENERS = 'stream.listeners';
 
@@ -34,6 +39,17 @@ export const streamEndedEventSchema = z.object({
   peak_listeners: z.number().int().min(0),
 });
 export type StreamEndedEvent = z.infer<typeof streamEndedEventSchema>;
+
+export const streamMovedEventSchema = z.object({
+  stream_id: z.number().int().positive(),
+  /** The node hosting the stream now (the same id when the lost node came back as a new process). */
+  media_node_id: z.string(),
+  previous_media_node_id: z.string(),
+  /** "media_node_lost". */
+  reason: z.string(),
+  moved_at: z.string(),
+});
+export type StreamMovedEvent = z.infer<typeof streamMovedEventSchema>;
 
 export const streamListenersEventSchema = z.object({
   stream_id: z.number().int().positive(),

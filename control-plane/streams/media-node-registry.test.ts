@@ -56,10 +56,13 @@ afterAll(async () => {
 
 describe('the media-node registry over NATS', () => {
   let cluster: string;
+  /** What the registries of a test reported lost (onLost). */
+  let lost: Array<{ nodeId: string; cause: string }> = [];
   const cleanups: Array<() => unknown> = [];
 
   beforeEach(() => {
     cluster = `test-${hex()}`;
+    lost = [];
   });
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -77,6 +80,7 @@ describe('the media-node registry over NATS', () => {
       log,
       cluster,
       ...(settleMs === undefined ? {} : { settleMs }),
+      onLost: (nodeId, cause) => lost.push({ nodeId, cause }),
     });
     cleanups.push(() => created.close());
     await created.ready;
@@ -130,6 +134,8 @@ describe('the media-node registry over NATS', () => {
     // Expiry would take three minutes here: gone within seconds means the goodbye did it.
     await served.drain();
     await vi.waitFor(() => expect(liveIds(watching)).toEqual([]), { timeout: 5_000 });
+    // A draining node is not lost: it keeps serving the streams it hosts.
+    expect(lost).toEqual([]);
     await expect(watching.pick()).rejects.toMatchObject({
       code: 'unavailable',
       message: expect.stringMatching(/no media node is available/),
@@ -159,9 +165,12 @@ describe('the media-node registry over NATS', () => {
     await vi.waitFor(() => expect(beats.length).toBeGreaterThanOrEqual(5), { timeout: 20 * heartbeatMs });
     expect(liveIds(watching)).toEqual([nodeId]);
 
-    // The process "dies": its connection goes, and no goodbye is sent.
+    // The process "dies": its connection goes, and no goodbye is sent. The registry notices on
+    // its own (a timer), without anyone asking it for a placement.
+    expect(lost).toEqual([]);
     await bus.close();
-    await vi.waitFor(() => expect(liveIds(watching)).toEqual([]), { timeout: 5_000 });
+    await vi.waitFor(() => expect(lost).toEqual([{ nodeId, cause: 'missed' }]), { timeout: 5_000 });
+    expect(liveIds(watching)).toEqual([]);
     await expect(watching.pick()).rejects.toThrow(/no media node is available/);
   });
 

@@ -2,7 +2,9 @@
  * The media nodes a control plane may place new streams on (cluster mode): every node announces
  * itself on the bus (media-server/bus-protocol.ts) with a heartbeat carrying its load, and says
  * goodbye when it drains. A node is live from its heartbeat until its goodbye, or until it misses
- * MEDIA_MISSED_HEARTBEATS of its own intervals (a crash, a partition).
+ * MEDIA_MISSED_HEARTBEATS of its own intervals (a crash, a partition) or restarts; the presence
+ * watch (common/presence.ts) notices that on a timer, and `onLost` lets the stream service move the
+ * lost node's streams.
  *
  * Placement takes the live node with the lowest load per live worker. Heartbeats come every few
  * seconds, so the streams placed on a node since its last one count too: a burst of StartStreams
@@ -14,15 +16,12 @@
 import { UnavailableError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
+import { type PresenceLeaveCause, watchPresence } from '../../common/presence.js';
 import {
   DEFAULT_MEDIA_CLUSTER,
-  MEDIA_MISSED_HEARTBEATS,
   type MediaNodeHeartbeat,
-  mediaNodeGoodbyeSchema,
   mediaNodeHeartbeatSchema,
-  mediaPresenceOf,
-  mediaPresenceSubject,
-  presenceKindOf,
+  mediaPresenceGroup,
 } from '../../media-server/index.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
@@ -37,8 +36,12 @@ export interface MediaNodeRegistry {
   readonly ready: Promise<void>;
   /** The live nodes, least loaded first. */
   live(): MediaNodeStatus[];
-  /** Chooses the node for a new stream and counts the stream on it; UnavailableError when no node is live. */
-  pick(): Promise<string>;
+  /**
+   * Chooses the node for a new stream and counts the stream on it; UnavailableError when no node is
+   * live. With none listed it waits up to settleMs for one, unless `wait` is false. `exclude`: a
+   * node not to choose.
+   */
+  pick(options?: { wait?: boolean; exclude?: string }): Promise<string>;
   close(): void;
 }
 
@@ -49,88 +52,60 @@ export interface MediaNodeRegistryOptions {
   cluster?: string;
   /** How long pick() waits for an announcement when no node is listed. Default 1 s. */
   settleMs?: number;
+  /**
+   * A node is gone without a goodbye: it missed its heartbeats (a crash, a partition) or came back
+   * as a new process (a restart), so the streams it hosted have no router there any more. A node
+   * that said goodbye is not lost: it keeps serving its streams while it drains.
+   */
+  onLost?(nodeId: string, cause: Exclude<PresenceLeaveCause, 'goodbye'>): void;
 }
-
-interface Entry {
-  heartbeat: MediaNodeHeartbeat;
-  seenAt: number;
-  placed: number;
-}
-
-const scoreOf = (entry: Entry) => (entry.heartbeat.load + entry.placed) / entry.heartbeat.workers;
 
 export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): MediaNodeRegistry {
   const { bus } = options;
   const cluster = options.cluster ?? DEFAULT_MEDIA_CLUSTER;
   const log = options.log.child({ component: 'media-node-registry', cluster });
   const settleMs = options.settleMs ?? 1000;
-  const nodes = new Map<string, Entry>();
+  /** Streams placed on each node since its last heartbeat. */
+  const placed = new Map<string, number>();
   /** pick()s waiting for a first heartbeat. */
   const waiters = new Set<() => void>();
 
-  const probe = async () => {
-    try {
-      await bus.publish(mediaPresenceSubject(cluster, 'probe'), {});
-    } catch (error) {
-      // The nodes' next heartbeats find this registry anyway.
-      log.warn({ err: error }, 'could not ask the media nodes to announce themselves');
-    }
-  };
-
-  // One subscription for heartbeats and goodbyes keeps each node's messages in the order it sent them.
-  const subscription = bus.subscribe(mediaPresenceOf(cluster), (payload, subject) => {
-    const kind = presenceKindOf(subject);
-    if (kind === 'heartbeat') {
-      const parsed = mediaNodeHeartbeatSchema.safeParse(payload);
-      if (!parsed.success) {
-        log.warn(
-          { subject, issue: parsed.error.issues[0]?.message },
-          'ignoring a malformed media node heartbeat',
-        );
-        return;
-      }
-      const heartbeat = parsed.data;
-      if (!nodes.has(heartbeat.nodeId))
-        log.info({ nodeId: heartbeat.nodeId, workers: heartbeat.workers }, 'media node joined');
-      nodes.set(heartbeat.nodeId, { heartbeat, seenAt: performance.now(), placed: 0 });
+  const watch = watchPresence({
+    bus,
+    group: mediaPresenceGroup(cluster),
+    log,
+    what: 'media node',
+    schema: mediaNodeHeartbeatSchema,
+    onHeartbeat(heartbeat) {
+      placed.set(heartbeat.nodeId, 0);
       for (const wake of [...waiters]) wake();
-    } else if (kind === 'goodbye') {
-      const parsed = mediaNodeGoodbyeSchema.safeParse(payload);
-      if (!parsed.success) return;
-      if (nodes.delete(parsed.data.nodeId))
-        log.info({ nodeId: parsed.data.nodeId }, 'media node left (goodbye)');
-    }
+    },
+    onLeave(heartbeat, cause) {
+      // A restarted node is listed again already (its new boot), with its own count.
+      if (cause !== 'restarted') placed.delete(heartbeat.nodeId);
+      if (cause !== 'goodbye') options.onLost?.(heartbeat.nodeId, cause);
+    },
   });
 
-  /** Forgets the nodes whose heartbeats stopped; checked on use, so no timer is needed. */
-  const prune = () => {
-    const now = performance.now();
-    for (const [nodeId, entry] of nodes) {
-      const silentMs = now - entry.seenAt;
-      if (silentMs > MEDIA_MISSED_HEARTBEATS * entry.heartbeat.intervalMs) {
-        nodes.delete(nodeId);
-        log.warn(
-          { nodeId, silentMs: Math.round(silentMs) },
-          'media node missed its heartbeats; forgetting it',
-        );
-      }
-    }
-  };
-
-  const live = (): MediaNodeStatus[] => {
-    prune();
-    return [...nodes.values()]
-      .filter((entry) => entry.heartbeat.workers > 0)
-      .map((entry) => ({ ...entry.heartbeat, placed: entry.placed, score: scoreOf(entry) }))
+  const live = (): MediaNodeStatus[] =>
+    watch
+      .members()
+      // A node silent past its expiry is not chosen, even while the registry cannot tell yet whether
+      // the node or its own bus connection is at fault.
+      .filter((member) => member.heartbeat.workers > 0 && watch.fresh(member))
+      .map(({ heartbeat }) => {
+        const count = placed.get(heartbeat.nodeId) ?? 0;
+        return { ...heartbeat, placed: count, score: (heartbeat.load + count) / heartbeat.workers };
+      })
       .sort((a, b) => a.score - b.score);
-  };
 
   return {
-    ready: subscription.ready.then(probe),
+    ready: watch.ready,
     live,
-    async pick() {
-      let candidates = live();
-      if (candidates.length === 0) {
+    async pick({ wait = true, exclude }: { wait?: boolean; exclude?: string } = {}) {
+      const candidatesNow = () => live().filter((node) => node.nodeId !== exclude);
+      let candidates = candidatesNow();
+      if (candidates.length === 0 && wait) {
         await new Promise<void>((resolve) => {
           const wake = () => {
             clearTimeout(timer);
@@ -139,9 +114,9 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
           };
           const timer = setTimeout(wake, settleMs);
           waiters.add(wake);
-          void probe();
+          void watch.probe();
         });
-        candidates = live();
+        candidates = candidatesNow();
       }
       const best = candidates[0];
       if (!best) {
@@ -152,13 +127,12 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       }
       const tied = candidates.filter((node) => node.score === best.score);
       const chosen = tied[Math.floor(Math.random() * tied.length)] ?? best;
-      const entry = nodes.get(chosen.nodeId);
-      if (entry) entry.placed++;
+      placed.set(chosen.nodeId, (placed.get(chosen.nodeId) ?? 0) + 1);
       return chosen.nodeId;
     },
     close() {
-      subscription.unsubscribe();
-      nodes.clear();
+      watch.close();
+      placed.clear();
       for (const wake of [...waiters]) wake();
     },
   };

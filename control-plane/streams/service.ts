@@ -32,9 +32,11 @@ import {
 import {
   STREAM_ENDED,
   STREAM_LISTENERS,
+  STREAM_MOVED,
   STREAM_STARTED,
   type StreamEndedEvent,
   type StreamListenersEvent,
+  type StreamMovedEvent,
   type StreamStartedEvent,
 } from './events.js';
 import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
@@ -76,7 +78,15 @@ const REASON_LABELS = new Set([
   'stopped_by_service',
   'replaced',
   'broadcaster_disconnected',
+  'media_node_lost',
 ]);
+
+/** Why a stream ends when its media node is lost and no other node can take it. */
+export const MEDIA_NODE_LOST = 'media_node_lost';
+const moved = counter(
+  'veza_streams_moved_total',
+  'Live streams moved to another media node after theirs was lost',
+);
 
 export function toStreamInfo(row: StreamRow): StreamInfo {
   return {
@@ -145,11 +155,86 @@ export async function endLiveStream(
   return row;
 }
 
+/**
+ * The live streams of a media node that is lost (its heartbeats stopped, or it came back as a new
+ * process, without its routers): each moves to the least-loaded other live node, and the edges tell
+ * its clients to join again (`stream.moved`), which opens it there; with no live node it ends with
+ * reason `media_node_lost`, except that a node back as a new process (a restart) with no other
+ * beside it hosts its streams again itself. Every control plane of the cluster sees the loss and
+ * runs this: the conditional UPDATEs (still live, still on the lost node) let exactly one of them
+ * move or end each stream (a stream that stays on its restarted node is announced by each).
+ */
+export async function relocateStreams(
+  deps: { sql: Sql; bus: EventBus; log: Logger; registry: Pick<MediaNodeRegistry, 'pick'> },
+  lostNodeId: string,
+  cause: 'missed' | 'restarted' = 'missed',
+): Promise<{ moved: number; ended: number }> {
+  const store = createStreamStore(deps.sql);
+  const log = deps.log.child({ lostNodeId, cause });
+  const result = { moved: 0, ended: 0 };
+  // Only the first placement waits for a node to announce itself; if none does, the rest do not wait.
+  let wait = true;
+  const target = async (): Promise<string | null> => {
+    try {
+      return await deps.registry.pick({ wait, exclude: lostNodeId });
+    } catch {
+      wait = false;
+    }
+    // No other node: the lost one itself, when it is back as a new process (a restart).
+    return deps.registry.pick({ wait: false }).catch(() => null);
+  };
+  for (const streamId of await store.liveOnNode(lostNodeId)) {
+    try {
+      const to = await target();
+      if (to === null) {
+        const row = await store.end(streamId, MEDIA_NODE_LOST, lostNodeId);
+        if (!row) continue;
+        await publishEnded(deps.bus, row, log);
+        result.ended += 1;
+        log.warn({ streamId }, 'stream ended: its media node was lost and no other node is live');
+        continue;
+      }
+      const row = await store.move(streamId, lostNodeId, to);
+      if (!row) continue;
+      moved.inc();
+      const event: StreamMovedEvent = {
+        stream_id: row.id,
+        media_node_id: to,
+        previous_media_node_id: lostNodeId,
+        reason: MEDIA_NODE_LOST,
+        moved_at: new Date().toISOString(),
+      };
+      await publishEvent(deps.bus, STREAM_MOVED, event, log);
+      result.moved += 1;
+      log.warn({ streamId, mediaNodeId: to }, 'stream moved: its media node was lost');
+    } catch (error) {
+      // The next stream may still move; this one stays where it is.
+      log.error({ err: error, streamId }, "could not move a lost media node's stream");
+    }
+  }
+  return result;
+}
+
 export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   const store = createStreamStore(deps.sql);
+  // One relocation at a time: a second loss waits for the first, so both see each other's placements.
+  let relocating: Promise<unknown> = Promise.resolve();
+  const onLost = (nodeId: string, cause: 'missed' | 'restarted') => {
+    relocating = relocating.then(() =>
+      relocateStreams({ ...deps, registry: registry as MediaNodeRegistry }, nodeId, cause).catch(
+        (error: unknown) =>
+          deps.log.error({ err: error, lostNodeId: nodeId }, "could not move a lost media node's streams"),
+      ),
+    );
+  };
   const registry: MediaNodeRegistry | undefined =
     !deps.pickMediaNode && deps.config.VEZA_MODE === 'cluster'
-      ? createMediaNodeRegistry({ bus: deps.bus, log: deps.log, cluster: deps.config.MEDIA_CLUSTER })
+      ? createMediaNodeRegistry({
+          bus: deps.bus,
+          log: deps.log,
+          cluster: deps.config.MEDIA_CLUSTER,
+          onLost,
+        })
       : undefined;
   registry?.ready.catch((error: unknown) =>
     deps.log.error({ err: error }, 'the media-node registry could not subscribe to the bus'),

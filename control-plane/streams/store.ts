@@ -98,14 +98,37 @@ export function createStreamStore(sql: Sql) {
       });
     },
 
-    /** Ends a live stream; null when it had already ended (nothing changed). */
-    async end(id: number, reason: string): Promise<StreamRow | null> {
+    /**
+     * Ends a live stream; null when it had already ended (nothing changed), or when `onNode` is
+     * given and the stream is hosted elsewhere (another control plane moved it meanwhile).
+     */
+    async end(id: number, reason: string, onNode?: string): Promise<StreamRow | null> {
       const [ended] = await sql<{ id: number }[]>`
         update streams
         set status = 'ended', ended_at = now(), end_reason = ${reason}, listener_count = 0
         where id = ${id} and status = 'live'
+          ${onNode === undefined ? sql`` : sql`and media_node_id = ${onNode}`}
         returning id`;
       return ended ? selectById(sql, ended.id) : null;
+    },
+
+    /** The live streams hosted on a media node. */
+    liveOnNode: async (mediaNodeId: string): Promise<number[]> =>
+      (
+        await sql<{ id: number }[]>`
+          select id from streams where media_node_id = ${mediaNodeId} and status = 'live' order by id`
+      ).map((row) => row.id),
+
+    /**
+     * Moves a live stream from one media node to another; null when it is no longer live on `from`
+     * (ended, or moved by another control plane first: with several, each stream moves once).
+     */
+    async move(id: number, from: string, to: string): Promise<StreamRow | null> {
+      const [moved] = await sql<{ id: number }[]>`
+        update streams set media_node_id = ${to}
+        where id = ${id} and media_node_id = ${from} and status = 'live'
+        returning id`;
+      return moved ? selectById(sql, moved.id) : null;
     },
 
     /** Public live streams, newest first. */

@@ -14,12 +14,18 @@
  *   edge): a broadcaster who went live but never joins does not leave it live for ever.
  * - And when the edge starts, for every stream the control plane lists as live: the timers
  *   of an edge that died (deploy, crash) died with it, so its orphans are adopted.
+ * - And when the broadcaster's producer closes while the broadcaster is not on this edge: their
+ *   edge may be gone (the media node closed the peers of an edge whose heartbeats stopped,
+ *   reason `edge-lost`), and they may come back through any edge.
+ * - `stream.moved` on the bus (the stream's media node was lost, the control plane moved it):
+ *   the stream's clients get `workerRestarted` (reconnect), and join again on the new node.
  */
 import { z } from 'zod';
 import { toVezaError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import { edgePeerPrefix } from '../../media-server/index.js';
 import type { StreamInfo } from '../../proto/gen/veza/stream/stream.js';
 import type {
   IceServer,
@@ -56,6 +62,8 @@ export interface HubOptions {
   bus: EventBus;
   media: MediaGateway;
   edgeId: string;
+  /** This edge's run (its presence boot id): part of every media peer id it makes. */
+  bootId: string;
   graceMs: number;
   /** The ICE servers for one user's transports (TURN credentials can be per user). */
   iceServers: (userId: number) => IceServer[];
@@ -68,6 +76,7 @@ export interface HubOptions {
 
 export const STREAM_STARTED_SUBJECT = 'stream.started';
 export const STREAM_ENDED_SUBJECT = 'stream.ended';
+export const STREAM_MOVED_SUBJECT = 'stream.moved';
 export const broadcasterSubject = (streamId: number) => `signaling.broadcaster.${streamId}`;
 
 export const streamTopic = (streamId: number) => `stream/${streamId}`;
@@ -83,12 +92,13 @@ const streamEndedEvent = z.looseObject({
 /** The fields of the control plane's `stream.started` event the edge needs (control-plane/streams/events.ts). */
 const streamStartedEvent = z.looseObject({
   stream_id: z.number().int().positive(),
-  owner_id: z.number().int().positive(),
-  owner_username: z.string(),
-  title: z.string(),
   media_node_id: z.string().nullable(),
-  is_public: z.boolean(),
-  allow_anonymous: z.boolean(),
+});
+
+/** The fields of the control plane's `stream.moved` event the edge needs (control-plane/streams/events.ts). */
+const streamMovedEvent = z.looseObject({
+  stream_id: z.number().int().positive(),
+  media_node_id: z.string(),
 });
 
 const broadcasterEvent = z.object({
@@ -97,8 +107,13 @@ const broadcasterEvent = z.object({
   peerId: z.string(),
 });
 
+/** The control plane's end reason for a stream whose media node was lost with no other to take it. */
+const MEDIA_NODE_LOST = 'media_node_lost';
+
 /** How many ended stream ids the edge remembers (to refuse late joins and re-opens). */
 const ENDED_MEMORY = 10_000;
+/** How many moved streams' new media nodes the edge remembers (for connections re-joining on what they knew). */
+const MOVED_MEMORY = 10_000;
 
 /** ListStreams' largest page (LIST_MAX_LIMIT of the control plane's validation). */
 const ADOPT_PAGE = 100;
@@ -125,13 +140,18 @@ function streamMetaOf(info: StreamInfo): StreamMeta {
   };
 }
 
+/** What a grace timer needs of its stream. */
+type GraceStream = Pick<StreamMeta, 'streamId' | 'mediaNodeId'>;
+
 interface GraceTimer {
   timer: ReturnType<typeof setTimeout>;
-  meta: StreamMeta;
+  stream: GraceStream;
 }
 
 export class SignalingHub {
   readonly edgeId: string;
+  /** Every media peer id this edge makes starts with it (bus-protocol.ts's edgePeerPrefix). */
+  readonly peerPrefix: string;
   readonly iceServers: (userId: number) => IceServer[];
   readonly #options: HubOptions;
   readonly #log: Logger;
@@ -139,6 +159,8 @@ export class SignalingHub {
   readonly #broadcasters = new Map<number, PeerSession>();
   readonly #grace = new Map<number, GraceTimer>();
   readonly #ended = new Set<number>();
+  /** Stream id -> the media node it moved to (stream.moved), newest last. */
+  readonly #moved = new Map<number, string>();
   readonly #subscriptions: Subscription[] = [];
   readonly #offs: Array<() => void> = [];
   /** Wakes the adoption loop's pending backoff, so close() does not wait for it. */
@@ -150,6 +172,7 @@ export class SignalingHub {
   constructor(options: HubOptions) {
     this.#options = options;
     this.edgeId = options.edgeId;
+    this.peerPrefix = edgePeerPrefix(options.edgeId, options.bootId);
     this.iceServers = options.iceServers;
     this.#log = options.log;
     this.#notifyCount = keyedThrottle<number, number>(options.listenerNotifyMs ?? 250, (streamId, count) =>
@@ -191,6 +214,17 @@ export class SignalingHub {
         }
         void this.#streamEnded(parsed.data.stream_id, parsed.data.reason, parsed.data.media_node_id ?? '');
       }),
+      bus.subscribe(STREAM_MOVED_SUBJECT, (payload) => {
+        const parsed = streamMovedEvent.safeParse(payload);
+        if (!parsed.success) {
+          this.#log.warn(
+            { issue: parsed.error.issues[0]?.message },
+            'ignoring a malformed stream.moved event',
+          );
+          return;
+        }
+        this.#streamMoved(parsed.data.stream_id, parsed.data.media_node_id);
+      }),
       bus.subscribe('signaling.broadcaster.*', (payload) => {
         const parsed = broadcasterEvent.safeParse(payload);
         if (!parsed.success || parsed.data.edgeId === this.edgeId) return;
@@ -208,9 +242,24 @@ export class SignalingHub {
         const streamId = id(event.streamId);
         if (streamId) this.notify(streamId, 'streamStarted', { streamId, producerId: event.producerId });
       }),
-      media.on('producerClosed', (event) => {
+      media.on('producerClosed', (event, nodeId) => {
         const streamId = id(event.streamId);
-        if (streamId) this.notify(streamId, 'producerClosed', { streamId, producerId: event.producerId });
+        if (!streamId) return;
+        this.notify(streamId, 'producerClosed', { streamId, producerId: event.producerId });
+        // The broadcaster's audio is gone. Their edge times the stream out when their connection
+        // goes (`left`), but that edge may be gone itself: it crashed and the media node closed
+        // its peers (reason `edge-lost`), or the client closed its transport meanwhile. No other
+        // edge has a timer (the broadcaster announced itself), so every edge without the
+        // broadcaster starts one; whichever edge they come back through cancels them all, and
+        // each asks the media node before stopping. A producer replaced by the same peer, or
+        // closed with its stream, needs none.
+        const reason = event.reason;
+        if (reason !== 'replaced' && reason !== 'stream-ended' && !this.#broadcasters.has(streamId)) {
+          this.#startGrace(
+            { streamId, mediaNodeId: nodeId },
+            `broadcaster's producer closed (${reason}): grace period started`,
+          );
+        }
       }),
       media.on('producerPaused', (event) => {
         const streamId = id(event.streamId);
@@ -248,7 +297,7 @@ export class SignalingHub {
     void this.#adoptLiveStreams();
   }
 
-  media(meta: StreamMeta): MediaNodeApi {
+  media(meta: Pick<StreamMeta, 'mediaNodeId'>): MediaNodeApi {
     return this.#options.media.node(meta.mediaNodeId);
   }
 
@@ -273,7 +322,12 @@ export class SignalingHub {
     } catch (error) {
       const code = toVezaError(error).code;
       if (known && (code === 'not_found' || code === 'unauthenticated')) {
-        return { ...known, status: this.#ended.has(streamId) ? 'ended' : known.status };
+        return {
+          ...known,
+          status: this.#ended.has(streamId) ? 'ended' : known.status,
+          // What the connection knew may predate a move to another media node.
+          mediaNodeId: this.#moved.get(streamId) ?? known.mediaNodeId,
+        };
       }
       throw error;
     }
@@ -365,8 +419,31 @@ export class SignalingHub {
     }
   }
 
+  /**
+   * The control plane moved the stream to another media node (its own was lost): its clients join
+   * again, which opens it there. Grace timers ask the new node, and a connection whose token has
+   * expired re-joins on the new node too (streamMeta).
+   */
+  #streamMoved(streamId: number, mediaNodeId: string): void {
+    if (this.#ended.has(streamId)) return;
+    this.#moved.delete(streamId);
+    this.#moved.set(streamId, mediaNodeId);
+    if (this.#moved.size > MOVED_MEMORY) {
+      const oldest = this.#moved.keys().next().value;
+      if (oldest !== undefined) this.#moved.delete(oldest);
+    }
+    const grace = this.#grace.get(streamId);
+    if (grace) grace.stream.mediaNodeId = mediaNodeId;
+    this.notify(streamId, 'workerRestarted', { streamId, reconnect: true });
+    this.#log.info(
+      { streamId, mediaNodeId, sessions: this.#sessions.get(streamId)?.size ?? 0 },
+      'stream moved to another media node: its clients join again',
+    );
+  }
+
   async #streamEnded(streamId: number, reason: string, mediaNodeId: string): Promise<void> {
     this.#markEnded(streamId);
+    this.#moved.delete(streamId);
     this.#cancelGrace(streamId);
     this.#notifyCount.forget(streamId);
     this.#reportCount.forget(streamId);
@@ -377,6 +454,11 @@ export class SignalingHub {
     for (const session of sessions) session.send(frame);
     wsNotifications.inc({ notification: 'streamEnded' });
     await Promise.all(sessions.map((session) => session.streamEnded(streamId)));
+    // Its media node is gone: there is nothing to close.
+    if (reason === MEDIA_NODE_LOST) {
+      this.#log.info({ streamId, reason, sessions: sessions.length }, 'stream ended: listeners notified');
+      return;
+    }
     try {
       await this.#options.media.node(mediaNodeId).closeStream(String(streamId));
     } catch (error) {
@@ -397,16 +479,7 @@ export class SignalingHub {
     // Already here (the event came late), or a late event of a stream that ended since.
     if (this.#broadcasters.has(streamId) || this.#ended.has(streamId)) return;
     this.#startGrace(
-      {
-        streamId,
-        ownerId: event.owner_id,
-        ownerUsername: event.owner_username,
-        title: event.title,
-        status: 'live',
-        isPublic: event.is_public,
-        allowAnonymous: event.allow_anonymous,
-        mediaNodeId: event.media_node_id ?? '',
-      },
+      { streamId, mediaNodeId: event.media_node_id ?? '' },
       'stream started: waiting for its broadcaster',
     );
   }
@@ -506,19 +579,24 @@ export class SignalingHub {
     this.#grace.delete(streamId);
   }
 
-  #startGrace(meta: StreamMeta, message = 'broadcaster gone: grace period started'): void {
+  #startGrace(meta: GraceStream, message = 'broadcaster gone: grace period started'): void {
     if (this.#closing || this.#ended.has(meta.streamId)) return;
     this.#cancelGrace(meta.streamId);
+    // Its own copy, on the newest node known: a move of the stream updates it.
+    const stream: GraceStream = {
+      streamId: meta.streamId,
+      mediaNodeId: this.#moved.get(meta.streamId) ?? meta.mediaNodeId,
+    };
     const timer = setTimeout(() => {
-      this.#grace.delete(meta.streamId);
-      void this.#graceExpired(meta);
+      this.#grace.delete(stream.streamId);
+      void this.#graceExpired(stream);
     }, this.#options.graceMs);
     timer.unref?.();
-    this.#grace.set(meta.streamId, { timer, meta });
-    this.#log.info({ streamId: meta.streamId, graceMs: this.#options.graceMs }, message);
+    this.#grace.set(stream.streamId, { timer, stream });
+    this.#log.info({ streamId: stream.streamId, graceMs: this.#options.graceMs }, message);
   }
 
-  async #graceExpired(meta: StreamMeta): Promise<void> {
+  async #graceExpired(meta: GraceStream): Promise<void> {
     const { streamId } = meta;
     if (this.#closing || this.#ended.has(streamId) || this.#broadcasters.has(streamId)) return;
     // The media node knows whether anyone produces now, wherever they connected. A stream nobody

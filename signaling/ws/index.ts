@@ -13,10 +13,8 @@ export {
   type MediaGatewayEventName,
   type MediaNodeApi,
   type MediaNodeMethod,
-  type MediaNodeService,
   mediaEventSubject,
   mediaRequestSubject,
-  serveMediaNodeOverBus,
 } from './media-gateway.js';
 export {
   DEFAULT_SIGNALING_LIMITS,

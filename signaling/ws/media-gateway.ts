@@ -6,8 +6,7 @@
  * - bus: cluster mode, request/reply on `media.<nodeId>.<method>` through the EventBus
  *   (NATS), one subject per node so a call reaches the node hosting the stream; events come
  *   back on `media-events.<nodeId>.<event>`. The subjects and message schemas are the media
- *   server's (media-server/bus-protocol.ts), and so is the serving side
- *   (`serveMediaNodeOverBus`, re-exported here for existing callers).
+ *   server's (media-server/bus-protocol.ts), and so is the serving side (`serveMediaNodeOverBus`).
  *
  * The node's errors (VezaErrors) arrive with their code and message.
  */
@@ -34,10 +33,8 @@ export {
   type MediaGatewayEventName,
   type MediaNodeApi,
   type MediaNodeMethod,
-  type MediaNodeService,
   mediaEventSubject,
   mediaRequestSubject,
-  serveMediaNodeOverBus,
 } from '../../media-server/index.js';
 
 export type MediaGatewayListener<K extends MediaGatewayEventName> = (

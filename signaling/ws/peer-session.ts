@@ -375,7 +375,8 @@ export class PeerSession {
         await media.closeStream(String(streamId)).catch(() => undefined);
         throw streamEnded(streamId);
       }
-      const peerId = `${this.#hub.edgeId}:${this.id}:${++this.#joins}`;
+      // `<edgeId>:<bootId>:`: unique per edge run, and how the media node finds this edge's peers when it is gone.
+      const peerId = `${this.#hub.peerPrefix}${this.id}:${++this.#joins}`;
       const joined: Joined = {
         streamId,
         role,

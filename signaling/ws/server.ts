@@ -18,8 +18,9 @@ import type { Config } from '../../common/config.js';
 import { httpStatusOf, toVezaError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
+import { announcePresence } from '../../common/presence.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
-import { iceServers } from '../../media-server/index.js';
+import { DEFAULT_MEDIA_CLUSTER, edgePresenceGroup, iceServers } from '../../media-server/index.js';
 import { errorBody } from '../http/reply.js';
 import type { TemplatedApp, WebSocket } from '../http/uws.js';
 import {
@@ -79,8 +80,10 @@ export interface SignalingOptions {
   bus: EventBus;
   media: MediaGateway;
   limits?: Partial<SignalingLimits>;
-  /** Names this edge in media peer ids and bus messages (default config.nodeId). */
+  /** Names this edge in media peer ids, bus messages and its presence (default config.nodeId). */
   edgeId?: string;
+  /** How often the edge announces itself to the media nodes (default config.PRESENCE_HEARTBEAT_MS). */
+  heartbeatMs?: number;
   /** Listener-count throttles (defaults 250 ms to clients, 1 s to the control plane). */
   listenerNotifyMs?: number;
   listenerReportMs?: number;
@@ -111,12 +114,23 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
   const log = host.log.child({ component: 'signaling' });
   const limits: SignalingLimits = { ...DEFAULT_SIGNALING_LIMITS, ...options.limits };
   const keys = createJwksKeyStore({ controlPlane, log });
+  const edgeId = options.edgeId ?? config.nodeId;
+  // The edge's presence for the media nodes: they close the peers of an edge whose heartbeats stop.
+  const presence = announcePresence({
+    bus: options.bus,
+    group: edgePresenceGroup(config.MEDIA_CLUSTER ?? DEFAULT_MEDIA_CLUSTER),
+    nodeId: edgeId,
+    intervalMs: options.heartbeatMs ?? config.PRESENCE_HEARTBEAT_MS,
+    log,
+    what: 'edge',
+  });
   const hub = new SignalingHub({
     app,
     controlPlane,
     bus: options.bus,
     media: options.media,
-    edgeId: options.edgeId ?? config.nodeId,
+    edgeId,
+    bootId: presence.bootId,
     graceMs: config.STREAM_GRACE_S * 1000,
     iceServers: (userId) => iceServers(config, { userId }),
     log,
@@ -129,7 +143,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     log,
     rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
   });
-  await Promise.all([hub.start(), revocations.start()]);
+  await Promise.all([hub.start(), revocations.start(), presence.ready]);
   const chatHub = new ChatHub({ app, bus: options.bus, log });
 
   const sockets = new Set<WebSocket<SocketData>>();
@@ -319,6 +333,8 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     chatHub.close();
     revocations.close();
     for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'edge shutting down');
+    // Its connections released their peers; the media nodes close any left over.
+    await presence.goodbye();
   });
   log.info({ path: SIGNALING_PATH, limits }, 'signaling endpoint ready');
 }

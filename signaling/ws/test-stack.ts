@@ -14,14 +14,9 @@ import { createPorts, type Ports } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/index.js';
-import { type MediaNode, startMediaNode } from '../../media-server/index.js';
+import { type MediaNode, serveMediaNodeOverBus, startMediaNode } from '../../media-server/index.js';
 import { type Edge, startEdge } from '../index.js';
-import {
-  busMediaGateway,
-  directMediaGateway,
-  type MediaGateway,
-  serveMediaNodeOverBus,
-} from './media-gateway.js';
+import { busMediaGateway, directMediaGateway, type MediaGateway } from './media-gateway.js';
 import { routerCapabilitiesProvider, type SignalingLimits, signalingExtension } from './server.js';
 
 export interface TestUser {
