@@ -72,5 +72,7 @@ export { type MediaNodeService, type ServeMediaNodeOptions, serveMediaNodeOverBu
 export { MEDIA_CODECS, OPUS } from './codecs.js';
 export { type IceServer, type IceServerRequest, iceServers, turnRestCredential } from './ice-servers.js';
 export type { AudioLevelSettings } from './live-stream.js';
+/** The mediasoup module, loaded with the worker binary this project built (benchmarks' bare baseline uses it too). */
+export { loadMediasoup, type Mediasoup } from './load-mediasoup.js';
 export { type StartMediaNodeOptions, startMediaNode } from './media-node.js';
 export { firstNonInternalIPv4, transportListenIp } from './network.js';

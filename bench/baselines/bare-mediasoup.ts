@@ -12,10 +12,9 @@
 
 import uWS from 'uWebSockets.js';
 import type { types as ms } from 'mediasoup';
-import { MEDIA_CODECS } from '../../media-server/index.js';
+import { loadMediasoup, MEDIA_CODECS } from '../../media-server/index.js';
 // Not on media-server's public surface: the baseline needs raw mediasoup with the platform's
 // worker binary, which this module (and only it) knows how to load.
-import { loadMediasoup } from '../../media-server/load-mediasoup.js';
 import { cpuSeconds } from '../lib/proc.js';
 
 export interface BareMediasoupOptions {
