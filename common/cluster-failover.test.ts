@@ -38,7 +38,12 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
-import { clusterServices, createTestDatabase, type TestDatabase } from './testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from './testing/databases.js';
 
 installWrtcGlobals();
 
@@ -173,6 +178,7 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     REDIS_URL: clusterServices.redisUrl,
     NATS_URL: clusterServices.natsUrl,
+    VEZA_NAMESPACE: testNamespace('failover'),
     SERVICE_API_KEYS: SERVICE_KEY,
     MEDIA_CLUSTER: `failover-${hex()}`,
     PRESENCE_HEARTBEAT_MS: '200',

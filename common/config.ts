@@ -39,6 +39,14 @@ const schema = z.object({
   VEZA_ROLES: csv(z.enum(ROLES)).default([...ROLES]),
   VEZA_DATA_DIR: z.string().min(1).default('./data'),
   VEZA_NODE_ID: optionalString,
+  /**
+   * Cluster mode: the prefix of every NATS subject, JetStream stream and Redis key, so that
+   * deployments (or test runs) sharing one NATS and one Redis never see each other.
+   */
+  VEZA_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, _ and - only, at most 32')
+    .default('veza'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   HTTP_HOST: z.string().min(1).default('0.0.0.0'),

@@ -12,7 +12,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
-import { clusterServices, createTestDatabase, type TestDatabase } from './testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from './testing/databases.js';
 import { freePort } from './testing/free-port.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -148,6 +153,7 @@ describe('cluster mode on the machine PostgreSQL, Redis and NATS', () => {
       DATABASE_URL: db.url,
       REDIS_URL: clusterServices.redisUrl,
       NATS_URL: clusterServices.natsUrl,
+      VEZA_NAMESPACE: testNamespace('platform'),
       SERVICE_API_KEYS: 'cluster-test-service-key-0123456789',
       HTTP_PORT: '0',
       GRPC_PORT: '0',

@@ -24,7 +24,12 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
-import { clusterServices, createTestDatabase, type TestDatabase } from './testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from './testing/databases.js';
 
 installWrtcGlobals();
 
@@ -100,6 +105,7 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     REDIS_URL: clusterServices.redisUrl,
     NATS_URL: clusterServices.natsUrl,
+    VEZA_NAMESPACE: testNamespace('split'),
     SERVICE_API_KEYS: SERVICE_KEY,
     MEDIA_CLUSTER: `split-${randomBytes(4).toString('hex')}`,
     HTTP_HOST: '127.0.0.1',

@@ -29,8 +29,9 @@ const adapters: { name: string; create(): Promise<Harness> }[] = [
   {
     name: 'nats',
     async create() {
-      const bus = await NatsEventBus.connect(clusterServices.natsUrl, { log });
-      const peer = await NatsEventBus.connect(clusterServices.natsUrl, { log });
+      // Namespaced as deployments are (VEZA_NAMESPACE): handlers must still see plain subjects.
+      const bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: `ns${P}` });
+      const peer = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: `ns${P}` });
       return {
         bus,
         peer,
@@ -235,5 +236,40 @@ describe.each(adapters)('EventBus contract: $name', (adapter) => {
     await own.close();
     await expect(own.bus.publish(`${P}.after`, 1)).rejects.toBeInstanceOf(UnavailableError);
     await expect(own.bus.request(`${P}.closing`, 1)).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
+describe('NATS namespaces (VEZA_NAMESPACE)', () => {
+  it('keeps deployments sharing one NATS server apart; the wire subject carries the namespace', async () => {
+    const [a, a2, b, raw] = await Promise.all([
+      NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: `a${P}` }),
+      NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: `a${P}` }),
+      NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: `b${P}` }),
+      NatsEventBus.connect(clusterServices.natsUrl, { log }),
+    ]);
+    try {
+      const seen: Record<string, string[]> = { a2: [], b: [], raw: [] };
+      const subs = [
+        a2.subscribe('stream.*', (_payload, subject) => seen.a2?.push(subject)),
+        b.subscribe('stream.*', (_payload, subject) => seen.b?.push(subject)),
+        raw.subscribe(`a${P}.stream.*`, (_payload, subject) => seen.raw?.push(subject)),
+      ];
+      await Promise.all(subs.map((sub) => sub.ready));
+      b.respond('media.ping', async () => 'b answers');
+      await a.publish('stream.started', { id: 1 });
+      // Request/reply stays inside a namespace too: b's responder is not a's.
+      await expect(a.request('media.ping', {}, { timeoutMs: 500 })).rejects.toThrow(
+        /no responder for media\.ping/,
+      );
+      await expect(b.request('media.ping', {})).resolves.toBe('b answers');
+      await expect.poll(() => seen.a2).toEqual(['stream.started']);
+      await expect.poll(() => seen.raw).toEqual([`a${P}.stream.started`]);
+      expect(seen.b).toEqual([]);
+      expect(() => new NatsEventBus(undefined as never, { namespace: 'has.dot' })).toThrow(
+        'invalid bus namespace "has.dot": one subject token of letters, digits, _ and -',
+      );
+    } finally {
+      await Promise.all([a.close(), a2.close(), b.close(), raw.close()]);
+    }
   });
 });

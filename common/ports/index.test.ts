@@ -6,7 +6,12 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import { clusterServices, createTestDatabase, type TestDatabase } from '../testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from '../testing/databases.js';
 import {
   createPorts,
   FsBlobStorage,
@@ -55,6 +60,7 @@ describe('createPorts', () => {
       DATABASE_URL: clusterServices.databaseUrl,
       REDIS_URL: clusterServices.redisUrl,
       NATS_URL: clusterServices.natsUrl,
+      VEZA_NAMESPACE: testNamespace('ports'),
     });
     const ports = await createPorts(config, { sql: db.sql, log });
     try {

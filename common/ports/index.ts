@@ -57,7 +57,6 @@ export { S3BlobStorage, type S3BlobStorageOptions } from './s3-blob-storage.js';
 export { isSessionActive, type SessionRecord, type SessionStore } from './session-store.js';
 
 /** Namespaces every Redis key of a deployment. */
-export const REDIS_KEY_PREFIX = 'veza:';
 
 export interface Ports {
   bus: EventBus;
@@ -107,21 +106,30 @@ export async function createPorts(config: Config, deps: { sql: Sql; log: Logger 
   await redis.connect();
   let bus: NatsEventBus;
   try {
-    bus = await NatsEventBus.connect(config.NATS_URL, { log, name: config.nodeId });
+    bus = await NatsEventBus.connect(config.NATS_URL, {
+      log,
+      name: config.nodeId,
+      namespace: config.VEZA_NAMESPACE,
+    });
   } catch (error) {
     redis.disconnect();
     throw error;
   }
   let jobs: JetStreamJobQueue;
   try {
-    jobs = await JetStreamJobQueue.connect(config.NATS_URL, { log, name: `${config.nodeId}-jobs` });
+    jobs = await JetStreamJobQueue.connect(config.NATS_URL, {
+      log,
+      name: `${config.nodeId}-jobs`,
+      prefix: config.VEZA_NAMESPACE,
+    });
   } catch (error) {
     await bus.close();
     redis.disconnect();
     throw error;
   }
-  const sessions = new RedisSessionStore({ redis, keyPrefix: REDIS_KEY_PREFIX });
-  const rateLimiter = new RedisRateLimiter({ redis, keyPrefix: REDIS_KEY_PREFIX });
+  const keyPrefix = `${config.VEZA_NAMESPACE}:`;
+  const sessions = new RedisSessionStore({ redis, keyPrefix });
+  const rateLimiter = new RedisRateLimiter({ redis, keyPrefix });
   return {
     bus,
     sessions,

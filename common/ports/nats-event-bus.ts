@@ -1,6 +1,8 @@
 /**
  * Cluster EventBus on NATS core. Responders join one queue group, so the server hands
- * each request to a single process; replies carry the envelope of bus-wire.ts.
+ * each request to a single process; replies carry the envelope of bus-wire.ts. With a
+ * namespace, every subject goes on the wire as `<namespace>.<subject>` and handlers see the
+ * subject without it: deployments sharing one NATS server stay apart.
  */
 import {
   connect,
@@ -40,18 +42,37 @@ const decoder = new TextDecoder();
 
 export interface NatsEventBusOptions {
   log?: Logger;
+  /** VEZA_NAMESPACE: the first token of every subject on the wire. */
+  namespace?: string;
 }
 
 export class NatsEventBus implements EventBus {
   private readonly log: Logger;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly responderSubs = new Set<NatsSubscription>();
+  private readonly prefix: string;
 
   constructor(
     private readonly nc: NatsConnection,
     options: NatsEventBusOptions = {},
   ) {
     this.log = options.log ?? createLogger({ name: 'event-bus' });
+    if (options.namespace !== undefined && !/^[A-Za-z0-9_-]{1,32}$/.test(options.namespace)) {
+      throw new Error(
+        `invalid bus namespace "${options.namespace}": one subject token of letters, digits, _ and -`,
+      );
+    }
+    this.prefix = options.namespace ? `${options.namespace}.` : '';
+  }
+
+  /** The subject on the wire. */
+  private wire(subject: string): string {
+    return `${this.prefix}${subject}`;
+  }
+
+  /** The subject as our callers know it. */
+  private local(wireSubject: string): string {
+    return wireSubject.startsWith(this.prefix) ? wireSubject.slice(this.prefix.length) : wireSubject;
   }
 
   /** Connects and keeps reconnecting for ever: a node without its bus waits for NATS rather than dying. */
@@ -73,7 +94,7 @@ export class NatsEventBus implements EventBus {
     assertSubject(subject, false);
     const data = encoder.encode(encodePayload(payload));
     try {
-      this.nc.publish(subject, data);
+      this.nc.publish(this.wire(subject), data);
     } catch (error) {
       throw this.mapError(error, subject, 0);
     }
@@ -95,7 +116,7 @@ export class NatsEventBus implements EventBus {
           return;
         }
         try {
-          const result: unknown = handler(payload, msg.subject);
+          const result: unknown = handler(payload, this.local(msg.subject));
           if (result instanceof Promise) {
             result.catch((cause: unknown) => this.handlerFailed(msg.subject, cause));
           }
@@ -140,7 +161,7 @@ export class NatsEventBus implements EventBus {
     const data = encoder.encode(encodePayload(payload));
     let reply: Msg;
     try {
-      reply = await this.nc.request(subject, data, { timeout: timeoutMs });
+      reply = await this.nc.request(this.wire(subject), data, { timeout: timeoutMs });
     } catch (error) {
       throw this.mapError(error, subject, timeoutMs);
     }
@@ -165,7 +186,7 @@ export class NatsEventBus implements EventBus {
 
   private natsSubscribe(subject: string, options: SubscriptionOptions): NatsSubscription {
     try {
-      return this.nc.subscribe(subject, options);
+      return this.nc.subscribe(this.wire(subject), options);
     } catch (error) {
       throw this.mapError(error, subject, 0);
     }
@@ -189,7 +210,7 @@ export class NatsEventBus implements EventBus {
   private async answer(msg: Msg, responder: BusResponder): Promise<void> {
     let text: string;
     try {
-      text = encodeReply(await responder(decodePayload(decoder.decode(msg.data)), msg.subject));
+      text = encodeReply(await responder(decodePayload(decoder.decode(msg.data)), this.local(msg.subject)));
     } catch (error) {
       if (!(error instanceof VezaError))
         this.log.error({ err: error, subject: msg.subject }, 'bus responder failed');

@@ -14,6 +14,15 @@ export const clusterServices = {
   natsUrl: process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222',
 };
 
+/**
+ * A VEZA_NAMESPACE of its own for one test's cluster (its NATS subjects, JetStream streams and
+ * Redis keys), so test files running at the same time on the machine's NATS and Redis never
+ * see each other's events, jobs, sessions or rate limits.
+ */
+export function testNamespace(label: string): string {
+  return `t-${label}-${randomBytes(4).toString('hex')}`.slice(0, 32);
+}
+
 export interface TestDatabase {
   url: string;
   sql: Sql;

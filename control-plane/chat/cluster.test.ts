@@ -5,7 +5,12 @@
  */
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { clusterServices, createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from '../../common/testing/databases.js';
 import {
   type ChatHarness,
   chatCalls,
@@ -28,6 +33,7 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     REDIS_URL: clusterServices.redisUrl,
     NATS_URL: clusterServices.natsUrl,
+    VEZA_NAMESPACE: testNamespace('chat-cp'),
   };
   a = await startChatHarness({ db, env });
   b = await startChatHarness({ db, env });

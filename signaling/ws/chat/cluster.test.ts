@@ -13,7 +13,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../../common/config.js';
 import { createLogger } from '../../../common/log.js';
 import { type Platform, startPlatform } from '../../../common/platform.js';
-import { clusterServices, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
+import {
+  clusterServices,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from '../../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatClient, ChatMessage } from '../../client/index.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
@@ -70,6 +75,7 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     REDIS_URL: clusterServices.redisUrl,
     NATS_URL: clusterServices.natsUrl,
+    VEZA_NAMESPACE: testNamespace('chat-ws'),
     SERVICE_API_KEYS: SERVICE_KEY,
     HTTP_HOST: '127.0.0.1',
     HTTP_PORT: '0',
