@@ -61,6 +61,7 @@ export async function authenticateCaller(
   if (policy === 'public' || policy === 'api-key') return { user: null, service };
 
   const authorization = single(metadata, 'authorization');
+  if (policy === 'public-or-jwt' && authorization === undefined) return { user: null, service };
   if (policy === 'jwt-or-api-key' && service && authorization === undefined) return { user: null, service };
   const user = await verifyToken(bearerToken(authorization));
   return { user, service };

@@ -12,8 +12,10 @@ import type { Logger } from '../../common/log.js';
  * - `jwt`: a user's access token in `authorization: Bearer ...`.
  * - `api-key`: another Veza process, by `x-api-key`.
  * - `jwt-or-api-key`: either; a valid token is also verified when a key is present.
+ * - `public-or-jwt`: anyone, as `public`; a bearer token, when present, is verified too (an
+ *   invalid one is UNAUTHENTICATED) and identifies the user, for methods that show users more.
  */
-export type AuthPolicy = 'public' | 'jwt' | 'api-key' | 'jwt-or-api-key';
+export type AuthPolicy = 'public' | 'jwt' | 'api-key' | 'jwt-or-api-key' | 'public-or-jwt';
 
 /** The user behind a verified access token whose session is still open. */
 export interface AuthenticatedUser {

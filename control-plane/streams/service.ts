@@ -9,7 +9,8 @@
  *   token), which is how the edge ends a stream whose broadcaster's grace period ran out.
  * - GetStreamInfo: public streams for anyone; private ones for their owner and moderators.
  *   A private stream is "not found" for everyone else, so its existence does not leak.
- * - ListStreams, IssueListenerToken: anyone (public streams only).
+ * - ListStreams, IssueListenerToken: anyone (public streams only). ListStreams with
+ *   include_private lists private streams too, for service callers and moderators only.
  * - ReportListenerCount: service callers only.
  *
  * Every call from the edge carries its API key, and a user's token too when it acts for
@@ -17,7 +18,12 @@
  */
 import type { Config } from '../../common/config.js';
 import type { Sql } from '../../common/db/client.js';
-import { FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../../common/errors.js';
+import {
+  FailedPreconditionError,
+  NotFoundError,
+  PermissionDeniedError,
+  VezaError,
+} from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import { hasPermission } from '../../common/permissions.js';
@@ -43,6 +49,7 @@ import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
 import { createMediaNodeRegistry, type MediaNodeRegistry } from './media-node-registry.js';
 import { createStreamStore, type StreamRow } from './store.js';
 import {
+  encodePageToken,
   listStreamsSchema,
   parseInput,
   reportListenerCountSchema,
@@ -331,10 +338,40 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
     },
 
     listStreams: {
-      policy: 'public',
-      handler: async (request) => {
-        const { limit } = parseInput(listStreamsSchema, request);
-        return { streams: (await store.listLive(limit)).map(toStreamInfo) };
+      // Anyone; a user's token is verified only so that moderators may list private streams.
+      policy: 'public-or-jwt',
+      handler: async (request, ctx) => {
+        const input = parseInput(listStreamsSchema, request);
+        const { limit, includePrivate } = input;
+        if (includePrivate && !actsAsService(ctx) && !isModerator(ctx)) {
+          throw new VezaError(
+            'permission_denied',
+            'include_private is for service callers and moderators only',
+            { field: 'include_private' },
+          );
+        }
+        // The streams live when the listing began, newest first (ids below `below`), then
+        // those started since (ids above `above`, the highest listed so far), oldest first.
+        // A first page that is not full is the whole listing.
+        const cursor = input.pageToken;
+        const rows =
+          cursor?.below === 0
+            ? []
+            : await store.listLive({ limit, includePrivate, below: cursor ? cursor.below : null });
+        const olderDone = rows.length < limit;
+        const highest = (above: number) => Math.max(above, ...rows.map((row) => row.id));
+        if (cursor && olderDone) {
+          const above = highest(cursor.above);
+          rows.push(...(await store.listLive({ limit: limit - rows.length, includePrivate, above })));
+        }
+        const nextPageToken =
+          rows.length < limit
+            ? ''
+            : encodePageToken({
+                below: olderDone ? 0 : (rows.at(-1)?.id ?? 0),
+                above: highest(cursor?.above ?? 0),
+              });
+        return { streams: rows.map(toStreamInfo), nextPageToken };
       },
     },
 

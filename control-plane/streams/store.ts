@@ -131,14 +131,30 @@ export function createStreamStore(sql: Sql) {
       return moved ? selectById(sql, moved.id) : null;
     },
 
-    /** Public live streams, newest first. */
-    listLive: (limit: number): Promise<StreamRow[]> =>
-      sql<StreamRow[]>`
+    /**
+     * Live streams by id: below `below` newest first (any id when null), or above `above` oldest
+     * first. Ids never change, so a listing that pages by them is stable while streams start
+     * and end. Public streams only unless `includePrivate`.
+     */
+    listLive(options: {
+      limit: number;
+      includePrivate: boolean;
+      below?: number | null;
+      above?: number;
+    }): Promise<StreamRow[]> {
+      const { limit, includePrivate, below, above } = options;
+      return sql<StreamRow[]>`
         select s.*, u.username as owner_username
         from streams s join users u on u.id = s.owner_id
-        where s.status = 'live' and s.is_public
-        order by s.started_at desc, s.id desc
-        limit ${limit}`,
+        where s.status = 'live'
+          ${includePrivate ? sql`` : sql`and s.is_public`}
+          ${
+            above === undefined
+              ? sql`${below == null ? sql`` : sql`and s.id < ${below}`} order by s.id desc`
+              : sql`and s.id > ${above} order by s.id asc`
+          }
+        limit ${limit}`;
+    },
 
     /** Sets the current count of a live stream and raises its peak; null when it is not live. */
     async reportListeners(id: number, count: number): Promise<StreamRow | null> {

@@ -43,6 +43,8 @@ function streamCalls(c: StreamServiceClient) {
       unary(c.getStreamInfo.bind(c), GetStreamInfoRequest.fromPartial({ streamId }), md),
     list: (limit = 0, md?: Metadata) =>
       unary(c.listStreams.bind(c), ListStreamsRequest.fromPartial({ limit }), md),
+    page: (request: DeepPartial<ListStreamsRequest>, md?: Metadata) =>
+      unary(c.listStreams.bind(c), ListStreamsRequest.fromPartial(request), md),
     listenerToken: (streamId: number, md?: Metadata) =>
       unary(c.issueListenerToken.bind(c), IssueListenerTokenRequest.fromPartial({ streamId }), md),
     report: (streamId: number, listenerCount: number, md?: Metadata) =>
@@ -326,6 +328,145 @@ describe('GetStreamInfo and ListStreams', () => {
     expect((await streams.list(1)).streams).toHaveLength(1);
     const tooMany = await grpcError(streams.list(101));
     expect(field(tooMany)).toBe('limit');
+  });
+});
+
+describe('ListStreams paging', () => {
+  const liveIds = async (publicOnly = false) =>
+    (
+      await h.sql<{ id: number }[]>`
+        select id from streams where status = 'live' ${publicOnly ? h.sql`and is_public` : h.sql``}`
+    ).map((row) => Number(row.id));
+
+  /** Every page of one listing; `between(pageIndex, ids so far)` runs after each page. */
+  async function listAll(
+    request: DeepPartial<ListStreamsRequest>,
+    md: Metadata | undefined,
+    between: (page: number, ids: number[]) => Promise<void> = async () => {},
+  ) {
+    const ids: number[] = [];
+    let pageToken = '';
+    for (let page = 1; page <= 200; page += 1) {
+      const response = await streams.page({ ...request, pageToken }, md);
+      expect(response.streams.length).toBeLessThanOrEqual(request.limit ?? 50);
+      ids.push(...response.streams.map((s) => s.streamId));
+      if (!response.nextPageToken) return { ids, pages: page };
+      pageToken = response.nextPageToken;
+      await between(page, ids);
+    }
+    throw new Error('the listing never ended');
+  }
+
+  it('returns every live stream exactly once across small pages, with streams starting and ending between pages', async () => {
+    for (let i = 0; i < 5; i += 1) {
+      const owner = await account('pg');
+      await streams.start({ title: `paged ${i}`, isPublic: i % 2 === 0 }, owner.md);
+    }
+    const before = await liveIds();
+    expect(before.length).toBeGreaterThanOrEqual(5);
+    const started: number[] = [];
+    let stoppedListed = 0;
+    let stoppedUnlisted = 0;
+    const startOne = async (isPublic: boolean) => {
+      const owner = await account('pgnew');
+      const { stream } = await streams.start({ title: 'started between pages', isPublic }, owner.md);
+      started.push(stream?.streamId ?? 0);
+    };
+
+    const { ids, pages } = await listAll(
+      { limit: 2, includePrivate: true },
+      service(),
+      async (page, sofar) => {
+        if (page === 1) {
+          await startOne(false);
+          // One stream already listed, and one not yet listed, end: nothing shifts, nothing repeats.
+          stoppedListed = sofar[0] ?? 0;
+          stoppedUnlisted = Math.min(...before);
+          await streams.stop({ streamId: stoppedListed }, service());
+          await streams.stop({ streamId: stoppedUnlisted }, service());
+        }
+        if (page === 2) await startOne(true);
+        // Once the listing reached the streams started since it began, one more starts.
+        if (started.length === 2 && sofar.includes(started[0] ?? -1)) await startOne(false);
+      },
+    );
+
+    expect(pages).toBeGreaterThan(3);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(started).toHaveLength(3);
+    const expected = [...before.filter((id) => id !== stoppedUnlisted), ...started];
+    expect([...ids].sort((a, b) => a - b)).toEqual(expected.sort((a, b) => a - b));
+    // Newest first for the streams live when the listing began, then the newer ones oldest first.
+    const older = ids.slice(0, before.length - 1);
+    expect(older).toEqual([...older].sort((a, b) => b - a));
+    expect(ids.slice(before.length - 1)).toEqual([...started].sort((a, b) => a - b));
+  });
+
+  it('lists public streams only without include_private, also when paging', async () => {
+    const owner = await account('pgpub');
+    const hidden = (await streams.start({ title: 'hidden', isPublic: false }, owner.md)).stream;
+    const { ids } = await listAll({ limit: 3 }, undefined);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.sort((a, b) => a - b)).toEqual((await liveIds(true)).sort((a, b) => a - b));
+    expect(ids).not.toContain(hidden?.streamId);
+    // A page that is not full ends the listing.
+    const all = await streams.page({ limit: 100 });
+    expect(all.nextPageToken).toBe('');
+  });
+
+  it('lists private streams to service callers and moderators only', async () => {
+    const owner = await account('pgpriv');
+    const user = await account('pguser');
+    const moderator = await account('pgmod', ['listener', 'moderator']);
+    const hidden = (await streams.start({ title: 'private', isPublic: false }, owner.md)).stream;
+    const withPrivate = { limit: 100, includePrivate: true };
+
+    for (const md of [
+      undefined,
+      user.md,
+      owner.md,
+      metadata({ 'x-api-key': h.apiKey, authorization: `Bearer ${user.token}` }),
+    ]) {
+      const denied = await grpcError(streams.page(withPrivate, md));
+      expect(denied).toMatchObject({
+        code: status.PERMISSION_DENIED,
+        details: 'include_private is for service callers and moderators only',
+      });
+      expect(field(denied)).toBe('include_private');
+    }
+    for (const md of [service(), moderator.md]) {
+      const listed = (await listAll(withPrivate, md)).ids;
+      expect(listed).toContain(hidden?.streamId);
+    }
+    // Without include_private a signed-in user lists as before; a bad token is refused.
+    expect(
+      (await streams.page({ limit: 100 }, user.md)).streams.some((s) => s.streamId === hidden?.streamId),
+    ).toBe(false);
+    expect((await grpcError(streams.page({ limit: 1 }, bearer('not-a-token')))).code).toBe(
+      status.UNAUTHENTICATED,
+    );
+  });
+
+  it('refuses a page_token it did not make, naming page_token', async () => {
+    const token = (await streams.page({ limit: 1 }, service())).nextPageToken;
+    expect(token).not.toBe('');
+    const forged = (text: string) => Buffer.from(text).toString('base64url');
+    for (const pageToken of [
+      'not a token',
+      `${token}=`,
+      `${token}!`,
+      forged('v2:1:2'),
+      forged('v1:-1:2'),
+      forged('v1:01:2'),
+      'x'.repeat(65),
+    ]) {
+      const error = await grpcError(streams.page({ limit: 1, pageToken }, service()));
+      expect(error, pageToken).toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: 'page_token is not a next_page_token of ListStreams',
+      });
+      expect(field(error)).toBe('page_token');
+    }
   });
 });
 

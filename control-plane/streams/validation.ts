@@ -56,6 +56,37 @@ export const stopStreamSchema = z.object({
     }),
 });
 
+/**
+ * Where a ListStreams listing stands (see ListStreamsRequest): the older streams still to list
+ * are those with ids below `below` (0 when none are left), and the streams started since the
+ * listing began are those with ids above `above` (the highest id listed so far).
+ */
+export interface ListCursor {
+  below: number;
+  above: number;
+}
+
+const PAGE_TOKEN_MAX = 64;
+const PAGE_TOKEN = /^v1:(0|[1-9]\d{0,15}):(0|[1-9]\d{0,15})$/;
+
+/** The opaque page_token of a cursor: base64url, so callers do not build or edit one. */
+export function encodePageToken(cursor: ListCursor): string {
+  return Buffer.from(`v1:${cursor.below}:${cursor.above}`, 'utf8').toString('base64url');
+}
+
+function decodePageToken(token: string): ListCursor | null {
+  if (token.length > PAGE_TOKEN_MAX || !/^[A-Za-z0-9_-]+$/.test(token)) return null;
+  const decoded = Buffer.from(token, 'base64url');
+  // Node's decoder skips what it cannot read; only a canonical encoding is a token.
+  if (decoded.toString('base64url') !== token) return null;
+  const match = PAGE_TOKEN.exec(decoded.toString('utf8'));
+  if (!match) return null;
+  const below = Number(match[1]);
+  const above = Number(match[2]);
+  if (!Number.isSafeInteger(below) || !Number.isSafeInteger(above)) return null;
+  return { below, above };
+}
+
 export const listStreamsSchema = z.object({
   limit: z
     .number()
@@ -63,6 +94,20 @@ export const listStreamsSchema = z.object({
     .min(0, 'limit must not be negative')
     .max(LIST_MAX_LIMIT, `limit must be at most ${LIST_MAX_LIMIT}`)
     .transform((value) => (value === 0 ? LIST_DEFAULT_LIMIT : value)),
+  /** null for the first page. */
+  pageToken: z.string().transform((token, ctx): ListCursor | null => {
+    if (token === '') return null;
+    const cursor = decodePageToken(token);
+    if (!cursor) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'page_token is not a next_page_token of ListStreams',
+      });
+      return z.NEVER;
+    }
+    return cursor;
+  }),
+  includePrivate: z.boolean(),
 });
 
 export const reportListenerCountSchema = z.object({

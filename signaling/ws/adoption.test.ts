@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
+import type { ListStreamsRequest } from '../../proto/gen/veza/stream/stream.js';
 import { Broadcaster, SignalingConnection } from '../client/index.js';
 import { installWrtcGlobals, NODE_HANDLER_NAME, nodeWebSocket, sineSource } from '../client/testing/node.js';
 import { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './test-stack.js';
@@ -42,6 +43,7 @@ afterAll(async () => {
 
 const ADOPTED = 'live stream adopted: waiting for its broadcaster';
 const LIST_FAILED = 'could not list the live streams to adopt; retrying';
+const ADOPTION_DONE = 'live streams adopted';
 
 /** An edge whose log lines the test can wait for (the adoption is not visible otherwise). */
 async function startEdge(options: { controlPlane?: ControlPlaneClient } = {}) {
@@ -75,16 +77,19 @@ async function edgeDies(edge: TestEdge, live: { connection: SignalingConnection 
   await edge.edge.close();
   live.connection.close();
   await expect.poll(() => producerOf(streamId), { timeout: 5_000 }).toBeNull();
-  const info = await stack.client.stream.getStreamInfo({ streamId });
+  // As the owner, who sees their private streams too.
+  const info = await stack.client.stream.getStreamInfo({ streamId }, { token: owner.token });
   expect(info.stream?.status).toBe('live');
 }
 
-/** GET /stream/:id on `edge`, anonymously (the streams are public). */
+/** GET /stream/:id on `edge`: anonymously, or as the user of `token` (for private streams). */
 async function restStream(
   edge: TestEdge,
   id: number,
+  token?: string,
 ): Promise<{ status: string; end_reason: string | null }> {
-  const response = await fetch(`${edge.baseUrl}/stream/${id}`);
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch(`${edge.baseUrl}/stream/${id}`, { headers });
   expect(response.status).toBe(200);
   return ((await response.json()) as { stream: { status: string; end_reason: string | null } }).stream;
 }
@@ -96,12 +101,15 @@ async function restLiveIds(edge: TestEdge): Promise<number[]> {
 }
 
 /** Polls GET /stream/:id until the stream has ended, then checks it ended for want of a broadcaster. */
-async function expectEndedByGrace(edge: TestEdge, streamId: number, since: number) {
+async function expectEndedByGrace(edge: TestEdge, streamId: number, since: number, token?: string) {
   await expect
-    .poll(async () => (await restStream(edge, streamId)).status, { timeout: graceMs + 15_000, interval: 100 })
+    .poll(async () => (await restStream(edge, streamId, token)).status, {
+      timeout: graceMs + 15_000,
+      interval: 100,
+    })
     .toBe('ended');
   expect(Date.now() - since).toBeGreaterThanOrEqual(graceMs);
-  expect(await restStream(edge, streamId)).toMatchObject({
+  expect(await restStream(edge, streamId, token)).toMatchObject({
     status: 'ended',
     end_reason: 'broadcaster_disconnected',
   });
@@ -121,6 +129,45 @@ describe('an edge that starts adopts the live streams', () => {
     await expect.poll(() => next.logged(ADOPTED, streamId), { timeout: 5_000 }).toBe(1);
     expect(await restLiveIds(next)).toContain(streamId);
     await expectEndedByGrace(next, streamId, startedAt);
+  });
+
+  it('adopts private streams too, paging through every live stream', async () => {
+    const other = await stack.createUser();
+    const first = await startEdge();
+    const privateId = await stack.startStream(owner, { isPublic: false });
+    const publicId = await stack.startStream(other);
+    const live = await goLive(first, privateId);
+    await expect.poll(() => producerOf(privateId), { timeout: 5_000 }).not.toBeNull();
+    await edgeDies(first, live, privateId);
+
+    // The control plane answers one stream per page, so the edge must follow next_page_token.
+    const requests: ListStreamsRequest[] = [];
+    const controlPlane: ControlPlaneClient = {
+      ...stack.client,
+      stream: {
+        ...stack.client.stream,
+        listStreams: (request, context) => {
+          requests.push(request);
+          return stack.client.stream.listStreams({ ...request, limit: 1 }, context);
+        },
+      },
+    };
+    const startedAt = Date.now();
+    const next = await startEdge({ controlPlane });
+    await expect.poll(() => next.logged(ADOPTED, privateId), { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => next.logged(ADOPTED, publicId), { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => next.logged(ADOPTION_DONE), { timeout: 5_000 }).toBe(1);
+    const pages = requests.length;
+    expect(pages).toBeGreaterThanOrEqual(3);
+    expect(requests.every((request) => request.includePrivate)).toBe(true);
+    expect(requests[0]?.pageToken).toBe('');
+    expect(requests.slice(1).every((request) => request.pageToken !== '')).toBe(true);
+
+    await expectEndedByGrace(next, privateId, startedAt, owner.token);
+    await expectEndedByGrace(next, publicId, startedAt);
+    // One listing: the edge does not list again once the adopted grace periods are over (the
+    // other calls are GET /streams of expectEndedByGrace, which never lists private streams).
+    expect(requests.filter((request) => request.includePrivate)).toHaveLength(pages);
   });
 
   it('keeps the stream when its broadcaster reconnects to the new edge within the grace period', async () => {

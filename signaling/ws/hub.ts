@@ -26,7 +26,7 @@ import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import { edgePeerPrefix } from '../../media-server/index.js';
-import type { StreamInfo } from '../../proto/gen/veza/stream/stream.js';
+import type { ListStreamsResponse, StreamInfo } from '../../proto/gen/veza/stream/stream.js';
 import type {
   IceServer,
   NotificationFrame,
@@ -502,48 +502,44 @@ export class SignalingHub {
    * node that cannot be reached, counts as nobody producing; and a producer the media node
    * still holds for a connection of an edge that crashed counts as someone producing.
    *
-   * ListStreams has no cursor (newest first, at most ADOPT_PAGE): when a page is full, the
-   * list is read again once the adopted timers have run, since the streams they ended have
-   * left it and older ones have moved up; it stops when a read brings nothing new.
+   * The listing pages through every live stream, public and private (ListStreams with
+   * include_private, as the service), until the control plane says it is complete. A page
+   * that fails is asked for again with backoff; the pages already read stay adopted. A stream
+   * that starts during the listing gets its timer from `stream.started`, subscribed before.
    */
   async #adoptLiveStreams(): Promise<void> {
-    const listed = new Set<number>();
+    let pageToken = '';
     let failures = 0;
+    let pages = 0;
+    let listed = 0;
+    let adopted = 0;
     while (!this.#closing) {
-      let streams: StreamInfo[];
+      let page: ListStreamsResponse;
       try {
-        ({ streams } = await this.#options.controlPlane.stream.listStreams({ limit: ADOPT_PAGE }));
+        page = await this.#options.controlPlane.stream.listStreams({
+          limit: ADOPT_PAGE,
+          pageToken,
+          includePrivate: true,
+        });
       } catch (error) {
         if (this.#closing) return;
         failures += 1;
         const retryInMs = adoptRetryMs(failures);
         this.#log.warn(
-          { err: error, attempt: failures, retryInMs },
+          { err: error, attempt: failures, retryInMs, page: pages + 1 },
           'could not list the live streams to adopt; retrying',
         );
         await this.#sleep(retryInMs);
         continue;
       }
       failures = 0;
-      let fresh = 0;
-      let adopted = 0;
-      for (const info of streams) {
-        if (listed.has(info.streamId)) continue;
-        listed.add(info.streamId);
-        fresh += 1;
-        if (this.#adopt(info)) adopted += 1;
-      }
-      this.#log.info({ listed: streams.length, adopted }, 'live streams adopted');
-      if (streams.length < ADOPT_PAGE) return;
-      if (fresh === 0) {
-        this.#log.warn(
-          { live: streams.length },
-          'more live streams than one ListStreams page: older ones were not adopted',
-        );
-        return;
-      }
-      await this.#sleep(this.#options.graceMs + 1_000);
+      pages += 1;
+      listed += page.streams.length;
+      for (const info of page.streams) if (this.#adopt(info)) adopted += 1;
+      if (!page.nextPageToken) break;
+      pageToken = page.nextPageToken;
     }
+    if (!this.#closing) this.#log.info({ listed, adopted, pages }, 'live streams adopted');
   }
 
   /** Starts the grace timer of a listed live stream; false when this edge has nothing to wait for. */

@@ -283,6 +283,39 @@ describe('GET /stream/:id and GET /streams', () => {
     const live = await call('GET', '/streams');
     expect((live.body.streams as Array<{ id: number }>).some((s) => s.id === id)).toBe(false);
   });
+
+  it('pages the directory with next_page_token, public streams only', async () => {
+    const ids: number[] = [];
+    for (const is_public of [true, false, true]) {
+      const dj = await account('paged');
+      const started = await call('POST', '/stream/start', {
+        token: dj.token,
+        body: { title: 'Paged', is_public },
+      });
+      if (is_public) ids.push(started.body.stream_id as number);
+    }
+    const [expected] = await h.sql<{ n: number }[]>`
+      select count(*)::int as n from streams where status = 'live' and is_public`;
+    const listed: number[] = [];
+    let path = '/streams?limit=1';
+    for (let page = 0; page < 100; page += 1) {
+      const reply = await call('GET', path);
+      expect(reply.status).toBe(200);
+      listed.push(...(reply.body.streams as Array<{ id: number }>).map((s) => s.id));
+      const next = reply.body.next_page_token as string | null;
+      if (next === null) break;
+      path = `/streams?limit=1&page_token=${encodeURIComponent(next)}`;
+    }
+    expect(new Set(listed).size).toBe(listed.length);
+    expect(listed).toHaveLength(expected?.n ?? -1);
+    expect(listed).toEqual(expect.arrayContaining(ids));
+    expect((await call('GET', '/streams')).body.next_page_token).toBeNull();
+    const bad = await call('GET', '/streams?page_token=nope!');
+    expect(bad).toMatchObject({
+      status: 400,
+      body: { error: { code: 'invalid_argument', field: 'page_token' } },
+    });
+  });
 });
 
 describe('POST /stream/:id/listener-token', () => {

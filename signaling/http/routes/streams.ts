@@ -189,9 +189,25 @@ export function registerStreamRoutes(routes: RouteRegistrar, deps: StreamRouteDe
     { body: { ...jsonBody, optional: true } },
   );
 
+  // Public streams only: without a user token the call acts as the edge's service identity,
+  // which may list private ones, so include_private is never passed on from here.
   routes.route('GET', '/streams', async (request) => {
-    const response = await stream.listStreams({ limit: limitParam(request) }, callContext(request));
-    return json({ streams: response.streams.map(presentStream) }, 200, NO_STORE);
+    const response = await stream.listStreams(
+      {
+        limit: limitParam(request),
+        pageToken: request.query.get('page_token') ?? '',
+        includePrivate: false,
+      },
+      callContext(request),
+    );
+    return json(
+      {
+        streams: response.streams.map(presentStream),
+        next_page_token: response.nextPageToken || null,
+      },
+      200,
+      NO_STORE,
+    );
   });
 
   routes.route('GET', '/stream/:id', async (request) => {

@@ -153,13 +153,29 @@ export interface StreamAnalyticsRequest {
   intervalSeconds: number;
 }
 
+/**
+ * The live streams, one page at a time. A listing lists newest first the streams that were live
+ * when its first page was read, then the streams started since, oldest of those first; each
+ * stream comes once. Pages follow one another by id, which never changes, so streams starting
+ * or ending between pages move nothing (a start that commits while a page is read can still
+ * be missed: watch `stream.started` for those).
+ */
 export interface ListStreamsRequest {
-  /** At most this many live streams, newest first; 0 means the default (50), capped at 100. */
+  /** At most this many live streams; 0 means the default (50), capped at 100. */
   limit: number;
+  /** The previous page's next_page_token; empty for the first page. Opaque to callers. */
+  pageToken: string;
+  /**
+   * Private streams too: for service callers (API key, no user token) and moderators only;
+   * anyone else gets PERMISSION_DENIED. Without it, public streams only.
+   */
+  includePrivate: boolean;
 }
 
 export interface ListStreamsResponse {
   streams: StreamInfo[];
+  /** Pass as page_token for the next page; empty when the listing is complete. */
+  nextPageToken: string;
 }
 
 export interface IssueListenerTokenRequest {
@@ -2106,13 +2122,19 @@ export const StreamAnalyticsRequest: MessageFns<StreamAnalyticsRequest> = {
 };
 
 function createBaseListStreamsRequest(): ListStreamsRequest {
-  return { limit: 0 };
+  return { limit: 0, pageToken: "", includePrivate: false };
 }
 
 export const ListStreamsRequest: MessageFns<ListStreamsRequest> = {
   encode(message: ListStreamsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.limit !== 0) {
       writer.uint32(8).int32(message.limit);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.includePrivate !== false) {
+      writer.uint32(24).bool(message.includePrivate);
     }
     return writer;
   },
@@ -2138,6 +2160,22 @@ export const ListStreamsRequest: MessageFns<ListStreamsRequest> = {
             message.limit = reader.int32();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includePrivate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2151,13 +2189,31 @@ export const ListStreamsRequest: MessageFns<ListStreamsRequest> = {
   },
 
   fromJSON(object: any): ListStreamsRequest {
-    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      includePrivate: isSet(object.includePrivate)
+        ? globalThis.Boolean(object.includePrivate)
+        : isSet(object.include_private)
+        ? globalThis.Boolean(object.include_private)
+        : false,
+    };
   },
 
   toJSON(message: ListStreamsRequest): unknown {
     const obj: any = {};
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.includePrivate !== false) {
+      obj.includePrivate = message.includePrivate;
     }
     return obj;
   },
@@ -2168,18 +2224,23 @@ export const ListStreamsRequest: MessageFns<ListStreamsRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListStreamsRequest>, I>>(object: I): ListStreamsRequest {
     const message = createBaseListStreamsRequest();
     message.limit = object.limit ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.includePrivate = object.includePrivate ?? false;
     return message;
   },
 };
 
 function createBaseListStreamsResponse(): ListStreamsResponse {
-  return { streams: [] };
+  return { streams: [], nextPageToken: "" };
 }
 
 export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
   encode(message: ListStreamsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.streams) {
       StreamInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -2205,6 +2266,14 @@ export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
             message.streams.push(StreamInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2220,6 +2289,11 @@ export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
   fromJSON(object: any): ListStreamsResponse {
     return {
       streams: globalThis.Array.isArray(object?.streams) ? object.streams.map((e: any) => StreamInfo.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -2227,6 +2301,9 @@ export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
     const obj: any = {};
     if (message.streams?.length) {
       obj.streams = message.streams.map((e) => StreamInfo.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -2237,6 +2314,7 @@ export const ListStreamsResponse: MessageFns<ListStreamsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListStreamsResponse>, I>>(object: I): ListStreamsResponse {
     const message = createBaseListStreamsResponse();
     message.streams = object.streams?.map((e) => StreamInfo.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
