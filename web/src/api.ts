@@ -176,8 +176,16 @@ export const restApi = {
     request('POST', '/auth/refresh', { body: { refresh_token: refreshToken }, schema: tokensSchema }),
   logout: (token: string, refreshToken: string) =>
     request('POST', '/auth/logout', { body: { refresh_token: refreshToken }, token, schema: anything }),
-  listStreams: async (): Promise<StreamInfo[]> =>
-    (await request('GET', '/streams', { schema: looseObject({ streams: array(streamSchema) }) })).streams,
+  /** One page of the live directory; `nextPageToken` is null on the last page. */
+  listStreams: async (
+    pageToken?: string,
+  ): Promise<{ streams: StreamInfo[]; nextPageToken: string | null }> => {
+    const query = pageToken ? `?page_token=${encodeURIComponent(pageToken)}` : '';
+    const page = await request('GET', `/streams${query}`, {
+      schema: looseObject({ streams: array(streamSchema), next_page_token: nullish(string()) }),
+    });
+    return { streams: page.streams, nextPageToken: page.next_page_token ?? null };
+  },
   getStream: async (streamId: string, token: string | null): Promise<StreamInfo> =>
     (
       await request('GET', `/stream/${encodeURIComponent(streamId)}`, {

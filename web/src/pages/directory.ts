@@ -3,6 +3,8 @@ import { restApi, type StreamInfo, streamIdOf } from '../api.js';
 import { errorMessage, h, statusLine } from '../dom.js';
 
 const REFRESH_MS = 15_000;
+/** The server's default page size (GET /streams without limit). */
+const FIRST_PAGE_MAX = 50;
 
 function listenerLabel(count: number): string {
   return count === 1 ? '1 listener' : `${count} listeners`;
@@ -35,26 +37,36 @@ export function directoryPage() {
       });
       const status = statusLine('directory-status');
       const refreshButton = h('button', { type: 'button' }, 'Refresh');
+      const moreButton = h(
+        'button',
+        { type: 'button', hidden: true, 'data-testid': 'more-streams' },
+        'Show more',
+      );
       main.append(
         h('h1', { id: 'live-heading' }, 'Live now'),
         h('div', { class: 'actions' }, refreshButton, h('a', { href: '/studio' }, 'Start your own stream')),
         status.element,
         list,
+        moreButton,
       );
 
       let loading = false;
-      const load = async (announce: boolean) => {
+      let nextPageToken: string | null = null;
+      /** Loads the first page (replacing the list) or, with `more`, appends the next one. */
+      const load = async (announce: boolean, more = false) => {
         if (loading) return;
         loading = true;
         list.setAttribute('aria-busy', 'true');
         try {
-          const streams = (await restApi.listStreams()).filter(
-            (stream) => (stream.status ?? 'live') === 'live',
-          );
-          list.replaceChildren(...streams.map(item));
-          if (streams.length === 0) status.info('Nobody is live right now.');
-          else if (announce)
-            status.info(`${streams.length} live ${streams.length === 1 ? 'stream' : 'streams'}.`);
+          const page = await restApi.listStreams(more ? (nextPageToken ?? undefined) : undefined);
+          const streams = page.streams.filter((stream) => (stream.status ?? 'live') === 'live');
+          if (more) list.append(...streams.map(item));
+          else list.replaceChildren(...streams.map(item));
+          nextPageToken = page.nextPageToken;
+          moreButton.hidden = nextPageToken === null;
+          const shown = list.childElementCount;
+          if (shown === 0) status.info('Nobody is live right now.');
+          else if (announce || more) status.info(`${shown} live ${shown === 1 ? 'stream' : 'streams'}.`);
           else if (status.element.classList.contains('error')) status.clear();
         } catch (error) {
           status.error(`Could not load the live streams: ${errorMessage(error)}`);
@@ -63,11 +75,14 @@ export function directoryPage() {
           list.setAttribute('aria-busy', 'false');
         }
       };
+      moreButton.addEventListener('click', () => void load(false, true));
       refreshButton.addEventListener('click', () => void load(true));
       void load(false);
       // Quietly keep the list current; announcing every refresh would be noise for screen readers.
+      // Not once the user has asked for more: refreshing would collapse what they opened.
       const timer = setInterval(() => {
-        if (document.visibilityState === 'visible') void load(false);
+        if (document.visibilityState === 'visible' && list.childElementCount <= FIRST_PAGE_MAX)
+          void load(false);
       }, REFRESH_MS);
       window.addEventListener('pagehide', () => clearInterval(timer), { once: true });
     },
