@@ -38,12 +38,7 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
-import {
-  clusterServices,
-  createTestDatabase,
-  type TestDatabase,
-  testNamespace,
-} from './testing/databases.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from './testing/databases.js';
 
 installWrtcGlobals();
 
@@ -174,23 +169,9 @@ beforeAll(async () => {
     await db.sql`select setval(${sequence}, ${randomInt(1_000_000, 2 ** 40)})`;
   }
   shared = {
-    VEZA_MODE: 'cluster',
-    DATABASE_URL: db.url,
-    REDIS_URL: clusterServices.redisUrl,
-    NATS_URL: clusterServices.natsUrl,
-    VEZA_NAMESPACE: testNamespace('failover'),
-    SERVICE_API_KEYS: SERVICE_KEY,
-    MEDIA_CLUSTER: `failover-${hex()}`,
+    ...clusterTestEnv('failover', db.url, SERVICE_KEY),
     PRESENCE_HEARTBEAT_MS: '200',
     STREAM_GRACE_S: String(GRACE_S),
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    GRPC_HOST: '127.0.0.1',
-    GRPC_PORT: '0',
-    CONTROL_HTTP_PORT: '0',
-    LOG_LEVEL: 'silent',
-    REGISTER_LIMIT_PER_IP: '1000',
-    LOGIN_LIMIT_PER_IP: '1000',
   };
   control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
   client = createControlPlaneClient({ address: `127.0.0.1:${control.grpcPort}`, apiKey: SERVICE_KEY, log });

@@ -24,12 +24,7 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
-import {
-  clusterServices,
-  createTestDatabase,
-  type TestDatabase,
-  testNamespace,
-} from './testing/databases.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from './testing/databases.js';
 
 installWrtcGlobals();
 
@@ -100,23 +95,7 @@ beforeAll(async () => {
   for (const sequence of ['users_id_seq', 'streams_id_seq', 'chat_rooms_id_seq']) {
     await db.sql`select setval(${sequence}, ${randomInt(1_000_000, 2 ** 40)})`;
   }
-  shared = {
-    VEZA_MODE: 'cluster',
-    DATABASE_URL: db.url,
-    REDIS_URL: clusterServices.redisUrl,
-    NATS_URL: clusterServices.natsUrl,
-    VEZA_NAMESPACE: testNamespace('split'),
-    SERVICE_API_KEYS: SERVICE_KEY,
-    MEDIA_CLUSTER: `split-${randomBytes(4).toString('hex')}`,
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    GRPC_HOST: '127.0.0.1',
-    GRPC_PORT: '0',
-    CONTROL_HTTP_PORT: '0',
-    LOG_LEVEL: 'silent',
-    REGISTER_LIMIT_PER_IP: '1000',
-    LOGIN_LIMIT_PER_IP: '1000',
-  };
+  shared = clusterTestEnv('split', db.url, SERVICE_KEY);
   control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
   const address = `127.0.0.1:${control.grpcPort}`;
   edge = await startPlatform(

@@ -23,6 +23,35 @@ export function testNamespace(label: string): string {
   return `t-${label}-${randomBytes(4).toString('hex')}`.slice(0, 32);
 }
 
+/**
+ * The environment every process of one split-role cluster test shares (each adds its
+ * VEZA_ROLES and node id): the machine's PostgreSQL database `databaseUrl`, Redis and NATS
+ * under a namespace of its own, ephemeral ports on loopback, and limits that a test's many
+ * sign-ups from 127.0.0.1 do not reach.
+ */
+export function clusterTestEnv(
+  label: string,
+  databaseUrl: string,
+  serviceKey: string,
+): Record<string, string> {
+  return {
+    VEZA_MODE: 'cluster',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: clusterServices.redisUrl,
+    NATS_URL: clusterServices.natsUrl,
+    VEZA_NAMESPACE: testNamespace(label),
+    SERVICE_API_KEYS: serviceKey,
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: '0',
+    GRPC_HOST: '127.0.0.1',
+    GRPC_PORT: '0',
+    CONTROL_HTTP_PORT: '0',
+    LOG_LEVEL: 'silent',
+    REGISTER_LIMIT_PER_IP: '1000',
+    LOGIN_LIMIT_PER_IP: '1000',
+  };
+}
+
 export interface TestDatabase {
   url: string;
   sql: Sql;

@@ -13,12 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../../common/config.js';
 import { createLogger } from '../../../common/log.js';
 import { type Platform, startPlatform } from '../../../common/platform.js';
-import {
-  clusterServices,
-  createTestDatabase,
-  type TestDatabase,
-  testNamespace,
-} from '../../../common/testing/databases.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatClient, ChatMessage } from '../../client/index.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
@@ -66,28 +61,11 @@ async function connect(url: string, user: ChatTestUser, token?: () => Promise<st
 
 beforeAll(async () => {
   db = await createTestDatabase('cluster');
-  // NATS subjects (`chat.room.<id>`) and Redis rate-limit keys (user and room ids) are shared with
-  // every other run on this machine: ids nobody else uses keep this run apart.
+  // Ids nobody else uses: messages carry them, and the assertions should not depend on the
+  // namespace alone.
   await db.sql`select setval('chat_rooms_id_seq', ${randomInt(1_000_000, 2 ** 40)})`;
   await db.sql`select setval('users_id_seq', ${randomInt(1_000_000, 2 ** 40)})`;
-  const shared = {
-    VEZA_MODE: 'cluster',
-    DATABASE_URL: db.url,
-    REDIS_URL: clusterServices.redisUrl,
-    NATS_URL: clusterServices.natsUrl,
-    VEZA_NAMESPACE: testNamespace('chat-ws'),
-    SERVICE_API_KEYS: SERVICE_KEY,
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    GRPC_HOST: '127.0.0.1',
-    GRPC_PORT: '0',
-    CONTROL_HTTP_PORT: '0',
-    LOG_LEVEL: 'silent',
-    REGISTER_LIMIT_PER_IP: '1000',
-    LOGIN_LIMIT_PER_IP: '1000',
-    // Media nodes announce themselves per cluster name: this run's control plane sees only its own.
-    MEDIA_CLUSTER: `chat-cluster-${randomInt(1_000_000)}`,
-  };
+  const shared = clusterTestEnv('chat-ws', db.url, SERVICE_KEY);
   const control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
   platforms.push(control);
   // StartStream places every stream on a live media node in cluster mode.
