@@ -129,6 +129,24 @@ const schema = z.object({
 
   /** Optional external toxicity scorer (POST {text} -> {score, reasons}); the local scorer is the fallback. */
   MODERATION_URL: optionalString.pipe(url.optional()),
+
+  /**
+   * The control plane's retention sweep (control-plane/maintenance): how often it deletes rows that
+   * have outlived their use, and how many rows one statement deletes at most (short locks). 0 disables it.
+   */
+  RETENTION_SWEEP_INTERVAL_S: nonNegativeInt.default(3600),
+  RETENTION_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /**
+   * Login sessions (standalone) and refresh tokens are deleted this long after they expired or were
+   * revoked; until then a spent refresh token presented again is still recognised as a reuse.
+   */
+  SESSION_RETENTION_DAYS: positiveInt.default(7),
+  /** Finished jobs of the standalone queue; their job id deduplicates enqueues until then. */
+  JOB_RETENTION_DAYS: positiveInt.default(7),
+  /** Dead jobs, their dead letters, and emails given up on (outbox rows marked failed). */
+  DEAD_JOB_RETENTION_DAYS: positiveInt.default(30),
+  /** Delivered (or logged) outbox emails, and email confirmation tokens after their expiry. */
+  EMAIL_RETENTION_DAYS: positiveInt.default(7),
 });
 
 export type Env = z.infer<typeof schema>;

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
-import { startControlPlane } from '../control-plane/index.js';
+import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
   type MediaNode,
   type MediaNodeService,
@@ -31,7 +31,7 @@ import { startEmbeddedPostgres } from './db/embedded.js';
 import { MIGRATIONS_DIR, migrate } from './db/migrate.js';
 import type { Logger } from './log.js';
 import { type OpsServer, startOpsServer } from './ops-server.js';
-import { createPorts, type Ports } from './ports/index.js';
+import { createPorts, PgJobQueue, PgSessionStore, type Ports } from './ports/index.js';
 
 export interface Platform {
   config: Config;
@@ -85,6 +85,15 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       grpcPort = controlPlane.port;
       controlPlaneAddress = `${controlPlaneAddress.replace(/:\d+$/, '')}:${grpcPort}`;
       log.info({ port: grpcPort }, 'control plane (gRPC) listening');
+      // Deletes what outlived its use; the standalone adapters' tables are in this database too.
+      const retention = startRetention({
+        config,
+        sql,
+        log: log.child({ role: 'control-plane' }),
+        sessions: ports.sessions instanceof PgSessionStore ? ports.sessions : null,
+        jobs: ports.jobs instanceof PgJobQueue ? ports.jobs : null,
+      });
+      closers.push(() => retention.stop());
     }
 
     // The media node: mediasoup workers. Edges in other processes reach it over the bus

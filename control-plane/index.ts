@@ -1,6 +1,7 @@
 /**
  * The control plane: the gRPC server with its five services, health and reflection, and
- * the email outbox dispatcher. This module is its whole public surface.
+ * the email outbox dispatcher; the retention sweep of its database. This module is its
+ * whole public surface.
  */
 import type { Config } from '../common/config.js';
 import type { Sql } from '../common/db/client.js';
@@ -26,6 +27,7 @@ import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
 export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './auth/index.js';
 export type { HealthControl, ServingStatus } from './grpc/index.js';
+export { type RetentionDeps, type RetentionSweeper, startRetention } from './maintenance/index.js';
 
 /** The ports the control plane uses (common/ports' `Ports` satisfies it). */
 export interface ControlPlanePorts {

@@ -20,8 +20,10 @@ import { InvalidArgumentError } from '../errors.js';
 
 export interface EnqueueOptions {
   /**
-   * Idempotency key: enqueueing the same id twice makes one job. Kept forever by the
-   * PostgreSQL adapter and for the stream's duplicate window (24 h by default) by JetStream.
+   * Idempotency key: enqueueing the same id twice makes one job. Kept while the job is queued
+   * or running and then until the retention sweep deletes the finished job (JOB_RETENTION_DAYS,
+   * DEAD_JOB_RETENTION_DAYS) by the PostgreSQL adapter, and for the stream's duplicate window
+   * (24 h by default) by JetStream.
    */
   jobId?: string;
 }

@@ -129,6 +129,36 @@ export class PgJobQueue implements JobQueue {
     }));
   }
 
+  /**
+   * The retention sweep: deletes at most `limit` jobs finished (acked) more than `retain.doneMs`
+   * ago or dead for more than `retain.deadMs`, and returns how many. Queued and running jobs stay.
+   */
+  async deleteFinished(retain: { doneMs: number; deadMs: number }, limit: number): Promise<number> {
+    const done = this.sql`now() - ${retain.doneMs}::double precision * interval '1 millisecond'`;
+    const dead = this.sql`now() - ${retain.deadMs}::double precision * interval '1 millisecond'`;
+    // The first bound on updated_at lets the jobs_finished index narrow the scan.
+    const result = await this.sql`
+      delete from jobs where id in (
+        select id from jobs
+        where status in ('done', 'dead')
+          and updated_at < greatest(${done}, ${dead})
+          and updated_at < case when status = 'done' then ${done} else ${dead} end
+        limit ${limit}
+        for update skip locked)`;
+    return result.count;
+  }
+
+  /** The retention sweep: deletes at most `limit` dead letters older than `retainMs`; returns how many. */
+  async deleteDeadLetters(retainMs: number, limit: number): Promise<number> {
+    const result = await this.sql`
+      delete from job_dead_letters where id in (
+        select id from job_dead_letters
+        where failed_at < now() - ${retainMs}::double precision * interval '1 millisecond'
+        limit ${limit}
+        for update skip locked)`;
+    return result.count;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -1,7 +1,8 @@
 /**
  * Standalone SessionStore: the `sessions` table, so a restart loses no session and no
  * revocation. Every read goes to PostgreSQL (a primary-key lookup), which keeps one
- * truth without cache invalidation.
+ * truth without cache invalidation. Rows outlive their session until the control plane's
+ * retention sweep deletes them (deleteExpired).
  */
 import type { Sql } from '../db/client.js';
 import { isSessionId, parseReason, parseSessionRecord, parseUserId } from './session-record.js';
@@ -91,6 +92,21 @@ export class PgSessionStore implements SessionStore {
       select * from sessions where user_id = ${user} and expires_at > ${new Date()}
       order by created_at, id`;
     return rows.map(toRecord);
+  }
+
+  /**
+   * The retention sweep: deletes at most `limit` sessions that expired or were revoked more than
+   * `retainMs` ago, and returns how many. Revoked sessions are kept that long (not deleted at once)
+   * so a save racing the revocation finds the revocation and cannot bring the session back.
+   */
+  async deleteExpired(retainMs: number, limit: number): Promise<number> {
+    const result = await this.sql`
+      delete from sessions where id in (
+        select id from sessions
+        where least(expires_at, revoked_at) < now() - ${retainMs}::double precision * interval '1 millisecond'
+        limit ${limit}
+        for update skip locked)`;
+    return result.count;
   }
 
   /** The connection pool belongs to the caller. */

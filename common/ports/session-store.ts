@@ -33,7 +33,10 @@ export interface SessionStore {
   revoke(sessionId: string, reason: string): Promise<boolean>;
   /** Revokes every open session of a user (e.g. after a password change); returns the ids revoked. */
   revokeAllForUser(userId: number, reason: string): Promise<string[]>;
-  /** The user's unexpired sessions, revoked ones included, oldest first. */
+  /**
+   * The user's unexpired sessions, revoked ones included, oldest first. (The PostgreSQL adapter
+   * forgets a revoked session SESSION_RETENTION_DAYS after its revocation; Redis at its expiry.)
+   */
   listForUser(userId: number): Promise<SessionRecord[]>;
   close(): Promise<void>;
 }

@@ -39,3 +39,18 @@ export function consumeConfirmation(sql: Sql, token: string): Promise<UserRecord
     return markEmailConfirmed(tx, row.user_id);
   });
 }
+
+/**
+ * The retention sweep: deletes at most `limit` confirmation tokens (used or not) that expired
+ * more than `retainMs` ago; returns how many. Following such a link then says "unknown
+ * confirmation token" instead of "expired" (or, when it was used, confirming again).
+ */
+export async function deleteExpiredConfirmations(sql: Sql, retainMs: number, limit: number): Promise<number> {
+  const result = await sql`
+    delete from email_confirmations where token_hash in (
+      select token_hash from email_confirmations
+      where expires_at < now() - ${retainMs}::double precision * interval '1 millisecond'
+      limit ${limit}
+      for update skip locked)`;
+  return result.count;
+}

@@ -2,6 +2,8 @@
 export { createTokenVerifier, issueAccessToken } from './access-tokens.js';
 export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './accounts.js';
 export { type AuthServiceDeps, createAuthService } from './auth-service.js';
+export { deleteExpiredConfirmations } from './confirmations.js';
 export { createMailer, type Mailer } from './mailer.js';
-export { type OutboxDispatcher, startOutboxDispatcher } from './outbox.js';
+export { deleteSettledEmails, type OutboxDispatcher, startOutboxDispatcher } from './outbox.js';
+export { deleteDeadRefreshTokens } from './refresh-tokens.js';
 export { loadSigningKeys, type SigningKeys } from './signing-keys.js';

@@ -25,6 +25,30 @@ export async function enqueueEmail(db: Sql | TransactionSql, email: QueuedEmail)
   return row.id;
 }
 
+/**
+ * The retention sweep: deletes at most `limit` outbox rows created more than `retain.deliveredMs`
+ * ago and delivered (sent, or logged without SMTP), or more than `retain.failedMs` ago and given
+ * up on (failed); returns how many. Pending rows stay whatever their age.
+ */
+export async function deleteSettledEmails(
+  sql: Sql,
+  retain: { deliveredMs: number; failedMs: number },
+  limit: number,
+): Promise<number> {
+  const delivered = sql`now() - ${retain.deliveredMs}::double precision * interval '1 millisecond'`;
+  const failed = sql`now() - ${retain.failedMs}::double precision * interval '1 millisecond'`;
+  // The first bound on created_at lets the email_outbox_settled index narrow the scan.
+  const result = await sql`
+    delete from email_outbox where id in (
+      select id from email_outbox
+      where status <> 'pending'
+        and created_at < greatest(${delivered}, ${failed})
+        and created_at < case when status = 'failed' then ${failed} else ${delivered} end
+      limit ${limit}
+      for update skip locked)`;
+  return result.count;
+}
+
 export interface OutboxDispatcher {
   /** Delivers what is pending now instead of at the next poll. */
   wake(): void;

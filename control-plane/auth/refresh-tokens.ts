@@ -89,3 +89,19 @@ export async function refreshTokenOwner(sql: Sql, token: string): Promise<Refres
     select session_id, user_id from refresh_tokens where token_hash = ${hashOpaqueToken(token)}`;
   return row ? { sessionId: row.session_id, userId: row.user_id } : null;
 }
+
+/**
+ * The retention sweep: deletes at most `limit` tokens that expired or were revoked (with their
+ * session) more than `retainMs` ago; returns how many. A spent token stays until then, so
+ * presenting it again is still recognised as a reuse (and revokes its family) for `retainMs`
+ * after it expired or its family was closed; after that it is simply unknown.
+ */
+export async function deleteDeadRefreshTokens(sql: Sql, retainMs: number, limit: number): Promise<number> {
+  const result = await sql`
+    delete from refresh_tokens where token_hash in (
+      select token_hash from refresh_tokens
+      where least(expires_at, revoked_at) < now() - ${retainMs}::double precision * interval '1 millisecond'
+      limit ${limit}
+      for update skip locked)`;
+  return result.count;
+}
