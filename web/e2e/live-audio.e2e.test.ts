@@ -257,6 +257,10 @@ describe('live audio in the browser', () => {
       await expect(listen.evaluate(() => '__sameDocument' in window)).resolves.toBe(true);
       await expect(listen.getByTestId('live-indicator').getAttribute('data-state')).resolves.toBe('live');
       await expect.poll(() => studio.evaluate(() => window.__veza?.state())).toBe('live');
+      // The replacement worker's stream has its own AudioLevelObserver: the studio hears it.
+      await expect
+        .poll(() => studioLevel(studio), { timeout: 10_000 })
+        .toMatchObject({ source: 'server', speaking: 'speaking' });
       expect((await platform.media!.getWorkers())[0]!.pid).not.toBe(workers[0]!.pid);
     } catch (error) {
       await explain(error);

@@ -285,7 +285,12 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
         else showSpeaking('silent', 'Silence');
       });
       broadcaster.on('state', (state) => {
-        if (state === 'reconnecting') status.info('Connection lost. Reconnecting…');
+        if (state === 'reconnecting') {
+          status.info('Connection lost. Reconnecting…');
+          // The last level is stale until the SFU hears the re-published track.
+          serverLevel = null;
+          showSpeaking('waiting', 'Waiting for the server…');
+        }
         if (state === 'live' && live?.broadcaster === broadcaster) status.info('You are live.');
       });
       broadcaster.on('reconnected', () => status.info('Reconnected. You are live again.'));
