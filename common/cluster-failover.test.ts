@@ -16,7 +16,7 @@
  * this machine share NATS subjects and Redis keys: the media cluster name, node ids and database
  * ids are this run's own.
  */
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -38,13 +38,13 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
+import { signUpAndIn } from './testing/accounts.js';
 import { clusterTestEnv, createTestDatabase, type TestDatabase } from './testing/databases.js';
 
 installWrtcGlobals();
 
 const WebSocket = nodeWebSocket();
 const SERVICE_KEY = 'failover-test-service-key-0123456789';
-const PASSWORD = 'Correct-Horse-42';
 const GRACE_S = 3;
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'failover-test' });
 const audible = (rms: number) => rms > 100;
@@ -58,24 +58,7 @@ let client: ControlPlaneClient;
 /** Per test, run in reverse after it (clients first, then platforms). */
 const cleanups: Array<() => unknown> = [];
 
-async function createUser(): Promise<{ token: string }> {
-  const suffix = randomUUID().slice(0, 8);
-  const email = `failover-${suffix}@veza.test`;
-  await client.auth.register({
-    email,
-    password: PASSWORD,
-    username: `failover_${suffix}`,
-    firstName: 'Fail',
-    lastName: 'Over',
-  });
-  const session = await client.auth.authenticate({
-    email,
-    password: PASSWORD,
-    deviceId: 'test',
-    ipAddress: '127.0.0.1',
-  });
-  return { token: session.accessToken };
-}
+const createUser = () => signUpAndIn(client, 'failover');
 
 async function startStream(owner: { token: string }): Promise<{ streamId: number; mediaNodeId: string }> {
   const started = await client.stream.startStream(

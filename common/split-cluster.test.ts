@@ -7,7 +7,7 @@
  * Runs on this machine share NATS subjects and Redis keys: the media cluster name, node ids and
  * database ids (users, streams, chat rooms) are this run's own.
  */
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,13 +24,13 @@ import {
 import { loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
+import { signUpAndIn } from './testing/accounts.js';
 import { clusterTestEnv, createTestDatabase, type TestDatabase } from './testing/databases.js';
 
 installWrtcGlobals();
 
 const WebSocket = nodeWebSocket();
 const SERVICE_KEY = 'split-cluster-test-service-key-0123456789';
-const PASSWORD = 'Correct-Horse-42';
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'split-cluster-test' });
 const audible = (rms: number) => rms > 100;
 
@@ -47,24 +47,7 @@ interface User {
   token: string;
 }
 
-async function createUser(): Promise<User> {
-  const suffix = randomUUID().slice(0, 8);
-  const email = `split-${suffix}@veza.test`;
-  await client.auth.register({
-    email,
-    password: PASSWORD,
-    username: `split_${suffix}`,
-    firstName: 'Split',
-    lastName: 'Test',
-  });
-  const session = await client.auth.authenticate({
-    email,
-    password: PASSWORD,
-    deviceId: 'test',
-    ipAddress: '127.0.0.1',
-  });
-  return { token: session.accessToken };
-}
+const createUser = () => signUpAndIn(client, 'split');
 
 const startStream = (owner: User) =>
   client.stream.startStream(
