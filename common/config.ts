@@ -33,6 +33,39 @@ const optionalString = z
   .optional()
   .transform((value) => (value === '' ? undefined : value));
 
+/**
+ * Variables whose value is a secret (or may embed one, as URLs with credentials do): an error
+ * about them names the variable and never prints the value.
+ */
+const SECRET_VARIABLES = new Set([
+  'SIGNING_KEYS_SECRET',
+  'SERVICE_API_KEYS',
+  'TURN_SECRET',
+  'TURN_CREDENTIAL',
+  'S3_SECRET_ACCESS_KEY',
+  'SMTP_URL',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'NATS_URL',
+]);
+
+/**
+ * SIGNING_KEYS_SECRET as its 32 bytes: 64 hex digits or base64/base64url (what
+ * `openssl rand -hex 32` and `openssl rand -base64 32` print). No passphrases: a key that is
+ * 32 random bytes needs no KDF, and one that is not cannot be told apart from a weak one.
+ * Null when the text is not such a key, or is obviously not random (a placeholder such as all zeros).
+ */
+export function decodeSigningKeysSecret(text: string): Buffer | null {
+  const value = text.trim();
+  let key: Buffer | null = null;
+  if (/^[0-9a-fA-F]{64}$/.test(value)) key = Buffer.from(value, 'hex');
+  else if (/^[A-Za-z0-9+/_-]{43}=?$/.test(value)) key = Buffer.from(value, 'base64');
+  if (key?.length !== 32) return null;
+  // 32 random bytes have about 30 distinct values; fewer than 16 happens by chance with
+  // negligible probability, so it is a placeholder or a pattern typed by hand.
+  return new Set(key).size < 16 ? null : key;
+}
+
 /** Variable name -> schema. The keys are the environment variable names, documented in the README. */
 const schema = z.object({
   VEZA_MODE: z.enum(['standalone', 'cluster']).default('standalone'),
@@ -63,6 +96,20 @@ const schema = z.object({
   CONTROL_HTTP_PORT: port.default(9091),
   /** Shared secrets for service-to-service gRPC calls (x-api-key). Generated per run in standalone mode. */
   SERVICE_API_KEYS: csv(z.string().min(16, 'each key needs at least 16 characters')).default([]),
+  /**
+   * The key-encryption key of the JWT signing keys stored in PostgreSQL (control-plane/auth/key-encryption.ts).
+   * Required by control planes in cluster mode (they all decrypt the same keys); in standalone mode,
+   * when unset, one is generated once into <data dir>/secrets/signing-keys.key.
+   */
+  SIGNING_KEYS_SECRET: optionalString.pipe(
+    z
+      .string()
+      .refine(
+        (value) => decodeSigningKeysSecret(value) !== null,
+        'expected 32 random bytes, hex or base64 encoded (e.g. the output of `openssl rand -base64 32`)',
+      )
+      .optional(),
+  ),
 
   DATABASE_URL: optionalString.pipe(url.optional()),
   EMBEDDED_PG_PORT: port.default(54329),
@@ -171,15 +218,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'config');
+      if (SECRET_VARIABLES.has(name)) return `${name} (value not shown): ${issue.message}`;
       return `${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const value = parsed.data;
   if (value.VEZA_MODE === 'cluster') {
-    const missing = (['DATABASE_URL', 'REDIS_URL', 'NATS_URL'] as const).filter((name) => !value[name]);
+    const missing: string[] = (['DATABASE_URL', 'REDIS_URL', 'NATS_URL'] as const).filter(
+      (name) => !value[name],
+    );
+    // Every control plane decrypts the same signing keys, so none may make up its own secret.
+    if (value.VEZA_ROLES.includes('control-plane') && !value.SIGNING_KEYS_SECRET) {
+      missing.push('SIGNING_KEYS_SECRET');
+    }
     if (missing.length > 0) {
-      throw new ConfigError(`invalid configuration: VEZA_MODE=cluster needs ${missing.join(', ')}`);
+      const hint = missing.includes('SIGNING_KEYS_SECRET')
+        ? ' (SIGNING_KEYS_SECRET: the same 32 random bytes on every control plane, e.g. `openssl rand -base64 32`)'
+        : '';
+      throw new ConfigError(`invalid configuration: VEZA_MODE=cluster needs ${missing.join(', ')}${hint}`);
     }
     if (value.SERVICE_API_KEYS.length === 0 && value.VEZA_ROLES.length < ROLES.length) {
       throw new ConfigError(

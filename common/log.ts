@@ -3,7 +3,7 @@
  * its request id so the lines of one call can be followed across edge and control plane.
  */
 import { randomUUID } from 'node:crypto';
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 
@@ -36,21 +36,35 @@ const REDACT_PATHS = [
   '*.privateKey',
   'smtpUrl',
   '*.smtpUrl',
+  // The key-encryption key of the signing keys (a logged Config included), and private keys as JWKs.
+  'SIGNING_KEYS_SECRET',
+  '*.SIGNING_KEYS_SECRET',
+  'signingKeysSecret',
+  '*.signingKeysSecret',
+  'privateJwk',
+  '*.privateJwk',
+  'private_jwk',
+  '*.private_jwk',
 ];
 
 export interface LoggerOptions {
   level?: string;
   name?: string;
+  /** Where lines go (stdout by default); tests pass a stream to read them back. */
+  destination?: DestinationStream;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  return pino({
-    name: options.name ?? 'veza',
-    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  return pino(
+    {
+      name: options.name ?? 'veza',
+      level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    options.destination,
+  );
 }
 
 /** Request ids are accepted from a caller only when they look like one, so logs cannot be forged. */

@@ -4,7 +4,8 @@
  * wiring on the machine's PostgreSQL, Redis and NATS).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -107,6 +108,9 @@ describe('standalone mode, as npm start runs it', () => {
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
     expect(first.errors).toEqual([]);
+    // Zero-config: the signing keys secret was generated into the data directory, owner-only.
+    const secretFile = path.join(dataDir, 'secrets', 'signing-keys.key');
+    expect((await stat(secretFile)).mode & 0o777).toBe(0o600);
 
     // Same data directory: the account, the session and the signing key survive.
     const second = await startProcess(env);
@@ -155,6 +159,8 @@ describe('cluster mode on the machine PostgreSQL, Redis and NATS', () => {
       NATS_URL: clusterServices.natsUrl,
       VEZA_NAMESPACE: testNamespace('platform'),
       SERVICE_API_KEYS: 'cluster-test-service-key-0123456789',
+      // Both control planes decrypt the one signing key with it.
+      SIGNING_KEYS_SECRET: randomBytes(32).toString('base64'),
       HTTP_PORT: '0',
       GRPC_PORT: '0',
       CONTROL_HTTP_PORT: '0',

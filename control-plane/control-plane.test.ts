@@ -29,7 +29,7 @@ import {
   GetMetricsRequest,
   StreamMetricsRequest,
 } from '../proto/gen/veza/analytics/analytics.js';
-import { issueAccessToken, loadSigningKeys } from './auth/index.js';
+import { issueAccessToken, loadKeyEncryptionKey, loadSigningKeys } from './auth/index.js';
 import { createAdmin } from './index.js';
 import {
   authCalls,
@@ -284,7 +284,9 @@ describe('accounts and tokens', () => {
     const account = await newAccount('tokens');
     const session = await login(account.email);
     const { sessionId } = await api.validateToken(session.accessToken);
-    const keys = await loadSigningKeys(h.sql, createLogger({ level: 'silent' }));
+    // The control plane's own keys: its data directory's secret opens them.
+    const silent = createLogger({ level: 'silent' });
+    const keys = await loadSigningKeys(h.sql, silent, await loadKeyEncryptionKey(h.config, silent));
     const subject = {
       userId: account.userId,
       sessionId,

@@ -17,6 +17,7 @@ import {
   createAuthService,
   createMailer,
   createTokenVerifier,
+  loadKeyEncryptionKey,
   loadSigningKeys,
   startOutboxDispatcher,
 } from './auth/index.js';
@@ -25,7 +26,16 @@ import { bindService, type HealthControl, startGrpcServer } from './grpc/index.j
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
-export { type AccountSummary, type AdminDeps, createAdmin, setUserRole } from './auth/index.js';
+export {
+  type AccountSummary,
+  type AdminDeps,
+  createAdmin,
+  loadKeyEncryptionKey,
+  loadSigningKeys,
+  type SigningKeys,
+  SigningKeysDecryptionError,
+  setUserRole,
+} from './auth/index.js';
 export type { HealthControl, ServingStatus } from './grpc/index.js';
 export { type RetentionDeps, type RetentionSweeper, startRetention } from './maintenance/index.js';
 
@@ -66,7 +76,8 @@ const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
 export async function startControlPlane(deps: ControlPlaneDeps): Promise<ControlPlane> {
   const { config, sql, ports } = deps;
   const log = deps.log.child({ role: 'control-plane' });
-  const keys = await loadSigningKeys(sql, log);
+  // Fails here, before serving, when the stored keys do not decrypt with this secret.
+  const keys = await loadSigningKeys(sql, log, await loadKeyEncryptionKey(config, log));
   const outbox = startOutboxDispatcher({ sql, mailer: createMailer(config, log), log });
   try {
     const auth = createAuthService({

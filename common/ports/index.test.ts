@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -61,6 +61,7 @@ describe('createPorts', () => {
       REDIS_URL: clusterServices.redisUrl,
       NATS_URL: clusterServices.natsUrl,
       VEZA_NAMESPACE: testNamespace('ports'),
+      SIGNING_KEYS_SECRET: randomBytes(32).toString('base64'),
     });
     const ports = await createPorts(config, { sql: db.sql, log });
     try {

@@ -26,8 +26,8 @@ export function testNamespace(label: string): string {
 /**
  * The environment every process of one split-role cluster test shares (each adds its
  * VEZA_ROLES and node id): the machine's PostgreSQL database `databaseUrl`, Redis and NATS
- * under a namespace of its own, ephemeral ports on loopback, and limits that a test's many
- * sign-ups from 127.0.0.1 do not reach.
+ * under a namespace of its own, ephemeral ports on loopback, one signing keys secret for its
+ * control planes, and limits that a test's many sign-ups from 127.0.0.1 do not reach.
  */
 export function clusterTestEnv(
   label: string,
@@ -41,6 +41,7 @@ export function clusterTestEnv(
     NATS_URL: clusterServices.natsUrl,
     VEZA_NAMESPACE: testNamespace(label),
     SERVICE_API_KEYS: serviceKey,
+    SIGNING_KEYS_SECRET: randomBytes(32).toString('base64'),
     HTTP_HOST: '127.0.0.1',
     HTTP_PORT: '0',
     GRPC_HOST: '127.0.0.1',

@@ -2,7 +2,7 @@
  * Access tokens as issued here and verified by the shared verifier (common/access-token.ts)
  * plus the session check: every forgery must fail before any claim is trusted.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnauthenticatedError } from '../../common/errors.js';
@@ -10,10 +10,12 @@ import { createLogger } from '../../common/log.js';
 import { PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { createTokenVerifier, issueAccessToken, verifyUserToken } from './access-tokens.js';
+import { keyEncryptionKey } from './key-encryption.js';
 import { loadSigningKeys, type SigningKeys } from './signing-keys.js';
 import { createUser } from './users.js';
 
 const log = createLogger({ level: 'silent' });
+const kek = keyEncryptionKey(randomBytes(32), 'a test secret');
 let db: TestDatabase;
 let keys: SigningKeys;
 let sessions: PgSessionStore;
@@ -27,7 +29,7 @@ let subject: {
 
 beforeAll(async () => {
   db = await createTestDatabase('embedded');
-  keys = await loadSigningKeys(db.sql, log);
+  keys = await loadSigningKeys(db.sql, log, kek);
   sessions = new PgSessionStore(db.sql);
   const user = await createUser(db.sql, {
     email: 'tok@example.com',
@@ -223,13 +225,13 @@ describe('signing keys', () => {
   it('are generated once: concurrent first starts agree on one key, later starts reuse it', async () => {
     const fresh = await createTestDatabase('embedded');
     try {
-      const loaded = await Promise.all([1, 2, 3, 4].map(() => loadSigningKeys(fresh.sql, log)));
+      const loaded = await Promise.all([1, 2, 3, 4].map(() => loadSigningKeys(fresh.sql, log, kek)));
       expect(new Set(loaded.map((k) => k.kid)).size).toBe(1);
       const [{ n } = { n: 0 }] = await fresh.sql<
         { n: number }[]
       >`select count(*)::int as n from signing_keys`;
       expect(n).toBe(1);
-      const again = await loadSigningKeys(fresh.sql, log);
+      const again = await loadSigningKeys(fresh.sql, log, kek);
       expect(again.kid).toBe(loaded[0]?.kid);
       // A token signed after a restart verifies with the keys loaded before it.
       const token = (await issueAccessToken(again, subject, 60)).token;
@@ -243,7 +245,7 @@ describe('signing keys', () => {
   it('pick up a key another node added when a token names it', async () => {
     const fresh = await createTestDatabase('embedded');
     try {
-      const early = await loadSigningKeys(fresh.sql, log);
+      const early = await loadSigningKeys(fresh.sql, log, kek);
       // Another control plane rotates: a newer key signs from now on.
       const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
       const publicJwk = {
@@ -261,7 +263,7 @@ describe('signing keys', () => {
       await fresh.sql`
         insert into signing_keys (kid, algorithm, private_jwk, public_jwk, created_at)
         values ('rotated-key', 'EdDSA', ${fresh.sql.json(privateJwk)}, ${fresh.sql.json(publicJwk)}, now() + interval '1 second')`;
-      const rotated = await loadSigningKeys(fresh.sql, log);
+      const rotated = await loadSigningKeys(fresh.sql, log, kek);
       expect(rotated.kid).toBe('rotated-key');
       const token = (await issueAccessToken(rotated, subject, 60)).token;
       const { jwtVerify } = await import('jose');

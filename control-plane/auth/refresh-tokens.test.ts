@@ -2,10 +2,12 @@
  * Refresh-token rotation and reuse detection, through the session lifecycle with the
  * real PostgreSQL SessionStore and the in-process bus.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/log.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { keyEncryptionKey } from './key-encryption.js';
 import { hashOpaqueToken } from './refresh-tokens.js';
 import {
   closeSession,
@@ -31,7 +33,7 @@ beforeAll(async () => {
     sql: db.sql,
     sessions: new PgSessionStore(db.sql),
     bus,
-    keys: await loadSigningKeys(db.sql, log),
+    keys: await loadSigningKeys(db.sql, log, keyEncryptionKey(randomBytes(32), 'a test secret')),
     log,
   };
   user = await createUser(db.sql, {

@@ -3,7 +3,7 @@
  * a message sent through one reaches a StreamMessages subscriber on the other, and a
  * subscriber catching up on one sees what was sent through the other.
  */
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   clusterServices,
@@ -34,6 +34,8 @@ beforeAll(async () => {
     REDIS_URL: clusterServices.redisUrl,
     NATS_URL: clusterServices.natsUrl,
     VEZA_NAMESPACE: testNamespace('chat-cp'),
+    // Both control planes share the database, so they decrypt its signing key with one secret.
+    SIGNING_KEYS_SECRET: randomBytes(32).toString('base64'),
   };
   a = await startChatHarness({ db, env });
   b = await startChatHarness({ db, env });

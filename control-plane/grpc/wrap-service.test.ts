@@ -2,6 +2,7 @@
  * The call wrapper with handlers of all four shapes on a real server (port 0), real
  * token verification (signing keys and sessions in PostgreSQL) and generated clients.
  */
+import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../common/errors.js';
@@ -22,7 +23,7 @@ import {
   StreamServiceService,
   UploadAudioResponse,
 } from '../../proto/gen/veza/stream/stream.js';
-import { createTokenVerifier, loadSigningKeys } from '../auth/index.js';
+import { createTokenVerifier, keyEncryptionKey, loadSigningKeys } from '../auth/index.js';
 import { openSession } from '../auth/sessions.js';
 import { createUser } from '../auth/users.js';
 import { captureLogs, grpcError, metadata, StreamReader, unary } from '../test-harness.js';
@@ -44,7 +45,7 @@ let markActivityAborted: () => void;
 
 beforeAll(async () => {
   db = await createTestDatabase('embedded');
-  const keys = await loadSigningKeys(db.sql, logs.log);
+  const keys = await loadSigningKeys(db.sql, logs.log, keyEncryptionKey(randomBytes(32), 'a test secret'));
   const sessions = new PgSessionStore(db.sql);
   const bus = new MemoryEventBus({ log: logs.log });
   const user = await createUser(db.sql, {

@@ -14,8 +14,6 @@ import {
   decodeJwt,
   decodeProtectedHeader,
   generateKeyPair,
-  importJWK,
-  type JWK,
   SignJWT,
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +25,13 @@ import { metricsRegistry } from '../../common/metrics.js';
 import { createPorts, type Ports } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
-import { type ControlPlane, createAdmin, startControlPlane } from '../../control-plane/index.js';
+import {
+  type ControlPlane,
+  createAdmin,
+  loadKeyEncryptionKey,
+  loadSigningKeys,
+  startControlPlane,
+} from '../../control-plane/index.js';
 import { type Edge, startEdge } from '../index.js';
 
 const PASSWORD = 'Correct-Horse-42';
@@ -209,11 +213,11 @@ function postFrom(localAddress: string, route: string, body: unknown) {
   });
 }
 
+/** The control plane's signing key, decrypted as the control plane does (its data directory's secret). */
 async function realSigningKey(): Promise<{ kid: string; key: CryptoKey }> {
-  const [row] = await sql<{ kid: string; private_jwk: JWK }[]>`
-    select kid, private_jwk from signing_keys where retired_at is null order by created_at desc limit 1`;
-  if (!row) throw new Error('no signing key');
-  return { kid: row.kid, key: (await importJWK(row.private_jwk, 'EdDSA')) as CryptoKey };
+  const log = createLogger({ level: 'silent' });
+  const keys = await loadSigningKeys(sql, log, await loadKeyEncryptionKey(config, log));
+  return { kid: keys.kid, key: keys.privateKey };
 }
 
 /** A token with the claims of `valid` (a real session) but signed with `key` and the given header and expiry. */
