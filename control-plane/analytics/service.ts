@@ -8,10 +8,11 @@
  * - GetAnalytics: a user reads their own events; admins and service callers read everyone's.
  */
 import { z } from 'zod';
-import { InvalidArgumentError, PermissionDeniedError } from '../../common/errors.js';
+import { PermissionDeniedError } from '../../common/errors.js';
 import { hasPermission } from '../../common/permissions.js';
 import { AnalyticsServiceService, type EventData } from '../../proto/gen/veza/analytics/analytics.js';
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
+import { parseInput } from '../parse-input.js';
 import type { Analytics, AnalyticsEvent } from './store.js';
 
 export const EVENT_TYPE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
@@ -60,16 +61,6 @@ const getAnalyticsSchema = z
     message: 'from must be before to',
     path: ['from'],
   });
-
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-
-function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
-  throw new InvalidArgumentError(issue?.message ?? 'invalid request', field);
-}
 
 const actsAsService = (ctx: CallContext): boolean => ctx.service && !ctx.user;
 

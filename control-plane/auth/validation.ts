@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { USER_ROLES } from '../../common/config.js';
 import { InvalidArgumentError } from '../../common/errors.js';
+import { parseInputNamingField as parseInput } from '../parse-input.js';
 import { checkPasswordPolicy } from './passwords.js';
 
 const required = (field: string) =>
@@ -55,15 +56,8 @@ export const roleInputSchema = z.object({
   role: z.enum(USER_ROLES, { error: `role must be one of ${USER_ROLES.join(', ')}` }),
 });
 
-/** Parses with a zod schema; the first problem becomes an InvalidArgumentError naming its field. */
-export function parseInput<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.map(String).join('.') || undefined;
-  const message = issue?.message ?? 'invalid input';
-  throw new InvalidArgumentError(field && !message.includes(field) ? `${field}: ${message}` : message, field);
-}
+// The schemas here are flat and already snake_case, so the shared parser names fields as before.
+export { parseInput };
 
 export function parseRegistration(input: {
   email: string;

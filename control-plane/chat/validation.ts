@@ -3,8 +3,8 @@
  * naming the snake_case field of the proto.
  */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
 import { BAN_MAX_S, MUTE_MAX_S } from '../moderation/index.js';
+import { parseInputNamingField as parseInput } from '../parse-input.js';
 import {
   CHAT_MAX_LENGTH,
   CLIENT_MESSAGE_ID_MAX,
@@ -188,14 +188,4 @@ export const resolveSchema = z.object({
   note: paragraph('note', REPORT_DETAILS_MAX),
 });
 
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-
-/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
-  const message = issue?.message ?? 'invalid request';
-  throw new InvalidArgumentError(field && !message.includes(field) ? `${field}: ${message}` : message, field);
-}
+export { parseInput };

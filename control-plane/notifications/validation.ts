@@ -1,6 +1,5 @@
 /** Input rules of NotificationService: each failure is an InvalidArgumentError naming the snake_case field. */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
 
 export const PAGE_SIZE_DEFAULT = 20;
 export const PAGE_SIZE_MAX = 100;
@@ -84,13 +83,4 @@ export const streamNotificationsSchema = z.object({
 
 export const broadcasterSchema = z.object({ broadcasterId: positiveId('broadcaster_id') });
 
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-
-/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
-  throw new InvalidArgumentError(issue?.message ?? 'invalid request', field);
-}
+export { parseInput } from '../parse-input.js';

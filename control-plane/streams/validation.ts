@@ -3,7 +3,6 @@
  * InvalidArgumentError naming the field, in the snake_case the REST API and proto use.
  */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
 
 export const TITLE_MAX = 120;
 export const DESCRIPTION_MAX = 2000;
@@ -118,13 +117,4 @@ export const reportListenerCountSchema = z.object({
     .min(0, 'listener_count must not be negative'),
 });
 
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-
-/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
-  throw new InvalidArgumentError(issue?.message ?? 'invalid request', field);
-}
+export { parseInput } from '../parse-input.js';

@@ -116,16 +116,7 @@ export function formatOf(declared: string, filename: string | null): string | nu
   return filename?.includes('.') && FORMAT.test(extension) ? extension : null;
 }
 
-const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-
-/** Parses `input`, or throws an InvalidArgumentError naming the first bad field. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const field = issue?.path.length ? snake(String(issue.path[0])) : undefined;
-  throw new InvalidArgumentError(issue?.message ?? 'invalid request', field);
-}
+export { parseInput } from '../parse-input.js';
 
 /** A per-request checksum, as tus's Upload-Checksum carries it: "<algorithm> <base64 digest>". */
 export interface RequestChecksum {
