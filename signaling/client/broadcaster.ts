@@ -96,21 +96,8 @@ export class Broadcaster extends MediaSession<BroadcasterEvents> {
   protected async negotiate(): Promise<'live'> {
     this.releaseMedia();
     await this.join();
-    const device = this.device!;
-    const info = await this.connection.request('createTransport', { direction: 'send' });
-    const transport = device.createSendTransport({
-      id: info.id,
-      iceParameters: info.iceParameters,
-      iceCandidates: info.iceCandidates,
-      dtlsParameters: info.dtlsParameters,
-      iceServers: info.iceServers,
-    });
+    const transport = await this.openTransport('send');
     this.#transport = transport;
-    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
-      this.connection
-        .request('connectTransport', { transportId: transport.id, dtlsParameters })
-        .then(() => callback(), errback);
-    });
     transport.on('produce', ({ kind, rtpParameters }, callback, errback) => {
       if (kind !== 'audio') {
         errback(new Error('only audio can be broadcast'));
@@ -120,7 +107,6 @@ export class Broadcaster extends MediaSession<BroadcasterEvents> {
         .request('produce', { transportId: transport.id, kind, rtpParameters })
         .then(({ producerId }) => callback({ id: producerId }), errback);
     });
-    this.watchTransport(transport);
     if (!this.#track) throw new Error('no track to publish');
     this.#producer = await transport.produce({
       track: this.#track,

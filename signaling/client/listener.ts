@@ -106,21 +106,7 @@ export class Listener extends MediaSession<ListenerEvents> {
     if (mode === 'rejoin' || !this.#transport || this.#transport.closed) {
       this.releaseMedia();
       await this.join();
-      const info = await this.connection.request('createTransport', { direction: 'recv' });
-      const transport = this.device!.createRecvTransport({
-        id: info.id,
-        iceParameters: info.iceParameters,
-        iceCandidates: info.iceCandidates,
-        dtlsParameters: info.dtlsParameters,
-        iceServers: info.iceServers,
-      });
-      this.#transport = transport;
-      transport.on('connect', ({ dtlsParameters }, callback, errback) => {
-        this.connection
-          .request('connectTransport', { transportId: transport.id, dtlsParameters })
-          .then(() => callback(), errback);
-      });
-      this.watchTransport(transport);
+      this.#transport = await this.openTransport('recv');
     }
     return this.#consume(this.#transport!);
   }

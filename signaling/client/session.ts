@@ -199,8 +199,33 @@ export abstract class MediaSession<E extends BaseSessionEvents> extends Emitter<
     return device;
   }
 
+  /**
+   * Creates a WebRTC transport on the server and its local twin, connected (DTLS) on first use
+   * and watched for health. The caller adds what its direction needs (the `produce` handler).
+   */
+  protected async openTransport(direction: 'send' | 'recv'): Promise<Transport> {
+    const info = await this.connection.request('createTransport', { direction });
+    const options = {
+      id: info.id,
+      iceParameters: info.iceParameters,
+      iceCandidates: info.iceCandidates,
+      dtlsParameters: info.dtlsParameters,
+      iceServers: info.iceServers,
+    };
+    const device = this.device!;
+    const transport =
+      direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.connection
+        .request('connectTransport', { transportId: transport.id, dtlsParameters })
+        .then(() => callback(), errback);
+    });
+    this.#watchTransport(transport);
+    return transport;
+  }
+
   /** Transport health: ICE restart when it wobbles, a full rejoin when it fails. */
-  protected watchTransport(transport: Transport): void {
+  #watchTransport(transport: Transport): void {
     transport.on('connectionstatechange', (state) => {
       if (this.finished || transport.closed) return;
       if (state === 'failed') this.schedule('rejoin', `${transport.direction} transport failed`);
