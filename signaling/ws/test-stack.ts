@@ -4,13 +4,15 @@
  * gRPC, a media node with real mediasoup workers, and the edge with `/ws` wired in.
  * Users are made through the control plane's own rpcs.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type Config, loadConfig } from '../../common/config.js';
+import { type Config, loadConfig, type UserRole } from '../../common/config.js';
+import type { Sql } from '../../common/db/client.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { createPorts, type Ports } from '../../common/ports/index.js';
+import { signUpAndIn, TEST_PASSWORD, type TestAccount } from '../../common/testing/accounts.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/index.js';
@@ -19,12 +21,7 @@ import { type Edge, startEdge } from '../index.js';
 import { busMediaGateway, directMediaGateway, type MediaGateway } from './media-gateway.js';
 import { routerCapabilitiesProvider, type SignalingLimits, signalingExtension } from './server.js';
 
-export interface TestUser {
-  userId: number;
-  email: string;
-  username: string;
-  token: string;
-}
+export type TestUser = TestAccount;
 
 /** One login session of a user: its current access token, and a provider that refreshes it. */
 export interface TestLogin {
@@ -54,6 +51,8 @@ export interface EdgeOptions {
 export interface SignalingStack {
   config: Config;
   log: Logger;
+  /** The stack's migrated test database. */
+  sql: Sql;
   ports: Ports;
   controlPlane: ControlPlane;
   client: ControlPlaneClient;
@@ -64,7 +63,8 @@ export interface SignalingStack {
   baseUrl: string;
   /** `ws://127.0.0.1:<port>/ws` (no query). */
   wsUrl: string;
-  createUser(): Promise<TestUser>;
+  /** A new account with `roles` on top of the default ones, signed in. */
+  createUser(roles?: readonly UserRole[]): Promise<TestUser>;
   /** A new login session of `user` (own refresh-token family, revocable on its own). */
   signIn(user: TestUser): Promise<TestLogin>;
   startStream(owner: TestUser, options?: { isPublic?: boolean; allowAnonymous?: boolean }): Promise<number>;
@@ -162,25 +162,10 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
     // The first edge is named by config.nodeId, as in a real process.
     const { edge } = await launchEdge({ edgeId: config.nodeId });
 
-    const password = 'Correct-Horse-42';
-    const createUser = async (): Promise<TestUser> => {
-      const suffix = randomUUID().slice(0, 8);
-      const email = `user-${suffix}@veza.test`;
-      const username = `user_${suffix}`;
-      await client.auth.register({ email, password, username, firstName: 'Test', lastName: 'User' });
-      const session = await client.auth.authenticate({
-        email,
-        password,
-        deviceId: 'test',
-        ipAddress: '127.0.0.1',
-      });
-      return { userId: session.userInfo?.userId ?? 0, email, username, token: session.accessToken };
-    };
-
     const signIn = async (user: TestUser): Promise<TestLogin> => {
       const session = await client.auth.authenticate({
         email: user.email,
-        password,
+        password: TEST_PASSWORD,
         deviceId: 'test',
         ipAddress: '127.0.0.1',
       });
@@ -214,6 +199,7 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
     return {
       config,
       log,
+      sql: db.sql,
       ports,
       controlPlane,
       client,
@@ -222,7 +208,7 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
       edge,
       baseUrl: `http://127.0.0.1:${edge.port}`,
       wsUrl: `ws://127.0.0.1:${edge.port}/ws`,
-      createUser,
+      createUser: (roles = []) => signUpAndIn(client, 'user', { roles, sql: db.sql }),
       signIn,
       async startStream(owner, stream = {}) {
         const response = await client.stream.startStream(

@@ -13,18 +13,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../../common/config.js';
 import { createLogger } from '../../../common/log.js';
 import { type Platform, startPlatform } from '../../../common/platform.js';
+import { signUpAndIn } from '../../../common/testing/accounts.js';
 import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatClient, ChatMessage } from '../../client/index.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
 import { RawClient } from '../test-clients.js';
-import {
-  type ChatTestUser,
-  type Connected,
-  connectChat,
-  createChatUser,
-  startChatStream,
-} from './test-stack.js';
+import { type ChatTestUser, type Connected, connectChat, startChatStream } from './test-stack.js';
 
 type Frame = Record<string, unknown>;
 
@@ -111,9 +106,9 @@ afterAll(async () => {
 describe('chat on two signaling nodes in cluster mode', () => {
   it('delivers every acknowledged message exactly once to every member on both nodes, in order', async () => {
     const [alice, bob, carol] = await Promise.all([
-      createChatUser(client, db.sql),
-      createChatUser(client, db.sql),
-      createChatUser(client, db.sql),
+      signUpAndIn(client, 'chat', { sql: db.sql }),
+      signUpAndIn(client, 'chat', { sql: db.sql }),
+      signUpAndIn(client, 'chat', { sql: db.sql }),
     ]);
     const { roomId } = await startChatStream(client, alice);
     const a = await connect(wsA, alice);
@@ -146,7 +141,10 @@ describe('chat on two signaling nodes in cluster mode', () => {
   });
 
   it('catches up a client that disconnected and reconnected: what it missed, once, in order', async () => {
-    const [dana, erin] = await Promise.all([createChatUser(client, db.sql), createChatUser(client, db.sql)]);
+    const [dana, erin] = await Promise.all([
+      signUpAndIn(client, 'chat', { sql: db.sql }),
+      signUpAndIn(client, 'chat', { sql: db.sql }),
+    ]);
     const { roomId } = await startChatStream(client, dana);
     let gate: Promise<void> = Promise.resolve();
     let release: () => void = () => {};

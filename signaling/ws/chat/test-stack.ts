@@ -1,33 +1,20 @@
 /**
- * Test support (imported by *.test.ts only): the real platform for chat over the WebSocket,
- * in-process on ephemeral ports (a migrated PostgreSQL database, the standalone ports, the
- * control plane over gRPC, a media node and the edge with `/ws`), plus users with roles and
- * client-library connections in Node.
+ * Test support (imported by *.test.ts only): the signaling stack (./../test-stack.ts: the real
+ * platform in-process on ephemeral ports) as chat tests use it, plus users with roles, streams
+ * with a chat room and client-library ChatClient connections in Node.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { type Config, loadConfig, type UserRole } from '../../../common/config.js';
+import type { Config, UserRole } from '../../../common/config.js';
 import type { Sql } from '../../../common/db/client.js';
-import { createLogger, type Logger } from '../../../common/log.js';
-import { createPorts, type Ports } from '../../../common/ports/index.js';
-import { createTestDatabase } from '../../../common/testing/databases.js';
-import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
-import { setUserRole, startControlPlane } from '../../../control-plane/index.js';
-import { startMediaNode } from '../../../media-server/index.js';
+import type { Logger } from '../../../common/log.js';
+import type { Ports } from '../../../common/ports/index.js';
+import type { ControlPlaneClient } from '../../../control-plane/client/index.js';
 import { ChatClient, SignalingConnection } from '../../client/index.js';
 import { nodeWebSocket } from '../../client/testing/node.js';
-import { type Edge, startEdge } from '../../index.js';
-import { directMediaGateway } from '../media-gateway.js';
-import { type SignalingLimits, signalingExtension } from '../server.js';
+import type { Edge } from '../../index.js';
+import type { SignalingLimits } from '../server.js';
+import { startSignalingStack, type TestUser } from '../test-stack.js';
 
-export interface ChatTestUser {
-  userId: number;
-  email: string;
-  username: string;
-  token: string;
-}
+export type ChatTestUser = TestUser;
 
 export interface Connected {
   connection: SignalingConnection;
@@ -55,109 +42,39 @@ export interface ChatStack {
 export async function startChatStack(
   options: { limits?: Partial<SignalingLimits>; env?: Record<string, string> } = {},
 ): Promise<ChatStack> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'veza-chat-'));
-  const config = loadConfig({
-    VEZA_DATA_DIR: dataDir,
-    VEZA_NODE_ID: `edge-${randomBytes(4).toString('hex')}`,
-    LOG_LEVEL: 'silent',
-    GRPC_HOST: '127.0.0.1',
-    GRPC_PORT: '0',
-    HTTP_HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    MEDIA_WORKERS: '1',
-    MEDIA_LISTEN_IP: '127.0.0.1',
-    LOGIN_LIMIT_PER_IP: '1000',
-    REGISTER_LIMIT_PER_IP: '1000',
-    ...options.env,
+  // Chat tests keep streams nobody broadcasts: the default grace period, not the media tests' 2 s.
+  const stack = await startSignalingStack({
+    env: { STREAM_GRACE_S: '30', ...options.env },
+    ...(options.limits ? { limits: options.limits } : {}),
   });
-  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'chat-test' });
-  const closers: Array<() => Promise<void> | void> = [() => rm(dataDir, { recursive: true, force: true })];
-  const close = async () => {
-    for (const closer of closers.splice(0).reverse()) {
-      try {
-        await closer();
-      } catch (error) {
-        log.error({ err: error }, 'chat test stack close failed');
+  const connections: Connected[] = [];
+  return {
+    config: stack.config,
+    log: stack.log,
+    sql: stack.sql,
+    ports: stack.ports,
+    client: stack.client,
+    edge: stack.edge,
+    wsUrl: stack.wsUrl,
+    createUser: (roles = []) => stack.createUser(roles),
+    startStream: (owner) => startChatStream(stack.client, owner),
+    async connect(user, connectOptions = {}) {
+      const connected = await connectChat(
+        stack.wsUrl,
+        typeof user === 'string' ? user : user.token,
+        connectOptions,
+      );
+      connections.push(connected);
+      return connected;
+    },
+    async close() {
+      for (const { chat, connection } of connections.splice(0)) {
+        chat.close();
+        connection.close();
       }
-    }
+      await stack.close();
+    },
   };
-  try {
-    const db = await createTestDatabase('embedded');
-    closers.push(() => db.drop());
-    const ports = await createPorts(config, { sql: db.sql, log });
-    closers.push(() => ports.close());
-    const apiKey = randomBytes(24).toString('base64url');
-    const controlPlane = await startControlPlane({ config, sql: db.sql, ports, log, apiKey });
-    closers.push(() => controlPlane.close());
-    const media = await startMediaNode({ config, log });
-    closers.push(() => media.close());
-    const client = createControlPlaneClient({ address: `127.0.0.1:${controlPlane.port}`, apiKey, log });
-    closers.push(() => client.close());
-    const edge = await startEdge({
-      config,
-      log,
-      controlPlane: client,
-      blobs: ports.blobs,
-      extensions: [
-        signalingExtension({
-          bus: ports.bus,
-          media: directMediaGateway(media),
-          ...(options.limits ? { limits: options.limits } : {}),
-        }),
-      ],
-      shutdownGraceMs: 1000,
-    });
-    closers.push(() => edge.close());
-    const wsUrl = `ws://127.0.0.1:${edge.port}/ws`;
-    return {
-      config,
-      log,
-      sql: db.sql,
-      ports,
-      client,
-      edge,
-      wsUrl,
-      createUser: (roles = []) => createChatUser(client, db.sql, roles),
-      startStream: (owner) => startChatStream(client, owner),
-      async connect(user, connectOptions = {}) {
-        const connected = await connectChat(
-          wsUrl,
-          typeof user === 'string' ? user : user.token,
-          connectOptions,
-        );
-        closers.push(() => {
-          connected.chat.close();
-          connected.connection.close();
-        });
-        return connected;
-      },
-      close,
-    };
-  } catch (error) {
-    await close();
-    throw error;
-  }
-}
-
-/** Registers a user, grants `roles` (before signing in, so the token carries them) and signs in. */
-export async function createChatUser(
-  client: ControlPlaneClient,
-  sql: Sql,
-  roles: readonly UserRole[] = [],
-): Promise<ChatTestUser> {
-  const suffix = randomUUID().slice(0, 8);
-  const email = `chat-${suffix}@veza.test`;
-  const username = `chat_${suffix}`;
-  const password = 'Correct-Horse-42';
-  await client.auth.register({ email, password, username, firstName: 'Chat', lastName: 'User' });
-  for (const role of roles) await setUserRole({ sql }, { email, role, granted: true, actor: 'test' });
-  const session = await client.auth.authenticate({
-    email,
-    password,
-    deviceId: 'test',
-    ipAddress: '127.0.0.1',
-  });
-  return { userId: session.userInfo?.userId ?? 0, email, username, token: session.accessToken };
 }
 
 export async function startChatStream(
