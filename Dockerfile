@@ -18,4 +18,4 @@ RUN node common/setup/ensure.mjs start
 
 ENV VEZA_DATA_DIR=/var/lib/veza
 EXPOSE 8080 9090 9091 40000-40100/udp 40000-40100/tcp
-CMD ["node", "--import", "tsx", "common/main.ts"]
+CMD ["node", "--import", "tsx", "app/main.ts"]

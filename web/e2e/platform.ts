@@ -6,9 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { type Platform, startPlatform } from '../../app/platform.js';
 import { loadConfig } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
-import { type Platform, startPlatform } from '../../common/platform.js';
 import { createTestDatabase } from '../../common/testing/databases.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
 

@@ -10,10 +10,10 @@
  */
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type Platform, startPlatform } from '../../../app/platform.js';
+import { signUpAndIn } from '../../../app/testing/accounts.js';
 import { loadConfig } from '../../../common/config.js';
 import { createLogger } from '../../../common/log.js';
-import { type Platform, startPlatform } from '../../../common/platform.js';
-import { signUpAndIn } from '../../../common/testing/accounts.js';
 import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatClient, ChatMessage } from '../../client/index.js';

@@ -10,13 +10,13 @@
  * in cluster mode DATABASE_URL.
  */
 import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../common/config.js';
+import { connectDatabase, type Sql } from '../common/db/client.js';
+import { startEmbeddedPostgres } from '../common/db/embedded.js';
+import { MIGRATIONS_DIR, migrate } from '../common/db/migrate.js';
+import { VezaError } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
 import { createAdmin, setUserRole } from '../control-plane/index.js';
-import { ConfigError, loadConfig } from './config.js';
-import { connectDatabase, type Sql } from './db/client.js';
-import { startEmbeddedPostgres } from './db/embedded.js';
-import { MIGRATIONS_DIR, migrate } from './db/migrate.js';
-import { VezaError } from './errors.js';
-import { createLogger } from './log.js';
 
 const log = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', name: 'veza-cli' });
 

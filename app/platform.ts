@@ -8,6 +8,13 @@
  * each role in its own process if wanted. Both go through the same code below.
  */
 import { randomBytes } from 'node:crypto';
+import type { Config } from '../common/config.js';
+import { connectDatabase, type Sql } from '../common/db/client.js';
+import { startEmbeddedPostgres } from '../common/db/embedded.js';
+import { MIGRATIONS_DIR, migrate } from '../common/db/migrate.js';
+import type { Logger } from '../common/log.js';
+import { type OpsServer, startOpsServer } from '../common/ops-server.js';
+import { createPorts, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
@@ -25,13 +32,6 @@ import {
   startEdge,
 } from '../signaling/index.js';
 import { startWorkers } from '../workers/index.js';
-import type { Config } from './config.js';
-import { connectDatabase, type Sql } from './db/client.js';
-import { startEmbeddedPostgres } from './db/embedded.js';
-import { MIGRATIONS_DIR, migrate } from './db/migrate.js';
-import type { Logger } from './log.js';
-import { type OpsServer, startOpsServer } from './ops-server.js';
-import { createPorts, PgJobQueue, PgSessionStore, type Ports } from './ports/index.js';
 
 export interface Platform {
   config: Config;

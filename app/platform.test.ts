@@ -10,16 +10,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
-import { createLogger } from './log.js';
-import { type Platform, startPlatform } from './platform.js';
+import { loadConfig } from '../common/config.js';
+import { createLogger } from '../common/log.js';
 import {
   clusterServices,
   createTestDatabase,
   type TestDatabase,
   testNamespace,
-} from './testing/databases.js';
-import { freePort } from './testing/free-port.js';
+} from '../common/testing/databases.js';
+import { freePort } from '../common/testing/free-port.js';
+import { type Platform, startPlatform } from './platform.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -31,9 +31,9 @@ interface RunningPlatform {
   errors: string[];
 }
 
-/** Starts `node common/main.ts` like `npm start` does and waits for its "ready" log line. */
+/** Starts `node app/main.ts` like `npm start` does and waits for its "ready" log line. */
 async function startProcess(env: Record<string, string>): Promise<RunningPlatform> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'common/main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -126,7 +126,7 @@ describe('standalone mode, as npm start runs it', () => {
   }, 90_000);
 
   it('refuses a bad configuration naming the variable', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'common/main.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
       cwd: ROOT,
       env: { ...process.env, HTTP_PORT: 'eighty' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -12,6 +12,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../common/config.js';
+import { createLogger } from '../common/log.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../common/testing/databases.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import { Broadcaster, Listener, SignalingConnection } from '../signaling/client/index.js';
 import {
@@ -21,11 +24,8 @@ import {
   nodeWebSocket,
   sineSource,
 } from '../signaling/client/testing/node.js';
-import { loadConfig } from './config.js';
-import { createLogger } from './log.js';
 import { type Platform, startPlatform } from './platform.js';
 import { signUpAndIn } from './testing/accounts.js';
-import { clusterTestEnv, createTestDatabase, type TestDatabase } from './testing/databases.js';
 
 installWrtcGlobals();
 
