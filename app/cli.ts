@@ -11,10 +11,10 @@
  */
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../common/config.js';
+import { VezaError } from '../common/contracts/index.js';
 import { connectDatabase, type Sql } from '../common/db/client.js';
 import { startEmbeddedPostgres } from '../common/db/embedded.js';
 import { MIGRATIONS_DIR, migrate } from '../common/db/migrate.js';
-import { VezaError } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
 import { createAdmin, setUserRole } from '../control-plane/index.js';
 

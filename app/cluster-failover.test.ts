@@ -37,7 +37,7 @@ import {
   NODE_HANDLER_NAME,
   nodeWebSocket,
   sineSource,
-} from '../signaling/client/testing/node.js';
+} from '../signaling/client/testing/index.js';
 import { type Platform, startPlatform } from './platform.js';
 import { signUpAndIn } from './testing/accounts.js';
 

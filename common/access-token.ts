@@ -8,7 +8,7 @@
 import { type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
 import { USER_ROLES } from './config.js';
-import { UnauthenticatedError } from './errors.js';
+import { UnauthenticatedError } from './contracts/index.js';
 
 export const TOKEN_ISSUER = 'veza-live';
 export const TOKEN_AUDIENCE = 'veza-live';

@@ -6,7 +6,7 @@
  * even though gRPC has no "payload too large" status.
  */
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { type ErrorCode, INTERNAL_MESSAGE, isErrorCode, toVezaError, VezaError } from './errors.js';
+import { type ErrorCode, INTERNAL_MESSAGE, isErrorCode, toVezaError, VezaError } from './contracts/index.js';
 
 const GRPC_STATUS: Record<ErrorCode, status> = {
   invalid_argument: status.INVALID_ARGUMENT,

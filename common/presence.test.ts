@@ -7,19 +7,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { UnavailableError } from './errors.js';
+import {
+  type PresenceHeartbeat,
+  presenceHeartbeatSchema,
+  presenceSubject,
+  UnavailableError,
+} from './contracts/index.js';
 import { createLogger } from './log.js';
 import type { EventBus } from './ports/event-bus.js';
 import { NatsEventBus } from './ports/index.js';
-import {
-  announcePresence,
-  type PresenceHeartbeat,
-  type PresenceLeaveCause,
-  type PresenceWatch,
-  presenceHeartbeatSchema,
-  presenceSubject,
-  watchPresence,
-} from './presence.js';
+import { announcePresence, type PresenceLeaveCause, type PresenceWatch, watchPresence } from './presence.js';
 import { clusterServices } from './testing/databases.js';
 
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'presence-test' });

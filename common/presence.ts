@@ -18,42 +18,26 @@
  * bus therefore does not declare the whole cluster dead.
  */
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import type { z } from 'zod';
+import {
+  PRESENCE_BOOT_ID,
+  PRESENCE_HEARTBEAT_MS,
+  PRESENCE_MISSED_HEARTBEATS,
+  PRESENCE_NODE_ID,
+  type PresenceGoodbye,
+  type PresenceHeartbeat,
+  type PresenceKind,
+  presenceEchoSubject,
+  presenceGoodbyeSchema,
+  presenceKindOf,
+  presenceOf,
+  presenceSubject,
+} from './contracts/index.js';
 import type { Logger } from './log.js';
 import type { EventBus, Subscription } from './ports/event-bus.js';
 
-/** How often a member announces itself by default (PRESENCE_HEARTBEAT_MS). */
-export const PRESENCE_HEARTBEAT_MS = 2000;
-/** A member that misses this many of its own intervals is forgotten. */
-export const PRESENCE_MISSED_HEARTBEATS = 3;
-/** A member's node id: no `:` (edges' peer ids start with `<nodeId>:<bootId>:`), short enough for those ids. */
-export const PRESENCE_NODE_ID = /^[A-Za-z0-9._-]{1,80}$/;
-const BOOT_ID = /^[0-9a-f]{8,32}$/;
-
 /** A fresh boot id: one per process (or per announcing component), never reused. */
 export const newBootId = (): string => randomBytes(6).toString('hex');
-
-export type PresenceKind = 'heartbeat' | 'goodbye' | 'probe';
-export const presenceSubject = (group: string, kind: PresenceKind) => `${group}.${kind}`;
-/** Every presence message of a group, in the order each member sent them (one subscription keeps that order). */
-export const presenceOf = (group: string) => `${group}.*`;
-/** The kind in a `<group>.<kind>` subject. */
-export const presenceKindOf = (subject: string) => subject.slice(subject.lastIndexOf('.') + 1);
-const echoSubject = (group: string, watchId: string) => `${group}.echo.${watchId}`;
-
-export const presenceHeartbeatSchema = z.looseObject({
-  nodeId: z.string().regex(PRESENCE_NODE_ID),
-  bootId: z.string().regex(BOOT_ID),
-  /** When the next heartbeat is due; the watchers' expiry scales with it. */
-  intervalMs: z.number().int().positive().max(60_000),
-});
-export type PresenceHeartbeat = z.infer<typeof presenceHeartbeatSchema>;
-
-export const presenceGoodbyeSchema = z.looseObject({
-  nodeId: z.string().regex(PRESENCE_NODE_ID),
-  bootId: z.string().regex(BOOT_ID),
-});
-export type PresenceGoodbye = z.infer<typeof presenceGoodbyeSchema>;
 
 // Announcing.
 
@@ -89,7 +73,7 @@ export function announcePresence<S extends object>(options: AnnouncePresenceOpti
     throw new Error(`${what} id "${nodeId}" must be 1-80 letters, digits, dots, _ or - (no ":")`);
   }
   const bootId = options.bootId ?? newBootId();
-  if (!BOOT_ID.test(bootId)) throw new Error(`boot id "${bootId}" is not 8-32 lowercase hex digits`);
+  if (!PRESENCE_BOOT_ID.test(bootId)) throw new Error(`boot id "${bootId}" is not 8-32 lowercase hex digits`);
   const intervalMs = options.intervalMs ?? PRESENCE_HEARTBEAT_MS;
 
   let started = false;
@@ -223,7 +207,7 @@ export function watchPresence<H extends PresenceHeartbeat>(
   const tick = () => {
     ticker = undefined;
     if (closed || members.size === 0) return;
-    bus.publish(echoSubject(group, watchId), {}).catch(() => {
+    bus.publish(presenceEchoSubject(group, watchId), {}).catch(() => {
       // The bus is down: no echo comes back, so nobody is judged meanwhile.
     });
     ticker = setTimeout(tick, shortestInterval() / 2);
@@ -247,7 +231,7 @@ export function watchPresence<H extends PresenceHeartbeat>(
     }
   };
 
-  const echoes = bus.subscribe(echoSubject(group, watchId), () => {
+  const echoes = bus.subscribe(presenceEchoSubject(group, watchId), () => {
     const now = performance.now();
     // A gap longer than one and a half intervals may have swallowed heartbeats: count afresh.
     if (now - lastEchoAt > 1.5 * shortestInterval()) bridgedSince = now;

@@ -3,7 +3,7 @@
  * InvalidArgumentError naming its field as the proto spells it (snake_case, the top-level field).
  */
 import type { z } from 'zod';
-import { InvalidArgumentError } from '../common/errors.js';
+import { InvalidArgumentError } from '../common/contracts/index.js';
 
 const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 

@@ -1,21 +1,17 @@
 /**
- * The media side of the bus protocol (bus-protocol.ts), used in cluster mode: answers
+ * The media side of the bus protocol (common/contracts/media-node.ts), used in cluster mode: answers
  * `media.<nodeId>.*`, publishes the node's events, announces the node to the control planes
  * (a heartbeat with its load, a goodbye when it drains, a heartbeat on every probe), and watches
  * the edges' presence: the peers of an edge that is gone (crashed, cut off, restarted) are closed.
  */
-import { InvalidArgumentError, UnimplementedError } from '../common/errors.js';
-import type { Logger } from '../common/log.js';
-import type { EventBus } from '../common/ports/event-bus.js';
-import { announcePresence, watchPresence } from '../common/presence.js';
-import type { MediaNode } from './api.js';
+
 import {
   DEFAULT_MEDIA_CLUSTER,
   edgeHeartbeatSchema,
   edgePeerPrefix,
   edgePresenceGroup,
+  InvalidArgumentError,
   MEDIA_GATEWAY_EVENTS,
-  MEDIA_HEARTBEAT_MS,
   MEDIA_NODE_ID,
   MEDIA_NODE_METHODS,
   type MediaNodeLoad,
@@ -24,12 +20,19 @@ import {
   mediaPresenceGroup,
   mediaRequestSchema,
   mediaRequestsOf,
-} from './bus-protocol.js';
+  methodOfRequestSubject,
+  PRESENCE_HEARTBEAT_MS,
+  UnimplementedError,
+} from '../common/contracts/index.js';
+import type { Logger } from '../common/log.js';
+import type { EventBus } from '../common/ports/event-bus.js';
+import { announcePresence, watchPresence } from '../common/presence.js';
+import type { MediaNode } from './api.js';
 
 export interface ServeMediaNodeOptions {
   /** The presence group the node announces itself in (MEDIA_CLUSTER). */
   cluster?: string;
-  /** Default MEDIA_HEARTBEAT_MS. */
+  /** Default PRESENCE_HEARTBEAT_MS. */
   heartbeatMs?: number;
 }
 
@@ -59,10 +62,11 @@ export function serveMediaNodeOverBus(
   const allowed = new Set<string>(MEDIA_NODE_METHODS);
 
   const responder = bus.respond(mediaRequestsOf(nodeId), async (payload, subject) => {
-    const method = subject.slice(subject.lastIndexOf('.') + 1);
+    const method = methodOfRequestSubject(subject);
     if (!allowed.has(method)) throw new UnimplementedError(`media node ${nodeId} has no method ${method}`);
     const parsed = mediaRequestSchema.safeParse(payload);
     if (!parsed.success) throw new InvalidArgumentError(`malformed media request on ${subject}`, 'args');
+    // Each method parses its own arguments with the contract's schemas, for bus and in-process callers alike.
     const call = node[method as MediaNodeMethod] as (...args: unknown[]) => Promise<unknown>;
     return call.apply(node, parsed.data.args);
   });
@@ -81,7 +85,7 @@ export function serveMediaNodeOverBus(
     bus,
     group: mediaPresenceGroup(cluster),
     nodeId,
-    intervalMs: options.heartbeatMs ?? MEDIA_HEARTBEAT_MS,
+    intervalMs: options.heartbeatMs ?? PRESENCE_HEARTBEAT_MS,
     log,
     what: 'media node',
     after: responder.ready,

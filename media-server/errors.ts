@@ -1,15 +1,15 @@
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  toVezaError,
+  type VezaError,
+} from '../common/contracts/index.js';
 /**
  * mediasoup's errors, mapped once to ours. mediasoup throws TypeError for bad arguments (its own ORTC
  * validation and the worker's MS_THROW_TYPE_ERROR), UnsupportedError for what it cannot do (e.g. a codec
  * the router lacks) and InvalidStateError for calls on closed objects. Those messages describe the
  * caller's input, so they are passed on; anything else becomes `internal` (see common/errors.ts).
  */
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  toVezaError,
-  type VezaError,
-} from '../common/errors.js';
 
 export function fromMediasoupError(error: unknown, context: { what: string; field?: string }): VezaError {
   if (error instanceof Error) {

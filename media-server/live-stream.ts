@@ -19,14 +19,18 @@ import type { types as ms } from 'mediasoup';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
+  type ProducerCloseReason,
+  type StreamInfo,
+  type StreamRouterInfo,
+  type TransportDirection,
   UnavailableError,
   type VezaError,
-} from '../common/errors.js';
+} from '../common/contracts/index.js';
 import type { Logger } from '../common/log.js';
 import { MEDIA_CODECS } from './codecs.js';
 import { fromMediasoupError } from './errors.js';
-import { markProducerClosing, Peer, type ProducerCloseReason, producerCloseReason } from './peer.js';
-import { PeerTransport, type TransportDirection } from './peer-transport.js';
+import { markProducerClosing, Peer, producerCloseReason } from './peer.js';
+import { PeerTransport } from './peer-transport.js';
 import type { PooledWorker } from './pooled-worker.js';
 import { StreamRouter, type StreamRouterRole } from './stream-router.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -50,21 +54,7 @@ export interface LiveStreamOptions {
   log: Logger;
 }
 
-export interface StreamRouterInfo {
-  routerId: string;
-  workerIndex: number;
-  role: StreamRouterRole;
-  listeners: number;
-}
-
-export interface StreamInfo {
-  streamId: string;
-  producerId: string | null;
-  broadcasterPeerId: string | null;
-  producerPaused: boolean;
-  listenerCount: number;
-  routers: StreamRouterInfo[];
-}
+export type { StreamInfo, StreamRouterInfo } from '../common/contracts/index.js';
 
 export interface LiveStreamEvents {
   produceropen: [{ producerId: string; peerId: string }];

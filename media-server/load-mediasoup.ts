@@ -11,7 +11,7 @@
  * contract with its worker, not a setting of ours.
  */
 import { accessSync, constants, statSync } from 'node:fs';
-import { UnavailableError } from '../common/errors.js';
+import { UnavailableError } from '../common/contracts/index.js';
 
 export type Mediasoup = typeof import('mediasoup');
 

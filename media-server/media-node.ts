@@ -10,12 +10,19 @@ import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
 import type { Config } from '../common/config.js';
 import {
+  callerIdSchema,
+  consumeRequestSchema,
+  createTransportRequestSchema,
+  dtlsParametersSchema,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  objectIdSchema,
   PermissionDeniedError,
+  produceRequestSchema,
+  type TransportInfo,
   UnavailableError,
-} from '../common/errors.js';
+} from '../common/contracts/index.js';
 import type { Logger } from '../common/log.js';
 import type {
   ConsumeRequest,
@@ -36,19 +43,8 @@ import { loadMediasoup } from './load-mediasoup.js';
 import { MediaMetrics } from './metrics.js';
 import { transportListenIp } from './network.js';
 import type { Peer } from './peer.js';
-import type { PeerTransport, TransportInfo } from './peer-transport.js';
-import {
-  asDtlsParameters,
-  asRtpCapabilities,
-  asRtpParameters,
-  callerId,
-  consumeInput,
-  createTransportInput,
-  dtlsParameters as dtlsParametersSchema,
-  objectId,
-  parseInput,
-  produceInput,
-} from './schemas.js';
+import type { PeerTransport } from './peer-transport.js';
+import { asDtlsParameters, asRtpCapabilities, asRtpParameters, parseInput } from './schemas.js';
 import { consumerStats, type PeerStats, producerStats } from './stats.js';
 import { Tombstones } from './tombstones.js';
 import { WorkerPool } from './worker-pool.js';
@@ -155,14 +151,14 @@ class LocalMediaNode implements MediaNode {
   }
 
   async openStream(streamId: string): Promise<OpenStreamResult> {
-    const id = parseInput(callerId, streamId, 'streamId');
+    const id = parseInput(callerIdSchema, streamId, 'streamId');
     const stream = await this.#open(id);
     const origin = stream.info().routers.find((router) => router.role === 'origin');
     return { streamId: id, workerIndex: origin?.workerIndex ?? -1, rtpCapabilities: stream.rtpCapabilities };
   }
 
   async closeStream(streamId: string): Promise<void> {
-    const id = parseInput(callerId, streamId, 'streamId');
+    const id = parseInput(callerIdSchema, streamId, 'streamId');
     const stream = this.#streams.get(id);
     if (!stream) {
       if (this.#ended.get(`stream:${id}`) !== undefined) return;
@@ -172,11 +168,11 @@ class LocalMediaNode implements MediaNode {
   }
 
   async getRouterRtpCapabilities(streamId: string): Promise<ms.RtpCapabilities> {
-    return this.#stream(parseInput(callerId, streamId, 'streamId')).rtpCapabilities;
+    return this.#stream(parseInput(callerIdSchema, streamId, 'streamId')).rtpCapabilities;
   }
 
   async createTransport(request: CreateTransportRequest): Promise<TransportInfo> {
-    const { streamId, peerId, direction } = parseInput(createTransportInput, request);
+    const { streamId, peerId, direction } = parseInput(createTransportRequestSchema, request);
     const stream = this.#stream(streamId);
     const peer = this.#peer(stream, peerId);
     let transport: PeerTransport;
@@ -199,18 +195,18 @@ class LocalMediaNode implements MediaNode {
   }
 
   async connectTransport(transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
-    const transport = this.#transport(parseInput(objectId, transportId, 'transportId'));
+    const transport = this.#transport(parseInput(objectIdSchema, transportId, 'transportId'));
     const dtls = asDtlsParameters(parseInput(dtlsParametersSchema, dtlsParameters, 'dtlsParameters'));
     await transport.connect(dtls);
   }
 
   async restartIce(transportId: string): Promise<{ iceParameters: ms.IceParameters }> {
-    const transport = this.#transport(parseInput(objectId, transportId, 'transportId'));
+    const transport = this.#transport(parseInput(objectIdSchema, transportId, 'transportId'));
     return { iceParameters: await transport.restartIce() };
   }
 
   async produce(request: ProduceRequest): Promise<ProduceResult> {
-    const input = parseInput(produceInput, request);
+    const input = parseInput(produceRequestSchema, request);
     const transport = this.#ownedTransport(input.transportId, input.peerId);
     const { stream, peer } = this.#streamAndPeerOf(transport);
     const producer = await stream.produce(peer, transport, asRtpParameters(input.rtpParameters));
@@ -218,21 +214,21 @@ class LocalMediaNode implements MediaNode {
   }
 
   async pauseProducer(producerId: string): Promise<void> {
-    const producer = this.#producer(parseInput(objectId, producerId, 'producerId'));
+    const producer = this.#producer(parseInput(objectIdSchema, producerId, 'producerId'));
     await producer.pause().catch((error: unknown) => {
       throw fromMediasoupError(error, { what: `pausing producer ${producerId} failed` });
     });
   }
 
   async resumeProducer(producerId: string): Promise<void> {
-    const producer = this.#producer(parseInput(objectId, producerId, 'producerId'));
+    const producer = this.#producer(parseInput(objectIdSchema, producerId, 'producerId'));
     await producer.resume().catch((error: unknown) => {
       throw fromMediasoupError(error, { what: `resuming producer ${producerId} failed` });
     });
   }
 
   async consume(request: ConsumeRequest): Promise<ConsumeResult> {
-    const input = parseInput(consumeInput, request);
+    const input = parseInput(consumeRequestSchema, request);
     const transport = this.#ownedTransport(input.transportId, input.peerId);
     const { stream, peer } = this.#streamAndPeerOf(transport);
     const consumer = await stream.consume(peer, transport, asRtpCapabilities(input.rtpCapabilities));
@@ -248,21 +244,21 @@ class LocalMediaNode implements MediaNode {
   }
 
   async resumeConsumer(consumerId: string): Promise<void> {
-    const consumer = this.#consumer(parseInput(objectId, consumerId, 'consumerId'));
+    const consumer = this.#consumer(parseInput(objectIdSchema, consumerId, 'consumerId'));
     await consumer.resume().catch((error: unknown) => {
       throw fromMediasoupError(error, { what: `resuming consumer ${consumerId} failed` });
     });
   }
 
   async pauseConsumer(consumerId: string): Promise<void> {
-    const consumer = this.#consumer(parseInput(objectId, consumerId, 'consumerId'));
+    const consumer = this.#consumer(parseInput(objectIdSchema, consumerId, 'consumerId'));
     await consumer.pause().catch((error: unknown) => {
       throw fromMediasoupError(error, { what: `pausing consumer ${consumerId} failed` });
     });
   }
 
   async closePeer(peerId: string): Promise<void> {
-    this.#peers.get(parseInput(callerId, peerId, 'peerId'))?.close('peer-left');
+    this.#peers.get(parseInput(callerIdSchema, peerId, 'peerId'))?.close('peer-left');
   }
 
   async closePeersOf(prefix: string): Promise<number> {
@@ -277,7 +273,7 @@ class LocalMediaNode implements MediaNode {
   }
 
   async getStats(peerId: string): Promise<PeerStats> {
-    const id = parseInput(callerId, peerId, 'peerId');
+    const id = parseInput(callerIdSchema, peerId, 'peerId');
     const peer = this.#peers.get(id);
     if (!peer) throw new NotFoundError(`peer ${id} not found`);
     try {
@@ -294,11 +290,11 @@ class LocalMediaNode implements MediaNode {
   }
 
   async listenerCount(streamId: string): Promise<number> {
-    return this.#stream(parseInput(callerId, streamId, 'streamId')).activeListeners;
+    return this.#stream(parseInput(callerIdSchema, streamId, 'streamId')).activeListeners;
   }
 
   async getStreamInfo(streamId: string): Promise<StreamInfo> {
-    return this.#stream(parseInput(callerId, streamId, 'streamId')).info();
+    return this.#stream(parseInput(callerIdSchema, streamId, 'streamId')).info();
   }
 
   async getWorkers(): Promise<WorkerInfo[]> {

@@ -4,23 +4,14 @@
  */
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
-import { FailedPreconditionError } from '../common/errors.js';
+import {
+  FailedPreconditionError,
+  type TransportDirection,
+  type TransportInfo,
+} from '../common/contracts/index.js';
 import { fromMediasoupError } from './errors.js';
 import { type TransportStats, transportStats } from './stats.js';
 import type { StreamRouter } from './stream-router.js';
-
-export type TransportDirection = 'send' | 'recv';
-
-/** mediasoup 3.12 names the candidate's address `ip`; later versions (and mediasoup-client 3.24's types) `address`. */
-export type IceCandidateInfo = ms.IceCandidate & { address: string };
-
-export interface TransportInfo {
-  transportId: string;
-  iceParameters: ms.IceParameters;
-  iceCandidates: IceCandidateInfo[];
-  dtlsParameters: ms.DtlsParameters;
-  workerIndex: number;
-}
 
 export interface PeerTransportEvents {
   dtlsstatechange: [ms.DtlsState];
@@ -73,11 +64,17 @@ export class PeerTransport extends EventEmitter<PeerTransportEvents> {
     return {
       transportId: this.transport.id,
       iceParameters: this.transport.iceParameters,
+      // mediasoup 3.12 names the candidate's address `ip`; mediasoup-client 3.24 reads `address`.
       iceCandidates: this.transport.iceCandidates.map((candidate) => ({
         ...candidate,
         address: candidate.ip,
       })),
-      dtlsParameters: this.transport.dtlsParameters,
+      dtlsParameters: {
+        ...this.transport.dtlsParameters,
+        // mediasoup 3.12 types the algorithm as a string; its values are the contract's five.
+        fingerprints: this.transport.dtlsParameters
+          .fingerprints as TransportInfo['dtlsParameters']['fingerprints'],
+      },
       workerIndex: this.streamRouter.workerIndex,
     };
   }

@@ -8,17 +8,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
-import type { PeerTransport, TransportDirection } from './peer-transport.js';
-
-export type ProducerCloseReason =
-  | 'closed'
-  | 'replaced'
-  | 'peer-left'
-  | 'transport-closed'
-  | 'worker-died'
-  | 'stream-ended'
-  /** The edge the peer came through is gone (its heartbeats stopped): see closePeersOf. */
-  | 'edge-lost';
+import type { ProducerCloseReason, TransportDirection } from '../common/contracts/index.js';
+import type { PeerTransport } from './peer-transport.js';
 
 /** Why a producer is being closed, recorded on it before closing so its 'close' handler can report it. */
 export function markProducerClosing(producer: ms.Producer | undefined, reason: ProducerCloseReason): void {

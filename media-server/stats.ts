@@ -4,63 +4,20 @@
  * packet loss as a fraction 0..1 (RTCP reports it in 1/256ths).
  */
 import type { types as ms } from 'mediasoup';
+import type {
+  ConsumerStats,
+  ProducerStats,
+  RtpStreamStats,
+  TransportStats,
+} from '../common/contracts/index.js';
 
-export interface TupleStats {
-  localIp: string;
-  localPort: number;
-  remoteIp: string | null;
-  remotePort: number | null;
-  protocol: 'udp' | 'tcp';
-}
-
-export interface TransportStats {
-  transportId: string;
-  direction: 'send' | 'recv';
-  workerIndex: number;
-  iceState: ms.IceState;
-  dtlsState: ms.DtlsState;
-  selectedTuple: TupleStats | null;
-  bytesReceived: number;
-  bytesSent: number;
-  recvBitrateBps: number;
-  sendBitrateBps: number;
-  availableOutgoingBitrateBps: number | null;
-}
-
-export interface RtpStreamStats {
-  /** mediasoup's 0..10 quality score of the RTP stream. */
-  score: number;
-  roundTripTimeMs: number | null;
-  /** Fraction of packets lost in the last RTCP report interval, 0..1. */
-  packetLoss: number;
-  packetsLost: number;
-  packetCount: number;
-  byteCount: number;
-  bitrateBps: number;
-}
-
-export interface ConsumerStats extends RtpStreamStats {
-  consumerId: string;
-  producerId: string;
-  paused: boolean;
-  producerPaused: boolean;
-  /** Score of the stream arriving from the broadcaster (0..10); low means the problem is upstream. */
-  producerScore: number;
-}
-
-export interface ProducerStats extends RtpStreamStats {
-  producerId: string;
-  paused: boolean;
-  jitter: number;
-}
-
-export interface PeerStats {
-  peerId: string;
-  streamId: string;
-  transports: TransportStats[];
-  producer: ProducerStats | null;
-  consumers: ConsumerStats[];
-}
+export type {
+  ConsumerStats,
+  PeerStats,
+  ProducerStats,
+  RtpStreamStats,
+  TransportStats,
+} from '../common/contracts/index.js';
 
 const EMPTY_STREAM: RtpStreamStats = {
   score: 0,

@@ -5,7 +5,7 @@
  * its consumer exists, so concurrent joins cannot all squeeze under the budget.
  */
 import type { types as ms } from 'mediasoup';
-import { UnavailableError } from '../common/errors.js';
+import { UnavailableError } from '../common/contracts/index.js';
 import type { PooledWorker } from './pooled-worker.js';
 
 export type StreamRouterRole = 'origin' | 'fanout';

@@ -24,15 +24,9 @@ export {
   type Waveform,
 } from './pipeline/index.js';
 export {
-  enqueueTranscode,
   startTranscodeWorker,
-  TRANSCODE_QUEUE,
-  type TrackProgressEvent,
-  type TranscodeJob,
   type TranscodeWorker,
   type TranscodeWorkerOptions,
-  trackProgressSubject,
-  transcodeJobSchema,
 } from './transcode-worker.js';
 
 export interface StartWorkersOptions {

@@ -7,18 +7,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../common/config.js';
+import {
+  enqueueTranscode,
+  TRANSCODE_QUEUE,
+  type TrackProgressEvent,
+  trackProgressSubject,
+} from '../common/contracts/index.js';
 import { createLogger } from '../common/log.js';
 import { FsBlobStorage, MemoryEventBus, PgJobQueue } from '../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../common/testing/databases.js';
-import {
-  enqueueTranscode,
-  startTranscodeWorker,
-  startWorkers,
-  TRANSCODE_QUEUE,
-  type TrackProgressEvent,
-  type TranscodeWorker,
-  trackProgressSubject,
-} from './index.js';
+import { startTranscodeWorker, startWorkers, type TranscodeWorker } from './index.js';
 import { listFiles, makeAudio } from './test-audio.js';
 
 const log = createLogger({ level: 'silent', name: 'transcode-test' });

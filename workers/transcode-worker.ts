@@ -14,6 +14,14 @@
  * redelivered job completes once.
  */
 import { z } from 'zod';
+import {
+  TRANSCODE_QUEUE,
+  type TrackProgressEvent,
+  type TranscodeJob,
+  trackProgressSubject,
+  transcodeJobId,
+  transcodeJobSchema,
+} from '../common/contracts/index.js';
 import type { Sql } from '../common/db/client.js';
 import type { Logger } from '../common/log.js';
 import { counter, gauge, histogram } from '../common/metrics.js';
@@ -32,39 +40,6 @@ import {
   transcodeTrack,
   unpublish,
 } from './pipeline/index.js';
-
-export const TRANSCODE_QUEUE = 'transcode';
-
-export const transcodeJobSchema = z.object({
-  trackId: z.number().int().positive(),
-  sourceKey: z.string().min(1).max(512),
-});
-
-export type TranscodeJob = z.infer<typeof transcodeJobSchema>;
-
-/** What `tracks.<id>.progress` carries. */
-export interface TrackProgressEvent {
-  trackId: number;
-  ownerId: number;
-  status: 'processing' | 'ready' | 'failed';
-  progress: number;
-  stage?: Progress['stage'];
-  failureReason?: string;
-}
-
-export function trackProgressSubject(trackId: number): string {
-  return `tracks.${trackId}.progress`;
-}
-
-/**
- * Queues the transcode of a track's source. The job id names the track and the source, so
- * enqueueing twice (a retried upload request) makes one job.
- */
-export async function enqueueTranscode(jobs: JobQueue, job: TranscodeJob): Promise<{ jobId: string }> {
-  const parsed = transcodeJobSchema.parse(job);
-  const sourceTag = parsed.sourceKey.replace(/[^A-Za-z0-9._-]/g, '_').slice(-120);
-  return jobs.enqueue(TRANSCODE_QUEUE, parsed, { jobId: `track-${parsed.trackId}.${sourceTag}` });
-}
 
 export interface TranscodeWorkerOptions {
   sql: Sql;

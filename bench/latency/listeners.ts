@@ -6,7 +6,7 @@
 import wrtc from '@roamhq/wrtc';
 import { z } from 'zod';
 import { Listener, SignalingConnection } from '../../signaling/client/index.js';
-import { installWrtcGlobals, NODE_HANDLER_NAME } from '../../signaling/client/testing/node.js';
+import { installWrtcGlobals, NODE_HANDLER_NAME } from '../../signaling/client/testing/index.js';
 import { serveParent } from '../lib/ipc.js';
 import { nodeWebSocket } from '../lib/ws.js';
 import { type ClickDetector, clickDetector } from './audio.js';

@@ -1,6 +1,6 @@
 /** The latency publisher process: a click track published with the real client library (Broadcaster over @roamhq/wrtc). */
 import { Broadcaster, SignalingConnection } from '../../signaling/client/index.js';
-import { installWrtcGlobals, NODE_HANDLER_NAME } from '../../signaling/client/testing/node.js';
+import { installWrtcGlobals, NODE_HANDLER_NAME } from '../../signaling/client/testing/index.js';
 import { serveParent } from '../lib/ipc.js';
 import { nodeWebSocket } from '../lib/ws.js';
 import { type ClickSource, clickSource } from './audio.js';

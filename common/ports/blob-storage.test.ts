@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
 import type { BlobStorage } from './blob-storage.js';
 import { FsBlobStorage } from './fs-blob-storage.js';
 import { startS3TestServer } from './s3-test-server.js';

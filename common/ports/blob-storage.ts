@@ -5,7 +5,7 @@
  * (cluster, when S3_* is set).
  */
 import type { Readable } from 'node:stream';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../contracts/index.js';
 
 export interface BlobInfo {
   key: string;

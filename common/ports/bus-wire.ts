@@ -6,7 +6,13 @@
  * a responder's VezaError arrives as a VezaError with the same code and message).
  */
 import { z } from 'zod';
-import { ERROR_CODES, INTERNAL_MESSAGE, InvalidArgumentError, toVezaError, VezaError } from '../errors.js';
+import {
+  ERROR_CODES,
+  INTERNAL_MESSAGE,
+  InvalidArgumentError,
+  toVezaError,
+  VezaError,
+} from '../contracts/index.js';
 
 /** Throws on values JSON cannot carry (BigInt, cycles), the same way in both adapters. */
 export function encodePayload(payload: unknown): string {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INTERNAL_MESSAGE, NotFoundError, UnavailableError, VezaError } from '../errors.js';
+import { INTERNAL_MESSAGE, NotFoundError, UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger } from '../log.js';
 import { clusterServices } from '../testing/databases.js';
 import type { EventBus } from './event-bus.js';
@@ -250,20 +250,20 @@ describe('NATS namespaces (VEZA_NAMESPACE)', () => {
     try {
       const seen: Record<string, string[]> = { a2: [], b: [], raw: [] };
       const subs = [
-        a2.subscribe('stream.*', (_payload, subject) => seen.a2?.push(subject)),
-        b.subscribe('stream.*', (_payload, subject) => seen.b?.push(subject)),
-        raw.subscribe(`a${P}.stream.*`, (_payload, subject) => seen.raw?.push(subject)),
+        a2.subscribe('events.*', (_payload, subject) => seen.a2?.push(subject)),
+        b.subscribe('events.*', (_payload, subject) => seen.b?.push(subject)),
+        raw.subscribe(`a${P}.events.*`, (_payload, subject) => seen.raw?.push(subject)),
       ];
       await Promise.all(subs.map((sub) => sub.ready));
-      b.respond('media.ping', async () => 'b answers');
-      await a.publish('stream.started', { id: 1 });
+      b.respond('calls.ping', async () => 'b answers');
+      await a.publish('events.started', { id: 1 });
       // Request/reply stays inside a namespace too: b's responder is not a's.
-      await expect(a.request('media.ping', {}, { timeoutMs: 500 })).rejects.toThrow(
-        /no responder for media\.ping/,
+      await expect(a.request('calls.ping', {}, { timeoutMs: 500 })).rejects.toThrow(
+        /no responder for calls\.ping/,
       );
-      await expect(b.request('media.ping', {})).resolves.toBe('b answers');
-      await expect.poll(() => seen.a2).toEqual(['stream.started']);
-      await expect.poll(() => seen.raw).toEqual([`a${P}.stream.started`]);
+      await expect(b.request('calls.ping', {})).resolves.toBe('b answers');
+      await expect.poll(() => seen.a2).toEqual(['events.started']);
+      await expect.poll(() => seen.raw).toEqual([`a${P}.events.started`]);
       expect(seen.b).toEqual([]);
       expect(() => new NatsEventBus(undefined as never, { namespace: 'has.dot' })).toThrow(
         'invalid bus namespace "has.dot": one subject token of letters, digits, _ and -',

@@ -4,7 +4,7 @@
  */
 import { type RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import { z } from 'zod';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../contracts/index.js';
 import type { RateDecision, RateLimiter, RateRule } from './rate-limiter.js';
 
 const ruleSchema = z.object({

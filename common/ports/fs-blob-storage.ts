@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
 import { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
 
 const META_DIR = '.meta';

@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { InvalidArgumentError } from '../contracts/index.js';
 import { connectDatabase } from '../db/client.js';
-import { InvalidArgumentError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { clusterServices, createTestDatabase, type TestDatabase } from '../testing/databases.js';
 import { JetStreamJobQueue } from './jetstream-job-queue.js';

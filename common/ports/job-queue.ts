@@ -16,7 +16,7 @@
  * covered by one contract test.
  */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../contracts/index.js';
 
 export interface EnqueueOptions {
   /**

@@ -5,7 +5,8 @@
  * JSON copy of the payload, requests are also seen by subscribers of the subject, and
  * errors cross as the reply envelope. Code that works here then works on the cluster bus.
  */
-import { UnavailableError, VezaError } from '../errors.js';
+
+import { UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger, type Logger } from '../log.js';
 import {
   decodePayload,

@@ -14,7 +14,7 @@ import {
   type Subscription as NatsSubscription,
   type SubscriptionOptions,
 } from 'nats';
-import { UnavailableError, VezaError } from '../errors.js';
+import { UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger, type Logger } from '../log.js';
 import {
   decodePayload,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../contracts/index.js';
 import { clusterServices } from '../testing/databases.js';
 import { MemoryRateLimiter } from './memory-rate-limiter.js';
 import type { RateLimiter, RateRule } from './rate-limiter.js';

@@ -24,7 +24,7 @@ import {
   S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
 import type { Logger } from '../log.js';
 import { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
 

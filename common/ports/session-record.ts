@@ -1,6 +1,6 @@
 /** Input validation shared by the SessionStore adapters, so both accept and refuse the same records. */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../contracts/index.js';
 import type { SessionRecord } from './session-store.js';
 
 /** Canonical lowercase form only: PostgreSQL would lowercase an uppercase id and break the round trip. */

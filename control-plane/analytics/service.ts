@@ -8,7 +8,7 @@
  * - GetAnalytics: a user reads their own events; admins and service callers read everyone's.
  */
 import { z } from 'zod';
-import { PermissionDeniedError } from '../../common/errors.js';
+import { PermissionDeniedError } from '../../common/contracts/index.js';
 import { hasPermission } from '../../common/permissions.js';
 import { AnalyticsServiceService, type EventData } from '../../proto/gen/veza/analytics/analytics.js';
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UnauthenticatedError } from '../../common/errors.js';
+import { UnauthenticatedError } from '../../common/contracts/index.js';
 import { createLogger } from '../../common/log.js';
 import { PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';

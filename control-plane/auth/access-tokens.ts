@@ -13,7 +13,7 @@ import {
   verifyAccessToken,
 } from '../../common/access-token.js';
 import type { UserRole } from '../../common/config.js';
-import { UnauthenticatedError } from '../../common/errors.js';
+import { UnauthenticatedError } from '../../common/contracts/index.js';
 import { isSessionActive, type SessionStore } from '../../common/ports/session-store.js';
 import type { AuthenticatedUser } from '../grpc/index.js';
 import type { SigningKeys } from './signing-keys.js';

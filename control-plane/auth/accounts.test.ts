@@ -5,7 +5,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { STRONG_PASSWORD, tableDigest } from '../test-harness.js';
 import { createAccount, createAdmin, setUserRole } from './accounts.js';

@@ -4,8 +4,8 @@
  * one transaction: either all of it exists or none of it.
  */
 import { USER_ROLES, type UserRole } from '../../common/config.js';
+import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { NotFoundError } from '../../common/errors.js';
 import { confirmationLink, createConfirmation } from './confirmations.js';
 import { enqueueEmail } from './outbox.js';
 import { hashPassword } from './passwords.js';

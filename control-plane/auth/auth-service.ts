@@ -9,8 +9,14 @@
 
 import { verifyAccessToken } from '../../common/access-token.js';
 import type { Config } from '../../common/config.js';
+import {
+  InvalidArgumentError,
+  PermissionDeniedError,
+  parseSessionEvent,
+  sessionEventSubject,
+  UnauthenticatedError,
+} from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { hasPermission } from '../../common/permissions.js';
 import type { BlobStorage } from '../../common/ports/blob-storage.js';
@@ -27,13 +33,7 @@ import { accountRules, spend } from './login-limits.js';
 import type { OutboxDispatcher } from './outbox.js';
 import { verifyAgainstDecoy, verifyPassword } from './passwords.js';
 import { refreshTokenOwner } from './refresh-tokens.js';
-import {
-  closeSession,
-  openSession,
-  parseSessionEvent,
-  refreshSession,
-  sessionEventSubject,
-} from './sessions.js';
+import { closeSession, openSession, refreshSession } from './sessions.js';
 import type { SigningKeys } from './signing-keys.js';
 import { toUserInfo } from './user-info.js';
 import {

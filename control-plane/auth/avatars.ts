@@ -4,7 +4,7 @@
  * another user's or an earlier avatar.
  */
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError, PayloadTooLargeError } from '../../common/errors.js';
+import { InvalidArgumentError, PayloadTooLargeError } from '../../common/contracts/index.js';
 import type { BlobStorage } from '../../common/ports/blob-storage.js';
 
 export interface ImageType {

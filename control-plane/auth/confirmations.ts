@@ -1,8 +1,9 @@
 /**
  * Email confirmation: a single-use random token mailed as a link; only its hash is stored.
  */
+
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/client.js';
-import { InvalidArgumentError } from '../../common/errors.js';
 import { hashOpaqueToken, newOpaqueToken } from './refresh-tokens.js';
 import { markEmailConfirmed, type UserRecord } from './users.js';
 

@@ -3,7 +3,7 @@
  * registrations per client IP, over LOGIN_LIMIT_WINDOW_S.
  */
 import type { Config } from '../../common/config.js';
-import { RateLimitedError } from '../../common/errors.js';
+import { RateLimitedError } from '../../common/contracts/index.js';
 import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
 
 export interface AccountRules {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { checkPasswordPolicy, hashPassword, verifyAgainstDecoy, verifyPassword } from './passwords.js';
 
 describe('password hashing', () => {

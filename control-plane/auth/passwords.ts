@@ -5,7 +5,7 @@
  * are written out so a library default changing cannot silently weaken stored hashes.
  */
 import { type Algorithm, hash, verify } from '@node-rs/argon2';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 
 /** Algorithm.Argon2id; the enum is a `const enum`, which isolated modules cannot read. */
 const ARGON2ID = 2 as Algorithm;

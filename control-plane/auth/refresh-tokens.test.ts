@@ -4,18 +4,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSessionEvent, sessionEventSubject } from '../../common/contracts/index.js';
 import { createLogger } from '../../common/log.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
 import { keyEncryptionKey } from './key-encryption.js';
 import { hashOpaqueToken } from './refresh-tokens.js';
-import {
-  closeSession,
-  openSession,
-  parseSessionEvent,
-  refreshSession,
-  type SessionDeps,
-} from './sessions.js';
+import { closeSession, openSession, refreshSession, type SessionDeps } from './sessions.js';
 import { loadSigningKeys } from './signing-keys.js';
 import { createUser, type UserRecord } from './users.js';
 
@@ -101,7 +96,7 @@ describe('refresh tokens', () => {
     const revokedEvent = new Promise<void>((resolve) => {
       sawRevoked = resolve;
     });
-    const subscription = bus.subscribe(`auth.sessions.${user.id}`, (payload) => {
+    const subscription = bus.subscribe(sessionEventSubject(user.id), (payload) => {
       const type = parseSessionEvent(payload)?.type;
       types.push(type);
       if (type === 'revoked') sawRevoked();

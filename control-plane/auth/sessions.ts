@@ -6,8 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from '../../common/config.js';
+import {
+  type SessionEventPayload,
+  type SessionEventType,
+  sessionEventSubject,
+  UnauthenticatedError,
+} from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { UnauthenticatedError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
 import { isSessionActive, type SessionRecord, type SessionStore } from '../../common/ports/session-store.js';
@@ -36,41 +41,10 @@ export interface ClientInfo {
   ipAddress: string;
 }
 
-export const sessionEventSubject = (userId: number): string => `auth.sessions.${userId}`;
-
-export type SessionEventType = 'created' | 'refreshed' | 'revoked';
-
-const isoDate = z.iso.datetime().transform((value) => new Date(value));
-const sessionEventSchema = z.object({
-  type: z.enum(['created', 'refreshed', 'revoked']),
-  session: z.object({
-    sessionId: z.string(),
-    userId: z.number().int(),
-    deviceId: z.string(),
-    ipAddress: z.string(),
-    createdAt: isoDate,
-    lastUsedAt: isoDate,
-    expiresAt: isoDate,
-    revokedAt: isoDate.nullable(),
-    revokedReason: z.string().nullable(),
-  }),
-});
-
-export interface SessionEvent {
-  type: SessionEventType;
-  session: SessionRecord;
-}
-
-/** Another process may have published it: anything malformed is dropped by the caller. */
-export function parseSessionEvent(payload: unknown): SessionEvent | null {
-  const parsed = sessionEventSchema.safeParse(payload);
-  return parsed.success ? parsed.data : null;
-}
-
 /** Events are a notification, not the record: a failed publish is logged and the operation stands. */
 async function publish(deps: SessionDeps, type: SessionEventType, session: SessionRecord): Promise<void> {
   try {
-    await deps.bus.publish(sessionEventSubject(session.userId), {
+    const event: SessionEventPayload = {
       type,
       session: {
         ...session,
@@ -79,7 +53,8 @@ async function publish(deps: SessionDeps, type: SessionEventType, session: Sessi
         expiresAt: session.expiresAt.toISOString(),
         revokedAt: session.revokedAt?.toISOString() ?? null,
       },
-    });
+    };
+    await deps.bus.publish(sessionEventSubject(session.userId), event);
   } catch (error) {
     deps.log.warn({ err: error, sessionId: session.sessionId, type }, 'could not publish a session event');
   }

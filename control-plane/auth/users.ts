@@ -3,8 +3,8 @@
  * "Ana@Example.com" and "ana@example.com" are one account.
  */
 import { USER_ROLES, type UserRole } from '../../common/config.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/client.js';
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../common/errors.js';
 
 export interface UserRecord {
   id: number;

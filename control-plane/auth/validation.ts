@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { USER_ROLES } from '../../common/config.js';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { parseInputNamingField as parseInput } from '../parse-input.js';
 import { checkPasswordPolicy } from './passwords.js';
 

@@ -4,9 +4,9 @@
  */
 import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHAT_MAX_LENGTH, CHAT_METADATA_MAX_BYTES } from '../../common/contracts/index.js';
 import type { ChatMessage } from '../../proto/gen/veza/chat/chat.js';
 import { grpcError } from '../test-harness.js';
-import { CHAT_MAX_LENGTH, METADATA_MAX_BYTES } from './limits.js';
 import {
   type ChatHarness,
   chatCalls,
@@ -161,7 +161,7 @@ describe('bad input', () => {
       [{ roomId, content: 'x'.repeat(CHAT_MAX_LENGTH + 1) }, 'content'],
       [{ roomId, content: 'nul \u0000 byte' }, 'content'],
       [{ roomId, content: 'hi', messageType: 'bogus' }, 'message_type'],
-      [{ roomId, content: 'hi', metadata: Buffer.alloc(METADATA_MAX_BYTES + 1) }, 'metadata'],
+      [{ roomId, content: 'hi', metadata: Buffer.alloc(CHAT_METADATA_MAX_BYTES + 1) }, 'metadata'],
       [{ roomId, content: 'hi', replyToId: elsewhere.message?.messageId }, 'reply_to_id'],
       [{ roomId, content: 'hi', replyToId: -1 }, 'reply_to_id'],
       [{ roomId: 0, content: 'hi' }, 'room_id'],

@@ -12,38 +12,30 @@
  * callers (the edge, with its API key and no user token).
  */
 import type { UserRole } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
 import {
+  type ActivityType,
+  activitySubject,
+  CHAT_HISTORY_MAX_LIMIT,
   FailedPreconditionError,
   InvalidArgumentError,
+  type MessageEventType,
   NotFoundError,
   PermissionDeniedError,
+  parseMessageEvent,
   RateLimitedError,
-} from '../../common/errors.js';
+  roomSubject,
+  toActivityEvent,
+  toMessageEvent,
+} from '../../common/contracts/index.js';
+import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
 import { isModerator, type Moderation, type Verdict } from '../moderation/index.js';
-import {
-  type ActivityType,
-  activitySubject,
-  type MessageEventType,
-  parseMessageEvent,
-  roomSubject,
-  toActivityEvent,
-  toMessageEvent,
-} from './events.js';
 import { KeyedQueue } from './keyed-queue.js';
-import {
-  ACTIVITY_LIMIT,
-  CHAT_BURST,
-  CHAT_SUSTAINED,
-  HISTORY_MAX_LIMIT,
-  REPEAT_SAMPLE,
-  REPEAT_WINDOW_S,
-} from './limits.js';
+import { ACTIVITY_LIMIT, CHAT_BURST, CHAT_SUSTAINED, REPEAT_SAMPLE, REPEAT_WINDOW_S } from './limits.js';
 import { createChatStore, type MessageRow, type RoomRow, toChatMessage, toRoom } from './store.js';
 import type { SendMessageInput } from './validation.js';
 
@@ -388,7 +380,7 @@ export function createChat(deps: ChatDeps) {
         if (fromId > 0) {
           for (;;) {
             const page = await store.history(roomId, {
-              limit: HISTORY_MAX_LIMIT,
+              limit: CHAT_HISTORY_MAX_LIMIT,
               beforeId: 0,
               afterId: last,
             });

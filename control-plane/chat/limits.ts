@@ -1,24 +1,8 @@
 /**
- * Chat limits. Constants here rather than in common/config.ts until an operator needs to
- * change them: CHAT_MAX_LENGTH is the one most likely to move there (ask the lead).
+ * The chat's rate limits and repeat rule, which only ChatService applies. The limits every side
+ * checks (lengths, types, history pages) are the contract's (common/contracts/chat-rules.ts).
  */
 import type { RateRule } from '../../common/ports/rate-limiter.js';
-
-/** Characters (code points) in one message, after trimming. */
-export const CHAT_MAX_LENGTH = 1000;
-export const METADATA_MAX_BYTES = 4 * 1024;
-export const CLIENT_MESSAGE_ID_MAX = 64;
-/** The message types a client may send; an empty message_type means "text". */
-export const MESSAGE_TYPES = ['text', 'emote', 'reaction'] as const;
-export type MessageType = (typeof MESSAGE_TYPES)[number];
-
-export const ROOM_NAME_MAX = 100;
-export const ROOM_DESCRIPTION_MAX = 500;
-export const REPORT_REASON_MAX = 500;
-export const REPORT_DETAILS_MAX = 2000;
-
-export const HISTORY_DEFAULT_LIMIT = 50;
-export const HISTORY_MAX_LIMIT = 100;
 
 /**
  * Per user and room: a short window allows a burst, a long one caps the sustained rate.

@@ -4,7 +4,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STREAM_ENDED } from '../streams/index.js';
+import { STREAM_ENDED } from '../../common/contracts/index.js';
 import { grpcError } from '../test-harness.js';
 import {
   type ChatHarness,

@@ -13,8 +13,14 @@
  * Edits and deletions arrive as the same message_id again (deleted = true for a deletion).
  */
 import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
+import {
+  activitySubject,
+  PermissionDeniedError,
+  parseActivityEvent,
+  RateLimitedError,
+  toVezaError,
+} from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { PermissionDeniedError, RateLimitedError, toVezaError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { RateLimiter } from '../../common/ports/rate-limiter.js';
@@ -27,7 +33,6 @@ import {
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
 import type { Moderation } from '../moderation/index.js';
 import { type ChatRateLimits, type ChatReader, type ChatUser, createChat } from './chat.js';
-import { activitySubject, parseActivityEvent } from './events.js';
 import { STREAM_BUFFER_LIMIT } from './limits.js';
 import {
   banSchema,

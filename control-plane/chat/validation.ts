@@ -3,27 +3,30 @@
  * naming the snake_case field of the proto.
  */
 import { z } from 'zod';
-import { BAN_MAX_S, MUTE_MAX_S } from '../moderation/index.js';
-import { parseInputNamingField as parseInput } from '../parse-input.js';
 import {
+  BAN_MAX_S,
+  CHAT_HISTORY_DEFAULT_LIMIT,
+  CHAT_HISTORY_MAX_LIMIT,
   CHAT_MAX_LENGTH,
+  CHAT_MESSAGE_TYPES,
+  CHAT_METADATA_MAX_BYTES,
+  CLIENT_MESSAGE_ID_CHARS,
   CLIENT_MESSAGE_ID_MAX,
-  HISTORY_DEFAULT_LIMIT,
-  HISTORY_MAX_LIMIT,
-  MESSAGE_TYPES,
-  METADATA_MAX_BYTES,
+  CONTROL,
+  CONTROL_EXCEPT_NEWLINE,
+  chatContentSchema,
+  codePoints,
+  END_STREAM_REASON,
+  MUTE_MAX_S,
+  QUEUE_STATUSES,
   REPORT_DETAILS_MAX,
   REPORT_REASON_MAX,
+  REPORT_RESOLUTIONS,
+  REPORT_TARGETS,
   ROOM_DESCRIPTION_MAX,
   ROOM_NAME_MAX,
-} from './limits.js';
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-const CONTROL_EXCEPT_NEWLINE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-const codePoints = (value: string): number => [...value].length;
+} from '../../common/contracts/index.js';
+import { parseInputNamingField as parseInput } from '../parse-input.js';
 
 const positiveId = (field: string) =>
   z
@@ -50,15 +53,7 @@ const paragraph = (field: string, max: number) =>
     .refine((value) => codePoints(value) <= max, `${field} must be at most ${max} characters`)
     .refine((value) => !CONTROL_EXCEPT_NEWLINE.test(value), `${field} must not contain control characters`);
 
-export const contentSchema = z
-  .string()
-  .trim()
-  .refine((value) => value.length > 0, 'content is required')
-  .refine(
-    (value) => codePoints(value) <= CHAT_MAX_LENGTH,
-    `content must be at most ${CHAT_MAX_LENGTH} characters`,
-  )
-  .refine((value) => !CONTROL_EXCEPT_NEWLINE.test(value), 'content must not contain control characters');
+export const contentSchema = chatContentSchema;
 
 export const sendMessageSchema = z.object({
   roomId: positiveId('room_id'),
@@ -66,18 +61,20 @@ export const sendMessageSchema = z.object({
   messageType: z
     .string()
     .transform((value) => value || 'text')
-    .pipe(z.enum(MESSAGE_TYPES, { error: `message_type must be one of: ${MESSAGE_TYPES.join(', ')}` })),
+    .pipe(
+      z.enum(CHAT_MESSAGE_TYPES, { error: `message_type must be one of: ${CHAT_MESSAGE_TYPES.join(', ')}` }),
+    ),
   metadata: z
     .instanceof(Buffer)
     .refine(
-      (value) => value.length <= METADATA_MAX_BYTES,
-      `metadata must be at most ${METADATA_MAX_BYTES} bytes`,
+      (value) => value.length <= CHAT_METADATA_MAX_BYTES,
+      `metadata must be at most ${CHAT_METADATA_MAX_BYTES} bytes`,
     ),
   replyToId: optionalId('reply_to_id'),
   clientMessageId: z
     .string()
     .max(CLIENT_MESSAGE_ID_MAX, `client_message_id must be at most ${CLIENT_MESSAGE_ID_MAX} characters`)
-    .regex(/^[A-Za-z0-9._:-]*$/, 'client_message_id may hold letters, digits, ".", "_", ":" and "-"'),
+    .regex(CLIENT_MESSAGE_ID_CHARS, 'client_message_id may hold letters, digits, ".", "_", ":" and "-"'),
 });
 export type SendMessageInput = z.output<typeof sendMessageSchema>;
 
@@ -87,8 +84,8 @@ export const getMessagesSchema = z.object({
     .number()
     .int('limit must be an integer')
     .min(0, 'limit must not be negative')
-    .max(HISTORY_MAX_LIMIT, `limit must be at most ${HISTORY_MAX_LIMIT}`)
-    .transform((value) => value || HISTORY_DEFAULT_LIMIT),
+    .max(CHAT_HISTORY_MAX_LIMIT, `limit must be at most ${CHAT_HISTORY_MAX_LIMIT}`)
+    .transform((value) => value || CHAT_HISTORY_DEFAULT_LIMIT),
   beforeMessageId: optionalId('before_message_id'),
   afterMessageId: optionalId('after_message_id'),
 });
@@ -120,7 +117,7 @@ export const roomActivitySchema = z.object({
 });
 
 export const reportSchema = z.object({
-  targetType: z.enum(['message', 'user', 'stream'], {
+  targetType: z.enum(REPORT_TARGETS, {
     error: 'target_type must be "message", "user" or "stream"',
   }),
   targetId: positiveId('target_id'),
@@ -161,7 +158,7 @@ export const endStreamSchema = z.object({
   reason: z
     .string()
     .trim()
-    .refine((value) => value === '' || /^[a-z][a-z0-9_]{0,63}$/.test(value), {
+    .refine((value) => value === '' || END_STREAM_REASON.test(value), {
       message: 'reason must be a short lowercase token such as "terms_violation"',
     }),
 });
@@ -170,19 +167,19 @@ export const queueSchema = z.object({
   status: z
     .string()
     .transform((value) => value || 'open')
-    .pipe(z.enum(['open', 'resolved', 'all'], { error: 'status must be "open", "resolved" or "all"' })),
+    .pipe(z.enum(QUEUE_STATUSES, { error: 'status must be "open", "resolved" or "all"' })),
   limit: z
     .number()
     .int('limit must be an integer')
     .min(0, 'limit must not be negative')
-    .max(HISTORY_MAX_LIMIT, `limit must be at most ${HISTORY_MAX_LIMIT}`)
-    .transform((value) => value || HISTORY_DEFAULT_LIMIT),
+    .max(CHAT_HISTORY_MAX_LIMIT, `limit must be at most ${CHAT_HISTORY_MAX_LIMIT}`)
+    .transform((value) => value || CHAT_HISTORY_DEFAULT_LIMIT),
   beforeReportId: optionalId('before_report_id'),
 });
 
 export const resolveSchema = z.object({
   reportId: positiveId('report_id'),
-  resolution: z.enum(['dismissed', 'actioned', 'approved'], {
+  resolution: z.enum(REPORT_RESOLUTIONS, {
     error: 'resolution must be "dismissed", "actioned" or "approved"',
   }),
   note: paragraph('note', REPORT_DETAILS_MAX),

@@ -22,7 +22,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
-import { UnavailableError, type VezaError } from '../../common/errors.js';
+import { UnavailableError, type VezaError } from '../../common/contracts/index.js';
 import { ERROR_CODE_KEY, fromGrpcError } from '../../common/grpc-errors.js';
 import { type Logger, REQUEST_ID_HEADER } from '../../common/log.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NotFoundError } from '../../common/errors.js';
+import { NotFoundError } from '../../common/contracts/index.js';
 import { metricsRegistry } from '../../common/metrics.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';

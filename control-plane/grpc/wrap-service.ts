@@ -18,7 +18,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { UnimplementedError } from '../../common/errors.js';
+import { UnimplementedError } from '../../common/contracts/index.js';
 import { type GrpcStatusObject, toGrpcStatus } from '../../common/grpc-errors.js';
 import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/log.js';
 import { recordCall, statusName } from './call-metrics.js';

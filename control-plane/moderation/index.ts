@@ -11,13 +11,11 @@ export { EXTERNAL_DEFAULTS, ExternalScorer, type ExternalScorerOptions } from '.
 export { LocalScorer, REASON_FLOOD, REASON_LANGUAGE, REASON_LINKS, REASON_REPEAT } from './local-scorer.js';
 export {
   type Actor,
-  BAN_MAX_S,
   createModeration,
   FLAG_NOTIFY_RULE,
   isModerator,
   type Moderation,
   type ModerationDeps,
-  MUTE_MAX_S,
   REPORT_RULE,
   type Verdict,
 } from './moderation.js';

@@ -9,14 +9,14 @@
  *   (the `chat:moderate` permission); moderators and admins themselves cannot be muted or banned.
  */
 import type { UserRole } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   RateLimitedError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
+import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import { hasPermission } from '../../common/permissions.js';
@@ -52,9 +52,6 @@ export interface Verdict extends ScoreResult {
 export const FLAG_NOTIFY_RULE: RateRule = { name: 'moderation-flag-notify', points: 1, durationS: 60 };
 /** Reports per user, so the queue cannot be flooded. */
 export const REPORT_RULE: RateRule = { name: 'moderation-report', points: 10, durationS: 600 };
-
-export const MUTE_MAX_S = 30 * 24 * 3600;
-export const BAN_MAX_S = 365 * 24 * 3600;
 
 const flaggedTotal = counter('veza_moderation_flagged_total', 'Messages the automatic moderation refused');
 const reportsTotal = counter('veza_moderation_reports_total', 'Reports by users, by target type', [

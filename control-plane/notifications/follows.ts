@@ -3,12 +3,17 @@
  * streams module publishes `stream.started`. Every control-plane process hears the event; the
  * notification's dedupe key (one per stream) makes exactly one of them create it.
  */
+
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  STREAM_STARTED,
+  streamStartedEventSchema,
+} from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { InvalidArgumentError, NotFoundError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { FollowedBroadcaster } from '../../proto/gen/veza/notification/notification.js';
-import { STREAM_STARTED, streamStartedEventSchema } from '../streams/index.js';
 import type { Notifier } from './notifier.js';
 
 export function createFollowStore(sql: Sql) {

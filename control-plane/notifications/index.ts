@@ -2,14 +2,6 @@
  * Notifications: NotificationService, the notifier other modules use to create them, the
  * bus event edges subscribe to, and follows with their "stream.live" notifications.
  */
-export {
-  ALL_NOTIFICATIONS,
-  type NotificationEvent,
-  notificationEventSchema,
-  notificationSubject,
-  parseNotificationEvent,
-  toNotificationEvent,
-} from './events.js';
 export { createFollowStore, type FollowNotifierDeps, startLiveNotifications } from './follows.js';
 export {
   createNotifier,

@@ -4,6 +4,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { notificationSubject } from '../../common/contracts/index.js';
 import {
   type ChatHarness,
   notificationCalls,
@@ -13,7 +14,6 @@ import {
   waitUntil,
 } from '../chat/test-support.js';
 import { grpcError } from '../test-harness.js';
-import { notificationSubject } from './index.js';
 
 let h: ChatHarness;
 let alice: TestUser;

@@ -4,12 +4,13 @@
  * PostgreSQL is the truth; a failed publish is logged and the notification stays readable
  * with GetNotifications.
  */
+
+import { notificationSubject, toNotificationEvent } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
 import type { Notification } from '../../proto/gen/veza/notification/notification.js';
-import { notificationSubject, toNotificationEvent } from './events.js';
 import { createNotificationStore } from './store.js';
 
 export interface NotifierDeps {

@@ -5,8 +5,15 @@
  * - GetNotifications, MarkAsRead, StreamNotifications, Follow, Unfollow, ListFollowing:
  *   the signed-in user, about their own notifications only.
  */
+
+import {
+  NotFoundError,
+  notificationSubject,
+  PermissionDeniedError,
+  parseNotificationEvent,
+  RateLimitedError,
+} from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
-import { NotFoundError, PermissionDeniedError, RateLimitedError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
 import {
@@ -14,7 +21,6 @@ import {
   NotificationServiceService,
 } from '../../proto/gen/veza/notification/notification.js';
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
-import { notificationSubject, parseNotificationEvent } from './events.js';
 import { createFollowStore } from './follows.js';
 import type { Notifier } from './notifier.js';
 import { createNotificationStore } from './store.js';

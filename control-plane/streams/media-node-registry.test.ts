@@ -9,15 +9,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../common/config.js';
+import { mediaPresenceOf, mediaPresenceSubject, mediaRequestSubject } from '../../common/contracts/index.js';
 import { createLogger } from '../../common/log.js';
 import { NatsEventBus } from '../../common/ports/index.js';
 import { clusterServices } from '../../common/testing/databases.js';
 import {
   type MediaNode,
   type MediaNodeService,
-  mediaPresenceOf,
-  mediaPresenceSubject,
-  mediaRequestSubject,
   type ServeMediaNodeOptions,
   serveMediaNodeOverBus,
   startMediaNode,

@@ -13,16 +13,16 @@
  * nodes to announce themselves and waits a moment before giving up, so a control plane that just
  * (re)started, or a node that just came up, does not fail a StartStream.
  */
-import { UnavailableError } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import { type PresenceLeaveCause, watchPresence } from '../../common/presence.js';
 import {
   DEFAULT_MEDIA_CLUSTER,
   type MediaNodeHeartbeat,
   mediaNodeHeartbeatSchema,
   mediaPresenceGroup,
-} from '../../media-server/index.js';
+  UnavailableError,
+} from '../../common/contracts/index.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus } from '../../common/ports/event-bus.js';
+import { type PresenceLeaveCause, watchPresence } from '../../common/presence.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
   /** Streams placed on it since its last heartbeat (not in its load yet). */

@@ -17,13 +17,19 @@
  * one. The user then wins: only a call without a user token acts as the service.
  */
 import type { Config } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
 import {
   FailedPreconditionError,
   NotFoundError,
   PermissionDeniedError,
+  STREAM_ENDED,
+  STREAM_MOVED,
+  STREAM_STARTED,
+  type StreamEndedEvent,
+  type StreamMovedEvent,
+  type StreamStartedEvent,
   VezaError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
+import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import { hasPermission } from '../../common/permissions.js';
@@ -35,16 +41,6 @@ import {
   type ServiceBinding,
   type ServiceImplementation,
 } from '../grpc/index.js';
-import {
-  STREAM_ENDED,
-  STREAM_LISTENERS,
-  STREAM_MOVED,
-  STREAM_STARTED,
-  type StreamEndedEvent,
-  type StreamListenersEvent,
-  type StreamMovedEvent,
-  type StreamStartedEvent,
-} from './events.js';
 import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
 import { createMediaNodeRegistry, type MediaNodeRegistry } from './media-node-registry.js';
 import { createStreamStore, type StreamRow } from './store.js';
@@ -394,7 +390,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
 
     reportListenerCount: {
       policy: 'api-key',
-      handler: async (request, ctx) => {
+      handler: async (request) => {
         const input = parseInput(reportListenerCountSchema, request);
         const updated = await store.reportListeners(input.streamId, input.listenerCount);
         if (!updated) {
@@ -403,12 +399,6 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           if (!current) throw notFound(input.streamId);
           return { stream: toStreamInfo(current) };
         }
-        const event: StreamListenersEvent = {
-          stream_id: updated.id,
-          listener_count: updated.listener_count,
-          peak_listeners: updated.peak_listeners,
-        };
-        await publish(STREAM_LISTENERS, event, ctx.log);
         return { stream: toStreamInfo(updated) };
       },
     },

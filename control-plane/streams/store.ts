@@ -3,8 +3,8 @@
  * StreamInfo carries the username without a second query.
  */
 
+import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/client.js';
-import { NotFoundError } from '../../common/errors.js';
 
 export type StreamStatus = 'live' | 'ended';
 

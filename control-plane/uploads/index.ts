@@ -16,11 +16,8 @@ import { createUploads, type Uploads, type UploadsDeps } from './uploads.js';
 export { RENDITION_SAMPLE_RATE, STREAM_CHUNK_BYTES, STREAMABLE_FORMATS } from './playback.js';
 export { toTrack } from './present.js';
 export {
-  ALL_TRACK_PROGRESS,
   notifyUploadOutcome,
   startUploadNotifications,
-  type TrackProgressPayload,
-  trackProgressEventSchema,
   UPLOAD_FAILED,
   UPLOAD_READY,
   type UploadOutcome,

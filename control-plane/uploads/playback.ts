@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { FailedPreconditionError, InvalidArgumentError } from '../../common/errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../../common/contracts/index.js';
 import type { BlobStorage } from '../../common/ports/index.js';
 import type { AudioChunk, StreamAudioRequest } from '../../proto/gen/veza/stream/stream.js';
 import type { StoredRendition, TrackRow } from './store.js';

@@ -10,23 +10,11 @@
  * makes exactly one notification.
  */
 import { z } from 'zod';
+import { ALL_TRACK_PROGRESS, trackProgressEventSchema } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { Notifier } from '../notifications/index.js';
-
-/** Every track's progress events, as the worker publishes them (`trackProgressSubject`). */
-export const ALL_TRACK_PROGRESS = 'tracks.*.progress';
-
-export const trackProgressEventSchema = z.object({
-  trackId: z.number().int().positive(),
-  ownerId: z.number().int().positive(),
-  status: z.enum(['processing', 'ready', 'failed']),
-  progress: z.number().min(0).max(100),
-  stage: z.string().optional(),
-  failureReason: z.string().optional(),
-});
-export type TrackProgressPayload = z.infer<typeof trackProgressEventSchema>;
 
 export interface UploadOutcome {
   trackId: number;

@@ -16,12 +16,13 @@
  * - ListTracks: the caller's own tracks. CancelUpload: the owner, while bytes are missing.
  * - StreamAudio: whoever may see the track, once it is ready.
  */
+
 import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
 import { hasPermission } from '../../common/permissions.js';
 import type { BlobStorage } from '../../common/ports/index.js';
 import type { AudioChunk, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';

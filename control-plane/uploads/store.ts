@@ -3,8 +3,9 @@
  * sessions while bytes arrive, and the quota arithmetic. Reads join the session so one row
  * says both what the track is and how far its upload got.
  */
+
+import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/client.js';
-import { NotFoundError } from '../../common/errors.js';
 
 export type UploadProtocol = 'tus' | 'multipart' | 'grpc';
 

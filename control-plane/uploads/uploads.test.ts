@@ -10,6 +10,11 @@ import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { credentials, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  notificationSubject,
+  type TrackProgressEvent,
+  trackProgressSubject,
+} from '../../common/contracts/index.js';
 import { createLogger } from '../../common/log.js';
 import { startS3TestServer } from '../../common/ports/s3-test-server.js';
 import { AnalyticsServiceClient, GetAnalyticsRequest } from '../../proto/gen/veza/analytics/analytics.js';
@@ -25,15 +30,10 @@ import {
   UploadAudioRequest,
   type UploadAudioResponse,
 } from '../../proto/gen/veza/stream/stream.js';
-import {
-  startWorkers,
-  type TrackProgressEvent,
-  trackProgressSubject,
-  type Workers,
-} from '../../workers/index.js';
+import { startWorkers, type Workers } from '../../workers/index.js';
 import { listFiles, makeAudio } from '../../workers/test-audio.js';
 import { createAnalytics } from '../analytics/index.js';
-import { createNotifier, notificationSubject } from '../notifications/index.js';
+import { createNotifier } from '../notifications/index.js';
 import {
   authCalls,
   bearer,

@@ -20,19 +20,19 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Config } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
 import {
+  enqueueTranscode,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PayloadTooLargeError,
   UnavailableError,
   VezaError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
+import type { Sql } from '../../common/db/client.js';
 import type { Logger } from '../../common/log.js';
 import { counter } from '../../common/metrics.js';
 import type { BlobStorage, JobQueue } from '../../common/ports/index.js';
-import { enqueueTranscode } from '../../workers/index.js';
 import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';
 import { notifyUploadOutcome } from './progress.js';

@@ -3,7 +3,7 @@
  * InvalidArgumentErrors naming the field in the proto's snake_case.
  */
 import { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { listingTextFields } from '../streams/index.js';
 import type { UploadProtocol } from './store.js';
 

@@ -8,7 +8,8 @@
  */
 import wrtc from '@roamhq/wrtc';
 import { Device, type types as mc } from 'mediasoup-client';
-import type { MediaNode, TransportInfo } from '../index.js';
+import type { TransportInfo } from '../../common/contracts/index.js';
+import type { MediaNode } from '../index.js';
 
 /** mediasoup-client looks these up as globals, as in a browser. */
 export function installWrtcGlobals(): void {

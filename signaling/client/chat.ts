@@ -19,7 +19,8 @@
  *   retried with the same id once the room is back, and the edge returns the message stored the
  *   first time instead of storing it twice.
  */
-import { UnavailableError } from '../../common/errors.js';
+
+import { UnavailableError } from '../../common/contracts/browser.js';
 import type {
   ActivityType,
   ChatMessage,

@@ -13,7 +13,8 @@
  *
  * Runs in browsers and in Node: pass a WebSocket constructor where there is no global one.
  */
-import { UnavailableError, VezaError } from '../../common/errors.js';
+
+import { UnavailableError, VezaError } from '../../common/contracts/browser.js';
 import {
   type ErrorBody,
   type ErrorReason,

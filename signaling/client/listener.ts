@@ -14,7 +14,7 @@
  * `track` (and `reconnected` says why).
  */
 import type { Consumer, Transport } from 'mediasoup-client/types';
-import { VezaError } from '../../common/errors.js';
+import { VezaError } from '../../common/contracts/browser.js';
 import type { Notifications, PeerStats } from '../protocol/index.js';
 import { SignalingError } from './connection.js';
 import { type BaseSessionEvents, MediaSession, type RunMode, type SessionOptions } from './session.js';

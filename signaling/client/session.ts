@@ -10,7 +10,7 @@
  */
 import { Device } from 'mediasoup-client';
 import type { BuiltinHandlerName, HandlerFactory, Transport } from 'mediasoup-client/types';
-import { VezaError } from '../../common/errors.js';
+import { VezaError } from '../../common/contracts/browser.js';
 import {
   CLOSE_CODES,
   type MethodResults,

@@ -4,7 +4,11 @@
  * the limit is refused as soon as the limit is crossed; nothing past it is buffered.
  */
 import { Readable } from 'node:stream';
-import { InvalidArgumentError, PayloadTooLargeError, UnavailableError } from '../../common/errors.js';
+import {
+  InvalidArgumentError,
+  PayloadTooLargeError,
+  UnavailableError,
+} from '../../common/contracts/index.js';
 import type { HttpResponse } from './uws.js';
 
 /** What a route accepts. Absent kinds are refused with 400 naming the accepted types. */

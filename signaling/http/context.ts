@@ -1,7 +1,7 @@
 /** The request a route handler sees: everything read out of uWS up front, the body already received (or streaming). */
 import { Readable } from 'node:stream';
 import type { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import type { BodyKind, BodySpec } from './body.js';
 import { type MultipartPart, parseJsonBody, parseMultipart, validate } from './input.js';

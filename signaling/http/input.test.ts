@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { parseJsonBody, parseMultipart, validate } from './input.js';
 
 function caught(fn: () => unknown): InvalidArgumentError {

@@ -3,7 +3,7 @@
  * malformed JSON says where it broke, a schema failure names the field.
  */
 import type { z } from 'zod';
-import { InvalidArgumentError } from '../../common/errors.js';
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { getParts } from './uws.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

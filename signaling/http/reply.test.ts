@@ -7,7 +7,7 @@ import {
   PermissionDeniedError,
   RateLimitedError,
   UnauthenticatedError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
 import { createLogger } from '../../common/log.js';
 import { errorReply, HttpStatusError, json } from './reply.js';
 

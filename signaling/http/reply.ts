@@ -9,7 +9,7 @@ import {
   INTERNAL_MESSAGE,
   toVezaError,
   VezaError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 
 export interface StreamBody {

@@ -1,10 +1,10 @@
+import { InvalidArgumentError } from '../../common/contracts/index.js';
 /**
  * A small method + path router. Patterns are slash-separated segments: literals,
  * `:name` (one non-empty segment) and a final `*` (the rest of the path, possibly
  * empty). When several patterns match, the most specific wins, segment by segment:
  * literal over `:param` over `*`, so `/stream/live` beats `/stream/:id`.
  */
-import { InvalidArgumentError } from '../../common/errors.js';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];

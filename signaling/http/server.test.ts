@@ -3,7 +3,7 @@ import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { UnauthenticatedError } from '../../common/errors.js';
+import { UnauthenticatedError } from '../../common/contracts/index.js';
 import { renderMetrics } from '../../common/metrics.js';
 import { json } from './reply.js';
 import { createHttpServer, type HttpServer } from './server.js';

@@ -10,49 +10,46 @@
  * Browser-safe: zod only.
  */
 import { z } from 'zod';
+import {
+  ACTIVITY_TYPES,
+  type ActivityType,
+  CHAT_HISTORY_MAX_LIMIT,
+  CHAT_MESSAGE_TYPES,
+  CHAT_METADATA_MAX_BYTES,
+  CLIENT_MESSAGE_ID_PATTERN,
+  chatContentSchema,
+  END_STREAM_REASON,
+  type MessageEventType,
+  QUEUE_STATUSES,
+  REPORT_DETAILS_MAX,
+  REPORT_REASON_MAX,
+  REPORT_RESOLUTIONS,
+  REPORT_TARGETS,
+  ROOM_DESCRIPTION_MAX,
+  ROOM_NAME_MAX,
+} from '../../common/contracts/browser.js';
 
-/** Characters (code points, after trimming) in one message: the control plane's limit (a test keeps them equal). */
-export const CHAT_MAX_LENGTH = 1000;
-/** Bytes of `metadata` as UTF-8 JSON. */
-export const CHAT_METADATA_MAX_BYTES = 4 * 1024;
-export const CHAT_MESSAGE_TYPES = ['text', 'emote', 'reaction'] as const;
-export const CHAT_HISTORY_MAX_LIMIT = 100;
-export const CLIENT_MESSAGE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
-export const MESSAGE_EVENT_TYPES = ['created', 'edited', 'deleted'] as const;
-export const ACTIVITY_TYPES = [
-  'join',
-  'leave',
-  'typing',
-  'stopped_typing',
-  'muted',
-  'unmuted',
-  'banned',
-] as const;
-export const REPORT_TARGETS = ['message', 'user', 'stream'] as const;
-export const REPORT_RESOLUTIONS = ['dismissed', 'actioned', 'approved'] as const;
-export const QUEUE_STATUSES = ['open', 'resolved', 'all'] as const;
-
-export type MessageEventType = (typeof MESSAGE_EVENT_TYPES)[number];
-export type ActivityType = (typeof ACTIVITY_TYPES)[number];
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-const CONTROL_EXCEPT_NEWLINE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-const codePoints = (value: string): number => [...value].length;
+// The chat's rules are the contract's, shared with the control plane; re-exported as part of the protocol.
+export {
+  ACTIVITY_TYPES,
+  type ActivityType,
+  CHAT_HISTORY_MAX_LIMIT,
+  CHAT_MAX_LENGTH,
+  CHAT_MESSAGE_TYPES,
+  CHAT_METADATA_MAX_BYTES,
+  CLIENT_MESSAGE_ID_PATTERN,
+  chatContentSchema,
+  MESSAGE_EVENT_TYPES,
+  type MessageEventType,
+  QUEUE_STATUSES,
+  REPORT_RESOLUTIONS,
+  REPORT_TARGETS,
+} from '../../common/contracts/browser.js';
 
 const id = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 const optionalId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
 const limit = z.number().int().min(1).max(CHAT_HISTORY_MAX_LIMIT).optional();
 const shortText = (max: number) => z.string().max(max, `must be at most ${max} characters`);
-
-/** The same rules as the control plane's, so the browser and the edge refuse what it would refuse. */
-export const chatContentSchema = z
-  .string()
-  .refine((value) => value.trim().length > 0, 'content is required')
-  .refine(
-    (value) => codePoints(value.trim()) <= CHAT_MAX_LENGTH,
-    `content must be at most ${CHAT_MAX_LENGTH} characters`,
-  )
-  .refine((value) => !CONTROL_EXCEPT_NEWLINE.test(value), 'content must not contain control characters');
 
 const metadataSchema = z
   .record(z.string(), z.unknown())
@@ -78,8 +75,8 @@ export const chatParamsSchemas = {
     }),
   'chat.leave': z.strictObject({ roomId: id }),
   'chat.createRoom': z.strictObject({
-    name: z.string().min(1).max(100),
-    description: shortText(500).optional(),
+    name: z.string().min(1).max(ROOM_NAME_MAX),
+    description: shortText(ROOM_DESCRIPTION_MAX).optional(),
     isPrivate: z.boolean().optional(),
   }),
   'chat.send': z.strictObject({
@@ -105,8 +102,8 @@ export const chatParamsSchemas = {
   'chat.report': z.strictObject({
     targetType: z.enum(REPORT_TARGETS),
     targetId: id,
-    reason: z.string().min(1).max(500),
-    details: shortText(2000).optional(),
+    reason: z.string().min(1).max(REPORT_REASON_MAX),
+    details: shortText(REPORT_DETAILS_MAX).optional(),
   }),
   'notifications.list': z.strictObject({
     page: z.number().int().min(1).max(1_000_000).optional(),
@@ -151,7 +148,7 @@ export const chatParamsSchemas = {
     streamId: id,
     reason: z
       .string()
-      .regex(/^[a-z][a-z0-9_]{0,63}$/, 'a short lowercase token such as "terms_violation"')
+      .regex(END_STREAM_REASON, 'a short lowercase token such as "terms_violation"')
       .optional(),
   }),
   /**

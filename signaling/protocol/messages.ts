@@ -9,7 +9,7 @@
  * - server -> client notification `{ notification, data }`
  */
 import { z } from 'zod';
-import type { ErrorCode } from '../../common/errors.js';
+import type { ErrorCode } from '../../common/contracts/browser.js';
 import {
   CHAT_NOTIFICATIONS,
   type ChatMethodParams,

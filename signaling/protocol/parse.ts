@@ -4,7 +4,7 @@
  * field, so the edge can answer it and keep the connection open.
  */
 import { z } from 'zod';
-import { ERROR_CODES } from '../../common/errors.js';
+import { ERROR_CODES } from '../../common/contracts/browser.js';
 import {
   ERROR_REASONS,
   type ErrorBody,

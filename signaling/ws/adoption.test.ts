@@ -13,11 +13,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type SignalingStack,
+  startSignalingStack,
+  type TestEdge,
+  type TestUser,
+} from '../../app/testing/signaling-stack.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import type { ListStreamsRequest } from '../../proto/gen/veza/stream/stream.js';
 import { Broadcaster, SignalingConnection } from '../client/index.js';
-import { installWrtcGlobals, NODE_HANDLER_NAME, nodeWebSocket, sineSource } from '../client/testing/node.js';
-import { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './test-stack.js';
+import { installWrtcGlobals, NODE_HANDLER_NAME, nodeWebSocket, sineSource } from '../client/testing/index.js';
 
 installWrtcGlobals();
 

@@ -2,7 +2,8 @@
  * Errors whose condition a client acts on: a VezaError (code and message, as everywhere)
  * plus the protocol's `reason` token (docs/signaling.md, "Errors").
  */
-import { VezaError } from '../../common/errors.js';
+
+import { VezaError } from '../../common/contracts/index.js';
 import type { ErrorReason } from '../protocol/index.js';
 
 export class SignalingConditionError extends VezaError {

@@ -1,31 +1,22 @@
-/**
- * The edge's view of live streams: which local connections are in which stream, the
- * notifications they get, and the stream lifecycle duties of the edge.
- *
- * - Media-node events become notifications on uWS topics (`stream/<id>` for everyone in
- *   the stream, `stream/<id>/broadcaster` for the level meter), sent with `app.publish`
- *   (a socket's own publish sends nothing when that socket subscribes to no topic).
- * - Listener counts are forwarded to clients and reported to the control plane, throttled.
- * - `stream.ended` on the bus: clients get `streamEnded`, then their media is closed.
- * - When the broadcaster goes away, a grace timer (STREAM_GRACE_S) starts; unless they come
- *   back (on any edge: `signaling.broadcaster.<id>` on the bus, and the media node's own
- *   view of who produces), the edge stops the stream with its service identity.
- * - The same timer starts when a stream starts (`stream.started` on the bus, seen by every
- *   edge): a broadcaster who went live but never joins does not leave it live for ever.
- * - And when the edge starts, for every stream the control plane lists as live: the timers
- *   of an edge that died (deploy, crash) died with it, so its orphans are adopted.
- * - And when the broadcaster's producer closes while the broadcaster is not on this edge: their
- *   edge may be gone (the media node closed the peers of an edge whose heartbeats stopped,
- *   reason `edge-lost`), and they may come back through any edge.
- * - `stream.moved` on the bus (the stream's media node was lost, the control plane moved it):
- *   the stream's clients get `workerRestarted` (reconnect), and join again on the new node.
- */
-import { z } from 'zod';
-import { toVezaError } from '../../common/errors.js';
+import {
+  ALL_BROADCASTERS,
+  broadcasterEventSchema,
+  broadcasterSubject,
+  edgePeerPrefix,
+  MEDIA_NODE_LOST,
+  type MediaNodeApi,
+  STREAM_ENDED,
+  STREAM_MOVED,
+  STREAM_STARTED,
+  type StreamStartedEvent,
+  streamEndedEventSchema,
+  streamMovedEventSchema,
+  streamStartedEventSchema,
+  toVezaError,
+} from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
-import { edgePeerPrefix } from '../../media-server/index.js';
 import type { ListStreamsResponse, StreamInfo } from '../../proto/gen/veza/stream/stream.js';
 import type {
   IceServer,
@@ -34,7 +25,7 @@ import type {
   Notifications,
   Role,
 } from '../protocol/index.js';
-import type { MediaGateway, MediaNodeApi } from './media-gateway.js';
+import type { MediaGateway } from './media-gateway.js';
 import { wsGraceStops, wsNotifications } from './metrics.js';
 import type { LeaveCause, PeerSession } from './peer-session.js';
 import { keyedThrottle } from './throttle.js';
@@ -74,41 +65,8 @@ export interface HubOptions {
   listenerReportMs?: number;
 }
 
-export const STREAM_STARTED_SUBJECT = 'stream.started';
-export const STREAM_ENDED_SUBJECT = 'stream.ended';
-export const STREAM_MOVED_SUBJECT = 'stream.moved';
-export const broadcasterSubject = (streamId: number) => `signaling.broadcaster.${streamId}`;
-
 export const streamTopic = (streamId: number) => `stream/${streamId}`;
 export const broadcasterTopic = (streamId: number) => `stream/${streamId}/broadcaster`;
-
-/** The fields of the control plane's `stream.ended` event the edge needs (control-plane/streams/events.ts). */
-const streamEndedEvent = z.looseObject({
-  stream_id: z.number().int().positive(),
-  reason: z.string(),
-  media_node_id: z.string().nullable().optional(),
-});
-
-/** The fields of the control plane's `stream.started` event the edge needs (control-plane/streams/events.ts). */
-const streamStartedEvent = z.looseObject({
-  stream_id: z.number().int().positive(),
-  media_node_id: z.string().nullable(),
-});
-
-/** The fields of the control plane's `stream.moved` event the edge needs (control-plane/streams/events.ts). */
-const streamMovedEvent = z.looseObject({
-  stream_id: z.number().int().positive(),
-  media_node_id: z.string(),
-});
-
-const broadcasterEvent = z.object({
-  edgeId: z.string(),
-  streamId: z.number().int().positive(),
-  peerId: z.string(),
-});
-
-/** The control plane's end reason for a stream whose media node was lost with no other to take it. */
-const MEDIA_NODE_LOST = 'media_node_lost';
 
 /** How many ended stream ids the edge remembers (to refuse late joins and re-opens). */
 const ENDED_MEMORY = 10_000;
@@ -192,8 +150,8 @@ export class SignalingHub {
   async start(): Promise<void> {
     const { bus, media } = this.#options;
     this.#subscriptions.push(
-      bus.subscribe(STREAM_STARTED_SUBJECT, (payload) => {
-        const parsed = streamStartedEvent.safeParse(payload);
+      bus.subscribe(STREAM_STARTED, (payload) => {
+        const parsed = streamStartedEventSchema.safeParse(payload);
         if (!parsed.success) {
           this.#log.warn(
             { issue: parsed.error.issues[0]?.message },
@@ -203,8 +161,8 @@ export class SignalingHub {
         }
         this.#streamStarted(parsed.data);
       }),
-      bus.subscribe(STREAM_ENDED_SUBJECT, (payload) => {
-        const parsed = streamEndedEvent.safeParse(payload);
+      bus.subscribe(STREAM_ENDED, (payload) => {
+        const parsed = streamEndedEventSchema.safeParse(payload);
         if (!parsed.success) {
           this.#log.warn(
             { issue: parsed.error.issues[0]?.message },
@@ -214,8 +172,8 @@ export class SignalingHub {
         }
         void this.#streamEnded(parsed.data.stream_id, parsed.data.reason, parsed.data.media_node_id ?? '');
       }),
-      bus.subscribe(STREAM_MOVED_SUBJECT, (payload) => {
-        const parsed = streamMovedEvent.safeParse(payload);
+      bus.subscribe(STREAM_MOVED, (payload) => {
+        const parsed = streamMovedEventSchema.safeParse(payload);
         if (!parsed.success) {
           this.#log.warn(
             { issue: parsed.error.issues[0]?.message },
@@ -225,8 +183,8 @@ export class SignalingHub {
         }
         this.#streamMoved(parsed.data.stream_id, parsed.data.media_node_id);
       }),
-      bus.subscribe('signaling.broadcaster.*', (payload) => {
-        const parsed = broadcasterEvent.safeParse(payload);
+      bus.subscribe(ALL_BROADCASTERS, (payload) => {
+        const parsed = broadcasterEventSchema.safeParse(payload);
         if (!parsed.success || parsed.data.edgeId === this.edgeId) return;
         // The broadcaster is back on another edge: no grace stop, and our old connection of theirs goes.
         this.#cancelGrace(parsed.data.streamId);
@@ -474,7 +432,7 @@ export class SignalingHub {
    * Every edge starts the grace timer of a new stream: whichever edge the broadcaster joins
    * cancels its own and announces it (`signaling.broadcaster.<id>`), which cancels the others.
    */
-  #streamStarted(event: z.infer<typeof streamStartedEvent>): void {
+  #streamStarted(event: StreamStartedEvent): void {
     const streamId = event.stream_id;
     // Already here (the event came late), or a late event of a stream that ended since.
     if (this.#broadcasters.has(streamId) || this.#ended.has(streamId)) return;

@@ -7,14 +7,8 @@ export {
   type BusMediaGatewayOptions,
   busMediaGateway,
   directMediaGateway,
-  MEDIA_GATEWAY_EVENTS,
-  MEDIA_NODE_METHODS,
+  type LocalMediaNode,
   type MediaGateway,
-  type MediaGatewayEventName,
-  type MediaNodeApi,
-  type MediaNodeMethod,
-  mediaEventSubject,
-  mediaRequestSubject,
 } from './media-gateway.js';
 export {
   DEFAULT_SIGNALING_LIMITS,

@@ -6,7 +6,7 @@
  */
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey, errors as joseErrors } from 'jose';
 import { z } from 'zod';
-import { UnavailableError } from '../../common/errors.js';
+import { UnavailableError } from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 

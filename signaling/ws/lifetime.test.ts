@@ -10,6 +10,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type SignalingStack,
+  startSignalingStack,
+  type TestUser,
+} from '../../app/testing/signaling-stack.js';
 import { Broadcaster, Listener, SignalingConnection } from '../client/index.js';
 import {
   installWrtcGlobals,
@@ -17,10 +22,9 @@ import {
   NODE_HANDLER_NAME,
   nodeWebSocket,
   sineSource,
-} from '../client/testing/node.js';
+} from '../client/testing/index.js';
 import { CLOSE_CODES } from '../protocol/index.js';
 import { RawClient, rawHandshake } from './test-clients.js';
-import { type SignalingStack, startSignalingStack, type TestUser } from './test-stack.js';
 
 installWrtcGlobals();
 

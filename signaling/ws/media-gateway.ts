@@ -6,41 +6,39 @@
  * - bus: cluster mode, request/reply on `media.<nodeId>.<method>` through the EventBus
  *   (NATS), one subject per node so a call reaches the node hosting the stream; events come
  *   back on `media-events.<nodeId>.<event>`. The subjects and message schemas are the media
- *   server's (media-server/bus-protocol.ts), and so is the serving side (`serveMediaNodeOverBus`).
+ *   contract's (common/contracts/media-node.ts); the serving side is the media server's.
  *
  * The node's errors (VezaErrors) arrive with their code and message.
  */
-import { UnavailableError } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import {
+  MEDIA_EVENT_SCHEMAS,
   MEDIA_GATEWAY_EVENTS,
+  MEDIA_NODE_CALLS,
   MEDIA_NODE_ID,
   MEDIA_NODE_METHODS,
   type MediaGatewayEventName,
-  type MediaNode,
+  type MediaGatewayEvents,
   type MediaNodeApi,
-  type MediaNodeEvents,
   mediaEventFromAnyNode,
-  mediaEventSchemas,
   mediaRequestSubject,
   nodeIdOfEventSubject,
-} from '../../media-server/index.js';
-
-export {
-  MEDIA_GATEWAY_EVENTS,
-  MEDIA_NODE_METHODS,
-  type MediaGatewayEventName,
-  type MediaNodeApi,
-  type MediaNodeMethod,
-  mediaEventSubject,
-  mediaRequestSubject,
-} from '../../media-server/index.js';
+  UnavailableError,
+  VezaError,
+} from '../../common/contracts/index.js';
+import type { Logger } from '../../common/log.js';
+import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 
 export type MediaGatewayListener<K extends MediaGatewayEventName> = (
-  event: MediaNodeEvents[K],
+  event: MediaGatewayEvents[K],
   nodeId: string,
 ) => void;
+
+/** An in-process media node (standalone mode): its API and its events. */
+export interface LocalMediaNode extends MediaNodeApi {
+  readonly nodeId: string;
+  on<K extends MediaGatewayEventName>(event: K, listener: (event: MediaGatewayEvents[K]) => void): unknown;
+  off<K extends MediaGatewayEventName>(event: K, listener: (event: MediaGatewayEvents[K]) => void): unknown;
+}
 
 export interface MediaGateway {
   /** The API of the node hosting a stream (StreamInfo.media_node_id); '' means the gateway's default node. */
@@ -51,11 +49,11 @@ export interface MediaGateway {
 }
 
 /** Standalone: the one in-process node hosts every stream. */
-export function directMediaGateway(node: MediaNode): MediaGateway {
+export function directMediaGateway(node: LocalMediaNode): MediaGateway {
   return {
     node: () => node,
     on(event, listener) {
-      const forward = (payload: MediaNodeEvents[typeof event]) => listener(payload, node.nodeId);
+      const forward = (payload: MediaGatewayEvents[typeof event]) => listener(payload, node.nodeId);
       node.on(event, forward);
       return () => {
         node.off(event, forward);
@@ -88,7 +86,7 @@ export function busMediaGateway(options: BusMediaGatewayOptions): MediaGateway &
     subscriptions.push(
       bus.subscribe(mediaEventFromAnyNode(event), (payload, subject) => {
         const nodeId = nodeIdOfEventSubject(subject);
-        const parsed = mediaEventSchemas[event].safeParse(payload);
+        const parsed = MEDIA_EVENT_SCHEMAS[event].safeParse(payload);
         if (!parsed.success) {
           log.warn({ subject, issue: parsed.error.issues[0]?.message }, 'ignoring a malformed media event');
           return;
@@ -103,11 +101,22 @@ export function busMediaGateway(options: BusMediaGatewayOptions): MediaGateway &
       throw new UnavailableError(`media node id "${nodeId}" cannot be reached over the bus`);
     const api: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
     for (const method of MEDIA_NODE_METHODS) {
-      api[method] = (...args: unknown[]) =>
-        bus.request(mediaRequestSubject(nodeId, method), { args }, { timeoutMs });
+      const result = MEDIA_NODE_CALLS[method].result;
+      api[method] = async (...args: unknown[]) => {
+        const reply = await bus.request(mediaRequestSubject(nodeId, method), { args }, { timeoutMs });
+        // The node validates the arguments; the reply is checked here, against the same contract.
+        const parsed = result.safeParse(reply);
+        if (parsed.success) return parsed.data;
+        const issue = parsed.error.issues[0];
+        log.error(
+          { nodeId, method, path: issue?.path.join('.'), issue: issue?.message },
+          'malformed reply from a media node',
+        );
+        throw new VezaError('internal', `malformed reply from media node ${nodeId} to ${method}`);
+      };
     }
-    // The node validates arguments; results are the node's own JSON, typed by its API.
-    return api as unknown as MediaNodeApi;
+    // Each method above was built from MEDIA_NODE_CALLS, with that method's result schema.
+    return api as MediaNodeApi;
   };
 
   return {

@@ -12,13 +12,14 @@ import { performance } from 'node:perf_hooks';
 import {
   FailedPreconditionError,
   INTERNAL_MESSAGE,
+  type MediaNodeApi,
   NotFoundError,
   PermissionDeniedError,
   RateLimitedError,
   toVezaError,
   UnimplementedError,
   type VezaError,
-} from '../../common/errors.js';
+} from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import {
   type ChatMethod,
@@ -41,7 +42,6 @@ import {
 import type { ChatRequests } from './chat/types.js';
 import { noAudio, notJoined, SignalingConditionError, streamEnded } from './errors.js';
 import type { SignalingHub, StreamMeta } from './hub.js';
-import type { MediaNodeApi } from './media-gateway.js';
 import { wsRequestDuration, wsRequests } from './metrics.js';
 import type { TokenLifetime } from './token-lifetime.js';
 import type { ConnectionAuth } from './upgrade.js';

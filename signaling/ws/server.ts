@@ -15,14 +15,19 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Config } from '../../common/config.js';
-import { httpStatusOf, toVezaError } from '../../common/errors.js';
+import {
+  DEFAULT_MEDIA_CLUSTER,
+  edgePresenceGroup,
+  httpStatusOf,
+  toVezaError,
+} from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus } from '../../common/ports/event-bus.js';
 import { announcePresence } from '../../common/presence.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
-import { DEFAULT_MEDIA_CLUSTER, edgePresenceGroup, iceServers } from '../../media-server/index.js';
 import { errorBody } from '../http/reply.js';
 import type { TemplatedApp, WebSocket } from '../http/uws.js';
+import { iceServers } from '../ice-servers.js';
 import {
   CLOSE_CODES,
   HARD_MAX_MESSAGE_BYTES,

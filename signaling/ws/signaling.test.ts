@@ -5,6 +5,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type SignalingStack,
+  startSignalingStack,
+  type TestUser,
+} from '../../app/testing/signaling-stack.js';
 import { metricsRegistry } from '../../common/metrics.js';
 import { Broadcaster, Listener, SignalingConnection } from '../client/index.js';
 import {
@@ -16,10 +21,9 @@ import {
   nodeWebSocket,
   type SineSource,
   sineSource,
-} from '../client/testing/node.js';
+} from '../client/testing/index.js';
 import { CLOSE_CODES } from '../protocol/index.js';
 import { NonReadingClient, RawClient, rawHandshake, SilentClient } from './test-clients.js';
-import { type SignalingStack, startSignalingStack, type TestUser } from './test-stack.js';
 
 installWrtcGlobals();
 

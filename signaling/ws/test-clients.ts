@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import type { WebSocketLike } from '../client/index.js';
-import { nodeWebSocket } from '../client/testing/node.js';
+import { nodeWebSocket } from '../client/testing/index.js';
 import type { ResponseFrame } from '../protocol/index.js';
 
 type Frame = Record<string, unknown>;

@@ -16,7 +16,13 @@
  */
 import { z } from 'zod';
 import { verifyAccessToken } from '../../common/access-token.js';
-import { FailedPreconditionError, PermissionDeniedError, UnauthenticatedError } from '../../common/errors.js';
+import {
+  ALL_SESSION_EVENTS,
+  FailedPreconditionError,
+  PermissionDeniedError,
+  sessionEventSchema,
+  UnauthenticatedError,
+} from '../../common/contracts/index.js';
 import type { Logger } from '../../common/log.js';
 import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
 import { CLOSE_CODES, type MethodResults, type NotificationFrame } from '../protocol/index.js';
@@ -51,13 +57,6 @@ export const sessionRevoked = () =>
     'the login session of this connection was revoked: sign in again',
   );
 
-/** The control plane's session events (control-plane/auth/sessions.ts); only what the edge needs. */
-export const SESSION_EVENTS_SUBJECT = 'auth.sessions.*';
-const sessionEvent = z.looseObject({
-  type: z.string(),
-  session: z.looseObject({ sessionId: z.string().min(1), userId: z.number().int() }),
-});
-
 /** How many revoked sessions an edge remembers at most (each only until its tokens expired). */
 const REVOKED_MEMORY = 100_000;
 
@@ -86,8 +85,8 @@ export class SessionRevocations {
 
   /** Resolves once the bus routes session events to this edge. */
   async start(): Promise<void> {
-    this.#subscription = this.#bus.subscribe(SESSION_EVENTS_SUBJECT, (payload) => {
-      const parsed = sessionEvent.safeParse(payload);
+    this.#subscription = this.#bus.subscribe(ALL_SESSION_EVENTS, (payload) => {
+      const parsed = sessionEventSchema.safeParse(payload);
       if (!parsed.success) {
         this.#log.warn({ issue: parsed.error.issues[0]?.message }, 'ignoring a malformed session event');
         return;

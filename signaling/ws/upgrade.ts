@@ -10,7 +10,7 @@
  */
 import { verifyAccessToken } from '../../common/access-token.js';
 import type { UserRole } from '../../common/config.js';
-import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/errors.js';
+import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/contracts/index.js';
 import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
 import type { JwksKeyStore } from './jwks.js';
 

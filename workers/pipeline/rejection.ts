@@ -1,4 +1,4 @@
-import { VezaError } from '../../common/errors.js';
+import { VezaError } from '../../common/contracts/index.js';
 
 /**
  * The upload itself is unusable (not audio, corrupt, empty, too long...). Retrying cannot

@@ -10,7 +10,7 @@ import {
   PayloadTooLargeError,
   toVezaError,
   UnauthenticatedError,
-} from '../../../common/errors.js';
+} from '../../../common/contracts/index.js';
 import type { UpdateProfileRequest } from '../../../proto/gen/veza/auth/auth.js';
 import type { EdgeRequest } from '../context.js';
 import { decodeUtf8, validate } from '../input.js';

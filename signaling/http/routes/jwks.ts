@@ -4,7 +4,7 @@
  * keeps the old key published long enough for caches to catch up.
  */
 import { z } from 'zod';
-import { UnavailableError } from '../../../common/errors.js';
+import { UnavailableError } from '../../../common/contracts/index.js';
 import { text } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import type { RouteDeps } from './shared.js';

@@ -3,7 +3,7 @@
  * Range support so players can seek. Bytes are streamed, never held whole in memory.
  */
 import { Readable } from 'node:stream';
-import { NotFoundError } from '../../../common/errors.js';
+import { NotFoundError } from '../../../common/contracts/index.js';
 import { assertBlobKey } from '../../../common/ports/index.js';
 import { parseRange } from '../range.js';
 import { HttpStatusError } from '../reply.js';

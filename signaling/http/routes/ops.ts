@@ -1,5 +1,6 @@
 /** Operations endpoints: Prometheus metrics, liveness and readiness. */
-import { UnavailableError, VezaError } from '../../../common/errors.js';
+
+import { UnavailableError, VezaError } from '../../../common/contracts/index.js';
 import { renderMetrics } from '../../../common/metrics.js';
 import { json, text } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';

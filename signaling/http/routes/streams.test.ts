@@ -5,9 +5,9 @@
 import { createLocalJWKSet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAccessToken } from '../../../common/access-token.js';
+import { STREAM_ENDED } from '../../../common/contracts/index.js';
 import { createLogger } from '../../../common/log.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
-import { STREAM_ENDED } from '../../../control-plane/streams/index.js';
 import { type Harness, STRONG_PASSWORD, startHarness } from '../../../control-plane/test-harness.js';
 import { type Edge, type RouterCapabilitiesProvider, startEdge } from '../../index.js';
 

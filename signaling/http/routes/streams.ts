@@ -6,9 +6,9 @@
  */
 import { z } from 'zod';
 import type { Config } from '../../../common/config.js';
-import { InvalidArgumentError } from '../../../common/errors.js';
-import { iceServers } from '../../../media-server/index.js';
+import { InvalidArgumentError } from '../../../common/contracts/index.js';
 import type { StreamInfo } from '../../../proto/gen/veza/stream/stream.js';
+import { iceServers } from '../../ice-servers.js';
 import type { RtpCapabilities } from '../../protocol/index.js';
 import type { EdgeRequest } from '../context.js';
 import { json } from '../reply.js';

@@ -7,7 +7,8 @@
  * private tracks do not leak. Media URLs point at /media/tracks/<id>/<version>/..., where
  * the version is derived from the source's sha256: unguessable, and immutable once written.
  */
-import { InvalidArgumentError } from '../../../common/errors.js';
+
+import { InvalidArgumentError } from '../../../common/contracts/index.js';
 import type { Track } from '../../../proto/gen/veza/stream/stream.js';
 import type { EdgeRequest } from '../context.js';
 import { json } from '../reply.js';

@@ -10,9 +10,13 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ALL_TRACK_PROGRESS,
+  notificationSubject,
+  type TrackProgressEvent,
+} from '../../../common/contracts/index.js';
 import { createLogger } from '../../../common/log.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
-import { notificationSubject } from '../../../control-plane/notifications/index.js';
 import {
   captureLogs,
   type Harness,
@@ -20,7 +24,7 @@ import {
   STRONG_PASSWORD,
   startHarness,
 } from '../../../control-plane/test-harness.js';
-import { startWorkers, type TrackProgressEvent, type Workers } from '../../../workers/index.js';
+import { startWorkers, type Workers } from '../../../workers/index.js';
 import { listFiles, makeAudio } from '../../../workers/test-audio.js';
 import { type Edge, startEdge } from '../../index.js';
 import type { TrackJson } from './tracks.js';
@@ -218,7 +222,7 @@ beforeAll(async () => {
     UPLOAD_MAX_DURATION_S: String(MAX_DURATION_S),
     WORKER_CONCURRENCY: '2',
   });
-  h.ports.bus.subscribe('tracks.*.progress', (payload) => {
+  h.ports.bus.subscribe(ALL_TRACK_PROGRESS, (payload) => {
     progress.push(payload as TrackProgressEvent);
     for (const waiter of progressWaiters) waiter();
     progressWaiters.clear();

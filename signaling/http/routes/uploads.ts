@@ -27,7 +27,7 @@ import {
   toVezaError,
   UnavailableError,
   type VezaError,
-} from '../../../common/errors.js';
+} from '../../../common/contracts/index.js';
 import { ERROR_CODE_KEY, fromGrpcError } from '../../../common/grpc-errors.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import { AudioChunk, type UploadAudioResponse } from '../../../proto/gen/veza/stream/stream.js';

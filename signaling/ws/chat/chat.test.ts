@@ -4,12 +4,17 @@
  * wire-level checks and the misbehaving clients. Every wait is on an event or a condition.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type ChatStack, type ChatTestUser, startChatStack } from '../../../app/testing/chat-stack.js';
+import {
+  CHAT_MAX_LENGTH,
+  roomSubject,
+  toMessageEvent,
+  trackProgressSubject,
+} from '../../../common/contracts/index.js';
 import { metricsRegistry } from '../../../common/metrics.js';
-import { CHAT_MAX_LENGTH, toMessageEvent } from '../../../control-plane/chat/index.js';
 import { type ChatClient, type ChatMessage, SignalingError } from '../../client/index.js';
 import { CHAT_MAX_LENGTH as PROTOCOL_MAX_LENGTH, PROTOCOL_VERSION } from '../../protocol/index.js';
 import { NonReadingClient, RawClient } from '../test-clients.js';
-import { type ChatStack, type ChatTestUser, startChatStack } from './test-stack.js';
 
 type Frame = Record<string, unknown>;
 
@@ -717,7 +722,7 @@ describe('delivery under stress', () => {
     while ((await metric('veza_ws_chat_slow_consumers_total')) === drops) {
       for (let i = 0; i < 50; i++) {
         await stack.ports.bus.publish(
-          `chat.room.${roomId}`,
+          roomSubject(roomId),
           toMessageEvent('created', {
             messageId: ++id,
             roomId,
@@ -769,16 +774,20 @@ describe('upload progress', () => {
     theirs.chat.on('trackProgress', (p) => seenTheirs.push(p));
 
     const bus = stack.ports.bus;
-    await bus.publish('tracks.900001.progress', { trackId: 900001, ownerId: uploader.userId, bogus: true });
-    await bus.publish('tracks.900001.progress', {
+    await bus.publish(trackProgressSubject(900001), {
+      trackId: 900001,
+      ownerId: uploader.userId,
+      bogus: true,
+    });
+    await bus.publish(trackProgressSubject(900001), {
       trackId: 900001,
       ownerId: uploader.userId,
       status: 'processing',
       progress: 40,
-      stage: 'loudnorm',
+      stage: 'loudness',
     });
     // Published after the first user's: once it arrives, anything misrouted would have too.
-    await bus.publish('tracks.900002.progress', {
+    await bus.publish(trackProgressSubject(900002), {
       trackId: 900002,
       ownerId: other.userId,
       status: 'processing',
@@ -786,7 +795,7 @@ describe('upload progress', () => {
     });
     await vi.waitFor(() => expect(seenTheirs).toHaveLength(1));
     await vi.waitFor(() => expect(seenMine).toHaveLength(1));
-    expect(seenMine).toEqual([{ trackId: 900001, status: 'processing', progress: 40, stage: 'loudnorm' }]);
+    expect(seenMine).toEqual([{ trackId: 900001, status: 'processing', progress: 40, stage: 'loudness' }]);
     expect(seenTheirs).toEqual([{ trackId: 900002, status: 'processing', progress: 10 }]);
   });
 });

@@ -12,6 +12,12 @@ import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Platform, startPlatform } from '../../../app/platform.js';
 import { signUpAndIn } from '../../../app/testing/accounts.js';
+import {
+  type ChatTestUser,
+  type Connected,
+  connectChat,
+  startChatStream,
+} from '../../../app/testing/chat-stack.js';
 import { loadConfig } from '../../../common/config.js';
 import { createLogger } from '../../../common/log.js';
 import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
@@ -19,7 +25,6 @@ import { type ControlPlaneClient, createControlPlaneClient } from '../../../cont
 import type { ChatClient, ChatMessage } from '../../client/index.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';
 import { RawClient } from '../test-clients.js';
-import { type ChatTestUser, type Connected, connectChat, startChatStream } from './test-stack.js';
 
 type Frame = Record<string, unknown>;
 

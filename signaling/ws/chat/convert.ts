@@ -2,7 +2,8 @@
  * Control-plane (proto) shapes to the WebSocket protocol's, and control-plane errors to
  * errors naming the request field as the protocol does (`params.replyToId`).
  */
-import { toVezaError, VezaError } from '../../../common/errors.js';
+
+import { toVezaError, VezaError } from '../../../common/contracts/index.js';
 import type {
   ChatMessage as ProtoChatMessage,
   ModerationItem as ProtoModerationItem,

@@ -17,16 +17,19 @@
  * - Upload progress (`tracks.<id>.progress`) is keyed by track, not by user: one wildcard
  *   subscription, held while any user is watched, routes each event to its owner's topic.
  */
-import type { Logger } from '../../../common/log.js';
-import type { EventBus, Subscription } from '../../../common/ports/event-bus.js';
+
 import {
+  ALL_TRACK_PROGRESS,
   activitySubject,
+  notificationSubject,
   parseActivityEvent,
   parseMessageEvent,
+  parseNotificationEvent,
   roomSubject,
-} from '../../../control-plane/chat/index.js';
-import { notificationSubject, parseNotificationEvent } from '../../../control-plane/notifications/index.js';
-import { ALL_TRACK_PROGRESS, trackProgressEventSchema } from '../../../control-plane/uploads/index.js';
+  trackProgressEventSchema,
+} from '../../../common/contracts/index.js';
+import type { Logger } from '../../../common/log.js';
+import type { EventBus, Subscription } from '../../../common/ports/event-bus.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,

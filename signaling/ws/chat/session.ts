@@ -1,4 +1,8 @@
-import { NotFoundError, PermissionDeniedError, UnauthenticatedError } from '../../../common/errors.js';
+import {
+  NotFoundError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+} from '../../../common/contracts/index.js';
 import type { Logger } from '../../../common/log.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatMessage as ProtoChatMessage } from '../../../proto/gen/veza/chat/chat.js';

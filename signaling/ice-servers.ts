@@ -6,13 +6,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { Config } from '../common/config.js';
-
-/** The browser's RTCIceServer, as JSON. */
-export interface IceServer {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
+import type { IceServer } from '../common/contracts/index.js';
 
 export type IceServerConfig = Pick<
   Config,
@@ -40,7 +34,7 @@ export function turnRestCredential(
 
 export function iceServers(config: IceServerConfig, request: IceServerRequest = {}): IceServer[] {
   if (config.TURN_URLS.length === 0) return [];
-  const server: IceServer = { urls: [...config.TURN_URLS] };
+  const server: IceServer & { urls: string[] } = { urls: [...config.TURN_URLS] };
   if (config.TURN_SECRET) {
     Object.assign(server, turnRestCredential(config.TURN_SECRET, config.TURN_CREDENTIAL_TTL_S, request));
     return [server];

@@ -3,16 +3,15 @@
  * platform in-process on ephemeral ports) as chat tests use it, plus users with roles, streams
  * with a chat room and client-library ChatClient connections in Node.
  */
-import type { Config, UserRole } from '../../../common/config.js';
-import type { Sql } from '../../../common/db/client.js';
-import type { Logger } from '../../../common/log.js';
-import type { Ports } from '../../../common/ports/index.js';
-import type { ControlPlaneClient } from '../../../control-plane/client/index.js';
-import { ChatClient, SignalingConnection } from '../../client/index.js';
-import { nodeWebSocket } from '../../client/testing/node.js';
-import type { Edge } from '../../index.js';
-import type { SignalingLimits } from '../server.js';
-import { startSignalingStack, type TestUser } from '../test-stack.js';
+import type { Config, UserRole } from '../../common/config.js';
+import type { Sql } from '../../common/db/client.js';
+import type { Logger } from '../../common/log.js';
+import type { Ports } from '../../common/ports/index.js';
+import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import { ChatClient, SignalingConnection } from '../../signaling/client/index.js';
+import { nodeWebSocket } from '../../signaling/client/testing/index.js';
+import type { Edge, SignalingLimits } from '../../signaling/index.js';
+import { startSignalingStack, type TestUser } from './signaling-stack.js';
 
 export type ChatTestUser = TestUser;
 

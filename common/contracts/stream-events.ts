@@ -1,7 +1,9 @@
 /**
- * The stream lifecycle events the control plane publishes on the EventBus. The payloads
- * are snake_case JSON; subscribers (edges, media nodes) parse them with these schemas
- * because another process may have sent them.
+ * The stream lifecycle on the EventBus. The control plane publishes `stream.*` as a stream starts,
+ * ends or moves; edges keep their view of live streams from them. Edges tell each other where a
+ * stream's broadcaster is with `signaling.broadcaster.<streamId>`. Payloads of `stream.*` are
+ * snake_case JSON; every subscriber parses them with these schemas because another process may
+ * have sent them.
  */
 import { z } from 'zod';
 
@@ -12,8 +14,6 @@ export const STREAM_ENDED = 'stream.ended';
  * restart): every edge tells the stream's clients to join again, which lands them on the new node.
  */
 export const STREAM_MOVED = 'stream.moved';
-/** A new listener count for a live stream, so every edge can notify its own clients. */
-export const STREAM_LISTENERS = 'stream.listeners';
 
 export const streamStartedEventSchema = z.object({
   stream_id: z.number().int().positive(),
@@ -28,12 +28,15 @@ export const streamStartedEventSchema = z.object({
 });
 export type StreamStartedEvent = z.infer<typeof streamStartedEventSchema>;
 
+/** The end reason of a stream whose media node was lost with no other to take it. */
+export const MEDIA_NODE_LOST = 'media_node_lost';
+
 export const streamEndedEventSchema = z.object({
   stream_id: z.number().int().positive(),
   owner_id: z.number().int().positive(),
   chat_room_id: z.number().int().positive(),
   media_node_id: z.string().nullable(),
-  /** "stopped", "stopped_by_moderator", "replaced", "broadcaster_disconnected", ... */
+  /** "stopped", "stopped_by_moderator", "replaced", "broadcaster_disconnected", MEDIA_NODE_LOST, ... */
   reason: z.string(),
   ended_at: z.string(),
   peak_listeners: z.number().int().min(0),
@@ -45,15 +48,21 @@ export const streamMovedEventSchema = z.object({
   /** The node hosting the stream now (the same id when the lost node came back as a new process). */
   media_node_id: z.string(),
   previous_media_node_id: z.string(),
-  /** "media_node_lost". */
+  /** MEDIA_NODE_LOST. */
   reason: z.string(),
   moved_at: z.string(),
 });
 export type StreamMovedEvent = z.infer<typeof streamMovedEventSchema>;
 
-export const streamListenersEventSchema = z.object({
-  stream_id: z.number().int().positive(),
-  listener_count: z.number().int().min(0),
-  peak_listeners: z.number().int().min(0),
+/**
+ * A broadcaster joined their stream through an edge: the others cancel their grace timers for it
+ * and close their own older connection of that broadcaster.
+ */
+export const broadcasterSubject = (streamId: number) => `signaling.broadcaster.${streamId}`;
+export const ALL_BROADCASTERS = 'signaling.broadcaster.*';
+export const broadcasterEventSchema = z.object({
+  edgeId: z.string(),
+  streamId: z.number().int().positive(),
+  peerId: z.string(),
 });
-export type StreamListenersEvent = z.infer<typeof streamListenersEventSchema>;
+export type BroadcasterEvent = z.infer<typeof broadcasterEventSchema>;

@@ -13,26 +13,18 @@
  */
 import { z } from 'zod';
 import type { ChatMessage, Message, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
+import {
+  ACTIVITY_TYPES,
+  type ActivityType,
+  MESSAGE_EVENT_TYPES,
+  type MessageEventType,
+} from './chat-rules.js';
 
 export const roomSubject = (roomId: number): string => `chat.room.${roomId}`;
 export const activitySubject = (roomId: number): string => `chat.activity.${roomId}`;
 /** Every room's messages / activity, for an edge that serves many rooms. */
 export const ALL_ROOMS = 'chat.room.*';
 export const ALL_ACTIVITY = 'chat.activity.*';
-
-export const MESSAGE_EVENT_TYPES = ['created', 'edited', 'deleted'] as const;
-export type MessageEventType = (typeof MESSAGE_EVENT_TYPES)[number];
-
-export const ACTIVITY_TYPES = [
-  'join',
-  'leave',
-  'typing',
-  'stopped_typing',
-  'muted',
-  'unmuted',
-  'banned',
-] as const;
-export type ActivityType = (typeof ACTIVITY_TYPES)[number];
 
 const id = z.number().int().min(0);
 

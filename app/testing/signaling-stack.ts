@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { signUpAndIn, TEST_PASSWORD, type TestAccount } from '../../app/testing/accounts.js';
 import { type Config, loadConfig, type UserRole } from '../../common/config.js';
 import type { Sql } from '../../common/db/client.js';
 import { createLogger, type Logger } from '../../common/log.js';
@@ -17,9 +16,17 @@ import { createTestDatabase, type TestDatabase } from '../../common/testing/data
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import { type ControlPlane, startControlPlane } from '../../control-plane/index.js';
 import { type MediaNode, serveMediaNodeOverBus, startMediaNode } from '../../media-server/index.js';
-import { type Edge, startEdge } from '../index.js';
-import { busMediaGateway, directMediaGateway, type MediaGateway } from './media-gateway.js';
-import { routerCapabilitiesProvider, type SignalingLimits, signalingExtension } from './server.js';
+import {
+  busMediaGateway,
+  directMediaGateway,
+  type Edge,
+  type MediaGateway,
+  routerCapabilitiesProvider,
+  type SignalingLimits,
+  signalingExtension,
+  startEdge,
+} from '../../signaling/index.js';
+import { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
 
 export type TestUser = TestAccount;
 

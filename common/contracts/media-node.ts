@@ -1,0 +1,327 @@
+/**
+ * The media node's protocol, shared by its three parties: the node serving itself
+ * (media-server's bus server), the edges calling it (signaling's MediaGateway) and the control
+ * planes placing streams on it (control-plane/streams' media-node registry). Every subject,
+ * argument, result and event is defined here once, and every side parses what it receives.
+ *
+ * - Calls: request/reply on `media.<nodeId>.<method>`, one subject per node so a call reaches the
+ *   node hosting the stream, carrying `{ args: [...] }`. The node parses the arguments with
+ *   `MEDIA_NODE_CALLS[method].args` (in-process callers go through the same parse), the caller
+ *   parses the reply with `.result`; VezaErrors arrive with their code and message.
+ * - Events: `media-events.<nodeId>.<event>`, one payload each (`MEDIA_EVENT_SCHEMAS`).
+ * - Presence (the mechanism is common/presence.ts): `media-nodes.<cluster>.heartbeat` every few
+ *   seconds with the node's load, `.goodbye` when it drains (SIGTERM), and `.probe`, which asks
+ *   every node to send its heartbeat now (a control plane that just started). Edges announce
+ *   themselves the same way on `edges.<cluster>.*`, for the media nodes, which close the peers of
+ *   an edge that is gone. `<cluster>` (MEDIA_CLUSTER) keeps deployments, or test runs, that share
+ *   a NATS server from placing streams on each other's nodes.
+ */
+import { z } from 'zod';
+import {
+  callerIdSchema,
+  dtlsParametersSchema,
+  dtlsStateSchema,
+  iceCandidateSchema,
+  iceParametersSchema,
+  iceStateSchema,
+  objectIdSchema,
+  rtpCapabilitiesSchema,
+  rtpParametersSchema,
+} from './mediasoup.js';
+import { type PresenceKind, presenceHeartbeatSchema, presenceOf, presenceSubject } from './presence.js';
+
+const count = z.number().int().min(0);
+/** A JSON reply carries `null` where the method returns nothing. */
+const nothing = z.union([z.null(), z.undefined()]).transform((): void => undefined);
+
+// The shapes of arguments and results.
+
+export const transportDirectionSchema = z.enum(['send', 'recv']);
+export type TransportDirection = z.infer<typeof transportDirectionSchema>;
+
+export const createTransportRequestSchema = z.object({
+  streamId: callerIdSchema,
+  peerId: callerIdSchema,
+  direction: transportDirectionSchema,
+});
+export type CreateTransportRequest = z.input<typeof createTransportRequestSchema>;
+
+export const produceRequestSchema = z.object({
+  transportId: objectIdSchema,
+  peerId: callerIdSchema,
+  kind: z.literal('audio', { error: 'only audio producers are supported' }),
+  rtpParameters: rtpParametersSchema,
+});
+export type ProduceRequest = z.input<typeof produceRequestSchema>;
+
+export const consumeRequestSchema = z.object({
+  transportId: objectIdSchema,
+  peerId: callerIdSchema,
+  rtpCapabilities: rtpCapabilitiesSchema,
+});
+export type ConsumeRequest = z.input<typeof consumeRequestSchema>;
+
+export const openStreamResultSchema = z.object({
+  streamId: z.string(),
+  workerIndex: count,
+  rtpCapabilities: rtpCapabilitiesSchema,
+});
+export type OpenStreamResult = z.infer<typeof openStreamResultSchema>;
+
+export const transportInfoSchema = z.object({
+  transportId: objectIdSchema,
+  iceParameters: iceParametersSchema,
+  iceCandidates: z.array(iceCandidateSchema).max(16),
+  /** The node's side: role and its certificate fingerprints. */
+  dtlsParameters: z.looseObject({
+    role: z.enum(['auto', 'client', 'server']).optional(),
+    fingerprints: dtlsParametersSchema.shape.fingerprints,
+  }),
+  workerIndex: count,
+});
+export type TransportInfo = z.infer<typeof transportInfoSchema>;
+
+export const produceResultSchema = z.object({ producerId: objectIdSchema });
+export type ProduceResult = z.infer<typeof produceResultSchema>;
+
+/** A consumer is created paused: the client resumes it (resumeConsumer) once its track is wired. */
+export const consumeResultSchema = z.object({
+  consumerId: objectIdSchema,
+  producerId: objectIdSchema,
+  kind: z.literal('audio'),
+  rtpParameters: rtpParametersSchema,
+  producerPaused: z.boolean(),
+});
+export type ConsumeResult = z.infer<typeof consumeResultSchema>;
+
+const tupleStatsSchema = z.object({
+  localIp: z.string(),
+  localPort: z.number().int(),
+  remoteIp: z.string().nullable(),
+  remotePort: z.number().int().nullable(),
+  protocol: z.enum(['udp', 'tcp']),
+});
+
+export const transportStatsSchema = z.object({
+  transportId: z.string(),
+  direction: transportDirectionSchema,
+  workerIndex: count,
+  iceState: iceStateSchema,
+  dtlsState: dtlsStateSchema,
+  selectedTuple: tupleStatsSchema.nullable(),
+  bytesReceived: count,
+  bytesSent: count,
+  recvBitrateBps: z.number().min(0),
+  sendBitrateBps: z.number().min(0),
+  availableOutgoingBitrateBps: z.number().nullable(),
+});
+export type TransportStats = z.infer<typeof transportStatsSchema>;
+export type TupleStats = z.infer<typeof tupleStatsSchema>;
+
+const rtpStreamStatsShape = {
+  /** mediasoup's 0..10 quality score of the RTP stream. */
+  score: z.number().min(0).max(10),
+  roundTripTimeMs: z.number().nullable(),
+  /** Fraction of packets lost in the last RTCP report interval, 0..1. */
+  packetLoss: z.number().min(0).max(1),
+  packetsLost: z.number().int(),
+  packetCount: count,
+  byteCount: count,
+  bitrateBps: z.number().min(0),
+};
+export const rtpStreamStatsSchema = z.object(rtpStreamStatsShape);
+export type RtpStreamStats = z.infer<typeof rtpStreamStatsSchema>;
+
+export const consumerStatsSchema = z.object({
+  ...rtpStreamStatsShape,
+  consumerId: z.string(),
+  producerId: z.string(),
+  paused: z.boolean(),
+  producerPaused: z.boolean(),
+  /** Score of the stream arriving from the broadcaster (0..10); low means the problem is upstream. */
+  producerScore: z.number().min(0).max(10),
+});
+export type ConsumerStats = z.infer<typeof consumerStatsSchema>;
+
+export const producerStatsSchema = z.object({
+  ...rtpStreamStatsShape,
+  producerId: z.string(),
+  paused: z.boolean(),
+  jitter: z.number().min(0),
+});
+export type ProducerStats = z.infer<typeof producerStatsSchema>;
+
+export const peerStatsSchema = z.object({
+  peerId: z.string(),
+  streamId: z.string(),
+  transports: z.array(transportStatsSchema),
+  producer: producerStatsSchema.nullable(),
+  consumers: z.array(consumerStatsSchema),
+});
+export type PeerStats = z.infer<typeof peerStatsSchema>;
+
+export const streamRouterInfoSchema = z.object({
+  routerId: z.string(),
+  workerIndex: count,
+  role: z.enum(['origin', 'fanout']),
+  listeners: count,
+});
+export type StreamRouterInfo = z.infer<typeof streamRouterInfoSchema>;
+
+export const streamInfoSchema = z.object({
+  streamId: z.string(),
+  producerId: z.string().nullable(),
+  broadcasterPeerId: z.string().nullable(),
+  producerPaused: z.boolean(),
+  listenerCount: count,
+  routers: z.array(streamRouterInfoSchema),
+});
+export type StreamInfo = z.infer<typeof streamInfoSchema>;
+
+/**
+ * Every method callable over the bus (what the edge calls): its positional arguments, parsed by
+ * the node, and its result, parsed by the caller.
+ */
+export const MEDIA_NODE_CALLS = {
+  /** Opens the stream's origin router (idempotent: an open stream is returned as is). */
+  openStream: { args: z.tuple([callerIdSchema]), result: openStreamResultSchema },
+  /** Closes the stream and everything in it; idempotent for a stream that has ended. */
+  closeStream: { args: z.tuple([callerIdSchema]), result: nothing },
+  getRouterRtpCapabilities: { args: z.tuple([callerIdSchema]), result: rtpCapabilitiesSchema },
+  /** A send transport lands on the origin router; a recv transport where placement puts the listener. */
+  createTransport: { args: z.tuple([createTransportRequestSchema]), result: transportInfoSchema },
+  connectTransport: { args: z.tuple([objectIdSchema, dtlsParametersSchema]), result: nothing },
+  restartIce: {
+    args: z.tuple([objectIdSchema]),
+    result: z.object({ iceParameters: iceParametersSchema }),
+  },
+  produce: { args: z.tuple([produceRequestSchema]), result: produceResultSchema },
+  pauseProducer: { args: z.tuple([objectIdSchema]), result: nothing },
+  resumeProducer: { args: z.tuple([objectIdSchema]), result: nothing },
+  consume: { args: z.tuple([consumeRequestSchema]), result: consumeResultSchema },
+  resumeConsumer: { args: z.tuple([objectIdSchema]), result: nothing },
+  pauseConsumer: { args: z.tuple([objectIdSchema]), result: nothing },
+  /** Closes the peer's transports, producer and consumers; idempotent. */
+  closePeer: { args: z.tuple([callerIdSchema]), result: nothing },
+  getStats: { args: z.tuple([callerIdSchema]), result: peerStatsSchema },
+  listenerCount: { args: z.tuple([callerIdSchema]), result: count },
+  getStreamInfo: { args: z.tuple([callerIdSchema]), result: streamInfoSchema },
+} as const;
+
+export type MediaNodeMethod = keyof typeof MEDIA_NODE_CALLS;
+export const MEDIA_NODE_METHODS = Object.keys(MEDIA_NODE_CALLS) as MediaNodeMethod[];
+
+/** The node's callable API, typed from the table above: what an edge holds for the node of a stream. */
+export type MediaNodeApi = {
+  [M in MediaNodeMethod]: (
+    ...args: z.input<(typeof MEDIA_NODE_CALLS)[M]['args']>
+  ) => Promise<z.output<(typeof MEDIA_NODE_CALLS)[M]['result']>>;
+};
+
+/** Why a producer closed. */
+export const PRODUCER_CLOSE_REASONS = [
+  'closed',
+  'replaced',
+  'peer-left',
+  'transport-closed',
+  'worker-died',
+  'stream-ended',
+  /** The edge the peer came through is gone (its heartbeats stopped): see the node's closePeersOf. */
+  'edge-lost',
+] as const;
+export type ProducerCloseReason = (typeof PRODUCER_CLOSE_REASONS)[number];
+
+/** The media-node events published on the bus (what the edge turns into notifications). */
+export const MEDIA_EVENT_SCHEMAS = {
+  producerOpened: z.object({ streamId: z.string(), peerId: z.string(), producerId: z.string() }),
+  producerClosed: z.object({
+    streamId: z.string(),
+    peerId: z.string(),
+    producerId: z.string(),
+    reason: z.enum(PRODUCER_CLOSE_REASONS),
+  }),
+  producerPaused: z.object({ streamId: z.string(), producerId: z.string(), paused: z.boolean() }),
+  listenerCount: z.object({ streamId: z.string(), count }),
+  /** For the broadcaster's meter: volume in dBov (-127 silent .. 0 full scale), every interval while not silent. */
+  audioLevel: z.object({
+    streamId: z.string(),
+    producerId: z.string(),
+    volumeDbov: z.number(),
+    speaking: z.boolean(),
+  }),
+  /** The dead worker's streams have been rebuilt: their clients should re-create transports, produce and consume. */
+  workerReplaced: z.object({
+    oldWorkerIndex: count,
+    oldPid: count,
+    newPid: count,
+    /** Streams that had a router on the dead worker; their routers have been re-created. */
+    affectedStreamIds: z.array(z.string()),
+  }),
+  /** The stream was closed (closeStream or node shutdown): every transport of it is gone. */
+  streamEnded: z.object({ streamId: z.string(), reason: z.enum(['closed', 'node-closed']) }),
+} as const;
+
+export type MediaGatewayEventName = keyof typeof MEDIA_EVENT_SCHEMAS;
+export const MEDIA_GATEWAY_EVENTS = Object.keys(MEDIA_EVENT_SCHEMAS) as MediaGatewayEventName[];
+export type MediaGatewayEvents = { [E in MediaGatewayEventName]: z.infer<(typeof MEDIA_EVENT_SCHEMAS)[E]> };
+
+/** A node id is one subject token (config.nodeId, e.g. `node-1234`); so is a cluster name. */
+export const MEDIA_NODE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+export const mediaRequestSubject = (nodeId: string, method: MediaNodeMethod) => `media.${nodeId}.${method}`;
+/** Every method of one node: what the node answers. */
+export const mediaRequestsOf = (nodeId: string) => `media.${nodeId}.*`;
+/** The method of a `media.<nodeId>.<method>` subject. */
+export const methodOfRequestSubject = (subject: string) => subject.slice(subject.lastIndexOf('.') + 1);
+export const mediaEventSubject = (nodeId: string, event: MediaGatewayEventName) =>
+  `media-events.${nodeId}.${event}`;
+/** One event from every node: what an edge listens to. */
+export const mediaEventFromAnyNode = (event: MediaGatewayEventName) => `media-events.*.${event}`;
+/** The node id in a `media-events.<nodeId>.<event>` subject. */
+export const nodeIdOfEventSubject = (subject: string) => subject.split('.')[1] ?? '';
+
+export const mediaRequestSchema = z.object({ args: z.array(z.unknown()).max(4) });
+
+// Presence: which media nodes and edges are alive.
+
+/** The cluster name when MEDIA_CLUSTER is not set. */
+export const DEFAULT_MEDIA_CLUSTER = 'default';
+
+/** Media nodes announce themselves to the control planes here. */
+export const mediaPresenceGroup = (cluster: string) => `media-nodes.${cluster}`;
+export const mediaPresenceSubject = (cluster: string, kind: PresenceKind) =>
+  presenceSubject(mediaPresenceGroup(cluster), kind);
+/** Every presence message of a cluster's media nodes, in the order each node sent them. */
+export const mediaPresenceOf = (cluster: string) => presenceOf(mediaPresenceGroup(cluster));
+
+/** What a media node adds to its heartbeat (its load). */
+export const mediaNodeLoadSchema = z.object({
+  /** Live mediasoup workers; a node with none cannot host a stream. */
+  workers: count,
+  routers: count,
+  transports: count,
+  producers: count,
+  consumers: count,
+  /** consumers + transports over every worker: what placement compares (per worker). */
+  load: count,
+});
+export type MediaNodeLoad = z.infer<typeof mediaNodeLoadSchema>;
+
+export const mediaNodeHeartbeatSchema = presenceHeartbeatSchema.extend({
+  nodeId: z.string().regex(MEDIA_NODE_ID),
+  ...mediaNodeLoadSchema.shape,
+});
+export type MediaNodeHeartbeat = z.infer<typeof mediaNodeHeartbeatSchema>;
+
+/**
+ * Edges announce themselves to the media nodes here, with plain heartbeats. A media node closes the
+ * peers of an edge it forgets (missed heartbeats, a restart, a goodbye): mediasoup has no ICE
+ * consent timeout, so nothing else would ever free them.
+ */
+export const edgePresenceGroup = (cluster: string) => `edges.${cluster}`;
+export const edgeHeartbeatSchema = presenceHeartbeatSchema;
+/**
+ * Every media peer id an edge makes starts with this (then `<connectionId>:<n>`): the media node
+ * finds an edge's peers by it, and the boot id keeps a restarted edge's ids apart from its previous run's.
+ */
+export const edgePeerPrefix = (edgeId: string, bootId: string) => `${edgeId}:${bootId}:`;
