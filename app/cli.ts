@@ -10,12 +10,15 @@
  * in cluster mode DATABASE_URL.
  */
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from '../common/config.js';
 import { VezaError } from '../common/contracts/index.js';
-import { connectDatabase, type Sql } from '../common/db/client.js';
-import { startEmbeddedPostgres } from '../common/db/embedded.js';
-import { MIGRATIONS_DIR, migrate } from '../common/db/migrate.js';
-import { createLogger } from '../common/log.js';
+import {
+  connectDatabase,
+  MIGRATIONS_DIR,
+  migrate,
+  type Sql,
+  startEmbeddedPostgres,
+} from '../common/db/index.js';
+import { ConfigError, createLogger, loadConfig } from '../common/index.js';
 import { createAdmin, setUserRole } from '../control-plane/index.js';
 
 const log = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', name: 'veza-cli' });

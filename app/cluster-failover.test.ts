@@ -21,9 +21,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/config.js';
-import { createLogger } from '../common/log.js';
-import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../common/testing/databases.js';
+import { createLogger, loadConfig } from '../common/index.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import {
   Broadcaster,
@@ -39,7 +38,7 @@ import {
   sineSource,
 } from '../signaling/client/testing/index.js';
 import { type Platform, startPlatform } from './platform.js';
-import { signUpAndIn } from './testing/accounts.js';
+import { signUpAndIn } from './testing/index.js';
 
 installWrtcGlobals();
 

@@ -2,8 +2,8 @@
  * Process entry for `npm start` and for each role's process in cluster mode.
  * Reads the config once, starts the platform, and shuts down gracefully on SIGTERM/SIGINT.
  */
-import { ConfigError, loadConfig } from '../common/config.js';
-import { createLogger } from '../common/log.js';
+
+import { ConfigError, createLogger, loadConfig } from '../common/index.js';
 import { startPlatform } from './platform.js';
 
 async function main(): Promise<void> {

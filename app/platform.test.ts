@@ -10,15 +10,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/config.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, loadConfig } from '../common/index.js';
 import {
   clusterServices,
   createTestDatabase,
+  freePort,
   type TestDatabase,
   testNamespace,
-} from '../common/testing/databases.js';
-import { freePort } from '../common/testing/free-port.js';
+} from '../common/testing/index.js';
 import { type Platform, startPlatform } from './platform.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');

@@ -8,12 +8,14 @@
  * each role in its own process if wanted. Both go through the same code below.
  */
 import { randomBytes } from 'node:crypto';
-import type { Config } from '../common/config.js';
-import { connectDatabase, type Sql } from '../common/db/client.js';
-import { startEmbeddedPostgres } from '../common/db/embedded.js';
-import { MIGRATIONS_DIR, migrate } from '../common/db/migrate.js';
-import type { Logger } from '../common/log.js';
-import { type OpsServer, startOpsServer } from '../common/ops-server.js';
+import {
+  connectDatabase,
+  MIGRATIONS_DIR,
+  migrate,
+  type Sql,
+  startEmbeddedPostgres,
+} from '../common/db/index.js';
+import { type Config, type Logger, type OpsServer, startOpsServer } from '../common/index.js';
 import { createPorts, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane, startRetention } from '../control-plane/index.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 export const ROLES = ['control-plane', 'signaling', 'media', 'worker'] as const;
-export type ProcessRole = (typeof ROLES)[number];
+type ProcessRole = (typeof ROLES)[number];
 
 export const USER_ROLES = ['listener', 'broadcaster', 'moderator', 'admin'] as const;
 export type UserRole = (typeof USER_ROLES)[number];

@@ -45,7 +45,7 @@ export interface GrpcStatusObject {
   metadata: Metadata;
 }
 
-export function grpcStatusCodeOf(code: ErrorCode): status {
+function grpcStatusCodeOf(code: ErrorCode): status {
   return GRPC_STATUS[code];
 }
 

@@ -14,10 +14,9 @@ import {
   UnavailableError,
 } from './contracts/index.js';
 import { createLogger } from './log.js';
-import type { EventBus } from './ports/event-bus.js';
-import { NatsEventBus } from './ports/index.js';
+import { type EventBus, NatsEventBus } from './ports/index.js';
 import { announcePresence, type PresenceLeaveCause, type PresenceWatch, watchPresence } from './presence.js';
-import { clusterServices } from './testing/databases.js';
+import { clusterServices } from './testing/index.js';
 
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'presence-test' });
 const hex = () => randomBytes(4).toString('hex');

@@ -34,7 +34,7 @@ import {
   presenceSubject,
 } from './contracts/index.js';
 import type { Logger } from './log.js';
-import type { EventBus, Subscription } from './ports/event-bus.js';
+import type { EventBus, Subscription } from './ports/index.js';
 
 /** A fresh boot id: one per process (or per announcing component), never reused. */
 export const newBootId = (): string => randomBytes(6).toString('hex');

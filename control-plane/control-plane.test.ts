@@ -22,8 +22,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../common/log.js';
-import { metricsRegistry } from '../common/metrics.js';
+import { createLogger, metricsRegistry } from '../common/index.js';
 import {
   AnalyticsServiceClient,
   GetMetricsRequest,

@@ -3,14 +3,10 @@
  * the email outbox dispatcher; the retention sweep of its database. This module is its
  * whole public surface.
  */
-import type { Config } from '../common/config.js';
-import type { Sql } from '../common/db/client.js';
-import type { Logger } from '../common/log.js';
-import type { BlobStorage } from '../common/ports/blob-storage.js';
-import type { EventBus } from '../common/ports/event-bus.js';
-import type { JobQueue } from '../common/ports/job-queue.js';
-import type { RateLimiter } from '../common/ports/rate-limiter.js';
-import type { SessionStore } from '../common/ports/session-store.js';
+
+import type { Sql } from '../common/db/index.js';
+import type { Config, Logger } from '../common/index.js';
+import type { BlobStorage, EventBus, JobQueue, RateLimiter, SessionStore } from '../common/ports/index.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
 import { createAnalytics, createAnalyticsService } from './analytics/index.js';
 import {

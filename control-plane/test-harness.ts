@@ -16,11 +16,10 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { type Config, loadConfig } from '../common/config.js';
-import type { Sql } from '../common/db/client.js';
-import type { Logger } from '../common/log.js';
+import type { Sql } from '../common/db/index.js';
+import { type Config, type Logger, loadConfig } from '../common/index.js';
 import { createPorts, type Ports } from '../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../common/testing/index.js';
 import {
   AuthenticateRequest,
   AuthServiceClient,

@@ -24,9 +24,8 @@ import {
   PRESENCE_HEARTBEAT_MS,
   UnimplementedError,
 } from '../common/contracts/index.js';
-import type { Logger } from '../common/log.js';
-import type { EventBus } from '../common/ports/event-bus.js';
-import { announcePresence, watchPresence } from '../common/presence.js';
+import { announcePresence, type Logger, watchPresence } from '../common/index.js';
+import type { EventBus } from '../common/ports/index.js';
 import type { MediaNode } from './api.js';
 
 export interface ServeMediaNodeOptions {

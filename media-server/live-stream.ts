@@ -26,7 +26,7 @@ import {
   UnavailableError,
   type VezaError,
 } from '../common/contracts/index.js';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../common/index.js';
 import { MEDIA_CODECS } from './codecs.js';
 import { fromMediasoupError } from './errors.js';
 import { markProducerClosing, Peer, producerCloseReason } from './peer.js';

@@ -4,10 +4,8 @@
  * workers beyond the consumer budget, and bad inputs get clear errors without hurting the stream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/config.js';
 import { VezaError } from '../common/contracts/index.js';
-import { createLogger } from '../common/log.js';
-import { renderMetrics } from '../common/metrics.js';
+import { createLogger, loadConfig, renderMetrics } from '../common/index.js';
 import { type MediaNode, type MediaNodeEvents, startMediaNode } from './index.js';
 import { installWrtcGlobals, SineSource, TestListener, TestPublisher, until } from './testing/wrtc-peers.js';
 

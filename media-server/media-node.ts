@@ -8,7 +8,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
-import type { Config } from '../common/config.js';
 import {
   callerIdSchema,
   consumeRequestSchema,
@@ -23,7 +22,7 @@ import {
   type TransportInfo,
   UnavailableError,
 } from '../common/contracts/index.js';
-import type { Logger } from '../common/log.js';
+import type { Config, Logger } from '../common/index.js';
 import type {
   ConsumeRequest,
   ConsumeResult,

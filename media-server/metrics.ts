@@ -1,8 +1,8 @@
+import { counter, gauge } from '../common/index.js';
 /**
  * The media role's Prometheus metrics. Labelled by node (several media nodes can share a process in
  * tests and standalone mode) and by worker index (a replaced worker keeps its index).
  */
-import { counter, gauge } from '../common/metrics.js';
 
 export type ObjectKind = 'routers' | 'transports' | 'producers' | 'consumers';
 

@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { types as ms } from 'mediasoup';
 import { UnavailableError } from '../common/contracts/index.js';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../common/index.js';
 import type { Mediasoup } from './load-mediasoup.js';
 import type { MediaMetrics } from './metrics.js';
 import { PooledWorker } from './pooled-worker.js';

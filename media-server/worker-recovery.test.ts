@@ -4,9 +4,7 @@
  * transports and consume (what the client does on that notification) hear the stream again within 3 s.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/config.js';
-import { createLogger } from '../common/log.js';
-import { renderMetrics } from '../common/metrics.js';
+import { createLogger, loadConfig, renderMetrics } from '../common/index.js';
 import { type MediaNode, type MediaNodeEvents, startMediaNode } from './index.js';
 import { installWrtcGlobals, SineSource, TestListener, TestPublisher } from './testing/wrtc-peers.js';
 

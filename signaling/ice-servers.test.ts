@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/config.js';
+import { loadConfig } from '../common/index.js';
 import { iceServers } from './ice-servers.js';
 
 describe('ICE servers', () => {

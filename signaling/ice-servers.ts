@@ -5,8 +5,8 @@
  * coturn needs no user database.
  */
 import { createHmac } from 'node:crypto';
-import type { Config } from '../common/config.js';
 import type { IceServer } from '../common/contracts/index.js';
+import type { Config } from '../common/index.js';
 
 export type IceServerConfig = Pick<
   Config,

@@ -6,8 +6,8 @@
  * This file is the folder's public surface. Other modules add routes and WebSocket
  * behaviours through `extensions`, which run before the edge starts listening.
  */
-import type { Config } from '../common/config.js';
-import type { Logger } from '../common/log.js';
+
+import type { Config, Logger } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';

@@ -2,9 +2,9 @@
  * The worker role: durable job consumers. Today the transcode worker; recording and
  * analytics roll-ups will join it here.
  */
-import type { Config } from '../common/config.js';
-import type { Sql } from '../common/db/client.js';
-import type { Logger } from '../common/log.js';
+
+import type { Sql } from '../common/db/index.js';
+import type { Config, Logger } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
 import { checkFfmpeg } from './ffmpeg.js';
 import { startTranscodeWorker } from './transcode-worker.js';

@@ -6,16 +6,15 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../common/config.js';
 import {
   enqueueTranscode,
   TRANSCODE_QUEUE,
   type TrackProgressEvent,
   trackProgressSubject,
 } from '../common/contracts/index.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, loadConfig } from '../common/index.js';
 import { FsBlobStorage, MemoryEventBus, PgJobQueue } from '../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../common/testing/index.js';
 import { startTranscodeWorker, startWorkers, type TranscodeWorker } from './index.js';
 import { listFiles, makeAudio } from './test-audio.js';
 

@@ -22,9 +22,8 @@ import {
   transcodeJobId,
   transcodeJobSchema,
 } from '../common/contracts/index.js';
-import type { Sql } from '../common/db/client.js';
-import type { Logger } from '../common/log.js';
-import { counter, gauge, histogram } from '../common/metrics.js';
+import type { Sql } from '../common/db/index.js';
+import { counter, gauge, histogram, type Logger } from '../common/index.js';
 import {
   type BlobStorage,
   type EventBus,

@@ -1,7 +1,7 @@
 /** Test accounts made through the real control plane (registration, optional roles, then a login session). */
 import { randomUUID } from 'node:crypto';
-import type { UserRole } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
+import type { Sql } from '../../common/db/index.js';
+import type { UserRole } from '../../common/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import { setUserRole } from '../../control-plane/index.js';
 

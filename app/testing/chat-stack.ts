@@ -3,9 +3,9 @@
  * platform in-process on ephemeral ports) as chat tests use it, plus users with roles, streams
  * with a chat room and client-library ChatClient connections in Node.
  */
-import type { Config, UserRole } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
+
+import type { Sql } from '../../common/db/index.js';
+import type { Config, Logger, UserRole } from '../../common/index.js';
 import type { Ports } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import { ChatClient, SignalingConnection } from '../../signaling/client/index.js';

@@ -44,9 +44,32 @@ function readStat(pid: number): ProcStat | null {
   return { pid, comm, ppid: Number(fields[1]), cpuSeconds: (utime + stime) / clockTicks() };
 }
 
-/** User + system CPU seconds of a process, or null once it is gone. */
+/**
+ * CPU seconds of a process's threads from /proc/<pid>/task/<tid>/schedstat, in nanoseconds: stat's
+ * utime and stime count 10 ms ticks, so a short window of a quiet mediasoup worker (a few ms of
+ * CPU) could read as 0. Null when schedstat is not available or the process is gone.
+ */
+function schedCpuSeconds(pid: number): number | null {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let nanoseconds = 0;
+  for (const tid of tasks) {
+    try {
+      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // A thread that ended between the listing and the read: its time is gone with it.
+    }
+  }
+  return Number.isFinite(nanoseconds) ? nanoseconds / 1e9 : null;
+}
+
+/** User + system CPU seconds of a process (at nanosecond resolution where the kernel allows), or null once it is gone. */
 export function cpuSeconds(pid: number): number | null {
-  return readStat(pid)?.cpuSeconds ?? null;
+  return schedCpuSeconds(pid) ?? readStat(pid)?.cpuSeconds ?? null;
 }
 
 /** Sum of cpuSeconds over processes (gone ones count 0). */

@@ -1,5 +1,5 @@
 /** The HTML report: one self-contained page (inline CSS and SVG) per result. */
-import type { BenchResult } from './results.js';
+import type { BenchResult } from './result-types.js';
 import { type ChartSpec, chart, escapeHtml } from './svg.js';
 
 const STYLE = `

@@ -6,44 +6,11 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { MachineInfo } from './machine.js';
 import { renderReport } from './report.js';
+import type { BenchResult } from './result-types.js';
 import type { ChartSpec } from './svg.js';
 
-export interface TargetCheck {
-  name: string;
-  target: string;
-  value: number | string | null;
-  met: boolean | null;
-}
-
-export interface BenchResult {
-  scenario: string;
-  commit: string;
-  commit_dirty: boolean;
-  machine: MachineInfo;
-  options: Record<string, unknown>;
-  started_at: string;
-  finished_at: string;
-  /** What exactly was measured, in words (the path through the system). */
-  measured: string;
-  steps: unknown[];
-  baseline: {
-    system: string;
-    description: string;
-    steps: unknown[];
-    /** measured / baseline for the headline figures (above 1: the platform costs more). */
-    ratios: Array<Record<string, number | string | null>>;
-  } | null;
-  targets: TargetCheck[];
-  notes: string[];
-}
-
-/** What a scenario hands back: its part of the result and the charts of its report. */
-export type ScenarioOutput = Pick<BenchResult, 'measured' | 'steps' | 'baseline' | 'targets' | 'notes'> & {
-  options: Record<string, unknown>;
-  charts: ChartSpec[];
-};
+export type { BenchResult, ScenarioOutput, TargetCheck } from './result-types.js';
 
 export function timestampForFile(date: Date): string {
   return date

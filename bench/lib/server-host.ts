@@ -6,10 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startPlatform } from '../../app/platform.js';
-import { loadConfig } from '../../common/config.js';
-import { createLogger } from '../../common/log.js';
-import { freePort } from '../../common/testing/free-port.js';
+import { startPlatform } from '../../app/index.js';
+import { createLogger, loadConfig } from '../../common/index.js';
+import { freePort } from '../../common/testing/index.js';
 import { type BareMediasoup, startBareMediasoup } from '../baselines/bare-mediasoup.js';
 import { startBareUws } from '../baselines/bare-uws.js';
 import { type EchoResponses, startGrpcEcho } from '../baselines/grpc-echo.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../log.js';
-import { createTestDatabase, type TestDatabase } from '../testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../testing/index.js';
 import { migrate, readMigrations } from './migrate.js';
 
 const log = createLogger({ level: 'silent' });

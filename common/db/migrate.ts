@@ -11,6 +11,7 @@ import type { Sql } from './client.js';
 
 const MIGRATION_FILE = /^(\d{4})_[a-z0-9_]+\.sql$/;
 /** The platform's schema. The control plane owns it; every process that migrates reads it from here. */
+/** The control plane owns the schema and its files; the ground floor only knows where they are, to apply them. */
 export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../control-plane/migrations');
 
 /** Arbitrary constant shared by every Veza process: the key of the migration lock. */

@@ -5,9 +5,9 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
+import { startS3TestServer } from '../testing/index.js';
 import type { BlobStorage } from './blob-storage.js';
 import { FsBlobStorage } from './fs-blob-storage.js';
-import { startS3TestServer } from './s3-test-server.js';
 
 /** Every file under `dir`, relative, so a stray temp file cannot hide. */
 async function filesUnder(dir: string): Promise<string[]> {

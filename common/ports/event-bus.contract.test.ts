@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INTERNAL_MESSAGE, NotFoundError, UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger } from '../log.js';
-import { clusterServices } from '../testing/databases.js';
+import { clusterServices } from '../testing/index.js';
 import type { EventBus } from './event-bus.js';
 import { MemoryEventBus } from './memory-event-bus.js';
 import { NatsEventBus } from './nats-event-bus.js';

@@ -6,12 +6,7 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import {
-  clusterServices,
-  createTestDatabase,
-  type TestDatabase,
-  testNamespace,
-} from '../testing/databases.js';
+import { clusterServices, createTestDatabase, type TestDatabase, testNamespace } from '../testing/index.js';
 import {
   createPorts,
   FsBlobStorage,

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import type { Sql } from '../db/client.js';
+import type { Sql } from '../db/index.js';
 import type { Logger } from '../log.js';
 import type { BlobStorage } from './blob-storage.js';
 import type { EventBus } from './event-bus.js';

@@ -9,7 +9,7 @@
  * database's clock, so processes with skewed clocks agree on leases.
  */
 import { randomUUID } from 'node:crypto';
-import type { Sql } from '../db/client.js';
+import type { Sql } from '../db/index.js';
 import { createLogger, type Logger } from '../log.js';
 import { encodePayload } from './bus-wire.js';
 import { abortablePause, ConsumerLoop, type Delivery, type DeliverySource } from './job-consumer.js';

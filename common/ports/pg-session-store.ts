@@ -4,7 +4,8 @@
  * truth without cache invalidation. Rows outlive their session until the control plane's
  * retention sweep deletes them (deleteExpired).
  */
-import type { Sql } from '../db/client.js';
+
+import type { Sql } from '../db/index.js';
 import { isSessionId, parseReason, parseSessionRecord, parseUserId } from './session-record.js';
 import type { SessionRecord, SessionStore } from './session-store.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../contracts/index.js';
-import { clusterServices } from '../testing/databases.js';
+import { clusterServices } from '../testing/index.js';
 import { MemoryRateLimiter } from './memory-rate-limiter.js';
 import type { RateLimiter, RateRule } from './rate-limiter.js';
 import { RedisRateLimiter } from './redis-rate-limiter.js';

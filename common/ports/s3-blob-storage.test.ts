@@ -12,9 +12,13 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import { createTestDatabase, type TestDatabase } from '../testing/databases.js';
+import {
+  createTestDatabase,
+  type S3TestServer,
+  startS3TestServer,
+  type TestDatabase,
+} from '../testing/index.js';
 import { createPorts, S3BlobStorage } from './index.js';
-import { type S3TestServer, startS3TestServer } from './s3-test-server.js';
 
 const log = createLogger({ level: 'silent', name: 's3-test' });
 

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../contracts/index.js';
-import { clusterServices, createTestDatabase } from '../testing/databases.js';
+import { clusterServices, createTestDatabase } from '../testing/index.js';
 import { PgSessionStore } from './pg-session-store.js';
 import { RedisSessionStore } from './redis-session-store.js';
 import { isSessionActive, type SessionRecord, type SessionStore } from './session-store.js';

@@ -4,8 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { connectDatabase, type Sql } from '../db/client.js';
-import { MIGRATIONS_DIR, migrate } from '../db/migrate.js';
+import { connectDatabase, MIGRATIONS_DIR, migrate, type Sql } from '../db/index.js';
 import { createLogger } from '../log.js';
 
 export const clusterServices = {

@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { PermissionDeniedError } from '../../common/contracts/index.js';
-import { hasPermission } from '../../common/permissions.js';
+import { hasPermission } from '../../common/index.js';
 import { AnalyticsServiceService, type EventData } from '../../proto/gen/veza/analytics/analytics.js';
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
 import { parseInput } from '../parse-input.js';

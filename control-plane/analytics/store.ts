@@ -1,9 +1,9 @@
+import type { Sql } from '../../common/db/index.js';
 /**
  * Analytics events in PostgreSQL: append-only rows, queried by type, user and time.
  * Other control-plane modules record through this (the seed's "Track upload event"), the
  * AnalyticsService through its rpcs.
  */
-import type { Sql } from '../../common/db/client.js';
 
 export interface AnalyticsEventInput {
   eventType: string;

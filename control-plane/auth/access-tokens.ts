@@ -5,16 +5,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
+import { UnauthenticatedError } from '../../common/contracts/index.js';
 import {
   TOKEN_ALGORITHM,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
+  type UserRole,
   type VerifiedAccessToken,
   verifyAccessToken,
-} from '../../common/access-token.js';
-import type { UserRole } from '../../common/config.js';
-import { UnauthenticatedError } from '../../common/contracts/index.js';
-import { isSessionActive, type SessionStore } from '../../common/ports/session-store.js';
+} from '../../common/index.js';
+import { isSessionActive, type SessionStore } from '../../common/ports/index.js';
 import type { AuthenticatedUser } from '../grpc/index.js';
 import type { SigningKeys } from './signing-keys.js';
 

@@ -6,7 +6,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from '../../common/contracts/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import { STRONG_PASSWORD, tableDigest } from '../test-harness.js';
 import { createAccount, createAdmin, setUserRole } from './accounts.js';
 import { verifyPassword } from './passwords.js';

@@ -3,9 +3,9 @@
  * A registration writes the user, its confirmation token and the confirmation email in
  * one transaction: either all of it exists or none of it.
  */
-import { USER_ROLES, type UserRole } from '../../common/config.js';
 import { NotFoundError } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
+import type { Sql } from '../../common/db/index.js';
+import { USER_ROLES, type UserRole } from '../../common/index.js';
 import { confirmationLink, createConfirmation } from './confirmations.js';
 import { enqueueEmail } from './outbox.js';
 import { hashPassword } from './passwords.js';

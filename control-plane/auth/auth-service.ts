@@ -7,8 +7,6 @@
  * GetUserInfo and StreamUserSessions also serve other services by API key.
  */
 
-import { verifyAccessToken } from '../../common/access-token.js';
-import type { Config } from '../../common/config.js';
 import {
   InvalidArgumentError,
   PermissionDeniedError,
@@ -16,13 +14,16 @@ import {
   sessionEventSubject,
   UnauthenticatedError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { hasPermission } from '../../common/permissions.js';
-import type { BlobStorage } from '../../common/ports/blob-storage.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import type { RateLimiter } from '../../common/ports/rate-limiter.js';
-import { isSessionActive, type SessionRecord, type SessionStore } from '../../common/ports/session-store.js';
+import type { Sql } from '../../common/db/index.js';
+import { type Config, hasPermission, type Logger, verifyAccessToken } from '../../common/index.js';
+import {
+  type BlobStorage,
+  type EventBus,
+  isSessionActive,
+  type RateLimiter,
+  type SessionRecord,
+  type SessionStore,
+} from '../../common/ports/index.js';
 import type { AuthServiceService, UserSession } from '../../proto/gen/veza/auth/auth.js';
 import type { CallContext, ServiceImplementation } from '../grpc/index.js';
 import { verifyUserToken } from './access-tokens.js';

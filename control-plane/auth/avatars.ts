@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, PayloadTooLargeError } from '../../common/contracts/index.js';
-import type { BlobStorage } from '../../common/ports/blob-storage.js';
+import type { BlobStorage } from '../../common/ports/index.js';
 
 export interface ImageType {
   ext: 'png' | 'jpg' | 'webp' | 'gif';

@@ -3,7 +3,7 @@
  */
 
 import { InvalidArgumentError } from '../../common/contracts/index.js';
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 import { hashOpaqueToken, newOpaqueToken } from './refresh-tokens.js';
 import { markEmailConfirmed, type UserRecord } from './users.js';
 

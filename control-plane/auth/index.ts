@@ -7,5 +7,8 @@ export { type KeyEncryptionKey, keyEncryptionKey } from './key-encryption.js';
 export { createMailer, type Mailer } from './mailer.js';
 export { deleteSettledEmails, type OutboxDispatcher, startOutboxDispatcher } from './outbox.js';
 export { deleteDeadRefreshTokens } from './refresh-tokens.js';
+/** For tests that need a signed-in user without the gRPC surface. */
+export { openSession } from './sessions.js';
 export { loadSigningKeys, type SigningKeys, SigningKeysDecryptionError } from './signing-keys.js';
 export { loadKeyEncryptionKey, signingKeysSecretFile } from './signing-keys-secret.js';
+export { createUser } from './users.js';

@@ -2,9 +2,9 @@
  * Rate limits on the account entry points: logins per client IP and per account, and
  * registrations per client IP, over LOGIN_LIMIT_WINDOW_S.
  */
-import type { Config } from '../../common/config.js';
 import { RateLimitedError } from '../../common/contracts/index.js';
-import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
+import type { Config } from '../../common/index.js';
+import type { RateLimiter, RateRule } from '../../common/ports/index.js';
 
 export interface AccountRules {
   loginPerIp: RateRule;

@@ -4,8 +4,7 @@
  * confirmation link can be followed, and it stays in the outbox.
  */
 import nodemailer from 'nodemailer';
-import type { Config } from '../../common/config.js';
-import type { Logger } from '../../common/log.js';
+import type { Config, Logger } from '../../common/index.js';
 
 export interface OutgoingEmail {
   to: string;

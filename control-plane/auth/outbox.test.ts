@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import { captureLogs } from '../test-harness.js';
 import { createMailer } from './mailer.js';
 import { enqueueEmail, startOutboxDispatcher } from './outbox.js';

@@ -4,8 +4,9 @@
  * claimed with FOR UPDATE SKIP LOCKED, so several control planes share the work
  * without sending a message twice.
  */
-import type { Sql, TransactionSql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
+
+import type { Sql, TransactionSql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
 import type { Mailer } from './mailer.js';
 
 export interface QueuedEmail {

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSessionEvent, sessionEventSubject } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/log.js';
+import { createLogger } from '../../common/index.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import { keyEncryptionKey } from './key-encryption.js';
 import { hashOpaqueToken } from './refresh-tokens.js';
 import { closeSession, openSession, refreshSession, type SessionDeps } from './sessions.js';

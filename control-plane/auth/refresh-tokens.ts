@@ -4,7 +4,7 @@
  * copied, so the whole family is revoked.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 
 export function newOpaqueToken(): string {
   return randomBytes(32).toString('base64url');

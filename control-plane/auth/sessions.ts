@@ -5,17 +5,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { Config } from '../../common/config.js';
 import {
   type SessionEventPayload,
   type SessionEventType,
   sessionEventSubject,
   UnauthenticatedError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import { isSessionActive, type SessionRecord, type SessionStore } from '../../common/ports/session-store.js';
+import type { Sql } from '../../common/db/index.js';
+import type { Config, Logger } from '../../common/index.js';
+import {
+  type EventBus,
+  isSessionActive,
+  type SessionRecord,
+  type SessionStore,
+} from '../../common/ports/index.js';
 import { type IssuedAccessToken, issueAccessToken } from './access-tokens.js';
 import { revokeRefreshTokens, rotateRefreshToken, storeRefreshToken } from './refresh-tokens.js';
 import type { SigningKeys } from './signing-keys.js';

@@ -6,8 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type Config, ConfigError, decodeSigningKeysSecret } from '../../common/config.js';
-import type { Logger } from '../../common/log.js';
+import { type Config, ConfigError, decodeSigningKeysSecret, type Logger } from '../../common/index.js';
 import { type KeyEncryptionKey, keyEncryptionKey } from './key-encryption.js';
 
 /** The standalone secret's file, under the data directory. */

@@ -8,6 +8,7 @@
  * control planes starting together in cluster mode end up with the same one.
  * The newest unretired key signs; every unretired key is published in the JWKS.
  */
+import type { webcrypto } from 'node:crypto';
 import {
   calculateJwkThumbprint,
   createLocalJWKSet,
@@ -19,9 +20,8 @@ import {
   type JWTVerifyGetKey,
   errors as joseErrors,
 } from 'jose';
-import { TOKEN_ALGORITHM } from '../../common/access-token.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
+import type { Sql } from '../../common/db/index.js';
+import { type Logger, TOKEN_ALGORITHM } from '../../common/index.js';
 import { type KeyEncryptionKey, seal, UnsealError, unseal } from './key-encryption.js';
 
 /** Key of the advisory lock taken while keys are checked, converted or generated (any constant shared by all processes). */
@@ -35,7 +35,7 @@ const RELOAD_INTERVAL_MS = 10_000;
 export interface SigningKeys {
   /** The kid of the key that signs new tokens. */
   readonly kid: string;
-  readonly privateKey: CryptoKey;
+  readonly privateKey: webcrypto.CryptoKey;
   /** Public keys only. */
   jwks(): JSONWebKeySet;
   /** For jose's jwtVerify: finds the key by kid among the published ones. */
@@ -164,7 +164,8 @@ export async function loadSigningKeys(sql: Sql, log: Logger, kek: KeyEncryptionK
   const signing = active[0];
   if (!signing) throw new Error('no signing key available');
   const privateKey = await importJWK(signing.privateJwk, TOKEN_ALGORITHM);
-  if (!(privateKey instanceof CryptoKey))
+  // importJWK gives bytes for a symmetric (oct) key and a CryptoKey for an asymmetric one.
+  if (privateKey instanceof Uint8Array)
     throw new Error(`signing key ${signing.kid} is not an asymmetric key`);
 
   let publicJwks = active.map((key) => key.publicJwk);

@@ -1,6 +1,7 @@
 /** A user as the API shows it: the proto UserInfo, with the permissions of its roles. */
-import { permissionsFor } from '../../common/permissions.js';
-import type { BlobStorage } from '../../common/ports/blob-storage.js';
+
+import { permissionsFor } from '../../common/index.js';
+import type { BlobStorage } from '../../common/ports/index.js';
 import type { UserInfo } from '../../proto/gen/veza/auth/auth.js';
 import type { UserRecord } from './users.js';
 

@@ -2,9 +2,9 @@
  * The users repository. Email and username are unique after normalisation, so
  * "Ana@Example.com" and "ana@example.com" are one account.
  */
-import { USER_ROLES, type UserRole } from '../../common/config.js';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../common/contracts/index.js';
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
+import { USER_ROLES, type UserRole } from '../../common/index.js';
 
 export interface UserRecord {
   id: number;

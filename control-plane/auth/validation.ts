@@ -4,8 +4,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { USER_ROLES } from '../../common/config.js';
 import { InvalidArgumentError } from '../../common/contracts/index.js';
+import { USER_ROLES } from '../../common/index.js';
 import { parseInputNamingField as parseInput } from '../parse-input.js';
 import { checkPasswordPolicy } from './passwords.js';
 

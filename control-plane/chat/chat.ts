@@ -11,7 +11,6 @@
  * Who may read a room (history, feeds, activity): its members, moderators, and service
  * callers (the edge, with its API key and no user token).
  */
-import type { UserRole } from '../../common/config.js';
 import {
   type ActivityType,
   activitySubject,
@@ -27,11 +26,9 @@ import {
   toActivityEvent,
   toMessageEvent,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter } from '../../common/metrics.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
-import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
+import type { Sql } from '../../common/db/index.js';
+import { counter, type Logger, type UserRole } from '../../common/index.js';
+import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
 import { isModerator, type Moderation, type Verdict } from '../moderation/index.js';
 import { KeyedQueue } from './keyed-queue.js';

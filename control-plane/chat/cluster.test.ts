@@ -10,7 +10,7 @@ import {
   createTestDatabase,
   type TestDatabase,
   testNamespace,
-} from '../../common/testing/databases.js';
+} from '../../common/testing/index.js';
 import {
   type ChatHarness,
   chatCalls,

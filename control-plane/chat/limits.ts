@@ -1,8 +1,8 @@
+import type { RateRule } from '../../common/ports/index.js';
 /**
  * The chat's rate limits and repeat rule, which only ChatService applies. The limits every side
  * checks (lengths, types, history pages) are the contract's (common/contracts/chat-rules.ts).
  */
-import type { RateRule } from '../../common/ports/rate-limiter.js';
 
 /**
  * Per user and room: a short window allows a burst, a long one caps the sustained rate.

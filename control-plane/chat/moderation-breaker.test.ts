@@ -4,7 +4,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { renderMetrics } from '../../common/metrics.js';
+import { renderMetrics } from '../../common/index.js';
 import { startTestScorer, type TestScorerServer } from '../moderation/test-scorer-server.js';
 import { grpcError } from '../test-harness.js';
 import { type ChatHarness, chatCalls, startChatHarness, type TestUser } from './test-support.js';

@@ -3,10 +3,10 @@
  * services, the notifier other modules use, and the `stream.started` listener that tells
  * followers a broadcaster went live.
  */
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import type { RateLimiter } from '../../common/ports/rate-limiter.js';
+
+import type { Sql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus, RateLimiter } from '../../common/ports/index.js';
 import type { ServiceBinding } from '../grpc/index.js';
 import {
   type ContentScorer,

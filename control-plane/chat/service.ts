@@ -20,10 +20,9 @@ import {
   RateLimitedError,
   toVezaError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
-import type { RateLimiter } from '../../common/ports/rate-limiter.js';
+import type { Sql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus, RateLimiter, Subscription } from '../../common/ports/index.js';
 import {
   type ChatMessage,
   ChatServiceService,

@@ -2,7 +2,8 @@
  * PostgreSQL access for rooms, memberships and messages. Reads never return flagged
  * messages, and show deleted ones as deleted with no content.
  */
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 import type { ChatMessage, Room } from '../../proto/gen/veza/chat/chat.js';
 
 type Db = Sql | TransactionSql;

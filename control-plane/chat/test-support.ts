@@ -8,10 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, type Metadata } from '@grpc/grpc-js';
-import type { UserRole } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
+import type { Sql } from '../../common/db/index.js';
+import type { UserRole } from '../../common/index.js';
 import { createPorts, type Ports } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import {
   BanUserRequest,

@@ -9,10 +9,10 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { loadConfig } from '../../common/config.js';
 import { VezaError } from '../../common/contracts/index.js';
+import { loadConfig } from '../../common/index.js';
 import { createPorts, type Ports } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import type {
   AuthenticateRequest,
   AuthenticateResponse,

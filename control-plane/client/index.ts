@@ -23,8 +23,7 @@ import {
 } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { UnavailableError, type VezaError } from '../../common/contracts/index.js';
-import { ERROR_CODE_KEY, fromGrpcError } from '../../common/grpc-errors.js';
-import { type Logger, REQUEST_ID_HEADER } from '../../common/log.js';
+import { ERROR_CODE_KEY, fromGrpcError, type Logger, REQUEST_ID_HEADER } from '../../common/index.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';

@@ -1,6 +1,6 @@
 /** Per-rpc Prometheus metrics: how many calls ended with which status, and how long they took. */
 import { status } from '@grpc/grpc-js';
-import { counter, histogram } from '../../common/metrics.js';
+import { counter, histogram } from '../../common/index.js';
 
 const requests = () =>
   counter('veza_grpc_requests_total', 'gRPC calls handled, by method and status code', ['method', 'code']);

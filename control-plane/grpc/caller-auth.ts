@@ -4,8 +4,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { bearerToken } from '../../common/access-token.js';
 import { UnauthenticatedError } from '../../common/contracts/index.js';
+import { bearerToken } from '../../common/index.js';
 import type { AuthenticatedUser, AuthPolicy, TokenVerifier } from './context.js';
 
 export interface ApiKeyMatcher {

@@ -3,8 +3,7 @@
  * the request id and logger of the call, and a signal that ends long-lived streams.
  */
 import type { Metadata } from '@grpc/grpc-js';
-import type { UserRole } from '../../common/config.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger, UserRole } from '../../common/index.js';
 
 /**
  * How a method authenticates its caller (the seed's two interceptors):

@@ -5,7 +5,7 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import { createApiKeyMatcher } from './caller-auth.js';
 import type { TokenVerifier } from './context.js';
 import { createReflectionService } from './reflection.js';

@@ -6,9 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../common/contracts/index.js';
-import { metricsRegistry } from '../../common/metrics.js';
+import { metricsRegistry } from '../../common/index.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import {
   ChatMessage,
   ChatServiceClient,
@@ -23,9 +23,13 @@ import {
   StreamServiceService,
   UploadAudioResponse,
 } from '../../proto/gen/veza/stream/stream.js';
-import { createTokenVerifier, keyEncryptionKey, loadSigningKeys } from '../auth/index.js';
-import { openSession } from '../auth/sessions.js';
-import { createUser } from '../auth/users.js';
+import {
+  createTokenVerifier,
+  createUser,
+  keyEncryptionKey,
+  loadSigningKeys,
+  openSession,
+} from '../auth/index.js';
 import { captureLogs, grpcError, metadata, StreamReader, unary } from '../test-harness.js';
 import { bindService, type RunningGrpcServer, startGrpcServer } from './index.js';
 import { peerIpOf } from './wrap-service.js';

@@ -19,8 +19,13 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { UnimplementedError } from '../../common/contracts/index.js';
-import { type GrpcStatusObject, toGrpcStatus } from '../../common/grpc-errors.js';
-import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/log.js';
+import {
+  type GrpcStatusObject,
+  type Logger,
+  REQUEST_ID_HEADER,
+  requestIdFrom,
+  toGrpcStatus,
+} from '../../common/index.js';
 import { recordCall, statusName } from './call-metrics.js';
 import { type ApiKeyMatcher, authenticateCaller } from './caller-auth.js';
 import type { AuthPolicy, CallContext, TokenVerifier } from './context.js';

@@ -6,17 +6,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../../common/config.js';
-import { connectDatabase } from '../../common/db/client.js';
-import { createLogger } from '../../common/log.js';
-import { metricsRegistry } from '../../common/metrics.js';
+import { connectDatabase } from '../../common/db/index.js';
+import { createLogger, loadConfig, metricsRegistry } from '../../common/index.js';
 import {
   PgJobQueue,
   PgSessionStore,
   type SessionRecord,
   UnrecoverableJobError,
 } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import {
   authCalls,
   bearer,

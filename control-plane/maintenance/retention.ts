@@ -12,10 +12,9 @@
  * that transaction (one pooled connection, idle while the batches run on the others), so a
  * process that dies mid-sweep releases it with its connection.
  */
-import type { Config } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter, gauge } from '../../common/metrics.js';
+
+import type { Sql } from '../../common/db/index.js';
+import { type Config, counter, gauge, type Logger } from '../../common/index.js';
 import { deleteDeadRefreshTokens, deleteExpiredConfirmations, deleteSettledEmails } from '../auth/index.js';
 
 /** Arbitrary constant shared by every Veza process (next to the migration and signing-key locks). */

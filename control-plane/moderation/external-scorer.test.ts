@@ -4,8 +4,7 @@
  * metrics show it; once it is back the breaker closes again.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/log.js';
-import { metricsRegistry } from '../../common/metrics.js';
+import { createLogger, metricsRegistry } from '../../common/index.js';
 import { ExternalScorer } from './external-scorer.js';
 import { LocalScorer } from './local-scorer.js';
 import { startTestScorer, type TestScorerServer } from './test-scorer-server.js';

@@ -9,8 +9,7 @@
  */
 import CircuitBreaker from 'opossum';
 import { z } from 'zod';
-import type { Logger } from '../../common/log.js';
-import { counter, gauge } from '../../common/metrics.js';
+import { counter, gauge, type Logger } from '../../common/index.js';
 import type { LocalScorer } from './local-scorer.js';
 import type { ContentScorer, ScoreContext, ScoreResult } from './scorer.js';
 

@@ -2,7 +2,8 @@
  * Moderation: the ContentScorer port with its local and external (circuit-broken) scorers,
  * reports, room sanctions, the moderator queue and actions.
  */
-import type { Logger } from '../../common/log.js';
+
+import type { Logger } from '../../common/index.js';
 import { ExternalScorer, type ExternalScorerOptions } from './external-scorer.js';
 import { LocalScorer } from './local-scorer.js';
 import type { ContentScorer } from './scorer.js';

@@ -8,7 +8,6 @@
  * - mute, ban, end a stream, the queue and resolving reports: moderators and admins
  *   (the `chat:moderate` permission); moderators and admins themselves cannot be muted or banned.
  */
-import type { UserRole } from '../../common/config.js';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -16,12 +15,9 @@ import {
   PermissionDeniedError,
   RateLimitedError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter } from '../../common/metrics.js';
-import { hasPermission } from '../../common/permissions.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import type { RateLimiter, RateRule } from '../../common/ports/rate-limiter.js';
+import type { Sql } from '../../common/db/index.js';
+import { counter, hasPermission, type Logger, type UserRole } from '../../common/index.js';
+import type { EventBus, RateLimiter, RateRule } from '../../common/ports/index.js';
 import type { ModerationItem } from '../../proto/gen/veza/chat/chat.js';
 import type { Notifier } from '../notifications/index.js';
 import { endLiveStream } from '../streams/index.js';

@@ -3,7 +3,8 @@
  * audit log. The queue shows moderators a message as it was written, even once it is
  * flagged or deleted, which is why it reads chat_messages itself.
  */
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 import type { ChatMessage, ModerationItem } from '../../proto/gen/veza/chat/chat.js';
 
 type Db = Sql | TransactionSql;

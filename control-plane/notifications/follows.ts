@@ -10,9 +10,9 @@ import {
   STREAM_STARTED,
   streamStartedEventSchema,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import type { Sql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { FollowedBroadcaster } from '../../proto/gen/veza/notification/notification.js';
 import type { Notifier } from './notifier.js';
 

@@ -6,10 +6,9 @@
  */
 
 import { notificationSubject, toNotificationEvent } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter } from '../../common/metrics.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
+import type { Sql } from '../../common/db/index.js';
+import { counter, type Logger } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
 import type { Notification } from '../../proto/gen/veza/notification/notification.js';
 import { createNotificationStore } from './store.js';
 

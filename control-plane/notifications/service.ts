@@ -13,9 +13,9 @@ import {
   parseNotificationEvent,
   RateLimitedError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
+import type { Sql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
 import {
   type Notification,
   NotificationServiceService,

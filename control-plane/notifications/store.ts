@@ -1,5 +1,6 @@
 /** PostgreSQL access for notifications. */
-import type { Sql } from '../../common/db/client.js';
+
+import type { Sql } from '../../common/db/index.js';
 import type { Notification } from '../../proto/gen/veza/notification/notification.js';
 
 interface NotificationRow {

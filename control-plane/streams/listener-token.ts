@@ -4,9 +4,9 @@
  * (a fresh sid), and `typ: "listener"`, which the control plane's user-token verifier
  * rejects, so a listener token can never act as a user on an rpc.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type webcrypto } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { TOKEN_ALGORITHM, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../common/access-token.js';
+import { TOKEN_ALGORITHM, TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../common/index.js';
 
 /** Short, because it only has to last until the WebSocket join; a reconnect fetches a new one. */
 export const LISTENER_TOKEN_TTL_S = 300;
@@ -14,7 +14,7 @@ export const LISTENER_TOKEN_TTL_S = 300;
 /** The part of the auth module's SigningKeys a signer needs. */
 export interface TokenSigningKey {
   readonly kid: string;
-  readonly privateKey: CryptoKey;
+  readonly privateKey: webcrypto.CryptoKey;
 }
 
 export interface IssuedListenerToken {

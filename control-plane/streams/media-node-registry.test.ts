@@ -8,11 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../../common/config.js';
 import { mediaPresenceOf, mediaPresenceSubject, mediaRequestSubject } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/log.js';
+import { createLogger, loadConfig } from '../../common/index.js';
 import { NatsEventBus } from '../../common/ports/index.js';
-import { clusterServices } from '../../common/testing/databases.js';
+import { clusterServices } from '../../common/testing/index.js';
 import {
   type MediaNode,
   type MediaNodeService,

@@ -20,9 +20,8 @@ import {
   mediaPresenceGroup,
   UnavailableError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import { type PresenceLeaveCause, watchPresence } from '../../common/presence.js';
+import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
   /** Streams placed on it since its last heartbeat (not in its load yet). */

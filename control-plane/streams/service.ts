@@ -16,7 +16,6 @@
  * Every call from the edge carries its API key, and a user's token too when it acts for
  * one. The user then wins: only a call without a user token acts as the service.
  */
-import type { Config } from '../../common/config.js';
 import {
   FailedPreconditionError,
   NotFoundError,
@@ -29,11 +28,9 @@ import {
   type StreamStartedEvent,
   VezaError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter } from '../../common/metrics.js';
-import { hasPermission } from '../../common/permissions.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
+import type { Sql } from '../../common/db/index.js';
+import { type Config, counter, hasPermission, type Logger } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
   bindService,

@@ -4,7 +4,7 @@
  */
 
 import { NotFoundError } from '../../common/contracts/index.js';
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 
 export type StreamStatus = 'live' | 'ended';
 

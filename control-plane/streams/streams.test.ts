@@ -5,8 +5,8 @@
 import { credentials, type Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { createLocalJWKSet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyAccessToken } from '../../common/access-token.js';
 import { STREAM_ENDED, STREAM_STARTED } from '../../common/contracts/index.js';
+import { verifyAccessToken } from '../../common/index.js';
 import {
   type DeepPartial,
   GetStreamInfoRequest,

@@ -3,9 +3,9 @@
  * gRPC, the StreamService rpcs for it, and the notifications that tell uploaders how
  * processing ended. startUploadsModule wires them for the control plane.
  */
-import type { Config } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
+
+import type { Sql } from '../../common/db/index.js';
+import type { Config, Logger } from '../../common/index.js';
 import type { BlobStorage, EventBus, JobQueue } from '../../common/ports/index.js';
 import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';

@@ -11,8 +11,8 @@
  */
 import { z } from 'zod';
 import { ALL_TRACK_PROGRESS, trackProgressEventSchema } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
+import type { Sql } from '../../common/db/index.js';
+import type { Logger } from '../../common/index.js';
 import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { Notifier } from '../notifications/index.js';
 

@@ -23,7 +23,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
 } from '../../common/contracts/index.js';
-import { hasPermission } from '../../common/permissions.js';
+import { hasPermission } from '../../common/index.js';
 import type { BlobStorage } from '../../common/ports/index.js';
 import type { AudioChunk, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import type { CallContext, ServiceImplementation } from '../grpc/index.js';

@@ -5,7 +5,7 @@
  */
 
 import { NotFoundError } from '../../common/contracts/index.js';
-import type { Sql, TransactionSql } from '../../common/db/client.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 
 export type UploadProtocol = 'tus' | 'multipart' | 'grpc';
 

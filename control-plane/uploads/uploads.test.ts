@@ -15,8 +15,8 @@ import {
   type TrackProgressEvent,
   trackProgressSubject,
 } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/log.js';
-import { startS3TestServer } from '../../common/ports/s3-test-server.js';
+import { createLogger } from '../../common/index.js';
+import { startS3TestServer } from '../../common/testing/index.js';
 import { AnalyticsServiceClient, GetAnalyticsRequest } from '../../proto/gen/veza/analytics/analytics.js';
 import {
   AudioChunk,

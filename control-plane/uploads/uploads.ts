@@ -19,7 +19,6 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { Config } from '../../common/config.js';
 import {
   enqueueTranscode,
   FailedPreconditionError,
@@ -29,9 +28,8 @@ import {
   UnavailableError,
   VezaError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/client.js';
-import type { Logger } from '../../common/log.js';
-import { counter } from '../../common/metrics.js';
+import type { Sql } from '../../common/db/index.js';
+import { type Config, counter, type Logger } from '../../common/index.js';
 import type { BlobStorage, JobQueue } from '../../common/ports/index.js';
 import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';

@@ -17,13 +17,16 @@ import {
   SignJWT,
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyAccessToken } from '../../common/access-token.js';
-import { type Config, loadConfig } from '../../common/config.js';
-import type { Sql } from '../../common/db/client.js';
-import { createLogger } from '../../common/log.js';
-import { metricsRegistry } from '../../common/metrics.js';
+import type { Sql } from '../../common/db/index.js';
+import {
+  type Config,
+  createLogger,
+  loadConfig,
+  metricsRegistry,
+  verifyAccessToken,
+} from '../../common/index.js';
 import { createPorts, type Ports } from '../../common/ports/index.js';
-import { createTestDatabase, type TestDatabase } from '../../common/testing/databases.js';
+import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import {
   type ControlPlane,

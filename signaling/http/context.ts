@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import type { z } from 'zod';
 import { InvalidArgumentError } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import type { BodyKind, BodySpec } from './body.js';
 import { type MultipartPart, parseJsonBody, parseMultipart, validate } from './input.js';
 import type { HttpReply } from './reply.js';

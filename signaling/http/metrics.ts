@@ -1,5 +1,5 @@
+import { counter, histogram } from '../../common/index.js';
 /** Edge request metrics, labelled by route pattern (never the raw path, which is unbounded). */
-import { counter, histogram } from '../../common/metrics.js';
 
 export const LABELS = ['method', 'route', 'status'] as const;
 

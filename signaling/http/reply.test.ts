@@ -8,7 +8,7 @@ import {
   RateLimitedError,
   UnauthenticatedError,
 } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/log.js';
+import { createLogger } from '../../common/index.js';
 import { errorReply, HttpStatusError, json } from './reply.js';
 
 const parse = (body: unknown) => JSON.parse(String(body));

@@ -10,7 +10,7 @@ import {
   toVezaError,
   VezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 
 export interface StreamBody {
   stream: Readable;

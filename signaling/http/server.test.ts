@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { UnauthenticatedError } from '../../common/contracts/index.js';
-import { renderMetrics } from '../../common/metrics.js';
+import { renderMetrics } from '../../common/index.js';
 import { json } from './reply.js';
 import { createHttpServer, type HttpServer } from './server.js';
 

@@ -11,7 +11,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import { NotFoundError } from '../../common/contracts/index.js';
-import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/log.js';
+import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/index.js';
 import { type BodyPlan, type BodySpec, hasBody, planBody, readBody, streamBody } from './body.js';
 import { createEdgeRequest, type RouteHandler, type RouteOptions } from './context.js';
 import { httpDuration, httpRequests, UNMATCHED_ROUTE } from './metrics.js';

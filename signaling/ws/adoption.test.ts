@@ -18,7 +18,7 @@ import {
   startSignalingStack,
   type TestEdge,
   type TestUser,
-} from '../../app/testing/signaling-stack.js';
+} from '../../app/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../control-plane/client/index.js';
 import type { ListStreamsRequest } from '../../proto/gen/veza/stream/stream.js';
 import { Broadcaster, SignalingConnection } from '../client/index.js';

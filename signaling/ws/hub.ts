@@ -14,8 +14,8 @@ import {
   streamStartedEventSchema,
   toVezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import type { ListStreamsResponse, StreamInfo } from '../../proto/gen/veza/stream/stream.js';
 import type {

@@ -7,7 +7,7 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey, errors as joseErrors } from 'jose';
 import { z } from 'zod';
 import { UnavailableError } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 
 const jwksSchema = z.object({ keys: z.array(z.looseObject({ kty: z.string() })) });

@@ -10,11 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type SignalingStack,
-  startSignalingStack,
-  type TestUser,
-} from '../../app/testing/signaling-stack.js';
+import { type SignalingStack, startSignalingStack, type TestUser } from '../../app/testing/index.js';
 import { Broadcaster, Listener, SignalingConnection } from '../client/index.js';
 import {
   installWrtcGlobals,

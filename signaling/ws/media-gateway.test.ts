@@ -8,11 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../common/config.js';
 import { mediaRequestSubject, VezaError } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/log.js';
+import { createLogger, loadConfig } from '../../common/index.js';
 import { type EventBus, MemoryEventBus, NatsEventBus } from '../../common/ports/index.js';
-import { clusterServices } from '../../common/testing/databases.js';
+import { clusterServices } from '../../common/testing/index.js';
 import { type MediaNode, serveMediaNodeOverBus, startMediaNode } from '../../media-server/index.js';
 import { busMediaGateway, directMediaGateway, type MediaGateway } from './media-gateway.js';
 

@@ -25,8 +25,8 @@ import {
   UnavailableError,
   VezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus, Subscription } from '../../common/ports/index.js';
 
 export type MediaGatewayListener<K extends MediaGatewayEventName> = (
   event: MediaGatewayEvents[K],

@@ -1,5 +1,5 @@
+import { counter, gauge, histogram } from '../../common/index.js';
 /** Metrics of the signaling endpoint, on the process registry (common/metrics.ts). */
-import { counter, gauge, histogram } from '../../common/metrics.js';
 
 export const wsConnections = gauge('veza_ws_connections', 'Open signaling WebSocket connections');
 export const wsUpgrades = counter('veza_ws_upgrades_total', 'Signaling WebSocket handshakes, by result', [

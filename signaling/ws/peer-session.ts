@@ -20,7 +20,7 @@ import {
   UnimplementedError,
   type VezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import {
   type ChatMethod,
   CLOSE_CODES,
@@ -39,7 +39,7 @@ import {
   type RtpParameters,
   type ServerFrame,
 } from '../protocol/index.js';
-import type { ChatRequests } from './chat/types.js';
+import type { ChatRequests } from './chat/index.js';
 import { noAudio, notJoined, SignalingConditionError, streamEnded } from './errors.js';
 import type { SignalingHub, StreamMeta } from './hub.js';
 import { wsRequestDuration, wsRequests } from './metrics.js';

@@ -14,16 +14,14 @@
  * - malformed JSON, unknown methods and bad params get error responses; the connection stays.
  */
 import { STATUS_CODES } from 'node:http';
-import type { Config } from '../../common/config.js';
 import {
   DEFAULT_MEDIA_CLUSTER,
   edgePresenceGroup,
   httpStatusOf,
   toVezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus } from '../../common/ports/event-bus.js';
-import { announcePresence } from '../../common/presence.js';
+import { announcePresence, type Config, type Logger } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import { errorBody } from '../http/reply.js';
 import type { TemplatedApp, WebSocket } from '../http/uws.js';

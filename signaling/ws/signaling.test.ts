@@ -5,12 +5,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type SignalingStack,
-  startSignalingStack,
-  type TestUser,
-} from '../../app/testing/signaling-stack.js';
-import { metricsRegistry } from '../../common/metrics.js';
+import { type SignalingStack, startSignalingStack, type TestUser } from '../../app/testing/index.js';
+import { metricsRegistry } from '../../common/index.js';
 import { Broadcaster, Listener, SignalingConnection } from '../client/index.js';
 import {
   type AudioTap,

@@ -15,7 +15,6 @@
  * one, anonymously), they belong to no login session, and they cannot be refreshed.
  */
 import { z } from 'zod';
-import { verifyAccessToken } from '../../common/access-token.js';
 import {
   ALL_SESSION_EVENTS,
   FailedPreconditionError,
@@ -23,8 +22,8 @@ import {
   sessionEventSchema,
   UnauthenticatedError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/log.js';
-import type { EventBus, Subscription } from '../../common/ports/event-bus.js';
+import { type Logger, verifyAccessToken } from '../../common/index.js';
+import type { EventBus, Subscription } from '../../common/ports/index.js';
 import { CLOSE_CODES, type MethodResults, type NotificationFrame } from '../protocol/index.js';
 import { SignalingConditionError } from './errors.js';
 import type { JwksKeyStore } from './jwks.js';

@@ -8,9 +8,8 @@
  * plane on the user's behalf while it is valid, and never logged. Its expiry and its login
  * session's revocation are followed on the open connection (token-lifetime.ts).
  */
-import { verifyAccessToken } from '../../common/access-token.js';
-import type { UserRole } from '../../common/config.js';
 import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/contracts/index.js';
+import { type UserRole, verifyAccessToken } from '../../common/index.js';
 import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
 import type { JwksKeyStore } from './jwks.js';
 

@@ -6,7 +6,7 @@
  */
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChatStack, startChatStack } from '../../app/testing/chat-stack.js';
+import { type ChatStack, startChatStack } from '../../app/testing/index.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
 import { launchChromium, recordConsole, signUpAndIn, statusLines } from './chromium.js';
 

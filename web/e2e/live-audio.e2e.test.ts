@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Platform } from '../../app/platform.js';
+import type { Platform } from '../../app/index.js';
 import {
   type InboundAudio,
   inboundAudio,

@@ -6,10 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type Platform, startPlatform } from '../../app/platform.js';
-import { loadConfig } from '../../common/config.js';
-import { createLogger } from '../../common/log.js';
-import { createTestDatabase } from '../../common/testing/databases.js';
+import { type Platform, startPlatform } from '../../app/index.js';
+import { createLogger, loadConfig } from '../../common/index.js';
+import { createTestDatabase } from '../../common/testing/index.js';
 import { buildWeb, isWebBuildStale } from '../build.js';
 
 export interface E2ePlatform {

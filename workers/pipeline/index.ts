@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import type { BlobStorage } from '../../common/ports/index.js';
 import type { LoudnessMeasurement } from './loudness.js';
 import type { AudioMetadata } from './probe.js';

@@ -4,7 +4,7 @@
  */
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from '../../common/log.js';
+import type { Logger } from '../../common/index.js';
 import { FfmpegAbortedError } from '../ffmpeg.js';
 import { type CoverFile, extractCover } from './cover.js';
 import { type LoudnessMeasurement, measureLoudness } from './loudness.js';

@@ -1,7 +1,7 @@
 /** Administration over REST: granting and taking roles (the control plane checks the caller is an admin). */
 import { z } from 'zod';
-import { USER_ROLES } from '../../../common/config.js';
 import { InvalidArgumentError } from '../../../common/contracts/index.js';
+import { USER_ROLES } from '../../../common/index.js';
 import { json } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import { presentUser } from './present.js';

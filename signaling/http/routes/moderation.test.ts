@@ -1,6 +1,6 @@
 /** POST /moderation/report end to end: a real edge over a real control plane and database. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../../common/log.js';
+import { createLogger } from '../../../common/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import { type Harness, STRONG_PASSWORD, startHarness } from '../../../control-plane/test-harness.js';
 import { type Edge, startEdge } from '../../index.js';

@@ -1,7 +1,7 @@
 /** Operations endpoints: Prometheus metrics, liveness and readiness. */
 
 import { UnavailableError, VezaError } from '../../../common/contracts/index.js';
-import { renderMetrics } from '../../../common/metrics.js';
+import { renderMetrics } from '../../../common/index.js';
 import { json, text } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import type { RouteDeps } from './shared.js';

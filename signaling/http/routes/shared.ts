@@ -1,7 +1,6 @@
 /** What route modules share: their dependencies and how a request becomes a control-plane call. */
-import { bearerToken } from '../../../common/access-token.js';
-import type { Config } from '../../../common/config.js';
-import type { Logger } from '../../../common/log.js';
+
+import { bearerToken, type Config, type Logger } from '../../../common/index.js';
 import type { BlobStorage } from '../../../common/ports/index.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { EdgeRequest } from '../context.js';

@@ -4,9 +4,8 @@
  */
 import { createLocalJWKSet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyAccessToken } from '../../../common/access-token.js';
 import { STREAM_ENDED } from '../../../common/contracts/index.js';
-import { createLogger } from '../../../common/log.js';
+import { createLogger, verifyAccessToken } from '../../../common/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import { type Harness, STRONG_PASSWORD, startHarness } from '../../../control-plane/test-harness.js';
 import { type Edge, type RouterCapabilitiesProvider, startEdge } from '../../index.js';

@@ -5,8 +5,8 @@
  * who may stop or see what) and its errors pass through with their status and field.
  */
 import { z } from 'zod';
-import type { Config } from '../../../common/config.js';
 import { InvalidArgumentError } from '../../../common/contracts/index.js';
+import type { Config } from '../../../common/index.js';
 import type { StreamInfo } from '../../../proto/gen/veza/stream/stream.js';
 import { iceServers } from '../../ice-servers.js';
 import type { RtpCapabilities } from '../../protocol/index.js';

@@ -15,7 +15,7 @@ import {
   notificationSubject,
   type TrackProgressEvent,
 } from '../../../common/contracts/index.js';
-import { createLogger } from '../../../common/log.js';
+import { createLogger } from '../../../common/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import {
   captureLogs,

@@ -28,7 +28,7 @@ import {
   UnavailableError,
   type VezaError,
 } from '../../../common/contracts/index.js';
-import { ERROR_CODE_KEY, fromGrpcError } from '../../../common/grpc-errors.js';
+import { ERROR_CODE_KEY, fromGrpcError } from '../../../common/index.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import { AudioChunk, type UploadAudioResponse } from '../../../proto/gen/veza/stream/stream.js';
 import type { EdgeRequest } from '../context.js';

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NotFoundError, UnavailableError } from '../../../common/contracts/index.js';
-import type { Logger } from '../../../common/log.js';
+import type { Logger } from '../../../common/index.js';
 import type { EdgeRequest } from '../context.js';
 import type { HttpReply } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';

@@ -4,14 +4,14 @@
  * wire-level checks and the misbehaving clients. Every wait is on an event or a condition.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type ChatStack, type ChatTestUser, startChatStack } from '../../../app/testing/chat-stack.js';
+import { type ChatStack, type ChatTestUser, startChatStack } from '../../../app/testing/index.js';
 import {
   CHAT_MAX_LENGTH,
   roomSubject,
   toMessageEvent,
   trackProgressSubject,
 } from '../../../common/contracts/index.js';
-import { metricsRegistry } from '../../../common/metrics.js';
+import { metricsRegistry } from '../../../common/index.js';
 import { type ChatClient, type ChatMessage, SignalingError } from '../../client/index.js';
 import { CHAT_MAX_LENGTH as PROTOCOL_MAX_LENGTH, PROTOCOL_VERSION } from '../../protocol/index.js';
 import { NonReadingClient, RawClient } from '../test-clients.js';

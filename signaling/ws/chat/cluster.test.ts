@@ -10,17 +10,16 @@
  */
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Platform, startPlatform } from '../../../app/platform.js';
-import { signUpAndIn } from '../../../app/testing/accounts.js';
+import { type Platform, startPlatform } from '../../../app/index.js';
 import {
   type ChatTestUser,
   type Connected,
   connectChat,
+  signUpAndIn,
   startChatStream,
-} from '../../../app/testing/chat-stack.js';
-import { loadConfig } from '../../../common/config.js';
-import { createLogger } from '../../../common/log.js';
-import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/databases.js';
+} from '../../../app/testing/index.js';
+import { createLogger, loadConfig } from '../../../common/index.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../../../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatClient, ChatMessage } from '../../client/index.js';
 import { PROTOCOL_VERSION } from '../../protocol/index.js';

@@ -28,8 +28,8 @@ import {
   roomSubject,
   trackProgressEventSchema,
 } from '../../../common/contracts/index.js';
-import type { Logger } from '../../../common/log.js';
-import type { EventBus, Subscription } from '../../../common/ports/event-bus.js';
+import type { Logger } from '../../../common/index.js';
+import type { EventBus, Subscription } from '../../../common/ports/index.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,

@@ -1,5 +1,5 @@
+import { counter } from '../../../common/index.js';
 /** Metrics of chat delivery on the edge, on the process registry (common/metrics.ts). */
-import { counter } from '../../../common/metrics.js';
 
 export const chatAckWaits = counter(
   'veza_ws_chat_ack_waits_total',

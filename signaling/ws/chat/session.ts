@@ -3,7 +3,7 @@ import {
   PermissionDeniedError,
   UnauthenticatedError,
 } from '../../../common/contracts/index.js';
-import type { Logger } from '../../../common/log.js';
+import type { Logger } from '../../../common/index.js';
 import type { CallContext, ControlPlaneClient } from '../../../control-plane/client/index.js';
 import type { ChatMessage as ProtoChatMessage } from '../../../proto/gen/veza/chat/chat.js';
 import type {

@@ -1,0 +1,23 @@
+/**
+ * Composed stacks for tests of more than one role: accounts made through the real control plane,
+ * the in-process signaling stack (control plane, edge and media node over one bus) and the chat
+ * stack on top of it.
+ */
+export { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
+export {
+  type ChatStack,
+  type ChatTestUser,
+  type Connected,
+  connectChat,
+  startChatStack,
+  startChatStream,
+} from './chat-stack.js';
+export {
+  type EdgeOptions,
+  type SignalingStack,
+  type StackOptions,
+  startSignalingStack,
+  type TestEdge,
+  type TestLogin,
+  type TestUser,
+} from './signaling-stack.js';

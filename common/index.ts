@@ -1,0 +1,37 @@
+/**
+ * The ground floor every role stands on (it imports no role): the one config loader, logging,
+ * metrics, presence on the bus, access-token verification and roles, and the gRPC mapping of the
+ * error codes. Its other modules have their own entries: contracts/ (what crosses a role),
+ * db/ (PostgreSQL and migrations), ports/ (the bus, queue, sessions, rate limits and blobs, with
+ * their adapters) and testing/ (for tests only).
+ */
+export {
+  type AccessTokenClaims,
+  bearerToken,
+  TOKEN_ALGORITHM,
+  TOKEN_AUDIENCE,
+  TOKEN_ISSUER,
+  type VerifiedAccessToken,
+  verifyAccessToken,
+} from './access-token.js';
+export {
+  type Config,
+  ConfigError,
+  decodeSigningKeysSecret,
+  loadConfig,
+  ROLES,
+  USER_ROLES,
+  type UserRole,
+} from './config.js';
+export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
+export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
+export { counter, gauge, histogram, metricsRegistry, renderMetrics } from './metrics.js';
+export { type OpsServer, startOpsServer } from './ops-server.js';
+export { hasPermission, permissionsFor } from './permissions.js';
+export {
+  announcePresence,
+  newBootId,
+  type PresenceLeaveCause,
+  type PresenceWatch,
+  watchPresence,
+} from './presence.js';

@@ -1,0 +1,14 @@
+/**
+ * For tests only: databases of their own (embedded, or on the machine's PostgreSQL), the
+ * machine's Redis and NATS with a namespace per run, and free ports. vitest's global setup
+ * (global-setup.ts) is referenced by vitest.config.ts, not imported.
+ */
+export {
+  clusterServices,
+  clusterTestEnv,
+  createTestDatabase,
+  type TestDatabase,
+  testNamespace,
+} from './databases.js';
+export { freePort } from './free-port.js';
+export { type S3TestServer, startS3TestServer } from './s3-server.js';
