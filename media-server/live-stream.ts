@@ -19,6 +19,7 @@ import type { types as ms } from 'mediasoup';
 import {
   FailedPreconditionError,
   InvalidArgumentError,
+  MEDIA_FAILURE,
   type ProducerCloseReason,
   type StreamInfo,
   type StreamRouterInfo,
@@ -96,8 +97,17 @@ function minBy<T>(items: T[], score: (item: T) => number): T | undefined {
   return best;
 }
 
+/** The reason on the error lets the edge say "ended" to its client without asking again. */
 export function streamEndedError(streamId: string): VezaError {
-  return new FailedPreconditionError(`stream ${streamId} has ended`);
+  return new FailedPreconditionError(`stream ${streamId} has ended`, MEDIA_FAILURE.streamEnded);
+}
+
+/** Nobody produces right now: the edge tells its listener to wait for the audio, not to give up. */
+function noAudioError(streamId: string): VezaError {
+  return new FailedPreconditionError(
+    `stream ${streamId} has no broadcaster audio right now`,
+    MEDIA_FAILURE.noAudio,
+  );
 }
 
 async function createStreamRouter(
@@ -274,6 +284,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
         appData: { streamId: this.id, peerId: peer.id },
       });
     } catch (error) {
+      if (this.#closed) throw streamEndedError(this.id);
       throw fromMediasoupError(error, { what: 'bad rtpParameters', field: 'rtpParameters' });
     }
     try {
@@ -326,7 +337,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     }
     const current = this.#producer;
     if (!current || current.producer.closed) {
-      throw new FailedPreconditionError(`stream ${this.id} has no broadcaster audio right now`);
+      throw noAudioError(this.id);
     }
     const router = transport.streamRouter;
     const producerId = current.producer.id;
@@ -348,14 +359,18 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
         appData: { streamId: this.id, peerId: peer.id },
       });
     } catch (error) {
-      if (current.producer.closed || transport.closed) {
-        throw new FailedPreconditionError(`stream ${this.id} has no broadcaster audio right now`);
-      }
+      // What closed under the call decides what the caller is told: the stream, the audio, or its own transport.
+      if (this.#closed) throw streamEndedError(this.id);
+      if (current.producer.closed) throw noAudioError(this.id);
+      if (transport.closed)
+        throw new FailedPreconditionError(`transport ${transport.id} closed while consuming`);
       throw fromMediasoupError(error, { what: 'cannot consume', field: 'rtpCapabilities' });
     }
-    if (peer.closed) {
+    if (this.#closed || peer.closed) {
       consumer.close();
-      throw new FailedPreconditionError(`peer ${peer.id} has left`);
+      throw this.#closed
+        ? streamEndedError(this.id)
+        : new FailedPreconditionError(`peer ${peer.id} has left`);
     }
     peer.addConsumer(consumer);
     return consumer;

@@ -359,6 +359,7 @@ describe('media node', () => {
       expect(await failure(call)).toMatchObject({
         code: 'failed_precondition',
         message: 'stream ending has ended',
+        details: { reason: 'stream_ended' },
       });
     }
     await node.closeStream('ending'); // idempotent

@@ -32,6 +32,11 @@ export interface ErrorDetails {
   field?: string;
   /** For rate limits: how long to wait before trying again. */
   retryAfterMs?: number;
+  /**
+   * A stable token for a condition the caller acts on where the code alone is too coarse (e.g. the
+   * media node's MEDIA_FAILURE): callers branch on it, never on the message text.
+   */
+  reason?: string;
 }
 
 export class VezaError extends Error {
@@ -83,8 +88,8 @@ export class AlreadyExistsError extends VezaError {
 
 export class FailedPreconditionError extends VezaError {
   override readonly name = 'FailedPreconditionError';
-  constructor(message: string) {
-    super('failed_precondition', message);
+  constructor(message: string, reason?: string) {
+    super('failed_precondition', message, reason === undefined ? {} : { reason });
   }
 }
 

@@ -7,7 +7,8 @@
  * - Calls: request/reply on `media.<nodeId>.<method>`, one subject per node so a call reaches the
  *   node hosting the stream, carrying `{ args: [...] }`. The node parses the arguments with
  *   `MEDIA_NODE_CALLS[method].args` (in-process callers go through the same parse), the caller
- *   parses the reply with `.result`; VezaErrors arrive with their code and message.
+ *   parses the reply with `.result`; VezaErrors arrive with their code, message and details (the
+ *   failures a caller acts on name their `MEDIA_FAILURE` reason).
  * - Events: `media-events.<nodeId>.<event>`, one payload each (`MEDIA_EVENT_SCHEMAS`).
  * - Presence (the mechanism is common/presence.ts): `media-nodes.<cluster>.heartbeat` every few
  *   seconds with the node's load, `.goodbye` when it drains (SIGTERM), and `.probe`, which asks
@@ -217,6 +218,19 @@ export type MediaNodeApi = {
     ...args: z.input<(typeof MEDIA_NODE_CALLS)[M]['args']>
   ) => Promise<z.output<(typeof MEDIA_NODE_CALLS)[M]['result']>>;
 };
+
+/**
+ * The failures of a media-node call that its caller acts on, as the VezaError's `details.reason`
+ * (which crosses the bus with the code and message): the edge turns them into the protocol's
+ * reasons without asking the node again.
+ */
+export const MEDIA_FAILURE = {
+  /** The stream has ended on the node (any call about it, its transports included). */
+  streamEnded: 'stream_ended',
+  /** `consume`: the stream is live but nobody produces right now. */
+  noAudio: 'no_audio',
+} as const;
+export type MediaFailureReason = (typeof MEDIA_FAILURE)[keyof typeof MEDIA_FAILURE];
 
 /** Why a producer closed. */
 export const PRODUCER_CLOSE_REASONS = [

@@ -3,7 +3,7 @@
  *
  * Both EventBus adapters go through these functions, so the in-process bus hands a
  * subscriber exactly what NATS would (Dates become strings, `undefined` fields vanish,
- * a responder's VezaError arrives as a VezaError with the same code and message).
+ * a responder's VezaError arrives as a VezaError with the same code, message and details).
  */
 import { z } from 'zod';
 import {
@@ -28,7 +28,11 @@ type ReplyEnvelope =
   | { ok: true; value: unknown }
   | {
       ok: false;
-      error: { code: string; message: string; details: { field?: string; retryAfterMs?: number } };
+      error: {
+        code: string;
+        message: string;
+        details: { field?: string; retryAfterMs?: number; reason?: string };
+      };
     };
 
 export function encodeReply(value: unknown): string {
@@ -53,7 +57,11 @@ const replySchema = z.discriminatedUnion('ok', [
       code: z.enum(ERROR_CODES),
       message: z.string(),
       details: z
-        .object({ field: z.string().optional(), retryAfterMs: z.number().optional() })
+        .object({
+          field: z.string().optional(),
+          retryAfterMs: z.number().optional(),
+          reason: z.string().optional(),
+        })
         .optional()
         .default({}),
     }),
@@ -73,6 +81,7 @@ export function decodeReply(text: string, subject: string): unknown {
   throw new VezaError(code, message, {
     ...(details.field === undefined ? {} : { field: details.field }),
     ...(details.retryAfterMs === undefined ? {} : { retryAfterMs: details.retryAfterMs }),
+    ...(details.reason === undefined ? {} : { reason: details.reason }),
   });
 }
 

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INTERNAL_MESSAGE, NotFoundError, UnavailableError, VezaError } from '../contracts/index.js';
+import {
+  FailedPreconditionError,
+  INTERNAL_MESSAGE,
+  NotFoundError,
+  UnavailableError,
+  VezaError,
+} from '../contracts/index.js';
 import { createLogger } from '../log.js';
 import { clusterServices } from '../testing/index.js';
 import type { EventBus } from './event-bus.js';
@@ -162,19 +168,32 @@ describe.each(adapters)('EventBus contract: $name', (adapter) => {
     const notFound = h.peer.respond(`${P}.missing`, async () => {
       throw new NotFoundError('room 7 not found');
     });
+    const ended = h.peer.respond(`${P}.ended`, async () => {
+      throw new FailedPreconditionError('stream 7 has ended', 'stream_ended');
+    });
     const broken = h.peer.respond(`${P}.broken`, async () => {
       throw new Error('secret internals');
     });
-    await Promise.all([notFound.ready, broken.ready]);
+    await Promise.all([notFound.ready, ended.ready, broken.ready]);
 
     const error = await h.bus.request(`${P}.missing`, null).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(VezaError);
-    expect(error).toMatchObject({ code: 'not_found', message: 'room 7 not found' });
+    expect(error).toMatchObject({ code: 'not_found', message: 'room 7 not found', details: {} });
+
+    // The reason a caller acts on crosses with the code, so it never has to read the message.
+    const reasoned = await h.bus.request(`${P}.ended`, null).catch((e: unknown) => e);
+    expect(reasoned).toBeInstanceOf(VezaError);
+    expect(reasoned).toMatchObject({
+      code: 'failed_precondition',
+      message: 'stream 7 has ended',
+      details: { reason: 'stream_ended' },
+    });
 
     const internal = await h.bus.request(`${P}.broken`, null).catch((e: unknown) => e);
     expect(internal).toBeInstanceOf(VezaError);
     expect(internal).toMatchObject({ code: 'internal', message: INTERNAL_MESSAGE });
     notFound.unsubscribe();
+    ended.unsubscribe();
     broken.unsubscribe();
   });
 

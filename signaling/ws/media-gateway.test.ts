@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mediaRequestSubject, VezaError } from '../../common/contracts/index.js';
+import { MEDIA_FAILURE, mediaRequestSubject, VezaError } from '../../common/contracts/index.js';
 import { createLogger, loadConfig } from '../../common/index.js';
 import { type EventBus, MemoryEventBus, NatsEventBus } from '../../common/ports/index.js';
 import { clusterServices } from '../../common/testing/index.js';
@@ -135,7 +135,10 @@ describe.each(Object.keys(variants))('MediaGateway contract: %s', (name) => {
         },
       }),
     );
-    expect(noAudio.code).toBe('failed_precondition');
+    expect(noAudio).toMatchObject({
+      code: 'failed_precondition',
+      details: { reason: MEDIA_FAILURE.noAudio },
+    });
     await media.closePeer('peer-2');
   });
 
@@ -147,8 +150,15 @@ describe.each(Object.keys(variants))('MediaGateway contract: %s', (name) => {
         resolve({ event, nodeId });
       });
     });
-    await variant.gateway.node(variant.nodeId).closeStream(streamId);
+    const media = variant.gateway.node(variant.nodeId);
+    await media.closeStream(streamId);
     expect(await ended).toEqual({ event: { streamId, reason: 'closed' }, nodeId: variant.nodeId });
+    // What the edge tells its clients rests on this reason, in both modes.
+    expect(await failure(media.getRouterRtpCapabilities(streamId))).toMatchObject({
+      code: 'failed_precondition',
+      message: `stream ${streamId} has ended`,
+      details: { reason: MEDIA_FAILURE.streamEnded },
+    });
   });
 });
 

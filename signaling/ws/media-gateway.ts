@@ -8,7 +8,8 @@
  *   back on `media-events.<nodeId>.<event>`. The subjects and message schemas are the media
  *   contract's (common/contracts/media-node.ts); the serving side is the media server's.
  *
- * The node's errors (VezaErrors) arrive with their code and message.
+ * The node's errors (VezaErrors) arrive with their code, message and details, so the edge reads
+ * a failure's `MEDIA_FAILURE` reason the same way in both modes.
  */
 import {
   MEDIA_EVENT_SCHEMAS,

@@ -12,13 +12,14 @@ import { performance } from 'node:perf_hooks';
 import {
   FailedPreconditionError,
   INTERNAL_MESSAGE,
+  MEDIA_FAILURE,
   type MediaNodeApi,
   NotFoundError,
   PermissionDeniedError,
   RateLimitedError,
   toVezaError,
   UnimplementedError,
-  type VezaError,
+  VezaError,
 } from '../../common/contracts/index.js';
 import type { Logger } from '../../common/index.js';
 import {
@@ -287,12 +288,12 @@ export class PeerSession {
     }
   }
 
-  async #mediaCall<T>(joined: Joined, call: () => Promise<T>, consuming = false): Promise<T> {
+  async #mediaCall<T>(joined: Joined, call: () => Promise<T>): Promise<T> {
     let result: T;
     try {
       result = await call();
     } catch (error) {
-      throw await this.#classify(joined, error, consuming);
+      throw this.#classify(joined, error);
     }
     if (this.#joined !== joined) {
       // The connection left (or closed) while the call ran: what it created must not outlive it.
@@ -303,21 +304,16 @@ export class PeerSession {
   }
 
   /**
-   * The media node's "stream ended" (any call) and "no broadcaster audio" (consume) conditions,
-   * as the protocol's reasons; asked of the node, not read from its message text.
+   * The media node's "stream ended" and "no broadcaster audio" failures, as the protocol's reasons:
+   * read from the reason the error carries, never from its message, and without asking the node again.
    */
-  async #classify(joined: Joined, error: unknown, consuming: boolean): Promise<unknown> {
-    if (toVezaError(error).code !== 'failed_precondition') return error;
-    if (this.#hub.isEnded(joined.streamId)) return streamEnded(joined.streamId);
-    let info: Awaited<ReturnType<MediaNodeApi['getStreamInfo']>>;
-    try {
-      info = await joined.media.getStreamInfo(String(joined.streamId));
-    } catch (lookup) {
-      const code = toVezaError(lookup).code;
-      // Ended (a tombstone) or gone from the node: either way the stream is over for this peer.
-      return code === 'failed_precondition' || code === 'not_found' ? streamEnded(joined.streamId) : error;
-    }
-    if (consuming && info.producerId === null) return noAudio(joined.streamId);
+  #classify(joined: Joined, error: unknown): unknown {
+    if (!(error instanceof VezaError)) return error;
+    const { reason } = error.details;
+    // The edge may know of the end before the node's answer says so.
+    const ended = error.code === 'failed_precondition' && this.#hub.isEnded(joined.streamId);
+    if (ended || reason === MEDIA_FAILURE.streamEnded) return streamEnded(joined.streamId);
+    if (reason === MEDIA_FAILURE.noAudio) return noAudio(joined.streamId);
     return error;
   }
 
@@ -457,10 +453,8 @@ export class PeerSession {
     consume: async ({ transportId, rtpCapabilities }) => {
       const joined = this.#require('consume');
       this.#ownTransport(joined, transportId, 'recv');
-      const result = await this.#mediaCall(
-        joined,
-        () => joined.media.consume({ transportId, peerId: joined.peerId, rtpCapabilities }),
-        true,
+      const result = await this.#mediaCall(joined, () =>
+        joined.media.consume({ transportId, peerId: joined.peerId, rtpCapabilities }),
       );
       joined.consumers.add(result.consumerId);
       return {
