@@ -3,8 +3,8 @@
  * plus the protocol's `reason` token (docs/signaling.md, "Errors").
  */
 
-import { VezaError } from '../../common/contracts/index.js';
-import type { ErrorReason } from '../protocol/index.js';
+import { INTERNAL_MESSAGE, toVezaError, VezaError } from '../../common/contracts/index.js';
+import type { ErrorBody, ErrorReason } from '../protocol/index.js';
 
 export class SignalingConditionError extends VezaError {
   override readonly name = 'SignalingConditionError';
@@ -32,3 +32,19 @@ export const notJoined = (method: string) =>
     'not_joined',
     `${method} needs a stream: call join first`,
   );
+
+/**
+ * The error frame's body for anything a request threw. Only the edge's own condition errors name
+ * a protocol reason: another role's `details.reason` is its own vocabulary, mapped where it is
+ * understood (media-session.ts). An unknown error shows nothing of its internals.
+ */
+export function errorBodyOf(thrown: Error): ErrorBody {
+  const error = toVezaError(thrown);
+  return {
+    code: error.code,
+    message: error.code === 'internal' ? INTERNAL_MESSAGE : error.message,
+    ...(thrown instanceof SignalingConditionError ? { reason: thrown.reason } : {}),
+    ...(error.details.field === undefined ? {} : { field: error.details.field }),
+    ...(error.details.retryAfterMs === undefined ? {} : { retryAfterMs: error.details.retryAfterMs }),
+  };
+}

@@ -35,11 +35,13 @@ import {
   SIGNALING_PATH,
 } from '../protocol/index.js';
 import { ChatHub, ChatSession } from './chat/index.js';
-import { SignalingHub } from './hub.js';
+import { Connection, type ConnectionLimits } from './connection.js';
+import { edgeStreams } from './edge-streams.js';
 import { createJwksKeyStore } from './jwks.js';
 import type { MediaGateway } from './media-gateway.js';
+import { MediaSession } from './media-session.js';
 import { wsClosed, wsConnections, wsUpgrades } from './metrics.js';
-import { PeerSession, type SessionLimits } from './peer-session.js';
+import { ConnectionSocket } from './socket.js';
 import {
   DEFAULT_TOKEN_LIFETIME_LIMITS,
   SessionRevocations,
@@ -48,7 +50,7 @@ import {
 } from './token-lifetime.js';
 import { type ConnectionAuth, decideUpgrade, type UpgradeDecision } from './upgrade.js';
 
-export interface SignalingLimits extends SessionLimits, TokenLifetimeLimits {
+export interface SignalingLimits extends ConnectionLimits, TokenLifetimeLimits {
   /** Larger frames get a payload_too_large error (the connection stays). */
   maxMessageBytes: number;
   /** Larger frames close the connection (uWS maxPayloadLength). */
@@ -96,7 +98,7 @@ interface SocketData {
   auth: ConnectionAuth | null;
   /** Set when the handshake is accepted only to deliver a close reason. */
   rejectReason: string | null;
-  session: PeerSession | null;
+  connection: Connection | null;
   remoteAddress: string;
   /** Set when a send was dropped for backpressure and the edge cut the connection. */
   backpressureDrop: boolean;
@@ -127,7 +129,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     log,
     what: 'edge',
   });
-  const hub = new SignalingHub({
+  const streams = edgeStreams({
     app,
     controlPlane,
     bus: options.bus,
@@ -146,7 +148,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     log,
     rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
   });
-  await Promise.all([hub.start(), revocations.start(), presence.ready]);
+  await Promise.all([streams.start(), revocations.start(), presence.ready]);
   const chatHub = new ChatHub({ app, bus: options.bus, log });
 
   const sockets = new Set<WebSocket<SocketData>>();
@@ -203,7 +205,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
           const data: SocketData = {
             auth: decision.kind === 'accept' ? decision.auth : null,
             rejectReason: decision.kind === 'reject-version' ? decision.reason : null,
-            session: null,
+            connection: null,
             remoteAddress,
             backpressureDrop: false,
           };
@@ -234,15 +236,21 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         }
         return status;
       };
-      const sessionLog = log.child({ connectionId: id, userId: data.auth.userId });
+      const connectionLog = log.child({ connectionId: id, userId: data.auth.userId });
+      const socket = new ConnectionSocket({
+        send,
+        end: (code, reason) => ws.end(code, reason),
+        subscribe: (topic) => ws.subscribe(topic),
+        unsubscribe: (topic) => ws.unsubscribe(topic),
+      });
       const chat = new ChatSession({
         auth: data.auth,
         hub: chatHub,
         controlPlane,
-        log: sessionLog,
+        log: connectionLog,
         socket: {
           get open() {
-            return data.session !== null && !data.backpressureDrop;
+            return data.connection !== null && !data.backpressureDrop;
           },
           send,
           subscribe: (topic) => ws.subscribe(topic),
@@ -262,45 +270,38 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         limits,
         keys,
         revocations,
-        log: sessionLog,
-        send: (frame) => session.send(frame),
-        end: (code, reason) => session.end(code, reason),
+        log: connectionLog,
+        send: (frame) => socket.send(frame),
+        end: (code, reason) => socket.end(code, reason),
       });
-      const session = new PeerSession({
-        id,
+      const media = new MediaSession({
+        connectionId: id,
         auth: data.auth,
-        hub,
-        limits,
-        log: sessionLog,
-        chat,
-        lifetime,
-        socket: {
-          send,
-          end: (code, reason) => ws.end(code, reason),
-          subscribe: (topic) => ws.subscribe(topic),
-          unsubscribe: (topic) => ws.unsubscribe(topic),
-        },
+        socket,
+        log: connectionLog,
+        context: streams.media,
       });
-      data.session = session;
+      const connection = new Connection({ socket, limits, log: connectionLog, lifetime, media, chat });
+      data.connection = connection;
       lifetime.start();
-      data.session.log.debug(
+      connection.log.debug(
         { remoteAddress: data.remoteAddress, kind: data.auth.kind },
         'signaling connection open',
       );
     },
 
     message: (ws, message, isBinary) => {
-      const session = ws.getUserData().session;
-      if (!session) return;
+      const connection = ws.getUserData().connection;
+      if (!connection) return;
       if (isBinary) {
-        session.reply(null, '', {
+        connection.reply(null, '', {
           code: 'invalid_argument',
           message: 'binary frames are not part of the protocol: send JSON text',
         });
         return;
       }
       if (message.byteLength > limits.maxMessageBytes) {
-        session.reply(null, '', {
+        connection.reply(null, '', {
           code: 'payload_too_large',
           message: `frame of ${message.byteLength} bytes is over the ${limits.maxMessageBytes}-byte limit`,
         });
@@ -308,31 +309,32 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
       }
       // The ArrayBuffer is only valid during this call: decode (copy) it now.
       const parsed = parseRequest(Buffer.from(message).toString('utf8'));
-      if (parsed.ok) session.enqueue(parsed.request);
-      else session.reply(parsed.id, '', parsed.error);
+      if (parsed.ok) connection.enqueue(parsed.request);
+      else connection.reply(parsed.id, '', parsed.error);
     },
 
     close: (ws, code, message) => {
       const data = ws.getUserData();
-      const session = data.session;
-      if (!session) return;
-      data.session = null;
+      const connection = data.connection;
+      if (!connection) return;
+      data.connection = null;
       sockets.delete(ws);
       wsConnections.dec();
       const reason = Buffer.from(message).toString('utf8');
       const cause = data.backpressureDrop ? 'backpressure' : closeCause(code, reason);
       wsClosed.inc({ cause });
-      if (cause === 'backpressure') session.log.info('client not reading: dropped at the backpressure limit');
-      else session.log.debug({ code, reason }, 'signaling connection closed');
-      session
+      if (cause === 'backpressure')
+        connection.log.info('client not reading: dropped at the backpressure limit');
+      else connection.log.debug({ code, reason }, 'signaling connection closed');
+      connection
         .closed()
-        .catch((error: unknown) => session.log.error({ err: error }, 'cleanup after close failed'));
+        .catch((error: unknown) => connection.log.error({ err: error }, 'cleanup after close failed'));
     },
   });
 
   host.onClose(async () => {
     closing = true;
-    await hub.close();
+    streams.close();
     chatHub.close();
     revocations.close();
     for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'edge shutting down');

@@ -36,8 +36,8 @@ import {
   type NotificationFrame,
   type ServerFrame,
 } from '../../protocol/index.js';
-import type { TopicPublisher } from '../hub.js';
 import { wsNotifications } from '../metrics.js';
+import type { TopicPublisher } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
 import { chatAckWaits, chatSlowConsumers } from './metrics.js';
 

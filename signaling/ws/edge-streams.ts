@@ -1,0 +1,92 @@
+/**
+ * The edge's side of its streams, assembled from its parts: who is in which stream
+ * (./stream-registry.ts), whether each stream still has a broadcaster and what the bus says of it
+ * (./stream-liveness.ts), the media nodes' events as notifications (./media-fanout.ts), and what
+ * a connection's media needs of all of them (./media-session.ts's context).
+ */
+import { edgePeerPrefix } from '../../common/contracts/index.js';
+import type { Logger } from '../../common/index.js';
+import type { EventBus } from '../../common/ports/index.js';
+import type { ControlPlaneClient } from '../../control-plane/client/index.js';
+import type { IceServer } from '../protocol/index.js';
+import { MediaFanout } from './media-fanout.js';
+import type { MediaGateway } from './media-gateway.js';
+import type { MediaSessionContext } from './media-session.js';
+import type { TopicPublisher } from './socket.js';
+import { StreamLiveness } from './stream-liveness.js';
+import { StreamLookup } from './stream-lookup.js';
+import { StreamRegistry } from './stream-registry.js';
+
+export interface EdgeStreamsOptions {
+  app: TopicPublisher;
+  controlPlane: Pick<ControlPlaneClient, 'stream'>;
+  bus: EventBus;
+  media: MediaGateway;
+  edgeId: string;
+  /** This edge's run (its presence boot id): part of every media peer id it makes. */
+  bootId: string;
+  graceMs: number;
+  /** The ICE servers for one user's transports (TURN credentials can be per user). */
+  iceServers: (userId: number) => IceServer[];
+  log: Logger;
+  /** Minimum gap between listener-count notifications of one stream (default 250 ms). */
+  listenerNotifyMs?: number;
+  /** Minimum gap between ReportListenerCount calls for one stream (default 1 s). */
+  listenerReportMs?: number;
+}
+
+export interface EdgeStreams {
+  /** What each connection's media session is given. */
+  readonly media: MediaSessionContext;
+  /** Subscribes to the bus and the media nodes; resolves once the bus routes to us. */
+  start(): Promise<void>;
+  close(): void;
+}
+
+export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
+  const { controlPlane, log } = options;
+  // The registry reports its broadcasters coming and going; the liveness, made right below, decides.
+  const registry: StreamRegistry = new StreamRegistry({
+    app: options.app,
+    onBroadcasterJoined: (streamId) => liveness.broadcasterJoined(streamId),
+    onBroadcasterLeft: (stream, cause) => liveness.broadcasterLeft(stream, cause),
+  });
+  const liveness = new StreamLiveness({
+    bus: options.bus,
+    controlPlane,
+    media: options.media,
+    streams: registry,
+    edgeId: options.edgeId,
+    graceMs: options.graceMs,
+    log,
+  });
+  const fanout = new MediaFanout({
+    media: options.media,
+    streams: registry,
+    liveness,
+    controlPlane,
+    log,
+    ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
+    ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
+  });
+  return {
+    media: {
+      gateway: options.media,
+      streams: registry,
+      liveness,
+      lookup: new StreamLookup({ controlPlane, fates: liveness }),
+      peerPrefix: edgePeerPrefix(options.edgeId, options.bootId),
+      iceServers: options.iceServers,
+    },
+    async start() {
+      fanout.start();
+      await liveness.start();
+    },
+    close() {
+      // Notifications stop first, as the edge's sockets are about to close.
+      registry.close();
+      fanout.close();
+      liveness.close();
+    },
+  };
+}
