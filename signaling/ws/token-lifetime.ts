@@ -14,7 +14,6 @@
  * Listener tokens are exempt: they only have to last until the join (a reconnect gets a new
  * one, anonymously), they belong to no login session, and they cannot be refreshed.
  */
-import { z } from 'zod';
 import {
   ALL_SESSION_EVENTS,
   FailedPreconditionError,
