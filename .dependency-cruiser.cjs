@@ -39,11 +39,11 @@ const MODULES = {
 };
 
 const ROLES = ['control-plane', 'media-server', 'signaling', 'workers'];
-const escape = (text) => text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
 const TEST = '(\\.test\\.ts$|/testing/|/test-[^/]+\\.ts$|/test-harness\\.ts$|/e2e/)';
 
 /** `common` holds only its top-level files; its sub-folders are modules of their own. */
-const inside = (folder) => (folder === 'common' ? '^common/[^/]+\\.ts$' : `^${escape(folder)}/`);
+const inside = (folder) => (folder === 'common' ? '^common/[^/]+\\.ts$' : `^${escapeRegex(folder)}/`);
 /** The ground floor's own sub-modules use its top-level files directly (common/index.ts re-exports presence, which uses ports). */
 const outside = (folder) => (folder === 'common' ? '^common/' : inside(folder));
 
@@ -54,7 +54,10 @@ const throughIndex = Object.entries(MODULES).map(([folder, entries]) => ({
   from: { pathNot: outside(folder) },
   to: {
     path: inside(folder),
-    pathNot: [`^${escape(folder)}/index\\.ts$`, ...entries.map((e) => `^${escape(folder)}/${escape(e)}$`)],
+    pathNot: [
+      `^${escapeRegex(folder)}/index\\.ts$`,
+      ...entries.map((e) => `^${escapeRegex(folder)}/${escapeRegex(e)}$`),
+    ],
   },
 }));
 

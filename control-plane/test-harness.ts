@@ -1,7 +1,7 @@
 /**
  * Test support for the control plane's tests (imported by *.test.ts only): a real
  * control plane on port 0 over a fresh database and the real standalone ports, the
- * generated clients, a log capture, and table counts for "nothing changed" checks.
+ * generated clients, a log capture, and a digest of the account tables for "nothing changed" checks.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -37,7 +37,7 @@ import {
 import { type ControlPlane, startControlPlane } from './index.js';
 
 /** Log lines as parsed JSON objects, for asserting what was (and was not) logged. */
-export type LogLine = Record<string, unknown>;
+type LogLine = Record<string, unknown>;
 
 export interface LogCapture {
   log: Logger;
@@ -224,7 +224,7 @@ export class StreamReader<T> {
   }
 }
 
-export const ACCOUNT_TABLES = [
+const ACCOUNT_TABLES = [
   'users',
   'sessions',
   'refresh_tokens',
@@ -233,17 +233,7 @@ export const ACCOUNT_TABLES = [
   'audit_log',
 ] as const;
 
-/** Row counts of the account tables; equal snapshots mean a failed call changed nothing. */
-export async function tableCounts(sql: Sql): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const table of ACCOUNT_TABLES) {
-    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from ${sql(table)}`;
-    counts[table] = row?.n ?? -1;
-  }
-  return counts;
-}
-
-/** A checksum of the account tables' contents, stricter than counts (catches updates too). */
+/** A checksum of the account tables' contents: equal snapshots mean a failed call changed nothing (updates included). */
 export async function tableDigest(sql: Sql): Promise<string> {
   const parts: string[] = [];
   for (const table of ACCOUNT_TABLES) {
