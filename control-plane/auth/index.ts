@@ -11,4 +11,14 @@ export { deleteDeadRefreshTokens } from './refresh-tokens.js';
 export { openSession } from './sessions.js';
 export { loadSigningKeys, type SigningKeys, SigningKeysDecryptionError } from './signing-keys.js';
 export { loadKeyEncryptionKey, signingKeysSecretFile } from './signing-keys-secret.js';
-export { createUser } from './users.js';
+export {
+  type AuditEntry,
+  createUser,
+  existingUserIds,
+  lockUser,
+  recordAudit,
+  rolesOf,
+  userExists,
+  userIdsWithRoles,
+  usernamesOf,
+} from './users.js';

@@ -30,6 +30,7 @@ import type { Sql } from '../../common/db/index.js';
 import { counter, type Logger, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
+import { usernamesOf } from '../auth/index.js';
 import { isModerator, type Moderation, type Verdict } from '../moderation/index.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { ACTIVITY_LIMIT, CHAT_BURST, CHAT_SUSTAINED, REPEAT_SAMPLE, REPEAT_WINDOW_S } from './limits.js';
@@ -138,10 +139,8 @@ export function createChat(deps: ChatDeps) {
     return toChatMessage(row);
   };
 
-  const usernameOf = async (userId: number): Promise<string> => {
-    const [row] = await deps.sql<{ username: string }[]>`select username from users where id = ${userId}`;
-    return row?.username ?? '';
-  };
+  const usernameOf = async (userId: number): Promise<string> =>
+    (await usernamesOf(deps.sql, [userId])).get(userId) ?? '';
 
   const chat = {
     store,

@@ -5,6 +5,7 @@
 
 import type { Sql, TransactionSql } from '../../common/db/index.js';
 import type { ChatMessage, Room } from '../../proto/gen/veza/chat/chat.js';
+import { usernamesOf } from '../auth/index.js';
 
 type Db = Sql | TransactionSql;
 
@@ -82,14 +83,29 @@ export interface NewMessage {
   reasons: readonly string[];
 }
 
+type StoredMessage = Omit<MessageRow, 'username'>;
+
+/** Adds the authors' usernames; a message whose author is gone (deleted meanwhile) is left out. */
+async function withAuthors(db: Db, rows: readonly StoredMessage[]): Promise<MessageRow[]> {
+  const usernames = await usernamesOf(
+    db,
+    rows.map((row) => row.user_id),
+  );
+  return rows.flatMap((row) => {
+    const username = usernames.get(row.user_id);
+    return username === undefined ? [] : [{ ...row, username }];
+  });
+}
+
 export function createChatStore(sql: Sql) {
   const selectMessages = (db: Db) => db`
-    select m.id, m.room_id, m.user_id, u.username, m.content, m.message_type, m.metadata, m.reply_to_id,
+    select m.id, m.room_id, m.user_id, m.content, m.message_type, m.metadata, m.reply_to_id,
            m.client_message_id, m.flagged, m.moderation_reasons, m.deleted_at, m.created_at, m.updated_at
-    from chat_messages m join users u on u.id = m.user_id`;
+    from chat_messages m`;
 
   const getMessage = async (db: Db, id: number): Promise<MessageRow | null> => {
-    const [row] = await db<MessageRow[]>`${selectMessages(db)} where m.id = ${id}`;
+    const rows = await db<StoredMessage[]>`${selectMessages(db)} where m.id = ${id}`;
+    const [row] = await withAuthors(db, rows);
     return row ?? null;
   };
 
@@ -141,9 +157,10 @@ export function createChatStore(sql: Sql) {
     getMessage: (id: number) => getMessage(sql, id),
 
     async byClientId(roomId: number, userId: number, clientMessageId: string): Promise<MessageRow | null> {
-      const [row] = await sql<MessageRow[]>`
+      const rows = await sql<StoredMessage[]>`
         ${selectMessages(sql)}
         where m.room_id = ${roomId} and m.user_id = ${userId} and m.client_message_id = ${clientMessageId}`;
+      const [row] = await withAuthors(sql, rows);
       return row ?? null;
     },
 
@@ -216,16 +233,16 @@ export function createChatStore(sql: Sql) {
       const before = options.beforeId > 0 ? options.beforeId : Number.MAX_SAFE_INTEGER;
       const forwards = options.afterId > 0;
       const rows = forwards
-        ? await sql<MessageRow[]>`
+        ? await sql<StoredMessage[]>`
             ${selectMessages(sql)}
             where m.room_id = ${roomId} and not m.flagged and m.id > ${after} and m.id < ${before}
             order by m.id asc limit ${options.limit + 1}`
-        : await sql<MessageRow[]>`
+        : await sql<StoredMessage[]>`
             ${selectMessages(sql)}
             where m.room_id = ${roomId} and not m.flagged and m.id < ${before}
             order by m.id desc limit ${options.limit + 1}`;
       const hasMore = rows.length > options.limit;
-      const page = rows.slice(0, options.limit);
+      const page = await withAuthors(sql, rows.slice(0, options.limit));
       return { messages: forwards ? page : page.reverse(), hasMore };
     },
   };

@@ -19,6 +19,7 @@ import type { Sql } from '../../common/db/index.js';
 import { counter, hasPermission, type Logger, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule } from '../../common/ports/index.js';
 import type { ModerationItem } from '../../proto/gen/veza/chat/chat.js';
+import { recordAudit, rolesOf, userExists } from '../auth/index.js';
 import type { Notifier } from '../notifications/index.js';
 import { endLiveStream } from '../streams/index.js';
 import { type ContentScorer, MODERATION_THRESHOLD, type ScoreContext, type ScoreResult } from './scorer.js';
@@ -79,9 +80,9 @@ export function createModeration(deps: ModerationDeps) {
   /** The target of a mute or ban: an existing user who is not staff, and not the actor. */
   const sanctionable = async (actor: Actor, userId: number, what: string) => {
     if (userId === actor.userId) throw new InvalidArgumentError(`you cannot ${what} yourself`, 'user_id');
-    const [user] = await sql<{ roles: string[] }[]>`select roles from users where id = ${userId}`;
-    if (!user) throw new NotFoundError(`user ${userId} not found`);
-    if (user.roles.some((role) => PROTECTED_ROLES.includes(role))) {
+    const roles = await rolesOf(sql, userId);
+    if (!roles) throw new NotFoundError(`user ${userId} not found`);
+    if (roles.some((role) => PROTECTED_ROLES.includes(role))) {
       throw new PermissionDeniedError(
         `moderators and admins cannot be ${what === 'ban' ? 'banned' : 'muted'}`,
       );
@@ -95,7 +96,7 @@ export function createModeration(deps: ModerationDeps) {
     details: object,
   ) => {
     actionsTotal.inc({ action: name });
-    await store.audit({
+    await recordAudit(sql, {
       actorId: actor.userId,
       action: name,
       targetType: target.type,
@@ -173,8 +174,8 @@ export function createModeration(deps: ModerationDeps) {
       } else if (input.targetType === 'user') {
         if (input.targetId === reporter.userId)
           throw new InvalidArgumentError('you cannot report yourself', 'target_id');
-        const [user] = await sql<{ id: number }[]>`select id from users where id = ${input.targetId}`;
-        if (!user) throw new NotFoundError(`user ${input.targetId} not found`);
+        if (!(await userExists(sql, input.targetId)))
+          throw new NotFoundError(`user ${input.targetId} not found`);
       } else {
         const [stream] = await sql<{ chat_room_id: number }[]>`
           select chat_room_id from streams where id = ${input.targetId}`;
@@ -327,21 +328,18 @@ export function createModeration(deps: ModerationDeps) {
         );
         if (!resolved) throw new FailedPreconditionError(`report ${input.reportId} is already resolved`);
         if (approving) await tx`update chat_messages set flagged = false where id = ${current.targetId}`;
-        await store.audit(
-          {
-            actorId: actor.userId,
-            action: 'report.resolved',
-            targetType: 'report',
-            targetId: input.reportId,
-            details: {
-              resolution: input.resolution,
-              note: input.note,
-              target_type: current.targetType,
-              target_id: current.targetId,
-            },
+        await recordAudit(tx, {
+          actorId: actor.userId,
+          action: 'report.resolved',
+          targetType: 'report',
+          targetId: input.reportId,
+          details: {
+            resolution: input.resolution,
+            note: input.note,
+            target_type: current.targetType,
+            target_id: current.targetId,
           },
-          tx,
-        );
+        });
         return resolved;
       });
       actionsTotal.inc({ action: 'report.resolved' });

@@ -248,22 +248,6 @@ export function createModerationStore(sql: Sql) {
         returning id`;
       return row ? getReport(db, row.id) : null;
     },
-
-    async audit(
-      entry: {
-        actorId: number | null;
-        action: string;
-        targetType: string;
-        targetId: number | string;
-        details: object;
-      },
-      db: Db = sql,
-    ): Promise<void> {
-      await db`
-        insert into audit_log (actor_id, action, target_type, target_id, details)
-        values (${entry.actorId}, ${entry.action}, ${entry.targetType}, ${String(entry.targetId)},
-                ${db.json(entry.details as Parameters<Sql['json']>[0])})`;
-    },
   };
 }
 

@@ -1,10 +1,11 @@
 /**
- * PostgreSQL access for streams and their chat rooms. Reads always join the owner so a
- * StreamInfo carries the username without a second query.
+ * PostgreSQL access for streams. Every row read carries its owner's username (from the
+ * auth module), which a StreamInfo shows.
  */
 
 import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/index.js';
+import { lockUser, usernamesOf } from '../auth/index.js';
 
 export type StreamStatus = 'live' | 'ended';
 
@@ -45,11 +46,23 @@ export interface StartedStream {
 
 type Db = Sql | TransactionSql;
 
+type StoredStream = Omit<StreamRow, 'owner_username'>;
+
+/** Adds the owners' usernames; a stream whose owner is gone (deleted meanwhile) is left out. */
+async function withOwners(db: Db, rows: readonly StoredStream[]): Promise<StreamRow[]> {
+  const usernames = await usernamesOf(
+    db,
+    rows.map((row) => row.owner_id),
+  );
+  return rows.flatMap((row) => {
+    const username = usernames.get(row.owner_id);
+    return username === undefined ? [] : [{ ...row, owner_username: username }];
+  });
+}
+
 async function selectById(db: Db, id: number): Promise<StreamRow | null> {
-  const [row] = await db<StreamRow[]>`
-    select s.*, u.username as owner_username
-    from streams s join users u on u.id = s.owner_id
-    where s.id = ${id}`;
+  const rows = await db<StoredStream[]>`select * from streams where id = ${id}`;
+  const [row] = await withOwners(db, rows);
   return row ?? null;
 }
 
@@ -66,10 +79,7 @@ export function createStreamStore(sql: Sql) {
     async start(input: NewStream): Promise<StartedStream> {
       return sql.begin(async (tx) => {
         // Serialises concurrent starts by one owner, so the one-live-per-owner index never trips.
-        const [owner] = await tx<
-          { id: number }[]
-        >`select id from users where id = ${input.ownerId} for update`;
-        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
         const replacedIds = await tx<{ id: number }[]>`
           update streams
           set status = 'ended', ended_at = now(), end_reason = 'replaced', listener_count = 0
@@ -136,24 +146,24 @@ export function createStreamStore(sql: Sql) {
      * first. Ids never change, so a listing that pages by them is stable while streams start
      * and end. Public streams only unless `includePrivate`.
      */
-    listLive(options: {
+    async listLive(options: {
       limit: number;
       includePrivate: boolean;
       below?: number | null;
       above?: number;
     }): Promise<StreamRow[]> {
       const { limit, includePrivate, below, above } = options;
-      return sql<StreamRow[]>`
-        select s.*, u.username as owner_username
-        from streams s join users u on u.id = s.owner_id
-        where s.status = 'live'
-          ${includePrivate ? sql`` : sql`and s.is_public`}
+      const rows = await sql<StoredStream[]>`
+        select * from streams
+        where status = 'live'
+          ${includePrivate ? sql`` : sql`and is_public`}
           ${
             above === undefined
-              ? sql`${below == null ? sql`` : sql`and s.id < ${below}`} order by s.id desc`
-              : sql`and s.id > ${above} order by s.id asc`
+              ? sql`${below == null ? sql`` : sql`and id < ${below}`} order by id desc`
+              : sql`and id > ${above} order by id asc`
           }
         limit ${limit}`;
+      return withOwners(sql, rows);
     },
 
     /** Sets the current count of a live stream and raises its peak; null when it is not live. */

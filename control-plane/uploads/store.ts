@@ -6,6 +6,7 @@
 
 import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/index.js';
+import { lockUser } from '../auth/index.js';
 
 export type UploadProtocol = 'tus' | 'multipart' | 'grpc';
 
@@ -132,10 +133,7 @@ export function createUploadStore(sql: Sql) {
       defaultQuota: number,
     ): Promise<TrackRow> {
       return sql.begin(async (tx) => {
-        const [owner] = await tx<
-          { id: number }[]
-        >`select id from users where id = ${input.ownerId} for update`;
-        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
         checkQuota(await quotaUsage(tx, input.ownerId, defaultQuota));
         const [track] = await tx<{ id: number }[]>`
           insert into tracks (owner_id, title, description, genre, status, file_format, is_public)
