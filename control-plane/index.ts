@@ -115,7 +115,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       services: [
         bindService(AuthServiceService, auth),
         chat.chatService,
-        createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log, uploadRpcs: uploads.rpcs }),
+        createStreamService({
+          config,
+          sql,
+          bus: ports.bus,
+          signingKey: keys,
+          log,
+          chatRooms: chat.streamRooms,
+          uploadRpcs: uploads.rpcs,
+        }),
         createAnalyticsService(analytics),
         chat.notificationService,
       ],

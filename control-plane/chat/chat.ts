@@ -166,7 +166,7 @@ export function createChat(deps: ChatDeps) {
         if (room.stream_id !== null) throw new NotFoundError(`room ${roomId} not found`);
         throw new PermissionDeniedError(`room ${roomId} is private`);
       }
-      const sanctions = await deps.moderation.sanctionsOf(roomId, user.userId);
+      const sanctions = await store.sanctionsOf(roomId, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
       await store.join(roomId, user.userId);
       await publishActivity(roomId, user, 'join');
@@ -183,7 +183,7 @@ export function createChat(deps: ChatDeps) {
       const room = await loadRoom(roomId);
       if (reader === null || isModerator(reader)) return room;
       if (!visible(room, reader)) throw new NotFoundError(`room ${roomId} not found`);
-      const sanctions = await deps.moderation.sanctionsOf(roomId, reader.userId);
+      const sanctions = await store.sanctionsOf(roomId, reader.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
       if (!(await store.isMember(roomId, reader.userId))) {
         throw new FailedPreconditionError(`you have not joined room ${roomId}; join it first`);
@@ -198,7 +198,7 @@ export function createChat(deps: ChatDeps) {
         if (stored) return replay(stored);
       }
       const room = await loadRoom(input.roomId);
-      const sanctions = await deps.moderation.sanctionsOf(room.id, user.userId);
+      const sanctions = await store.sanctionsOf(room.id, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${room.id}`);
       if (!(await store.isMember(room.id, user.userId))) {
         if (!visible(room, user)) throw new NotFoundError(`room ${room.id} not found`);
@@ -285,7 +285,7 @@ export function createChat(deps: ChatDeps) {
       if (!row || row.flagged) throw new NotFoundError(`message ${input.messageId} not found`);
       if (row.user_id !== user.userId) throw new PermissionDeniedError('only the author may edit a message');
       if (row.deleted_at) throw new FailedPreconditionError(`message ${input.messageId} was deleted`);
-      const sanctions = await deps.moderation.sanctionsOf(row.room_id, user.userId);
+      const sanctions = await store.sanctionsOf(row.room_id, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${row.room_id}`);
       if (sanctions.mute) throw new PermissionDeniedError(`you are muted in room ${row.room_id}`);
       await spendMessage(user, row.room_id);

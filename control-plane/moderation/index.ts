@@ -28,7 +28,6 @@ export {
   type ScoreContext,
   type ScoreResult,
 } from './scorer.js';
-export type { ActiveSanctions, ReportStatus, Sanction, TargetType } from './store.js';
 export { BUILT_IN_LISTS, ENGLISH, FRENCH, type WordEntry, type WordList } from './wordlists.js';
 
 export interface ScorerOptions extends Partial<Omit<ExternalScorerOptions, 'local' | 'log' | 'url'>> {

@@ -28,7 +28,7 @@ export interface StreamRow {
   end_reason: string | null;
 }
 
-export interface NewStream {
+interface NewStream {
   ownerId: number;
   title: string;
   description: string;
@@ -38,13 +38,38 @@ export interface NewStream {
   mediaNodeId: string | null;
 }
 
-export interface StartedStream {
+interface StartedStream {
   stream: StreamRow;
   /** The owner's previous live streams, ended with reason "replaced" in the same transaction. */
   replaced: StreamRow[];
 }
 
 type Db = Sql | TransactionSql;
+
+/**
+ * The chat room every stream gets, opened inside the stream's own transaction so neither
+ * exists without the other. The chat module owns rooms and implements this: it depends on
+ * streams (a stream's chat closes when it ends), so streams cannot import it.
+ */
+export interface StreamChatRooms {
+  /** Creates the room of a stream about to start; returns the room's id. */
+  openForStream(
+    tx: TransactionSql,
+    room: { name: string; description: string; ownerId: number; isPrivate: boolean },
+  ): Promise<number>;
+  /** Points the room at its stream, once the stream row exists. */
+  linkToStream(tx: TransactionSql, roomId: number, streamId: number): Promise<void>;
+}
+
+/** What other modules need to know of a stream (chat: whether it ended; moderation: its room); null when there is no such stream. */
+export async function streamStateOf(
+  db: Db,
+  id: number,
+): Promise<{ status: StreamStatus; chatRoomId: number } | null> {
+  const [row] = await db<{ status: StreamStatus; chat_room_id: number }[]>`
+    select status, chat_room_id from streams where id = ${id}`;
+  return row ? { status: row.status, chatRoomId: row.chat_room_id } : null;
+}
 
 type StoredStream = Omit<StreamRow, 'owner_username'>;
 
@@ -76,7 +101,7 @@ export function createStreamStore(sql: Sql) {
      * one, which is what a broadcaster expects, rather than failing until they find and
      * stop a stream they can no longer see.
      */
-    async start(input: NewStream): Promise<StartedStream> {
+    async start(input: NewStream, rooms: StreamChatRooms): Promise<StartedStream> {
       return sql.begin(async (tx) => {
         // Serialises concurrent starts by one owner, so the one-live-per-owner index never trips.
         if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
@@ -85,18 +110,19 @@ export function createStreamStore(sql: Sql) {
           set status = 'ended', ended_at = now(), end_reason = 'replaced', listener_count = 0
           where owner_id = ${input.ownerId} and status = 'live'
           returning id`;
-        const [room] = await tx<{ id: number }[]>`
-          insert into chat_rooms (name, description, owner_id, is_private)
-          values (${input.title}, ${input.description}, ${input.ownerId}, ${!input.isPublic})
-          returning id`;
-        if (!room) throw new Error('chat room insert returned nothing');
+        const roomId = await rooms.openForStream(tx, {
+          name: input.title,
+          description: input.description,
+          ownerId: input.ownerId,
+          isPrivate: !input.isPublic,
+        });
         const [created] = await tx<{ id: number }[]>`
           insert into streams (owner_id, title, description, genre, is_public, allow_anonymous, chat_room_id, media_node_id)
           values (${input.ownerId}, ${input.title}, ${input.description}, ${input.genre}, ${input.isPublic},
-                  ${input.allowAnonymous}, ${room.id}, ${input.mediaNodeId})
+                  ${input.allowAnonymous}, ${roomId}, ${input.mediaNodeId})
           returning id`;
         if (!created) throw new Error('stream insert returned nothing');
-        await tx`update chat_rooms set stream_id = ${created.id} where id = ${room.id}`;
+        await rooms.linkToStream(tx, roomId, created.id);
         const stream = await selectById(tx, created.id);
         if (!stream) throw new Error('created stream vanished');
         const replaced: StreamRow[] = [];
@@ -177,5 +203,3 @@ export function createStreamStore(sql: Sql) {
     },
   };
 }
-
-export type StreamStore = ReturnType<typeof createStreamStore>;
