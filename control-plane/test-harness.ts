@@ -1,7 +1,8 @@
 /**
  * Test support for the control plane's tests (imported by *.test.ts only): a real
  * control plane on port 0 over a fresh database and the real standalone ports, the
- * generated clients, a log capture, and a digest of the account tables for "nothing changed" checks.
+ * generated clients, a log capture, a digest of the account tables for "nothing changed"
+ * checks, and the uploads module's track records for the worker's tests.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -35,6 +36,12 @@ import {
   ValidateTokenRequest,
 } from '../proto/gen/veza/auth/auth.js';
 import { type ControlPlane, startControlPlane } from './index.js';
+
+/**
+ * The uploads module's track records alone, for tests of the worker role that run no control
+ * plane (through app/testing: the worker's own folder may not import the control plane).
+ */
+export { serveTrackRecords } from './uploads/index.js';
 
 /** Log lines as parsed JSON objects, for asserting what was (and was not) logged. */
 type LogLine = Record<string, unknown>;
