@@ -9,27 +9,10 @@ import type { Ports } from '../common/ports/index.js';
 import { checkFfmpeg } from './ffmpeg.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
-export {
-  type AudioMetadata,
-  AudioRejectedError,
-  DEFAULT_WAVEFORM_POINTS,
-  HLS_SEGMENT_SECONDS,
-  LOUDNESS_TARGET,
-  type Progress,
-  type PublishedRendition,
-  processAudio,
-  type TranscodeResult,
-  trackPrefix,
-  transcodeTrack,
-  type Waveform,
-} from './pipeline/index.js';
-export {
-  startTranscodeWorker,
-  type TranscodeWorker,
-  type TranscodeWorkerOptions,
-} from './transcode-worker.js';
+export { transcodeTrack } from './pipeline/index.js';
+export { startTranscodeWorker, type TranscodeWorker } from './transcode-worker.js';
 
-export interface StartWorkersOptions {
+interface StartWorkersOptions {
   config: Config;
   ports: Pick<Ports, 'jobs' | 'blobs' | 'bus'>;
   log: Logger;

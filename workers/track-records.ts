@@ -14,7 +14,7 @@ import {
 } from '../common/contracts/index.js';
 import type { EventBus } from '../common/ports/index.js';
 
-export type TrackRecords = {
+type TrackRecords = {
   [M in UploadsTrackMethod]: (request: UploadsTrackRequest<M>) => Promise<UploadsTrackReply<M>>;
 };
 

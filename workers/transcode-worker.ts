@@ -40,7 +40,7 @@ import {
 } from './pipeline/index.js';
 import { trackRecordsOverBus } from './track-records.js';
 
-export interface TranscodeWorkerOptions {
+interface TranscodeWorkerOptions {
   jobs: JobQueue;
   blobs: BlobStorage;
   bus: EventBus;

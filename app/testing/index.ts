@@ -6,7 +6,7 @@
 
 /** The uploads module's responder for the worker's calls (a real one: give it the worker's bus and database). */
 export { serveTrackRecords } from '../../control-plane/test-harness.js';
-export { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
+export { signUpAndIn } from './accounts.js';
 export {
   type ChatStack,
   type ChatTestUser,
@@ -15,12 +15,4 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
-export {
-  type EdgeOptions,
-  type SignalingStack,
-  type StackOptions,
-  startSignalingStack,
-  type TestEdge,
-  type TestLogin,
-  type TestUser,
-} from './signaling-stack.js';
+export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

@@ -14,19 +14,19 @@ export const transcodeJobSchema = z.object({
   trackId: z.number().int().positive(),
   sourceKey: z.string().min(1).max(512),
 });
-export type TranscodeJob = z.infer<typeof transcodeJobSchema>;
+type TranscodeJob = z.infer<typeof transcodeJobSchema>;
 
 /**
  * The job id of a track's transcode: it names the track and the source, so enqueueing twice (a
  * retried upload request) makes one job.
  */
-export function transcodeJobId(job: TranscodeJob): string {
+function transcodeJobId(job: TranscodeJob): string {
   const sourceTag = job.sourceKey.replace(/[^A-Za-z0-9._-]/g, '_').slice(-120);
   return `track-${job.trackId}.${sourceTag}`;
 }
 
 /** What enqueueTranscode needs of a JobQueue (common/ports' JobQueue has it). */
-export interface TranscodeJobSink<R> {
+interface TranscodeJobSink<R> {
   enqueue(queue: typeof TRANSCODE_QUEUE, payload: TranscodeJob, options: { jobId: string }): Promise<R>;
 }
 
@@ -37,14 +37,13 @@ export function enqueueTranscode<R>(jobs: TranscodeJobSink<R>, job: TranscodeJob
 }
 
 /** The pipeline's stages, in order. */
-export const TRANSCODE_STAGES = ['probe', 'loudness', 'renditions', 'waveform', 'cover', 'publish'] as const;
-export type TranscodeStage = (typeof TRANSCODE_STAGES)[number];
+const TRANSCODE_STAGES = ['probe', 'loudness', 'renditions', 'waveform', 'cover', 'publish'] as const;
 
 export const trackProgressSubject = (trackId: number): string => `tracks.${trackId}.progress`;
 /** Every track's progress events. */
 export const ALL_TRACK_PROGRESS = 'tracks.*.progress';
 
-export const TRACK_STATUSES = ['processing', 'ready', 'failed'] as const;
+const TRACK_STATUSES = ['processing', 'ready', 'failed'] as const;
 
 export const trackProgressEventSchema = z.object({
   trackId: z.number().int().positive(),

@@ -62,11 +62,11 @@ export function normalizeEmail(email: string): string {
   return email.trim().normalize('NFKC').toLowerCase();
 }
 
-export function normalizeUsername(username: string): string {
+function normalizeUsername(username: string): string {
   return username.trim().normalize('NFKC').toLowerCase();
 }
 
-export interface NewUser {
+interface NewUser {
   email: string;
   username: string;
   passwordHash: string;
@@ -121,7 +121,7 @@ export async function findUserByEmail(db: Db, email: string): Promise<UserRecord
   return row ? toRecord(row) : null;
 }
 
-export interface ProfilePatch {
+interface ProfilePatch {
   displayName?: string;
   bio?: string;
   firstName?: string;
@@ -158,7 +158,7 @@ export interface Actor {
   label: string;
 }
 
-export interface AuditEntry {
+interface AuditEntry {
   actorId: number | null;
   action: string;
   targetType: string;

@@ -52,7 +52,7 @@ export interface ChatRateLimits {
   activity: Omit<RateRule, 'name'>;
 }
 
-export interface ChatDeps {
+interface ChatDeps {
   sql: Sql;
   bus: EventBus;
   rateLimiter: RateLimiter;
@@ -69,7 +69,7 @@ const rule = (name: string, limit: Omit<RateRule, 'name'>): RateRule => ({
   ...limit,
 });
 
-export function notSent(reasons: readonly string[]): FailedPreconditionError {
+function notSent(reasons: readonly string[]): FailedPreconditionError {
   return new FailedPreconditionError(`message not sent: ${reasons.join(', ') || 'it breaks the chat rules'}`);
 }
 
@@ -402,5 +402,3 @@ export function createChat(deps: ChatDeps) {
   };
   return chat;
 }
-
-export type Chat = ReturnType<typeof createChat>;

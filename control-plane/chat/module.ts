@@ -37,14 +37,14 @@ export interface ChatModuleOptions {
   limits?: Partial<ChatRateLimits>;
 }
 
-export interface ChatModuleDeps extends ChatModuleOptions {
+interface ChatModuleDeps extends ChatModuleOptions {
   sql: Sql;
   bus: EventBus;
   rateLimiter: RateLimiter;
   log: Logger;
 }
 
-export interface ChatModule {
+interface ChatModule {
   chatService: ServiceBinding;
   notificationService: ServiceBinding;
   /** For other modules (uploads, streams) that create notifications. */

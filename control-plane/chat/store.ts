@@ -72,12 +72,12 @@ export function toChatMessage(row: MessageRow): ChatMessage {
   };
 }
 
-export interface Sanction {
+interface Sanction {
   expiresAt: Date | null;
   reason: string;
 }
 
-export interface ActiveSanctions {
+interface ActiveSanctions {
   ban: Sanction | null;
   mute: Sanction | null;
 }

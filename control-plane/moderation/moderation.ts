@@ -31,7 +31,7 @@ import {
   toModerationItem,
 } from './store.js';
 
-export interface Actor {
+interface Actor {
   userId: number;
   roles: readonly UserRole[];
 }
@@ -69,7 +69,7 @@ interface ModeratedChat {
   messagesAsWritten(ids: readonly number[]): Promise<Map<number, ChatMessage>>;
 }
 
-export interface ModerationDeps {
+interface ModerationDeps {
   sql: Sql;
   chat: ModeratedChat;
   bus: EventBus;
@@ -86,9 +86,9 @@ export interface Verdict extends ScoreResult {
 }
 
 /** Moderators hear of a sender's flagged messages in a room at most once per window; the queue has them all. */
-export const FLAG_NOTIFY_RULE: RateRule = { name: 'moderation-flag-notify', points: 1, durationS: 60 };
+const FLAG_NOTIFY_RULE: RateRule = { name: 'moderation-flag-notify', points: 1, durationS: 60 };
 /** Reports per user, so the queue cannot be flooded. */
-export const REPORT_RULE: RateRule = { name: 'moderation-report', points: 10, durationS: 600 };
+const REPORT_RULE: RateRule = { name: 'moderation-report', points: 10, durationS: 600 };
 
 const flaggedTotal = counter('veza_moderation_flagged_total', 'Messages the automatic moderation refused');
 const reportsTotal = counter('veza_moderation_reports_total', 'Reports by users, by target type', [

@@ -60,7 +60,7 @@ export function createFollowStore(sql: Sql) {
   };
 }
 
-export interface FollowNotifierDeps {
+interface FollowNotifierDeps {
   sql: Sql;
   bus: EventBus;
   log: Logger;

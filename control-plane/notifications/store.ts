@@ -15,7 +15,7 @@ interface NotificationRow {
   created_at: Date;
 }
 
-export function toNotification(row: NotificationRow): Notification {
+function toNotification(row: NotificationRow): Notification {
   return {
     notificationId: row.id,
     userId: row.user_id,
@@ -31,7 +31,7 @@ export function toNotification(row: NotificationRow): Notification {
   };
 }
 
-export interface NewNotification {
+interface NewNotification {
   type: string;
   title: string;
   body: string;
@@ -105,5 +105,3 @@ export function createNotificationStore(sql: Sql) {
     },
   };
 }
-
-export type NotificationStore = ReturnType<typeof createNotificationStore>;

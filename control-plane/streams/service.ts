@@ -51,7 +51,7 @@ import {
   streamIdSchema,
 } from './validation.js';
 
-export interface StreamServiceDeps {
+interface StreamServiceDeps {
   config: Config;
   sql: Sql;
   bus: EventBus;
@@ -84,13 +84,13 @@ const REASON_LABELS = new Set([
 ]);
 
 /** Why a stream ends when its media node is lost and no other node can take it. */
-export const MEDIA_NODE_LOST = 'media_node_lost';
+const MEDIA_NODE_LOST = 'media_node_lost';
 const moved = counter(
   'veza_streams_moved_total',
   'Live streams moved to another media node after theirs was lost',
 );
 
-export function toStreamInfo(row: StreamRow): StreamInfo {
+function toStreamInfo(row: StreamRow): StreamInfo {
   return {
     streamId: row.id,
     ownerId: row.owner_id,

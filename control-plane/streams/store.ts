@@ -7,7 +7,7 @@ import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/index.js';
 import { lockUser, usernamesOf } from '../auth/index.js';
 
-export type StreamStatus = 'live' | 'ended';
+type StreamStatus = 'live' | 'ended';
 
 export interface StreamRow {
   id: number;

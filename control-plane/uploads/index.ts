@@ -15,39 +15,8 @@ import { createUploadRpcs, type UploadRpcs } from './service.js';
 import { serveTrackRecords } from './track-records.js';
 import { createUploads, type Uploads, type UploadsDeps } from './uploads.js';
 
-export { RENDITION_SAMPLE_RATE, STREAM_CHUNK_BYTES, STREAMABLE_FORMATS } from './playback.js';
-export { toTrack } from './present.js';
-export {
-  notifyUploadOutcome,
-  startUploadNotifications,
-  UPLOAD_FAILED,
-  UPLOAD_READY,
-  type UploadOutcome,
-} from './progress.js';
-export { canSee, createUploadRpcs, UPLOAD_CHECKSUM_METADATA, type UploadRpcs } from './service.js';
-export { Staging, StagingLostError } from './staging.js';
-export type { QuotaUsage, StoredRendition, TrackRow, UploadProtocol } from './store.js';
 export { serveTrackRecords } from './track-records.js';
-export {
-  type AppendInput,
-  createUploads,
-  DEFAULT_UPLOAD_EXPIRY_MS,
-  formatBytes,
-  type NewUploadInput,
-  QuotaExceededError,
-  RequestChecksumMismatchError,
-  sourceKeyOf,
-  type Uploads,
-  type UploadsDeps,
-} from './uploads.js';
-export {
-  CHECKSUM_ALGORITHMS,
-  DESCRIPTION_MAX,
-  GENRE_MAX,
-  parseRequestChecksum,
-  type RequestChecksum,
-  TITLE_MAX,
-} from './validation.js';
+export { createUploads, sourceKeyOf } from './uploads.js';
 
 export interface UploadsModuleDeps {
   config: Config;
@@ -60,7 +29,7 @@ export interface UploadsModuleDeps {
   options?: Pick<UploadsDeps, 'stagingDir' | 'expiryMs' | 'sweepEveryMs'>;
 }
 
-export interface UploadsModule {
+interface UploadsModule {
   uploads: Uploads;
   /** Merged into the StreamService binding. */
   rpcs: UploadRpcs;

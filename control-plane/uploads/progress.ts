@@ -16,7 +16,7 @@ import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { Notifier } from '../notifications/index.js';
 import { createUploadStore } from './store.js';
 
-export interface UploadOutcome {
+interface UploadOutcome {
   trackId: number;
   ownerId: number;
   title: string;
@@ -24,8 +24,8 @@ export interface UploadOutcome {
   failureReason?: string;
 }
 
-export const UPLOAD_READY = 'upload.ready';
-export const UPLOAD_FAILED = 'upload.failed';
+const UPLOAD_READY = 'upload.ready';
+const UPLOAD_FAILED = 'upload.failed';
 
 /** Best effort: the track row already says what happened, the notification only tells. */
 export async function notifyUploadOutcome(
@@ -63,7 +63,7 @@ export async function notifyUploadOutcome(
   }
 }
 
-export interface UploadNotificationsDeps {
+interface UploadNotificationsDeps {
   sql: Sql;
   bus: EventBus;
   notifier: Notifier;

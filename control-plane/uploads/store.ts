@@ -54,7 +54,7 @@ export interface TrackRow {
   upload_expires_at: Date | null;
 }
 
-export interface NewUpload {
+interface NewUpload {
   ownerId: number;
   title: string;
   description: string;

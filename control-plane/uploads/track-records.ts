@@ -25,7 +25,7 @@ type Handlers = {
 
 const isMethod = (method: string): method is UploadsTrackMethod => Object.hasOwn(UPLOADS_TRACK_CALLS, method);
 
-export interface TrackRecordsDeps {
+interface TrackRecordsDeps {
   sql: Sql;
   bus: EventBus;
 }
