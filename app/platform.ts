@@ -147,7 +147,6 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
     if (roles.has('worker')) {
       const workers = await startWorkers({
         config,
-        sql,
         ports,
         log,
         maxDurationS: config.UPLOAD_MAX_DURATION_S,

@@ -22,21 +22,11 @@ import { bindService, type HealthControl, startGrpcServer } from './grpc/index.j
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
-export {
-  type AccountSummary,
-  type AdminDeps,
-  createAdmin,
-  loadKeyEncryptionKey,
-  loadSigningKeys,
-  type SigningKeys,
-  SigningKeysDecryptionError,
-  setUserRole,
-} from './auth/index.js';
-export type { HealthControl, ServingStatus } from './grpc/index.js';
-export { type RetentionDeps, type RetentionSweeper, startRetention } from './maintenance/index.js';
+export { createAdmin, loadKeyEncryptionKey, loadSigningKeys, setUserRole } from './auth/index.js';
+export { startRetention } from './maintenance/index.js';
 
 /** The ports the control plane uses (common/ports' `Ports` satisfies it). */
-export interface ControlPlanePorts {
+interface ControlPlanePorts {
   bus: EventBus;
   sessions: SessionStore;
   rateLimiter: RateLimiter;
@@ -44,7 +34,7 @@ export interface ControlPlanePorts {
   jobs: JobQueue;
 }
 
-export interface ControlPlaneDeps {
+interface ControlPlaneDeps {
   config: Config;
   sql: Sql;
   ports: ControlPlanePorts;
@@ -115,7 +105,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       services: [
         bindService(AuthServiceService, auth),
         chat.chatService,
-        createStreamService({ config, sql, bus: ports.bus, signingKey: keys, log, uploadRpcs: uploads.rpcs }),
+        createStreamService({
+          config,
+          sql,
+          bus: ports.bus,
+          signingKey: keys,
+          log,
+          chatRooms: chat.streamRooms,
+          uploadRpcs: uploads.rpcs,
+        }),
         createAnalyticsService(analytics),
         chat.notificationService,
       ],

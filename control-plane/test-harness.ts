@@ -1,7 +1,8 @@
 /**
  * Test support for the control plane's tests (imported by *.test.ts only): a real
  * control plane on port 0 over a fresh database and the real standalone ports, the
- * generated clients, a log capture, and table counts for "nothing changed" checks.
+ * generated clients, a log capture, a digest of the account tables for "nothing changed"
+ * checks, and the uploads module's track records for the worker's tests.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,8 +37,14 @@ import {
 } from '../proto/gen/veza/auth/auth.js';
 import { type ControlPlane, startControlPlane } from './index.js';
 
+/**
+ * The uploads module's track records alone, for tests of the worker role that run no control
+ * plane (through app/testing: the worker's own folder may not import the control plane).
+ */
+export { serveTrackRecords } from './uploads/index.js';
+
 /** Log lines as parsed JSON objects, for asserting what was (and was not) logged. */
-export type LogLine = Record<string, unknown>;
+type LogLine = Record<string, unknown>;
 
 export interface LogCapture {
   log: Logger;
@@ -224,7 +231,7 @@ export class StreamReader<T> {
   }
 }
 
-export const ACCOUNT_TABLES = [
+const ACCOUNT_TABLES = [
   'users',
   'sessions',
   'refresh_tokens',
@@ -233,17 +240,7 @@ export const ACCOUNT_TABLES = [
   'audit_log',
 ] as const;
 
-/** Row counts of the account tables; equal snapshots mean a failed call changed nothing. */
-export async function tableCounts(sql: Sql): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const table of ACCOUNT_TABLES) {
-    const [row] = await sql<{ n: number }[]>`select count(*)::int as n from ${sql(table)}`;
-    counts[table] = row?.n ?? -1;
-  }
-  return counts;
-}
-
-/** A checksum of the account tables' contents, stricter than counts (catches updates too). */
+/** A checksum of the account tables' contents: equal snapshots mean a failed call changed nothing (updates included). */
 export async function tableDigest(sql: Sql): Promise<string> {
   const parts: string[] = [];
   for (const table of ACCOUNT_TABLES) {

@@ -1,37 +1,19 @@
 /**
  * The worker role: durable job consumers. Today the transcode worker; recording and
- * analytics roll-ups will join it here.
+ * analytics roll-ups will join it here. Workers hold no database: they take jobs from the
+ * queue and report through the bus to the modules that own the data.
  */
 
-import type { Sql } from '../common/db/index.js';
 import type { Config, Logger } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
 import { checkFfmpeg } from './ffmpeg.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
-export {
-  type AudioMetadata,
-  AudioRejectedError,
-  DEFAULT_WAVEFORM_POINTS,
-  HLS_SEGMENT_SECONDS,
-  LOUDNESS_TARGET,
-  type Progress,
-  type PublishedRendition,
-  processAudio,
-  type TranscodeResult,
-  trackPrefix,
-  transcodeTrack,
-  type Waveform,
-} from './pipeline/index.js';
-export {
-  startTranscodeWorker,
-  type TranscodeWorker,
-  type TranscodeWorkerOptions,
-} from './transcode-worker.js';
+export { transcodeTrack } from './pipeline/index.js';
+export { startTranscodeWorker, type TranscodeWorker } from './transcode-worker.js';
 
-export interface StartWorkersOptions {
+interface StartWorkersOptions {
   config: Config;
-  sql: Sql;
   ports: Pick<Ports, 'jobs' | 'blobs' | 'bus'>;
   log: Logger;
   /** Longest audio accepted, in seconds (UPLOAD_MAX_DURATION_S by default). */
@@ -49,7 +31,6 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   const log = options.log.child({ role: 'worker' });
   const { version } = await checkFfmpeg();
   const transcoder = startTranscodeWorker({
-    sql: options.sql,
     jobs: options.ports.jobs,
     blobs: options.ports.blobs,
     bus: options.ports.bus,

@@ -1,11 +1,14 @@
 /**
  * The worker role on real parts: embedded PostgreSQL (tracks and the job queue), the file
- * BlobStorage, the in-process bus and the system ffmpeg.
+ * BlobStorage, the in-process bus, the system ffmpeg, and the uploads module's track records
+ * answering the worker on that bus over the same database (the control plane's own responder,
+ * without the rest of the control plane).
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { serveTrackRecords } from '../app/testing/index.js';
 import {
   enqueueTranscode,
   TRANSCODE_QUEUE,
@@ -13,7 +16,7 @@ import {
   trackProgressSubject,
 } from '../common/contracts/index.js';
 import { createLogger, loadConfig } from '../common/index.js';
-import { FsBlobStorage, MemoryEventBus, PgJobQueue } from '../common/ports/index.js';
+import { FsBlobStorage, MemoryEventBus, PgJobQueue, type Subscription } from '../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../common/testing/index.js';
 import { startTranscodeWorker, startWorkers, type TranscodeWorker } from './index.js';
 import { listFiles, makeAudio } from './test-audio.js';
@@ -27,6 +30,7 @@ let tempDir: string;
 let blobs: FsBlobStorage;
 let bus: MemoryEventBus;
 let jobs: PgJobQueue;
+let records: Subscription;
 let ownerId: number;
 const running: TranscodeWorker[] = [];
 
@@ -39,6 +43,7 @@ beforeAll(async () => {
   blobs = new FsBlobStorage({ root: blobRoot, baseUrl: 'http://veza.test' });
   bus = new MemoryEventBus({ log });
   jobs = new PgJobQueue(db.sql, { leaseMs: 5_000, pollMs: 200, log });
+  records = serveTrackRecords({ sql: db.sql, bus });
   const [user] = await db.sql<{ id: number }[]>`
     insert into users (email, email_normalized, username, username_normalized, password_hash, roles)
     values ('dj@veza.test', 'dj@veza.test', 'dj', 'dj', 'x', array['broadcaster'])
@@ -51,6 +56,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  records?.unsubscribe();
   await jobs?.close();
   await bus?.close();
   await db?.drop();
@@ -59,7 +65,6 @@ afterAll(async () => {
 
 function worker(options: { shutdownGraceMs?: number; maxDurationS?: number; maxDeliveries?: number } = {}) {
   const started = startTranscodeWorker({
-    sql: db.sql,
     jobs,
     blobs,
     bus,
@@ -147,7 +152,7 @@ describe('the transcode worker', () => {
     const { trackId, sourceKey } = await uploadTrack(file);
     const progress = watch(trackId);
     const config = loadConfig({ WORKER_CONCURRENCY: '2', VEZA_DATA_DIR: root });
-    const workers = await startWorkers({ config, sql: db.sql, ports: { jobs, blobs, bus }, log });
+    const workers = await startWorkers({ config, ports: { jobs, blobs, bus }, log });
     running.push(workers);
     expect(await enqueueTranscode(jobs, { trackId, sourceKey })).toMatchObject({ duplicate: false });
     // The same upload request retried: still one job.
@@ -325,6 +330,32 @@ describe('the transcode worker', () => {
     });
     expect(await trackRow(trackId)).toEqual(before);
     expect(progress.events).toHaveLength(eventsBefore);
+    progress.stop();
+  });
+
+  it('keeps the job for redelivery while no control plane answers, and writes nothing meanwhile', async () => {
+    const file = await makeAudio(path.join(root, 'waiting.wav'), 'wav', 'sine=f=330:d=2');
+    const { trackId, sourceKey } = await uploadTrack(file);
+    const before = await trackRow(trackId);
+    const progress = watch(trackId);
+    records.unsubscribe();
+    try {
+      worker({ maxDeliveries: 100 });
+      await enqueueTranscode(jobs, { trackId, sourceKey });
+      // Delivered, refused for want of an answer, and queued again: more than once.
+      await vi.waitFor(async () => expect((await jobRow(trackId))?.attempts).toBeGreaterThanOrEqual(2), {
+        timeout: 15_000,
+      });
+      expect(await jobRow(trackId)).toMatchObject({ status: expect.stringMatching(/^(queued|running)$/) });
+      expect(await trackRow(trackId)).toEqual(before);
+      expect(progress.events).toEqual([]);
+    } finally {
+      records = serveTrackRecords({ sql: db.sql, bus });
+    }
+    await progress.until((event) => event.status === 'ready');
+    expect((await trackRow(trackId)).status).toBe('ready');
+    await vi.waitFor(async () => expect((await jobRow(trackId))?.status).toBe('done'));
+    expect(progress.events.filter((event) => event.status === 'ready')).toHaveLength(1);
     progress.stop();
   });
 

@@ -1,9 +1,10 @@
 /**
  * The worker role's transcode consumer: takes `transcode` jobs, runs the pipeline, records
- * the outcome on the track row and reports progress on the bus (`tracks.<id>.progress`).
+ * the outcome through the uploads module's track records (track-records.ts: the control plane
+ * owns the tracks table) and reports progress on the bus (`tracks.<id>.progress`).
  *
  * Outcomes:
- * - ready: outputs published, then the row updated in one statement;
+ * - ready: outputs published, then the track recorded ready in one statement;
  * - a rejected upload (not audio, corrupt, too long...): the track fails with the reason,
  *   its source is deleted, the job is acked (retrying cannot help);
  * - any other error: retried with backoff; on the last attempt the track fails with a
@@ -11,18 +12,16 @@
  * - the job taken away (stop without drain, lease lost): ffmpeg is killed and nothing more
  *   is written; the next delivery redoes it into the same keys.
  * A delivery of a job whose track is already ready from the same source does nothing, so a
- * redelivered job completes once.
+ * redelivered job completes once. When no control plane answers, the delivery fails before
+ * anything more is written and the queue redelivers the job later: the ready record is one
+ * call, and a rejected source is deleted only once its track no longer points at it.
  */
-import { z } from 'zod';
 import {
   TRANSCODE_QUEUE,
   type TrackProgressEvent,
-  type TranscodeJob,
   trackProgressSubject,
-  transcodeJobId,
   transcodeJobSchema,
 } from '../common/contracts/index.js';
-import type { Sql } from '../common/db/index.js';
 import { counter, gauge, histogram, type Logger } from '../common/index.js';
 import {
   type BlobStorage,
@@ -39,9 +38,9 @@ import {
   transcodeTrack,
   unpublish,
 } from './pipeline/index.js';
+import { trackRecordsOverBus } from './track-records.js';
 
-export interface TranscodeWorkerOptions {
-  sql: Sql;
+interface TranscodeWorkerOptions {
   jobs: JobQueue;
   blobs: BlobStorage;
   bus: EventBus;
@@ -54,7 +53,7 @@ export interface TranscodeWorkerOptions {
   shutdownGraceMs?: number;
   waveformPoints?: number;
   tempDir?: string;
-  /** Minimum time between two progress reports of one job (bus and row). */
+  /** Minimum time between two progress reports of one job (bus and track record). */
   progressIntervalMs?: number;
 }
 
@@ -62,12 +61,10 @@ export interface TranscodeWorker {
   close(): Promise<void>;
 }
 
-interface TrackRow {
+/** The track a delivery works on. */
+interface Track {
   id: number;
-  owner_id: number;
-  status: string;
-  source_key: string | null;
-  source_checksum: string | null;
+  ownerId: number;
 }
 
 const jobsTotal = counter('veza_transcode_jobs_total', 'Transcode deliveries by outcome', ['outcome']);
@@ -82,7 +79,8 @@ const stageSeconds = histogram(
 const RETRY_FAILURE_REASON = 'processing failed repeatedly; please upload the file again';
 
 export function startTranscodeWorker(options: TranscodeWorkerOptions): TranscodeWorker {
-  const { sql, blobs, bus, log } = options;
+  const { blobs, bus, log } = options;
+  const records = trackRecordsOverBus(bus);
 
   async function publishEvent(event: TrackProgressEvent): Promise<void> {
     try {
@@ -94,18 +92,12 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
   }
 
   /**
-   * Fails the track, then tells its owner. With `dropSource` the row stops pointing at the
+   * Fails the track, then tells its owner. With `dropSource` the track stops pointing at the
    * source, which is deleted before the event goes out: a rejected upload is kept by nobody,
-   * and a crash in between leaves an unreferenced blob, never a row pointing at nothing.
+   * and a crash in between leaves an unreferenced blob, never a track pointing at nothing.
    */
-  async function fail(track: TrackRow, reason: string, dropSource?: string): Promise<void> {
-    await sql`
-      update tracks set
-        status = 'failed',
-        failure_reason = ${reason},
-        source_key = case when ${dropSource !== undefined} then null else source_key end,
-        updated_at = now()
-      where id = ${track.id} and status <> 'ready'`;
+  async function fail(track: Track, reason: string, dropSource?: string): Promise<void> {
+    await records.recordFailed({ trackId: track.id, reason, dropSource: dropSource !== undefined });
     if (dropSource !== undefined) {
       await blobs
         .delete(dropSource)
@@ -115,47 +107,42 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     }
     await publishEvent({
       trackId: track.id,
-      ownerId: track.owner_id,
+      ownerId: track.ownerId,
       status: 'failed',
       progress: 0,
       failureReason: reason,
     });
   }
 
-  async function recordReady(track: TrackRow, result: TranscodeResult): Promise<boolean> {
+  async function recordReady(track: Track, result: TranscodeResult) {
     const { metadata } = result;
-    const renditions = result.renditions.map(({ format, codec, bitrate, key, url }) => ({
-      format,
-      codec,
-      bitrate,
-      key,
-      url,
-    }));
-    const rows = await sql`
-      update tracks set
-        status = 'ready',
-        progress = 100,
-        failure_reason = null,
-        file_format = ${metadata.formatName},
-        duration_s = ${metadata.durationS},
-        codec = ${metadata.codec},
-        bitrate = ${metadata.bitrate},
-        sample_rate = ${metadata.sampleRate},
-        channels = ${metadata.channels},
-        input_lufs = ${result.loudness?.inputI ?? null},
-        renditions = ${sql.json(renditions)},
-        waveform_key = ${result.waveformKey},
-        cover_key = ${result.coverKey},
-        output_version = ${result.version},
-        source_checksum = coalesce(source_checksum, ${result.source.sha256}),
-        source_size = coalesce(source_size, ${result.source.size}),
-        updated_at = now()
-      where id = ${track.id} and status = 'processing'
-      returning id`;
-    return rows.length > 0;
+    const { outcome } = await records.recordReady({
+      trackId: track.id,
+      metadata: {
+        formatName: metadata.formatName,
+        durationS: metadata.durationS,
+        codec: metadata.codec,
+        bitrate: metadata.bitrate,
+        sampleRate: metadata.sampleRate,
+        channels: metadata.channels,
+      },
+      inputLufs: result.loudness?.inputI ?? null,
+      renditions: result.renditions.map(({ format, codec, bitrate, key, url }) => ({
+        format,
+        codec,
+        bitrate,
+        key,
+        url,
+      })),
+      waveformKey: result.waveformKey,
+      coverKey: result.coverKey,
+      version: result.version,
+      source: { sha256: result.source.sha256, size: result.source.size },
+    });
+    return outcome;
   }
 
-  function progressReporter(track: TrackRow, signal: AbortSignal) {
+  function progressReporter(track: Track, signal: AbortSignal) {
     const interval = options.progressIntervalMs ?? 250;
     let lastAt = 0;
     let writes: Promise<void> = Promise.resolve();
@@ -166,14 +153,14 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
         lastAt = now;
         // Chained, so reports land in order and the final record can wait for them.
         writes = writes.then(async () => {
-          await sql`
-            update tracks set progress = ${progress.percent}, updated_at = now()
-            where id = ${track.id} and status = 'processing'`.catch((error: unknown) =>
-            log.warn({ err: error, trackId: track.id }, 'could not record progress'),
-          );
+          await records
+            .recordProgress({ trackId: track.id, percent: progress.percent })
+            .catch((error: unknown) =>
+              log.warn({ err: error, trackId: track.id }, 'could not record progress'),
+            );
           await publishEvent({
             trackId: track.id,
-            ownerId: track.owner_id,
+            ownerId: track.ownerId,
             status: 'processing',
             progress: progress.percent,
             stage: progress.stage,
@@ -207,25 +194,22 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     }
     const job = parsed.data;
     const jobLog = log.child({ trackId: job.trackId, jobId: context.jobId, attempt: context.attempt });
-    const [track] = await sql<TrackRow[]>`
-      select id, owner_id, status, source_key, source_checksum from tracks where id = ${job.trackId}`;
-    if (!track) {
-      jobLog.warn('track no longer exists; nothing to transcode');
-      return 'stale';
+    const found = await records.trackToProcess({ trackId: job.trackId, sourceKey: job.sourceKey });
+    switch (found.state) {
+      case 'missing':
+        jobLog.warn('track no longer exists; nothing to transcode');
+        return 'stale';
+      case 'other-source':
+        jobLog.warn('the track has another source now; this job is stale');
+        return 'stale';
+      case 'ready':
+        jobLog.info('track already transcoded from this source');
+        return 'duplicate';
     }
-    if (track.source_key !== job.sourceKey) {
-      jobLog.warn('the track has another source now; this job is stale');
-      return 'stale';
-    }
-    if (track.status === 'ready') {
-      jobLog.info('track already transcoded from this source');
-      return 'duplicate';
-    }
+    const track: Track = { id: job.trackId, ownerId: found.ownerId };
 
-    await sql`
-      update tracks set status = 'processing', progress = 0, failure_reason = null, updated_at = now()
-      where id = ${track.id} and status <> 'ready'`;
-    await publishEvent({ trackId: track.id, ownerId: track.owner_id, status: 'processing', progress: 0 });
+    await records.markProcessing({ trackId: track.id });
+    await publishEvent({ trackId: track.id, ownerId: track.ownerId, status: 'processing', progress: 0 });
     const progress = progressReporter(track, context.signal);
 
     let result: TranscodeResult;
@@ -234,7 +218,7 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
         blobs,
         trackId: track.id,
         sourceKey: job.sourceKey,
-        expectedSha256: track.source_checksum,
+        expectedSha256: found.sourceChecksum,
         maxDurationS: options.maxDurationS,
         ...(options.waveformPoints ? { waveformPoints: options.waveformPoints } : {}),
         ...(options.tempDir ? { tempDir: options.tempDir } : {}),
@@ -257,10 +241,10 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
 
     await progress.settled();
     if (context.signal.aborted) throw context.signal.reason;
-    if (!(await recordReady(track, result))) {
-      const [still] = await sql`select 1 from tracks where id = ${track.id}`;
+    const recorded = await recordReady(track, result);
+    if (recorded !== 'recorded') {
       // Deleted while we worked: what we published belongs to nobody.
-      if (!still) await unpublish(blobs, result);
+      if (recorded === 'missing') await unpublish(blobs, result);
       jobLog.warn('track changed while transcoding; result not recorded');
       return 'stale';
     }
@@ -274,7 +258,7 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
       'track transcoded',
     );
     for (const [stage, ms] of Object.entries(result.timingsMs)) stageSeconds.observe({ stage }, ms / 1000);
-    await publishEvent({ trackId: track.id, ownerId: track.owner_id, status: 'ready', progress: 100 });
+    await publishEvent({ trackId: track.id, ownerId: track.ownerId, status: 'ready', progress: 100 });
     return 'ready';
   }
 

@@ -1,9 +1,12 @@
 /**
  * Composed stacks for tests of more than one role: accounts made through the real control plane,
- * the in-process signaling stack (control plane, edge and media node over one bus) and the chat
- * stack on top of it.
+ * the in-process signaling stack (control plane, edge and media node over one bus), the chat
+ * stack on top of it, and the uploads module's track records the worker role reports through.
  */
-export { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
+
+/** The uploads module's responder for the worker's calls (a real one: give it the worker's bus and database). */
+export { serveTrackRecords } from '../../control-plane/test-harness.js';
+export { signUpAndIn } from './accounts.js';
 export {
   type ChatStack,
   type ChatTestUser,
@@ -12,12 +15,4 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
-export {
-  type EdgeOptions,
-  type SignalingStack,
-  type StackOptions,
-  startSignalingStack,
-  type TestEdge,
-  type TestLogin,
-  type TestUser,
-} from './signaling-stack.js';
+export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

@@ -62,11 +62,11 @@ export function normalizeEmail(email: string): string {
   return email.trim().normalize('NFKC').toLowerCase();
 }
 
-export function normalizeUsername(username: string): string {
+function normalizeUsername(username: string): string {
   return username.trim().normalize('NFKC').toLowerCase();
 }
 
-export interface NewUser {
+interface NewUser {
   email: string;
   username: string;
   passwordHash: string;
@@ -121,7 +121,7 @@ export async function findUserByEmail(db: Db, email: string): Promise<UserRecord
   return row ? toRecord(row) : null;
 }
 
-export interface ProfilePatch {
+interface ProfilePatch {
   displayName?: string;
   bio?: string;
   firstName?: string;
@@ -158,6 +158,27 @@ export interface Actor {
   label: string;
 }
 
+interface AuditEntry {
+  actorId: number | null;
+  action: string;
+  targetType: string;
+  targetId: number | string;
+  /** Any JSON object; stored as given. */
+  details: object;
+}
+
+/**
+ * Appends to audit_log, in the caller's transaction when given one. Moderation records its
+ * actions here too: one log of who did what, whatever the module.
+ */
+export async function recordAudit(db: Db, entry: AuditEntry): Promise<void> {
+  await db`
+    insert into audit_log (actor_id, action, target_type, target_id, details)
+    values (${entry.actorId}, ${entry.action}, ${entry.targetType}, ${String(entry.targetId)},
+            ${db.json(entry.details as Parameters<Sql['json']>[0])})`;
+}
+
+/** An account change; the actor's label (a username, or "cli") goes into the details. */
 export async function audit(
   db: Db,
   actor: Actor,
@@ -165,10 +186,59 @@ export async function audit(
   target: { type: string; id: string | number },
   details: Record<string, string | number | boolean | null> = {},
 ): Promise<void> {
-  await db`
-    insert into audit_log (actor_id, action, target_type, target_id, details)
-    values (${actor.userId}, ${action}, ${target.type}, ${String(target.id)},
-            ${db.json({ ...details, actor: actor.label })})`;
+  await recordAudit(db, {
+    actorId: actor.userId,
+    action,
+    targetType: target.type,
+    targetId: target.id,
+    details: { ...details, actor: actor.label },
+  });
+}
+
+// What other modules need to know about users. They never read the users table themselves.
+
+/**
+ * Locks the user's row until the caller's transaction ends, so what one user starts at once
+ * (going live twice, two uploads against one quota) runs one after the other. False when
+ * there is no such user.
+ */
+export async function lockUser(tx: TransactionSql, id: number): Promise<boolean> {
+  const [row] = await tx`select id from users where id = ${id} for update`;
+  return row !== undefined;
+}
+
+export async function userExists(db: Db, id: number): Promise<boolean> {
+  const [row] = await db`select 1 from users where id = ${id}`;
+  return row !== undefined;
+}
+
+/** The roles of a user; null when there is no such user. */
+export async function rolesOf(db: Db, id: number): Promise<UserRole[] | null> {
+  const [row] = await db<{ roles: UserRole[] }[]>`select roles from users where id = ${id}`;
+  return row?.roles ?? null;
+}
+
+/** Usernames by user id; an id with no user is left out. */
+export async function usernamesOf(db: Db, ids: readonly number[]): Promise<Map<number, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db<{ id: number; username: string }[]>`
+    select id, username from users where id = any(${db.array([...new Set(ids)])}::bigint[])`;
+  return new Map(rows.map((row) => [row.id, row.username]));
+}
+
+/** The ids among `ids` that name a user, each once, ascending. */
+export async function existingUserIds(db: Db, ids: readonly number[]): Promise<number[]> {
+  if (ids.length === 0) return [];
+  const rows = await db<{ id: number }[]>`
+    select id from users where id = any(${db.array([...ids])}::bigint[]) order by id`;
+  return rows.map((row) => row.id);
+}
+
+/** Every user holding one of the roles, ascending by id. */
+export async function userIdsWithRoles(db: Db, roles: readonly string[]): Promise<number[]> {
+  const rows = await db<{ id: number }[]>`
+    select id from users where roles && ${db.array([...roles])}::text[] order by id`;
+  return rows.map((row) => row.id);
 }
 
 /**

@@ -30,6 +30,7 @@ import type { Sql } from '../../common/db/index.js';
 import { counter, type Logger, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
+import { usernamesOf } from '../auth/index.js';
 import { isModerator, type Moderation, type Verdict } from '../moderation/index.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { ACTIVITY_LIMIT, CHAT_BURST, CHAT_SUSTAINED, REPEAT_SAMPLE, REPEAT_WINDOW_S } from './limits.js';
@@ -51,7 +52,7 @@ export interface ChatRateLimits {
   activity: Omit<RateRule, 'name'>;
 }
 
-export interface ChatDeps {
+interface ChatDeps {
   sql: Sql;
   bus: EventBus;
   rateLimiter: RateLimiter;
@@ -68,7 +69,7 @@ const rule = (name: string, limit: Omit<RateRule, 'name'>): RateRule => ({
   ...limit,
 });
 
-export function notSent(reasons: readonly string[]): FailedPreconditionError {
+function notSent(reasons: readonly string[]): FailedPreconditionError {
   return new FailedPreconditionError(`message not sent: ${reasons.join(', ') || 'it breaks the chat rules'}`);
 }
 
@@ -138,10 +139,8 @@ export function createChat(deps: ChatDeps) {
     return toChatMessage(row);
   };
 
-  const usernameOf = async (userId: number): Promise<string> => {
-    const [row] = await deps.sql<{ username: string }[]>`select username from users where id = ${userId}`;
-    return row?.username ?? '';
-  };
+  const usernameOf = async (userId: number): Promise<string> =>
+    (await usernamesOf(deps.sql, [userId])).get(userId) ?? '';
 
   const chat = {
     store,
@@ -167,7 +166,7 @@ export function createChat(deps: ChatDeps) {
         if (room.stream_id !== null) throw new NotFoundError(`room ${roomId} not found`);
         throw new PermissionDeniedError(`room ${roomId} is private`);
       }
-      const sanctions = await deps.moderation.sanctionsOf(roomId, user.userId);
+      const sanctions = await store.sanctionsOf(roomId, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
       await store.join(roomId, user.userId);
       await publishActivity(roomId, user, 'join');
@@ -184,7 +183,7 @@ export function createChat(deps: ChatDeps) {
       const room = await loadRoom(roomId);
       if (reader === null || isModerator(reader)) return room;
       if (!visible(room, reader)) throw new NotFoundError(`room ${roomId} not found`);
-      const sanctions = await deps.moderation.sanctionsOf(roomId, reader.userId);
+      const sanctions = await store.sanctionsOf(roomId, reader.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
       if (!(await store.isMember(roomId, reader.userId))) {
         throw new FailedPreconditionError(`you have not joined room ${roomId}; join it first`);
@@ -199,7 +198,7 @@ export function createChat(deps: ChatDeps) {
         if (stored) return replay(stored);
       }
       const room = await loadRoom(input.roomId);
-      const sanctions = await deps.moderation.sanctionsOf(room.id, user.userId);
+      const sanctions = await store.sanctionsOf(room.id, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${room.id}`);
       if (!(await store.isMember(room.id, user.userId))) {
         if (!visible(room, user)) throw new NotFoundError(`room ${room.id} not found`);
@@ -286,7 +285,7 @@ export function createChat(deps: ChatDeps) {
       if (!row || row.flagged) throw new NotFoundError(`message ${input.messageId} not found`);
       if (row.user_id !== user.userId) throw new PermissionDeniedError('only the author may edit a message');
       if (row.deleted_at) throw new FailedPreconditionError(`message ${input.messageId} was deleted`);
-      const sanctions = await deps.moderation.sanctionsOf(row.room_id, user.userId);
+      const sanctions = await store.sanctionsOf(row.room_id, user.userId);
       if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${row.room_id}`);
       if (sanctions.mute) throw new PermissionDeniedError(`you are muted in room ${row.room_id}`);
       await spendMessage(user, row.room_id);
@@ -403,5 +402,3 @@ export function createChat(deps: ChatDeps) {
   };
   return chat;
 }
-
-export type Chat = ReturnType<typeof createChat>;

@@ -1,7 +1,8 @@
 /**
  * Chat, moderation and notifications wired together for the control plane: the two gRPC
- * services, the notifier other modules use, and the `stream.started` listener that tells
- * followers a broadcaster went live.
+ * services, the notifier other modules use, the chat rooms streams open, and the
+ * `stream.started` listener that tells followers a broadcaster went live. Moderation reaches
+ * rooms, messages and sanctions through the chat store handed to it here.
  */
 
 import type { Sql } from '../../common/db/index.js';
@@ -20,8 +21,10 @@ import {
   type Notifier,
   startLiveNotifications,
 } from '../notifications/index.js';
+import type { StreamChatRooms } from '../streams/index.js';
 import type { ChatRateLimits } from './chat.js';
 import { createChatService } from './service.js';
+import { createChatStore } from './store.js';
 
 export interface ChatModuleOptions {
   /**
@@ -34,28 +37,32 @@ export interface ChatModuleOptions {
   limits?: Partial<ChatRateLimits>;
 }
 
-export interface ChatModuleDeps extends ChatModuleOptions {
+interface ChatModuleDeps extends ChatModuleOptions {
   sql: Sql;
   bus: EventBus;
   rateLimiter: RateLimiter;
   log: Logger;
 }
 
-export interface ChatModule {
+interface ChatModule {
   chatService: ServiceBinding;
   notificationService: ServiceBinding;
   /** For other modules (uploads, streams) that create notifications. */
   notifier: Notifier;
+  /** For the streams module: the chat room a stream opens as it starts. */
+  streamRooms: StreamChatRooms;
   /** Stops the listeners and the scorer's timers; call after the gRPC server closed. */
   close(): void;
 }
 
 export function startChatModule(deps: ChatModuleDeps): ChatModule {
   const { sql, bus, log } = deps;
+  const store = createChatStore(sql);
   const notifier = createNotifier({ sql, bus, log });
   const scorer = deps.scorer ?? createScorer(deps.moderation ?? {}, log);
   const moderation = createModeration({
     sql,
+    chat: store,
     bus,
     log,
     notifier,
@@ -75,6 +82,7 @@ export function startChatModule(deps: ChatModuleDeps): ChatModule {
     }),
     notificationService: createNotificationService({ sql, bus, log, notifier }),
     notifier,
+    streamRooms: store,
     close() {
       live.unsubscribe();
       scorer.close?.();

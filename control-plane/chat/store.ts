@@ -1,10 +1,13 @@
 /**
- * PostgreSQL access for rooms, memberships and messages. Reads never return flagged
- * messages, and show deleted ones as deleted with no content.
+ * PostgreSQL access for rooms, memberships, messages and room sanctions (mutes, bans): the
+ * only code that touches those tables. Reads for members never return flagged messages, and
+ * show deleted ones as deleted with no content; moderation alone reads messages as written.
  */
 
 import type { Sql, TransactionSql } from '../../common/db/index.js';
 import type { ChatMessage, Room } from '../../proto/gen/veza/chat/chat.js';
+import { usernamesOf } from '../auth/index.js';
+import { streamStateOf } from '../streams/index.js';
 
 type Db = Sql | TransactionSql;
 
@@ -69,7 +72,17 @@ export function toChatMessage(row: MessageRow): ChatMessage {
   };
 }
 
-export interface NewMessage {
+interface Sanction {
+  expiresAt: Date | null;
+  reason: string;
+}
+
+interface ActiveSanctions {
+  ban: Sanction | null;
+  mute: Sanction | null;
+}
+
+interface NewMessage {
   roomId: number;
   userId: number;
   content: string;
@@ -82,25 +95,62 @@ export interface NewMessage {
   reasons: readonly string[];
 }
 
+type StoredMessage = Omit<MessageRow, 'username'>;
+
+/** Adds the authors' usernames; a message whose author is gone (deleted meanwhile) is left out. */
+async function withAuthors(db: Db, rows: readonly StoredMessage[]): Promise<MessageRow[]> {
+  const usernames = await usernamesOf(
+    db,
+    rows.map((row) => row.user_id),
+  );
+  return rows.flatMap((row) => {
+    const username = usernames.get(row.user_id);
+    return username === undefined ? [] : [{ ...row, username }];
+  });
+}
+
 export function createChatStore(sql: Sql) {
   const selectMessages = (db: Db) => db`
-    select m.id, m.room_id, m.user_id, u.username, m.content, m.message_type, m.metadata, m.reply_to_id,
+    select m.id, m.room_id, m.user_id, m.content, m.message_type, m.metadata, m.reply_to_id,
            m.client_message_id, m.flagged, m.moderation_reasons, m.deleted_at, m.created_at, m.updated_at
-    from chat_messages m join users u on u.id = m.user_id`;
+    from chat_messages m`;
 
   const getMessage = async (db: Db, id: number): Promise<MessageRow | null> => {
-    const [row] = await db<MessageRow[]>`${selectMessages(db)} where m.id = ${id}`;
+    const rows = await db<StoredMessage[]>`${selectMessages(db)} where m.id = ${id}`;
+    const [row] = await withAuthors(db, rows);
     return row ?? null;
   };
 
   return {
     async room(roomId: number): Promise<RoomRow | null> {
-      const [row] = await sql<RoomRow[]>`
-        select r.id, r.name, r.description, r.owner_id, r.stream_id, r.is_private, r.created_at, r.last_message_id,
-               s.status as stream_status
-        from chat_rooms r left join streams s on s.id = r.stream_id
-        where r.id = ${roomId}`;
-      return row ?? null;
+      const [row] = await sql<Omit<RoomRow, 'stream_status'>[]>`
+        select id, name, description, owner_id, stream_id, is_private, created_at, last_message_id
+        from chat_rooms where id = ${roomId}`;
+      if (!row) return null;
+      const stream = row.stream_id === null ? null : await streamStateOf(sql, row.stream_id);
+      return { ...row, stream_status: stream?.status ?? null };
+    },
+
+    async roomExists(roomId: number): Promise<boolean> {
+      const [row] = await sql`select 1 from chat_rooms where id = ${roomId}`;
+      return row !== undefined;
+    },
+
+    /** Creates the chat room of a stream in the stream's transaction (streams' StreamChatRooms). */
+    async openForStream(
+      tx: TransactionSql,
+      room: { name: string; description: string; ownerId: number; isPrivate: boolean },
+    ): Promise<number> {
+      const [row] = await tx<{ id: number }[]>`
+        insert into chat_rooms (name, description, owner_id, is_private)
+        values (${room.name}, ${room.description}, ${room.ownerId}, ${room.isPrivate})
+        returning id`;
+      if (!row) throw new Error('chat room insert returned nothing');
+      return row.id;
+    },
+
+    async linkToStream(tx: TransactionSql, roomId: number, streamId: number): Promise<void> {
+      await tx`update chat_rooms set stream_id = ${streamId} where id = ${roomId}`;
     },
 
     /** Creates a room with its owner as the first member. */
@@ -140,10 +190,56 @@ export function createChatStore(sql: Sql) {
 
     getMessage: (id: number) => getMessage(sql, id),
 
+    /** The room of a message members can see (not flagged); null when there is none. */
+    async roomOfVisibleMessage(messageId: number): Promise<number | null> {
+      const [row] = await sql<{ room_id: number }[]>`
+        select room_id from chat_messages where id = ${messageId} and not flagged`;
+      return row?.room_id ?? null;
+    },
+
+    /**
+     * Messages by id as their authors wrote them, flagged and deleted ones included: the
+     * moderation queue shows what was reported, whatever happened to it since.
+     */
+    async messagesAsWritten(ids: readonly number[]): Promise<Map<number, ChatMessage>> {
+      if (ids.length === 0) return new Map();
+      const rows = await sql<StoredMessage[]>`
+        ${selectMessages(sql)} where m.id = any(${sql.array([...ids])}::bigint[])`;
+      const usernames = await usernamesOf(
+        sql,
+        rows.map((row) => row.user_id),
+      );
+      return new Map(
+        rows.map((row) => [
+          row.id,
+          {
+            messageId: row.id,
+            roomId: row.room_id,
+            userId: row.user_id,
+            content: row.content,
+            messageType: row.message_type,
+            metadata: row.metadata,
+            replyToId: row.reply_to_id ?? 0,
+            createdAt: row.created_at,
+            updatedAt: row.updated_at,
+            clientMessageId: row.client_message_id ?? '',
+            username: usernames.get(row.user_id) ?? '',
+            deleted: row.deleted_at !== null,
+          },
+        ]),
+      );
+    },
+
+    /** Approving a flagged message: in the caller's transaction, which also resolves its report. */
+    async unflagMessage(tx: TransactionSql, messageId: number): Promise<void> {
+      await tx`update chat_messages set flagged = false where id = ${messageId}`;
+    },
+
     async byClientId(roomId: number, userId: number, clientMessageId: string): Promise<MessageRow | null> {
-      const [row] = await sql<MessageRow[]>`
+      const rows = await sql<StoredMessage[]>`
         ${selectMessages(sql)}
         where m.room_id = ${roomId} and m.user_id = ${userId} and m.client_message_id = ${clientMessageId}`;
+      const [row] = await withAuthors(sql, rows);
       return row ?? null;
     },
 
@@ -203,6 +299,82 @@ export function createChatStore(sql: Sql) {
       return row ? getMessage(sql, row.id) : null;
     },
 
+    async sanctionsOf(roomId: number, userId: number): Promise<ActiveSanctions> {
+      const [row] = await sql<
+        {
+          ban_reason: string | null;
+          ban_expires: Date | null;
+          banned: boolean;
+          mute_reason: string | null;
+          mute_expires: Date | null;
+        }[]
+      >`
+        select b.reason as ban_reason, b.expires_at as ban_expires, b.user_id is not null as banned,
+               m.reason as mute_reason, m.expires_at as mute_expires
+        from (select 1) one
+        left join chat_room_bans b
+          on b.room_id = ${roomId} and b.user_id = ${userId} and (b.expires_at is null or b.expires_at > now())
+        left join chat_room_mutes m
+          on m.room_id = ${roomId} and m.user_id = ${userId} and m.expires_at > now()`;
+      return {
+        ban: row?.banned ? { expiresAt: row.ban_expires, reason: row.ban_reason ?? '' } : null,
+        mute: row?.mute_expires ? { expiresAt: row.mute_expires, reason: row.mute_reason ?? '' } : null,
+      };
+    },
+
+    /** Returns when the mute ends. */
+    async mute(input: {
+      roomId: number;
+      userId: number;
+      actorId: number;
+      durationS: number;
+      reason: string;
+    }): Promise<Date> {
+      const [row] = await sql<{ expires_at: Date }[]>`
+        insert into chat_room_mutes (room_id, user_id, muted_by, reason, expires_at)
+        values (${input.roomId}, ${input.userId}, ${input.actorId}, ${input.reason},
+                now() + make_interval(secs => ${input.durationS}))
+        on conflict (room_id, user_id) do update
+          set muted_by = excluded.muted_by, reason = excluded.reason, created_at = now(), expires_at = excluded.expires_at
+        returning expires_at`;
+      if (!row) throw new Error('mute upsert returned nothing');
+      return row.expires_at;
+    },
+
+    async unmute(roomId: number, userId: number): Promise<boolean> {
+      const rows =
+        await sql`delete from chat_room_mutes where room_id = ${roomId} and user_id = ${userId} returning 1`;
+      return rows.length > 0;
+    },
+
+    /** Bans and removes the membership in one transaction: a banned user is no member. */
+    async ban(input: {
+      roomId: number;
+      userId: number;
+      actorId: number;
+      durationS: number | null;
+      reason: string;
+    }): Promise<Date | null> {
+      return sql.begin(async (tx) => {
+        const expires = input.durationS === null ? null : input.durationS;
+        const [row] = await tx<{ expires_at: Date | null }[]>`
+          insert into chat_room_bans (room_id, user_id, banned_by, reason, expires_at)
+          values (${input.roomId}, ${input.userId}, ${input.actorId}, ${input.reason},
+                  case when ${expires}::int is null then null else now() + make_interval(secs => ${expires}::int) end)
+          on conflict (room_id, user_id) do update
+            set banned_by = excluded.banned_by, reason = excluded.reason, created_at = now(), expires_at = excluded.expires_at
+          returning expires_at`;
+        await tx`delete from chat_room_members where room_id = ${input.roomId} and user_id = ${input.userId}`;
+        return row?.expires_at ?? null;
+      });
+    },
+
+    async unban(roomId: number, userId: number): Promise<boolean> {
+      const rows =
+        await sql`delete from chat_room_bans where room_id = ${roomId} and user_id = ${userId} returning 1`;
+      return rows.length > 0;
+    },
+
     /**
      * A page of visible messages in ascending id order. With `after` it reads forwards from
      * there; otherwise it reads backwards from `before` (or the newest), so the page ends
@@ -216,19 +388,17 @@ export function createChatStore(sql: Sql) {
       const before = options.beforeId > 0 ? options.beforeId : Number.MAX_SAFE_INTEGER;
       const forwards = options.afterId > 0;
       const rows = forwards
-        ? await sql<MessageRow[]>`
+        ? await sql<StoredMessage[]>`
             ${selectMessages(sql)}
             where m.room_id = ${roomId} and not m.flagged and m.id > ${after} and m.id < ${before}
             order by m.id asc limit ${options.limit + 1}`
-        : await sql<MessageRow[]>`
+        : await sql<StoredMessage[]>`
             ${selectMessages(sql)}
             where m.room_id = ${roomId} and not m.flagged and m.id < ${before}
             order by m.id desc limit ${options.limit + 1}`;
       const hasMore = rows.length > options.limit;
-      const page = rows.slice(0, options.limit);
+      const page = await withAuthors(sql, rows.slice(0, options.limit));
       return { messages: forwards ? page : page.reverse(), hasMore };
     },
   };
 }
-
-export type ChatStore = ReturnType<typeof createChatStore>;

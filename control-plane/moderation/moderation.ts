@@ -15,22 +15,63 @@ import {
   PermissionDeniedError,
   RateLimitedError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/index.js';
+import type { Sql, TransactionSql } from '../../common/db/index.js';
 import { counter, hasPermission, type Logger, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule } from '../../common/ports/index.js';
-import type { ModerationItem } from '../../proto/gen/veza/chat/chat.js';
+import type { ChatMessage, ModerationItem } from '../../proto/gen/veza/chat/chat.js';
+import { recordAudit, rolesOf, userExists } from '../auth/index.js';
 import type { Notifier } from '../notifications/index.js';
-import { endLiveStream } from '../streams/index.js';
+import { endLiveStream, streamStateOf } from '../streams/index.js';
 import { type ContentScorer, MODERATION_THRESHOLD, type ScoreContext, type ScoreResult } from './scorer.js';
-import { type ActiveSanctions, createModerationStore, type ReportStatus, type TargetType } from './store.js';
+import {
+  createModerationStore,
+  type ReportRow,
+  type ReportStatus,
+  type TargetType,
+  toModerationItem,
+} from './store.js';
 
-export interface Actor {
+interface Actor {
   userId: number;
   roles: readonly UserRole[];
 }
 
-export interface ModerationDeps {
+/**
+ * What moderation needs of the chat module's rooms, messages and sanctions, which only the
+ * chat store touches. The chat module hands its store in: it depends on moderation (every
+ * message is scored before it is stored), so moderation cannot import it.
+ */
+interface ModeratedChat {
+  roomExists(roomId: number): Promise<boolean>;
+  /** The room of a message members can see (not flagged); null when there is none. */
+  roomOfVisibleMessage(messageId: number): Promise<number | null>;
+  /** Returns when the mute ends. */
+  mute(input: {
+    roomId: number;
+    userId: number;
+    actorId: number;
+    durationS: number;
+    reason: string;
+  }): Promise<Date>;
+  unmute(roomId: number, userId: number): Promise<boolean>;
+  /** Also ends the membership; returns when the ban ends (null: until lifted). */
+  ban(input: {
+    roomId: number;
+    userId: number;
+    actorId: number;
+    durationS: number | null;
+    reason: string;
+  }): Promise<Date | null>;
+  unban(roomId: number, userId: number): Promise<boolean>;
+  /** In the caller's transaction: approving a flagged message resolves its report at the same time. */
+  unflagMessage(tx: TransactionSql, messageId: number): Promise<void>;
+  /** Messages by id as their authors wrote them, flagged and deleted ones included. */
+  messagesAsWritten(ids: readonly number[]): Promise<Map<number, ChatMessage>>;
+}
+
+interface ModerationDeps {
   sql: Sql;
+  chat: ModeratedChat;
   bus: EventBus;
   log: Logger;
   notifier: Notifier;
@@ -45,9 +86,9 @@ export interface Verdict extends ScoreResult {
 }
 
 /** Moderators hear of a sender's flagged messages in a room at most once per window; the queue has them all. */
-export const FLAG_NOTIFY_RULE: RateRule = { name: 'moderation-flag-notify', points: 1, durationS: 60 };
+const FLAG_NOTIFY_RULE: RateRule = { name: 'moderation-flag-notify', points: 1, durationS: 60 };
 /** Reports per user, so the queue cannot be flooded. */
-export const REPORT_RULE: RateRule = { name: 'moderation-report', points: 10, durationS: 600 };
+const REPORT_RULE: RateRule = { name: 'moderation-report', points: 10, durationS: 600 };
 
 const flaggedTotal = counter('veza_moderation_flagged_total', 'Messages the automatic moderation refused');
 const reportsTotal = counter('veza_moderation_reports_total', 'Reports by users, by target type', [
@@ -67,21 +108,29 @@ const PROTECTED_ROLES: readonly string[] = ['moderator', 'admin'];
 
 export function createModeration(deps: ModerationDeps) {
   const store = createModerationStore(deps.sql);
-  const { sql } = deps;
+  const { sql, chat } = deps;
   const threshold = deps.threshold ?? MODERATION_THRESHOLD;
   const log = deps.log.child({ component: 'moderation' });
 
   const roomExists = async (roomId: number) => {
-    const [room] = await sql<{ id: number }[]>`select id from chat_rooms where id = ${roomId}`;
-    if (!room) throw new NotFoundError(`room ${roomId} not found`);
+    if (!(await chat.roomExists(roomId))) throw new NotFoundError(`room ${roomId} not found`);
+  };
+
+  /** Reports as moderators see them: with the reported message as it was written. */
+  const itemsOf = async (rows: readonly ReportRow[]): Promise<ModerationItem[]> => {
+    const messageIds = rows.filter((row) => row.target_type === 'message').map((row) => row.target_id);
+    const messages = await chat.messagesAsWritten(messageIds);
+    return rows.map((row) =>
+      toModerationItem(row, row.target_type === 'message' ? messages.get(row.target_id) : undefined),
+    );
   };
 
   /** The target of a mute or ban: an existing user who is not staff, and not the actor. */
   const sanctionable = async (actor: Actor, userId: number, what: string) => {
     if (userId === actor.userId) throw new InvalidArgumentError(`you cannot ${what} yourself`, 'user_id');
-    const [user] = await sql<{ roles: string[] }[]>`select roles from users where id = ${userId}`;
-    if (!user) throw new NotFoundError(`user ${userId} not found`);
-    if (user.roles.some((role) => PROTECTED_ROLES.includes(role))) {
+    const roles = await rolesOf(sql, userId);
+    if (!roles) throw new NotFoundError(`user ${userId} not found`);
+    if (roles.some((role) => PROTECTED_ROLES.includes(role))) {
       throw new PermissionDeniedError(
         `moderators and admins cannot be ${what === 'ban' ? 'banned' : 'muted'}`,
       );
@@ -95,7 +144,7 @@ export function createModeration(deps: ModerationDeps) {
     details: object,
   ) => {
     actionsTotal.inc({ action: name });
-    await store.audit({
+    await recordAudit(sql, {
       actorId: actor.userId,
       action: name,
       targetType: target.type,
@@ -113,9 +162,6 @@ export function createModeration(deps: ModerationDeps) {
       const result = await deps.scorer.score(text, context);
       return { ...result, flagged: result.score >= threshold };
     },
-
-    sanctionsOf: (roomId: number, userId: number): Promise<ActiveSanctions> =>
-      store.sanctionsOf(roomId, userId),
 
     /**
      * Queues a flagged message for the moderators and tells them, at most once a minute per
@@ -166,20 +212,17 @@ export function createModeration(deps: ModerationDeps) {
     ): Promise<{ reportId: number; created: boolean }> {
       let roomId: number | null = null;
       if (input.targetType === 'message') {
-        const [message] = await sql<{ room_id: number }[]>`
-          select room_id from chat_messages where id = ${input.targetId} and not flagged`;
-        if (!message) throw new NotFoundError(`message ${input.targetId} not found`);
-        roomId = message.room_id;
+        roomId = await chat.roomOfVisibleMessage(input.targetId);
+        if (roomId === null) throw new NotFoundError(`message ${input.targetId} not found`);
       } else if (input.targetType === 'user') {
         if (input.targetId === reporter.userId)
           throw new InvalidArgumentError('you cannot report yourself', 'target_id');
-        const [user] = await sql<{ id: number }[]>`select id from users where id = ${input.targetId}`;
-        if (!user) throw new NotFoundError(`user ${input.targetId} not found`);
+        if (!(await userExists(sql, input.targetId)))
+          throw new NotFoundError(`user ${input.targetId} not found`);
       } else {
-        const [stream] = await sql<{ chat_room_id: number }[]>`
-          select chat_room_id from streams where id = ${input.targetId}`;
+        const stream = await streamStateOf(sql, input.targetId);
         if (!stream) throw new NotFoundError(`stream ${input.targetId} not found`);
-        roomId = stream.chat_room_id;
+        roomId = stream.chatRoomId;
       }
       const decision = await deps.rateLimiter.consume(REPORT_RULE, String(reporter.userId));
       if (!decision.allowed) {
@@ -213,7 +256,7 @@ export function createModeration(deps: ModerationDeps) {
       requireModerator(actor, 'muting a user');
       await roomExists(input.roomId);
       await sanctionable(actor, input.userId, 'mute');
-      const expiresAt = await store.mute({ ...input, actorId: actor.userId });
+      const expiresAt = await chat.mute({ ...input, actorId: actor.userId });
       await action(
         actor,
         'chat.user_muted',
@@ -230,7 +273,7 @@ export function createModeration(deps: ModerationDeps) {
 
     async unmute(actor: Actor, input: { roomId: number; userId: number }): Promise<boolean> {
       requireModerator(actor, 'unmuting a user');
-      const changed = await store.unmute(input.roomId, input.userId);
+      const changed = await chat.unmute(input.roomId, input.userId);
       if (changed)
         await action(
           actor,
@@ -248,7 +291,7 @@ export function createModeration(deps: ModerationDeps) {
       requireModerator(actor, 'banning a user');
       await roomExists(input.roomId);
       await sanctionable(actor, input.userId, 'ban');
-      const expiresAt = await store.ban({ ...input, actorId: actor.userId });
+      const expiresAt = await chat.ban({ ...input, actorId: actor.userId });
       await action(
         actor,
         'chat.user_banned',
@@ -265,7 +308,7 @@ export function createModeration(deps: ModerationDeps) {
 
     async unban(actor: Actor, input: { roomId: number; userId: number }): Promise<boolean> {
       requireModerator(actor, 'unbanning a user');
-      const changed = await store.unban(input.roomId, input.userId);
+      const changed = await chat.unban(input.roomId, input.userId);
       if (changed)
         await action(
           actor,
@@ -282,8 +325,9 @@ export function createModeration(deps: ModerationDeps) {
       const reason = input.reason || 'stopped_by_moderator';
       const ended = await endLiveStream({ sql, bus: deps.bus, log }, input.streamId, reason);
       if (!ended) {
-        const [existing] = await sql<{ id: number }[]>`select id from streams where id = ${input.streamId}`;
-        if (!existing) throw new NotFoundError(`stream ${input.streamId} not found`);
+        if (!(await streamStateOf(sql, input.streamId))) {
+          throw new NotFoundError(`stream ${input.streamId} not found`);
+        }
         return 'ended';
       }
       await action(actor, 'stream.ended_by_moderator', { type: 'stream', id: ended.id }, { reason });
@@ -295,7 +339,8 @@ export function createModeration(deps: ModerationDeps) {
       options: { status: 'open' | 'resolved' | 'all'; limit: number; beforeId: number },
     ): Promise<{ items: ModerationItem[]; hasMore: boolean }> {
       requireModerator(actor, 'reading the moderation queue');
-      return store.listReports(options);
+      const page = await store.listReports(options);
+      return { items: await itemsOf(page.rows), hasMore: page.hasMore };
     },
 
     /**
@@ -313,39 +358,38 @@ export function createModeration(deps: ModerationDeps) {
         throw new FailedPreconditionError(`report ${input.reportId} is already ${current.status}`);
       }
       const approving = input.resolution === 'approved';
-      if (approving && (current.source !== 'automatic' || current.targetType !== 'message')) {
+      if (approving && (current.source !== 'automatic' || current.target_type !== 'message')) {
         throw new InvalidArgumentError(
           'only a message the automatic moderation flagged can be approved',
           'resolution',
         );
       }
-      const item = await sql.begin(async (tx) => {
-        const resolved = await store.resolveReport(
+      const resolved = await sql.begin(async (tx) => {
+        const row = await store.resolveReport(
           input.reportId,
           { status: input.resolution, actorId: actor.userId, note: input.note },
           tx,
         );
-        if (!resolved) throw new FailedPreconditionError(`report ${input.reportId} is already resolved`);
-        if (approving) await tx`update chat_messages set flagged = false where id = ${current.targetId}`;
-        await store.audit(
-          {
-            actorId: actor.userId,
-            action: 'report.resolved',
-            targetType: 'report',
-            targetId: input.reportId,
-            details: {
-              resolution: input.resolution,
-              note: input.note,
-              target_type: current.targetType,
-              target_id: current.targetId,
-            },
+        if (!row) throw new FailedPreconditionError(`report ${input.reportId} is already resolved`);
+        if (approving) await chat.unflagMessage(tx, current.target_id);
+        await recordAudit(tx, {
+          actorId: actor.userId,
+          action: 'report.resolved',
+          targetType: 'report',
+          targetId: input.reportId,
+          details: {
+            resolution: input.resolution,
+            note: input.note,
+            target_type: current.target_type,
+            target_id: current.target_id,
           },
-          tx,
-        );
-        return resolved;
+        });
+        return row;
       });
       actionsTotal.inc({ action: 'report.resolved' });
-      return { item, approvedMessageId: approving ? current.targetId : null };
+      const [item] = await itemsOf([resolved]);
+      if (!item) throw new Error(`report ${input.reportId} lost its item`);
+      return { item, approvedMessageId: approving ? current.target_id : null };
     },
 
     /** Records a moderator's deletion of someone else's message (the chat module deletes it). */

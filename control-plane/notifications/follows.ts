@@ -14,6 +14,7 @@ import type { Sql } from '../../common/db/index.js';
 import type { Logger } from '../../common/index.js';
 import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { FollowedBroadcaster } from '../../proto/gen/veza/notification/notification.js';
+import { userExists, usernamesOf } from '../auth/index.js';
 import type { Notifier } from './notifier.js';
 
 export function createFollowStore(sql: Sql) {
@@ -21,8 +22,7 @@ export function createFollowStore(sql: Sql) {
     async follow(followerId: number, broadcasterId: number): Promise<void> {
       if (followerId === broadcasterId)
         throw new InvalidArgumentError('you cannot follow yourself', 'broadcaster_id');
-      const [user] = await sql<{ id: number }[]>`select id from users where id = ${broadcasterId}`;
-      if (!user) throw new NotFoundError(`user ${broadcasterId} not found`);
+      if (!(await userExists(sql, broadcasterId))) throw new NotFoundError(`user ${broadcasterId} not found`);
       await sql`
         insert into follows (follower_id, broadcaster_id) values (${followerId}, ${broadcasterId})
         on conflict do nothing`;
@@ -35,12 +35,21 @@ export function createFollowStore(sql: Sql) {
     },
 
     async following(followerId: number): Promise<FollowedBroadcaster[]> {
-      const rows = await sql<{ id: number; username: string; created_at: Date }[]>`
-        select u.id, u.username, f.created_at
-        from follows f join users u on u.id = f.broadcaster_id
-        where f.follower_id = ${followerId}
-        order by f.created_at desc, u.id`;
-      return rows.map((row) => ({ userId: row.id, username: row.username, followedAt: row.created_at }));
+      const rows = await sql<{ broadcaster_id: number; created_at: Date }[]>`
+        select broadcaster_id, created_at from follows
+        where follower_id = ${followerId}
+        order by created_at desc, broadcaster_id`;
+      const usernames = await usernamesOf(
+        sql,
+        rows.map((row) => row.broadcaster_id),
+      );
+      // A broadcaster deleted since the read has taken the follow with them.
+      return rows.flatMap((row) => {
+        const username = usernames.get(row.broadcaster_id);
+        return username === undefined
+          ? []
+          : [{ userId: row.broadcaster_id, username, followedAt: row.created_at }];
+      });
     },
 
     async followers(broadcasterId: number): Promise<number[]> {
@@ -51,7 +60,7 @@ export function createFollowStore(sql: Sql) {
   };
 }
 
-export interface FollowNotifierDeps {
+interface FollowNotifierDeps {
   sql: Sql;
   bus: EventBus;
   log: Logger;

@@ -2,6 +2,7 @@
 
 import type { Sql } from '../../common/db/index.js';
 import type { Notification } from '../../proto/gen/veza/notification/notification.js';
+import { existingUserIds, userIdsWithRoles } from '../auth/index.js';
 
 interface NotificationRow {
   id: number;
@@ -14,7 +15,7 @@ interface NotificationRow {
   created_at: Date;
 }
 
-export function toNotification(row: NotificationRow): Notification {
+function toNotification(row: NotificationRow): Notification {
   return {
     notificationId: row.id,
     userId: row.user_id,
@@ -30,7 +31,7 @@ export function toNotification(row: NotificationRow): Notification {
   };
 }
 
-export interface NewNotification {
+interface NewNotification {
   type: string;
   title: string;
   body: string;
@@ -47,25 +48,24 @@ export function createNotificationStore(sql: Sql) {
     data === null || data === undefined ? null : sql.json(data as JsonValue);
 
   return {
-    /** Inserts one notification per user; returns the ones created (deduplicated ones are left out). */
+    /**
+     * Inserts one notification per user; returns the ones created (deduplicated ones, and
+     * ids that name no user, are left out).
+     */
     async insertFor(userIds: readonly number[], input: NewNotification): Promise<Notification[]> {
-      if (userIds.length === 0) return [];
+      const recipients = await existingUserIds(sql, userIds);
+      if (recipients.length === 0) return [];
       const rows = await sql<NotificationRow[]>`
         insert into notifications (user_id, notification_type, title, body, data, dedupe_key)
-        select u.id, ${input.type}, ${input.title}, ${input.body}, ${jsonOrNull(input.data)}, ${input.dedupeKey ?? null}
-        from users u
-        where u.id = any(${sql.array([...userIds])}::bigint[])
+        select r.id, ${input.type}, ${input.title}, ${input.body}, ${jsonOrNull(input.data)}, ${input.dedupeKey ?? null}
+        from unnest(${sql.array(recipients)}::bigint[]) as r(id)
         on conflict (user_id, dedupe_key) where dedupe_key is not null do nothing
         returning *`;
       return rows.map(toNotification);
     },
 
     /** Every user holding one of the roles (moderators and admins for the moderation queue). */
-    async usersWithRoles(roles: readonly string[]): Promise<number[]> {
-      const rows = await sql<{ id: number }[]>`
-        select id from users where roles && ${sql.array([...roles])}::text[] order by id`;
-      return rows.map((row) => row.id);
-    },
+    usersWithRoles: (roles: readonly string[]): Promise<number[]> => userIdsWithRoles(sql, roles),
 
     async page(
       userId: number,
@@ -105,5 +105,3 @@ export function createNotificationStore(sql: Sql) {
     },
   };
 }
-
-export type NotificationStore = ReturnType<typeof createNotificationStore>;

@@ -40,7 +40,7 @@ import {
 } from '../grpc/index.js';
 import { issueListenerToken, type TokenSigningKey } from './listener-token.js';
 import { createMediaNodeRegistry, type MediaNodeRegistry } from './media-node-registry.js';
-import { createStreamStore, type StreamRow } from './store.js';
+import { createStreamStore, type StreamChatRooms, type StreamRow } from './store.js';
 import {
   encodePageToken,
   listStreamsSchema,
@@ -51,7 +51,7 @@ import {
   streamIdSchema,
 } from './validation.js';
 
-export interface StreamServiceDeps {
+interface StreamServiceDeps {
   config: Config;
   sql: Sql;
   bus: EventBus;
@@ -65,6 +65,8 @@ export interface StreamServiceDeps {
    * process's node when it runs the media role, and none otherwise.
    */
   pickMediaNode?: () => string | null | Promise<string | null>;
+  /** The chat module's rooms: every stream opens its chat room as it starts. */
+  chatRooms: StreamChatRooms;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
 }
@@ -82,13 +84,13 @@ const REASON_LABELS = new Set([
 ]);
 
 /** Why a stream ends when its media node is lost and no other node can take it. */
-export const MEDIA_NODE_LOST = 'media_node_lost';
+const MEDIA_NODE_LOST = 'media_node_lost';
 const moved = counter(
   'veza_streams_moved_total',
   'Live streams moved to another media node after theirs was lost',
 );
 
-export function toStreamInfo(row: StreamRow): StreamInfo {
+function toStreamInfo(row: StreamRow): StreamInfo {
   return {
     streamId: row.id,
     ownerId: row.owner_id,
@@ -164,7 +166,7 @@ export async function endLiveStream(
  * runs this: the conditional UPDATEs (still live, still on the lost node) let exactly one of them
  * move or end each stream (a stream that stays on its restarted node is announced by each).
  */
-export async function relocateStreams(
+async function relocateStreams(
   deps: { sql: Sql; bus: EventBus; log: Logger; registry: Pick<MediaNodeRegistry, 'pick'> },
   lostNodeId: string,
   cause: 'missed' | 'restarted' = 'missed',
@@ -267,11 +269,10 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           throw new PermissionDeniedError('starting a stream needs the broadcaster role');
         }
         const input = parseInput(startStreamSchema, request);
-        const result = await store.start({
-          ...input,
-          ownerId: user.userId,
-          mediaNodeId: await pickMediaNode(),
-        });
+        const result = await store.start(
+          { ...input, ownerId: user.userId, mediaNodeId: await pickMediaNode() },
+          deps.chatRooms,
+        );
         // The owner's previous live stream ended with reason "replaced" in the same
         // transaction (see store.start); its listeners and edges learn it here.
         for (const old of result.replaced) await publishEnded(deps.bus, old, ctx.log);

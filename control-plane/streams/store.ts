@@ -1,12 +1,13 @@
 /**
- * PostgreSQL access for streams and their chat rooms. Reads always join the owner so a
- * StreamInfo carries the username without a second query.
+ * PostgreSQL access for streams. Every row read carries its owner's username (from the
+ * auth module), which a StreamInfo shows.
  */
 
 import { NotFoundError } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/index.js';
+import { lockUser, usernamesOf } from '../auth/index.js';
 
-export type StreamStatus = 'live' | 'ended';
+type StreamStatus = 'live' | 'ended';
 
 export interface StreamRow {
   id: number;
@@ -27,7 +28,7 @@ export interface StreamRow {
   end_reason: string | null;
 }
 
-export interface NewStream {
+interface NewStream {
   ownerId: number;
   title: string;
   description: string;
@@ -37,7 +38,7 @@ export interface NewStream {
   mediaNodeId: string | null;
 }
 
-export interface StartedStream {
+interface StartedStream {
   stream: StreamRow;
   /** The owner's previous live streams, ended with reason "replaced" in the same transaction. */
   replaced: StreamRow[];
@@ -45,11 +46,48 @@ export interface StartedStream {
 
 type Db = Sql | TransactionSql;
 
+/**
+ * The chat room every stream gets, opened inside the stream's own transaction so neither
+ * exists without the other. The chat module owns rooms and implements this: it depends on
+ * streams (a stream's chat closes when it ends), so streams cannot import it.
+ */
+export interface StreamChatRooms {
+  /** Creates the room of a stream about to start; returns the room's id. */
+  openForStream(
+    tx: TransactionSql,
+    room: { name: string; description: string; ownerId: number; isPrivate: boolean },
+  ): Promise<number>;
+  /** Points the room at its stream, once the stream row exists. */
+  linkToStream(tx: TransactionSql, roomId: number, streamId: number): Promise<void>;
+}
+
+/** What other modules need to know of a stream (chat: whether it ended; moderation: its room); null when there is no such stream. */
+export async function streamStateOf(
+  db: Db,
+  id: number,
+): Promise<{ status: StreamStatus; chatRoomId: number } | null> {
+  const [row] = await db<{ status: StreamStatus; chat_room_id: number }[]>`
+    select status, chat_room_id from streams where id = ${id}`;
+  return row ? { status: row.status, chatRoomId: row.chat_room_id } : null;
+}
+
+type StoredStream = Omit<StreamRow, 'owner_username'>;
+
+/** Adds the owners' usernames; a stream whose owner is gone (deleted meanwhile) is left out. */
+async function withOwners(db: Db, rows: readonly StoredStream[]): Promise<StreamRow[]> {
+  const usernames = await usernamesOf(
+    db,
+    rows.map((row) => row.owner_id),
+  );
+  return rows.flatMap((row) => {
+    const username = usernames.get(row.owner_id);
+    return username === undefined ? [] : [{ ...row, owner_username: username }];
+  });
+}
+
 async function selectById(db: Db, id: number): Promise<StreamRow | null> {
-  const [row] = await db<StreamRow[]>`
-    select s.*, u.username as owner_username
-    from streams s join users u on u.id = s.owner_id
-    where s.id = ${id}`;
+  const rows = await db<StoredStream[]>`select * from streams where id = ${id}`;
+  const [row] = await withOwners(db, rows);
   return row ?? null;
 }
 
@@ -63,30 +101,28 @@ export function createStreamStore(sql: Sql) {
      * one, which is what a broadcaster expects, rather than failing until they find and
      * stop a stream they can no longer see.
      */
-    async start(input: NewStream): Promise<StartedStream> {
+    async start(input: NewStream, rooms: StreamChatRooms): Promise<StartedStream> {
       return sql.begin(async (tx) => {
         // Serialises concurrent starts by one owner, so the one-live-per-owner index never trips.
-        const [owner] = await tx<
-          { id: number }[]
-        >`select id from users where id = ${input.ownerId} for update`;
-        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
         const replacedIds = await tx<{ id: number }[]>`
           update streams
           set status = 'ended', ended_at = now(), end_reason = 'replaced', listener_count = 0
           where owner_id = ${input.ownerId} and status = 'live'
           returning id`;
-        const [room] = await tx<{ id: number }[]>`
-          insert into chat_rooms (name, description, owner_id, is_private)
-          values (${input.title}, ${input.description}, ${input.ownerId}, ${!input.isPublic})
-          returning id`;
-        if (!room) throw new Error('chat room insert returned nothing');
+        const roomId = await rooms.openForStream(tx, {
+          name: input.title,
+          description: input.description,
+          ownerId: input.ownerId,
+          isPrivate: !input.isPublic,
+        });
         const [created] = await tx<{ id: number }[]>`
           insert into streams (owner_id, title, description, genre, is_public, allow_anonymous, chat_room_id, media_node_id)
           values (${input.ownerId}, ${input.title}, ${input.description}, ${input.genre}, ${input.isPublic},
-                  ${input.allowAnonymous}, ${room.id}, ${input.mediaNodeId})
+                  ${input.allowAnonymous}, ${roomId}, ${input.mediaNodeId})
           returning id`;
         if (!created) throw new Error('stream insert returned nothing');
-        await tx`update chat_rooms set stream_id = ${created.id} where id = ${room.id}`;
+        await rooms.linkToStream(tx, roomId, created.id);
         const stream = await selectById(tx, created.id);
         if (!stream) throw new Error('created stream vanished');
         const replaced: StreamRow[] = [];
@@ -136,24 +172,24 @@ export function createStreamStore(sql: Sql) {
      * first. Ids never change, so a listing that pages by them is stable while streams start
      * and end. Public streams only unless `includePrivate`.
      */
-    listLive(options: {
+    async listLive(options: {
       limit: number;
       includePrivate: boolean;
       below?: number | null;
       above?: number;
     }): Promise<StreamRow[]> {
       const { limit, includePrivate, below, above } = options;
-      return sql<StreamRow[]>`
-        select s.*, u.username as owner_username
-        from streams s join users u on u.id = s.owner_id
-        where s.status = 'live'
-          ${includePrivate ? sql`` : sql`and s.is_public`}
+      const rows = await sql<StoredStream[]>`
+        select * from streams
+        where status = 'live'
+          ${includePrivate ? sql`` : sql`and is_public`}
           ${
             above === undefined
-              ? sql`${below == null ? sql`` : sql`and s.id < ${below}`} order by s.id desc`
-              : sql`and s.id > ${above} order by s.id asc`
+              ? sql`${below == null ? sql`` : sql`and id < ${below}`} order by id desc`
+              : sql`and id > ${above} order by id asc`
           }
         limit ${limit}`;
+      return withOwners(sql, rows);
     },
 
     /** Sets the current count of a live stream and raises its peak; null when it is not live. */
@@ -167,5 +203,3 @@ export function createStreamStore(sql: Sql) {
     },
   };
 }
-
-export type StreamStore = ReturnType<typeof createStreamStore>;

@@ -4,11 +4,11 @@
  */
 import { z } from 'zod';
 
-export const TITLE_MAX = 120;
-export const DESCRIPTION_MAX = 2000;
-export const GENRE_MAX = 50;
-export const LIST_DEFAULT_LIMIT = 50;
-export const LIST_MAX_LIMIT = 100;
+const TITLE_MAX = 120;
+const DESCRIPTION_MAX = 2000;
+const GENRE_MAX = 50;
+const LIST_DEFAULT_LIMIT = 50;
+const LIST_MAX_LIMIT = 100;
 
 const streamId = z
   .number({ error: 'stream_id must be a positive integer' })
@@ -60,7 +60,7 @@ export const stopStreamSchema = z.object({
  * are those with ids below `below` (0 when none are left), and the streams started since the
  * listing began are those with ids above `above` (the highest id listed so far).
  */
-export interface ListCursor {
+interface ListCursor {
   below: number;
   above: number;
 }

@@ -1,7 +1,8 @@
 /**
  * Uploads and playback of tracks: the upload path shared by REST (through the edge) and
- * gRPC, the StreamService rpcs for it, and the notifications that tell uploaders how
- * processing ended. startUploadsModule wires them for the control plane.
+ * gRPC, the StreamService rpcs for it, the track records the transcode worker reads and
+ * writes over the bus, and the notifications that tell uploaders how processing ended.
+ * startUploadsModule wires them for the control plane.
  */
 
 import type { Sql } from '../../common/db/index.js';
@@ -11,40 +12,11 @@ import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';
 import { startUploadNotifications } from './progress.js';
 import { createUploadRpcs, type UploadRpcs } from './service.js';
+import { serveTrackRecords } from './track-records.js';
 import { createUploads, type Uploads, type UploadsDeps } from './uploads.js';
 
-export { RENDITION_SAMPLE_RATE, STREAM_CHUNK_BYTES, STREAMABLE_FORMATS } from './playback.js';
-export { toTrack } from './present.js';
-export {
-  notifyUploadOutcome,
-  startUploadNotifications,
-  UPLOAD_FAILED,
-  UPLOAD_READY,
-  type UploadOutcome,
-} from './progress.js';
-export { canSee, createUploadRpcs, UPLOAD_CHECKSUM_METADATA, type UploadRpcs } from './service.js';
-export { Staging, StagingLostError } from './staging.js';
-export type { QuotaUsage, StoredRendition, TrackRow, UploadProtocol } from './store.js';
-export {
-  type AppendInput,
-  createUploads,
-  DEFAULT_UPLOAD_EXPIRY_MS,
-  formatBytes,
-  type NewUploadInput,
-  QuotaExceededError,
-  RequestChecksumMismatchError,
-  sourceKeyOf,
-  type Uploads,
-  type UploadsDeps,
-} from './uploads.js';
-export {
-  CHECKSUM_ALGORITHMS,
-  DESCRIPTION_MAX,
-  GENRE_MAX,
-  parseRequestChecksum,
-  type RequestChecksum,
-  TITLE_MAX,
-} from './validation.js';
+export { serveTrackRecords } from './track-records.js';
+export { createUploads, sourceKeyOf } from './uploads.js';
 
 export interface UploadsModuleDeps {
   config: Config;
@@ -57,11 +29,11 @@ export interface UploadsModuleDeps {
   options?: Pick<UploadsDeps, 'stagingDir' | 'expiryMs' | 'sweepEveryMs'>;
 }
 
-export interface UploadsModule {
+interface UploadsModule {
   uploads: Uploads;
   /** Merged into the StreamService binding. */
   rpcs: UploadRpcs;
-  /** Stops the sweeper and the progress listener; call after the gRPC server closed. */
+  /** Stops the sweeper, the progress listener and the track records; call after the gRPC server closed. */
   close(): Promise<void>;
 }
 
@@ -77,6 +49,7 @@ export function startUploadsModule(deps: UploadsModuleDeps): UploadsModule {
     log,
     ...deps.options,
   });
+  const records = serveTrackRecords({ sql: deps.sql, bus: deps.ports.bus });
   const listener = startUploadNotifications({
     sql: deps.sql,
     bus: deps.ports.bus,
@@ -89,6 +62,7 @@ export function startUploadsModule(deps: UploadsModuleDeps): UploadsModule {
     uploads,
     rpcs: createUploadRpcs({ uploads, blobs: deps.ports.blobs }),
     async close() {
+      records.unsubscribe();
       listener.unsubscribe();
       await uploads.close();
     },

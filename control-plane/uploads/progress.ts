@@ -9,14 +9,14 @@
  * Every control-plane process hears each event; the dedupe key (one per track and outcome)
  * makes exactly one notification.
  */
-import { z } from 'zod';
 import { ALL_TRACK_PROGRESS, trackProgressEventSchema } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
 import type { Logger } from '../../common/index.js';
 import type { EventBus, Subscription } from '../../common/ports/index.js';
 import type { Notifier } from '../notifications/index.js';
+import { createUploadStore } from './store.js';
 
-export interface UploadOutcome {
+interface UploadOutcome {
   trackId: number;
   ownerId: number;
   title: string;
@@ -24,8 +24,8 @@ export interface UploadOutcome {
   failureReason?: string;
 }
 
-export const UPLOAD_READY = 'upload.ready';
-export const UPLOAD_FAILED = 'upload.failed';
+const UPLOAD_READY = 'upload.ready';
+const UPLOAD_FAILED = 'upload.failed';
 
 /** Best effort: the track row already says what happened, the notification only tells. */
 export async function notifyUploadOutcome(
@@ -63,7 +63,7 @@ export async function notifyUploadOutcome(
   }
 }
 
-export interface UploadNotificationsDeps {
+interface UploadNotificationsDeps {
   sql: Sql;
   bus: EventBus;
   notifier: Notifier;
@@ -73,6 +73,7 @@ export interface UploadNotificationsDeps {
 /** Subscribes to every track's progress; the returned subscription stops it. */
 export function startUploadNotifications(deps: UploadNotificationsDeps): Subscription {
   const log = deps.log.child({ component: 'upload-notifications' });
+  const store = createUploadStore(deps.sql);
   return deps.bus.subscribe(ALL_TRACK_PROGRESS, async (payload) => {
     const parsed = trackProgressEventSchema.safeParse(payload);
     if (!parsed.success) {
@@ -82,15 +83,13 @@ export function startUploadNotifications(deps: UploadNotificationsDeps): Subscri
     const event = parsed.data;
     if (event.status === 'processing') return;
     try {
-      const [track] = await deps.sql<
-        { title: string }[]
-      >`select title from tracks where id = ${event.trackId}`;
+      const title = await store.titleOf(event.trackId);
       // A track deleted meanwhile has nobody left to tell.
-      if (!track) return;
+      if (title === null) return;
       await notifyUploadOutcome(deps.notifier, log, {
         trackId: event.trackId,
         ownerId: event.ownerId,
-        title: track.title,
+        title,
         status: event.status,
         ...(event.failureReason ? { failureReason: event.failureReason } : {}),
       });

@@ -1,11 +1,14 @@
 /**
- * PostgreSQL access for uploads: the track rows the upload path writes, their upload
- * sessions while bytes arrive, and the quota arithmetic. Reads join the session so one row
- * says both what the track is and how far its upload got.
+ * PostgreSQL access for uploads, the only code that touches their tables: the track rows the
+ * upload path writes and the transcode worker records its outcome in (through the uploads
+ * module's responder, see track-records.ts), their upload sessions while bytes arrive, and the
+ * quota arithmetic. Reads join the session so one row says both what the track is and how far
+ * its upload got.
  */
 
-import { NotFoundError } from '../../common/contracts/index.js';
+import { NotFoundError, type TrackReady, type TrackToProcess } from '../../common/contracts/index.js';
 import type { Sql, TransactionSql } from '../../common/db/index.js';
+import { lockUser } from '../auth/index.js';
 
 export type UploadProtocol = 'tus' | 'multipart' | 'grpc';
 
@@ -51,7 +54,7 @@ export interface TrackRow {
   upload_expires_at: Date | null;
 }
 
-export interface NewUpload {
+interface NewUpload {
   ownerId: number;
   title: string;
   description: string;
@@ -132,10 +135,7 @@ export function createUploadStore(sql: Sql) {
       defaultQuota: number,
     ): Promise<TrackRow> {
       return sql.begin(async (tx) => {
-        const [owner] = await tx<
-          { id: number }[]
-        >`select id from users where id = ${input.ownerId} for update`;
-        if (!owner) throw new NotFoundError(`user ${input.ownerId} not found`);
+        if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
         checkQuota(await quotaUsage(tx, input.ownerId, defaultQuota));
         const [track] = await tx<{ id: number }[]>`
           insert into tracks (owner_id, title, description, genre, status, file_format, is_public)
@@ -214,6 +214,76 @@ export function createUploadStore(sql: Sql) {
         where upload_length = bytes_received and updated_at < ${before}
         order by track_id`;
       return rows.map((row) => ({ trackId: row.track_id, ownerId: row.owner_id, length: row.upload_length }));
+    },
+
+    async titleOf(trackId: number): Promise<string | null> {
+      const [row] = await sql<{ title: string }[]>`select title from tracks where id = ${trackId}`;
+      return row?.title ?? null;
+    },
+
+    // What the transcode worker reads and records.
+
+    /** What becomes of a transcode job of `sourceKey`: only a track still pointing at it, and not ready yet, is processed. */
+    async trackToProcess(trackId: number, sourceKey: string): Promise<TrackToProcess> {
+      const [row] = await sql<
+        { owner_id: number; status: string; source_key: string | null; source_checksum: string | null }[]
+      >`select owner_id, status, source_key, source_checksum from tracks where id = ${trackId}`;
+      if (!row) return { state: 'missing' };
+      if (row.source_key !== sourceKey) return { state: 'other-source' };
+      if (row.status === 'ready') return { state: 'ready' };
+      return { state: 'to-process', ownerId: row.owner_id, sourceChecksum: row.source_checksum };
+    },
+
+    async markProcessing(trackId: number): Promise<void> {
+      await sql`
+        update tracks set status = 'processing', progress = 0, failure_reason = null, updated_at = now()
+        where id = ${trackId} and status <> 'ready'`;
+    },
+
+    async recordProgress(trackId: number, percent: number): Promise<void> {
+      await sql`
+        update tracks set progress = ${percent}, updated_at = now()
+        where id = ${trackId} and status = 'processing'`;
+    },
+
+    /** One statement, so a track is never half ready; only a track still processing takes it. */
+    async recordReady(ready: TrackReady): Promise<'recorded' | 'changed' | 'missing'> {
+      const { metadata } = ready;
+      const rows = await sql`
+        update tracks set
+          status = 'ready',
+          progress = 100,
+          failure_reason = null,
+          file_format = ${metadata.formatName},
+          duration_s = ${metadata.durationS},
+          codec = ${metadata.codec},
+          bitrate = ${metadata.bitrate},
+          sample_rate = ${metadata.sampleRate},
+          channels = ${metadata.channels},
+          input_lufs = ${ready.inputLufs},
+          renditions = ${sql.json(ready.renditions)},
+          waveform_key = ${ready.waveformKey},
+          cover_key = ${ready.coverKey},
+          output_version = ${ready.version},
+          source_checksum = coalesce(source_checksum, ${ready.source.sha256}),
+          source_size = coalesce(source_size, ${ready.source.size}),
+          updated_at = now()
+        where id = ${ready.trackId} and status = 'processing'
+        returning id`;
+      if (rows.length > 0) return 'recorded';
+      const [still] = await sql`select 1 from tracks where id = ${ready.trackId}`;
+      return still ? 'changed' : 'missing';
+    },
+
+    /** Fails the track unless it is ready; with `dropSource` it stops pointing at its source. */
+    async recordFailed(trackId: number, reason: string, dropSource: boolean): Promise<void> {
+      await sql`
+        update tracks set
+          status = 'failed',
+          failure_reason = ${reason},
+          source_key = case when ${dropSource} then null else source_key end,
+          updated_at = now()
+        where id = ${trackId} and status <> 'ready'`;
     },
 
     async sessionIds(trackIds: readonly number[]): Promise<Set<number>> {

@@ -175,7 +175,6 @@ beforeAll(async () => {
   api = authCalls(h.auth);
   workers = await startWorkers({
     config: h.config,
-    sql: h.sql,
     ports: h.ports,
     log,
     maxDurationS: h.config.UPLOAD_MAX_DURATION_S,
@@ -620,7 +619,6 @@ describe('with S3 storage', () => {
     const s3h = await startHarness({ ...s3.env, UPLOAD_MAX_DURATION_S: '8', WORKER_CONCURRENCY: '1' });
     const s3Workers = await startWorkers({
       config: s3h.config,
-      sql: s3h.sql,
       ports: s3h.ports,
       log,
       maxDurationS: 8,

@@ -7,12 +7,11 @@ import { InvalidArgumentError } from '../../common/contracts/index.js';
 import { listingTextFields } from '../streams/index.js';
 import type { UploadProtocol } from './store.js';
 
-export { DESCRIPTION_MAX, GENRE_MAX, TITLE_MAX } from '../streams/index.js';
-export const FILENAME_MAX = 255;
-export const LIST_DEFAULT_LIMIT = 50;
-export const LIST_MAX_LIMIT = 100;
+const FILENAME_MAX = 255;
+const LIST_DEFAULT_LIMIT = 50;
+const LIST_MAX_LIMIT = 100;
 /** The JSON in UploadAudioRequest.metadata stays small: it is descriptive, never the audio. */
-export const METADATA_MAX_BYTES = 4096;
+const METADATA_MAX_BYTES = 4096;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const FORMAT = /^[a-z0-9]{1,16}$/;
@@ -69,7 +68,7 @@ export const uploadAudioSchema = z.object({
     ),
 });
 
-export interface UploadMetadata {
+interface UploadMetadata {
   checksum: string | null;
   filename: string | null;
   isPublic: boolean;
@@ -124,7 +123,7 @@ export interface RequestChecksum {
   digest: Buffer;
 }
 
-export const CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
+const CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
 
 export function parseRequestChecksum(header: string): RequestChecksum {
   const match = /^\s*([a-z0-9-]+)\s+([A-Za-z0-9+/]+=*)\s*$/.exec(header);

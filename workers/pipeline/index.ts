@@ -18,15 +18,10 @@ import { AudioRejectedError } from './rejection.js';
 import type { RenditionFormat } from './renditions.js';
 import { type DownloadedSource, deleteKeys, downloadSource, publishOutputs } from './storage.js';
 
-export { LOUDNESS_TARGET, type LoudnessMeasurement } from './loudness.js';
-export type { AudioMetadata } from './probe.js';
-export { type ProcessedAudio, type Progress, processAudio, type Stage } from './process.js';
+export type { Progress } from './process.js';
 export { AudioRejectedError } from './rejection.js';
-export { HLS_SEGMENT_SECONDS, type RenditionFormat } from './renditions.js';
-export { deleteKeys } from './storage.js';
-export { DEFAULT_WAVEFORM_POINTS, type Waveform } from './waveform.js';
 
-export interface TranscodeInput {
+interface TranscodeInput {
   blobs: BlobStorage;
   trackId: number;
   sourceKey: string;
@@ -41,7 +36,7 @@ export interface TranscodeInput {
   tempDir?: string;
 }
 
-export interface PublishedRendition {
+interface PublishedRendition {
   format: RenditionFormat;
   codec: 'opus' | 'aac';
   bitrate: number;

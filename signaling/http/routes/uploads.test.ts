@@ -229,7 +229,6 @@ beforeAll(async () => {
   });
   workers = await startWorkers({
     config: h.config,
-    sql: h.sql,
     ports: h.ports,
     log,
     maxDurationS: MAX_DURATION_S,
