@@ -15,12 +15,18 @@ import {
   dtlsParametersSchema,
   FailedPreconditionError,
   InvalidArgumentError,
+  type JoinStreamRequest,
+  type JoinStreamResult,
+  joinStreamRequestSchema,
+  MEDIA_FAILURE,
   NotFoundError,
   objectIdSchema,
   PermissionDeniedError,
   produceRequestSchema,
+  type TransportDirection,
   type TransportInfo,
   UnavailableError,
+  VezaError,
 } from '../common/contracts/index.js';
 import type { Config, Logger } from '../common/index.js';
 import type {
@@ -170,10 +176,50 @@ class LocalMediaNode implements MediaNode {
     return this.#stream(parseInput(callerIdSchema, streamId, 'streamId')).rtpCapabilities;
   }
 
+  async joinStream(request: JoinStreamRequest): Promise<JoinStreamResult> {
+    const input = parseInput(joinStreamRequestSchema, request);
+    const stream = await this.#open(input.streamId);
+    const peer = this.#peer(stream, input.peerId);
+    const direction = input.role === 'broadcaster' ? 'send' : 'recv';
+    const transport = await this.#createTransport(stream, peer, direction);
+    try {
+      let consumer: ConsumeResult | null = null;
+      if (direction === 'recv' && input.rtpCapabilities) {
+        try {
+          consumer = await this.#consume(stream, peer, transport, asRtpCapabilities(input.rtpCapabilities));
+        } catch (error) {
+          // Nobody produces right now: the listener is placed and consumes once the producer opens.
+          if (!(error instanceof VezaError && error.details.reason === MEDIA_FAILURE.noAudio)) throw error;
+        }
+      }
+      return {
+        rtpCapabilities: stream.rtpCapabilities,
+        listenerCount: stream.activeListeners,
+        transport: transport.info(),
+        consumer,
+      };
+    } catch (error) {
+      // A join fails as a whole: no transport outlives it (it would hold a place in the budget).
+      transport.close();
+      if (peer.transports().length === 0 && !peer.producer) peer.close();
+      throw error;
+    }
+  }
+
   async createTransport(request: CreateTransportRequest): Promise<TransportInfo> {
     const { streamId, peerId, direction } = parseInput(createTransportRequestSchema, request);
     const stream = this.#stream(streamId);
-    const peer = this.#peer(stream, peerId);
+    const transport = await this.#createTransport(stream, this.#peer(stream, peerId), direction);
+    return transport.info();
+  }
+
+  async #createTransport(
+    stream: LiveStream,
+    peer: Peer,
+    direction: TransportDirection,
+  ): Promise<PeerTransport> {
+    const streamId = stream.id;
+    const peerId = peer.id;
     let transport: PeerTransport;
     try {
       transport = await stream.createTransport(peer, direction, this.#transportOptions);
@@ -190,7 +236,7 @@ class LocalMediaNode implements MediaNode {
       this.#transports.delete(transport.id);
       this.#bytes.delete(transport.id);
     });
-    return transport.info();
+    return transport;
   }
 
   async connectTransport(transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
@@ -230,7 +276,16 @@ class LocalMediaNode implements MediaNode {
     const input = parseInput(consumeRequestSchema, request);
     const transport = this.#ownedTransport(input.transportId, input.peerId);
     const { stream, peer } = this.#streamAndPeerOf(transport);
-    const consumer = await stream.consume(peer, transport, asRtpCapabilities(input.rtpCapabilities));
+    return this.#consume(stream, peer, transport, asRtpCapabilities(input.rtpCapabilities));
+  }
+
+  async #consume(
+    stream: LiveStream,
+    peer: Peer,
+    transport: PeerTransport,
+    rtpCapabilities: ms.RtpCapabilities,
+  ): Promise<ConsumeResult> {
+    const consumer = await stream.consume(peer, transport, rtpCapabilities);
     this.#consumers.set(consumer.id, consumer);
     consumer.observer.once('close', () => this.#consumers.delete(consumer.id));
     return {
