@@ -100,6 +100,8 @@ async function startOne(target: SignalingTargetJson, errors: Set<string>): Promi
 async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
   const errors = new Set<string>();
   const started = performance.now();
+  const cpuAtStart = process.cpuUsage();
+  loopDelay.reset();
   const pending: Array<Promise<Slot | null>> = [];
   for (let i = 0; i < params.count; i++) {
     const due = started + (i * 1000) / params.rampPerSecond;
@@ -115,11 +117,14 @@ async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
   }
   const silent = mine.filter((slot) => !slot.dropped && slot.firstPacketAt === null).length;
   if (silent > 0) errors.add(`${silent} listener(s) received no packet within ${params.joinTimeoutMs} ms`);
+  const cpu = process.cpuUsage(cpuAtStart);
   return {
     attempted: params.count,
     joined: mine.filter((slot) => slot.firstPacketAt !== null && !slot.dropped).length,
     active: activeSlots().length,
     errors: [...errors].slice(0, 10),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
   };
 }
 

@@ -37,6 +37,12 @@ export interface FanoutSystem {
   rssKb(): Promise<{ sfu: number | null; server: number | null }>;
   /** CPU seconds of everything but the SFU workers (edge, control plane, database); null with --url. */
   serverCpuSeconds(): number | null;
+  /**
+   * CPU seconds of the server's own Node.js process alone (the platform: edge, control plane and
+   * the media node's JavaScript on one event loop; the bare baseline: its stub), beside the
+   * workers'; null with --url.
+   */
+  serverProcessCpuSeconds(): number | null;
   workersUsed(): Promise<number | null>;
   /**
    * The server's own handling time so far, summed per signaling method and control-plane rpc
@@ -130,6 +136,7 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
         const sfu = new Set(workers());
         return totalCpuSeconds(processTree(serverPid).filter((pid) => !sfu.has(pid)));
       },
+      serverProcessCpuSeconds: () => (serverPid === null ? null : totalCpuSeconds([serverPid])),
       async workersUsed() {
         const consumers = (await scrape(metricsUrl)).filter(
           (sample) => sample.name === 'veza_media_consumers',
@@ -168,6 +175,7 @@ export async function bareMediasoupSystem(
       sfuCpu: async () => ({ seconds: totalCpuSeconds(ready.workerPids), at: performance.now() }),
       rssKb: async () => ({ sfu: totalRssKb(ready.workerPids), server: totalRssKb([ready.pid]) }),
       serverCpuSeconds: () => totalCpuSeconds([ready.pid]),
+      serverProcessCpuSeconds: () => totalCpuSeconds([ready.pid]),
       workersUsed: async () => (await host.request('bareWorkersUsed', {}, workersUsedReply)).used,
       handlingSeconds: async () => null,
       close: () => host.close(),
