@@ -57,13 +57,16 @@ import { WorkerPool } from './worker-pool.js';
 export interface StartMediaNodeOptions {
   config: Config;
   log: Logger;
-  /** How often worker CPU and transport bytes are sampled into the metrics. Default 5 s. */
+  /** How often worker CPU and a slice of the transports' bytes are sampled into the metrics. Default 5 s. */
   statsIntervalMs?: number;
   audioLevels?: Partial<AudioLevelSettings>;
   /** How long calls wait for a stream whose origin worker died to be rebuilt. Default 10 s. */
   recoveryWaitMs?: number;
   workerLogLevel?: ms.WorkerLogLevel;
 }
+
+/** Transports whose bytes are sampled per tick, one request at a time (see #sample). */
+const STATS_SLICE = 50;
 
 const DEFAULT_AUDIO_LEVELS: AudioLevelSettings = { intervalMs: 250, thresholdDbov: -80, speakingDbov: -50 };
 
@@ -113,6 +116,8 @@ class LocalMediaNode implements MediaNode {
   readonly #bytes = new Map<string, { received: number; sent: number }>();
   readonly #sampler: NodeJS.Timeout;
   #sampling = false;
+  /** Where the round-robin byte sampling left off. */
+  #lastSampled: string | undefined;
   #closed = false;
 
   constructor(options: StartMediaNodeOptions, pool: WorkerPool, metrics: MediaMetrics) {
@@ -527,7 +532,13 @@ class LocalMediaNode implements MediaNode {
     return consumer;
   }
 
-  /** Worker CPU and transport bytes into the metrics; skipped while a previous sample is still running. */
+  /**
+   * Worker CPU and transport bytes into the metrics; skipped while a previous sample is still
+   * running. Bytes come from a bounded, round-robin slice of the transports per tick (each asked
+   * one after the other), not from all of them at once: a getStats of every transport every tick
+   * was a burst of one worker request per listener (1,000 at 1,000 listeners), queued in the
+   * workers' channel in front of joins and growing with the audience.
+   */
   async #sample(): Promise<void> {
     if (this.#sampling || this.#closed) return;
     this.#sampling = true;
@@ -535,24 +546,34 @@ class LocalMediaNode implements MediaNode {
       await this.#pool.sampleCpu();
       let received = 0;
       let sent = 0;
-      await Promise.all(
-        [...this.#transports.values()].map(async (transport) => {
-          try {
-            const [stat] = await transport.transport.getStats();
-            if (!stat) return;
-            const last = this.#bytes.get(transport.id) ?? { received: 0, sent: 0 };
-            received += Math.max(0, stat.bytesReceived - last.received);
-            sent += Math.max(0, stat.bytesSent - last.sent);
-            if (!transport.closed)
-              this.#bytes.set(transport.id, { received: stat.bytesReceived, sent: stat.bytesSent });
-          } catch {
-            // Closed meanwhile: its last bytes are lost to the counter, which is fine for a sampled metric.
-          }
-        }),
-      );
+      for (const transport of this.#nextTransportsToSample()) {
+        if (transport.closed || this.#closed) continue;
+        try {
+          const [stat] = await transport.transport.getStats();
+          if (!stat) continue;
+          const last = this.#bytes.get(transport.id) ?? { received: 0, sent: 0 };
+          received += Math.max(0, stat.bytesReceived - last.received);
+          sent += Math.max(0, stat.bytesSent - last.sent);
+          if (!transport.closed)
+            this.#bytes.set(transport.id, { received: stat.bytesReceived, sent: stat.bytesSent });
+        } catch {
+          // Closed meanwhile: its last bytes are lost to the counter, which is fine for a sampled metric.
+        }
+      }
       this.#metrics.addBytes(received, sent);
     } finally {
       this.#sampling = false;
     }
+  }
+
+  /** The next STATS_SLICE transports after the last one sampled, in the map's (creation) order. */
+  #nextTransportsToSample(): PeerTransport[] {
+    const all = [...this.#transports.values()];
+    if (all.length <= STATS_SLICE) return all;
+    const start = Math.max(0, all.findIndex((transport) => transport.id === this.#lastSampled) + 1);
+    const slice = [...all.slice(start, start + STATS_SLICE)];
+    if (slice.length < STATS_SLICE) slice.push(...all.slice(0, STATS_SLICE - slice.length));
+    this.#lastSampled = slice.at(-1)?.id;
+    return slice;
   }
 }
