@@ -89,6 +89,9 @@ export interface FanoutStep {
    * rpc (`grpc:<method>`) during the ramp; what a join took beyond these was queueing and transport.
    */
   ramp_server_handling_mean_ms: Record<string, number> | null;
+  /** The server's event-loop delay p99 (ms) during the ramp and during the window (null without metrics). */
+  ramp_server_loop_delay_p99_ms: number | null;
+  server_loop_delay_p99_ms: number | null;
   errors: string[];
   cdf: { join_ms: CdfPoints; delay_ms: CdfPoints };
 }
@@ -185,6 +188,8 @@ export async function measureFanout(
         ),
       );
       while ((await publisher.request('seq', {}, seqResult)).seq < fromSeq) await sleep(20);
+      // A scrape now starts the server's event-loop delay interval of the window (see ServerMetrics).
+      await system.handlingSeconds().catch(() => null);
       const cpu0 = await system.sfuCpu();
       const server0 = system.serverCpuSeconds();
       const node0 = system.serverProcessCpuSeconds();
@@ -194,6 +199,7 @@ export async function measureFanout(
       await sleep(options.durationS * 1000);
       const end = await publisher.request('seq', {}, seqResult);
       const cpu1 = await system.sfuCpu();
+      const window1 = await system.handlingSeconds().catch(() => null);
       const server1 = system.serverCpuSeconds();
       const node1 = system.serverProcessCpuSeconds();
       const machine1 = machineCpuTimes();
@@ -272,7 +278,12 @@ export async function measureFanout(
         ramp_loadgen_cpu_pct: round((100 * sum(joins.map((j) => j.cpuSeconds))) / rampS, 1),
         ramp_loadgen_loop_delay_p99_ms: round(Math.max(0, ...joins.map((j) => j.loopDelayP99Ms)), 1),
         ramp_machine_busy_pct: round(rampMachineBusy, 1),
-        ramp_server_handling_mean_ms: handlingMeans(rampHandling0, rampHandling1),
+        ramp_server_handling_mean_ms: handlingMeans(
+          rampHandling0?.handling ?? null,
+          rampHandling1?.handling ?? null,
+        ),
+        ramp_server_loop_delay_p99_ms: rampHandling1?.loopDelayP99Ms ?? null,
+        server_loop_delay_p99_ms: window1?.loopDelayP99Ms ?? null,
         errors: [...errors].slice(0, 10),
         cdf: { join_ms: cdfOf(joinMs), delay_ms: delays.cdf() },
       };
