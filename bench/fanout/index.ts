@@ -138,6 +138,7 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
       packets_per_s: options.packetsPerSecond,
       join_timeout_ms: options.joinTimeoutMs,
       settle_s: options.settleS,
+      prefetch_tokens: options.prefetchTokens,
       url: options.target.url ?? null,
       platform: measured.settings,
     },

@@ -36,6 +36,8 @@ export interface FanoutOptions {
   packetsPerSecond: number;
   joinTimeoutMs: number;
   settleS: number;
+  /** Listener tokens fetched before each ramp instead of by each listener as it joins. */
+  prefetchTokens: boolean;
   baseline: boolean;
   target: TargetOptions;
 }
@@ -133,11 +135,6 @@ export async function measureFanout(
       progress.note(
         `${system.name}: ramping ${current} -> ${target} listeners at ${options.rampPerSecond}/s`,
       );
-      const rampHandling0 = await system.handlingSeconds().catch(() => null);
-      const rampServer0 = system.serverCpuSeconds();
-      const rampNode0 = system.serverProcessCpuSeconds();
-      const rampMachine0 = machineCpuTimes();
-      const rampT0 = performance.now();
       const shares = share(generators, toAdd, options.perProcess, (index) => {
         const rpc = new ChildRpc(LOADGEN, [], {
           onOutput: (line) => progress.child(`loadgen-${index}`, line),
@@ -148,6 +145,18 @@ export async function measureFanout(
         generators.push(generator);
         return generator;
       });
+      if (options.prefetchTokens) {
+        await Promise.all(
+          shares.map(({ generator, count }) =>
+            generator.rpc.request('prefetchTokens', { target: system.listeners, count }, emptyResult),
+          ),
+        );
+      }
+      const rampHandling0 = await system.handlingSeconds().catch(() => null);
+      const rampServer0 = system.serverCpuSeconds();
+      const rampNode0 = system.serverProcessCpuSeconds();
+      const rampMachine0 = machineCpuTimes();
+      const rampT0 = performance.now();
       const joins = await Promise.all(
         shares.map(({ generator, count }) =>
           generator.rpc.request(
