@@ -7,7 +7,8 @@
  * included) fills it for streams that started before this edge listened (stream-liveness.ts feeds
  * all four in). A stream it does not know yet (started before the edge subscribed, not listed
  * yet) is asked of the control plane once (GetStreamInfo) and remembered; concurrent joins of it
- * share that one call.
+ * share that one call. A remembered live stream is asked about again, in the background, at most
+ * once a minute (`revalidateMs`), so an event the bus lost does not stay wrong.
  *
  * Who may see a stream is the control plane's GetStreamInfo rule, applied here to the
  * connection's verified identity: a public stream is visible to anyone, a private one to its
@@ -56,10 +57,24 @@ export interface StreamLookupOptions {
   fates: StreamFates;
   /** How many streams are remembered (live ones and recently ended ones); the oldest go first. */
   capacity?: number;
+  /**
+   * How old a remembered stream may get before a join also asks the control plane about it, in
+   * the background (the join is answered from memory meanwhile). Default 60 s: a `stream.*`
+   * event the bus lost (NATS delivers at most once) is corrected within that, at the cost of
+   * one GetStreamInfo per stream and interval, never one per join.
+   */
+  revalidateMs?: number;
+}
+
+interface Remembered {
+  meta: StreamMeta;
+  /** When the control plane or the bus last said what this is (Date.now()). */
+  checkedAt: number;
 }
 
 /** Far more than one edge's live streams; an evicted one only costs one GetStreamInfo again. */
 const DEFAULT_CAPACITY = 20_000;
+const DEFAULT_REVALIDATE_MS = 60_000;
 
 /** The control plane's GetStreamInfo rule (control-plane/streams/service.ts `visible`). */
 export function canSee(auth: Pick<ConnectionAuth, 'kind' | 'userId' | 'roles'>, meta: StreamMeta): boolean {
@@ -71,7 +86,8 @@ export function canSee(auth: Pick<ConnectionAuth, 'kind' | 'userId' | 'roles'>, 
 export class StreamLookup {
   readonly #options: StreamLookupOptions;
   readonly #capacity: number;
-  readonly #streams = new Map<number, StreamMeta>();
+  readonly #revalidateMs: number;
+  readonly #streams = new Map<number, Remembered>();
   /** Misses being asked of the control plane, so concurrent joins of one stream share the call. */
   readonly #asking = new Map<number, Promise<StreamMeta>>();
   #misses = 0;
@@ -79,6 +95,7 @@ export class StreamLookup {
   constructor(options: StreamLookupOptions) {
     this.#options = options;
     this.#capacity = options.capacity ?? DEFAULT_CAPACITY;
+    this.#revalidateMs = options.revalidateMs ?? DEFAULT_REVALIDATE_MS;
   }
 
   /** How many joins had to ask the control plane (for tests and metrics). */
@@ -111,13 +128,13 @@ export class StreamLookup {
 
   /** stream.ended: kept as ended, so a late join is told so (or not_found, when it may not see it). */
   ended(streamId: number): void {
-    const meta = this.#streams.get(streamId);
-    if (meta) meta.status = 'ended';
+    const entry = this.#streams.get(streamId);
+    if (entry) entry.meta.status = 'ended';
   }
 
   moved(streamId: number, mediaNodeId: string): void {
-    const meta = this.#streams.get(streamId);
-    if (meta) meta.mediaNodeId = mediaNodeId;
+    const entry = this.#streams.get(streamId);
+    if (entry) entry.meta.mediaNodeId = mediaNodeId;
   }
 
   /**
@@ -134,8 +151,12 @@ export class StreamLookup {
   ): Promise<StreamMeta> {
     const remembered = this.#streams.get(streamId);
     if (remembered) {
-      if (!canSee(auth, remembered)) throw notFound(streamId);
-      return { ...remembered };
+      if (!canSee(auth, remembered.meta)) throw notFound(streamId);
+      if (remembered.meta.status === 'live' && Date.now() - remembered.checkedAt >= this.#revalidateMs) {
+        remembered.checkedAt = Date.now();
+        void this.#revalidate(auth, streamId);
+      }
+      return { ...remembered.meta };
     }
     try {
       return { ...(await this.#ask(auth, streamId)) };
@@ -159,7 +180,7 @@ export class StreamLookup {
     if (pending) {
       // Another join's answer is the stream's; its failure may be about that join's caller only.
       const shared = await pending.catch(() => null);
-      const meta = shared ?? this.#streams.get(streamId);
+      const meta = shared ?? this.#streams.get(streamId)?.meta;
       if (meta) return meta;
     }
     const asking = this.#fetch(auth, streamId);
@@ -185,14 +206,34 @@ export class StreamLookup {
     meta.mediaNodeId = fates.movedTo(streamId) ?? meta.mediaNodeId;
     // An event that arrived while we asked is newer than the answer.
     const current = this.#streams.get(streamId);
-    if (current) return current;
+    if (current) return current.meta;
     this.#remember(meta);
     return meta;
   }
 
+  /**
+   * Asks the control plane about a remembered stream again (see `revalidateMs`). An answer
+   * corrects status and media node; a failure changes nothing (the caller may simply not be
+   * allowed to see a private stream, or the control plane is away for a moment).
+   */
+  async #revalidate(auth: Pick<ConnectionAuth, 'token' | 'expiresAt'>, streamId: number): Promise<void> {
+    const { token, expiresAt } = auth;
+    const context = token && expiresAt - 5_000 > Date.now() ? { token } : {};
+    let info: StreamInfo | undefined;
+    try {
+      info = (await this.#options.controlPlane.stream.getStreamInfo({ streamId }, context)).stream;
+    } catch {
+      return;
+    }
+    const entry = this.#streams.get(streamId);
+    if (!info || !entry) return;
+    if (info.status !== 'live') entry.meta.status = 'ended';
+    else if (!this.#options.fates.movedTo(streamId)) entry.meta.mediaNodeId = info.mediaNodeId;
+  }
+
   #remember(meta: StreamMeta): void {
     this.#streams.delete(meta.streamId);
-    this.#streams.set(meta.streamId, meta);
+    this.#streams.set(meta.streamId, { meta, checkedAt: Date.now() });
     if (this.#streams.size > this.#capacity) {
       const oldest = this.#streams.keys().next();
       if (!oldest.done) this.#streams.delete(oldest.value);
