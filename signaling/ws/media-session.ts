@@ -300,37 +300,51 @@ export class MediaSession implements MediaRequests, StreamMember {
       let placed: JoinStreamResult | null = null;
       let routerCapabilities: RtpCapabilities;
       let listenerCount: number | null = null;
-      if (rtpCapabilities) {
-        placed = await media
-          .joinStream({
-            streamId: String(streamId),
-            peerId,
-            role,
-            ...(role === 'listener' ? { rtpCapabilities } : {}),
-          })
-          .catch((error: unknown) => {
-            if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
-              this.#log.warn({ streamId, mediaNodeId: meta.mediaNodeId }, 'join refused: stream at capacity');
-            throw this.#classify(joined, error);
-          });
-        routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
-        listenerCount = placed.listenerCount;
-      } else {
-        const opened = await media.openStream(String(streamId));
-        routerCapabilities = sameJson<RtpCapabilities>(opened.rtpCapabilities);
-      }
-      if (liveness.isEnded(streamId)) {
-        // It ended while we opened it: do not leave a router open for a stream nobody will close.
-        await media.closeStream(String(streamId)).catch(() => undefined);
-        throw streamEnded(streamId);
-      }
-      if (role === 'broadcaster') await liveness.claimBroadcaster(this, streamId, media, peerId);
-      if (!this.#socket.open) {
-        await media.closePeer(peerId).catch(() => undefined);
-        throw new FailedPreconditionError('connection closed');
+      // A listener placed without audio waits for streamStarted: it must be in the stream's topic
+      // before the node looks for a producer, or one opening in between (its event may overtake
+      // the node's answer on the bus) would never reach it. The first v1 shape subscribed at join
+      // too, before its separate consume.
+      const subscribedEarly = rtpCapabilities !== undefined && role === 'listener';
+      if (subscribedEarly) streams.joined(this, streamId, role);
+      try {
+        if (rtpCapabilities) {
+          placed = await media
+            .joinStream({
+              streamId: String(streamId),
+              peerId,
+              role,
+              ...(role === 'listener' ? { rtpCapabilities } : {}),
+            })
+            .catch((error: unknown) => {
+              if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
+                this.#log.warn(
+                  { streamId, mediaNodeId: meta.mediaNodeId },
+                  'join refused: stream at capacity',
+                );
+              throw this.#classify(joined, error);
+            });
+          routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
+          listenerCount = placed.listenerCount;
+        } else {
+          const opened = await media.openStream(String(streamId));
+          routerCapabilities = sameJson<RtpCapabilities>(opened.rtpCapabilities);
+        }
+        if (liveness.isEnded(streamId)) {
+          // It ended while we opened it: do not leave a router open for a stream nobody will close.
+          await media.closeStream(String(streamId)).catch(() => undefined);
+          throw streamEnded(streamId);
+        }
+        if (role === 'broadcaster') await liveness.claimBroadcaster(this, streamId, media, peerId);
+        if (!this.#socket.open) {
+          await media.closePeer(peerId).catch(() => undefined);
+          throw new FailedPreconditionError('connection closed');
+        }
+      } catch (error) {
+        if (subscribedEarly) streams.left(this, meta, role, 'rejoin');
+        throw error;
       }
       this.#joined = joined;
-      streams.joined(this, streamId, role);
+      if (!subscribedEarly) streams.joined(this, streamId, role);
       const iceServers = this.#context.iceServers(auth.userId);
       const result: MethodResults['join'] = {
         peerId,
