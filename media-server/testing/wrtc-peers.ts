@@ -363,7 +363,7 @@ export class TestListener {
 
   async #createTransport(): Promise<void> {
     const { node } = this;
-    const { streamId, peerId, tamperDtls } = this.options;
+    const { streamId, peerId } = this.options;
     this.close();
     this.#frames = [];
     this.#device ??= await loadDevice(node, streamId);
