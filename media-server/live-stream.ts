@@ -5,7 +5,8 @@
  *
  * Placement of a listener: the origin while it is under budget; else the least-loaded fan-out router
  * under budget; else a new fan-out router on the least-loaded worker that has none for this stream;
- * else (every worker holds a full router) the router on the least-loaded worker, over budget.
+ * else (every worker holds a full router) the listener is refused with resource_exhausted
+ * (`MEDIA_FAILURE.atCapacity`), never placed on a router over its budget.
  *
  * Worker death: the dead worker's routers close with it. A lost origin takes the producer with it, and
  * calls needing the origin wait (bounded) until `recover()` rebuilds it on the replacement worker; the
@@ -25,7 +26,7 @@ import {
   type StreamRouterInfo,
   type TransportDirection,
   UnavailableError,
-  type VezaError,
+  VezaError,
 } from '../common/contracts/index.js';
 import type { Logger } from '../common/index.js';
 import { MEDIA_CODECS } from './codecs.js';
@@ -538,7 +539,20 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
       );
       if (worker) target = await this.#fanOutTo(worker);
     }
-    target ??= minBy(live, (router) => router.worker.load) ?? origin;
+    if (!target) {
+      // Overflowing a full router would hand out a transport its worker cannot feed well (or at
+      // all, when that router is being rebuilt): refuse clearly instead, the client retries later.
+      const routers = live.length;
+      this.#log.warn(
+        { routers, budget, listeners: this.#listenerCount },
+        'stream at capacity: listener refused',
+      );
+      throw new VezaError(
+        'resource_exhausted',
+        `stream ${this.id} is at capacity on this media node (${routers} router(s) of ${budget} listeners each are full); try again later`,
+        { reason: MEDIA_FAILURE.atCapacity },
+      );
+    }
     target.listeners++;
     return target;
   }

@@ -4,10 +4,17 @@
  * workers beyond the consumer budget, and bad inputs get clear errors without hurting the stream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VezaError } from '../common/contracts/index.js';
+import { ROUTER_RTP_CAPABILITIES, VezaError } from '../common/contracts/index.js';
 import { createLogger, loadConfig, renderMetrics } from '../common/index.js';
 import { type MediaNode, type MediaNodeEvents, startMediaNode } from './index.js';
-import { installWrtcGlobals, SineSource, TestListener, TestPublisher, until } from './testing/wrtc-peers.js';
+import {
+  installWrtcGlobals,
+  SineSource,
+  TestListener,
+  TestPublisher,
+  until,
+  viaJson,
+} from './testing/wrtc-peers.js';
 
 const BUDGET = 2;
 
@@ -99,6 +106,53 @@ describe('media node', () => {
     expect(JSON.parse(JSON.stringify(stats))).toEqual(stats);
   });
 
+  it('places a listener in one call (joinStream): transport and consumer, or no consumer before anyone produces', async () => {
+    // A real router reports exactly the static capabilities clients load their Device with.
+    expect(viaJson(await node.getRouterRtpCapabilities('sine'))).toEqual(ROUTER_RTP_CAPABILITIES);
+
+    const early = await TestListener.joinInOne(node, { streamId: 'one-call', peerId: 'one-call-early' });
+    listeners.push(early);
+    expect(early.consumerId).toBe('');
+    expect(await node.listenerCount('one-call')).toBe(0);
+    await publish('one-call');
+    await early.consume();
+    await early.waitForRms(source.rms, { tolerance: 0.1 });
+
+    const late = await TestListener.joinInOne(node, { streamId: 'one-call', peerId: 'one-call-late' });
+    listeners.push(late);
+    expect(late.consumerId).not.toBe('');
+    await late.waitForRms(source.rms, { tolerance: 0.1 });
+    expect(await node.listenerCount('one-call')).toBe(2);
+
+    const broadcaster = await node.joinStream({
+      streamId: 'one-call',
+      peerId: 'one-call-second-broadcaster',
+      role: 'broadcaster',
+    });
+    expect(broadcaster.consumer).toBeNull();
+    expect(broadcaster.transport.workerIndex).toBe(
+      (await node.getStreamInfo('one-call')).routers[0]?.workerIndex,
+    );
+    expect(broadcaster.rtpCapabilities).toEqual(ROUTER_RTP_CAPABILITIES);
+    await node.closePeer('one-call-second-broadcaster');
+
+    expect(
+      await failure(() =>
+        node.joinStream({
+          streamId: 'one-call',
+          peerId: 'p',
+          role: 'listener',
+          rtpCapabilities: { codecs: [] },
+        }),
+      ),
+    ).toMatchObject({ code: 'invalid_argument', details: { field: 'rtpCapabilities' } });
+    // The refused join left no peer behind.
+    expect(await failure(() => node.getStats('p'))).toMatchObject({ code: 'not_found' });
+    expect(
+      await failure(() => node.joinStream({ streamId: 'one-call', peerId: 'q', role: 'dj' as 'listener' })),
+    ).toMatchObject({ code: 'invalid_argument', details: { field: 'role' } });
+  });
+
   it('pauses and resumes a consumer, and survives an ICE restart', async () => {
     const listener = await listen('sine', 'sine-pauser');
     await listener.waitForRms(source.rms);
@@ -117,21 +171,36 @@ describe('media node', () => {
     expect(stats.transports[0]?.iceState).toMatch(/connected|completed/);
   });
 
-  it('puts listeners beyond the consumer budget on other workers, and all of them hear the stream', async () => {
+  it('puts listeners beyond the consumer budget on other workers, all hear the stream, and refuses one more than fits', async () => {
     await publish('fanout');
     const group: TestListener[] = [];
-    for (let i = 0; i < 5; i++) group.push(await listen('fanout', `fanout-listener-${i}`));
+    for (let i = 0; i < 4; i++) group.push(await listen('fanout', `fanout-listener-${i}`));
 
     const workers = new Set(group.map((listener) => listener.workerIndex));
-    expect(workers.size).toBeGreaterThanOrEqual(2);
-    const info = await node.getStreamInfo('fanout');
+    expect(workers.size).toBe(2);
+    let info = await node.getStreamInfo('fanout');
     expect(info.routers.map((router) => router.role).sort()).toEqual(['fanout', 'origin']);
-    // Both routers filled to the budget before the fifth listener overflowed to the less loaded one.
-    expect(info.routers.every((router) => router.listeners >= BUDGET)).toBe(true);
-    expect(info.routers.reduce((sum, router) => sum + router.listeners, 0)).toBe(5);
+    expect(info.routers.every((router) => router.listeners === BUDGET)).toBe(true);
+
+    // Both workers hold a full router of the stream: the fifth is refused, with nothing left behind.
+    const refused = await failure(() =>
+      TestListener.joinInOne(node, { streamId: 'fanout', peerId: 'fanout-5' }),
+    );
+    expect(refused).toMatchObject({
+      code: 'resource_exhausted',
+      message: expect.stringContaining('stream fanout is at capacity'),
+    });
+    expect(await failure(() => node.getStats('fanout-5'))).toMatchObject({ code: 'not_found' });
+    expect(
+      await failure(() =>
+        node.createTransport({ streamId: 'fanout', peerId: 'fanout-6', direction: 'recv' }),
+      ),
+    ).toMatchObject({ code: 'resource_exhausted' });
+    info = await node.getStreamInfo('fanout');
+    expect(info.routers.reduce((sum, router) => sum + router.listeners, 0)).toBe(4);
 
     await Promise.all(group.map((listener) => listener.waitForRms(source.rms, { tolerance: 0.1 })));
-    expect(await node.listenerCount('fanout')).toBe(5);
+    expect(await node.listenerCount('fanout')).toBe(4);
     const perWorker = await node.getWorkers();
     expect(perWorker.every((worker) => worker.consumers > 0 && worker.cpuSeconds !== null)).toBe(true);
 

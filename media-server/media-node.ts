@@ -15,12 +15,18 @@ import {
   dtlsParametersSchema,
   FailedPreconditionError,
   InvalidArgumentError,
+  type JoinStreamRequest,
+  type JoinStreamResult,
+  joinStreamRequestSchema,
+  MEDIA_FAILURE,
   NotFoundError,
   objectIdSchema,
   PermissionDeniedError,
   produceRequestSchema,
+  type TransportDirection,
   type TransportInfo,
   UnavailableError,
+  VezaError,
 } from '../common/contracts/index.js';
 import type { Config, Logger } from '../common/index.js';
 import type {
@@ -51,13 +57,16 @@ import { WorkerPool } from './worker-pool.js';
 export interface StartMediaNodeOptions {
   config: Config;
   log: Logger;
-  /** How often worker CPU and transport bytes are sampled into the metrics. Default 5 s. */
+  /** How often worker CPU and a slice of the transports' bytes are sampled into the metrics. Default 5 s. */
   statsIntervalMs?: number;
   audioLevels?: Partial<AudioLevelSettings>;
   /** How long calls wait for a stream whose origin worker died to be rebuilt. Default 10 s. */
   recoveryWaitMs?: number;
   workerLogLevel?: ms.WorkerLogLevel;
 }
+
+/** Transports whose bytes are sampled per tick, one request at a time (see #sample). */
+const STATS_SLICE = 50;
 
 const DEFAULT_AUDIO_LEVELS: AudioLevelSettings = { intervalMs: 250, thresholdDbov: -80, speakingDbov: -50 };
 
@@ -107,6 +116,8 @@ class LocalMediaNode implements MediaNode {
   readonly #bytes = new Map<string, { received: number; sent: number }>();
   readonly #sampler: NodeJS.Timeout;
   #sampling = false;
+  /** Where the round-robin byte sampling left off. */
+  #lastSampled: string | undefined;
   #closed = false;
 
   constructor(options: StartMediaNodeOptions, pool: WorkerPool, metrics: MediaMetrics) {
@@ -170,10 +181,50 @@ class LocalMediaNode implements MediaNode {
     return this.#stream(parseInput(callerIdSchema, streamId, 'streamId')).rtpCapabilities;
   }
 
+  async joinStream(request: JoinStreamRequest): Promise<JoinStreamResult> {
+    const input = parseInput(joinStreamRequestSchema, request);
+    const stream = await this.#open(input.streamId);
+    const peer = this.#peer(stream, input.peerId);
+    const direction = input.role === 'broadcaster' ? 'send' : 'recv';
+    const transport = await this.#createTransport(stream, peer, direction);
+    try {
+      let consumer: ConsumeResult | null = null;
+      if (direction === 'recv' && input.rtpCapabilities) {
+        try {
+          consumer = await this.#consume(stream, peer, transport, asRtpCapabilities(input.rtpCapabilities));
+        } catch (error) {
+          // Nobody produces right now: the listener is placed and consumes once the producer opens.
+          if (!(error instanceof VezaError && error.details.reason === MEDIA_FAILURE.noAudio)) throw error;
+        }
+      }
+      return {
+        rtpCapabilities: stream.rtpCapabilities,
+        listenerCount: stream.activeListeners,
+        transport: transport.info(),
+        consumer,
+      };
+    } catch (error) {
+      // A join fails as a whole: no transport outlives it (it would hold a place in the budget).
+      transport.close();
+      if (peer.transports().length === 0 && !peer.producer) peer.close();
+      throw error;
+    }
+  }
+
   async createTransport(request: CreateTransportRequest): Promise<TransportInfo> {
     const { streamId, peerId, direction } = parseInput(createTransportRequestSchema, request);
     const stream = this.#stream(streamId);
-    const peer = this.#peer(stream, peerId);
+    const transport = await this.#createTransport(stream, this.#peer(stream, peerId), direction);
+    return transport.info();
+  }
+
+  async #createTransport(
+    stream: LiveStream,
+    peer: Peer,
+    direction: TransportDirection,
+  ): Promise<PeerTransport> {
+    const streamId = stream.id;
+    const peerId = peer.id;
     let transport: PeerTransport;
     try {
       transport = await stream.createTransport(peer, direction, this.#transportOptions);
@@ -190,7 +241,7 @@ class LocalMediaNode implements MediaNode {
       this.#transports.delete(transport.id);
       this.#bytes.delete(transport.id);
     });
-    return transport.info();
+    return transport;
   }
 
   async connectTransport(transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
@@ -230,7 +281,16 @@ class LocalMediaNode implements MediaNode {
     const input = parseInput(consumeRequestSchema, request);
     const transport = this.#ownedTransport(input.transportId, input.peerId);
     const { stream, peer } = this.#streamAndPeerOf(transport);
-    const consumer = await stream.consume(peer, transport, asRtpCapabilities(input.rtpCapabilities));
+    return this.#consume(stream, peer, transport, asRtpCapabilities(input.rtpCapabilities));
+  }
+
+  async #consume(
+    stream: LiveStream,
+    peer: Peer,
+    transport: PeerTransport,
+    rtpCapabilities: ms.RtpCapabilities,
+  ): Promise<ConsumeResult> {
+    const consumer = await stream.consume(peer, transport, rtpCapabilities);
     this.#consumers.set(consumer.id, consumer);
     consumer.observer.once('close', () => this.#consumers.delete(consumer.id));
     return {
@@ -472,7 +532,13 @@ class LocalMediaNode implements MediaNode {
     return consumer;
   }
 
-  /** Worker CPU and transport bytes into the metrics; skipped while a previous sample is still running. */
+  /**
+   * Worker CPU and transport bytes into the metrics; skipped while a previous sample is still
+   * running. Bytes come from a bounded, round-robin slice of the transports per tick (each asked
+   * one after the other), not from all of them at once: a getStats of every transport every tick
+   * was a burst of one worker request per listener (1,000 at 1,000 listeners), queued in the
+   * workers' channel in front of joins and growing with the audience.
+   */
   async #sample(): Promise<void> {
     if (this.#sampling || this.#closed) return;
     this.#sampling = true;
@@ -480,24 +546,34 @@ class LocalMediaNode implements MediaNode {
       await this.#pool.sampleCpu();
       let received = 0;
       let sent = 0;
-      await Promise.all(
-        [...this.#transports.values()].map(async (transport) => {
-          try {
-            const [stat] = await transport.transport.getStats();
-            if (!stat) return;
-            const last = this.#bytes.get(transport.id) ?? { received: 0, sent: 0 };
-            received += Math.max(0, stat.bytesReceived - last.received);
-            sent += Math.max(0, stat.bytesSent - last.sent);
-            if (!transport.closed)
-              this.#bytes.set(transport.id, { received: stat.bytesReceived, sent: stat.bytesSent });
-          } catch {
-            // Closed meanwhile: its last bytes are lost to the counter, which is fine for a sampled metric.
-          }
-        }),
-      );
+      for (const transport of this.#nextTransportsToSample()) {
+        if (transport.closed || this.#closed) continue;
+        try {
+          const [stat] = await transport.transport.getStats();
+          if (!stat) continue;
+          const last = this.#bytes.get(transport.id) ?? { received: 0, sent: 0 };
+          received += Math.max(0, stat.bytesReceived - last.received);
+          sent += Math.max(0, stat.bytesSent - last.sent);
+          if (!transport.closed)
+            this.#bytes.set(transport.id, { received: stat.bytesReceived, sent: stat.bytesSent });
+        } catch {
+          // Closed meanwhile: its last bytes are lost to the counter, which is fine for a sampled metric.
+        }
+      }
       this.#metrics.addBytes(received, sent);
     } finally {
       this.#sampling = false;
     }
+  }
+
+  /** The next STATS_SLICE transports after the last one sampled, in the map's (creation) order. */
+  #nextTransportsToSample(): PeerTransport[] {
+    const all = [...this.#transports.values()];
+    if (all.length <= STATS_SLICE) return all;
+    const start = Math.max(0, all.findIndex((transport) => transport.id === this.#lastSampled) + 1);
+    const slice = [...all.slice(start, start + STATS_SLICE)];
+    if (slice.length < STATS_SLICE) slice.push(...all.slice(0, STATS_SLICE - slice.length));
+    this.#lastSampled = slice.at(-1)?.id;
+    return slice;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The fanout baseline: bare mediasoup (the same version and worker binary as the platform)
  * behind a minimal signaling stub that speaks just enough of docs/signaling.md for the same
- * load generator: join, createTransport, connectTransport, produce, consume, resumeConsumer.
+ * load generator: the routers' capabilities on open, the one-request join (transport and consumer
+ * in its answer), connectTransport, produce, resumeConsumer (and createTransport and consume).
  * No tokens, no control plane, no validation, no events, no audio-level observer: what is left
  * is the SFU itself, so the platform's figures divided by these show what our stack adds.
  *
@@ -74,33 +75,76 @@ export async function startBareMediasoup(options: BareMediasoupOptions): Promise
     return others[0] ?? origin;
   };
 
-  const handlers: Record<string, (session: Session, params: Record<string, unknown>) => Promise<unknown>> = {
-    join: async (_session, params) => ({
-      peerId: `bare-${Math.random().toString(36).slice(2)}`,
-      streamId: params.streamId,
-      role: params.role,
-      rtpCapabilities: origin.router.rtpCapabilities,
+  const createTransport = async (session: Session, direction: unknown) => {
+    const slot = direction === 'send' ? origin : place();
+    const transport = await slot.router.createWebRtcTransport({
+      listenIps: [{ ip: options.listenIp }],
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+    });
+    session.transports.set(transport.id, { transport, slot });
+    return {
+      id: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
       iceServers: [],
-      listenerCount: 0,
-      stream: { title: 'bare', ownerId: 0, ownerUsername: 'bare' },
-    }),
-    createTransport: async (session, params) => {
-      const slot = params.direction === 'send' ? origin : place();
-      const transport = await slot.router.createWebRtcTransport({
-        listenIps: [{ ip: options.listenIp }],
-        enableUdp: true,
-        enableTcp: true,
-        preferUdp: true,
-      });
-      session.transports.set(transport.id, { transport, slot });
-      return {
-        id: transport.id,
-        iceParameters: transport.iceParameters,
-        iceCandidates: transport.iceCandidates,
-        dtlsParameters: transport.dtlsParameters,
+    };
+  };
+
+  const consume = async (session: Session, params: Record<string, unknown>) => {
+    const entry = session.transports.get(String(params.transportId));
+    if (!entry) throw new Error('no such transport');
+    if (!producer) throw new Error('nothing to consume yet');
+    const { slot } = entry;
+    if (slot !== origin) {
+      const live = producer;
+      slot.piped ??= origin.router
+        .pipeToRouter({ producerId: live.id, router: slot.router })
+        .then(() => undefined);
+      await slot.piped;
+    }
+    const consumer = await entry.transport.consume({
+      producerId: producer.id,
+      rtpCapabilities: params.rtpCapabilities as ms.RtpCapabilities,
+      paused: true,
+    });
+    slot.consumers++;
+    consumer.observer.once('close', () => slot.consumers--);
+    session.consumers.set(consumer.id, consumer);
+    return {
+      consumerId: consumer.id,
+      producerId: consumer.producerId,
+      kind: 'audio',
+      rtpParameters: consumer.rtpParameters,
+      paused: true,
+    };
+  };
+
+  const handlers: Record<string, (session: Session, params: Record<string, unknown>) => Promise<unknown>> = {
+    // The same request shape as the platform's one-request join: with the device's capabilities,
+    // the answer holds the transport and (for a listener) the consumer.
+    join: async (session, params) => {
+      const joined: Record<string, unknown> = {
+        peerId: `bare-${Math.random().toString(36).slice(2)}`,
+        streamId: params.streamId,
+        role: params.role,
+        rtpCapabilities: origin.router.rtpCapabilities,
         iceServers: [],
+        listenerCount: 0,
+        stream: { title: 'bare', ownerId: 0, ownerUsername: 'bare' },
       };
+      if (!params.rtpCapabilities) return joined;
+      const listener = params.role === 'listener';
+      const transport = await createTransport(session, listener ? 'recv' : 'send');
+      const consumer =
+        listener && producer
+          ? await consume(session, { transportId: transport.id, rtpCapabilities: params.rtpCapabilities })
+          : null;
+      return { ...joined, transport, consumer };
     },
+    createTransport: (session, params) => createTransport(session, params.direction),
     connectTransport: async (session, params) => {
       const entry = session.transports.get(String(params.transportId));
       if (!entry) throw new Error('no such transport');
@@ -117,34 +161,7 @@ export async function startBareMediasoup(options: BareMediasoupOptions): Promise
       session.producer = producer;
       return { producerId: producer.id };
     },
-    consume: async (session, params) => {
-      const entry = session.transports.get(String(params.transportId));
-      if (!entry) throw new Error('no such transport');
-      if (!producer) throw new Error('nothing to consume yet');
-      const { slot } = entry;
-      if (slot !== origin) {
-        const live = producer;
-        slot.piped ??= origin.router
-          .pipeToRouter({ producerId: live.id, router: slot.router })
-          .then(() => undefined);
-        await slot.piped;
-      }
-      const consumer = await entry.transport.consume({
-        producerId: producer.id,
-        rtpCapabilities: params.rtpCapabilities as ms.RtpCapabilities,
-        paused: true,
-      });
-      slot.consumers++;
-      consumer.observer.once('close', () => slot.consumers--);
-      session.consumers.set(consumer.id, consumer);
-      return {
-        consumerId: consumer.id,
-        producerId: consumer.producerId,
-        kind: 'audio',
-        rtpParameters: consumer.rtpParameters,
-        paused: true,
-      };
-    },
+    consume: (session, params) => consume(session, params),
     resumeConsumer: async (session, params) => {
       await session.consumers.get(String(params.consumerId))?.resume();
       return {};
@@ -200,6 +217,15 @@ export async function startBareMediasoup(options: BareMediasoupOptions): Promise
             // Closed meanwhile.
           }
         });
+    },
+    // As the platform's edge: the routers' capabilities are every connection's first frame.
+    open: (ws) => {
+      ws.send(
+        JSON.stringify({
+          notification: 'routerRtpCapabilities',
+          data: { rtpCapabilities: origin.router.rtpCapabilities },
+        }),
+      );
     },
     close: (ws) => closeSession(ws.getUserData()),
   });

@@ -21,43 +21,53 @@ function check(
   return { name, target, value, met: met(value) };
 }
 
+/** The targets of issue "Audience scale" at the largest step, and the earlier ones where their step ran. */
 function targets(measured: FanoutStep[], baseline: FanoutStep[] | null): TargetCheck[] {
   const checks: TargetCheck[] = [];
-  const at1000 = stepAt(measured, 1000);
-  checks.push(
-    check(
-      '1,000 listeners, loss',
-      'all 1,000 joined, loss < 0.5%',
-      at1000 ? (at1000.joined === 1000 ? at1000.loss_pct : 100) : null,
-      (v) => v < 0.5,
-    ),
-  );
   const largest = measured.at(-1);
   const bareLargest = largest && baseline ? stepAt(baseline, largest.listeners) : undefined;
+  const at = `at ${largest?.listeners ?? '?'} listeners`;
   checks.push(
+    check(`join p95 (ms), ${at}`, '< 150 ms', largest?.join_ms.p95, (v) => v < 150),
     check(
-      `SFU CPU per packet vs bare mediasoup (at ${largest?.listeners ?? '?'} listeners)`,
+      `join p95 vs bare mediasoup, ${at}`,
+      '<= 2x',
+      ratio(largest?.join_ms.p95, bareLargest?.join_ms.p95),
+      (v) => v <= 2,
+    ),
+    check(
+      `loss, ${at}`,
+      'all joined, loss < 0.5%',
+      largest ? (largest.joined === largest.listeners ? largest.loss_pct : 100) : null,
+      (v) => v < 0.5,
+    ),
+    check(
+      `SFU CPU per packet vs bare mediasoup, ${at}`,
       '<= 1.1x',
       ratio(largest?.cpu_us_per_packet, bareLargest?.cpu_us_per_packet),
       (v) => v <= 1.1,
     ),
     check(
-      `delay p99 vs bare mediasoup (at ${largest?.listeners ?? '?'} listeners)`,
-      '<= 1.2x',
+      `delay p99 vs bare mediasoup, ${at}`,
+      '<= 1.5x',
       ratio(largest?.delay_ms.p99, bareLargest?.delay_ms.p99),
-      (v) => v <= 1.2,
+      (v) => v <= 1.5,
     ),
   );
+  const at1000 = stepAt(measured, 1000);
+  if (at1000) {
+    checks.push(
+      check(
+        '1,000 listeners, loss',
+        'all 1,000 joined, loss < 0.5%',
+        at1000.joined === 1000 ? at1000.loss_pct : 100,
+        (v) => v < 0.5,
+      ),
+    );
+  }
   const at200 = stepAt(measured, 200);
-  checks.push(
-    check('200 listeners, delay p99 (ms)', '< 10 ms', at200?.delay_ms.p99, (v) => v < 10),
-    check(
-      '200 listeners, join p95 (ms), all signaling round trips',
-      '< 150 ms',
-      at200?.join_ms.p95,
-      (v) => v < 150,
-    ),
-  );
+  if (at200)
+    checks.push(check('200 listeners, delay p99 (ms)', '< 10 ms', at200.delay_ms.p99, (v) => v < 10));
   return checks;
 }
 
@@ -108,8 +118,10 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
   const notes = [
     "Publisher, listeners and SFU share this machine's cores: the load generator (node-datachannel, one JS callback per packet) costs more CPU than the SFU, so at high counts it and the shared cores, not the SFU, are usually what saturates (see loadgen_cpu_pct, loadgen_loop_delay_p99_ms and machine_busy_pct).",
     "Delay is measured in the listener process when its JavaScript callback runs, so it includes the load generator's own event-loop delay.",
-    'join_ms runs from the listener opening its WebSocket (token already fetched) to its first probe packet: join, createTransport, consume, connectTransport, resumeConsumer, ICE, DTLS.',
+    "join_ms runs from the listener opening its WebSocket (token already fetched) to its first probe packet: the WebSocket and the routers' capabilities pushed on open, the one-request join (transport and consumer in its answer), connectTransport and resumeConsumer pipelined, ICE, DTLS (join_phase_*_ms split it). The bare stub takes the same requests.",
     "cpu_us_per_packet: the mediasoup worker processes' CPU over the window divided by the probe packets the listeners received in it.",
+    "server_node_cpu_pct: the server's own Node.js process alone over the window, % of one core (the platform: edge, control plane and the media node's JavaScript on today's single standalone event loop; bare: the stub); server_process_cpu_pct adds the platform's embedded PostgreSQL. sfu_cpu_pct is the mediasoup workers'.",
+    'ramp_loadgen_cpu_pct and ramp_loadgen_loop_delay_p99_ms: the load generators during the joins; a saturated generator inflates join times.',
     "rss_kb_per_listener: growth of the mediasoup workers' RSS per listener; server_rss_kb_per_listener: the same for the server process (edge, control plane), blurred by garbage collection (it can be negative).",
     "ramp_server_handling_mean_ms: the server's own handling time per signaling request and control-plane rpc during the ramp (from its histograms); the rest of a join phase is queueing and transport.",
   ];
@@ -126,6 +138,7 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
       packets_per_s: options.packetsPerSecond,
       join_timeout_ms: options.joinTimeoutMs,
       settle_s: options.settleS,
+      prefetch_tokens: options.prefetchTokens,
       url: options.target.url ?? null,
       platform: measured.settings,
     },

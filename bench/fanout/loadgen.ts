@@ -61,10 +61,14 @@ function onPacket(slot: Slot, packet: Buffer): void {
   delays.add(monotonicMs() - probe.sentMs);
 }
 
-async function startOne(target: SignalingTargetJson, errors: Set<string>): Promise<Slot | null> {
+async function startOne(
+  target: SignalingTargetJson,
+  errors: Set<string>,
+  prefetched?: Promise<string>,
+): Promise<Slot | null> {
   let token: string;
   try {
-    token = await tokenFor(target);
+    token = await (prefetched ?? tokenFor(target));
   } catch (error) {
     errors.add(String(error instanceof Error ? error.message : error));
     return null;
@@ -97,15 +101,37 @@ async function startOne(target: SignalingTargetJson, errors: Set<string>): Promi
   return slot;
 }
 
+/** Listener tokens fetched ahead (--prefetch-tokens), taken by the next listeners to start. */
+const prefetched: Array<Promise<string>> = [];
+
+/**
+ * `count` listener tokens, a few requests at a time, before a ramp: it then measures the joins
+ * alone. A failure surfaces at the listener that takes the token.
+ */
+async function prefetchTokens(params: {
+  target: SignalingTargetJson;
+  count: number;
+}): Promise<Record<string, never>> {
+  for (let i = 0; i < params.count; i += 8) {
+    const batch = Array.from({ length: Math.min(8, params.count - i) }, () => tokenFor(params.target));
+    for (const token of batch) token.catch(() => undefined);
+    await Promise.allSettled(batch);
+    prefetched.push(...batch);
+  }
+  return {};
+}
+
 async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
   const errors = new Set<string>();
   const started = performance.now();
+  const cpuAtStart = process.cpuUsage();
+  loopDelay.reset();
   const pending: Array<Promise<Slot | null>> = [];
   for (let i = 0; i < params.count; i++) {
     const due = started + (i * 1000) / params.rampPerSecond;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    pending.push(startOne(params.target, errors));
+    pending.push(startOne(params.target, errors, prefetched.shift()));
   }
   const mine = (await Promise.all(pending)).filter((slot): slot is Slot => slot !== null);
   // Every listener that signaled successfully gets until its deadline to see its first packet.
@@ -115,11 +141,14 @@ async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
   }
   const silent = mine.filter((slot) => !slot.dropped && slot.firstPacketAt === null).length;
   if (silent > 0) errors.add(`${silent} listener(s) received no packet within ${params.joinTimeoutMs} ms`);
+  const cpu = process.cpuUsage(cpuAtStart);
   return {
     attempted: params.count,
     joined: mine.filter((slot) => slot.firstPacketAt !== null && !slot.dropped).length,
     active: activeSlots().length,
     errors: [...errors].slice(0, 10),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
   };
 }
 
@@ -201,6 +230,7 @@ function collect(params: { toSeq: number }) {
 serveParent(
   {
     join: (params) => join(params as JoinParams),
+    prefetchTokens: (params) => prefetchTokens(params as { target: SignalingTargetJson; count: number }),
     window: (params) => startWindow(params as WindowParams),
     collect: (params) => collect(params as { toSeq: number }),
   },

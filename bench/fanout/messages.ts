@@ -23,6 +23,10 @@ export const joinResult = z.object({
   joined: z.number().int(),
   active: z.number().int(),
   errors: z.array(z.string()),
+  /** This generator's CPU seconds over the ramp (the joins and the packets arriving meanwhile). */
+  cpuSeconds: z.number(),
+  /** Its event loop's delay p99 over the ramp, ms: a busy generator inflates join times. */
+  loopDelayP99Ms: z.number(),
 });
 
 export interface WindowParams {

@@ -67,13 +67,16 @@ export class ProbePublisher {
   /** Joins as broadcaster, produces, and resolves once SRTP is up (the track is open). */
   async publish(): Promise<void> {
     await this.signaling.connect();
+    const opus = opusOf(await this.signaling.routerRtpCapabilities());
+    this.payloadType = opus.preferredPayloadType ?? 100;
+    // The one-request join: its answer holds the send transport.
     const joined = await this.signaling.request('join', {
       streamId: this.target.streamId,
       role: 'broadcaster',
+      rtpCapabilities: deviceCapabilities(opus),
     });
-    const opus = opusOf(joined.rtpCapabilities);
-    this.payloadType = opus.preferredPayloadType ?? 100;
-    const info = await this.signaling.request('createTransport', { direction: 'send' });
+    const info = joined.transport;
+    if (!info) throw new Error('join answered without a transport');
     const pc = newPeer('probe-publisher');
     this.#pc = pc;
     const audio = new Audio('0', 'SendOnly');
@@ -86,7 +89,8 @@ export class ProbePublisher {
       track.onError((error) => reject(new Error(`publisher track: ${error}`)));
     });
     const offer = localOffer(pc);
-    await this.signaling.request('connectTransport', {
+    // Pipelined with produce, as the client library does: the edge handles them in order.
+    const connected = this.signaling.request('connectTransport', {
       transportId: info.id,
       dtlsParameters: localDtlsParameters(offer),
     });
@@ -102,7 +106,7 @@ export class ProbePublisher {
       remoteAnswer({ transport: info, mid: '0', direction: 'recvonly', rtpParameters: { codecs: [codec] } }),
       'answer',
     );
-    await this.signaling.request('produce', {
+    const produced = this.signaling.request('produce', {
       transportId: info.id,
       kind: 'audio',
       rtpParameters: {
@@ -113,6 +117,7 @@ export class ProbePublisher {
         rtcp: { cname: 'veza-bench', reducedSize: true },
       },
     });
+    await Promise.all([connected, produced]);
     await withTimeout(open, 15_000, 'publisher DTLS/SRTP did not come up');
   }
 
@@ -127,19 +132,36 @@ export class ProbePublisher {
   }
 }
 
-/** The steps of a listener's join, timed one by one; `media` (ICE, DTLS, first packet) is timed by the caller. */
-export const JOIN_PHASES = [
-  'websocket',
-  'join',
-  'createTransport',
-  'consume',
-  'connectTransport',
-  'resumeConsumer',
-  'media',
-] as const;
+/**
+ * The steps of a listener's join, timed one by one; `media` (ICE, DTLS, first packet) is timed by
+ * the caller. `websocket` includes the router capabilities the edge sends as its first frame.
+ */
+export const JOIN_PHASES = ['websocket', 'join', 'connectAndResume', 'media'] as const;
 export type JoinPhase = (typeof JOIN_PHASES)[number];
 
-/** One listener: WebSocket, join, recv transport, consume, connect, resume. */
+/** The capabilities a probe listener joins with: Opus as the router offers it, nothing else. */
+function deviceCapabilities(opus: RtpCodecCapability): RtpCapabilities {
+  return {
+    codecs: [
+      {
+        kind: 'audio',
+        mimeType: 'audio/opus',
+        preferredPayloadType: opus.preferredPayloadType ?? 100,
+        clockRate: 48000,
+        channels: 2,
+        parameters: {},
+        rtcpFeedback: [],
+      },
+    ],
+    headerExtensions: [],
+  };
+}
+
+/**
+ * One listener, as the client library joins: WebSocket (with the router capabilities pushed on
+ * open), one `join` answering with the recv transport and the consumer, then connectTransport
+ * and resumeConsumer pipelined.
+ */
 export class ProbeListener {
   readonly signaling: SignalingConnection;
   #pc: PeerConnection | undefined;
@@ -162,40 +184,31 @@ export class ProbeListener {
     });
   }
 
-  async #timed<T>(phase: JoinPhase, work: Promise<T>): Promise<T> {
+  async #timed<T>(phase: JoinPhase, work: () => Promise<T>): Promise<T> {
     const started = performance.now();
-    const result = await work;
+    const result = await work();
     this.phases[phase] = performance.now() - started;
     return result;
   }
 
   async listen(name: string): Promise<void> {
     const s = this.signaling;
-    await this.#timed('websocket', s.connect());
-    const joined = await this.#timed(
-      'join',
-      s.request('join', { streamId: this.target.streamId, role: 'listener' }),
-    );
-    const opus = opusOf(joined.rtpCapabilities);
-    const info = await this.#timed('createTransport', s.request('createTransport', { direction: 'recv' }));
-    const consumeRequest = s.request('consume', {
-      transportId: info.id,
-      rtpCapabilities: {
-        codecs: [
-          {
-            kind: 'audio',
-            mimeType: 'audio/opus',
-            preferredPayloadType: opus.preferredPayloadType ?? 100,
-            clockRate: 48000,
-            channels: 2,
-            parameters: {},
-            rtcpFeedback: [],
-          },
-        ],
-        headerExtensions: [],
-      },
+    const opus = await this.#timed('websocket', async () => {
+      await s.connect();
+      return opusOf(await s.routerRtpCapabilities());
     });
-    const offer = await this.#timed('consume', consumeRequest);
+    const joined = await this.#timed('join', () =>
+      s.request('join', {
+        streamId: this.target.streamId,
+        role: 'listener',
+        rtpCapabilities: deviceCapabilities(opus),
+      }),
+    );
+    const info = joined.transport;
+    const offer = joined.consumer;
+    if (!info) throw new Error('join answered without a transport');
+    // The probe publisher is live before any listener joins.
+    if (!offer) throw new Error('join answered without a consumer (no audio)');
     const codec = offer.rtpParameters.codecs[0];
     if (!codec) throw new Error('the consumer has no codec');
     this.payloadType = codec.payloadType;
@@ -212,15 +225,19 @@ export class ProbeListener {
     this.#track = track;
     track.onMessage((packet) => this.onPacket(packet));
     const local = localOffer(pc);
-    await this.#timed(
-      'connectTransport',
-      s.request('connectTransport', { transportId: info.id, dtlsParameters: localDtlsParameters(local) }),
-    );
-    pc.setRemoteDescription(
-      remoteAnswer({ transport: info, mid, direction: 'sendonly', rtpParameters: offer.rtpParameters }),
-      'answer',
-    );
-    await this.#timed('resumeConsumer', s.request('resumeConsumer', { consumerId: offer.consumerId }));
+    await this.#timed('connectAndResume', async () => {
+      // Both sent before either answer: the edge handles one connection's requests in order.
+      const connected = s.request('connectTransport', {
+        transportId: info.id,
+        dtlsParameters: localDtlsParameters(local),
+      });
+      const resumed = s.request('resumeConsumer', { consumerId: offer.consumerId });
+      pc.setRemoteDescription(
+        remoteAnswer({ transport: info, mid, direction: 'sendonly', rtpParameters: offer.rtpParameters }),
+        'answer',
+      );
+      await Promise.all([connected, resumed]);
+    });
     this.signaledAt = performance.now();
   }
 

@@ -36,6 +36,8 @@ export interface FanoutOptions {
   packetsPerSecond: number;
   joinTimeoutMs: number;
   settleS: number;
+  /** Listener tokens fetched before each ramp instead of by each listener as it joins. */
+  prefetchTokens: boolean;
   baseline: boolean;
   target: TargetOptions;
 }
@@ -61,7 +63,13 @@ export interface FanoutStep {
   worst_listener_loss_pct: number;
   dropped: number;
   sfu_cpu_pct: number | null;
+  /** Everything of the server but its SFU workers (its Node.js process and, for the platform, embedded PostgreSQL). */
   server_process_cpu_pct: number | null;
+  /**
+   * The server's Node.js process alone during the window (the platform: edge, control plane and
+   * media node on today's single standalone event loop; bare: the stub), % of one core.
+   */
+  server_node_cpu_pct: number | null;
   loadgen_cpu_pct: number;
   loadgen_loop_delay_p99_ms: number;
   machine_busy_pct: number;
@@ -73,12 +81,19 @@ export interface FanoutStep {
   /** The ramp (joins) of this step: how long, and how busy the server process (edge, control plane) and the machine were. */
   ramp_s: number;
   ramp_server_process_cpu_pct: number | null;
+  ramp_server_node_cpu_pct: number | null;
+  /** The load generators during the ramp: CPU (% of one core, summed) and their worst event-loop delay p99. */
+  ramp_loadgen_cpu_pct: number;
+  ramp_loadgen_loop_delay_p99_ms: number;
   ramp_machine_busy_pct: number;
   /**
    * Mean time the server itself spent per signaling request (`ws:<method>`) and per control-plane
    * rpc (`grpc:<method>`) during the ramp; what a join took beyond these was queueing and transport.
    */
   ramp_server_handling_mean_ms: Record<string, number> | null;
+  /** The server's event-loop delay p99 (ms) during the ramp and during the window (null without metrics). */
+  ramp_server_loop_delay_p99_ms: number | null;
+  server_loop_delay_p99_ms: number | null;
   errors: string[];
   cdf: { join_ms: CdfPoints; delay_ms: CdfPoints };
 }
@@ -120,10 +135,6 @@ export async function measureFanout(
       progress.note(
         `${system.name}: ramping ${current} -> ${target} listeners at ${options.rampPerSecond}/s`,
       );
-      const rampHandling0 = await system.handlingSeconds().catch(() => null);
-      const rampServer0 = system.serverCpuSeconds();
-      const rampMachine0 = machineCpuTimes();
-      const rampT0 = performance.now();
       const shares = share(generators, toAdd, options.perProcess, (index) => {
         const rpc = new ChildRpc(LOADGEN, [], {
           onOutput: (line) => progress.child(`loadgen-${index}`, line),
@@ -134,6 +145,18 @@ export async function measureFanout(
         generators.push(generator);
         return generator;
       });
+      if (options.prefetchTokens) {
+        await Promise.all(
+          shares.map(({ generator, count }) =>
+            generator.rpc.request('prefetchTokens', { target: system.listeners, count }, emptyResult),
+          ),
+        );
+      }
+      const rampHandling0 = await system.handlingSeconds().catch(() => null);
+      const rampServer0 = system.serverCpuSeconds();
+      const rampNode0 = system.serverProcessCpuSeconds();
+      const rampMachine0 = machineCpuTimes();
+      const rampT0 = performance.now();
       const joins = await Promise.all(
         shares.map(({ generator, count }) =>
           generator.rpc.request(
@@ -153,6 +176,7 @@ export async function measureFanout(
       });
       const rampS = (performance.now() - rampT0) / 1000;
       const rampServer1 = system.serverCpuSeconds();
+      const rampNode1 = system.serverProcessCpuSeconds();
       const rampMachineBusy = busyPercent(rampMachine0, machineCpuTimes());
       const rampHandling1 = await system.handlingSeconds().catch(() => null);
       for (const join of joins) for (const error of join.errors) errors.add(error);
@@ -173,15 +197,20 @@ export async function measureFanout(
         ),
       );
       while ((await publisher.request('seq', {}, seqResult)).seq < fromSeq) await sleep(20);
+      // A scrape now starts the server's event-loop delay interval of the window (see ServerMetrics).
+      await system.handlingSeconds().catch(() => null);
       const cpu0 = await system.sfuCpu();
       const server0 = system.serverCpuSeconds();
+      const node0 = system.serverProcessCpuSeconds();
       const machine0 = machineCpuTimes();
       const t0 = performance.now();
       progress.note(`${system.name}: measuring ${target} listeners for ${options.durationS} s`);
       await sleep(options.durationS * 1000);
       const end = await publisher.request('seq', {}, seqResult);
       const cpu1 = await system.sfuCpu();
+      const window1 = await system.handlingSeconds().catch(() => null);
       const server1 = system.serverCpuSeconds();
+      const node1 = system.serverProcessCpuSeconds();
       const machine1 = machineCpuTimes();
       const t1 = performance.now();
       // Packets still in flight at the window's end get a moment to land.
@@ -233,6 +262,8 @@ export async function measureFanout(
         sfu_cpu_pct: sfuCpuPct,
         server_process_cpu_pct:
           server0 !== null && server1 !== null ? round((100 * (server1 - server0)) / wallS, 1) : null,
+        server_node_cpu_pct:
+          node0 !== null && node1 !== null ? round((100 * (node1 - node0)) / wallS, 1) : null,
         loadgen_cpu_pct: round((100 * sum(collects.map((c) => c.cpuSeconds))) / wallS, 1),
         loadgen_loop_delay_p99_ms: round(Math.max(0, ...collects.map((c) => c.loopDelayP99Ms)), 1),
         machine_busy_pct: round(busyPercent(machine0, machine1), 1),
@@ -251,15 +282,25 @@ export async function measureFanout(
           rampServer0 !== null && rampServer1 !== null
             ? round((100 * (rampServer1 - rampServer0)) / rampS, 1)
             : null,
+        ramp_server_node_cpu_pct:
+          rampNode0 !== null && rampNode1 !== null ? round((100 * (rampNode1 - rampNode0)) / rampS, 1) : null,
+        ramp_loadgen_cpu_pct: round((100 * sum(joins.map((j) => j.cpuSeconds))) / rampS, 1),
+        ramp_loadgen_loop_delay_p99_ms: round(Math.max(0, ...joins.map((j) => j.loopDelayP99Ms)), 1),
         ramp_machine_busy_pct: round(rampMachineBusy, 1),
-        ramp_server_handling_mean_ms: handlingMeans(rampHandling0, rampHandling1),
+        ramp_server_handling_mean_ms: handlingMeans(
+          rampHandling0?.handling ?? null,
+          rampHandling1?.handling ?? null,
+        ),
+        ramp_server_loop_delay_p99_ms: rampHandling1?.loopDelayP99Ms ?? null,
+        server_loop_delay_p99_ms: window1?.loopDelayP99Ms ?? null,
         errors: [...errors].slice(0, 10),
         cdf: { join_ms: cdfOf(joinMs), delay_ms: delays.cdf() },
       };
       steps.push(step);
       progress.note(
         `${system.name} @${target}: joined ${step.joined}, loss ${step.loss_pct}%, delay p99 ${step.delay_ms.p99} ms, ` +
-          `join p95 ${step.join_ms.p95} ms, ${step.cpu_us_per_packet ?? '?'} us/packet, machine ${step.machine_busy_pct}% busy`,
+          `join p95 ${step.join_ms.p95} ms, ${step.cpu_us_per_packet ?? '?'} us/packet, workers ${step.sfu_cpu_pct ?? '?'}% ` +
+          `server process ${step.server_node_cpu_pct ?? '?'}% of a core, machine ${step.machine_busy_pct}% busy`,
       );
     }
   } finally {

@@ -37,13 +37,19 @@ export interface FanoutSystem {
   rssKb(): Promise<{ sfu: number | null; server: number | null }>;
   /** CPU seconds of everything but the SFU workers (edge, control plane, database); null with --url. */
   serverCpuSeconds(): number | null;
+  /**
+   * CPU seconds of the server's own Node.js process alone (the platform: edge, control plane and
+   * the media node's JavaScript on one event loop; the bare baseline: its stub), beside the
+   * workers'; null with --url.
+   */
+  serverProcessCpuSeconds(): number | null;
   workersUsed(): Promise<number | null>;
   /**
    * The server's own handling time so far, summed per signaling method and control-plane rpc
    * (from its histograms): with a delta over a ramp, it tells handling from queueing. Null when
    * the system has no metrics (the bare baseline).
    */
-  handlingSeconds(): Promise<Record<string, { sum: number; count: number }> | null>;
+  handlingSeconds(): Promise<ServerMetrics | null>;
   close(): Promise<void>;
 }
 
@@ -52,11 +58,22 @@ const HANDLING_METRICS: Record<string, string> = {
   veza_grpc_request_duration_seconds: 'grpc',
 };
 
-async function handlingFromMetrics(
-  metricsUrl: string,
-): Promise<Record<string, { sum: number; count: number }>> {
+/** What one scrape of the server's /metrics tells about its request handling and its event loop. */
+export interface ServerMetrics {
+  /** Handling time so far, summed per signaling method (`ws:<method>`) and rpc (`grpc:<method>`). */
+  handling: Record<string, { sum: number; count: number }>;
+  /**
+   * The server's event-loop delay p99 (ms) since the previous scrape: prom-client resets its
+   * histogram on every collect, so two scrapes bracket an interval.
+   */
+  loopDelayP99Ms: number | null;
+}
+
+async function handlingFromMetrics(metricsUrl: string): Promise<ServerMetrics> {
   const totals: Record<string, { sum: number; count: number }> = {};
-  for (const sample of await scrape(metricsUrl)) {
+  const samples = await scrape(metricsUrl);
+  const lag = sumOf(samples, 'veza_nodejs_eventloop_lag_p99_seconds');
+  for (const sample of samples) {
     const match = /^(.*)_(sum|count)$/.exec(sample.name);
     const prefix = match?.[1] ? HANDLING_METRICS[match[1]] : undefined;
     if (!prefix || !match) continue;
@@ -67,7 +84,7 @@ async function handlingFromMetrics(
     else entry.count += sample.value;
     totals[key] = entry;
   }
-  return totals;
+  return { handling: totals, loopDelayP99Ms: lag === null ? null : Math.round(lag * 1e5) / 100 };
 }
 
 const bareReady = z.object({ pid: z.number().int(), url: z.string(), workerPids: z.array(z.number().int()) });
@@ -130,6 +147,7 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
         const sfu = new Set(workers());
         return totalCpuSeconds(processTree(serverPid).filter((pid) => !sfu.has(pid)));
       },
+      serverProcessCpuSeconds: () => (serverPid === null ? null : totalCpuSeconds([serverPid])),
       async workersUsed() {
         const consumers = (await scrape(metricsUrl)).filter(
           (sample) => sample.name === 'veza_media_consumers',
@@ -168,6 +186,7 @@ export async function bareMediasoupSystem(
       sfuCpu: async () => ({ seconds: totalCpuSeconds(ready.workerPids), at: performance.now() }),
       rssKb: async () => ({ sfu: totalRssKb(ready.workerPids), server: totalRssKb([ready.pid]) }),
       serverCpuSeconds: () => totalCpuSeconds([ready.pid]),
+      serverProcessCpuSeconds: () => totalCpuSeconds([ready.pid]),
       workersUsed: async () => (await host.request('bareWorkersUsed', {}, workersUsedReply)).used,
       handlingSeconds: async () => null,
       close: () => host.close(),

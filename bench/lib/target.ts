@@ -24,6 +24,8 @@ export interface TargetOptions {
   grpc?: string | undefined;
   /** Extra environment for a standalone platform (loadConfig variables). */
   env?: Record<string, string>;
+  /** Writes a V8 CPU profile of the standalone platform's process into this folder when it exits. */
+  cpuProfileDir?: string | undefined;
 }
 
 /**
@@ -57,7 +59,12 @@ export async function openPlatform(options: TargetOptions, progress: Progress): 
     };
   }
   progress.note('starting the platform (standalone, embedded PostgreSQL)');
-  const host = new ChildRpc(SERVER_HOST, [], { onOutput: (line) => progress.child('platform', line) });
+  const host = new ChildRpc(SERVER_HOST, [], {
+    onOutput: (line) => progress.child('platform', line),
+    ...(options.cpuProfileDir
+      ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] }
+      : {}),
+  });
   try {
     const env = { ...BENCH_PLATFORM_ENV, ...options.env };
     const ready = await host.request('platform', { env }, platformReady);

@@ -62,6 +62,22 @@ export const consumeRequestSchema = z.object({
 });
 export type ConsumeRequest = z.input<typeof consumeRequestSchema>;
 
+export const joinRoleSchema = z.enum(['broadcaster', 'listener']);
+
+/**
+ * Places a peer in a stream in one call: opens the stream (idempotent), creates the peer's
+ * transport (send on the origin for the broadcaster; recv where placement puts a listener) and,
+ * for a listener that gives its device's capabilities, its paused consumer.
+ */
+export const joinStreamRequestSchema = z.object({
+  streamId: callerIdSchema,
+  peerId: callerIdSchema,
+  role: joinRoleSchema,
+  /** A listener's device capabilities: with them the node creates the consumer in the same call. */
+  rtpCapabilities: rtpCapabilitiesSchema.optional(),
+});
+export type JoinStreamRequest = z.input<typeof joinStreamRequestSchema>;
+
 export const openStreamResultSchema = z.object({
   streamId: z.string(),
   workerIndex: count,
@@ -94,6 +110,20 @@ export const consumeResultSchema = z.object({
   producerPaused: z.boolean(),
 });
 export type ConsumeResult = z.infer<typeof consumeResultSchema>;
+
+export const joinStreamResultSchema = z.object({
+  /** The router's capabilities (ROUTER_RTP_CAPABILITIES on every node of this version). */
+  rtpCapabilities: rtpCapabilitiesSchema,
+  /** Listeners of the stream on this node, the joining one included once it consumes. */
+  listenerCount: count,
+  transport: transportInfoSchema,
+  /**
+   * The listener's paused consumer; null for a broadcaster, for a listener without capabilities,
+   * or when nobody produces right now (the `noAudio` case: consume after the producer opens).
+   */
+  consumer: consumeResultSchema.nullable(),
+});
+export type JoinStreamResult = z.infer<typeof joinStreamResultSchema>;
 
 const tupleStatsSchema = z.object({
   localIp: z.string(),
@@ -186,6 +216,12 @@ export type StreamInfo = z.infer<typeof streamInfoSchema>;
 export const MEDIA_NODE_CALLS = {
   /** Opens the stream's origin router (idempotent: an open stream is returned as is). */
   openStream: { args: z.tuple([callerIdSchema]), result: openStreamResultSchema },
+  /**
+   * Everything a join needs in one call (what openStream + createTransport + consume +
+   * listenerCount did in four); fails as a whole, leaving nothing behind, e.g. with
+   * resource_exhausted (`atCapacity`) when no router of the node has room for a listener.
+   */
+  joinStream: { args: z.tuple([joinStreamRequestSchema]), result: joinStreamResultSchema },
   /** Closes the stream and everything in it; idempotent for a stream that has ended. */
   closeStream: { args: z.tuple([callerIdSchema]), result: nothing },
   getRouterRtpCapabilities: { args: z.tuple([callerIdSchema]), result: rtpCapabilitiesSchema },
@@ -229,6 +265,8 @@ export const MEDIA_FAILURE = {
   streamEnded: 'stream_ended',
   /** `consume`: the stream is live but nobody produces right now. */
   noAudio: 'no_audio',
+  /** `joinStream` / `createTransport`: every router the node could give the stream is full. */
+  atCapacity: 'at_capacity',
 } as const;
 export type MediaFailureReason = (typeof MEDIA_FAILURE)[keyof typeof MEDIA_FAILURE];
 

@@ -143,6 +143,53 @@ export const iceCandidateSchema = z.looseObject({
 export const iceStateSchema = z.enum(['new', 'connected', 'completed', 'disconnected', 'closed']);
 export const dtlsStateSchema = z.enum(['new', 'connecting', 'connected', 'failed', 'closed']);
 
+/**
+ * What every Veza Live router offers: mediasoup 3.12's capabilities for its one codec list
+ * (media-server/codecs.ts: Opus 48 kHz stereo, FEC, DTX). They are the same on every router
+ * of every media node, so the edge hands them to a client when its socket opens (the
+ * `routerRtpCapabilities` notification) and the client loads its Device before `join`, without a
+ * round trip; media-server's tests check a real router reports exactly these.
+ */
+export const ROUTER_RTP_CAPABILITIES = {
+  codecs: [
+    {
+      kind: 'audio',
+      mimeType: 'audio/opus',
+      clockRate: 48000,
+      channels: 2,
+      rtcpFeedback: [
+        { type: 'nack', parameter: '' },
+        { type: 'transport-cc', parameter: '' },
+      ],
+      parameters: { useinbandfec: 1, usedtx: 1, 'sprop-stereo': 1 },
+      preferredPayloadType: 100,
+    },
+  ],
+  headerExtensions: [
+    ['audio', 'urn:ietf:params:rtp-hdrext:sdes:mid', 1, 'sendrecv'],
+    ['video', 'urn:ietf:params:rtp-hdrext:sdes:mid', 1, 'sendrecv'],
+    ['video', 'urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id', 2, 'recvonly'],
+    ['video', 'urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id', 3, 'recvonly'],
+    ['audio', 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time', 4, 'sendrecv'],
+    ['video', 'http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time', 4, 'sendrecv'],
+    ['audio', 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01', 5, 'recvonly'],
+    ['video', 'http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01', 5, 'sendrecv'],
+    ['video', 'http://tools.ietf.org/html/draft-ietf-avtext-framemarking-07', 6, 'sendrecv'],
+    ['video', 'urn:ietf:params:rtp-hdrext:framemarking', 7, 'sendrecv'],
+    ['audio', 'urn:ietf:params:rtp-hdrext:ssrc-audio-level', 10, 'sendrecv'],
+    ['video', 'urn:3gpp:video-orientation', 11, 'sendrecv'],
+    ['video', 'urn:ietf:params:rtp-hdrext:toffset', 12, 'sendrecv'],
+    ['audio', 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time', 13, 'sendrecv'],
+    ['video', 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time', 13, 'sendrecv'],
+  ].map(([kind, uri, preferredId, direction]) => ({
+    kind: kind as 'audio' | 'video',
+    uri: uri as string,
+    preferredId: preferredId as number,
+    preferredEncrypt: false,
+    direction: direction as 'sendrecv' | 'recvonly',
+  })),
+} satisfies z.input<typeof rtpCapabilitiesSchema>;
+
 /** RTCIceServer as handed to RTCPeerConnection (TURN credentials included when configured). */
 export interface IceServer {
   urls: string | string[];

@@ -8,7 +8,7 @@
  */
 import wrtc from '@roamhq/wrtc';
 import { Device, type types as mc } from 'mediasoup-client';
-import type { TransportInfo } from '../../common/contracts/index.js';
+import { ROUTER_RTP_CAPABILITIES, type TransportInfo } from '../../common/contracts/index.js';
 import type { MediaNode } from '../index.js';
 
 /** mediasoup-client looks these up as globals, as in a browser. */
@@ -223,6 +223,32 @@ export class TestListener {
     return listener;
   }
 
+  /**
+   * Joins as the edge's one-request join does: the Device loaded from the static router
+   * capabilities, then one joinStream call for the transport and the consumer (none while nobody
+   * produces: `consume()` later).
+   */
+  static async joinInOne(node: MediaNode, options: PeerOptions): Promise<TestListener> {
+    const listener = new TestListener(node, options);
+    listener.close();
+    listener.#device ??= new Device({ handlerName: 'Chrome111' });
+    if (!listener.#device.loaded)
+      await listener.#device.load({ routerRtpCapabilities: across(ROUTER_RTP_CAPABILITIES) });
+    const placed = viaJson(
+      await node.joinStream(
+        viaJson({
+          streamId: options.streamId,
+          peerId: options.peerId,
+          role: 'listener',
+          rtpCapabilities: listener.#device.rtpCapabilities,
+        }),
+      ),
+    );
+    listener.#wire(placed.transport);
+    if (placed.consumer) await listener.#receive(placed.consumer);
+    return listener;
+  }
+
   /** Creates the recv transport only (no consume): for tests of the transport itself. */
   static async transportOnly(
     node: MediaNode,
@@ -262,6 +288,17 @@ export class TestListener {
         }),
       ),
     );
+    await this.#receive(consumed);
+  }
+
+  async #receive(consumed: {
+    consumerId: string;
+    producerId: string;
+    kind: 'audio';
+    rtpParameters: unknown;
+  }): Promise<void> {
+    const transport = this.#transport;
+    if (!transport) throw new Error('no transport');
     const consumer = await transport.consume({
       id: consumed.consumerId,
       producerId: consumed.producerId,
@@ -270,7 +307,7 @@ export class TestListener {
     });
     this.consumerId = consumed.consumerId;
     this.#listen(consumer.track);
-    await node.resumeConsumer(consumed.consumerId);
+    await this.node.resumeConsumer(consumed.consumerId);
   }
 
   /** RMS (16-bit units) of the last `frames` 10 ms frames, or undefined before that many arrived. */
@@ -326,11 +363,18 @@ export class TestListener {
 
   async #createTransport(): Promise<void> {
     const { node } = this;
-    const { streamId, peerId, tamperDtls } = this.options;
+    const { streamId, peerId } = this.options;
     this.close();
     this.#frames = [];
     this.#device ??= await loadDevice(node, streamId);
-    const info = viaJson(await node.createTransport(viaJson({ streamId, peerId, direction: 'recv' })));
+    this.#wire(viaJson(await node.createTransport(viaJson({ streamId, peerId, direction: 'recv' }))));
+  }
+
+  /** The local recv transport for the node's `info`, connected on first use. */
+  #wire(info: TransportInfo): void {
+    const { node } = this;
+    const { tamperDtls } = this.options;
+    if (!this.#device) throw new Error('no device');
     this.info = info;
     const transport = this.#device.createRecvTransport(clientTransportOptions(info));
     this.#transport = transport;

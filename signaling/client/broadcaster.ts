@@ -5,8 +5,9 @@
  *   broadcaster.on('level', ({ volume, speaking }) => meter.update(volume, speaking));
  *   await broadcaster.publish(streamId, track);
  *
- * publish() joins the stream as its broadcaster, loads the Device with the router's
- * capabilities, creates and connects a send transport and produces Opus (stereo, FEC, DTX).
+ * publish() loads the Device with the router capabilities the edge sent on open, joins the
+ * stream as its broadcaster in one request (whose answer holds the send transport), connects it
+ * and produces Opus (stereo, FEC, DTX), the produce pipelined behind the connect.
  * After a lost WebSocket, a media worker restart or a failed transport it does all of that
  * again by itself and emits `reconnected`. The track stays the caller's: it is never stopped here.
  */
@@ -95,8 +96,8 @@ export class Broadcaster extends MediaSession<BroadcasterEvents> {
 
   protected async negotiate(): Promise<'live'> {
     this.releaseMedia();
-    await this.join();
-    const transport = await this.openTransport('send');
+    const joined = await this.join();
+    const transport = await this.openTransport('send', joined.transport);
     this.#transport = transport;
     transport.on('produce', ({ kind, rtpParameters }, callback, errback) => {
       if (kind !== 'audio') {

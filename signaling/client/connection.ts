@@ -26,6 +26,7 @@ import {
   PROTOCOL_VERSION,
   parseServerFrame,
   type RequestId,
+  type RtpCapabilities,
   TERMINAL_CLOSE_CODES,
 } from '../protocol/index.js';
 import { Emitter } from './emitter.js';
@@ -139,6 +140,8 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
   #attempt = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #refreshing = false;
+  /** What the edge sent when the socket opened (the same for every router, so kept across reconnects). */
+  #routerCapabilities: RtpCapabilities | undefined;
 
   constructor(options: SignalingConnectionOptions) {
     super();
@@ -159,6 +162,20 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
     if (this.#state === 'closed') throw new UnavailableError('connection closed');
     if (this.#state === 'idle') void this.#open();
     await this.#untilOpen();
+  }
+
+  /**
+   * The routers' RTP capabilities, which the edge sends as the first frame of every connection
+   * (`routerRtpCapabilities`): what a Device loads before a one-request `join`. Waits for them on
+   * a connection that has just opened; rejects after the request timeout.
+   */
+  async routerRtpCapabilities(): Promise<RtpCapabilities> {
+    if (this.#routerCapabilities) return this.#routerCapabilities;
+    const timeoutMs = this.#options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const [{ rtpCapabilities }] = await this.next('routerRtpCapabilities', timeoutMs).catch(() => {
+      throw new UnavailableError(`the edge sent no router capabilities within ${timeoutMs} ms`);
+    });
+    return rtpCapabilities;
   }
 
   /** Sends a request and resolves with its result; waits for a (re)connection in progress. */
@@ -297,6 +314,8 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
       case 'notification': {
         const { frame } = parsed;
         if (frame.notification === 'tokenExpiring') this.#refreshToken();
+        if (frame.notification === 'routerRtpCapabilities')
+          this.#routerCapabilities = frame.data.rtpCapabilities;
         this.emit('notification', frame);
         (this.emit as (event: string, data: unknown) => void)(frame.notification, frame.data);
         return;

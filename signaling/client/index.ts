@@ -9,6 +9,7 @@ export {
   type ChatMessage,
   type ChatRoom,
   CLOSE_CODES,
+  type ConsumerOffer,
   type ErrorReason,
   type Method,
   type MethodParams,

@@ -6,16 +6,17 @@
  *   listener.on('ended', () => showEnded());
  *   await listener.listen(streamId);
  *
- * listen() joins the stream, creates a receive transport, consumes the broadcaster's audio
- * (created paused on the server) and resumes it once the local consumer exists, so no early
- * packets are lost. When the broadcaster is not sending yet, or comes back after a drop, the
+ * listen() joins the stream in one request, whose answer holds the receive transport and the
+ * broadcaster's audio as a consumer (created paused on the server), and resumes it once the
+ * local consumer exists, so no early packets are lost; the resume goes out right behind the
+ * transport's connect, without waiting for its answer. When the broadcaster is not sending yet, or comes back after a drop, the
  * listener waits for `streamStarted` and consumes then. A media worker restart, a failed
  * transport or a lost WebSocket re-runs the whole negotiation; each new track is emitted as
  * `track` (and `reconnected` says why).
  */
 import type { Consumer, Transport } from 'mediasoup-client/types';
 import { VezaError } from '../../common/contracts/browser.js';
-import type { Notifications, PeerStats } from '../protocol/index.js';
+import type { ConsumerOffer, Notifications, PeerStats } from '../protocol/index.js';
 import { SignalingError } from './connection.js';
 import { type BaseSessionEvents, MediaSession, type RunMode, type SessionOptions } from './session.js';
 
@@ -105,15 +106,19 @@ export class Listener extends MediaSession<ListenerEvents> {
   protected async negotiate(mode: RunMode): Promise<'live' | 'waiting'> {
     if (mode === 'rejoin' || !this.#transport || this.#transport.closed) {
       this.releaseMedia();
-      await this.join();
-      this.#transport = await this.openTransport('recv');
+      const joined = await this.join();
+      this.#transport = await this.openTransport('recv', joined.transport);
+      // The one-request join answered with the consumer already (null: no audio yet).
+      if (joined.consumer !== undefined) {
+        return joined.consumer ? this.#receive(this.#transport, joined.consumer) : 'waiting';
+      }
     }
     return this.#consume(this.#transport!);
   }
 
   async #consume(transport: Transport): Promise<'live' | 'waiting'> {
     this.#closeConsumer();
-    let offer: Awaited<ReturnType<typeof this.connection.request<'consume'>>>;
+    let offer: ConsumerOffer;
     try {
       offer = await this.connection.request('consume', {
         transportId: transport.id,
@@ -124,6 +129,15 @@ export class Listener extends MediaSession<ListenerEvents> {
       if (error instanceof SignalingError && error.reason === 'no_audio') return 'waiting';
       throw error;
     }
+    return this.#receive(transport, offer);
+  }
+
+  /**
+   * The local consumer, then resumeConsumer: sent right behind the transport's connectTransport
+   * (which the local consume triggers) without waiting for its answer; the edge handles them in order.
+   */
+  async #receive(transport: Transport, offer: ConsumerOffer): Promise<'live'> {
+    this.#closeConsumer();
     const consumer = await transport.consume({
       id: offer.consumerId,
       producerId: offer.producerId,

@@ -17,6 +17,7 @@ import {
   type Notifications,
   type Role,
   type RtpCapabilities,
+  type TransportInfo,
 } from '../protocol/index.js';
 import { type SignalingConnection, SignalingError } from './connection.js';
 import { Emitter } from './emitter.js';
@@ -181,10 +182,19 @@ export abstract class MediaSession<E extends BaseSessionEvents> extends Emitter<
   /** Closes local transports, producers and consumers (not the server side: `join` does that). */
   protected abstract releaseMedia(): void;
 
+  /**
+   * One request places the connection: the Device is loaded with the router capabilities the edge
+   * sent when the socket opened, and `join` carries the device's, so its answer holds the
+   * transport (and a listener's consumer).
+   */
   protected async join(): Promise<MethodResults['join']> {
-    const joined = await this.connection.request('join', { streamId: this.streamId, role: this.role });
+    const device = await this.loadDevice(await this.connection.routerRtpCapabilities());
+    const joined = await this.connection.request('join', {
+      streamId: this.streamId,
+      role: this.role,
+      rtpCapabilities: device.recvRtpCapabilities,
+    });
     this.joined = joined;
-    await this.loadDevice(joined.rtpCapabilities);
     return joined;
   }
 
@@ -200,11 +210,16 @@ export abstract class MediaSession<E extends BaseSessionEvents> extends Emitter<
   }
 
   /**
-   * Creates a WebRTC transport on the server and its local twin, connected (DTLS) on first use
-   * and watched for health. The caller adds what its direction needs (the `produce` handler).
+   * The local twin of the server's WebRTC transport (the one `join` answered with, or a new one
+   * asked with createTransport), connected (DTLS) on first use and watched for health. The
+   * caller adds what its direction needs (the `produce` handler).
+   *
+   * connectTransport is pipelined: sent without waiting for its answer, since the edge handles a
+   * connection's requests in order, so what follows it (resumeConsumer, produce) goes out at once
+   * and the join costs one round trip less. A refused connect fails the transport: rejoin.
    */
-  protected async openTransport(direction: 'send' | 'recv'): Promise<Transport> {
-    const info = await this.connection.request('createTransport', { direction });
+  protected async openTransport(direction: 'send' | 'recv', given?: TransportInfo): Promise<Transport> {
+    const info = given ?? (await this.connection.request('createTransport', { direction }));
     const options = {
       id: info.id,
       iceParameters: info.iceParameters,
@@ -215,10 +230,15 @@ export abstract class MediaSession<E extends BaseSessionEvents> extends Emitter<
     const device = this.device!;
     const transport =
       direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
-    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+    transport.on('connect', ({ dtlsParameters }, callback) => {
       this.connection
         .request('connectTransport', { transportId: transport.id, dtlsParameters })
-        .then(() => callback(), errback);
+        .catch((error: unknown) => {
+          if (this.finished || transport.closed) return;
+          if (error instanceof SignalingError && error.reason === 'stream_ended') this.end('ended');
+          else this.schedule('rejoin', `connecting the ${direction} transport failed`);
+        });
+      callback();
     });
     this.#watchTransport(transport);
     return transport;

@@ -77,7 +77,7 @@ const empty = z.strictObject({});
 
 /** Params schema of every method. Objects are strict: an unknown key is a typo worth reporting. */
 export const paramsSchemas = {
-  join: z.strictObject({ streamId, role: z.enum(ROLES) }),
+  join: z.strictObject({ streamId, role: z.enum(ROLES), rtpCapabilities: rtpCapabilitiesSchema.optional() }),
   getRouterRtpCapabilities: empty,
   createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
   connectTransport: z.strictObject({ transportId: idSchema, dtlsParameters: dtlsParametersSchema }),
@@ -107,7 +107,13 @@ export function isMethod(value: string): value is Method {
 
 /** Params as the application sees them: mediasoup shapes carry mediasoup-client's types. */
 export interface MethodParams extends ChatMethodParams {
-  join: { streamId: number; role: Role };
+  /**
+   * With `rtpCapabilities` (the device's, loaded from the `routerRtpCapabilities` notification)
+   * the answer carries the connection's transport and, for a listener, its consumer: one request
+   * places the connection. Without them (protocol v1's first shape) the client goes on with
+   * createTransport and consume.
+   */
+  join: { streamId: number; role: Role; rtpCapabilities?: RtpCapabilities };
   getRouterRtpCapabilities: Record<string, never>;
   createTransport: { direction: 'send' | 'recv' };
   connectTransport: { transportId: string; dtlsParameters: DtlsParameters };
@@ -120,6 +126,15 @@ export interface MethodParams extends ChatMethodParams {
   restartIce: { transportId: string };
   getStats: Record<string, never>;
   leave: Record<string, never>;
+}
+
+/** A paused consumer of the broadcaster's audio: resume it once the local consumer exists. */
+export interface ConsumerOffer {
+  consumerId: string;
+  producerId: string;
+  kind: 'audio';
+  rtpParameters: RtpParameters;
+  paused: true;
 }
 
 export interface TransportInfo {
@@ -181,18 +196,20 @@ export interface MethodResults extends ChatMethodResults {
     iceServers: IceServer[];
     listenerCount: number;
     stream: { title: string; ownerId: number; ownerUsername: string };
+    /** Only when `rtpCapabilities` were given: the send (broadcaster) or recv (listener) transport. */
+    transport?: TransportInfo;
+    /**
+     * Only when `rtpCapabilities` were given: the listener's paused consumer, or null when the
+     * broadcaster is not sending (`no_audio`: wait for `streamStarted`, then `consume`); always
+     * null for a broadcaster.
+     */
+    consumer?: ConsumerOffer | null;
   };
   getRouterRtpCapabilities: { rtpCapabilities: RtpCapabilities };
   createTransport: TransportInfo;
   connectTransport: Record<string, never>;
   produce: { producerId: string };
-  consume: {
-    consumerId: string;
-    producerId: string;
-    kind: 'audio';
-    rtpParameters: RtpParameters;
-    paused: true;
-  };
+  consume: ConsumerOffer;
   pauseProducer: Record<string, never>;
   resumeProducer: Record<string, never>;
   resumeConsumer: Record<string, never>;
@@ -203,6 +220,11 @@ export interface MethodResults extends ChatMethodResults {
 }
 
 export interface Notifications extends ChatNotifications {
+  /**
+   * The first frame on every connection: the router capabilities (the same on every router), so
+   * the client loads its Device and joins with its own capabilities without asking for them.
+   */
+  routerRtpCapabilities: { rtpCapabilities: RtpCapabilities };
   /** The stream has audio: listeners that are not consuming should consume now (sent again after a broadcaster reconnects). */
   streamStarted: { streamId: number; producerId: string };
   /** The stream is over; its media is closed on the server. */
@@ -225,6 +247,7 @@ export interface Notifications extends ChatNotifications {
 
 export type NotificationName = keyof Notifications;
 export const NOTIFICATIONS: readonly NotificationName[] = [
+  'routerRtpCapabilities',
   'streamStarted',
   'streamEnded',
   'producerPaused',

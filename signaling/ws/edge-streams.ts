@@ -51,11 +51,20 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
     onBroadcasterJoined: (streamId) => liveness.broadcasterJoined(streamId),
     onBroadcasterLeft: (stream, cause) => liveness.broadcasterLeft(stream, cause),
   });
+  // What joins need, kept current by the liveness's bus events; it asks the liveness what ended or moved.
+  const lookup: StreamLookup = new StreamLookup({
+    controlPlane,
+    fates: {
+      isEnded: (streamId) => liveness.isEnded(streamId),
+      movedTo: (streamId) => liveness.movedTo(streamId),
+    },
+  });
   const liveness = new StreamLiveness({
     bus: options.bus,
     controlPlane,
     media: options.media,
     streams: registry,
+    directory: lookup,
     edgeId: options.edgeId,
     graceMs: options.graceMs,
     log,
@@ -74,7 +83,7 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
       gateway: options.media,
       streams: registry,
       liveness,
-      lookup: new StreamLookup({ controlPlane, fates: liveness }),
+      lookup,
       peerPrefix: edgePeerPrefix(options.edgeId, options.bootId),
       iceServers: options.iceServers,
     },

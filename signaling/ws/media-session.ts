@@ -8,9 +8,12 @@
  * may join as broadcaster and produce, and a listener token may only listen to its stream.
  */
 import {
+  type ConsumeResult,
   FailedPreconditionError,
+  type JoinStreamResult,
   MEDIA_FAILURE,
   type MediaNodeApi,
+  type TransportInfo as MediaTransportInfo,
   NotFoundError,
   PermissionDeniedError,
   VezaError,
@@ -19,6 +22,7 @@ import type { Logger } from '../../common/index.js';
 import {
   type ChatMethod,
   CLOSE_CODES,
+  type ConsumerOffer,
   type DtlsParameters,
   type IceCandidate,
   type IceServer,
@@ -29,6 +33,7 @@ import {
   type RtpCapabilities,
   type RtpParameters,
   type ServerFrame,
+  type TransportInfo,
 } from '../protocol/index.js';
 import { noAudio, notJoined, streamEnded } from './errors.js';
 import type { MediaGateway } from './media-gateway.js';
@@ -91,6 +96,26 @@ type Handlers = { [M in MediaMethod]: (params: MethodParams[M]) => Promise<Metho
  * TypeScript types (string unions vs strings); the values are passed through unchanged.
  */
 const sameJson = <T>(value: unknown): T => value as T;
+
+function toTransportInfo(info: MediaTransportInfo, iceServers: IceServer[]): TransportInfo {
+  return {
+    id: info.transportId,
+    iceParameters: info.iceParameters,
+    iceCandidates: sameJson<IceCandidate[]>(info.iceCandidates),
+    dtlsParameters: sameJson<DtlsParameters>(info.dtlsParameters),
+    iceServers,
+  };
+}
+
+function toConsumerOffer(consumer: ConsumeResult): ConsumerOffer {
+  return {
+    consumerId: consumer.consumerId,
+    producerId: consumer.producerId,
+    kind: 'audio',
+    rtpParameters: sameJson<RtpParameters>(consumer.rtpParameters),
+    paused: true,
+  };
+}
 
 export class MediaSession implements MediaRequests, StreamMember {
   readonly #connectionId: number;
@@ -223,7 +248,7 @@ export class MediaSession implements MediaRequests, StreamMember {
   }
 
   readonly #handlers: Handlers = {
-    join: async ({ streamId, role }) => {
+    join: async ({ streamId, role, rtpCapabilities }) => {
       const auth = this.#auth;
       const { gateway, streams, liveness, lookup } = this.#context;
       if (auth.kind === 'listener') {
@@ -258,12 +283,6 @@ export class MediaSession implements MediaRequests, StreamMember {
       if (!this.#socket.open) throw new FailedPreconditionError('connection closed');
 
       const media = gateway.node(meta.mediaNodeId);
-      const opened = await media.openStream(String(streamId));
-      if (liveness.isEnded(streamId)) {
-        // It ended while we opened it: do not leave a router open for a stream nobody will close.
-        await media.closeStream(String(streamId)).catch(() => undefined);
-        throw streamEnded(streamId);
-      }
       // `<edgeId>:<bootId>:`: unique per edge run, and how the media node finds this edge's peers when it is gone.
       const peerId = `${this.#context.peerPrefix}${this.#connectionId}:${++this.#joins}`;
       const joined: Joined = {
@@ -276,23 +295,77 @@ export class MediaSession implements MediaRequests, StreamMember {
         consumers: new Set(),
         producerId: null,
       };
-      if (role === 'broadcaster') await liveness.claimBroadcaster(this, streamId, media, peerId);
-      if (!this.#socket.open) {
-        await media.closePeer(peerId).catch(() => undefined);
-        throw new FailedPreconditionError('connection closed');
+      // With the device's capabilities, one media-node call places the connection (transport and
+      // consumer); without them (the first v1 shape) the client asks for each afterwards.
+      let placed: JoinStreamResult | null = null;
+      let routerCapabilities: RtpCapabilities;
+      let listenerCount: number | null = null;
+      // A listener placed without audio waits for streamStarted: it must be in the stream's topic
+      // before the node looks for a producer, or one opening in between (its event may overtake
+      // the node's answer on the bus) would never reach it. The first v1 shape subscribed at join
+      // too, before its separate consume.
+      const subscribedEarly = rtpCapabilities !== undefined && role === 'listener';
+      if (subscribedEarly) streams.joined(this, streamId, role);
+      try {
+        if (rtpCapabilities) {
+          placed = await media
+            .joinStream({
+              streamId: String(streamId),
+              peerId,
+              role,
+              ...(role === 'listener' ? { rtpCapabilities } : {}),
+            })
+            .catch((error: unknown) => {
+              if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
+                this.#log.warn(
+                  { streamId, mediaNodeId: meta.mediaNodeId },
+                  'join refused: stream at capacity',
+                );
+              throw this.#classify(joined, error);
+            });
+          routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
+          listenerCount = placed.listenerCount;
+        } else {
+          const opened = await media.openStream(String(streamId));
+          routerCapabilities = sameJson<RtpCapabilities>(opened.rtpCapabilities);
+        }
+        if (liveness.isEnded(streamId)) {
+          // It ended while we opened it: do not leave a router open for a stream nobody will close.
+          await media.closeStream(String(streamId)).catch(() => undefined);
+          throw streamEnded(streamId);
+        }
+        if (role === 'broadcaster') await liveness.claimBroadcaster(this, streamId, media, peerId);
+        if (!this.#socket.open) {
+          await media.closePeer(peerId).catch(() => undefined);
+          throw new FailedPreconditionError('connection closed');
+        }
+      } catch (error) {
+        if (subscribedEarly) streams.left(this, meta, role, 'rejoin');
+        throw error;
       }
       this.#joined = joined;
-      streams.joined(this, streamId, role);
-      const listenerCount = await media.listenerCount(String(streamId)).catch(() => 0);
-      return {
+      if (!subscribedEarly) streams.joined(this, streamId, role);
+      const iceServers = this.#context.iceServers(auth.userId);
+      const result: MethodResults['join'] = {
         peerId,
         streamId,
         role,
-        rtpCapabilities: sameJson<RtpCapabilities>(opened.rtpCapabilities),
-        iceServers: this.#context.iceServers(auth.userId),
-        listenerCount,
+        rtpCapabilities: routerCapabilities,
+        iceServers,
+        listenerCount: listenerCount ?? (await media.listenerCount(String(streamId)).catch(() => 0)),
         stream: { title: meta.title, ownerId: meta.ownerId, ownerUsername: meta.ownerUsername },
       };
+      if (placed) {
+        const { transport, consumer } = placed;
+        joined.transports.set(transport.transportId, role === 'broadcaster' ? 'send' : 'recv');
+        result.transport = toTransportInfo(transport, iceServers);
+        result.consumer = null;
+        if (consumer) {
+          joined.consumers.add(consumer.consumerId);
+          result.consumer = toConsumerOffer(consumer);
+        }
+      }
+      return result;
     },
 
     getRouterRtpCapabilities: async () => {
@@ -314,13 +387,7 @@ export class MediaSession implements MediaRequests, StreamMember {
         joined.media.createTransport({ streamId: String(joined.streamId), peerId: joined.peerId, direction }),
       );
       joined.transports.set(info.transportId, direction);
-      return {
-        id: info.transportId,
-        iceParameters: info.iceParameters,
-        iceCandidates: sameJson<IceCandidate[]>(info.iceCandidates),
-        dtlsParameters: sameJson<DtlsParameters>(info.dtlsParameters),
-        iceServers: this.#context.iceServers(this.#auth.userId),
-      };
+      return toTransportInfo(info, this.#context.iceServers(this.#auth.userId));
     },
 
     connectTransport: async ({ transportId, dtlsParameters }) => {
@@ -350,13 +417,7 @@ export class MediaSession implements MediaRequests, StreamMember {
         joined.media.consume({ transportId, peerId: joined.peerId, rtpCapabilities }),
       );
       joined.consumers.add(result.consumerId);
-      return {
-        consumerId: result.consumerId,
-        producerId: result.producerId,
-        kind: 'audio',
-        rtpParameters: sameJson<RtpParameters>(result.rtpParameters),
-        paused: true,
-      };
+      return toConsumerOffer(result);
     },
 
     pauseProducer: async ({ producerId }) => {

@@ -18,6 +18,7 @@ import {
   DEFAULT_MEDIA_CLUSTER,
   edgePresenceGroup,
   httpStatusOf,
+  ROUTER_RTP_CAPABILITIES,
   toVezaError,
 } from '../../common/contracts/index.js';
 import { announcePresence, type Config, type Logger } from '../../common/index.js';
@@ -151,6 +152,11 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
   await Promise.all([streams.start(), revocations.start(), presence.ready]);
   const chatHub = new ChatHub({ app, bus: options.bus, log });
 
+  // The first frame of every connection: the client loads its Device with it and joins in one request.
+  const routerCapabilitiesFrame = JSON.stringify({
+    notification: 'routerRtpCapabilities',
+    data: { rtpCapabilities: ROUTER_RTP_CAPABILITIES },
+  });
   const sockets = new Set<WebSocket<SocketData>>();
   let nextConnectionId = 1;
   let closing = false;
@@ -283,6 +289,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
       });
       const connection = new Connection({ socket, limits, log: connectionLog, lifetime, media, chat });
       data.connection = connection;
+      send(routerCapabilitiesFrame);
       lifetime.start();
       connection.log.debug(
         { remoteAddress: data.remoteAddress, kind: data.auth.kind },

@@ -11,7 +11,8 @@
  *   older connection of the broadcaster;
  * - ended and moved streams (`stream.ended`, `stream.moved`): this is the one place of the edge
  *   that remembers them (./stream-memory.ts); the rest asks isEnded / movedTo, and watchers
- *   (the media event fan-out) hear of each.
+ *   (the media event fan-out) hear of each;
+ * - what joins need (./stream-lookup.ts): every `stream.*` event and listed stream goes there too.
  */
 import {
   ALL_BROADCASTERS,
@@ -37,6 +38,7 @@ import { LiveStreamAdoption } from './adoption.js';
 import { type GraceStream, GraceTimers } from './grace-timers.js';
 import type { MediaGateway } from './media-gateway.js';
 import { wsGraceStops } from './metrics.js';
+import type { StreamLookup } from './stream-lookup.js';
 import { StreamMemory } from './stream-memory.js';
 import type { HostedStream, LeaveCause, StreamMember, StreamRegistry } from './stream-registry.js';
 
@@ -46,6 +48,8 @@ export interface StreamLivenessOptions {
   media: Pick<MediaGateway, 'node'>;
   /** This edge's connections in each stream. */
   streams: Pick<StreamRegistry, 'hasBroadcaster' | 'replaceBroadcaster' | 'end' | 'count'>;
+  /** The edge's record of what joins need (./stream-lookup.ts), fed from the same events. */
+  directory: Pick<StreamLookup, 'started' | 'listed' | 'ended' | 'moved'>;
   edgeId: string;
   graceMs: number;
   log: Logger;
@@ -218,6 +222,7 @@ export class StreamLiveness {
   #streamMoved(streamId: number, mediaNodeId: string): void {
     if (this.#memory.isEnded(streamId)) return;
     this.#memory.markMoved(streamId, mediaNodeId);
+    this.#options.directory.moved(streamId, mediaNodeId);
     this.#grace.retarget(streamId, mediaNodeId);
     for (const watcher of [...this.#watchers]) watcher.moved(streamId, mediaNodeId);
     this.#log.info(
@@ -228,6 +233,7 @@ export class StreamLiveness {
 
   async #streamEnded(streamId: number, reason: string, mediaNodeId: string): Promise<void> {
     this.#memory.markEnded(streamId);
+    this.#options.directory.ended(streamId);
     this.#grace.cancel(streamId);
     for (const watcher of [...this.#watchers]) watcher.ended(streamId);
     const sessions = await this.#options.streams.end(streamId, reason);
@@ -253,6 +259,7 @@ export class StreamLiveness {
    */
   #streamStarted(event: StreamStartedEvent): void {
     const streamId = event.stream_id;
+    this.#options.directory.started(event);
     // Already here (the event came late), or a late event of a stream that ended since.
     if (this.#options.streams.hasBroadcaster(streamId) || this.#memory.isEnded(streamId)) return;
     this.#startGrace(
@@ -282,6 +289,7 @@ export class StreamLiveness {
   #adopt(info: StreamInfo): boolean {
     const { streamId } = info;
     if (this.#closing || info.status !== 'live') return false;
+    this.#options.directory.listed(info);
     // Ended since, its broadcaster is here, or a timer runs already (stream.started): leave it.
     if (
       this.#memory.isEnded(streamId) ||

@@ -208,8 +208,21 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     if (selected && devices.some((d) => d.deviceId === selected)) microphone.value = selected;
   };
 
+  /**
+   * The microphone check in progress (the one the page starts on arrival, or a switch): going
+   * live waits for it instead of reading a track that is not there yet.
+   */
+  let opening: Promise<void> | null = null;
   /** Opens (or switches) the microphone; while live the new track replaces the old one in place. */
-  const openMicrophone = async (deviceId: string | null) => {
+  const openMicrophone = (deviceId: string | null): Promise<void> => {
+    const run = acquireMicrophone(deviceId);
+    opening = run;
+    void run.finally(() => {
+      if (opening === run) opening = null;
+    });
+    return run;
+  };
+  const acquireMicrophone = async (deviceId: string | null) => {
     retryMic.hidden = true;
     micStatus.info('Opening the microphone…');
     try {
@@ -258,12 +271,20 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       title.focus();
       return;
     }
+    goLive.disabled = true;
+    title.disabled = true;
     if (!track) {
+      // Pressed right after signing in: the check started on arrival may still be running; when
+      // none runs (it failed, or was never possible), try once more now.
+      status.info('Waiting for the microphone…');
+      await (opening ?? openMicrophone(microphone.value || null));
+    }
+    if (!track || disposed) {
+      goLive.disabled = false;
+      title.disabled = false;
       status.error('A microphone is needed to go live.');
       return;
     }
-    goLive.disabled = true;
-    title.disabled = true;
     status.info('Starting your stream…');
     let streamId: number | null = null;
     try {
