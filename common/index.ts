@@ -35,3 +35,4 @@ export {
   type PresenceWatch,
   watchPresence,
 } from './presence.js';
+export { startThread } from './threads.js';
