@@ -1,7 +1,8 @@
 /**
  * What the thread bus adds to the EventBus contract (event-bus.contract.test.ts runs that across
- * real threads): a thread that ends takes its interest with it, and a hub that closes stops every
- * thread's bus at once, failing what was waiting rather than leaving it hanging.
+ * real threads): a thread that ends takes its interest with it, a thread that joins late learns
+ * the others' interest, and a hub that closes stops every thread's bus at once, failing what was
+ * waiting rather than leaving it hanging.
  */
 import { describe, expect, it } from 'vitest';
 import { UnavailableError } from '../contracts/index.js';
@@ -24,14 +25,41 @@ describe('thread bus', () => {
 
       // Ends the peer's thread without a goodbye on its bus, as a crash would.
       await peer.terminate();
-      // The hub hears of it through the port's close, on its own schedule.
-      await expect.poll(() => hub.connected).toBe(1);
+      // This thread hears of it through its link's close, on the link's own schedule.
+      await expect.poll(() => bus.peers).toBe(0);
 
       const error = await bus.request('svc.ping', null, { timeoutMs: 10_000 }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnavailableError);
       expect((error as Error).message).toBe('no responder for svc.ping');
     } finally {
       await bus.close();
+      await hub.close();
+    }
+  });
+
+  it('tells a thread that joins later what the others listen to, and them what it does', async () => {
+    const hub = new ThreadBusHub();
+    const early = new ThreadEventBus(hub.connect(), { log });
+    try {
+      const answering = early.respond('svc.early', async () => 'from the first thread');
+      const seen: unknown[] = [];
+      const listening = early.subscribe('events.>', (payload) => seen.push(payload));
+      // Alone on the bus, a subscription is routed to at once.
+      await Promise.all([answering.ready, listening.ready]);
+
+      const late = await ThreadPeer.start(hub);
+      try {
+        const lateAnswering = late.respond('svc.late', async () => 'from the late thread');
+        await lateAnswering.ready;
+        expect(await late.request('svc.early', null)).toBe('from the first thread');
+        expect(await early.request('svc.late', null)).toBe('from the late thread');
+        await late.publish('events.one', 1);
+        await expect.poll(() => seen).toEqual([1]);
+      } finally {
+        await late.close();
+      }
+    } finally {
+      await early.close();
       await hub.close();
     }
   });
