@@ -35,6 +35,17 @@ interface RunningPlatform {
   line(matches: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
 }
 
+/** The platforms this file started, so a failed test does not leave one running. */
+const started: RunningPlatform[] = [];
+
+async function stopLeftovers(): Promise<void> {
+  for (const platform of started) {
+    if (platform.child.exitCode !== null || platform.child.signalCode !== null) continue;
+    platform.child.kill('SIGTERM');
+    await platform.exited;
+  }
+}
+
 /** Starts `node app/main.ts` like `npm start` does and waits for its "ready" log line. */
 async function startProcess(env: Record<string, string>): Promise<RunningPlatform> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
@@ -74,7 +85,9 @@ async function startProcess(env: Record<string, string>): Promise<RunningPlatfor
     });
     exited.then((code) => reject(new Error(`platform exited with ${code} before ready: ${stderr.join('')}`)));
   });
-  return { child, httpPort, exited, errors, lines: parsed, line };
+  const platform = { child, httpPort, exited, errors, lines: parsed, line };
+  started.push(platform);
+  return platform;
 }
 
 async function post(
@@ -109,6 +122,8 @@ const account = { email: 'ada@example.com', password: 'Analytical-Engine-1843', 
 describe('standalone mode, as npm start runs it', () => {
   const dataDirs: string[] = [];
   afterAll(async () => {
+    // Before their data directories go: a platform of a failed test is still running on one.
+    await stopLeftovers();
     for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
   });
 

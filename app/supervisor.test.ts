@@ -158,6 +158,20 @@ describe('threaded standalone mode', () => {
     expect(platform.threads.map((thread) => thread.worker.threadId)).toEqual([-1, -1, -1]);
   }, 60_000);
 
+  it('serves every thread’s metrics on the ops port when no thread runs the edge', async () => {
+    const { platform } = await start({ VEZA_ROLES: 'control-plane,media,worker', CONTROL_HTTP_PORT: '0' });
+    try {
+      expect(platform.threads.map((thread) => thread.name)).toEqual(['control-plane', 'media']);
+      expect(platform.httpPort).toBeNull();
+      const metrics = await (await fetch(`http://127.0.0.1:${platform.opsPort}/metrics`)).text();
+      expect(metrics).toMatch(/^veza_media_workers\{node="[^"]+"\} 1$/m);
+      expect(metrics).toMatch(/^veza_nodejs_eventloop_lag_p99_seconds\{thread="control-plane"\} /m);
+      expect((await fetch(`http://127.0.0.1:${platform.opsPort}/healthz`)).status).toBe(200);
+    } finally {
+      await platform.close();
+    }
+  }, 60_000);
+
   it('stops the whole platform, in order, when a role thread ends on its own', async () => {
     const { platform, base, lines } = await start();
     const media = platform.threads.find((thread) => thread.name === 'media');
