@@ -106,6 +106,7 @@ class RoleThread implements RoleThreadInfo {
   private readonly metricsWaiters = new Map<number, Deferred<ThreadMetrics>>();
   private nextMetrics = 1;
   private isStarted = false;
+  private hasFailed = false;
   private stopping = false;
   private running = true;
 
@@ -198,7 +199,10 @@ class RoleThread implements RoleThreadInfo {
     }
   }
 
+  /** Once: a thread that crashes reports an `error` and then its `exit`. */
   private fail(error: Error): void {
+    if (this.hasFailed) return;
+    this.hasFailed = true;
     if (!this.isStarted) this.started.reject(error);
     else this.hooks.failed(this, error);
   }
