@@ -1,10 +1,12 @@
 /**
  * Process entry for `npm start` and for each role's process in cluster mode.
- * Reads the config once, starts the platform, and shuts down gracefully on SIGTERM/SIGINT.
+ * Reads the config once, starts the platform (launch.ts: role threads in standalone mode unless
+ * VEZA_THREADS=false), and shuts down gracefully on SIGTERM/SIGINT: exit code 0. A role thread
+ * that fails stops the platform too, and then the process exits 1.
  */
 
 import { ConfigError, createLogger, loadConfig } from '../common/index.js';
-import { startPlatform } from './platform.js';
+import { launchPlatform } from './launch.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -18,11 +20,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger({ level: config.LOG_LEVEL, name: `veza-${config.VEZA_MODE}` });
-  const platform = await startPlatform(config, log);
+  const platform = await launchPlatform(config, log);
   log.info(
     {
       mode: config.VEZA_MODE,
       roles: config.VEZA_ROLES,
+      loops: platform.loops,
       httpPort: platform.httpPort,
       grpcPort: platform.grpcPort,
     },
@@ -30,6 +33,10 @@ async function main(): Promise<void> {
   );
 
   let stopping = false;
+  // The supervisor has already shut everything down, in order, when a role thread failed.
+  platform.stopped.then((failure) => {
+    if (failure && !stopping) process.exit(1);
+  });
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;

@@ -1,7 +1,8 @@
 /**
- * The whole platform as `npm start` runs it (standalone, a real child process) and as a
- * cluster deployment runs it (separate control-plane and edge processes' worth of
- * wiring on the machine's PostgreSQL, Redis and NATS).
+ * The whole platform as `npm start` runs it (standalone, a real child process: its roles on
+ * threads under a supervisor by default, or on one loop with VEZA_THREADS=false) and as a
+ * cluster deployment runs it (separate control-plane and edge processes' worth of wiring on the
+ * machine's PostgreSQL, Redis and NATS).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +29,21 @@ interface RunningPlatform {
   exited: Promise<number | null>;
   /** Log lines at level error (50) or above, so far. */
   errors: string[];
+  /** Every log line so far, parsed. */
+  lines: Array<Record<string, unknown>>;
+  /** The first line (so far or to come) that `matches`: a line is written after its response is sent. */
+  line(matches: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+}
+
+/** The platforms this file started, so a failed test does not leave one running. */
+const started: RunningPlatform[] = [];
+
+async function stopLeftovers(): Promise<void> {
+  for (const platform of started) {
+    if (platform.child.exitCode !== null || platform.child.signalCode !== null) continue;
+    platform.child.kill('SIGTERM');
+    await platform.exited;
+  }
 }
 
 /** Starts `node app/main.ts` like `npm start` does and waits for its "ready" log line. */
@@ -42,9 +58,26 @@ async function startProcess(env: Record<string, string>): Promise<RunningPlatfor
   child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   const lines = createInterface({ input: child.stdout! });
   const errors: string[] = [];
+  const parsed: Array<Record<string, unknown>> = [];
+  const waiting = new Set<(line: Record<string, unknown>) => void>();
   lines.on('line', (line) => {
     if (/"level":(5|6)0/.test(line)) errors.push(line);
+    // Every line is one JSON object, whichever thread wrote it: lines never interleave.
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    parsed.push(entry);
+    for (const wait of waiting) wait(entry);
   });
+  const line = (matches: (line: Record<string, unknown>) => boolean) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      const found = parsed.find(matches);
+      if (found) return resolve(found);
+      const wait = (entry: Record<string, unknown>) => {
+        if (!matches(entry)) return;
+        waiting.delete(wait);
+        resolve(entry);
+      };
+      waiting.add(wait);
+    });
   const httpPort = await new Promise<number>((resolve, reject) => {
     lines.on('line', (line) => {
       if (!line.includes('Veza Live is ready')) return;
@@ -52,13 +85,25 @@ async function startProcess(env: Record<string, string>): Promise<RunningPlatfor
     });
     exited.then((code) => reject(new Error(`platform exited with ${code} before ready: ${stderr.join('')}`)));
   });
-  return { child, httpPort, exited, errors };
+  const platform = { child, httpPort, exited, errors, lines: parsed, line };
+  started.push(platform);
+  return platform;
 }
 
-async function post(base: string, route: string, body: unknown, token?: string) {
+async function post(
+  base: string,
+  route: string,
+  body: unknown,
+  token?: string,
+  headers: Record<string, string> = {},
+) {
   const response = await fetch(`${base}${route}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
     body: JSON.stringify(body),
   });
   return {
@@ -77,6 +122,8 @@ const account = { email: 'ada@example.com', password: 'Analytical-Engine-1843', 
 describe('standalone mode, as npm start runs it', () => {
   const dataDirs: string[] = [];
   afterAll(async () => {
+    // Before their data directories go: a platform of a failed test is still running on one.
+    await stopLeftovers();
     for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
   });
 
@@ -95,10 +142,37 @@ describe('standalone mode, as npm start runs it', () => {
     };
 
     const first = await startProcess(env);
+    const ready = first.lines.find((line) => line.msg === 'Veza Live is ready');
+    expect(ready?.loops).toEqual([
+      { thread: 'control-plane', roles: ['control-plane', 'worker'] },
+      { thread: 'media', roles: ['media'] },
+      { thread: 'edge', roles: ['signaling'] },
+    ]);
     const base = `http://127.0.0.1:${first.httpPort}`;
     expect((await post(base, '/auth/register', account)).status).toBe(201);
-    const login = await post(base, '/auth/login', { email: account.email, password: account.password });
+    const requestId = 'platform-test-login-1';
+    const login = await post(
+      base,
+      '/auth/login',
+      { email: account.email, password: account.password },
+      undefined,
+      { 'x-request-id': requestId },
+    );
     expect(login.status).toBe(200);
+    // One request across two threads, followed by its request id; each line names its thread.
+    expect(await first.line((line) => line.requestId === requestId && line.msg === 'request')).toMatchObject({
+      thread: 'edge',
+      route: '/auth/login',
+      status: 200,
+    });
+    expect(
+      await first.line((line) => line.requestId === requestId && line.msg === 'grpc call'),
+    ).toMatchObject({
+      thread: 'control-plane',
+      role: 'control-plane',
+      method: 'veza.auth.AuthService/Authenticate',
+      code: 'OK',
+    });
     const checked = await validate(base, String(login.body.access_token));
     expect(checked.status).toBe(200);
     expect(checked.body.user).toMatchObject({ email: account.email, roles: ['listener', 'broadcaster'] });
@@ -123,6 +197,30 @@ describe('standalone mode, as npm start runs it', () => {
     expect(await second.exited).toBe(0);
     expect(second.errors).toEqual([]);
   }, 90_000);
+
+  it('runs every role on the one main loop with VEZA_THREADS=false, and exits 0 on SIGTERM', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'veza-single-loop-'));
+    dataDirs.push(dataDir);
+    const platform = await startProcess({
+      VEZA_DATA_DIR: dataDir,
+      VEZA_THREADS: 'false',
+      HTTP_PORT: '0',
+      GRPC_PORT: '0',
+      EMBEDDED_PG_PORT: String(await freePort()),
+      MEDIA_WORKERS: '1',
+      WORKER_CONCURRENCY: '1',
+      LOG_LEVEL: 'info',
+    });
+    const ready = platform.lines.find((line) => line.msg === 'Veza Live is ready');
+    expect(ready?.loops).toEqual([
+      { thread: 'main', roles: ['control-plane', 'signaling', 'media', 'worker'] },
+    ]);
+    const base = `http://127.0.0.1:${platform.httpPort}`;
+    expect((await post(base, '/auth/register', account)).status).toBe(201);
+    platform.child.kill('SIGTERM');
+    expect(await platform.exited).toBe(0);
+    expect(platform.errors).toEqual([]);
+  }, 60_000);
 
   it('refuses a bad configuration naming the variable', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {

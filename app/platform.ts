@@ -3,9 +3,13 @@
  * Nothing imports this module except the process entry (main.ts), the CLI, tests and
  * benchmarks, so the roles themselves never depend on each other through it.
  *
- * Standalone (the default): all roles in one process, embedded PostgreSQL, in-process
- * bus, sessions, rate limits and queue. Cluster: DATABASE_URL, REDIS_URL and NATS_URL,
- * each role in its own process if wanted. Both go through the same code below.
+ * startPlatform runs its roles on the caller's one event loop: a cluster process, each role
+ * thread of threaded standalone mode (supervisor.ts, role-thread.ts), and the tests that start a
+ * whole standalone platform in their own process and reach into it (`platform.media`). Standalone
+ * (the default): embedded PostgreSQL, in-process bus, sessions, rate limits and queue. Cluster:
+ * DATABASE_URL, REDIS_URL and NATS_URL, each role in its own process if wanted. Both go through
+ * the same code below. Which of the two `npm start` runs standalone mode with (VEZA_THREADS) is
+ * launch.ts's choice.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -16,7 +20,7 @@ import {
   startEmbeddedPostgres,
 } from '../common/db/index.js';
 import { type Config, type Logger, type OpsServer, startOpsServer } from '../common/index.js';
-import { createPorts, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
+import { createPorts, type EventBus, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
@@ -48,7 +52,24 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(config: Config, log: Logger): Promise<Platform> {
+/** What a supervisor hands the roles it runs in one of its threads (supervisor.ts). */
+export interface PlatformOptions {
+  /** The bus to the other threads of this process, instead of a bus of this loop's own (standalone only). */
+  bus?: EventBus;
+  /** The service key every thread of the process shares (default: SERVICE_API_KEYS[0], or a fresh one). */
+  apiKey?: string;
+  /**
+   * Serve /metrics, /healthz and /readyz on CONTROL_HTTP_PORT (default: when this loop runs no edge).
+   * A supervisor serves them for the whole process instead.
+   */
+  opsServer?: boolean;
+}
+
+export async function startPlatform(
+  config: Config,
+  log: Logger,
+  options: PlatformOptions = {},
+): Promise<Platform> {
   const closers: Array<() => Promise<void>> = [];
   const close = async () => {
     // Reverse start order: the edge stops taking requests before what it calls goes away.
@@ -72,12 +93,12 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
     const roles = new Set(config.VEZA_ROLES);
     if (roles.has('control-plane')) await migrate(sql, MIGRATIONS_DIR, log);
 
-    const ports = await createPorts(config, { sql, log });
+    const ports = await createPorts(config, { sql, log, ...(options.bus ? { bus: options.bus } : {}) });
     closers.push(() => ports.close());
 
     // Service identity for calls between roles: configured keys in cluster mode, and a
     // fresh key per process in standalone mode, where every caller is in this process.
-    const apiKey = config.SERVICE_API_KEYS[0] ?? randomBytes(32).toString('base64url');
+    const apiKey = options.apiKey ?? config.SERVICE_API_KEYS[0] ?? randomBytes(32).toString('base64url');
 
     let grpcPort: number | null = null;
     let controlPlaneAddress = config.controlPlaneAddress;
@@ -98,16 +119,17 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
       closers.push(() => retention.stop());
     }
 
-    // The media node: mediasoup workers. Edges in other processes reach it over the bus
-    // (request/reply on its node subject); an edge in this process calls it directly. In
-    // cluster mode it announces itself to the control planes, which place streams on it.
+    // The media node: mediasoup workers. Edges on other event loops (other processes, or the
+    // edge thread of threaded standalone mode) reach it over the bus (request/reply on its node
+    // subject); an edge on this loop calls it directly. Served over the bus, it announces itself to
+    // the control planes, which place streams on it.
     let media: MediaNode | null = null;
     let served: MediaNodeService | null = null;
     if (roles.has('media')) {
       const node = await startMediaNode({ config, log });
       media = node;
       closers.push(() => node.close());
-      if (config.VEZA_MODE === 'cluster') {
+      if (config.VEZA_MODE === 'cluster' || !roles.has('signaling')) {
         const service = serveMediaNodeOverBus(ports.bus, node, config.nodeId, log, {
           cluster: config.MEDIA_CLUSTER,
           heartbeatMs: config.PRESENCE_HEARTBEAT_MS,
@@ -155,7 +177,7 @@ export async function startPlatform(config: Config, log: Logger): Promise<Platfo
     }
 
     let ops: OpsServer | null = null;
-    if (!roles.has('signaling')) {
+    if (options.opsServer ?? !roles.has('signaling')) {
       ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
       closers.push(() => ops?.close() ?? Promise.resolve());
     }

@@ -22,6 +22,7 @@ interface CommonOptions {
   json: boolean;
   resultsDir: string;
   baseline: boolean;
+  platformEnv: Record<string, string>;
 }
 
 function positiveNumber(value: string): number {
@@ -53,8 +54,15 @@ function url(value: string): string {
   }
 }
 
+/** `--platform-env KEY=VALUE`, repeatable: the standalone platform's settings (e.g. VEZA_THREADS=false). */
+function envEntry(value: string, previous: Record<string, string>): Record<string, string> {
+  const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(value);
+  if (!match?.[1]) throw new InvalidArgumentError(`expected KEY=VALUE, got "${value}"`);
+  return { ...previous, [match[1]]: match[2] ?? '' };
+}
+
 function target(options: CommonOptions): TargetOptions {
-  return { url: options.url, grpc: options.grpc };
+  return { url: options.url, grpc: options.grpc, env: options.platformEnv };
 }
 
 /** Adds the options every scenario takes, with the scenario's own default duration. */
@@ -69,7 +77,13 @@ function common(command: Command, defaultDuration: number): Command {
     .option('--grpc <host:port>', 'with --url: the control plane gRPC address (default <url host>:9090)')
     .option('--json', 'print the result JSON on stdout', false)
     .option('--results-dir <dir>', 'where the JSON and HTML go', DEFAULT_RESULTS)
-    .option('--no-baseline', 'skip the baseline run');
+    .option('--no-baseline', 'skip the baseline run')
+    .option(
+      '--platform-env <KEY=VALUE>',
+      'a setting of the standalone platform the run starts (repeatable), e.g. VEZA_THREADS=false for the single loop',
+      envEntry,
+      {},
+    );
 }
 
 async function run(

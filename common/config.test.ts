@@ -1,6 +1,7 @@
 /**
  * SIGNING_KEYS_SECRET in the config loader: its accepted forms, cluster mode's requirement,
- * and that neither a config error nor a logged config ever shows a secret's value.
+ * and that neither a config error nor a logged config ever shows a secret's value; and the
+ * VEZA_THREADS switch.
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -94,5 +95,15 @@ describe('SIGNING_KEYS_SECRET', () => {
     expect(text.split('\n').filter(Boolean)).toHaveLength(3);
     expect(text).not.toContain(secret);
     expect(text).toContain('"SIGNING_KEYS_SECRET":"[redacted]"');
+  });
+});
+
+describe('VEZA_THREADS', () => {
+  it('is on by default, and reads true/false and 1/0, not any other word', () => {
+    expect(loadConfig({}).VEZA_THREADS).toBe(true);
+    expect(loadConfig({ VEZA_THREADS: 'false' }).VEZA_THREADS).toBe(false);
+    expect(loadConfig({ VEZA_THREADS: '0' }).VEZA_THREADS).toBe(false);
+    expect(loadConfig({ VEZA_THREADS: '1' }).VEZA_THREADS).toBe(true);
+    expect(refusal({ VEZA_THREADS: 'no' })).toMatch(/^invalid configuration: VEZA_THREADS="no": /);
   });
 });

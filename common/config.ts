@@ -9,7 +9,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 export const ROLES = ['control-plane', 'signaling', 'media', 'worker'] as const;
-type ProcessRole = (typeof ROLES)[number];
+export type ProcessRole = (typeof ROLES)[number];
 
 export const USER_ROLES = ['listener', 'broadcaster', 'moderator', 'admin'] as const;
 export type UserRole = (typeof USER_ROLES)[number];
@@ -28,6 +28,8 @@ const csv = <T extends z.ZodType<string, string>>(item: T) =>
     )
     .pipe(z.array(item));
 const url = z.string().url();
+/** An on/off switch: `true`/`false` (or `1`/`0`); z.coerce.boolean would read "false" as true. */
+const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 const optionalString = z
   .string()
   .optional()
@@ -70,6 +72,13 @@ export function decodeSigningKeysSecret(text: string): Buffer | null {
 const schema = z.object({
   VEZA_MODE: z.enum(['standalone', 'cluster']).default('standalone'),
   VEZA_ROLES: csv(z.enum(ROLES)).default([...ROLES]),
+  /**
+   * Standalone mode: run the edge, the control plane (with the worker role) and the media node each
+   * on its own event loop (worker threads under one supervisor, app/supervisor.ts), so a join burst
+   * on one does not queue behind the others. `false`: every role on the one main thread. Cluster
+   * processes run their roles on one loop whatever this says (run one role per process there).
+   */
+  VEZA_THREADS: flag.default(true),
   VEZA_DATA_DIR: z.string().min(1).default('./data'),
   VEZA_NODE_ID: optionalString,
   /**

@@ -19,13 +19,22 @@ export {
   ConfigError,
   decodeSigningKeysSecret,
   loadConfig,
+  type ProcessRole,
   ROLES,
   USER_ROLES,
   type UserRole,
 } from './config.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
-export { counter, gauge, histogram, metricsRegistry, renderMetrics } from './metrics.js';
+export {
+  counter,
+  gauge,
+  histogram,
+  metricsRegistry,
+  type RenderedMetrics,
+  renderMetrics,
+  renderMetricsWith,
+} from './metrics.js';
 export { type OpsServer, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {
@@ -35,3 +44,4 @@ export {
   type PresenceWatch,
   watchPresence,
 } from './presence.js';
+export { startThread } from './threads.js';

@@ -43,7 +43,24 @@ export function histogram<L extends string>(
   return once(name, (registers) => new Histogram({ name, help, labelNames, buckets, registers }));
 }
 
-export async function renderMetrics(): Promise<{ contentType: string; body: string }> {
+export interface RenderedMetrics {
+  contentType: string;
+  body: string;
+}
+
+let source: (() => Promise<RenderedMetrics>) | null = null;
+
+/**
+ * Where this thread's /metrics comes from when its own registry is not the whole process: prom-client
+ * registries are per thread, so in threaded standalone mode (app/supervisor.ts) the edge's /metrics
+ * asks the supervisor, which aggregates every thread's registry. null: this thread's registry.
+ */
+export function renderMetricsWith(render: (() => Promise<RenderedMetrics>) | null): void {
+  source = render;
+}
+
+export async function renderMetrics(): Promise<RenderedMetrics> {
+  if (source) return source();
   const reg = metricsRegistry();
   return { contentType: reg.contentType, body: await reg.metrics() };
 }

@@ -2,11 +2,15 @@
  * The benchmark's server process: the platform in standalone mode, or one of the bare
  * baselines, started in its own process so its CPU and memory are measured apart from the
  * load generators and the orchestrator. Forked by target.ts with the kind as argument.
+ *
+ * The platform starts as `npm start` starts it (launchPlatform): its roles on their own threads
+ * unless the run sets VEZA_THREADS=false (`--platform-env`). Threads or not, it is this one
+ * process, and the mediasoup workers are its children.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startPlatform } from '../../app/index.js';
+import { launchPlatform } from '../../app/index.js';
 import { createLogger, loadConfig } from '../../common/index.js';
 import { freePort } from '../../common/testing/index.js';
 import { type BareMediasoup, startBareMediasoup } from '../baselines/bare-mediasoup.js';
@@ -42,7 +46,7 @@ async function startPlatformHost(params: { env: Record<string, string> }) {
     ...params.env,
   });
   const log = createLogger({ level: config.LOG_LEVEL, name: 'veza-bench-platform' });
-  const platform = await startPlatform(config, log);
+  const platform = await launchPlatform(config, log);
   closer = async () => {
     const workers = childPids(process.pid, 'mediasoup-worker');
     await platform.close();
@@ -54,6 +58,8 @@ async function startPlatformHost(params: { env: Record<string, string> }) {
     httpPort: platform.httpPort,
     grpcPort: platform.grpcPort,
     config: {
+      VEZA_THREADS: config.VEZA_THREADS,
+      loops: platform.loops,
       MEDIA_WORKERS: config.MEDIA_WORKERS,
       MEDIA_CONSUMER_BUDGET: config.MEDIA_CONSUMER_BUDGET,
       WORKER_CONCURRENCY: config.WORKER_CONCURRENCY,

@@ -12,6 +12,9 @@ import { clusterServices } from '../testing/index.js';
 import type { EventBus } from './event-bus.js';
 import { MemoryEventBus } from './memory-event-bus.js';
 import { NatsEventBus } from './nats-event-bus.js';
+import { ThreadPeer } from './testing/thread-peer.js';
+import { ThreadBusHub } from './thread-bus-hub.js';
+import { ThreadEventBus } from './thread-event-bus.js';
 
 const log = createLogger({ level: 'silent', name: 'event-bus-test' });
 /** One subject namespace per run of this file, so parallel runs on one NATS never see each other. */
@@ -30,6 +33,24 @@ const adapters: { name: string; create(): Promise<Harness> }[] = [
     async create() {
       const bus = new MemoryEventBus({ log });
       return { bus, peer: bus, close: () => bus.close() };
+    },
+  },
+  {
+    // Threaded standalone mode: the hub where the supervisor keeps it (this thread), this thread's
+    // bus as a role thread's, and the peer's bus in a real worker thread of its own.
+    name: 'threads',
+    async create() {
+      const hub = new ThreadBusHub();
+      const bus = new ThreadEventBus(hub.connect(), { log });
+      const peer = await ThreadPeer.start(hub);
+      return {
+        bus,
+        peer,
+        async close() {
+          await Promise.all([bus.close(), peer.close()]);
+          await hub.close();
+        },
+      };
     },
   },
   {

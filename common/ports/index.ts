@@ -55,6 +55,8 @@ export { RedisRateLimiter, type RedisRateLimiterOptions } from './redis-rate-lim
 export { RedisSessionStore, type RedisSessionStoreOptions } from './redis-session-store.js';
 export { S3BlobStorage, type S3BlobStorageOptions } from './s3-blob-storage.js';
 export { isSessionActive, type SessionRecord, type SessionStore } from './session-store.js';
+export { ThreadBusHub } from './thread-bus-hub.js';
+export { ThreadEventBus, type ThreadEventBusOptions } from './thread-event-bus.js';
 
 /** Namespaces every Redis key of a deployment. */
 
@@ -69,7 +71,18 @@ export interface Ports {
   close(): Promise<void>;
 }
 
-export async function createPorts(config: Config, deps: { sql: Sql; log: Logger }): Promise<Ports> {
+export interface PortsDeps {
+  sql: Sql;
+  log: Logger;
+  /**
+   * Standalone mode: the bus to use instead of an in-process one. A role thread of threaded
+   * standalone mode passes its ThreadEventBus here, so it reaches the roles of the other threads.
+   * The ports own it from then on (close() closes it).
+   */
+  bus?: EventBus;
+}
+
+export async function createPorts(config: Config, deps: PortsDeps): Promise<Ports> {
   const log = deps.log.child({ component: 'ports' });
   const blobs = createBlobStorage(config, log);
   const closeBlobs = () => {
@@ -77,8 +90,10 @@ export async function createPorts(config: Config, deps: { sql: Sql; log: Logger 
   };
 
   if (config.VEZA_MODE === 'standalone') {
-    const bus = new MemoryEventBus({ log });
+    const bus = deps.bus ?? new MemoryEventBus({ log });
     const sessions = new PgSessionStore(deps.sql);
+    // Per event loop. Only the control plane limits (logins, registrations, chat), and in threaded
+    // mode it runs in one thread, so its counts stay whole.
     const rateLimiter = new MemoryRateLimiter();
     const jobs = new PgJobQueue(deps.sql, { log });
     return {
@@ -96,6 +111,10 @@ export async function createPorts(config: Config, deps: { sql: Sql; log: Logger 
     };
   }
 
+  if (deps.bus)
+    throw new Error(
+      'cluster mode connects its own bus (NATS_URL); a bus is passed in only in standalone mode',
+    );
   if (!config.REDIS_URL || !config.NATS_URL) {
     // loadConfig() refuses cluster mode without them; this guards hand-built configs.
     throw new Error('cluster mode needs REDIS_URL and NATS_URL');

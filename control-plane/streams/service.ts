@@ -229,8 +229,11 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
       ),
     );
   };
+  // The registry places streams whenever the media node is not on this event loop: in cluster mode,
+  // and in threaded standalone mode, where the media node is another thread that announces itself.
+  const mediaElsewhere = deps.config.VEZA_MODE === 'cluster' || !deps.config.VEZA_ROLES.includes('media');
   const registry: MediaNodeRegistry | undefined =
-    !deps.pickMediaNode && deps.config.VEZA_MODE === 'cluster'
+    !deps.pickMediaNode && mediaElsewhere
       ? createMediaNodeRegistry({
           bus: deps.bus,
           log: deps.log,
@@ -241,11 +244,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   registry?.ready.catch((error: unknown) =>
     deps.log.error({ err: error }, 'the media-node registry could not subscribe to the bus'),
   );
-  const pickMediaNode =
-    deps.pickMediaNode ??
-    (registry
-      ? () => registry.pick()
-      : () => (deps.config.VEZA_ROLES.includes('media') ? deps.config.nodeId : null));
+  const pickMediaNode = deps.pickMediaNode ?? (registry ? () => registry.pick() : () => deps.config.nodeId);
 
   const publish = (subject: string, payload: unknown, log: Logger) =>
     publishEvent(deps.bus, subject, payload, log);

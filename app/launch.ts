@@ -1,0 +1,50 @@
+/**
+ * How `npm start` and the benchmark's platform host run the platform: standalone mode with
+ * VEZA_THREADS (the default) runs each role group on its own thread under a supervisor
+ * (supervisor.ts); otherwise (VEZA_THREADS=false, or a cluster process) every role of the process
+ * runs on its one event loop (platform.ts). Tests that reach into a running platform
+ * (`platform.media`, `platform.sql`) call startPlatform directly, which is always the single loop.
+ */
+import type { Config, Logger, ProcessRole } from '../common/index.js';
+import { startPlatform } from './platform.js';
+import { startThreadedPlatform } from './supervisor.js';
+
+export interface RunningPlatform {
+  config: Config;
+  httpPort: number | null;
+  grpcPort: number | null;
+  opsPort: number | null;
+  /** Which event loop runs which roles (`main`: the single loop). */
+  loops: { thread: string; roles: readonly ProcessRole[] }[];
+  /** Resolves once the platform has stopped: with the failure that stopped it, or null after close(). */
+  stopped: Promise<Error | null>;
+  close(): Promise<void>;
+}
+
+export async function launchPlatform(config: Config, log: Logger): Promise<RunningPlatform> {
+  if (config.VEZA_MODE === 'standalone' && config.VEZA_THREADS) {
+    const threaded = await startThreadedPlatform(config, log);
+    return {
+      ...threaded,
+      loops: threaded.threads.map((thread) => ({ thread: thread.name, roles: thread.roles })),
+    };
+  }
+  const platform = await startPlatform(config, log);
+  let closed: Promise<void> | undefined;
+  let reportStopped: (error: null) => void = () => {};
+  const stopped = new Promise<Error | null>((resolve) => {
+    reportStopped = resolve;
+  });
+  return {
+    config,
+    httpPort: platform.httpPort,
+    grpcPort: platform.grpcPort,
+    opsPort: platform.opsPort,
+    loops: [{ thread: 'main', roles: config.VEZA_ROLES }],
+    stopped,
+    close() {
+      closed ??= platform.close().then(() => reportStopped(null));
+      return closed;
+    },
+  };
+}
