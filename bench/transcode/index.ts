@@ -22,6 +22,7 @@ import { createUser } from '../lib/rest.js';
 import { ratio, type ScenarioOutput } from '../lib/results.js';
 import { round } from '../lib/stats.js';
 import { openPlatform, type TargetOptions } from '../lib/target.js';
+import { othersBusyPercent, ourCpuSeconds } from './cpu.js';
 import { stageSeconds, uploadJob, uploadRouteExists } from './upload-path.js';
 
 const run = promisify(execFile);
@@ -49,6 +50,13 @@ export interface TranscodeStep {
   /** Mean wall time per job of each stage, ms (stages that run beside others overlap them). */
   stage_ms_per_job: Record<string, number>;
   machine_busy_pct: number;
+  /**
+   * CPU seconds per job on our side: the platform's processes (server, PostgreSQL, ffmpeg) and
+   * this bench process for the platform; this process and its ffmpeg for the command lines.
+   */
+  cpu_s_per_job: number;
+  /** The share of all cores other work used during the step, %: machine_busy_pct minus ours. */
+  others_busy_pct: number;
   errors: string[];
 }
 
@@ -124,12 +132,16 @@ async function measure(
   options: TranscodeOptions,
   job: (index: number) => Promise<JobTiming>,
   stages?: () => Promise<Record<string, number>>,
+  serverPid: number | null = null,
 ): Promise<TranscodeStep> {
   const stagesBefore = stages ? await stages() : {};
   const machine0 = machineCpuTimes();
+  const cpu0 = ourCpuSeconds(serverPid);
   const started = performance.now();
   const results = await Promise.allSettled(Array.from({ length: options.jobs }, (_, i) => job(i)));
   const wallS = (performance.now() - started) / 1000;
+  const ourCpuS = ourCpuSeconds(serverPid) - cpu0;
+  const machineBusyPct = busyPercent(machine0, machineCpuTimes());
   const done = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const errors = results.flatMap((r) =>
     r.status === 'rejected' ? [String(r.reason?.message ?? r.reason)] : [],
@@ -166,7 +178,9 @@ async function measure(
     upload_ms_p50: uploads.length > 0 ? round(median(uploads), 1) : null,
     stage_share_pct: shares(totals),
     stage_ms_per_job: perJob(totals, done.length, unitMs),
-    machine_busy_pct: round(busyPercent(machine0, machineCpuTimes()), 1),
+    machine_busy_pct: round(machineBusyPct, 1),
+    cpu_s_per_job: round(ourCpuS / Math.max(1, done.length), 2),
+    others_busy_pct: round(othersBusyPercent(machineBusyPct, ourCpuS, wallS), 1),
     errors: [...new Set(errors)].slice(0, 5),
   };
 }
@@ -205,6 +219,7 @@ async function measurePlatform(
           };
         },
         () => stageSeconds(target.baseUrl),
+        target.serverPid,
       );
       return { step, settings: target.settings };
     }
@@ -304,6 +319,7 @@ export async function transcodeScenario(
       notes: [
         'ffmpeg runs as separate processes: J parallel jobs on shared cores divide the CPU, so x-realtime per job falls as J grows while jobs/min shows the throughput.',
         'Through the upload API, x_realtime is processing only (first poll seeing "processing" to the one seeing "ready", 100 ms resolution); x_realtime_end_to_end adds the queue wait (the worker role runs WORKER_CONCURRENCY jobs at once).',
+        'cpu_s_per_job is our side of the step (the platform includes its server, PostgreSQL, the upload and the 100 ms polling; the command lines only ffmpeg) and others_busy_pct what the rest of the machine used meanwhile: on shared cores they tell a slower path from a busier machine.',
         "Stage shares and stage_ms_per_job come from the workers' veza_transcode_stage_seconds histogram (upload path) or the pipeline's own timings (direct path). 'loudness' is the analysis decode (it also proves the file decodes and writes the waveform PCM); 'waveform' and 'cover' run beside the long stages, so the stages add up to more than the job.",
       ],
       charts: [
