@@ -126,14 +126,14 @@ export interface FfmpegRun {
 }
 
 export interface FfmpegResult {
-  /** Everything ffmpeg printed on stderr (filters such as loudnorm report there). */
+  /** Everything ffmpeg printed on stderr (filters such as ebur128 report there). */
   stderr: string;
 }
 
 export function runFfmpeg(run: FfmpegRun): Promise<FfmpegResult> {
   return new Promise((resolve, reject) => {
     if (run.signal?.aborted) return reject(new FfmpegAbortedError('aborted before start'));
-    // stdoutLines 0: keep every line, since the loudnorm report comes last but error lines come first.
+    // stdoutLines 0: keep every line, since ebur128's summary comes last but error lines come first.
     const command = ffmpeg({ stdoutLines: 0, ...(run.cwd ? { cwd: run.cwd } : {}) })
       .setFfmpegPath(FFMPEG_PATH)
       .input(run.input);
@@ -231,30 +231,68 @@ export function errorLines(stderr: string): string[] {
   return lines;
 }
 
-/** The last JSON object a filter printed (loudnorm's report). */
-export function lastJsonObject(stderr: string): unknown {
-  const blocks = stderr.match(/\{[^{}]*\}/g);
-  const last = blocks?.at(-1);
-  if (!last) return null;
-  try {
-    return JSON.parse(last);
-  } catch {
-    return null;
-  }
+/** What the pipeline asks of ffmpeg; a build without one of them could not make a single track. */
+const REQUIRED = {
+  encoders: ['libopus', 'aac', 'mjpeg'],
+  muxers: ['ogg', 'mp4', 'hls', 'tee', 's16le', 'image2'],
+  filters: ['ebur128', 'volume', 'aresample'],
+} as const;
+
+type Lister<T> = (callback: (error: Error | null, found: T) => void) => void;
+
+function list<T>(lister: Lister<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    lister((error, found) => (error ? reject(error) : resolve(found)));
+  });
 }
 
-/** Fails with a clear message when the system's ffmpeg or ffprobe is missing or too old to run. */
-export async function checkFfmpeg(): Promise<{ version: string }> {
-  const run = (binary: string) =>
-    new Promise<string>((resolve, reject) => {
-      execFile(binary, ['-version'], { timeout: 10_000 }, (error, stdout) => {
-        if (error) {
-          reject(new Error(`${binary} is not available (${error.message}); install the ffmpeg package`));
-        } else {
-          resolve(stdout.split('\n')[0] ?? '');
-        }
-      });
+function execText(binary: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(binary, args, { timeout: 10_000, maxBuffer: 4 * 1024 * 1024 }, (error, stdout) => {
+      if (error) {
+        reject(new Error(`${binary} is not available (${error.message}); install the ffmpeg package`));
+      } else {
+        resolve(stdout);
+      }
     });
-  const [version] = await Promise.all([run(FFMPEG_PATH), run(FFPROBE_PATH)]);
-  return { version: version ?? '' };
+  });
+}
+
+/** Filter names from `ffmpeg -filters` (fluent-ffmpeg's own list drops sinks such as ebur128). */
+function filterNames(listing: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of listing.split('\n')) {
+    const match = /^\s*[T.][S.][C.]\s+(\S+)\s+\S+->\S+/.exec(line);
+    if (match?.[1]) names.add(match[1]);
+  }
+  return names;
+}
+
+/**
+ * Fails with a clear message when the system's ffmpeg or ffprobe is missing, too old to run,
+ * or built without an encoder, muxer or filter the pipeline uses. Run once at start: it also
+ * fills fluent-ffmpeg's cache of formats and encoders, which it otherwise reads (two ffmpeg
+ * runs) before the first job's first command.
+ */
+export async function checkFfmpeg(): Promise<{ version: string }> {
+  const [version, , filterListing] = await Promise.all([
+    execText(FFMPEG_PATH, ['-version']),
+    execText(FFPROBE_PATH, ['-version']),
+    execText(FFMPEG_PATH, ['-hide_banner', '-filters']),
+  ]);
+  const command = ffmpeg().setFfmpegPath(FFMPEG_PATH);
+  const [encoders, formats] = await Promise.all([
+    list<ffmpeg.Encoders>((callback) => command.availableEncoders(callback)),
+    list<ffmpeg.Formats>((callback) => command.availableFormats(callback)),
+  ]);
+  const filters = filterNames(filterListing);
+  const missing = [
+    ...REQUIRED.encoders.filter((name) => !encoders[name]).map((name) => `encoder ${name}`),
+    ...REQUIRED.muxers.filter((name) => !formats[name]?.canMux).map((name) => `muxer ${name}`),
+    ...REQUIRED.filters.filter((name) => !filters.has(name)).map((name) => `filter ${name}`),
+  ];
+  if (missing.length > 0) {
+    throw new Error(`${FFMPEG_PATH} lacks what transcoding needs: ${missing.join(', ')}`);
+  }
+  return { version: version.split('\n')[0] ?? '' };
 }

@@ -79,17 +79,42 @@ export async function addCover(audio: string, target: string): Promise<string> {
   return target;
 }
 
-/** Integrated loudness (LUFS) as ffmpeg's ebur128 filter measures it. */
-export async function integratedLoudness(file: string, inputOptions: string[] = []): Promise<number> {
+export interface MeasuredLoudness {
+  /** Integrated loudness, LUFS (-70 for silence). */
+  integratedLufs: number;
+  /** True peak, dBTP. */
+  truePeakDb: number;
+}
+
+/**
+ * Integrated loudness and true peak as ffmpeg's ebur128 filter measures them: the reference
+ * the pipeline's outputs are held to, parsed here on its own rather than with the pipeline's
+ * parser under test.
+ */
+export async function measuredLoudness(file: string, inputOptions: string[] = []): Promise<MeasuredLoudness> {
   const { stderr } = await runFfmpeg({
     input: file,
     inputOptions,
-    outputs: [{ target: '-', options: ['-map', '0:a:0', '-af', 'ebur128', '-f', 'null'] }],
+    outputs: [
+      {
+        target: '-',
+        options: ['-map', '0:a:0', '-af', 'ebur128=peak=true:framelog=verbose', '-f', 'null'],
+      },
+    ],
   });
-  const matches = [...stderr.matchAll(/I:\s+(-?[\d.]+|-inf) LUFS/g)];
-  const value = matches.at(-1)?.[1];
-  if (value === undefined) throw new Error('ebur128 printed no integrated loudness');
-  return Number(value);
+  const summary = stderr.slice(stderr.lastIndexOf('Summary:'));
+  const integrated = /I:\s+(-?[\d.]+) LUFS/.exec(summary)?.[1];
+  const peak = /Peak:\s+(-?[\d.]+|-inf) dBFS/.exec(summary)?.[1];
+  if (integrated === undefined || peak === undefined) throw new Error('ebur128 printed no summary');
+  return {
+    integratedLufs: Number(integrated),
+    truePeakDb: peak === '-inf' ? Number.NEGATIVE_INFINITY : Number(peak),
+  };
+}
+
+/** Integrated loudness (LUFS) as ffmpeg's ebur128 filter measures it. */
+export async function integratedLoudness(file: string, inputOptions: string[] = []): Promise<number> {
+  return (await measuredLoudness(file, inputOptions)).integratedLufs;
 }
 
 /** Copies blobs to `dir`, keeping the part of each key after `prefix/` as the relative path. */

@@ -1,8 +1,9 @@
 /**
- * The transcode baseline: the plain ffmpeg command line doing the pipeline's work on the same
- * file: probe, decode to PCM (what the waveform is drawn from), a loudnorm measuring pass, and
- * one render with the second loudnorm pass to Opus 96k, AAC 128k M4A and AAC HLS. No queue,
- * no storage, no validation: what ffmpeg alone costs.
+ * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
+ * file, step for step: ffprobe; one analysis decode (ebur128 loudness and true peak, and the
+ * low-rate PCM the waveform is drawn from); then the renditions with the resulting linear gain,
+ * Opus 96k in one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue,
+ * no storage, no validation, no progress parsing: what ffmpeg alone costs.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -13,23 +14,22 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export type CliStage = 'probe' | 'decode' | 'loudness' | 'renditions';
+export type CliStage = 'probe' | 'loudness' | 'renditions';
 
-const TARGET = 'I=-14:TP=-1:LRA=11';
+const TARGET_LUFS = -14;
+const CEILING_DBTP = -1;
 
-interface Loudnorm {
-  input_i: string;
-  input_tp: string;
-  input_lra: string;
-  input_thresh: string;
-  target_offset: string;
+function summaryValue(stderr: string, label: RegExp): number {
+  const match = label.exec(stderr.slice(stderr.lastIndexOf('Summary:')));
+  if (!match?.[1]) throw new Error(`ebur128 printed no ${label.source}`);
+  return Number(match[1]);
 }
 
 export async function ffmpegCliJob(
   source: string,
 ): Promise<{ wallMs: number; stagesMs: Record<CliStage, number> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'veza-bench-ffmpeg-'));
-  const stagesMs: Record<CliStage, number> = { probe: 0, decode: 0, loudness: 0, renditions: 0 };
+  const stagesMs: Record<CliStage, number> = { probe: 0, loudness: 0, renditions: 0 };
   const started = performance.now();
   const timed = async <T>(stage: CliStage, work: () => Promise<T>): Promise<T> => {
     const t = performance.now();
@@ -41,26 +41,7 @@ export async function ffmpegCliJob(
   };
   try {
     await timed('probe', () =>
-      run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', source]),
-    );
-    await timed('decode', () =>
-      run('ffmpeg', [
-        '-nostdin',
-        '-v',
-        'error',
-        '-i',
-        source,
-        '-map',
-        '0:a:0',
-        '-ac',
-        '1',
-        '-ar',
-        '8000',
-        '-f',
-        's16le',
-        '-y',
-        path.join(dir, 'pcm'),
-      ]),
+      run('ffprobe', ['-v', 'warning', '-print_format', 'json', '-show_format', '-show_streams', source]),
     );
     const { stderr } = await timed('loudness', () =>
       run(
@@ -68,40 +49,37 @@ export async function ffmpegCliJob(
         [
           '-nostdin',
           '-hide_banner',
+          '-nostats',
           '-i',
           source,
           '-map',
           '0:a:0',
           '-af',
-          `loudnorm=${TARGET}:print_format=json`,
+          'ebur128=peak=true:framelog=verbose',
+          '-ac',
+          '1',
+          '-ar',
+          '8000',
           '-f',
-          'null',
-          '-',
+          's16le',
+          '-y',
+          path.join(dir, 'pcm'),
         ],
-        {
-          maxBuffer: 16 * 1024 * 1024,
-        },
+        { maxBuffer: 16 * 1024 * 1024 },
       ),
     );
-    const json = stderr.slice(stderr.lastIndexOf('{'), stderr.lastIndexOf('}') + 1);
-    const m = JSON.parse(json) as Loudnorm;
-    const normalise =
-      `loudnorm=${TARGET}:measured_I=${m.input_i}:measured_TP=${m.input_tp}:measured_LRA=${Math.max(Number(m.input_lra), 0.01)}` +
-      `:measured_thresh=${m.input_thresh}:offset=${m.target_offset}:linear=true`;
+    const integrated = summaryValue(stderr, /I:\s+(-?[\d.]+) LUFS/);
+    const peak = summaryValue(stderr, /Peak:\s+(-?[\d.]+) dBFS/);
+    const gainDb = Math.min(TARGET_LUFS - integrated, CEILING_DBTP - peak);
+    const filter = `volume=${gainDb.toFixed(2)}dB,aresample=48000`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });
+    const render = (output: string[]) =>
+      run('ffmpeg', ['-nostdin', '-v', 'error', '-i', source, '-map', '0:a:0', '-af', filter, ...output], {
+        cwd: dir,
+      });
     await timed('renditions', () =>
-      run(
-        'ffmpeg',
-        [
-          '-nostdin',
-          '-v',
-          'error',
-          '-i',
-          source,
-          '-filter_complex',
-          `[0:a:0]${normalise},aresample=48000,asplit=2[opus][aac]`,
-          '-map',
-          '[opus]',
+      Promise.all([
+        render([
           '-map_metadata',
           '-1',
           '-c:a',
@@ -113,8 +91,8 @@ export async function ffmpegCliJob(
           '-f',
           'ogg',
           'opus/96k.opus',
-          '-map',
-          '[aac]',
+        ]),
+        render([
           '-map_metadata',
           '-1',
           '-c:a',
@@ -126,9 +104,8 @@ export async function ffmpegCliJob(
           '-f',
           'tee',
           '[f=mp4:movflags=+faststart]aac/128k.m4a|[f=hls:hls_time=6:hls_playlist_type=vod:hls_flags=independent_segments:hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8',
-        ],
-        { cwd: dir },
-      ),
+        ]),
+      ]),
     );
     return { wallMs: performance.now() - started, stagesMs };
   } finally {

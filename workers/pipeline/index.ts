@@ -11,14 +11,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../common/index.js';
 import type { BlobStorage } from '../../common/ports/index.js';
-import type { LoudnessMeasurement } from './loudness.js';
+import type { LoudnessMeasurement, NormalisationMode } from './loudness.js';
 import type { AudioMetadata } from './probe.js';
 import { type Progress, ProgressReporter, processAudio, type Stage } from './process.js';
 import { AudioRejectedError } from './rejection.js';
 import type { RenditionFormat } from './renditions.js';
 import { type DownloadedSource, deleteKeys, downloadSource, publishOutputs } from './storage.js';
 
-export type { Progress } from './process.js';
+export { LOUDNESS_TARGET, type LoudnessMeasurement, type NormalisationMode } from './loudness.js';
+export type { AudioMetadata } from './probe.js';
+export { type ProcessedAudio, type Progress, processAudio, type Stage } from './process.js';
 export { AudioRejectedError } from './rejection.js';
 
 interface TranscodeInput {
@@ -49,7 +51,9 @@ export interface TranscodeResult {
   source: DownloadedSource;
   metadata: AudioMetadata;
   loudness: LoudnessMeasurement | null;
-  normalisation: 'linear' | 'dynamic' | 'none';
+  normalisation: NormalisationMode;
+  /** The gain the renditions got, dB. */
+  gainDb: number;
   renditions: PublishedRendition[];
   waveformKey: string;
   coverKey: string | null;
@@ -102,6 +106,7 @@ export async function transcodeTrack(input: TranscodeInput): Promise<TranscodeRe
       metadata: processed.metadata,
       loudness: processed.loudness,
       normalisation: processed.normalisation,
+      gainDb: processed.gainDb,
       renditions: processed.renditions.map((rendition) => ({
         format: rendition.format,
         codec: rendition.codec,

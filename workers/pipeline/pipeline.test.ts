@@ -2,7 +2,7 @@
  * The pipeline end to end on real ffmpeg, with audio generated here and the file
  * BlobStorage adapter on a temp directory.
  */
-import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,9 +10,9 @@ import { FsBlobStorage } from '../../common/ports/index.js';
 import {
   addCover,
   downloadBlobs,
-  integratedLoudness,
   listFiles,
   makeAudio,
+  measuredLoudness,
   type TestFormat,
 } from '../test-audio.js';
 import {
@@ -66,29 +66,119 @@ async function transcode(
   return { trackId, sourceKey, result };
 }
 
+/** ffmpeg processes this test process started that are still alive. */
+async function ffmpegChildren(): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (comm === 'ffmpeg' && ppid === process.pid) children.push(Number(entry));
+  }
+  return children;
+}
+
 async function readWaveform(key: string): Promise<Waveform> {
   const chunks: Buffer[] = [];
   for await (const chunk of await blobs.get(key)) chunks.push(chunk as Buffer);
   return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Waveform;
 }
 
-const inputs: Array<{ format: TestFormat; source: string; filter?: string; codec: string; channels: 1 | 2 }> =
-  [
-    // Quiet tone, long enough for two full HLS segments and a short last one.
-    { format: 'wav', source: 'sine=f=440:d=13', filter: 'volume=-28dB', codec: 'pcm_s16le', channels: 2 },
-    // Loud pink noise: needs a cut of several dB, near the true-peak ceiling.
-    { format: 'mp3', source: 'anoisesrc=d=3:c=pink:a=0.9', codec: 'mp3', channels: 2 },
-    { format: 'flac', source: 'sine=f=1000:d=3', filter: 'volume=-6dB', codec: 'flac', channels: 1 },
-    { format: 'ogg', source: 'anoisesrc=d=3:c=brown:a=0.3', codec: 'vorbis', channels: 2 },
-  ];
+interface Input {
+  name: string;
+  format: TestFormat;
+  source: string;
+  filter?: string;
+  codec: string;
+  channels: 1 | 2;
+  durationS: number;
+  normalisation: 'linear' | 'peak-limited';
+}
+
+const inputs: Input[] = [
+  // Quiet tone (-50 LUFS), long enough for two full HLS segments and a short last one: +36 dB.
+  {
+    name: 'quiet',
+    format: 'wav',
+    source: 'sine=f=440:d=13',
+    filter: 'volume=-28dB',
+    codec: 'pcm_s16le',
+    channels: 2,
+    durationS: 13,
+    normalisation: 'linear',
+  },
+  // Loud pink noise (-10 LUFS, peaks at 0 dBTP): a cut of 4 dB.
+  {
+    name: 'loud',
+    format: 'mp3',
+    source: 'anoisesrc=d=3:c=pink:a=0.9',
+    filter: 'volume=6dB',
+    codec: 'mp3',
+    channels: 2,
+    durationS: 3,
+    normalisation: 'linear',
+  },
+  {
+    name: 'steady',
+    format: 'flac',
+    source: 'sine=f=1000:d=3',
+    filter: 'volume=-6dB',
+    codec: 'flac',
+    channels: 1,
+    durationS: 3,
+    normalisation: 'linear',
+  },
+  {
+    name: 'noisy',
+    format: 'ogg',
+    source: 'anoisesrc=d=3:c=brown:a=0.3',
+    codec: 'vorbis',
+    channels: 2,
+    durationS: 3,
+    normalisation: 'linear',
+  },
+  // Dynamic: 4 s loud, 4 s 15 dB quieter (loudness range 15 LU, which loudnorm would have
+  // compressed); a plain gain still lands on the target.
+  {
+    name: 'dynamic',
+    format: 'flac',
+    source:
+      "aevalsrc='if(lt(mod(t,8),4),0.35,0.06)*sin(2*PI*440*t)|if(lt(mod(t,8),4),0.35,0.06)*sin(2*PI*554*t)':d=16:s=44100",
+    codec: 'flac',
+    channels: 2,
+    durationS: 16,
+    normalisation: 'linear',
+  },
+  // Dynamic with sharp peaks: a quiet tone (-29 LUFS) with a click near full scale every second.
+  // Reaching -14 LUFS would put the peaks 13 dB over the ceiling: the documented exception.
+  {
+    name: 'peaky',
+    format: 'wav',
+    source: "aevalsrc='0.02*sin(2*PI*330*t)+if(lt(mod(t,1),0.002),0.9,0)':d=8:s=44100",
+    codec: 'pcm_s16le',
+    channels: 2,
+    durationS: 8,
+    normalisation: 'peak-limited',
+  },
+];
+
+/** Lossy encoders overshoot the source's true peak a little; this bounds it. */
+const ENCODER_OVERSHOOT_DB = 1.5;
 
 describe('transcodeTrack', () => {
-  it.each(inputs)('turns $format into loudness-normalised Opus, AAC and HLS renditions', async (input) => {
-    const file = await makeAudio(path.join(root, `in.${input.format}`), input.format, input.source, {
-      ...(input.filter ? { filter: input.filter } : {}),
-      channels: input.channels,
-    });
-    const sourceLoudness = await integratedLoudness(file);
+  it.each(inputs)('levels $name audio ($format) into Opus, AAC and HLS renditions', async (input) => {
+    const file = await makeAudio(
+      path.join(root, `in-${input.name}.${input.format}`),
+      input.format,
+      input.source,
+      {
+        ...(input.filter ? { filter: input.filter } : {}),
+        channels: input.channels,
+      },
+    );
+    const source = await measuredLoudness(file);
     const { trackId, result } = await transcode(file);
 
     expect(result.metadata).toMatchObject({
@@ -97,8 +187,10 @@ describe('transcodeTrack', () => {
       sampleRate: 44_100,
     });
     expect(result.metadata.formatName).toContain(input.format);
-    expect(result.metadata.durationS).toBeCloseTo(input.format === 'wav' ? 13 : 3, 1);
-    expect(result.loudness?.inputI).toBeCloseTo(sourceLoudness, 0);
+    expect(result.metadata.durationS).toBeCloseTo(input.durationS, 1);
+    expect(result.loudness?.inputI).toBeCloseTo(source.integratedLufs, 0);
+    expect(result.loudness?.inputTp).toBeCloseTo(source.truePeakDb, 0);
+    expect(result.normalisation).toBe(input.normalisation);
     expect(result.version).toMatch(/^[0-9a-f]{16}$/);
     const prefix = trackPrefix(trackId, result.version);
     expect(result.renditions.map((r) => [r.format, r.codec, r.bitrate, r.key])).toEqual([
@@ -110,9 +202,16 @@ describe('transcodeTrack', () => {
 
     const local = path.join(root, `out-${trackId}`);
     await downloadBlobs(blobs, result.keys, prefix, local);
+    // The peak-limited exception: the gain stops at the ceiling, so the renditions land where
+    // that gain puts the source, below the target.
+    const expected =
+      input.normalisation === 'linear' ? -14 : source.integratedLufs + (-1 - source.truePeakDb);
+    if (input.normalisation === 'peak-limited') expect(expected).toBeLessThan(-14 - 1);
     for (const rendition of ['opus/96k.opus', 'aac/128k.m4a', 'hls/index.m3u8']) {
-      const lufs = await integratedLoudness(path.join(local, rendition));
-      expect(Math.abs(lufs - -14), `${rendition}: ${lufs} LUFS`).toBeLessThanOrEqual(1);
+      const output = await measuredLoudness(path.join(local, rendition));
+      const where = `${rendition}: ${output.integratedLufs} LUFS, ${output.truePeakDb} dBTP`;
+      expect(Math.abs(output.integratedLufs - expected), where).toBeLessThanOrEqual(1);
+      expect(output.truePeakDb, where).toBeLessThanOrEqual(-1 + ENCODER_OVERSHOOT_DB);
     }
 
     const playlist = await readFile(path.join(local, 'hls/index.m3u8'), 'utf8');
@@ -125,7 +224,7 @@ describe('transcodeTrack', () => {
       (await listFiles(path.join(local, 'hls'))).filter((f) => f.endsWith('.ts')).map((f) => `hls/${f}`),
     );
     for (const duration of durations.slice(0, -1)) expect(duration).toBeCloseTo(6, 0);
-    if (input.format === 'wav') expect(durations.length).toBe(3);
+    expect(durations.length).toBe(Math.ceil(input.durationS / 6));
 
     const waveform = await readWaveform(result.waveformKey);
     expect(waveform.peaks).toHaveLength(1000);
@@ -233,22 +332,30 @@ describe('bad files', () => {
     await expectRejected(picture, /no audio stream/);
   });
 
-  it('leaves nothing behind when stopped mid-way', async () => {
-    const file = await makeAudio(path.join(root, 'stopped.wav'), 'wav', 'sine=f=300:d=20');
+  // Stopped while the analysis decodes, and while both encoders run: every ffmpeg is killed
+  // and waited for, and nothing is left in storage or on disk.
+  it.each([
+    { stage: 'loudness', from: 5 },
+    { stage: 'renditions', from: 30 },
+  ])('leaves nothing behind when stopped during $stage', async ({ stage, from }) => {
+    const file = await makeAudio(path.join(root, `stopped-${stage}.wav`), 'wav', 'sine=f=300:d=120');
     const { trackId, sourceKey } = await upload(file);
     const controller = new AbortController();
     const attempt = transcodeTrack({
       blobs,
       trackId,
       sourceKey,
-      maxDurationS: 60,
+      maxDurationS: 600,
       tempDir: work,
       onProgress: (progress) => {
-        if (progress.stage === 'loudness') controller.abort(new Error('stopped'));
+        // Past the stage's first report: its ffmpeg processes are running and have reported time.
+        if (progress.stage === stage && progress.percent > from) controller.abort(new Error('stopped'));
       },
       signal: controller.signal,
     });
     await expect(attempt).rejects.toThrow();
+    expect(controller.signal.aborted).toBe(true);
+    expect(await ffmpegChildren()).toEqual([]);
     expect(await listFiles(path.join(blobRoot, 'tracks', String(trackId)))).toEqual([]);
     expect(await listFiles(work)).toEqual([]);
   });

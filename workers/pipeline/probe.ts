@@ -1,19 +1,10 @@
 /**
- * Stage 1: decide whether the upload is usable audio, and describe it.
- *
- * ffprobe says what the container claims; then the whole audio stream is decoded once (to
- * low-rate mono PCM, which the waveform stage reuses) because only a full decode proves the
- * file is not corrupt or cut short, and gives its true duration.
+ * Stage 1: decide from what the file says about itself whether it can be usable audio, and
+ * describe it. ffprobe reads the container; the full decode that proves the rest (not corrupt,
+ * not cut short, its true duration) is the analysis pass, judged by `checkDecode` below.
  */
 import { stat } from 'node:fs/promises';
-import {
-  errorLines,
-  FfmpegAbortedError,
-  FfmpegError,
-  ffprobe,
-  type ProbeStream,
-  runFfmpeg,
-} from '../ffmpeg.js';
+import { FfmpegError, ffprobe, type ProbeStream } from '../ffmpeg.js';
 import { findTruncation } from './container-check.js';
 import { AudioRejectedError } from './rejection.js';
 
@@ -29,22 +20,19 @@ export interface AudioMetadata {
   durationS: number;
 }
 
-export interface ProbedAudio {
-  metadata: AudioMetadata;
-  /** The input stream the renditions are made from. */
+export interface ProbedAudio extends Omit<AudioMetadata, 'durationS'> {
+  /** The length the container claims, when it claims one. */
+  declaredS: number | null;
+  /** The demuxer guessed the length from the bitrate (an MP3 without a Xing header). */
+  durationEstimated: boolean;
+  /** The input stream the renditions are made from: the first audio stream. */
   audioStreamIndex: number;
   /** An embedded picture (ID3 APIC, FLAC PICTURE, MP4 covr), when there is one. */
   coverStream: ProbeStream | null;
-  /** The decoded audio as mono signed 16-bit little-endian PCM at `pcmSampleRate`. */
-  pcmPath: string;
-  pcmSampleRate: number;
 }
 
 export interface ProbeOptions {
   maxDurationS: number;
-  /** Where the decoded PCM is written. */
-  pcmPath: string;
-  onProgress?: (fraction: number) => void;
   signal?: AbortSignal;
 }
 
@@ -56,13 +44,6 @@ export function formatSeconds(seconds: number): string {
   const minutes = Math.floor(seconds / 60);
   const rest = Math.round(seconds % 60);
   return `${minutes} min ${rest} s`;
-}
-
-/** Enough samples per waveform bucket for short files, a bounded PCM file for long ones. */
-export function pcmRateFor(durationS: number): number {
-  if (durationS <= 600) return 8_000;
-  if (durationS <= 3_600) return 2_000;
-  return 1_000;
 }
 
 export async function probeAudio(file: string, options: ProbeOptions): Promise<ProbedAudio> {
@@ -104,44 +85,33 @@ export async function probeAudio(file: string, options: ProbeOptions): Promise<P
   const truncation = await findTruncation(file, probe.format.formatName);
   if (truncation) throw new AudioRejectedError(truncation);
 
-  const pcmSampleRate = pcmRateFor(declaredS ?? limit);
-  let stderr: string;
-  try {
-    ({ stderr } = await runFfmpeg({
-      input: file,
-      outputs: [
-        {
-          target: options.pcmPath,
-          // Decoding stops just past the limit, so a file lying about its length cannot keep us busy.
-          options: [
-            '-map',
-            `0:${audio.index}`,
-            '-t',
-            String(limit + 1),
-            '-ac',
-            '1',
-            '-ar',
-            String(pcmSampleRate),
-            '-f',
-            's16le',
-          ],
-        },
-      ],
-      durationS: declaredS ?? limit,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      timeoutMs: decodeTimeoutMs(declaredS ?? limit),
-    }));
-  } catch (error) {
-    if (error instanceof FfmpegError) {
-      throw new AudioRejectedError(`the audio could not be decoded: ${hidePath(error.message, file)}`);
-    }
-    if (error instanceof FfmpegAbortedError) throw error;
-    throw error;
-  }
+  return {
+    formatName: probe.format.formatName ?? 'unknown',
+    codec: audio.codec_name,
+    bitrate: roundOrNull(audio.bit_rate ?? probe.format.bitRate),
+    sampleRate: audio.sample_rate,
+    channels: audio.channels,
+    declaredS: declaredS ?? null,
+    durationEstimated: estimated,
+    audioStreamIndex: audio.index,
+    coverStream: pictures[0] ?? null,
+  };
+}
 
-  const decodedS = (await stat(options.pcmPath)).size / 2 / pcmSampleRate;
-  const errors = errorLines(stderr).map((line) => hidePath(line, file));
+export interface DecodeReport {
+  /** Seconds of audio the full decode produced. */
+  decodedS: number;
+  /** The decoder's error lines, paths hidden. */
+  errors: string[];
+}
+
+/**
+ * Judges the full decode (analysis.ts runs it): only decoding the whole stream proves the file
+ * is not corrupt or cut short, and gives its true duration.
+ */
+export function checkDecode(probed: ProbedAudio, decode: DecodeReport, maxDurationS: number): void {
+  const { decodedS, errors } = decode;
+  const declaredS = probed.declaredS;
   if (decodedS === 0) {
     throw new AudioRejectedError(
       errors.length > 0
@@ -149,10 +119,14 @@ export async function probeAudio(file: string, options: ProbeOptions): Promise<P
         : 'the file contains no audio samples',
     );
   }
-  if (decodedS > limit) {
-    throw new AudioRejectedError(`the audio is longer than the limit of ${formatSeconds(limit)}`);
+  if (decodedS > maxDurationS) {
+    throw new AudioRejectedError(`the audio is longer than the limit of ${formatSeconds(maxDurationS)}`);
   }
-  if (declaredS && !estimated && declaredS - decodedS > Math.max(TRUNCATION_TOLERANCE_S, declaredS * 0.01)) {
+  if (
+    declaredS &&
+    !probed.durationEstimated &&
+    declaredS - decodedS > Math.max(TRUNCATION_TOLERANCE_S, declaredS * 0.01)
+  ) {
     throw new AudioRejectedError(
       `the file is truncated: it declares ${formatSeconds(declaredS)} of audio but only ${formatSeconds(decodedS)} could be decoded`,
     );
@@ -163,33 +137,13 @@ export async function probeAudio(file: string, options: ProbeOptions): Promise<P
       `the file is corrupt: ${errors.length} decoding errors (first: ${errors[0]})`,
     );
   }
-
-  return {
-    metadata: {
-      formatName: probe.format.formatName ?? 'unknown',
-      codec: audio.codec_name,
-      bitrate: roundOrNull(audio.bit_rate ?? probe.format.bitRate),
-      sampleRate: audio.sample_rate,
-      channels: audio.channels,
-      durationS: decodedS,
-    },
-    audioStreamIndex: audio.index,
-    coverStream: pictures[0] ?? null,
-    pcmPath: options.pcmPath,
-    pcmSampleRate,
-  };
 }
 
 /** ffmpeg names the input by its path, which is ours (a temp dir), not the user's business. */
-function hidePath(message: string, file: string): string {
+export function hidePath(message: string, file: string): string {
   return message.split(file).join('the file');
 }
 
 function roundOrNull(value: number | null | undefined): number | null {
   return value === null || value === undefined || !Number.isFinite(value) ? null : Math.round(value);
-}
-
-/** Generous: decoding runs at hundreds of times realtime; only a hung process hits this. */
-export function decodeTimeoutMs(durationS: number): number {
-  return 60_000 + Math.ceil(durationS) * 1_000;
 }

@@ -1,5 +1,5 @@
 /**
- * Stage 4: waveform peaks from the PCM the probe stage decoded (mono, s16le, low rate).
+ * Stage 4: waveform peaks from the PCM the analysis pass decoded (mono, s16le, low rate).
  * Each point is the largest absolute sample of its slice of the track, scaled so the loudest
  * point is 1; silence stays at 0 and a silent track is all zeros.
  */

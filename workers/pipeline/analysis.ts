@@ -1,0 +1,91 @@
+/**
+ * Stage 2 ('loudness'): the one full decode before rendering. From the same decoded samples it
+ * measures the loudness (ebur128), writes the low-rate mono PCM the waveform is drawn from, and
+ * proves the file decodes to the end (probe.ts judges that). Everything that does not depend
+ * on the normalising gain comes from this pass; everything that does comes from the render.
+ */
+import { stat } from 'node:fs/promises';
+import { errorLines, FfmpegError, runFfmpeg } from '../ffmpeg.js';
+import { LOUDNESS_FILTER, type LoudnessMeasurement, parseLoudness } from './loudness.js';
+import { checkDecode, hidePath, type ProbedAudio } from './probe.js';
+import { AudioRejectedError } from './rejection.js';
+
+export interface Analysis {
+  /** Seconds of audio decoded: the track's true duration. */
+  durationS: number;
+  /** Null when the source is silence. */
+  loudness: LoudnessMeasurement | null;
+  /** The decoded audio as mono signed 16-bit little-endian PCM at `pcmSampleRate`. */
+  pcmPath: string;
+  pcmSampleRate: number;
+}
+
+export interface AnalyseOptions {
+  maxDurationS: number;
+  /** Where the PCM is written. */
+  pcmPath: string;
+  onProgress?: (fraction: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Enough samples per waveform bucket for short files, a bounded PCM file for long ones. */
+export function pcmRateFor(durationS: number): number {
+  if (durationS <= 600) return 8_000;
+  if (durationS <= 3_600) return 2_000;
+  return 1_000;
+}
+
+/** Generous: this pass runs at hundreds of times realtime; only a hung process hits this. */
+export function decodeTimeoutMs(durationS: number): number {
+  return 60_000 + Math.ceil(durationS) * 1_000;
+}
+
+export async function analyseAudio(
+  file: string,
+  probed: ProbedAudio,
+  options: AnalyseOptions,
+): Promise<Analysis> {
+  const limit = options.maxDurationS;
+  const expectedS = probed.declaredS ?? limit;
+  const pcmSampleRate = pcmRateFor(expectedS);
+  let stderr: string;
+  try {
+    ({ stderr } = await runFfmpeg({
+      input: file,
+      outputs: [
+        {
+          target: options.pcmPath,
+          // Decoding stops just past the limit, so a file lying about its length cannot keep us busy.
+          options: [
+            '-map',
+            `0:${probed.audioStreamIndex}`,
+            '-t',
+            String(limit + 1),
+            '-af',
+            LOUDNESS_FILTER,
+            '-ac',
+            '1',
+            '-ar',
+            String(pcmSampleRate),
+            '-f',
+            's16le',
+          ],
+        },
+      ],
+      durationS: expectedS,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      timeoutMs: decodeTimeoutMs(expectedS) * 2,
+    }));
+  } catch (error) {
+    if (error instanceof FfmpegError) {
+      throw new AudioRejectedError(`the audio could not be decoded: ${hidePath(error.message, file)}`);
+    }
+    throw error;
+  }
+
+  const durationS = (await stat(options.pcmPath)).size / 2 / pcmSampleRate;
+  const errors = errorLines(stderr).map((line) => hidePath(line, file));
+  checkDecode(probed, { decodedS: durationS, errors }, limit);
+  return { durationS, loudness: parseLoudness(stderr), pcmPath: options.pcmPath, pcmSampleRate };
+}
