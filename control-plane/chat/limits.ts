@@ -19,3 +19,10 @@ export const REPEAT_SAMPLE = 5;
 
 /** A streaming client that stops reading is cut off past this many queued messages (it resumes from its last id). */
 export const STREAM_BUFFER_LIMIT = 512;
+
+/**
+ * The most messages one group commit of a room stores (batcher.ts). A busy room's batch is
+ * what queued during the previous commit; the cap keeps one transaction and one bus message
+ * short (within common/contracts' MESSAGE_BATCH_MAX).
+ */
+export const GROUP_COMMIT_MAX = 500;
