@@ -18,11 +18,15 @@
  * - A send carries a client message id; when the connection drops before the ack, the send is
  *   retried with the same id once the room is back, and the edge returns the message stored the
  *   first time instead of storing it twice.
+ * - When the edge stopped sending a room to this connection because it was not reading fast
+ *   enough (`chat.gap`), the missed range is read with `chat.history` forwards, live events held
+ *   back meanwhile: still no gap, no duplicate, and edits or deletions in the range are applied.
  */
 
 import { UnavailableError } from '../../common/contracts/browser.js';
 import type {
   ActivityType,
+  ChatGap,
   ChatMessage,
   ChatRoom,
   MessageEventType,
@@ -65,8 +69,10 @@ export type ChatClientEvents = {
   activity: [RoomActivity];
   /** Who is typing in a room now (other users only). */
   typing: [{ roomId: number; usernames: string[] }];
-  /** A room was (re)joined and caught up. */
+  /** A room was (re)joined and caught up (`reconnect: false` also after a gap was filled). */
   synced: [{ roomId: number; reconnect: boolean }];
+  /** The edge skipped a range of a room for this slow connection; it is being read (then `synced`). */
+  gap: [ChatGap];
   /** The edge took this connection out of a room (the user was banned); it is not re-joined. */
   removed: [{ roomId: number; reason: string }];
   /** A new notification of the signed-in user (after `loadNotifications`). */
@@ -118,6 +124,8 @@ interface RoomState {
   typingSentAt: number;
   /** Counts catch-up runs: a newer one (after another reconnect) supersedes an older one. */
   catchUps: number;
+  /** Where an unfinished gap starts: a catch-up after a reconnect reads from there at the latest. */
+  gapAfter: number | null;
 }
 
 const TYPING_RESEND_MS = 3000;
@@ -162,6 +170,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#offs.push(
       this.#connection.on('chat.message', (event) => this.#onMessage(event)),
       this.#connection.on('chat.activity', (activity) => this.#onActivity(activity)),
+      this.#connection.on('chat.gap', (gap) => this.#onGap(gap)),
       this.#connection.on('notifications.new', (notification) => this.emit('notification', notification)),
       this.#connection.on('track.progress', (progress) => this.emit('trackProgress', progress)),
       this.#connection.on('open', ({ reconnect }) => {
@@ -227,6 +236,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         typers: new Map(),
         typingSentAt: 0,
         catchUps: 0,
+        gapAfter: null,
       };
       this.#rooms.set(state.roomId, state);
       this.#adoptOrphans(state);
@@ -486,7 +496,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     for (let attempt = 0; ; attempt++) {
       try {
         const limit = 100;
-        const cursor = state.newest;
+        const cursor = state.gapAfter === null ? state.newest : Math.min(state.newest, state.gapAfter);
         const joined = await this.#request('chat.join', {
           roomId: state.roomId,
           limit,
@@ -496,8 +506,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         state.room = joined.room;
         let page: { messages: ChatMessage[]; hasMore: boolean; lastMessageId: number } = joined;
         for (;;) {
-          for (const message of page.messages)
-            this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
+          for (const message of page.messages) this.#applyStored(state, message);
           // Without a cursor the join returned the latest page; older ones stay for loadOlder.
           if (!page.hasMore || cursor === 0 || page.messages.length === 0) break;
           page = await this.#request('chat.history', {
@@ -507,6 +516,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
           });
           if (!current()) return;
         }
+        state.gapAfter = null;
         this.#finishSync(state, true);
         return;
       } catch (error) {
@@ -525,6 +535,64 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         return;
       }
     }
+  }
+
+  #onGap(gap: ChatGap): void {
+    const state = this.#rooms.get(gap.roomId);
+    if (!state || state.left) return;
+    state.gapAfter = Math.min(state.gapAfter ?? gap.afterMessageId, gap.afterMessageId);
+    this.emit('gap', gap);
+    void this.#fillGap(state, gap);
+  }
+
+  /**
+   * Reads a gap's messages forwards, live events held back meanwhile. A dropped connection leaves
+   * it to the catch-up after the reconnect (which starts at the gap at the latest).
+   */
+  async #fillGap(state: RoomState, gap: ChatGap): Promise<void> {
+    const run = ++state.catchUps;
+    this.#unready(state);
+    const current = () => !state.left && state.catchUps === run;
+    let after = state.gapAfter ?? gap.afterMessageId;
+    for (let attempt = 0; ; ) {
+      try {
+        const page = await this.#request('chat.history', {
+          roomId: state.roomId,
+          afterMessageId: after,
+          limit: 100,
+        });
+        if (!current()) return;
+        for (const message of page.messages) this.#applyStored(state, message);
+        after = page.lastMessageId;
+        if (page.hasMore && page.messages.length > 0) continue;
+        state.gapAfter = null;
+        this.#finishSync(state, false);
+        return;
+      } catch (error) {
+        if (!current()) return;
+        if ((error as { code?: string }).code !== 'unavailable') {
+          this.#forget(state);
+          this.emit('removed', { roomId: state.roomId, reason: (error as Error).message });
+          this.emit('error', error as Error);
+          return;
+        }
+        if (this.#connection.state !== 'open') return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt++)));
+        if (!current() || this.#connection.state !== 'open') return;
+      }
+    }
+  }
+
+  /** A message as stored now: new, or a known one that was edited or deleted meanwhile. */
+  #applyStored(state: RoomState, message: ChatMessage): void {
+    if (!state.ids.has(message.messageId)) {
+      this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
+      return;
+    }
+    const known = state.messages.find((m) => m.messageId === message.messageId);
+    if (!known || (known.deleted === message.deleted && known.updatedAt === message.updatedAt)) return;
+    const eventType = message.deleted && !known.deleted ? 'deleted' : 'edited';
+    this.#apply(state, { roomId: state.roomId, eventType, message });
   }
 
   #forget(state: RoomState): void {

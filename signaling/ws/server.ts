@@ -149,7 +149,14 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
   });
   await Promise.all([streams.start(), revocations.start(), presence.ready]);
-  const chatHub = new ChatHub({ app, bus: options.bus, log });
+  // Chat pauses a room's deliveries to a socket at half the hard limit, so uWS never has to drop one.
+  const chatHub = new ChatHub({
+    app,
+    bus: options.bus,
+    log,
+    pauseBytes: Math.floor(limits.maxBackpressureBytes / 2),
+    resumeBytes: Math.floor(limits.maxBackpressureBytes / 8),
+  });
 
   const sockets = new Set<WebSocket<SocketData>>();
   let nextConnectionId = 1;
@@ -263,6 +270,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
             ws.close();
             return true;
           },
+          bufferedAmount: () => ws.getBufferedAmount(),
         },
       });
       const lifetime = new TokenLifetime({
