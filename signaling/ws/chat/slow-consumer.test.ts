@@ -1,0 +1,144 @@
+/**
+ * A chat socket that stops reading, through the real edge and control plane (standalone,
+ * in-process), with the client library in Node: the edge stops sending it the room once it is
+ * behind (its buffer stays bounded, the connection is not cut), and when it reads again it is
+ * told the gap and catches up completely, in order, without duplicates.
+ */
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { type ChatStack, startChatStack } from '../../../app/testing/index.js';
+import { CHAT_MAX_LENGTH } from '../../../common/contracts/index.js';
+import { metricsRegistry } from '../../../common/index.js';
+import {
+  ChatClient,
+  SignalingConnection,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from '../../client/index.js';
+import { nodeWebSocket } from '../../client/testing/index.js';
+import type { ChatGap } from '../../protocol/index.js';
+import { DEFAULT_SIGNALING_LIMITS } from '../server.js';
+
+/** `ws` pauses reading its TCP socket on pause() (the kernel buffers fill, then uWS's). */
+interface PausableSocket extends WebSocketLike {
+  pause(): void;
+  resume(): void;
+}
+
+let stack: ChatStack;
+
+/** CHAT_MAX_LENGTH characters of random emoji words (4 bytes each in UTF-8). */
+function emojiWords(): string {
+  const chars: string[] = [];
+  while (chars.length < CHAT_MAX_LENGTH - 1) {
+    chars.push(
+      (chars.length + 1) % 7 === 0 ? ' ' : String.fromCodePoint(0x1f600 + Math.floor(Math.random() * 64)),
+    );
+  }
+  return chars.join('').trim();
+}
+
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const values = (await metricsRegistry().getSingleMetric(name)?.get())?.values ?? [];
+  return values
+    .filter((value) => Object.entries(labels).every(([key, wanted]) => value.labels[key] === wanted))
+    .reduce((sum, value) => sum + value.value, 0);
+}
+
+beforeAll(async () => {
+  // Enough messages to fill a socket's kernel buffers quickly: the per-user limits out of the way.
+  stack = await startChatStack({
+    env: { CHAT_BURST_PER_5S: '100000', CHAT_MESSAGES_PER_MIN: '100000' },
+    limits: { requestsPerSecond: 10_000, requestBurst: 10_000 },
+  });
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+it('stops sending a room to a socket that does not read, then tells it the gap, which it fills', async () => {
+  const [owner, slowUser, readerUser] = await Promise.all([
+    stack.createUser(),
+    stack.createUser(),
+    stack.createUser(),
+  ]);
+  const { roomId } = await stack.startStream(owner);
+  const sockets: PausableSocket[] = [];
+  const Base = nodeWebSocket() as unknown as new (url: string) => PausableSocket;
+  const Recorded: WebSocketConstructor = class extends Base {
+    constructor(url: string) {
+      super(url);
+      sockets.push(this);
+    }
+  };
+  const connection = new SignalingConnection({
+    url: stack.wsUrl,
+    token: slowUser.token,
+    WebSocket: Recorded,
+  });
+  await connection.connect();
+  const slow = new ChatClient({ connection, token: slowUser.token });
+  let closed = false;
+  connection.on('close', () => {
+    closed = true;
+  });
+  await slow.join({ roomId });
+  const reader = await stack.connect(readerUser);
+  await reader.chat.join({ roomId });
+  const sender = await stack.connect(owner);
+  await sender.chat.join({ roomId });
+
+  const gaps: ChatGap[] = [];
+  slow.on('gap', (gap) => gaps.push(gap));
+  const synced = new Promise<void>((resolve) => {
+    slow.on('synced', ({ roomId: synced, reconnect }) => {
+      if (synced === roomId && !reconnect && gaps.length > 0) resolve();
+    });
+  });
+
+  const socket = sockets.at(-1);
+  if (!socket) throw new Error('no socket recorded');
+  socket.pause();
+  const pausedBefore = await metric('veza_ws_chat_paused_total');
+  const droppedBefore = await metric('veza_ws_closed_total', { cause: 'backpressure' });
+  // Large messages (emoji: 4 bytes per character, and metadata) until the edge takes the reader off
+  // the room. Random words, so that the moderation's flood and repeat rules let them through.
+  const metadata = {
+    pad: Array.from({ length: 500 }, () => Math.random().toString(36).slice(2, 7)).join(' '),
+  };
+  const acked: number[] = [];
+  const burst = async (count: number) => {
+    const sent = await Promise.all(
+      Array.from({ length: count }, () => sender.chat.send(roomId, emojiWords(), { metadata })),
+    );
+    acked.push(...sent.map((message) => message.messageId));
+  };
+  while ((await metric('veza_ws_chat_paused_total')) === pausedBefore) await burst(10);
+  // Then well past the hard limit (512 KiB) more: none of it may be buffered for the paused socket.
+  const bytesPerMessage = Buffer.byteLength(JSON.stringify({ content: emojiWords(), metadata }));
+  const more = Math.ceil((2 * DEFAULT_SIGNALING_LIMITS.maxBackpressureBytes) / bytesPerMessage);
+  for (let sent = 0; sent < more; sent += 10) await burst(10);
+  expect(closed).toBe(false);
+  expect(await metric('veza_ws_closed_total', { cause: 'backpressure' })).toBe(droppedBefore);
+  // A socket still on the room never held more than the pause threshold (plus one tick's frames).
+  const pauseBytes = DEFAULT_SIGNALING_LIMITS.maxBackpressureBytes / 2;
+  expect(await metric('veza_ws_chat_buffered_peak_bytes')).toBeLessThanOrEqual(
+    pauseBytes + 10 * bytesPerMessage,
+  );
+
+  socket.resume();
+  await synced;
+  const last = (await sender.chat.send(roomId, 'after the gap')).messageId;
+  acked.push(last);
+
+  const ids = () => slow.room(roomId)?.messages.map((message) => message.messageId) ?? [];
+  await vi.waitFor(() => expect(ids()).toContain(last), { timeout: 10_000 });
+  expect(ids()).toEqual([...acked].sort((a, b) => a - b));
+  expect(reader.chat.room(roomId)?.messages.map((message) => message.messageId)).toEqual(ids());
+  const [gap] = gaps;
+  expect(gap?.roomId).toBe(roomId);
+  expect(gap?.afterMessageId).toBeLessThan(gap?.throughMessageId ?? 0);
+  expect(closed).toBe(false);
+  slow.close();
+  connection.close();
+});
