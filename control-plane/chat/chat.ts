@@ -38,7 +38,13 @@ import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/v
 import { isModerator, type Moderation } from '../moderation/index.js';
 import { GroupCommit } from './batcher.js';
 import { KeyedQueue } from './keyed-queue.js';
-import { ACTIVITY_LIMIT, CHAT_BURST, CHAT_SUSTAINED, GROUP_COMMIT_MAX } from './limits.js';
+import {
+  ACTIVITY_LIMIT,
+  CHAT_BURST,
+  CHAT_SUSTAINED,
+  GROUP_COMMIT_MAX,
+  SANCTION_RECHECK_MS,
+} from './limits.js';
 import {
   type Answer,
   isBanned,
@@ -260,6 +266,8 @@ export function createChat(deps: ChatDeps) {
   /** What memory says against this send; "not a member" is checked with PostgreSQL before it is said. */
   const mayPost = async (entry: RoomEntry, sender: Sender, user: ChatUser) => {
     const { room } = entry;
+    const sanctioned = isBanned(sender) || muteOf(sender) !== null;
+    if (sanctioned && Date.now() - sender.checkedAt > SANCTION_RECHECK_MS) await states.reload(entry, sender);
     if (isBanned(sender)) throw bannedFrom(room.id);
     if (!sender.member) await states.reload(entry, sender);
     if (isBanned(sender)) throw bannedFrom(room.id);

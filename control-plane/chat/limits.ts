@@ -26,3 +26,10 @@ export const STREAM_BUFFER_LIMIT = 512;
  * short (within common/contracts' MESSAGE_BATCH_MAX).
  */
 export const GROUP_COMMIT_MAX = 500;
+
+/**
+ * A sender refused from memory for a ban or mute has it read again from PostgreSQL when memory
+ * last read it longer ago than this: a lifting whose bus event was lost heals within it, and a
+ * sanctioned user hammering sends costs at most one query per interval.
+ */
+export const SANCTION_RECHECK_MS = 2000;

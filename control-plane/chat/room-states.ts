@@ -17,7 +17,9 @@
  *   (store.ts insertBatch). A sanction another control plane committed before that insert
  *   refuses the message even if its event has not arrived here yet. A refusal for "not a
  *   member" is checked against PostgreSQL before it is given, since a join on another control
- *   plane may be a few milliseconds ahead of its event.
+ *   plane may be a few milliseconds ahead of its event; a refusal for a sanction is checked
+ *   again when memory last read it more than SANCTION_RECHECK_MS ago, so a lifting whose event
+ *   was lost (NATS core delivers at most once, e.g. across a reconnect) heals by itself.
  * - Senders idle for `idleMs` are forgotten, then rooms with no senders left.
  */
 
@@ -59,6 +61,8 @@ export interface Sender {
   recent: RecentMessage[];
   answers: Map<string, Answer>;
   lastUsed: number;
+  /** When membership and sanctions were last read from PostgreSQL. */
+  checkedAt: number;
   /** Counts the events applied: a sanctions re-read started before one must not undo it. */
   version: number;
 }
@@ -260,6 +264,7 @@ export function createRoomStates(options: RoomStatesOptions) {
           recent: [],
           answers: new Map(),
           lastUsed: Date.now(),
+          checkedAt: Date.now(),
           version: 0,
         };
         // Oldest first, so the newest answers are the last forgotten.
@@ -339,6 +344,7 @@ export function createRoomStates(options: RoomStatesOptions) {
       const version = sender.version;
       const row = await store.sender(entry.roomId, sender.userId, 0);
       if (sender.version !== version) return;
+      sender.checkedAt = Date.now();
       sender.member = row.member;
       sender.ban = row.ban;
       sender.mute = row.mute;
