@@ -6,7 +6,9 @@
  * Sending, in order: validate -> (retry? the first answer) -> room, ban, membership, mute, from
  * memory (room-states.ts) -> rate limit -> moderation score -> the room's group commit
  * (batcher.ts: membership, sanctions and reply_to_id checked again in the insert, stored, then
- * published with the other messages of its batch) -> return. None of it but the commit touches
+ * published with the other messages of its batch) -> return. Whether a stream's room is closed
+ * comes from memory only (the room's stream status, then `stream.ended`), as before a message
+ * racing the stream's end by less than the bus latency may still go through. None of it but the commit touches
  * PostgreSQL once the room and the sender are loaded, and the moderation score is taken before
  * the message joins its room's queue, so a slow scorer delays that message only.
  * A message the moderation refuses is stored flagged, queued for the moderators and never
@@ -126,8 +128,7 @@ interface Submission extends NewMessage {
 type Committed =
   | { kind: 'stored'; message: ChatMessage; flagged: boolean }
   | { kind: 'conflict' | 'banned' | 'not_member' | 'bad_reply' | 'no_room' }
-  | { kind: 'muted'; until: Date }
-  | { kind: 'ended'; streamId: number };
+  | { kind: 'muted'; until: Date };
 
 const seconds = (since: number) => (performance.now() - since) / 1000;
 
@@ -333,9 +334,6 @@ export function createChat(deps: ChatDeps) {
         );
       case 'no_room':
         throw new NotFoundError(`room ${roomId} not found`);
-      case 'ended':
-        entry.room.stream_status = 'ended';
-        throw streamEnded(committed.streamId);
     }
     const { message } = committed;
     states.remember(sender, message);

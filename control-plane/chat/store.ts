@@ -98,10 +98,7 @@ export type BatchOutcome =
   | { kind: 'muted'; until: Date }
   | { kind: 'bad_reply' };
 
-export type BatchResult =
-  | { kind: 'stored'; rows: BatchOutcome[] }
-  | { kind: 'no_room' }
-  | { kind: 'ended'; streamId: number };
+export type BatchResult = { kind: 'stored'; rows: BatchOutcome[] } | { kind: 'no_room' };
 
 interface BatchRow {
   ord: number;
@@ -328,13 +325,14 @@ export function createChatStore(sql: Sql) {
     },
 
     /**
-     * Stores one group commit of a room's messages in one transaction (batcher.ts). The room's
-     * row lock serialises the commits of one room across processes, and ids are taken after it,
-     * so ids are handed out in commit order. What a send must not bypass is checked again here,
-     * after the lock, in the statement that inserts: membership, a ban, a mute, the reply's
-     * target. A sanction committed before this statement therefore refuses the message on every
-     * control plane, whatever its memory says, and the one insert has no extra round trip for it.
-     * A retried client_message_id that is already stored comes back as `conflict`.
+     * Stores one group commit of a room's messages in one statement, so one round trip (batcher.ts).
+     * The statement takes the room's row lock first and only then hands out ids (every id comes
+     * from a row joined with the locked room), and commits before the lock is released: ids are
+     * handed out in commit order across processes. What a send must not bypass is checked in the
+     * same statement: membership, a ban, a mute, the reply's target. A sanction committed before
+     * the statement started (so before any send that began after the sanction call returned)
+     * refuses the message on every control plane, whatever its memory says. A retried
+     * client_message_id that is already stored comes back as `conflict`.
      */
     async insertBatch(roomId: number, batch: readonly NewMessage[]): Promise<BatchResult> {
       const input = batch.map((row) => ({
@@ -348,67 +346,65 @@ export function createChatStore(sql: Sql) {
         score: row.score,
         reasons: [...row.reasons],
       }));
-      return sql.begin(async (tx): Promise<BatchResult> => {
-        const [room] = await tx<{ stream_id: number | null }[]>`
-          select stream_id from chat_rooms where id = ${roomId} for no key update`;
-        if (!room) return { kind: 'no_room' };
-        if (room.stream_id !== null && (await streamStateOf(tx, room.stream_id))?.status === 'ended') {
-          return { kind: 'ended', streamId: room.stream_id };
-        }
-        const rows = await tx<BatchRow[]>`
-          with input as (
-            select e.ord,
-                   (e.doc->>'user_id')::bigint as user_id,
-                   e.doc->>'content' as content,
-                   e.doc->>'message_type' as message_type,
-                   decode(e.doc->>'metadata', 'base64') as metadata,
-                   (e.doc->>'reply_to_id')::bigint as reply_to_id,
-                   e.doc->>'client_message_id' as client_message_id,
-                   (e.doc->>'flagged')::boolean as flagged,
-                   (e.doc->>'score')::real as score,
-                   array(select jsonb_array_elements_text(e.doc->'reasons')) as reasons
-            from jsonb_array_elements(${tx.json(input)}::jsonb) with ordinality as e(doc, ord)
-          ),
-          checked as (
-            select i.*,
-                   exists (select 1 from chat_room_bans b
-                           where b.room_id = ${roomId} and b.user_id = i.user_id
-                             and (b.expires_at is null or b.expires_at > now())) as banned,
-                   exists (select 1 from chat_room_members c
-                           where c.room_id = ${roomId} and c.user_id = i.user_id) as member,
-                   (select m.expires_at from chat_room_mutes m
-                    where m.room_id = ${roomId} and m.user_id = i.user_id and m.expires_at > now()) as muted_until,
-                   (i.reply_to_id is null
-                    or exists (select 1 from chat_messages r
-                               where r.id = i.reply_to_id and r.room_id = ${roomId} and not r.flagged)) as reply_ok
-            from input i
-          ),
-          allowed as (
-            select c.ord, nextval('chat_messages_id_seq') as id
-            from checked c
-            where not c.banned and c.member and c.muted_until is null and c.reply_ok
-            order by c.ord
-          ),
-          inserted as (
-            insert into chat_messages (id, room_id, user_id, content, message_type, metadata, reply_to_id,
-                                       client_message_id, flagged, moderation_score, moderation_reasons)
-            select a.id, ${roomId}, c.user_id, c.content, c.message_type, c.metadata, c.reply_to_id,
-                   c.client_message_id, c.flagged, c.score, c.reasons
-            from allowed a join checked c using (ord)
-            order by a.id
-            on conflict (room_id, user_id, client_message_id) where client_message_id is not null do nothing
-            returning id, flagged, created_at, updated_at
-          ),
-          bumped as (
-            update chat_rooms
-            set last_message_id = greatest(last_message_id, (select max(id) from inserted where not flagged))
-            where id = ${roomId} and exists (select 1 from inserted where not flagged)
-          )
-          select c.ord, c.banned, c.member, c.muted_until, c.reply_ok, i.id, i.created_at, i.updated_at
-          from checked c left join allowed a using (ord) left join inserted i on i.id = a.id
-          order by c.ord`;
-        return { kind: 'stored', rows: rows.map(outcomeOf) };
-      });
+      const rows = await sql<(BatchRow & { room_found: boolean })[]>`
+        with locked as (
+          select id from chat_rooms where id = ${roomId} for no key update
+        ),
+        input as (
+          select e.ord,
+                 (e.doc->>'user_id')::bigint as user_id,
+                 e.doc->>'content' as content,
+                 e.doc->>'message_type' as message_type,
+                 decode(e.doc->>'metadata', 'base64') as metadata,
+                 (e.doc->>'reply_to_id')::bigint as reply_to_id,
+                 e.doc->>'client_message_id' as client_message_id,
+                 (e.doc->>'flagged')::boolean as flagged,
+                 (e.doc->>'score')::real as score,
+                 array(select jsonb_array_elements_text(e.doc->'reasons')) as reasons
+          from jsonb_array_elements(${sql.json(input)}::jsonb) with ordinality as e(doc, ord)
+        ),
+        checked as (
+          select i.*,
+                 exists (select 1 from chat_room_bans b
+                         where b.room_id = ${roomId} and b.user_id = i.user_id
+                           and (b.expires_at is null or b.expires_at > now())) as banned,
+                 exists (select 1 from chat_room_members c
+                         where c.room_id = ${roomId} and c.user_id = i.user_id) as member,
+                 (select m.expires_at from chat_room_mutes m
+                  where m.room_id = ${roomId} and m.user_id = i.user_id and m.expires_at > now()) as muted_until,
+                 (i.reply_to_id is null
+                  or exists (select 1 from chat_messages r
+                             where r.id = i.reply_to_id and r.room_id = ${roomId} and not r.flagged)) as reply_ok
+          from input i
+        ),
+        allowed as (
+          -- Joined with the locked room: no id is taken before the lock is held.
+          select c.ord, nextval('chat_messages_id_seq') as id
+          from checked c cross join locked
+          where not c.banned and c.member and c.muted_until is null and c.reply_ok
+          order by c.ord
+        ),
+        inserted as (
+          insert into chat_messages (id, room_id, user_id, content, message_type, metadata, reply_to_id,
+                                     client_message_id, flagged, moderation_score, moderation_reasons)
+          select a.id, ${roomId}, c.user_id, c.content, c.message_type, c.metadata, c.reply_to_id,
+                 c.client_message_id, c.flagged, c.score, c.reasons
+          from allowed a join checked c using (ord)
+          order by a.id
+          on conflict (room_id, user_id, client_message_id) where client_message_id is not null do nothing
+          returning id, flagged, created_at, updated_at
+        ),
+        bumped as (
+          update chat_rooms
+          set last_message_id = greatest(last_message_id, (select max(id) from inserted where not flagged))
+          where id = ${roomId} and exists (select 1 from inserted where not flagged)
+        )
+        select c.ord, c.banned, c.member, c.muted_until, c.reply_ok, i.id, i.created_at, i.updated_at,
+               exists (select 1 from locked) as room_found
+        from checked c left join allowed a using (ord) left join inserted i on i.id = a.id
+        order by c.ord`;
+      if (!rows[0]?.room_found) return { kind: 'no_room' };
+      return { kind: 'stored', rows: rows.map(outcomeOf) };
     },
 
     async editMessage(id: number, content: string): Promise<MessageRow | null> {
