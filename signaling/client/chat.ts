@@ -54,6 +54,12 @@ export interface ChatClientOptions {
   sendAttempts?: number;
   /** How long another user shows as typing without a new typing event (default 6 s). */
   typingTimeoutMs?: number;
+  /**
+   * The most messages kept per room (default: all). Past it the oldest are let go as new ones
+   * arrive (`hasOlder` turns true, `loadOlder` reads them again), so a long session in a busy
+   * room keeps bounded memory. Duplicates are still recognised well beyond the window.
+   */
+  maxMessages?: number;
 }
 
 export interface MessageInfo {
@@ -126,6 +132,8 @@ interface RoomState {
   catchUps: number;
   /** Where an unfinished gap starts: a catch-up after a reconnect reads from there at the latest. */
   gapAfter: number | null;
+  /** Live messages up to this id were seen and forgotten (maxMessages): a late copy is a duplicate. */
+  forgottenThrough: number;
 }
 
 const TYPING_RESEND_MS = 3000;
@@ -237,6 +245,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         typingSentAt: 0,
         catchUps: 0,
         gapAfter: null,
+        forgottenThrough: 0,
       };
       this.#rooms.set(state.roomId, state);
       this.#adoptOrphans(state);
@@ -314,7 +323,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     });
     state.hasOlder = page.hasMore;
     for (const message of [...page.messages].reverse())
-      this.#apply(state, { roomId, eventType: 'created', message });
+      this.#apply(state, { roomId, eventType: 'created', message }, true);
     return state.hasOlder;
   }
 
@@ -439,23 +448,51 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     state.held.unshift(...mine);
   }
 
-  #apply(state: RoomState, event: MessageEvent): void {
+  /** `older`: read on purpose before the oldest kept message (loadOlder), not a late live copy. */
+  #apply(state: RoomState, event: MessageEvent, older = false): void {
     const { message, eventType } = event;
     if (eventType === 'created') {
-      if (state.ids.has(message.messageId)) return;
-      const index = insertionIndex(state.messages, message.messageId);
+      const id = message.messageId;
+      // A page read before the oldest kept message is new to the window, even if seen before it.
+      const known = older
+        ? id >= (state.messages[0]?.messageId ?? Number.POSITIVE_INFINITY) && state.ids.has(id)
+        : state.ids.has(id) || id <= state.forgottenThrough;
+      if (known) return;
+      let index = insertionIndex(state.messages, id);
       state.messages.splice(index, 0, message);
-      state.ids.add(message.messageId);
-      if (message.messageId > state.newest) state.newest = message.messageId;
+      state.ids.add(id);
+      if (id > state.newest) state.newest = id;
+      if (index === state.messages.length - 1) index -= this.#forgetOldest(state);
       this.#stoppedTyping(state, message.userId);
       this.emit('message', message, { roomId: state.roomId, eventType, index });
       return;
     }
-    if (!state.ids.has(message.messageId)) return;
+    if (!state.ids.has(message.messageId) && message.messageId > state.forgottenThrough) return;
     const index = state.messages.findIndex((known) => known.messageId === message.messageId);
     if (index < 0) return;
     state.messages[index] = message;
     this.emit('message', message, { roomId: state.roomId, eventType, index });
+  }
+
+  /**
+   * Keeps a room within maxMessages as new messages arrive; returns how many were let go. Their
+   * ids are remembered a while longer (four windows), then only as "through this id".
+   */
+  #forgetOldest(state: RoomState): number {
+    const max = this.#options.maxMessages;
+    if (max === undefined || state.messages.length <= max) return 0;
+    const dropped = state.messages.splice(0, state.messages.length - max);
+    state.hasOlder = true;
+    const keepIds = 4 * max + 100;
+    // In chunks of a window, not one by one: the sort is then paid once per `max` messages.
+    if (state.ids.size > keepIds + max) {
+      const ids = [...state.ids].sort((a, b) => a - b);
+      for (const id of ids.slice(0, ids.length - keepIds)) {
+        state.ids.delete(id);
+        if (id > state.forgottenThrough) state.forgottenThrough = id;
+      }
+    }
+    return dropped.length;
   }
 
   /** Held live events go out after the history: in id order, each once. */

@@ -2,7 +2,8 @@
  * A chat socket that stops reading, through the real edge and control plane (standalone,
  * in-process), with the client library in Node: the edge stops sending it the room once it is
  * behind (its buffer stays bounded, the connection is not cut), and when it reads again it is
- * told the gap and catches up completely, in order, without duplicates.
+ * told the gap and catches up completely, in order, without duplicates. And the client library's
+ * own memory: a bounded window of messages per room, duplicates still recognised past it.
  */
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { type ChatStack, startChatStack } from '../../../app/testing/index.js';
@@ -140,5 +141,39 @@ it('stops sending a room to a socket that does not read, then tells it the gap, 
   expect(gap?.afterMessageId).toBeLessThan(gap?.throughMessageId ?? 0);
   expect(closed).toBe(false);
   slow.close();
+  connection.close();
+});
+
+it('keeps a bounded window of messages per room in the client library, and no duplicate past it', async () => {
+  const [owner, member] = await Promise.all([stack.createUser(), stack.createUser()]);
+  const { roomId } = await stack.startStream(owner);
+  const connection = new SignalingConnection({
+    url: stack.wsUrl,
+    token: member.token,
+    WebSocket: nodeWebSocket(),
+  });
+  await connection.connect();
+  const windowed = new ChatClient({ connection, token: member.token, maxMessages: 3 });
+  const created: number[] = [];
+  windowed.on('message', (message, info) => {
+    if (info.eventType === 'created') created.push(message.messageId);
+  });
+  await windowed.join({ roomId });
+  const sender = await stack.connect(owner);
+  await sender.chat.join({ roomId });
+  const sent: number[] = [];
+  // Its own sends too: each arrives twice (broadcast and ack), past the window for the early ones.
+  for (let i = 0; i < 20; i++) {
+    const via = i % 2 === 0 ? sender.chat : windowed;
+    sent.push((await via.send(roomId, `window message ${i}`)).messageId);
+  }
+  await vi.waitFor(() => expect(created.at(-1)).toBe(sent.at(-1)));
+  expect(created).toEqual(sent);
+  const view = windowed.room(roomId);
+  expect(view?.messages.map((m) => m.messageId)).toEqual(sent.slice(-3));
+  expect(view?.hasOlder).toBe(true);
+  await windowed.loadOlder(roomId);
+  expect(windowed.room(roomId)?.messages[0]?.messageId).toBeLessThan(sent.at(-3) ?? 0);
+  windowed.close();
   connection.close();
 });
