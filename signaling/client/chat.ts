@@ -587,10 +587,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
    * it to the catch-up after the reconnect (which starts at the gap at the latest).
    */
   async #fillGap(state: RoomState, gap: ChatGap): Promise<void> {
+    // A catch-up still paging is superseded: what it had not read yet is after the newest id seen.
+    const catchingUp = state.syncing;
     const run = ++state.catchUps;
     this.#unready(state);
     const current = () => !state.left && state.catchUps === run;
-    let after = state.gapAfter ?? gap.afterMessageId;
+    const behind = catchingUp && state.newest > 0 ? state.newest : gap.afterMessageId;
+    let after = Math.min(state.gapAfter ?? gap.afterMessageId, behind);
     for (let attempt = 0; ; ) {
       try {
         const page = await this.#request('chat.history', {
