@@ -7,6 +7,7 @@
  * as the web app chats (edge -> ChatService -> PostgreSQL -> bus -> every edge -> sockets);
  * `grpc` drives the control plane's ChatService directly instead. The result says which.
  */
+import { readFileSync } from 'node:fs';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { ChatServiceClient, type CreateRoomResponse } from '../../proto/gen/veza/chat/chat.js';
@@ -72,6 +73,12 @@ export interface ChatStep {
   loadgen_loop_delay_p99_ms: number;
   loadgen_loop_delay_max_ms: number;
   machine_busy_pct: number;
+  /**
+   * Share of the run during which some runnable task on the machine waited for a CPU (Linux PSI,
+   * /proc/pressure/cpu "some"); null where PSI is not available. High values mean every process,
+   * the platform's PostgreSQL backends included, waited to be scheduled at each hop.
+   */
+  machine_cpu_pressure_pct: number | null;
   errors: string[];
   cdf: { send_to_receive_ms: CdfPoints };
 }
@@ -244,6 +251,7 @@ async function measure(
     const metricsBefore = metricsUrl ? await scrape(metricsUrl) : null;
     const server0 = totalCpuSeconds(tree);
     const machine0 = machineCpuTimes();
+    const pressure0 = cpuPressureUs();
     const t0 = performance.now();
     const run: RunParams = {
       ratePerClient: options.ratePerClient,
@@ -255,6 +263,11 @@ async function measure(
     const server =
       metricsUrl && metricsBefore ? serverTimings(metricsBefore, await scrape(metricsUrl)) : null;
     const machineBusy = busyPercent(machine0, machineCpuTimes());
+    const pressure1 = cpuPressureUs();
+    const pressure =
+      pressure0 === null || pressure1 === null
+        ? null
+        : round((100 * (pressure1 - pressure0)) / 1e6 / wallS, 1);
     const serverCpu = serverPid === null ? null : round((100 * (totalCpuSeconds(tree) - server0)) / wallS, 1);
     const delivery = new LogHistogram();
     const ack = new LogHistogram();
@@ -311,11 +324,25 @@ async function measure(
       loadgen_loop_delay_p99_ms: round(Math.max(0, ...results.map((r) => r.loopDelayP99Ms)), 1),
       loadgen_loop_delay_max_ms: round(Math.max(0, ...results.map((r) => r.loopDelayMaxMs)), 1),
       machine_busy_pct: round(machineBusy, 1),
+      machine_cpu_pressure_pct: pressure,
       errors: [...errors].slice(0, 10),
       cdf: { send_to_receive_ms: delivery.cdf() },
     };
   } finally {
     await Promise.all(processes.map((rpc) => rpc.close()));
+  }
+}
+
+/** Microseconds some task waited for a CPU since boot (PSI), or null without PSI. */
+function cpuPressureUs(): number | null {
+  try {
+    const some = readFileSync('/proc/pressure/cpu', 'utf8')
+      .split('\n')
+      .find((line) => line.startsWith('some '));
+    const total = some ? /total=(\d+)/.exec(some)?.[1] : undefined;
+    return total === undefined ? null : Number(total);
+  } catch {
+    return null;
   }
 }
 
