@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { type ChatStack, startChatStack } from '../../../app/testing/index.js';
-import { CHAT_MAX_LENGTH } from '../../../common/contracts/index.js';
+import { CHAT_METADATA_MAX_BYTES } from '../../../common/contracts/index.js';
 import { metricsRegistry } from '../../../common/index.js';
 import {
   ChatClient,
@@ -27,16 +27,9 @@ interface PausableSocket extends WebSocketLike {
 
 let stack: ChatStack;
 
-/** CHAT_MAX_LENGTH characters of random emoji words (4 bytes each in UTF-8). */
-function emojiWords(): string {
-  const chars: string[] = [];
-  while (chars.length < CHAT_MAX_LENGTH - 1) {
-    chars.push(
-      (chars.length + 1) % 7 === 0 ? ' ' : String.fromCodePoint(0x1f600 + Math.floor(Math.random() * 64)),
-    );
-  }
-  return chars.join('').trim();
-}
+/** A short sentence that differs each time (the moderation's repeat rule lets it through). */
+let sentences = 0;
+const sentence = () => `catching up, message number ${++sentences}`;
 
 async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
   const values = (await metricsRegistry().getSingleMetric(name)?.get())?.values ?? [];
@@ -57,6 +50,8 @@ afterAll(async () => {
   await stack?.close();
 });
 
+// The kernel holds megabytes for a socket that stops reading before uWS holds any: this test pushes
+// about 5 MB through the whole path, several seconds on a busy machine.
 it('stops sending a room to a socket that does not read, then tells it the gap, which it fills', async () => {
   const [owner, slowUser, readerUser] = await Promise.all([
     stack.createUser(),
@@ -88,6 +83,10 @@ it('stops sending a room to a socket that does not read, then tells it the gap, 
   await reader.chat.join({ roomId });
   const sender = await stack.connect(owner);
   await sender.chat.join({ roomId });
+  // Requests of one connection are answered one at a time: many connections, so that each burst
+  // goes out in a few group commits and the kernel's socket buffers (megabytes) fill quickly.
+  const senders = [sender, ...(await Promise.all(Array.from({ length: 19 }, () => stack.connect(owner))))];
+  for (const { chat } of senders.slice(1)) await chat.join({ roomId });
 
   const gaps: ChatGap[] = [];
   slow.on('gap', (gap) => gaps.push(gap));
@@ -102,29 +101,29 @@ it('stops sending a room to a socket that does not read, then tells it the gap, 
   socket.pause();
   const pausedBefore = await metric('veza_ws_chat_paused_total');
   const droppedBefore = await metric('veza_ws_closed_total', { cause: 'backpressure' });
-  // Large messages (emoji: 4 bytes per character, and metadata) until the edge takes the reader off
-  // the room. Random words, so that the moderation's flood and repeat rules let them through.
-  const metadata = {
-    pad: Array.from({ length: 500 }, () => Math.random().toString(36).slice(2, 7)).join(' '),
-  };
+  // Large frames until the edge takes the reader off the room: the bulk in the metadata (nearly its
+  // 4 KiB), which only travels, so that each message costs the path little besides its bytes.
+  const metadata = { pad: 'm'.repeat(CHAT_METADATA_MAX_BYTES - 20) };
   const acked: number[] = [];
   const burst = async (count: number) => {
     const sent = await Promise.all(
-      Array.from({ length: count }, () => sender.chat.send(roomId, emojiWords(), { metadata })),
+      Array.from({ length: count }, (_, i) =>
+        (senders[i % senders.length] ?? sender).chat.send(roomId, sentence(), { metadata }),
+      ),
     );
     acked.push(...sent.map((message) => message.messageId));
   };
-  while ((await metric('veza_ws_chat_paused_total')) === pausedBefore) await burst(10);
-  // Then well past the hard limit (512 KiB) more: none of it may be buffered for the paused socket.
-  const bytesPerMessage = Buffer.byteLength(JSON.stringify({ content: emojiWords(), metadata }));
-  const more = Math.ceil((2 * DEFAULT_SIGNALING_LIMITS.maxBackpressureBytes) / bytesPerMessage);
-  for (let sent = 0; sent < more; sent += 10) await burst(10);
+  while ((await metric('veza_ws_chat_paused_total')) === pausedBefore) await burst(40);
+  // Then more than the hard limit (512 KiB): none of it may be buffered for the paused socket.
+  const bytesPerMessage = Buffer.byteLength(JSON.stringify({ content: sentence(), metadata }));
+  const more = Math.ceil((1.25 * DEFAULT_SIGNALING_LIMITS.maxBackpressureBytes) / bytesPerMessage);
+  for (let sent = 0; sent < more; sent += 40) await burst(40);
   expect(closed).toBe(false);
   expect(await metric('veza_ws_closed_total', { cause: 'backpressure' })).toBe(droppedBefore);
   // A socket still on the room never held more than the pause threshold (plus one tick's frames).
   const pauseBytes = DEFAULT_SIGNALING_LIMITS.maxBackpressureBytes / 2;
   expect(await metric('veza_ws_chat_buffered_peak_bytes')).toBeLessThanOrEqual(
-    pauseBytes + 10 * bytesPerMessage,
+    pauseBytes + 40 * bytesPerMessage,
   );
 
   socket.resume();
@@ -142,7 +141,7 @@ it('stops sending a room to a socket that does not read, then tells it the gap, 
   expect(closed).toBe(false);
   slow.close();
   connection.close();
-});
+}, 60_000);
 
 it('keeps a bounded window of messages per room in the client library, and no duplicate past it', async () => {
   const [owner, member] = await Promise.all([stack.createUser(), stack.createUser()]);
