@@ -270,6 +270,11 @@ common(
     positiveNumber,
     0.25,
   )
+  .option(
+    '--offered <per-second>',
+    'messages per second offered by all clients together (instead of --rate: rate = offered / clients)',
+    positiveNumber,
+  )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)
   .option('--drain <seconds>', 'how long deliveries are awaited after the last send', positiveNumber, 3)
   .addOption(
@@ -286,6 +291,7 @@ common(
         clients: number;
         rooms: number;
         rate: number;
+        offered?: number;
         perProcess: number;
         drain: number;
         path: 'ws' | 'grpc';
@@ -298,7 +304,7 @@ common(
             path: options.path,
             clients: options.clients,
             rooms: options.rooms,
-            ratePerClient: options.rate,
+            ratePerClient: options.offered === undefined ? options.rate : options.offered / options.clients,
             durationS: options.duration,
             perProcess: options.perProcess,
             drainS: options.drain,

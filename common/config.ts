@@ -185,6 +185,12 @@ const schema = z.object({
 
   /** Optional external toxicity scorer (POST {text} -> {score, reasons}); the local scorer is the fallback. */
   MODERATION_URL: optionalString.pipe(url.optional()),
+  /**
+   * Chat messages per user and room: a burst per 5 s and a sustained rate per 60 s
+   * (control-plane/chat/limits.ts). Benchmarks of the send path's own capacity raise them.
+   */
+  CHAT_BURST_PER_5S: positiveInt.default(6),
+  CHAT_MESSAGES_PER_MIN: positiveInt.default(30),
 
   /**
    * The control plane's retention sweep (control-plane/maintenance): how often it deletes rows that

@@ -83,6 +83,11 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       rateLimiter: ports.rateLimiter,
       log,
       ...deps.chat,
+      limits: {
+        burst: { points: config.CHAT_BURST_PER_5S, durationS: 5 },
+        sustained: { points: config.CHAT_MESSAGES_PER_MIN, durationS: 60 },
+        ...deps.chat?.limits,
+      },
       moderation: { url: config.MODERATION_URL, ...deps.chat?.moderation },
     });
     const analytics = createAnalytics(sql);

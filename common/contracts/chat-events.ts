@@ -2,10 +2,16 @@
  * What the chat publishes on the EventBus, for the edges (WebSocket delivery on every node)
  * and for StreamMessages / StreamRoomActivity / ChatStream in any control-plane process.
  *
- * - `chat.room.<roomId>`: a `Message` {event_type: "created" | "edited" | "deleted", chat_message}.
- *   Published after the change is committed. Flagged messages are never published.
+ * - `chat.room.<roomId>`: a `Message` {event_type: "created" | "edited" | "deleted", chat_message},
+ *   or a batch {batch: [Message, ...]} of the "created" events one group commit stored, in id
+ *   order (control-plane/chat/batcher.ts). Published after the change is committed. Flagged
+ *   messages are never published. Read both forms with `parseRoomEvents`.
  * - `chat.activity.<roomId>`: a `RoomActivity` (join, leave, typing, stopped_typing, muted,
  *   unmuted, banned). Ephemeral: never stored, lost when nobody listens.
+ * - `chat.state.<roomId>`: between control planes only: a membership or a sanction changed
+ *   (committed), so every control plane's memory of who may send stays current
+ *   (control-plane/chat/room-states.ts). Unlike `chat.activity`, a presence `leave` (a socket
+ *   closed) is not a membership change and is never sent here.
  *
  * Payloads are the proto messages as proto3 JSON with the proto's snake_case field names, so
  * `Message.fromJSON` / `RoomActivity.fromJSON` read them too: bytes (metadata, data) are base64,
@@ -22,6 +28,7 @@ import {
 
 export const roomSubject = (roomId: number): string => `chat.room.${roomId}`;
 export const activitySubject = (roomId: number): string => `chat.activity.${roomId}`;
+export const roomStateSubject = (roomId: number): string => `chat.state.${roomId}`;
 /** Every room's messages / activity, for an edge that serves many rooms. */
 export const ALL_ROOMS = 'chat.room.*';
 export const ALL_ACTIVITY = 'chat.activity.*';
@@ -48,6 +55,16 @@ export const messageEventSchema = z.object({
   chat_message: chatMessageEventSchema,
 });
 export type MessageEvent = z.infer<typeof messageEventSchema>;
+
+/** The most events one batch carries (a group commit stores at most this many messages). */
+export const MESSAGE_BATCH_MAX = 1000;
+
+export const messageBatchSchema = z.object({
+  batch: z.array(messageEventSchema).min(1).max(MESSAGE_BATCH_MAX),
+});
+export type MessageBatch = z.infer<typeof messageBatchSchema>;
+
+const roomPayloadSchema = z.union([messageBatchSchema, messageEventSchema]);
 
 export const activityEventSchema = z.object({
   room_id: z.number().int().positive(),
@@ -81,13 +98,15 @@ export function toMessageEvent(eventType: MessageEventType, message: ChatMessage
   };
 }
 
-/** The Message of a bus payload, or null when another process sent something malformed. */
-export function parseMessageEvent(payload: unknown): Message | null {
-  const parsed = messageEventSchema.safeParse(payload);
-  if (!parsed.success) return null;
-  const m = parsed.data.chat_message;
+/** One group commit's stored messages, in id order, as one bus payload. */
+export function toMessageBatch(messages: readonly ChatMessage[]): MessageBatch {
+  return { batch: messages.map((message) => toMessageEvent('created', message)) };
+}
+
+function fromMessageEvent(event: MessageEvent): Message {
+  const m = event.chat_message;
   return {
-    eventType: parsed.data.event_type,
+    eventType: event.event_type,
     chatMessage: {
       messageId: m.message_id,
       roomId: m.room_id,
@@ -103,6 +122,22 @@ export function parseMessageEvent(payload: unknown): Message | null {
       updatedAt: new Date(m.updated_at),
     },
   };
+}
+
+/** The Message of a single-event bus payload, or null when another process sent something malformed. */
+export function parseMessageEvent(payload: unknown): Message | null {
+  const parsed = messageEventSchema.safeParse(payload);
+  return parsed.success ? fromMessageEvent(parsed.data) : null;
+}
+
+/**
+ * The events of a `chat.room.<id>` payload, in the order they were published: one event, or a
+ * batch. Null when malformed (the whole payload: a batch is one commit, never delivered in part).
+ */
+export function parseRoomEvents(payload: unknown): Message[] | null {
+  const parsed = roomPayloadSchema.safeParse(payload);
+  if (!parsed.success) return null;
+  return 'batch' in parsed.data ? parsed.data.batch.map(fromMessageEvent) : [fromMessageEvent(parsed.data)];
 }
 
 export function toActivityEvent(activity: RoomActivity): ActivityEvent {
@@ -128,4 +163,24 @@ export function parseActivityEvent(payload: unknown): RoomActivity | null {
     data: Buffer.from(a.data, 'base64'),
     timestamp: new Date(a.timestamp),
   };
+}
+
+/**
+ * `chat.state.<roomId>`: who may send changed in a room. Sanctions carry their end (ISO 8601;
+ * null for a ban until lifted); a ban also ends the membership.
+ */
+const stateTarget = { room_id: z.number().int().positive(), user_id: z.number().int().positive() };
+export const roomStateEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('member_joined'), ...stateTarget }),
+  z.object({ type: z.literal('member_left'), ...stateTarget }),
+  z.object({ type: z.literal('banned'), ...stateTarget, until: z.iso.datetime().nullable() }),
+  z.object({ type: z.literal('unbanned'), ...stateTarget }),
+  z.object({ type: z.literal('muted'), ...stateTarget, until: z.iso.datetime() }),
+  z.object({ type: z.literal('unmuted'), ...stateTarget }),
+]);
+export type RoomStateEvent = z.infer<typeof roomStateEventSchema>;
+
+export function parseRoomStateEvent(payload: unknown): RoomStateEvent | null {
+  const parsed = roomStateEventSchema.safeParse(payload);
+  return parsed.success ? parsed.data : null;
 }

@@ -6,7 +6,8 @@ import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHAT_MAX_LENGTH, CHAT_METADATA_MAX_BYTES } from '../../common/contracts/index.js';
 import type { ChatMessage } from '../../proto/gen/veza/chat/chat.js';
-import { grpcError } from '../test-harness.js';
+import { StopStreamRequest } from '../../proto/gen/veza/stream/stream.js';
+import { grpcError, unary } from '../test-harness.js';
 import {
   type ChatHarness,
   chatCalls,
@@ -363,7 +364,11 @@ describe('rooms and activity', () => {
     const joined = await as(bob).join(roomId);
     expect(joined.room).toMatchObject({ roomId, streamId: started.stream?.streamId });
     expect((await as(bob).send({ roomId, content: 'great set' })).success).toBe(true);
-    await h.sql`update streams set status = 'ended', ended_at = now() where id = ${started.stream?.streamId ?? 0}`;
+    await unary(
+      h.streams.stopStream.bind(h.streams),
+      StopStreamRequest.fromPartial({ streamId: started.stream?.streamId ?? 0 }),
+      broadcaster.md,
+    );
     const closed = await grpcError(as(bob).send({ roomId, content: 'anyone?' }));
     expect(closed.code).toBe(status.FAILED_PRECONDITION);
     expect(closed.details).toContain('has ended');

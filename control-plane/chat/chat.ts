@@ -3,14 +3,21 @@
  * "Envoi de Message"), history, edits and deletions, ephemeral activity, and a room feed
  * with catch-up for streaming readers.
  *
- * Sending, in order: validate -> (retry? return the stored message) -> room, ban, membership,
- * mute -> reply_to_id -> rate limit -> moderation score -> store -> publish -> return.
+ * Sending, in order: validate -> (retry? the first answer) -> room, ban, membership, mute, from
+ * memory (room-states.ts) -> rate limit -> moderation score -> the room's group commit
+ * (batcher.ts: membership, sanctions and reply_to_id checked again in the insert, stored, then
+ * published with the other messages of its batch) -> return. Whether a stream's room is closed
+ * comes from memory only (the room's stream status, then `stream.ended`), as before a message
+ * racing the stream's end by less than the bus latency may still go through. None of it but the commit touches
+ * PostgreSQL once the room and the sender are loaded, and the moderation score is taken before
+ * the message joins its room's queue, so a slow scorer delays that message only.
  * A message the moderation refuses is stored flagged, queued for the moderators and never
  * published; the sender gets FAILED_PRECONDITION "message not sent: <reasons>".
  *
  * Who may read a room (history, feeds, activity): its members, moderators, and service
  * callers (the edge, with its API key and no user token).
  */
+import { performance } from 'node:perf_hooks';
 import {
   type ActivityType,
   activitySubject,
@@ -20,21 +27,37 @@ import {
   type MessageEventType,
   NotFoundError,
   PermissionDeniedError,
-  parseMessageEvent,
+  parseRoomEvents,
   RateLimitedError,
   roomSubject,
   toActivityEvent,
+  toMessageBatch,
   toMessageEvent,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/index.js';
-import { counter, type Logger, type UserRole } from '../../common/index.js';
+import { counter, histogram, type Logger, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
-import { usernamesOf } from '../auth/index.js';
-import { isModerator, type Moderation, type Verdict } from '../moderation/index.js';
+import { isModerator, type Moderation } from '../moderation/index.js';
+import { GroupCommit } from './batcher.js';
 import { KeyedQueue } from './keyed-queue.js';
-import { ACTIVITY_LIMIT, CHAT_BURST, CHAT_SUSTAINED, REPEAT_SAMPLE, REPEAT_WINDOW_S } from './limits.js';
-import { createChatStore, type MessageRow, type RoomRow, toChatMessage, toRoom } from './store.js';
+import {
+  ACTIVITY_LIMIT,
+  CHAT_BURST,
+  CHAT_SUSTAINED,
+  GROUP_COMMIT_MAX,
+  SANCTION_RECHECK_MS,
+} from './limits.js';
+import {
+  type Answer,
+  isBanned,
+  muteOf,
+  type RoomEntry,
+  type RoomStates,
+  recentContents,
+  type Sender,
+  setAnswer,
+} from './room-states.js';
+import { type ChatStore, type NewMessage, type RoomRow, toChatMessage, toRoom } from './store.js';
 import type { SendMessageInput } from './validation.js';
 
 export interface ChatUser {
@@ -52,16 +75,29 @@ export interface ChatRateLimits {
   activity: Omit<RateRule, 'name'>;
 }
 
-interface ChatDeps {
-  sql: Sql;
+export interface ChatDeps {
+  store: ChatStore;
+  states: RoomStates;
   bus: EventBus;
   rateLimiter: RateLimiter;
   moderation: Moderation;
   log: Logger;
-  limits?: Partial<ChatRateLimits>;
+  limits?: Partial<ChatRateLimits> | undefined;
 }
 
 const sent = counter('veza_chat_messages_total', 'Chat messages, by outcome', ['outcome']);
+const sendStage = histogram(
+  'veza_chat_send_stage_seconds',
+  "Time a chat send spends in each step on the control plane: state (memory, or its first load), rate_limit, moderation, commit_wait (queued behind the room's commit, then its own); commit and publish are per batch",
+  ['stage'],
+  [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+);
+const batchSize = histogram(
+  'veza_chat_batch_messages',
+  'Messages stored by one group commit of a room',
+  [],
+  [1, 2, 5, 10, 20, 50, 100, 200, 500],
+);
 
 /** Rule names carry their limits: two control planes in one process with other limits keep apart counters. */
 const rule = (name: string, limit: Omit<RateRule, 'name'>): RateRule => ({
@@ -69,12 +105,35 @@ const rule = (name: string, limit: Omit<RateRule, 'name'>): RateRule => ({
   ...limit,
 });
 
-function notSent(reasons: readonly string[]): FailedPreconditionError {
-  return new FailedPreconditionError(`message not sent: ${reasons.join(', ') || 'it breaks the chat rules'}`);
+/** The moderation refused the message (stored flagged): a retry gets the same answer. */
+class NotSentError extends FailedPreconditionError {
+  constructor(readonly reasons: readonly string[]) {
+    super(`message not sent: ${reasons.join(', ') || 'it breaks the chat rules'}`);
+  }
 }
 
+const bannedFrom = (roomId: number) => new PermissionDeniedError(`you are banned from room ${roomId}`);
+const mutedIn = (roomId: number, until: Date | null) =>
+  new PermissionDeniedError(
+    `you are muted in room ${roomId} until ${until?.toISOString() ?? 'further notice'}`,
+  );
+const streamEnded = (streamId: number | null) =>
+  new FailedPreconditionError(`stream ${streamId} has ended; its chat is closed`);
+
+interface Submission extends NewMessage {
+  username: string;
+}
+
+/** What the room's group commit made of one message. */
+type Committed =
+  | { kind: 'stored'; message: ChatMessage; flagged: boolean }
+  | { kind: 'conflict' | 'banned' | 'not_member' | 'bad_reply' | 'no_room' }
+  | { kind: 'muted'; until: Date };
+
+const seconds = (since: number) => (performance.now() - since) / 1000;
+
 export function createChat(deps: ChatDeps) {
-  const store = createChatStore(deps.sql);
+  const { store, states } = deps;
   const log = deps.log.child({ component: 'chat' });
   const rooms = new KeyedQueue();
   const burst = rule('chat-burst', deps.limits?.burst ?? CHAT_BURST);
@@ -127,20 +186,193 @@ export function createChat(deps: ChatDeps) {
     throw new RateLimitedError(`${what}; try again in ${seconds} s`, decision.retryAfterMs);
   };
 
+  /**
+   * The shared RateLimiter (Redis in cluster mode), not this process's memory: a user whose
+   * sends reach several control planes must not get each one's full budget. It is one Redis
+   * call per rule (sub-millisecond, no PostgreSQL), outside the room's commit.
+   */
   const spendMessage = async (user: ChatUser, roomId: number) => {
     const key = `${user.userId}:${roomId}`;
     await spend(burst, key, `too many messages in room ${roomId}`);
     await spend(sustained, key, `too many messages in room ${roomId}`);
   };
 
-  /** The replay of a send that was already stored: the same answer as the first time. */
-  const replay = (row: MessageRow): ChatMessage => {
-    if (row.flagged) throw notSent(row.moderation_reasons);
-    return toChatMessage(row);
+  /** The answer a retry gets: the message stored the first time, or the same refusal. */
+  const replay = (answer: Answer): Promise<ChatMessage> => {
+    if (answer.kind === 'pending') return answer.promise;
+    if (answer.kind === 'flagged') return Promise.reject(new NotSentError(answer.reasons));
+    return Promise.resolve(answer.message);
   };
 
-  const usernameOf = async (userId: number): Promise<string> =>
-    (await usernamesOf(deps.sql, [userId])).get(userId) ?? '';
+  /** The stored message of a (room, user, client id) another send stored first (another process). */
+  const storedFirst = async (
+    roomId: number,
+    userId: number,
+    clientId: string | null,
+  ): Promise<ChatMessage> => {
+    const first = clientId ? await store.byClientId(roomId, userId, clientId) : null;
+    if (!first) throw new Error('message vanished after a client_message_id conflict');
+    if (first.flagged) throw new NotSentError(first.moderation_reasons);
+    return toChatMessage(first);
+  };
+
+  /** Stores a batch, then publishes its delivered messages as one bus message, in id order. */
+  const flush =
+    (roomId: number) =>
+    async (items: readonly Submission[]): Promise<Committed[]> => {
+      batchSize.observe(items.length);
+      const started = performance.now();
+      const result = await store.insertBatch(roomId, items);
+      sendStage.observe({ stage: 'commit' }, seconds(started));
+      if (result.kind !== 'stored') return items.map(() => result);
+      const delivered: ChatMessage[] = [];
+      const outcomes = result.rows.map((row, index): Committed => {
+        const item = items[index];
+        if (!item) throw new Error('batch insert returned more rows than it was given');
+        if (row.kind !== 'stored') return row;
+        const message: ChatMessage = {
+          messageId: row.id,
+          roomId,
+          userId: item.userId,
+          username: item.username,
+          content: item.content,
+          messageType: item.messageType,
+          metadata: item.metadata,
+          replyToId: item.replyToId ?? 0,
+          clientMessageId: item.clientMessageId ?? '',
+          deleted: false,
+          createdAt: row.createdAt,
+          updatedAt: row.updatedAt,
+        };
+        if (!item.flagged) delivered.push(message);
+        return { kind: 'stored', message, flagged: item.flagged };
+      });
+      if (delivered.length > 0) {
+        const publishing = performance.now();
+        delivered.sort((a, b) => a.messageId - b.messageId);
+        await publish(roomSubject(roomId), toMessageBatch(delivered));
+        sendStage.observe({ stage: 'publish' }, seconds(publishing));
+      }
+      return outcomes;
+    };
+
+  const commitsOf = (entry: RoomEntry): GroupCommit<Submission, Committed> => {
+    const existing = entry.commits;
+    if (existing instanceof GroupCommit) return existing as GroupCommit<Submission, Committed>;
+    const commits = new GroupCommit<Submission, Committed>(flush(entry.roomId), GROUP_COMMIT_MAX);
+    entry.commits = commits;
+    return commits;
+  };
+
+  /** What memory says against this send; "not a member" is checked with PostgreSQL before it is said. */
+  const mayPost = async (entry: RoomEntry, sender: Sender, user: ChatUser) => {
+    const { room } = entry;
+    const sanctioned = isBanned(sender) || muteOf(sender) !== null;
+    if (sanctioned && Date.now() - sender.checkedAt > SANCTION_RECHECK_MS) await states.reload(entry, sender);
+    if (isBanned(sender)) throw bannedFrom(room.id);
+    if (!sender.member) await states.reload(entry, sender);
+    if (isBanned(sender)) throw bannedFrom(room.id);
+    if (!sender.member) {
+      if (!visible(room, user)) throw new NotFoundError(`room ${room.id} not found`);
+      throw new FailedPreconditionError(`you have not joined room ${room.id}; join it before sending`);
+    }
+    const mute = muteOf(sender);
+    if (mute) throw mutedIn(room.id, mute.expiresAt);
+    if (room.stream_status === 'ended') throw streamEnded(room.stream_id);
+  };
+
+  const sendNew = async (
+    entry: RoomEntry,
+    sender: Sender,
+    user: ChatUser,
+    input: SendMessageInput,
+    clientId: string | null,
+  ): Promise<ChatMessage> => {
+    const roomId = entry.roomId;
+    await mayPost(entry, sender, user);
+    let started = performance.now();
+    await spendMessage(user, roomId);
+    sendStage.observe({ stage: 'rate_limit' }, seconds(started));
+    started = performance.now();
+    const verdict = await deps.moderation.check(input.content, { recent: recentContents(sender) });
+    sendStage.observe({ stage: 'moderation' }, seconds(started));
+    started = performance.now();
+    const committed = await commitsOf(entry).submit({
+      roomId,
+      userId: user.userId,
+      username: user.username,
+      content: input.content,
+      messageType: input.messageType,
+      metadata: input.metadata,
+      replyToId: input.replyToId > 0 ? input.replyToId : null,
+      clientMessageId: clientId,
+      flagged: verdict.flagged,
+      score: verdict.score,
+      reasons: verdict.reasons,
+    });
+    sendStage.observe({ stage: 'commit_wait' }, seconds(started));
+    switch (committed.kind) {
+      case 'stored':
+        break;
+      case 'conflict':
+        // Stored first by a retry through another control plane (or before this one's memory).
+        return storedFirst(roomId, user.userId, clientId);
+      case 'banned':
+        sender.ban = sender.ban ?? { expiresAt: null, reason: '' };
+        void states.reload(entry, sender).catch(() => undefined);
+        throw bannedFrom(roomId);
+      case 'not_member':
+        sender.member = false;
+        throw new FailedPreconditionError(`you have not joined room ${roomId}; join it before sending`);
+      case 'muted':
+        sender.mute = { expiresAt: committed.until, reason: '' };
+        throw mutedIn(roomId, committed.until);
+      case 'bad_reply':
+        throw new InvalidArgumentError(
+          `reply_to_id ${input.replyToId} is not a message of room ${roomId}`,
+          'reply_to_id',
+        );
+      case 'no_room':
+        throw new NotFoundError(`room ${roomId} not found`);
+    }
+    const { message } = committed;
+    states.remember(sender, message);
+    if (!committed.flagged) {
+      sent.inc({ outcome: 'delivered' });
+      return message;
+    }
+    sent.inc({ outcome: 'flagged' });
+    try {
+      await deps.moderation.flagged({
+        messageId: message.messageId,
+        roomId,
+        userId: user.userId,
+        username: user.username,
+        content: message.content,
+        verdict,
+      });
+    } catch (error) {
+      // The message is stored flagged either way; the queue is rebuilt from it.
+      log.error({ err: error, messageId: message.messageId }, 'could not queue a flagged message');
+    }
+    throw new NotSentError(verdict.reasons);
+  };
+
+  /** The room a reader may read, with the sender state of a user reader. */
+  const readableEntry = async (reader: ChatReader, roomId: number): Promise<RoomEntry> => {
+    const entry = await states.room(roomId);
+    const { room } = entry;
+    if (reader === null || isModerator(reader)) return entry;
+    if (!visible(room, reader)) throw new NotFoundError(`room ${roomId} not found`);
+    const sender = await states.sender(entry, reader.userId);
+    if (isBanned(sender)) throw bannedFrom(roomId);
+    if (!sender.member) await states.reload(entry, sender);
+    if (isBanned(sender)) throw bannedFrom(roomId);
+    if (!sender.member) {
+      throw new FailedPreconditionError(`you have not joined room ${roomId}; join it first`);
+    }
+    return entry;
+  };
 
   const chat = {
     store,
@@ -158,7 +390,8 @@ export function createChat(deps: ChatDeps) {
 
     /**
      * Joins a room (idempotent) and announces it. A stream's chat is open to every signed-in
-     * user while its stream exists; a private room only to its owner and moderators.
+     * user while its stream exists; a private room only to its owner and moderators. The room
+     * is read from PostgreSQL here (not the send path's memory) for its current last_message_id.
      */
     async join(user: ChatUser, roomId: number): Promise<{ room: Room; lastMessageId: number }> {
       const room = await loadRoom(roomId);
@@ -166,103 +399,51 @@ export function createChat(deps: ChatDeps) {
         if (room.stream_id !== null) throw new NotFoundError(`room ${roomId} not found`);
         throw new PermissionDeniedError(`room ${roomId} is private`);
       }
-      const sanctions = await store.sanctionsOf(roomId, user.userId);
-      if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
+      const entry = await states.room(roomId);
+      const sender = await states.sender(entry, user.userId);
+      if (isBanned(sender)) await states.reload(entry, sender);
+      if (isBanned(sender)) throw bannedFrom(roomId);
       await store.join(roomId, user.userId);
+      await states.announce({ type: 'member_joined', room_id: roomId, user_id: user.userId });
       await publishActivity(roomId, user, 'join');
       return { room: toRoom(room), lastMessageId: room.last_message_id };
     },
 
     async leave(user: ChatUser, roomId: number): Promise<void> {
-      await loadRoom(roomId);
-      if (await store.leave(roomId, user.userId)) await publishActivity(roomId, user, 'leave');
+      await states.room(roomId);
+      if (await store.leave(roomId, user.userId)) {
+        await states.announce({ type: 'member_left', room_id: roomId, user_id: user.userId });
+        await publishActivity(roomId, user, 'leave');
+      }
     },
 
     /** The room a reader may read, or the error saying why not. */
     async readable(reader: ChatReader, roomId: number): Promise<RoomRow> {
-      const room = await loadRoom(roomId);
-      if (reader === null || isModerator(reader)) return room;
-      if (!visible(room, reader)) throw new NotFoundError(`room ${roomId} not found`);
-      const sanctions = await store.sanctionsOf(roomId, reader.userId);
-      if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${roomId}`);
-      if (!(await store.isMember(roomId, reader.userId))) {
-        throw new FailedPreconditionError(`you have not joined room ${roomId}; join it first`);
-      }
-      return room;
+      return (await readableEntry(reader, roomId)).room;
     },
 
     async send(user: ChatUser, input: SendMessageInput): Promise<ChatMessage> {
+      const started = performance.now();
+      const entry = await states.room(input.roomId);
+      const sender = await states.sender(entry, user.userId);
+      sendStage.observe({ stage: 'state' }, seconds(started));
       const clientId = input.clientMessageId || null;
-      if (clientId) {
-        const stored = await store.byClientId(input.roomId, user.userId, clientId);
-        if (stored) return replay(stored);
-      }
-      const room = await loadRoom(input.roomId);
-      const sanctions = await store.sanctionsOf(room.id, user.userId);
-      if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${room.id}`);
-      if (!(await store.isMember(room.id, user.userId))) {
-        if (!visible(room, user)) throw new NotFoundError(`room ${room.id} not found`);
-        throw new FailedPreconditionError(`you have not joined room ${room.id}; join it before sending`);
-      }
-      if (sanctions.mute) {
-        throw new PermissionDeniedError(
-          `you are muted in room ${room.id} until ${sanctions.mute.expiresAt?.toISOString() ?? 'further notice'}`,
-        );
-      }
-      if (room.stream_status === 'ended') {
-        throw new FailedPreconditionError(`stream ${room.stream_id} has ended; its chat is closed`);
-      }
-      if (input.replyToId > 0 && !(await store.visibleInRoom(room.id, input.replyToId))) {
-        throw new InvalidArgumentError(
-          `reply_to_id ${input.replyToId} is not a message of room ${room.id}`,
-          'reply_to_id',
-        );
-      }
-      await spendMessage(user, room.id);
-      const recent = await store.recentContents(room.id, user.userId, REPEAT_WINDOW_S, REPEAT_SAMPLE);
-      const verdict: Verdict = await deps.moderation.check(input.content, { recent });
-
-      const stored = await rooms.run(room.id, async () => {
-        const row = await store.insertMessage({
-          roomId: room.id,
-          userId: user.userId,
-          content: input.content,
-          messageType: input.messageType,
-          metadata: input.metadata,
-          replyToId: input.replyToId > 0 ? input.replyToId : null,
-          clientMessageId: clientId,
-          flagged: verdict.flagged,
-          score: verdict.score,
-          reasons: verdict.reasons,
-        });
-        if (row && !row.flagged) await publishMessage('created', toChatMessage(row));
-        return row;
-      });
-      if (!stored) {
-        // A concurrent retry with the same client_message_id stored it first.
-        const first = clientId ? await store.byClientId(room.id, user.userId, clientId) : null;
-        if (!first) throw new Error('message vanished after a client_message_id conflict');
-        return replay(first);
-      }
-      if (stored.flagged) {
-        sent.inc({ outcome: 'flagged' });
-        try {
-          await deps.moderation.flagged({
-            messageId: stored.id,
-            roomId: room.id,
-            userId: user.userId,
-            username: stored.username,
-            content: stored.content,
-            verdict,
-          });
-        } catch (error) {
-          // The message is stored flagged either way; the queue is rebuilt from it.
-          log.error({ err: error, messageId: stored.id }, 'could not queue a flagged message');
-        }
-        throw notSent(verdict.reasons);
-      }
-      sent.inc({ outcome: 'delivered' });
-      return toChatMessage(stored);
+      if (!clientId) return sendNew(entry, sender, user, input, null);
+      const known = sender.answers.get(clientId);
+      if (known) return replay(known);
+      // Remembered before anything is awaited: a retry racing this send gets its answer.
+      const sending = sendNew(entry, sender, user, input, clientId);
+      setAnswer(sender, clientId, { kind: 'pending', promise: sending });
+      sending.then(
+        (message) => setAnswer(sender, clientId, { kind: 'stored', message }),
+        (error: unknown) => {
+          if (error instanceof NotSentError)
+            setAnswer(sender, clientId, { kind: 'flagged', reasons: error.reasons });
+          // Nothing was stored: a retry is a new try (a flood or a mute may be over by then).
+          else if (sender.answers.get(clientId)?.kind === 'pending') sender.answers.delete(clientId);
+        },
+      );
+      return sending;
     },
 
     async history(
@@ -285,9 +466,10 @@ export function createChat(deps: ChatDeps) {
       if (!row || row.flagged) throw new NotFoundError(`message ${input.messageId} not found`);
       if (row.user_id !== user.userId) throw new PermissionDeniedError('only the author may edit a message');
       if (row.deleted_at) throw new FailedPreconditionError(`message ${input.messageId} was deleted`);
-      const sanctions = await store.sanctionsOf(row.room_id, user.userId);
-      if (sanctions.ban) throw new PermissionDeniedError(`you are banned from room ${row.room_id}`);
-      if (sanctions.mute) throw new PermissionDeniedError(`you are muted in room ${row.room_id}`);
+      const entry = await states.room(row.room_id);
+      const sender = await states.sender(entry, user.userId);
+      if (isBanned(sender)) throw bannedFrom(row.room_id);
+      if (muteOf(sender)) throw new PermissionDeniedError(`you are muted in room ${row.room_id}`);
       await spendMessage(user, row.room_id);
       const verdict = await deps.moderation.check(input.content);
       // An edit the moderation refuses changes nothing: the message stays as it was.
@@ -331,7 +513,7 @@ export function createChat(deps: ChatDeps) {
 
     /** Typing and presence: members only, rate limited, delivered to listeners and never stored. */
     async activity(user: ChatUser, roomId: number, type: ActivityType): Promise<void> {
-      const room = await chat.readable(user, roomId);
+      const { room } = await readableEntry(user, roomId);
       await spend(activityRule, `${user.userId}:${room.id}`, `too many activity updates in room ${room.id}`);
       await publishActivity(room.id, user, type);
     },
@@ -344,7 +526,8 @@ export function createChat(deps: ChatDeps) {
     },
 
     async announceSanction(roomId: number, userId: number, type: ActivityType, data: object): Promise<void> {
-      await publishActivity(roomId, { userId, username: await usernameOf(userId) }, type, data);
+      const usernames = await store.usernamesOf([userId]);
+      await publishActivity(roomId, { userId, username: usernames.get(userId) ?? '' }, type, data);
     },
 
     /**
@@ -362,13 +545,13 @@ export function createChat(deps: ChatDeps) {
       const held: Message[] = [];
       let live = false;
       const subscription = deps.bus.subscribe(roomSubject(roomId), (payload) => {
-        const message = parseMessageEvent(payload);
-        if (!message || message.chatMessage?.roomId !== roomId) {
+        const messages = parseRoomEvents(payload);
+        if (!messages || messages.some((message) => message.chatMessage?.roomId !== roomId)) {
           log.warn({ roomId }, 'dropped a malformed chat event');
           return;
         }
-        if (live) deliver(message);
-        else held.push(message);
+        if (live) for (const message of messages) deliver(message);
+        else held.push(...messages);
       });
       try {
         await subscription.ready;

@@ -19,3 +19,17 @@ export const REPEAT_SAMPLE = 5;
 
 /** A streaming client that stops reading is cut off past this many queued messages (it resumes from its last id). */
 export const STREAM_BUFFER_LIMIT = 512;
+
+/**
+ * The most messages one group commit of a room stores (batcher.ts). A busy room's batch is
+ * what queued during the previous commit; the cap keeps one transaction and one bus message
+ * short (within common/contracts' MESSAGE_BATCH_MAX).
+ */
+export const GROUP_COMMIT_MAX = 500;
+
+/**
+ * A sender refused from memory for a ban or mute has it read again from PostgreSQL when memory
+ * last read it longer ago than this: a lifting whose bus event was lost heals within it, and a
+ * sanctioned user hammering sends costs at most one query per interval.
+ */
+export const SANCTION_RECHECK_MS = 2000;

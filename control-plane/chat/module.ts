@@ -23,8 +23,51 @@ import {
 } from '../notifications/index.js';
 import type { StreamChatRooms } from '../streams/index.js';
 import type { ChatRateLimits } from './chat.js';
+import { createRoomStates, type RoomStates } from './room-states.js';
 import { createChatService } from './service.js';
-import { createChatStore } from './store.js';
+import { type ChatStore, createChatStore } from './store.js';
+
+/**
+ * The chat store as moderation uses it, with each committed sanction applied to this control
+ * plane's memory and announced to the others (`chat.state.<roomId>`) before the moderator's
+ * call returns. The batch insert checks sanctions in PostgreSQL too, so a control plane the
+ * event has not reached yet still refuses the sanctioned user's next message.
+ */
+function sanctionsAnnounced(store: ChatStore, states: RoomStates): ChatStore {
+  return {
+    ...store,
+    async mute(input) {
+      const until = await store.mute(input);
+      await states.announce({
+        type: 'muted',
+        room_id: input.roomId,
+        user_id: input.userId,
+        until: until.toISOString(),
+      });
+      return until;
+    },
+    async unmute(roomId, userId) {
+      const changed = await store.unmute(roomId, userId);
+      if (changed) await states.announce({ type: 'unmuted', room_id: roomId, user_id: userId });
+      return changed;
+    },
+    async ban(input) {
+      const until = await store.ban(input);
+      await states.announce({
+        type: 'banned',
+        room_id: input.roomId,
+        user_id: input.userId,
+        until: until?.toISOString() ?? null,
+      });
+      return until;
+    },
+    async unban(roomId, userId) {
+      const changed = await store.unban(roomId, userId);
+      if (changed) await states.announce({ type: 'unbanned', room_id: roomId, user_id: userId });
+      return changed;
+    },
+  };
+}
 
 export interface ChatModuleOptions {
   /**
@@ -58,11 +101,12 @@ interface ChatModule {
 export function startChatModule(deps: ChatModuleDeps): ChatModule {
   const { sql, bus, log } = deps;
   const store = createChatStore(sql);
+  const states = createRoomStates({ store, bus, log });
   const notifier = createNotifier({ sql, bus, log });
   const scorer = deps.scorer ?? createScorer(deps.moderation ?? {}, log);
   const moderation = createModeration({
     sql,
-    chat: store,
+    chat: sanctionsAnnounced(store, states),
     bus,
     log,
     notifier,
@@ -73,7 +117,8 @@ export function startChatModule(deps: ChatModuleDeps): ChatModule {
   const live = startLiveNotifications({ sql, bus, log, notifier });
   return {
     chatService: createChatService({
-      sql,
+      store,
+      states,
       bus,
       rateLimiter: deps.rateLimiter,
       moderation,
@@ -85,6 +130,7 @@ export function startChatModule(deps: ChatModuleDeps): ChatModule {
     streamRooms: store,
     close() {
       live.unsubscribe();
+      states.close();
       scorer.close?.();
     },
   };

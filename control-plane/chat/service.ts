@@ -20,9 +20,7 @@ import {
   RateLimitedError,
   toVezaError,
 } from '../../common/contracts/index.js';
-import type { Sql } from '../../common/db/index.js';
-import type { Logger } from '../../common/index.js';
-import type { EventBus, RateLimiter, Subscription } from '../../common/ports/index.js';
+import type { EventBus, Subscription } from '../../common/ports/index.js';
 import {
   type ChatMessage,
   ChatServiceService,
@@ -30,8 +28,7 @@ import {
   type RoomActivity,
 } from '../../proto/gen/veza/chat/chat.js';
 import { bindService, type CallContext, type ServiceBinding } from '../grpc/index.js';
-import type { Moderation } from '../moderation/index.js';
-import { type ChatRateLimits, type ChatReader, type ChatUser, createChat } from './chat.js';
+import { type ChatDeps, type ChatReader, type ChatUser, createChat } from './chat.js';
 import { STREAM_BUFFER_LIMIT } from './limits.js';
 import {
   banSchema,
@@ -52,14 +49,7 @@ import {
   streamMessagesSchema,
 } from './validation.js';
 
-export interface ChatServiceDeps {
-  sql: Sql;
-  bus: EventBus;
-  rateLimiter: RateLimiter;
-  moderation: Moderation;
-  log: Logger;
-  limits?: Partial<ChatRateLimits>;
-}
+export type ChatServiceDeps = ChatDeps;
 
 function userOf(ctx: CallContext): ChatUser {
   if (!ctx.user) throw new PermissionDeniedError('this call needs a signed-in user');

@@ -72,17 +72,56 @@ export function toChatMessage(row: MessageRow): ChatMessage {
   };
 }
 
-interface Sanction {
+export interface Sanction {
   expiresAt: Date | null;
   reason: string;
 }
 
-interface ActiveSanctions {
+export interface ActiveSanctions {
   ban: Sanction | null;
   mute: Sanction | null;
 }
 
-interface NewMessage {
+export interface SenderRow extends ActiveSanctions {
+  member: boolean;
+  /** Newest first, flagged ones included. */
+  recent: MessageRow[];
+}
+
+/** What became of one message of a batch, in the batch's order. */
+export type BatchOutcome =
+  | { kind: 'stored'; id: number; createdAt: Date; updatedAt: Date }
+  /** The same (room, user, client_message_id) is already stored: nothing new was. */
+  | { kind: 'conflict' }
+  | { kind: 'banned' }
+  | { kind: 'not_member' }
+  | { kind: 'muted'; until: Date }
+  | { kind: 'bad_reply' };
+
+export type BatchResult = { kind: 'stored'; rows: BatchOutcome[] } | { kind: 'no_room' };
+
+interface BatchRow {
+  ord: number;
+  banned: boolean;
+  member: boolean;
+  muted_until: Date | null;
+  reply_ok: boolean;
+  id: number | null;
+  created_at: Date | null;
+  updated_at: Date | null;
+}
+
+/** The refusals in the order the send path checks them: ban, membership, mute, reply. */
+function outcomeOf(row: BatchRow): BatchOutcome {
+  if (row.banned) return { kind: 'banned' };
+  if (!row.member) return { kind: 'not_member' };
+  if (row.muted_until) return { kind: 'muted', until: row.muted_until };
+  if (!row.reply_ok) return { kind: 'bad_reply' };
+  if (row.id === null || !row.created_at || !row.updated_at) return { kind: 'conflict' };
+  return { kind: 'stored', id: row.id, createdAt: row.created_at, updatedAt: row.updated_at };
+}
+
+export interface NewMessage {
   roomId: number;
   userId: number;
   content: string;
@@ -119,6 +158,29 @@ export function createChatStore(sql: Sql) {
     const rows = await db<StoredMessage[]>`${selectMessages(db)} where m.id = ${id}`;
     const [row] = await withAuthors(db, rows);
     return row ?? null;
+  };
+
+  const sanctionsOf = async (roomId: number, userId: number): Promise<ActiveSanctions> => {
+    const [row] = await sql<
+      {
+        ban_reason: string | null;
+        ban_expires: Date | null;
+        banned: boolean;
+        mute_reason: string | null;
+        mute_expires: Date | null;
+      }[]
+    >`
+      select b.reason as ban_reason, b.expires_at as ban_expires, b.user_id is not null as banned,
+             m.reason as mute_reason, m.expires_at as mute_expires
+      from (select 1) one
+      left join chat_room_bans b
+        on b.room_id = ${roomId} and b.user_id = ${userId} and (b.expires_at is null or b.expires_at > now())
+      left join chat_room_mutes m
+        on m.room_id = ${roomId} and m.user_id = ${userId} and m.expires_at > now()`;
+    return {
+      ban: row?.banned ? { expiresAt: row.ban_expires, reason: row.ban_reason ?? '' } : null,
+      mute: row?.mute_expires ? { expiresAt: row.mute_expires, reason: row.mute_reason ?? '' } : null,
+    };
   };
 
   return {
@@ -190,6 +252,8 @@ export function createChatStore(sql: Sql) {
 
     getMessage: (id: number) => getMessage(sql, id),
 
+    usernamesOf: (userIds: readonly number[]) => usernamesOf(sql, userIds),
+
     /** The room of a message members can see (not flagged); null when there is none. */
     async roomOfVisibleMessage(messageId: number): Promise<number | null> {
       const [row] = await sql<{ room_id: number }[]>`
@@ -243,44 +307,104 @@ export function createChatStore(sql: Sql) {
       return row ?? null;
     },
 
-    /** The sender's latest messages in a room (flagged ones too), newest first, for repeat detection. */
-    async recentContents(roomId: number, userId: number, windowS: number, limit: number): Promise<string[]> {
-      const rows = await sql<{ content: string }[]>`
-        select content from chat_messages
-        where room_id = ${roomId} and user_id = ${userId} and created_at > now() - make_interval(secs => ${windowS})
-        order by id desc limit ${limit}`;
-      return rows.map((row) => row.content);
-    },
-
-    /** A visible (not flagged) message of the room, for reply_to_id. */
-    async visibleInRoom(roomId: number, messageId: number): Promise<boolean> {
-      const [row] = await sql`
-        select 1 from chat_messages where id = ${messageId} and room_id = ${roomId} and not flagged`;
-      return row !== undefined;
+    /**
+     * What a control plane keeps in memory about one sender in one room (room-states.ts):
+     * membership, sanctions in force, and their latest messages (flagged ones too, newest
+     * first) for the repeat rule and for answering a retried client_message_id.
+     */
+    async sender(roomId: number, userId: number, recentLimit: number): Promise<SenderRow> {
+      const [member, sanctions, recent] = await Promise.all([
+        sql`select 1 from chat_room_members where room_id = ${roomId} and user_id = ${userId}`,
+        sanctionsOf(roomId, userId),
+        sql<StoredMessage[]>`
+          ${selectMessages(sql)}
+          where m.room_id = ${roomId} and m.user_id = ${userId}
+          order by m.id desc limit ${recentLimit}`.then((rows) => withAuthors(sql, rows)),
+      ]);
+      return { member: member.length > 0, ...sanctions, recent };
     },
 
     /**
-     * Stores a message. The room's row lock serialises the sends of one room so ids are
-     * handed out in commit order; a delivered message also becomes the room's last_message_id.
-     * Returns null when (room, user, client_message_id) already exists (a concurrent retry).
+     * Stores one group commit of a room's messages in one statement, so one round trip (batcher.ts).
+     * The statement takes the room's row lock first and only then hands out ids (every id comes
+     * from a row joined with the locked room), and commits before the lock is released: ids are
+     * handed out in commit order across processes. What a send must not bypass is checked in the
+     * same statement: membership, a ban, a mute, the reply's target. A sanction committed before
+     * the statement started (so before any send that began after the sanction call returned)
+     * refuses the message on every control plane, whatever its memory says. A retried
+     * client_message_id that is already stored comes back as `conflict`.
      */
-    async insertMessage(input: NewMessage): Promise<MessageRow | null> {
-      return sql.begin(async (tx) => {
-        await tx`select id from chat_rooms where id = ${input.roomId} for no key update`;
-        const [inserted] = await tx<{ id: number }[]>`
-          insert into chat_messages (room_id, user_id, content, message_type, metadata, reply_to_id, client_message_id,
-                                     flagged, moderation_score, moderation_reasons)
-          values (${input.roomId}, ${input.userId}, ${input.content}, ${input.messageType}, ${input.metadata},
-                  ${input.replyToId}, ${input.clientMessageId}, ${input.flagged}, ${input.score},
-                  ${tx.array([...input.reasons])}::text[])
+    async insertBatch(roomId: number, batch: readonly NewMessage[]): Promise<BatchResult> {
+      const input = batch.map((row) => ({
+        user_id: row.userId,
+        content: row.content,
+        message_type: row.messageType,
+        metadata: row.metadata.toString('base64'),
+        reply_to_id: row.replyToId,
+        client_message_id: row.clientMessageId,
+        flagged: row.flagged,
+        score: row.score,
+        reasons: [...row.reasons],
+      }));
+      const rows = await sql<(BatchRow & { room_found: boolean })[]>`
+        with locked as (
+          select id from chat_rooms where id = ${roomId} for no key update
+        ),
+        input as (
+          select e.ord,
+                 (e.doc->>'user_id')::bigint as user_id,
+                 e.doc->>'content' as content,
+                 e.doc->>'message_type' as message_type,
+                 decode(e.doc->>'metadata', 'base64') as metadata,
+                 (e.doc->>'reply_to_id')::bigint as reply_to_id,
+                 e.doc->>'client_message_id' as client_message_id,
+                 (e.doc->>'flagged')::boolean as flagged,
+                 (e.doc->>'score')::real as score,
+                 array(select jsonb_array_elements_text(e.doc->'reasons')) as reasons
+          from jsonb_array_elements(${sql.json(input)}::jsonb) with ordinality as e(doc, ord)
+        ),
+        checked as (
+          select i.*,
+                 exists (select 1 from chat_room_bans b
+                         where b.room_id = ${roomId} and b.user_id = i.user_id
+                           and (b.expires_at is null or b.expires_at > now())) as banned,
+                 exists (select 1 from chat_room_members c
+                         where c.room_id = ${roomId} and c.user_id = i.user_id) as member,
+                 (select m.expires_at from chat_room_mutes m
+                  where m.room_id = ${roomId} and m.user_id = i.user_id and m.expires_at > now()) as muted_until,
+                 (i.reply_to_id is null
+                  or exists (select 1 from chat_messages r
+                             where r.id = i.reply_to_id and r.room_id = ${roomId} and not r.flagged)) as reply_ok
+          from input i
+        ),
+        allowed as (
+          -- Joined with the locked room: no id is taken before the lock is held.
+          select c.ord, nextval('chat_messages_id_seq') as id
+          from checked c cross join locked
+          where not c.banned and c.member and c.muted_until is null and c.reply_ok
+          order by c.ord
+        ),
+        inserted as (
+          insert into chat_messages (id, room_id, user_id, content, message_type, metadata, reply_to_id,
+                                     client_message_id, flagged, moderation_score, moderation_reasons)
+          select a.id, ${roomId}, c.user_id, c.content, c.message_type, c.metadata, c.reply_to_id,
+                 c.client_message_id, c.flagged, c.score, c.reasons
+          from allowed a join checked c using (ord)
+          order by a.id
           on conflict (room_id, user_id, client_message_id) where client_message_id is not null do nothing
-          returning id`;
-        if (!inserted) return null;
-        if (!input.flagged) {
-          await tx`update chat_rooms set last_message_id = ${inserted.id} where id = ${input.roomId}`;
-        }
-        return getMessage(tx, inserted.id);
-      });
+          returning id, flagged, created_at, updated_at
+        ),
+        bumped as (
+          update chat_rooms
+          set last_message_id = greatest(last_message_id, (select max(id) from inserted where not flagged))
+          where id = ${roomId} and exists (select 1 from inserted where not flagged)
+        )
+        select c.ord, c.banned, c.member, c.muted_until, c.reply_ok, i.id, i.created_at, i.updated_at,
+               exists (select 1 from locked) as room_found
+        from checked c left join allowed a using (ord) left join inserted i on i.id = a.id
+        order by c.ord`;
+      if (!rows[0]?.room_found) return { kind: 'no_room' };
+      return { kind: 'stored', rows: rows.map(outcomeOf) };
     },
 
     async editMessage(id: number, content: string): Promise<MessageRow | null> {
@@ -299,28 +423,7 @@ export function createChatStore(sql: Sql) {
       return row ? getMessage(sql, row.id) : null;
     },
 
-    async sanctionsOf(roomId: number, userId: number): Promise<ActiveSanctions> {
-      const [row] = await sql<
-        {
-          ban_reason: string | null;
-          ban_expires: Date | null;
-          banned: boolean;
-          mute_reason: string | null;
-          mute_expires: Date | null;
-        }[]
-      >`
-        select b.reason as ban_reason, b.expires_at as ban_expires, b.user_id is not null as banned,
-               m.reason as mute_reason, m.expires_at as mute_expires
-        from (select 1) one
-        left join chat_room_bans b
-          on b.room_id = ${roomId} and b.user_id = ${userId} and (b.expires_at is null or b.expires_at > now())
-        left join chat_room_mutes m
-          on m.room_id = ${roomId} and m.user_id = ${userId} and m.expires_at > now()`;
-      return {
-        ban: row?.banned ? { expiresAt: row.ban_expires, reason: row.ban_reason ?? '' } : null,
-        mute: row?.mute_expires ? { expiresAt: row.mute_expires, reason: row.mute_reason ?? '' } : null,
-      };
-    },
+    sanctionsOf: (roomId: number, userId: number) => sanctionsOf(roomId, userId),
 
     /** Returns when the mute ends. */
     async mute(input: {
@@ -402,3 +505,4 @@ export function createChatStore(sql: Sql) {
     },
   };
 }
+export type ChatStore = ReturnType<typeof createChatStore>;

@@ -37,31 +37,42 @@ function compile(list: WordList): CompiledEntry[] {
   });
 }
 
+/** A token of a reading, with its collapsed form worked out once (every entry compares it). */
+interface Token {
+  text: string;
+  /** The token with its runs collapsed, when it has any. */
+  collapsed: string | null;
+}
+
+const prepare = (tokens: readonly string[]): Token[] =>
+  tokens.map((text) => ({ text, collapsed: hasRuns(text) ? collapseRuns(text) : null }));
+
+function test(kind: CompiledEntry['kind'], candidate: string, target: string): boolean {
+  if (kind === 'exact') return candidate === target;
+  return kind === 'prefix' ? candidate.startsWith(target) : candidate.includes(target);
+}
+
 function tokenMatches(
   kind: CompiledEntry['kind'],
-  token: string,
+  token: Token,
   stem: string,
   collapsedStem: string,
 ): boolean {
-  const test = (candidate: string, target: string) =>
-    kind === 'exact'
-      ? candidate === target
-      : kind === 'prefix'
-        ? candidate.startsWith(target)
-        : candidate.includes(target);
   // Stretched letters are compared collapsed on both sides ("fuuuck", "asss"); a word
   // without repeats is only compared as written, so "as" never reads as "ass".
-  return test(token, stem) || (hasRuns(token) && test(collapseRuns(token), collapsedStem));
+  return (
+    test(kind, token.text, stem) || (token.collapsed !== null && test(kind, token.collapsed, collapsedStem))
+  );
 }
 
-function entryMatches(entry: CompiledEntry, tokens: readonly string[]): boolean {
+function entryMatches(entry: CompiledEntry, tokens: readonly Token[]): boolean {
   const width = entry.tokens.length;
   for (let start = 0; start + width <= tokens.length; start++) {
     let all = true;
     for (let i = 0; i < width && all; i++) {
-      const token = tokens[start + i] ?? '';
+      const token = tokens[start + i];
       const kind = width === 1 ? entry.kind : 'exact';
-      all = tokenMatches(kind, token, entry.tokens[i] ?? '', entry.collapsed[i] ?? '');
+      all = token !== undefined && tokenMatches(kind, token, entry.tokens[i] ?? '', entry.collapsed[i] ?? '');
     }
     if (all) return true;
   }
@@ -178,7 +189,7 @@ export class LocalScorer implements ContentScorer {
   }
 
   private scoreWords(text: string): ScoreResult {
-    const readings = candidateTokenSequences(text);
+    const readings = candidateTokenSequences(text).map(prepare);
     const found = this.entries.filter((entry) => readings.some((tokens) => entryMatches(entry, tokens)));
     if (found.length === 0) return { score: 0, reasons: [], matches: [] };
     const combined = combineScores(found.map((entry) => ({ score: entry.weight, reasons: [] })));

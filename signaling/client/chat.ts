@@ -18,11 +18,15 @@
  * - A send carries a client message id; when the connection drops before the ack, the send is
  *   retried with the same id once the room is back, and the edge returns the message stored the
  *   first time instead of storing it twice.
+ * - When the edge stopped sending a room to this connection because it was not reading fast
+ *   enough (`chat.gap`), the missed range is read with `chat.history` forwards, live events held
+ *   back meanwhile: still no gap, no duplicate, and edits or deletions in the range are applied.
  */
 
 import { UnavailableError } from '../../common/contracts/browser.js';
 import type {
   ActivityType,
+  ChatGap,
   ChatMessage,
   ChatRoom,
   MessageEventType,
@@ -50,6 +54,12 @@ export interface ChatClientOptions {
   sendAttempts?: number;
   /** How long another user shows as typing without a new typing event (default 6 s). */
   typingTimeoutMs?: number;
+  /**
+   * The most messages kept per room (default: all). Past it the oldest are let go as new ones
+   * arrive (`hasOlder` turns true, `loadOlder` reads them again), so a long session in a busy
+   * room keeps bounded memory. Duplicates are still recognised well beyond the window.
+   */
+  maxMessages?: number;
 }
 
 export interface MessageInfo {
@@ -65,8 +75,10 @@ export type ChatClientEvents = {
   activity: [RoomActivity];
   /** Who is typing in a room now (other users only). */
   typing: [{ roomId: number; usernames: string[] }];
-  /** A room was (re)joined and caught up. */
+  /** A room was (re)joined and caught up (`reconnect: false` also after a gap was filled). */
   synced: [{ roomId: number; reconnect: boolean }];
+  /** The edge skipped a range of a room for this slow connection; it is being read (then `synced`). */
+  gap: [ChatGap];
   /** The edge took this connection out of a room (the user was banned); it is not re-joined. */
   removed: [{ roomId: number; reason: string }];
   /** A new notification of the signed-in user (after `loadNotifications`). */
@@ -118,6 +130,10 @@ interface RoomState {
   typingSentAt: number;
   /** Counts catch-up runs: a newer one (after another reconnect) supersedes an older one. */
   catchUps: number;
+  /** Where an unfinished gap starts: a catch-up after a reconnect reads from there at the latest. */
+  gapAfter: number | null;
+  /** Live messages up to this id were seen and forgotten (maxMessages): a late copy is a duplicate. */
+  forgottenThrough: number;
 }
 
 const TYPING_RESEND_MS = 3000;
@@ -162,6 +178,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#offs.push(
       this.#connection.on('chat.message', (event) => this.#onMessage(event)),
       this.#connection.on('chat.activity', (activity) => this.#onActivity(activity)),
+      this.#connection.on('chat.gap', (gap) => this.#onGap(gap)),
       this.#connection.on('notifications.new', (notification) => this.emit('notification', notification)),
       this.#connection.on('track.progress', (progress) => this.emit('trackProgress', progress)),
       this.#connection.on('open', ({ reconnect }) => {
@@ -227,6 +244,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         typers: new Map(),
         typingSentAt: 0,
         catchUps: 0,
+        gapAfter: null,
+        forgottenThrough: 0,
       };
       this.#rooms.set(state.roomId, state);
       this.#adoptOrphans(state);
@@ -304,7 +323,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     });
     state.hasOlder = page.hasMore;
     for (const message of [...page.messages].reverse())
-      this.#apply(state, { roomId, eventType: 'created', message });
+      this.#apply(state, { roomId, eventType: 'created', message }, true);
     return state.hasOlder;
   }
 
@@ -429,23 +448,51 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     state.held.unshift(...mine);
   }
 
-  #apply(state: RoomState, event: MessageEvent): void {
+  /** `older`: read on purpose before the oldest kept message (loadOlder), not a late live copy. */
+  #apply(state: RoomState, event: MessageEvent, older = false): void {
     const { message, eventType } = event;
     if (eventType === 'created') {
-      if (state.ids.has(message.messageId)) return;
-      const index = insertionIndex(state.messages, message.messageId);
+      const id = message.messageId;
+      // A page read before the oldest kept message is new to the window, even if seen before it.
+      const known = older
+        ? id >= (state.messages[0]?.messageId ?? Number.POSITIVE_INFINITY) && state.ids.has(id)
+        : state.ids.has(id) || id <= state.forgottenThrough;
+      if (known) return;
+      let index = insertionIndex(state.messages, id);
       state.messages.splice(index, 0, message);
-      state.ids.add(message.messageId);
-      if (message.messageId > state.newest) state.newest = message.messageId;
+      state.ids.add(id);
+      if (id > state.newest) state.newest = id;
+      if (index === state.messages.length - 1) index -= this.#forgetOldest(state);
       this.#stoppedTyping(state, message.userId);
       this.emit('message', message, { roomId: state.roomId, eventType, index });
       return;
     }
-    if (!state.ids.has(message.messageId)) return;
+    if (!state.ids.has(message.messageId) && message.messageId > state.forgottenThrough) return;
     const index = state.messages.findIndex((known) => known.messageId === message.messageId);
     if (index < 0) return;
     state.messages[index] = message;
     this.emit('message', message, { roomId: state.roomId, eventType, index });
+  }
+
+  /**
+   * Keeps a room within maxMessages as new messages arrive; returns how many were let go. Their
+   * ids are remembered a while longer (four windows), then only as "through this id".
+   */
+  #forgetOldest(state: RoomState): number {
+    const max = this.#options.maxMessages;
+    if (max === undefined || state.messages.length <= max) return 0;
+    const dropped = state.messages.splice(0, state.messages.length - max);
+    state.hasOlder = true;
+    const keepIds = 4 * max + 100;
+    // In chunks of a window, not one by one: the sort is then paid once per `max` messages.
+    if (state.ids.size > keepIds + max) {
+      const ids = [...state.ids].sort((a, b) => a - b);
+      for (const id of ids.slice(0, ids.length - keepIds)) {
+        state.ids.delete(id);
+        if (id > state.forgottenThrough) state.forgottenThrough = id;
+      }
+    }
+    return dropped.length;
   }
 
   /** Held live events go out after the history: in id order, each once. */
@@ -486,7 +533,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     for (let attempt = 0; ; attempt++) {
       try {
         const limit = 100;
-        const cursor = state.newest;
+        const cursor = state.gapAfter === null ? state.newest : Math.min(state.newest, state.gapAfter);
         const joined = await this.#request('chat.join', {
           roomId: state.roomId,
           limit,
@@ -496,8 +543,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         state.room = joined.room;
         let page: { messages: ChatMessage[]; hasMore: boolean; lastMessageId: number } = joined;
         for (;;) {
-          for (const message of page.messages)
-            this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
+          for (const message of page.messages) this.#applyStored(state, message);
           // Without a cursor the join returned the latest page; older ones stay for loadOlder.
           if (!page.hasMore || cursor === 0 || page.messages.length === 0) break;
           page = await this.#request('chat.history', {
@@ -507,6 +553,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
           });
           if (!current()) return;
         }
+        state.gapAfter = null;
         this.#finishSync(state, true);
         return;
       } catch (error) {
@@ -525,6 +572,67 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         return;
       }
     }
+  }
+
+  #onGap(gap: ChatGap): void {
+    const state = this.#rooms.get(gap.roomId);
+    if (!state || state.left) return;
+    state.gapAfter = Math.min(state.gapAfter ?? gap.afterMessageId, gap.afterMessageId);
+    this.emit('gap', gap);
+    void this.#fillGap(state, gap);
+  }
+
+  /**
+   * Reads a gap's messages forwards, live events held back meanwhile. A dropped connection leaves
+   * it to the catch-up after the reconnect (which starts at the gap at the latest).
+   */
+  async #fillGap(state: RoomState, gap: ChatGap): Promise<void> {
+    // A catch-up still paging is superseded: what it had not read yet is after the newest id seen.
+    const catchingUp = state.syncing;
+    const run = ++state.catchUps;
+    this.#unready(state);
+    const current = () => !state.left && state.catchUps === run;
+    const behind = catchingUp && state.newest > 0 ? state.newest : gap.afterMessageId;
+    let after = Math.min(state.gapAfter ?? gap.afterMessageId, behind);
+    for (let attempt = 0; ; ) {
+      try {
+        const page = await this.#request('chat.history', {
+          roomId: state.roomId,
+          afterMessageId: after,
+          limit: 100,
+        });
+        if (!current()) return;
+        for (const message of page.messages) this.#applyStored(state, message);
+        after = page.lastMessageId;
+        if (page.hasMore && page.messages.length > 0) continue;
+        state.gapAfter = null;
+        this.#finishSync(state, false);
+        return;
+      } catch (error) {
+        if (!current()) return;
+        if ((error as { code?: string }).code !== 'unavailable') {
+          this.#forget(state);
+          this.emit('removed', { roomId: state.roomId, reason: (error as Error).message });
+          this.emit('error', error as Error);
+          return;
+        }
+        if (this.#connection.state !== 'open') return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt++)));
+        if (!current() || this.#connection.state !== 'open') return;
+      }
+    }
+  }
+
+  /** A message as stored now: new, or a known one that was edited or deleted meanwhile. */
+  #applyStored(state: RoomState, message: ChatMessage): void {
+    if (!state.ids.has(message.messageId)) {
+      this.#apply(state, { roomId: state.roomId, eventType: 'created', message });
+      return;
+    }
+    const known = state.messages.find((m) => m.messageId === message.messageId);
+    if (!known || (known.deleted === message.deleted && known.updatedAt === message.updatedAt)) return;
+    const eventType = message.deleted && !known.deleted ? 'deleted' : 'edited';
+    this.#apply(state, { roomId: state.roomId, eventType, message });
   }
 
   #forget(state: RoomState): void {

@@ -286,6 +286,12 @@ export interface ChatNotifications {
   'chat.message': { roomId: number; eventType: MessageEventType; message: ChatMessage };
   /** Presence, typing and sanctions in a joined room: ephemeral, never stored. */
   'chat.activity': RoomActivity;
+  /**
+   * The edge stopped sending this connection a room's events while it was not reading them, and
+   * now sends them again: read the missed messages with `chat.history` forwards from
+   * `afterMessageId` until `throughMessageId` is passed (or no more pages).
+   */
+  'chat.gap': ChatGap;
   /** A new notification of the signed-in user (after `notifications.list` on this connection). */
   'notifications.new': UserNotification;
   /**
@@ -293,6 +299,15 @@ export interface ChatNotifications {
    * on this connection). Not stored: a client that missed some reads GET /tracks/:id.
    */
   'track.progress': TrackProgress;
+}
+
+/** The range of a room's message ids a slow connection was not sent (edits and deletions included). */
+export interface ChatGap {
+  roomId: number;
+  /** Page `chat.history` forwards from here (exclusive). */
+  afterMessageId: number;
+  /** The newest id that was not sent. */
+  throughMessageId: number;
 }
 
 /** One step of a track's processing, as the transcode worker reports it. */
@@ -309,6 +324,7 @@ export interface TrackProgress {
 export const CHAT_NOTIFICATIONS: readonly (keyof ChatNotifications)[] = [
   'chat.message',
   'chat.activity',
+  'chat.gap',
   'notifications.new',
   'track.progress',
 ];

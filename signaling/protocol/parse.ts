@@ -112,10 +112,12 @@ const errorBodySchema = z.object({
   retryAfterMs: z.number().optional(),
 });
 
+// Notifications first: they are most frames (a busy chat room), and a union stops at the first
+// option that fits; trying the response shapes first built two sets of issues per notification.
 const serverFrameSchema = z.union([
+  z.object({ notification: z.string(), data: z.unknown() }),
   z.object({ id: requestIdSchema, ok: z.literal(true), result: z.unknown() }),
   z.object({ id: requestIdSchema.nullable(), ok: z.literal(false), error: errorBodySchema }),
-  z.object({ notification: z.string(), data: z.unknown() }),
 ]);
 
 export type ParsedServerFrame =

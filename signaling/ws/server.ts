@@ -150,7 +150,14 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
   });
   await Promise.all([streams.start(), revocations.start(), presence.ready]);
-  const chatHub = new ChatHub({ app, bus: options.bus, log });
+  // Chat pauses a room's deliveries to a socket at half the hard limit, so uWS never has to drop one.
+  const chatHub = new ChatHub({
+    app,
+    bus: options.bus,
+    log,
+    pauseBytes: Math.floor(limits.maxBackpressureBytes / 2),
+    resumeBytes: Math.floor(limits.maxBackpressureBytes / 8),
+  });
 
   // The first frame of every connection: the client loads its Device with it and joins in one request.
   const routerCapabilitiesFrame = JSON.stringify({
@@ -269,6 +276,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
             ws.close();
             return true;
           },
+          bufferedAmount: () => ws.getBufferedAmount(),
         },
       });
       const lifetime = new TokenLifetime({

@@ -9,10 +9,18 @@
  * - Subscriptions are reference-counted: the first socket in a room subscribes (and waits until
  *   the bus routes to it, so nothing published after its history read is missed), the last one
  *   out unsubscribes.
- * - Slow consumers: uWS drops a topic message for a socket over maxBackpressure (and then shuts
- *   the socket down). Before each publish the topic's members are checked, and one that the
- *   message would take past the limit is disconnected first, so no member ever silently misses a
- *   message; its client reconnects and catches up by id.
+ * - A control plane publishes a group commit's messages as one bus message (a batch); each of its
+ *   messages goes out as its own `chat.message`, in the batch's (id) order.
+ * - Slow consumers of a room: before each publish the room's members are checked, and one whose
+ *   socket holds more than `pauseBytes` unsent (with what this tick already published) is taken
+ *   off the room's topic instead of being sent more: the edge's memory for it stays bounded. The
+ *   hub notes the ids of the events it skips for it; once the socket has drained below
+ *   `resumeBytes` (checked every `pollMs`), it is put back on the topic and told the range it
+ *   missed (`chat.gap` {roomId, afterMessageId, throughMessageId}), which the client reads with
+ *   `chat.history` forwards from `afterMessageId`. uWS loses what a tick published to a topic for
+ *   a socket that leaves the topic in the same tick, so those ids count as missed too.
+ * - Notifications (the user's topic) are few: a socket that falls behind on them is disconnected
+ *   before uWS would drop one (it reconnects and reloads them).
  * - `banned` activity for a user removes that user's sockets from the room.
  * - Upload progress (`tracks.<id>.progress`) is keyed by track, not by user: one wildcard
  *   subscription, held while any user is watched, routes each event to its owner's topic.
@@ -23,8 +31,8 @@ import {
   activitySubject,
   notificationSubject,
   parseActivityEvent,
-  parseMessageEvent,
   parseNotificationEvent,
+  parseRoomEvents,
   roomSubject,
   trackProgressEventSchema,
 } from '../../../common/contracts/index.js';
@@ -39,7 +47,7 @@ import {
 import { wsNotifications } from '../metrics.js';
 import type { TopicPublisher } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
-import { chatAckWaits, chatSlowConsumers } from './metrics.js';
+import { chatAckWaits, chatBufferedPeak, chatPaused, chatSlowConsumers } from './metrics.js';
 
 export const roomTopic = (roomId: number): string => `room:${roomId}`;
 export const userTopic = (userId: number): string => `user:${userId}`;
@@ -52,6 +60,8 @@ export interface ChatMember {
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
   send(frame: ServerFrame): void;
+  /** Bytes uWS holds for the socket, not yet written to the network. */
+  bufferedAmount(): number;
   /**
    * Disconnects the socket when it is behind (uWS buffers for it) and `incomingBytes` more would
    * pass the backpressure limit; true if it did.
@@ -67,6 +77,18 @@ export interface ChatHubOptions {
   log: Logger;
   /** How long an ack may wait for its own message to pass through this node (default 1 s). */
   ackWaitMs?: number;
+  /** A member with more than this unsent stops getting its room's messages (default 256 KiB). */
+  pauseBytes?: number;
+  /** ... until it is back under this (default 64 KiB). */
+  resumeBytes?: number;
+  /** How often paused members are checked for having drained (default 50 ms). */
+  pollMs?: number;
+}
+
+/** What a paused member missed: the ids of the message events skipped for it. */
+interface Missed {
+  minId: number;
+  maxId: number;
 }
 
 interface Shared {
@@ -79,6 +101,10 @@ interface Shared {
 
 interface RoomEntry extends Shared {
   roomId: number;
+  /** Members off the topic because they are behind, with what they missed. */
+  paused: Map<ChatMember, Missed>;
+  /** Message ids published to the topic in this tick (lost for a member paused in it). */
+  tick: Missed | null;
   /** The newest "created" id this node has published or read for the room. */
   newest: number;
   recent: Set<number>;
@@ -87,6 +113,22 @@ interface RoomEntry extends Shared {
 
 /** How many recent message ids a room remembers (to answer "did this one pass already?"). */
 const RECENT_IDS = 1024;
+/** Half of the socket's hard backpressure limit (512 KiB): responses still fit above it. */
+const DEFAULT_PAUSE_BYTES = 256 * 1024;
+const DEFAULT_RESUME_BYTES = 64 * 1024;
+
+/** The most bytes a subscribed member was seen holding at a room publish, since the process started. */
+let bufferedPeak = 0;
+
+function spanOf(ids: readonly number[]): Missed | null {
+  if (ids.length === 0) return null;
+  return { minId: Math.min(...ids), maxId: Math.max(...ids) };
+}
+
+function widen(missed: Missed, span: Missed): void {
+  missed.minId = Math.min(missed.minId, span.minId);
+  missed.maxId = Math.max(missed.maxId, span.maxId);
+}
 
 export class ChatHub {
   readonly #options: ChatHubOptions;
@@ -94,6 +136,7 @@ export class ChatHub {
   readonly #rooms = new Map<number, RoomEntry>();
   readonly #users = new Map<number, Shared>();
   #progress: Subscription | null = null;
+  #poller: ReturnType<typeof setInterval> | null = null;
   #closing = false;
 
   constructor(options: ChatHubOptions) {
@@ -128,6 +171,7 @@ export class ChatHub {
   leave(member: ChatMember, roomId: number): void {
     const entry = this.#rooms.get(roomId);
     if (!entry?.members.delete(member)) return;
+    entry.paused.delete(member);
     if (member.open) member.unsubscribe(roomTopic(roomId));
     if (entry.members.size > 0) return;
     this.#rooms.delete(roomId);
@@ -211,6 +255,7 @@ export class ChatHub {
 
   close(): void {
     this.#closing = true;
+    this.#stopPolling();
     for (const entry of [...this.#rooms.values(), ...this.#users.values()]) {
       for (const subscription of entry.subscriptions) subscription.unsubscribe();
     }
@@ -276,6 +321,91 @@ export class ChatHub {
     wsNotifications.inc({ notification: frame.notification });
   }
 
+  /**
+   * Publishes one bus event's frames to the room's topic, after taking off it the members the
+   * frames would put over `pauseBytes`; members already off it note the ids they miss.
+   */
+  #publishRoom(entry: RoomEntry, frames: readonly NotificationFrame[], ids: readonly number[]): void {
+    if (this.#closing) return;
+    const texts = frames.map((frame) => JSON.stringify(frame));
+    const bytes = texts.reduce((sum, text) => sum + Buffer.byteLength(text), 0);
+    if (entry.pendingBytes === 0 && entry.tick === null) {
+      setImmediate(() => {
+        entry.pendingBytes = 0;
+        entry.tick = null;
+      });
+    }
+    entry.pendingBytes += bytes;
+    const span = spanOf(ids);
+    const limit = this.#options.pauseBytes ?? DEFAULT_PAUSE_BYTES;
+    for (const member of entry.members) {
+      const missed = entry.paused.get(member);
+      if (missed) {
+        if (span) widen(missed, span);
+        continue;
+      }
+      if (!member.open) continue;
+      const buffered = member.bufferedAmount() + entry.pendingBytes;
+      if (buffered > limit) {
+        this.#pause(entry, member, span);
+        continue;
+      }
+      if (buffered > bufferedPeak) {
+        bufferedPeak = buffered;
+        chatBufferedPeak.set(buffered);
+      }
+    }
+    for (const text of texts) this.#options.app.publish(roomTopic(entry.roomId), text);
+    for (const frame of frames) wsNotifications.inc({ notification: frame.notification });
+    if (span) {
+      if (entry.tick) widen(entry.tick, span);
+      else entry.tick = { ...span };
+    }
+  }
+
+  #pause(entry: RoomEntry, member: ChatMember, span: Missed | null): void {
+    // What this tick already published to the topic is lost for it once it leaves the topic.
+    const missed: Missed = entry.tick ? { ...entry.tick } : { minId: Number.MAX_SAFE_INTEGER, maxId: 0 };
+    if (span) widen(missed, span);
+    member.unsubscribe(roomTopic(entry.roomId));
+    entry.paused.set(member, missed);
+    chatPaused.inc();
+    this.#poller ??= setInterval(() => this.#resumeDrained(), this.#options.pollMs ?? 50);
+  }
+
+  /** Puts drained members back on their rooms' topics and tells each what it missed. */
+  #resumeDrained(): void {
+    const under = this.#options.resumeBytes ?? DEFAULT_RESUME_BYTES;
+    let waiting = 0;
+    for (const entry of this.#rooms.values()) {
+      for (const [member, missed] of entry.paused) {
+        if (!member.open) {
+          entry.paused.delete(member);
+          continue;
+        }
+        if (member.bufferedAmount() > under) {
+          waiting++;
+          continue;
+        }
+        entry.paused.delete(member);
+        // Back on the topic first: the gap's end and the live messages after it then meet.
+        member.subscribe(roomTopic(entry.roomId));
+        if (missed.maxId > 0) {
+          member.send({
+            notification: 'chat.gap',
+            data: { roomId: entry.roomId, afterMessageId: missed.minId - 1, throughMessageId: missed.maxId },
+          });
+        }
+      }
+    }
+    if (waiting === 0) this.#stopPolling();
+  }
+
+  #stopPolling(): void {
+    if (this.#poller) clearInterval(this.#poller);
+    this.#poller = null;
+  }
+
   #seen(entry: RoomEntry, messageId: number): void {
     if (!entry.recent.has(messageId)) {
       entry.recent.add(messageId);
@@ -293,7 +423,6 @@ export class ChatHub {
 
   #createRoom(roomId: number): RoomEntry {
     const { bus } = this.#options;
-    const topic = roomTopic(roomId);
     const entry: RoomEntry = {
       roomId,
       members: new Set(),
@@ -303,20 +432,32 @@ export class ChatHub {
       newest: 0,
       recent: new Set(),
       waiters: new Map(),
+      paused: new Map(),
+      tick: null,
     };
     const messages = bus.subscribe(roomSubject(roomId), (payload) => {
-      const event = parseMessageEvent(payload);
-      const message = event?.chatMessage;
-      const eventType = event?.eventType as MessageEventType | undefined;
-      if (!message || message.roomId !== roomId || !eventType || !MESSAGE_EVENT_TYPES.includes(eventType)) {
+      const events = parseRoomEvents(payload);
+      const frames: NotificationFrame[] = [];
+      const ids: number[] = [];
+      for (const event of events ?? []) {
+        const message = event.chatMessage;
+        const eventType = event.eventType as MessageEventType;
+        if (!message || message.roomId !== roomId || !MESSAGE_EVENT_TYPES.includes(eventType)) break;
+        frames.push({
+          notification: 'chat.message',
+          data: { roomId, eventType, message: toWireMessage(message) },
+        });
+        ids.push(message.messageId);
+      }
+      if (!events || frames.length !== events.length) {
         this.#log.warn({ roomId }, 'ignoring a malformed chat event');
         return;
       }
-      this.#publish(entry, topic, {
-        notification: 'chat.message',
-        data: { roomId, eventType, message: toWireMessage(message) },
+      this.#publishRoom(entry, frames, ids);
+      events.forEach((event, index) => {
+        const id = ids[index];
+        if (event.eventType === 'created' && id !== undefined) this.#seen(entry, id);
       });
-      if (eventType === 'created') this.#seen(entry, message.messageId);
     });
     const activity = bus.subscribe(activitySubject(roomId), (payload) => {
       const parsed = parseActivityEvent(payload);
@@ -335,7 +476,7 @@ export class ChatHub {
           if (member.open) member.send(frame);
         }
       }
-      this.#publish(entry, topic, frame);
+      this.#publishRoom(entry, [frame], []);
     });
     entry.subscriptions.push(messages, activity);
     entry.ready = Promise.all([messages.ready, activity.ready]).then(() => undefined);

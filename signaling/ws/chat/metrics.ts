@@ -1,4 +1,4 @@
-import { counter } from '../../../common/index.js';
+import { counter, gauge } from '../../../common/index.js';
 /** Metrics of chat delivery on the edge, on the process registry (common/metrics.ts). */
 
 export const chatAckWaits = counter(
@@ -8,5 +8,13 @@ export const chatAckWaits = counter(
 );
 export const chatSlowConsumers = counter(
   'veza_ws_chat_slow_consumers_total',
-  'Chat sockets disconnected because they did not read their room or notification messages',
+  'Chat sockets disconnected because they did not read their notifications',
+);
+export const chatPaused = counter(
+  'veza_ws_chat_paused_total',
+  'Times a chat socket was taken off a room because it was behind (it is told the gap once it drains)',
+);
+export const chatBufferedPeak = gauge(
+  'veza_ws_chat_buffered_peak_bytes',
+  'The most bytes a chat socket still on its room was seen holding unsent at a room publish, since start',
 );

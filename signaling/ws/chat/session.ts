@@ -33,6 +33,8 @@ export interface ChatSocket {
   unsubscribe(topic: string): void;
   /** Closes the connection when `incomingBytes` more would pass its backpressure limit; true if it did. */
   dropIfSlow(incomingBytes: number): boolean;
+  /** Bytes uWS holds for the socket, not yet written to the network. */
+  bufferedAmount(): number;
 }
 
 export interface ChatSessionOptions {
@@ -104,6 +106,7 @@ export class ChatSession implements ChatRequests {
         if (alive()) socket.send(JSON.stringify(frame));
       },
       dropIfSlow: (incomingBytes) => alive() && socket.dropIfSlow(incomingBytes),
+      bufferedAmount: () => (alive() ? socket.bufferedAmount() : 0),
       removedFrom: (roomId) => {
         this.#rooms.delete(roomId);
       },
