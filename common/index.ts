@@ -8,9 +8,15 @@
 export {
   type AccessTokenClaims,
   bearerToken,
+  cachedTokenVerifier,
+  DEFAULT_VERIFIED_TOKENS,
+  holdTokenCache,
+  LruMap,
   TOKEN_ALGORITHM,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
+  type TokenCacheHolder,
+  type TokenCacheHolderOptions,
   type VerifiedAccessToken,
   verifyAccessToken,
 } from './access-token.js';
