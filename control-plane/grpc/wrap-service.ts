@@ -136,14 +136,34 @@ function firstValue(metadata: Metadata, key: string): string | undefined {
 function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
   const started = process.hrtime.bigint();
   const requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
-  const log = runtime.log.child({ requestId, method });
   const headers = new Metadata();
   headers.set(REQUEST_ID_HEADER, requestId);
   call.sendMetadata(headers);
 
-  const cancellation = new AbortController();
-  call.on('cancelled', () => cancellation.abort());
-  const signal = AbortSignal.any([cancellation.signal, runtime.shutdown]);
+  // The call's child logger and its abort signal are made when first used: for a call answered
+  // from memory (ValidateToken) pino's child bindings and an abort (grpc-js reports every ended
+  // call as cancelled, and each abort builds a DOMException) cost more than the answer itself.
+  let log: Logger | undefined;
+  const logger = () => {
+    log ??= runtime.log.child({ requestId, method });
+    return log;
+  };
+  let clientGone = false;
+  let cancellation: AbortController | undefined;
+  call.on('cancelled', () => {
+    clientGone = true;
+    cancellation?.abort();
+  });
+  let signal: AbortSignal | undefined;
+  const signalOf = (): AbortSignal => {
+    if (!signal) {
+      cancellation = new AbortController();
+      if (clientGone) cancellation.abort();
+      signal = AbortSignal.any([cancellation.signal, runtime.shutdown]);
+    }
+    return signal;
+  };
+  const logsInfo = () => runtime.log.isLevelEnabled('info');
 
   let finished = false;
   const finish = (code: status) => {
@@ -157,35 +177,42 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
   return {
     async context(policy) {
       const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
+      let userLog: Logger | undefined;
       return {
         method,
         requestId,
-        log: identity.user ? log.child({ userId: identity.user.userId }) : log,
+        get log() {
+          if (!identity.user) return logger();
+          userLog ??= logger().child({ userId: identity.user.userId });
+          return userLog;
+        },
         user: identity.user,
         service: identity.service,
         peerIp: peerIpOf(call.getPeer()),
         metadata: call.metadata,
-        signal,
+        get signal() {
+          return signalOf();
+        },
       };
     },
     succeed() {
       const seconds = finish(status.OK);
-      if (seconds !== undefined)
-        log.info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+      if (seconds !== undefined && logsInfo())
+        logger().info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
     },
     fail(error) {
       const result = toGrpcStatus(error);
       result.metadata.set(REQUEST_ID_HEADER, requestId);
       const seconds = finish(result.code);
       const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
-      if (result.code === status.INTERNAL) log.error({ ...fields, err: error }, 'grpc call failed');
-      else log.info({ ...fields, error: result.details }, 'grpc call');
+      if (result.code === status.INTERNAL) logger().error({ ...fields, err: error }, 'grpc call failed');
+      else if (logsInfo()) logger().info({ ...fields, error: result.details }, 'grpc call');
       return result;
     },
     cancelled() {
       const seconds = finish(status.CANCELLED);
-      if (seconds !== undefined)
-        log.info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+      if (seconds !== undefined && logsInfo())
+        logger().info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
     },
   };
 }
