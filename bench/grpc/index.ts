@@ -3,6 +3,7 @@
  * through the real control plane (interceptors, JWT and session checks, PostgreSQL), and the
  * same calls against a bare grpc-js server answering a recorded response.
  */
+import { availableParallelism } from 'node:os';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { ChatServiceClient, type SendMessageResponse } from '../../proto/gen/veza/chat/chat.js';
@@ -47,6 +48,12 @@ export interface GrpcStep {
    */
   loadgen_limited: boolean;
   machine_busy_pct: number;
+  /**
+   * CPU the rest of the machine used meanwhile (100 is a whole core): the machine's busy time
+   * less the load generator's and the server's (null without the server's pid). On shared cores a
+   * large share means the ratio to the baseline says more about the neighbours than the server.
+   */
+  others_cpu_pct: number | null;
   error_samples: string[];
   cdf: { latency_ms: CdfPoints };
 }
@@ -94,6 +101,9 @@ async function measure(
     const histogram = new LogHistogram();
     histogram.merge(result.latency);
     const clientCpuPct = round((100 * result.cpuSeconds) / result.elapsedS, 1);
+    const machineBusyPct = busyPercent(machine0, machineCpuTimes());
+    const serverCpuPct =
+      serverPid === null ? null : round((100 * (totalCpuSeconds(tree) - server0)) / wallS, 1);
     return {
       method: spec.method,
       concurrency,
@@ -101,7 +111,7 @@ async function measure(
       errors: result.failed,
       req_per_s: round(result.completed / result.elapsedS, 0),
       latency_ms: histogram.summary(),
-      server_cpu_pct: serverPid === null ? null : round((100 * (totalCpuSeconds(tree) - server0)) / wallS, 1),
+      server_cpu_pct: serverCpuPct,
       client_cpu_pct: clientCpuPct,
       client_loop_delay_ms: {
         p50: round(result.loopDelayMs.p50, 2),
@@ -109,7 +119,11 @@ async function measure(
         max: round(result.loopDelayMs.max, 2),
       },
       loadgen_limited: clientCpuPct >= LOADGEN_LIMIT_PCT,
-      machine_busy_pct: round(busyPercent(machine0, machineCpuTimes()), 1),
+      machine_busy_pct: round(machineBusyPct, 1),
+      others_cpu_pct:
+        serverCpuPct === null
+          ? null
+          : round(Math.max(0, machineBusyPct * availableParallelism() - clientCpuPct - serverCpuPct), 1),
       error_samples: result.errors,
       cdf: { latency_ms: histogram.cdf() },
     };
@@ -163,12 +177,15 @@ async function seedRoom(address: string, users: BenchUser[], roomId: number, cou
 
 const TARGET_CONCURRENCY = 64;
 const TARGET_RATIO = 0.8;
+/** Other processes using this much of a core make a step's ratio unreliable. */
+const CONTENDED_PCT = 50;
 
 /** What a step's processes used, for the progress lines. */
 function usage(step: GrpcStep): string {
   const server = step.server_cpu_pct === null ? '' : `server ${step.server_cpu_pct}% CPU, `;
   const limited = step.loadgen_limited ? ' (load generator limited)' : '';
-  return `${server}load generator ${step.client_cpu_pct}% CPU, loop delay p99 ${step.client_loop_delay_ms.p99} ms${limited}, machine ${step.machine_busy_pct}% busy`;
+  const others = step.others_cpu_pct === null ? '' : `, others ${step.others_cpu_pct}% CPU`;
+  return `${server}load generator ${step.client_cpu_pct}% CPU, loop delay p99 ${step.client_loop_delay_ms.p99} ms${limited}, machine ${step.machine_busy_pct}% busy${others}`;
 }
 
 /** Under the per-user burst limit (6 messages per 5 s). */
@@ -253,6 +270,12 @@ export async function grpcScenario(options: GrpcOptions, progress: Progress): Pr
     platform64 && echo64 && platform64.errors === 0 && echo64.req_per_s > 0
       ? round(platform64.req_per_s / echo64.req_per_s, 2)
       : null;
+  const contended = [platform64, echo64].filter((step) => (step?.others_cpu_pct ?? 0) >= CONTENDED_PCT);
+  if (contended.length > 0) {
+    notes.push(
+      `ValidateToken at K=${TARGET_CONCURRENCY}: other processes used ${contended.map((step) => `${step?.others_cpu_pct}%`).join(' and ')} of a core during ${contended.length === 2 ? 'both steps' : 'one of the steps'} (others_cpu_pct): the ratio reflects the neighbours as much as the server.`,
+    );
+  }
   if (platform64?.loadgen_limited || echo64?.loadgen_limited) {
     notes.push(
       `ValidateToken at K=${TARGET_CONCURRENCY}: the load generator was near a whole core (platform step ${platform64?.client_cpu_pct}%, echo ${echo64?.client_cpu_pct}%): the figure it limited is a floor, not the server's ceiling.`,
