@@ -178,6 +178,7 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
     async context(policy) {
       const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
       let userLog: Logger | undefined;
+      let peerIp: string | undefined;
       return {
         method,
         requestId,
@@ -188,7 +189,11 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
         },
         user: identity.user,
         service: identity.service,
-        peerIp: peerIpOf(call.getPeer()),
+        // Read from the socket while the call is open: handlers that want it read it first.
+        get peerIp() {
+          peerIp ??= peerIpOf(call.getPeer());
+          return peerIp;
+        },
         metadata: call.metadata,
         get signal() {
           return signalOf();
