@@ -4,9 +4,10 @@
  * A check verifies the token's signature (kept per token string until it expires, see
  * common/access-token.ts), then answers from a cache of login sessions and users, loaded from
  * the SessionStore and the users table on a miss. The cache is kept current by the
- * acknowledged invalidations of ./invalidations.ts: a revoked session becomes a tombstone and a
- * changed user is dropped before this process acknowledges, so once a revoking call returned,
- * no check here answers from the old state.
+ * acknowledged invalidations of ./invalidations.ts: a revoked session and a changed user are
+ * dropped before this process acknowledges (the next check reads them again, and a revoked
+ * session read from the store is kept as such), so once a revoking call returned, no check here
+ * answers from the old state.
  *
  * What no invalidation covers is bounded by `maxAgeMs`: an entry older than that is loaded
  * again (a user changed at the CLI, which has no bus in standalone mode; an invalidation this
@@ -70,7 +71,7 @@ export interface TokenChecksOptions {
 
 interface CachedSession {
   userId: number;
-  /** Epoch ms; +Infinity for a tombstone. */
+  /** Epoch ms; +Infinity for a revoked one. */
   expiresAt: number;
   revoked: boolean;
   /** performance.now() when loaded. */
@@ -117,7 +118,7 @@ export class TokenChecks {
       intervalMs: options.intervalMs,
       apply: (invalidation) => {
         if (invalidation.type === 'sessions-revoked') {
-          for (const sessionId of invalidation.sessionIds) this.#revoked(sessionId, invalidation.userId);
+          for (const sessionId of invalidation.sessionIds) this.#revoked(sessionId);
         } else {
           this.#userChanged(invalidation.userId);
         }
@@ -182,17 +183,18 @@ export class TokenChecks {
 
   async #session(sessionId: string): Promise<CachedSession | null> {
     const cached = this.#sessions.get(sessionId);
-    // A revocation is final: a tombstone is answered from whatever the holder's state.
-    if (cached?.revoked) return cached;
-    if (cached && this.#holder.trusted() && this.#fresh(cached.loadedAt) && cached.expiresAt > Date.now())
+    if (
+      cached &&
+      this.#holder.trusted() &&
+      this.#fresh(cached.loadedAt) &&
+      (cached.revoked || cached.expiresAt > Date.now())
+    ) {
       return cached;
-    const loaded = await this.#load(this.#sessionLoads, this.#sessions, sessionId, 'sessions', async () => {
+    }
+    return this.#load(this.#sessionLoads, this.#sessions, sessionId, 'sessions', async () => {
       const record = await this.#options.sessions.get(sessionId);
       return record ? toCachedSession(record) : null;
     });
-    // A revocation applied while the load ran wins over what the load read.
-    const now = this.#sessions.get(sessionId);
-    return now?.revoked ? now : loaded;
   }
 
   /** Loads `key` once for concurrent callers, and stores the result unless an invalidation overtook it. */
@@ -223,13 +225,13 @@ export class TokenChecks {
     return load.promise;
   }
 
-  #revoked(sessionId: string, userId: number): void {
-    this.#sessions.set(sessionId, {
-      userId,
-      expiresAt: Number.POSITIVE_INFINITY,
-      revoked: true,
-      loadedAt: performance.now(),
-    });
+  /**
+   * Dropped rather than marked: the next check reads the store, which says "revoked" (and keeps
+   * that answer for the maximum age) or, once the retention sweep deleted the row, "unknown",
+   * as before there was a cache.
+   */
+  #revoked(sessionId: string): void {
+    this.#sessions.delete(sessionId);
     overtake(this.#sessionLoads, sessionId);
   }
 
