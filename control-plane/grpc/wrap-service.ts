@@ -120,6 +120,8 @@ interface AnyServerCall {
 }
 
 interface CallTracker {
+  /** Sends the response headers (with the request id), once. */
+  sendHeaders(): void;
   context(policy: AuthPolicy): Promise<CallContext>;
   succeed(): void;
   /** Maps the error, logs it and records the call; returns the status to send. */
@@ -136,9 +138,7 @@ function firstValue(metadata: Metadata, key: string): string | undefined {
 function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
   const started = process.hrtime.bigint();
   const requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
-  const headers = new Metadata();
-  headers.set(REQUEST_ID_HEADER, requestId);
-  call.sendMetadata(headers);
+  let headersSent = false;
 
   // The call's child logger and its abort signal are made when first used: for a call answered
   // from memory (ValidateToken) pino's child bindings and an abort (grpc-js reports every ended
@@ -175,6 +175,13 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
   };
 
   return {
+    sendHeaders() {
+      if (headersSent) return;
+      headersSent = true;
+      const headers = new Metadata();
+      headers.set(REQUEST_ID_HEADER, requestId);
+      call.sendMetadata(headers);
+    },
     async context(policy) {
       const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
       let userLog: Logger | undefined;
@@ -230,15 +237,23 @@ function unaryCall(
   const handler = impl.handler as UnaryHandler<unknown, unknown>;
   return (call, callback) => {
     const tracker = trackCall(call, method, runtime);
+    // Headers go with the answer, in the same tick: grpc-js then writes headers, message and
+    // trailers at once instead of the headers in a write of their own (a syscall, and more
+    // garbage, per call).
     tracker
       .context(impl.policy)
       .then((ctx) => handler(call.request, ctx))
       .then(
         (response) => {
           tracker.succeed();
+          tracker.sendHeaders();
           callback(null, response);
         },
-        (error: unknown) => callback(tracker.fail(error)),
+        (error: unknown) => {
+          const failure = tracker.fail(error);
+          tracker.sendHeaders();
+          callback(failure);
+        },
       );
   };
 }
@@ -258,11 +273,14 @@ function clientStreamCall(
         (response) => {
           if (call.cancelled) return tracker.cancelled();
           tracker.succeed();
+          tracker.sendHeaders();
           callback(null, response);
         },
         (error: unknown) => {
           if (call.cancelled) return tracker.cancelled();
-          callback(tracker.fail(error));
+          const failure = tracker.fail(error);
+          tracker.sendHeaders();
+          callback(failure);
         },
       );
   };
@@ -297,6 +315,8 @@ function serverStreamCall(
   const handler = impl.handler as ServerStreamHandler<unknown, unknown>;
   return (call) => {
     const tracker = trackCall(call, method, runtime);
+    // A stream's client learns the request id before the first message.
+    tracker.sendHeaders();
     settleStream(
       call,
       tracker,
@@ -313,6 +333,7 @@ function bidiStreamCall(
   const handler = impl.handler as BidiStreamHandler<unknown, unknown>;
   return (call) => {
     const tracker = trackCall(call, method, runtime);
+    tracker.sendHeaders();
     settleStream(
       call,
       tracker,
