@@ -141,26 +141,37 @@ export const DEFAULT_VERIFIED_TOKENS = 10_000;
  * verifyAccessToken with the result kept per token string until the token expires: the same
  * string, once verified, stays verified (its signature cannot change), so a hot token costs a
  * map lookup instead of an Ed25519 verification. Only successes are kept; a key withdrawn from
- * the key set does not un-verify a cached token before it expires. The result is shared: do not
- * mutate it.
+ * the key set does not un-verify a cached token before it expires. Results are shared: do not
+ * mutate them.
  */
-export function cachedTokenVerifier(
-  getKey: JWTVerifyGetKey,
-  maxEntries = DEFAULT_VERIFIED_TOKENS,
-): (token: string) => Promise<VerifiedAccessToken> {
-  const verified = new LruMap<string, VerifiedAccessToken>(maxEntries);
-  return async (token) => {
-    const hit = verified.get(token);
+export class VerifiedTokens {
+  readonly #getKey: JWTVerifyGetKey;
+  readonly #verified: LruMap<string, VerifiedAccessToken>;
+
+  constructor(getKey: JWTVerifyGetKey, maxEntries = DEFAULT_VERIFIED_TOKENS) {
+    this.#getKey = getKey;
+    this.#verified = new LruMap(maxEntries);
+  }
+
+  /** The kept verification of `token` while it is unexpired, without waiting; undefined otherwise. */
+  peek(token: string): VerifiedAccessToken | undefined {
+    const hit = this.#verified.get(token);
+    // jose's own rule: expired once `exp` is at or before the current second.
+    if (hit && hit.claims.exp > Math.floor(Date.now() / 1000)) return hit;
+    return undefined;
+  }
+
+  async verify(token: string): Promise<VerifiedAccessToken> {
+    const hit = this.#verified.get(token);
     if (hit) {
-      // jose's own rule: expired once `exp` is at or before the current second.
       if (hit.claims.exp > Math.floor(Date.now() / 1000)) return hit;
-      verified.delete(token);
+      this.#verified.delete(token);
       throw new UnauthenticatedError('invalid token: expired');
     }
-    const result = await verifyAccessToken(token, getKey);
-    verified.set(token, result);
+    const result = await verifyAccessToken(token, this.#getKey);
+    this.#verified.set(token, result);
     return result;
-  };
+  }
 }
 
 export interface TokenCacheHolderOptions {

@@ -8,7 +8,6 @@
 export {
   type AccessTokenClaims,
   bearerToken,
-  cachedTokenVerifier,
   DEFAULT_VERIFIED_TOKENS,
   holdTokenCache,
   LruMap,
@@ -18,6 +17,7 @@ export {
   type TokenCacheHolder,
   type TokenCacheHolderOptions,
   type VerifiedAccessToken,
+  VerifiedTokens,
   verifyAccessToken,
 } from './access-token.js';
 export {

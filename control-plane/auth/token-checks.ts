@@ -21,13 +21,13 @@
 import { UnauthenticatedError } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
 import {
-  cachedTokenVerifier,
   counter,
   holdTokenCache,
   type Logger,
   LruMap,
   type TokenCacheHolder,
   type VerifiedAccessToken,
+  VerifiedTokens,
 } from '../../common/index.js';
 import type { BlobStorage, EventBus, SessionRecord, SessionStore } from '../../common/ports/index.js';
 import type { UserInfo } from '../../proto/gen/veza/auth/auth.js';
@@ -97,7 +97,7 @@ const loads = () =>
 export class TokenChecks {
   readonly #options: TokenChecksOptions;
   readonly #limits: TokenCacheLimits;
-  readonly #verify: (token: string) => Promise<VerifiedAccessToken>;
+  readonly #verified: VerifiedTokens;
   readonly #sessions: LruMap<string, CachedSession>;
   readonly #users: LruMap<number, CachedUser>;
   readonly #sessionLoads = new Map<string, Load<CachedSession | null>>();
@@ -107,7 +107,7 @@ export class TokenChecks {
   constructor(options: TokenChecksOptions) {
     this.#options = options;
     this.#limits = { ...DEFAULT_TOKEN_CACHE_LIMITS, ...options.limits };
-    this.#verify = cachedTokenVerifier(options.keys.getKey, this.#limits.tokens);
+    this.#verified = new VerifiedTokens(options.keys.getKey, this.#limits.tokens);
     this.#sessions = new LruMap(this.#limits.sessions);
     this.#users = new LruMap(this.#limits.users);
     this.#holder = holdTokenCache({
@@ -136,7 +136,7 @@ export class TokenChecks {
    * messages of every protected call.
    */
   async check(token: string): Promise<VerifiedAccessToken> {
-    const verified = await this.#verify(token);
+    const verified = await this.#verified.verify(token);
     if (verified.claims.typ !== 'access')
       throw new UnauthenticatedError('invalid token: not a user access token');
     const session = await this.#session(verified.sessionId);
@@ -160,20 +160,39 @@ export class TokenChecks {
   }
 
   /**
+   * The answer of check() and user() when everything it needs is in memory and usable, without
+   * waiting; undefined when anything is missing, stale or wrong (then check() says what). The
+   * hot path of ValidateToken and the interceptor: no promise, no PostgreSQL.
+   */
+  checkNow(token: string): { verified: VerifiedAccessToken; user: CachedUser } | undefined {
+    if (!this.#holder.trusted()) return undefined;
+    const verified = this.#verified.peek(token);
+    if (!verified || verified.claims.typ !== 'access') return undefined;
+    const session = this.#sessions.get(verified.sessionId);
+    if (
+      !session ||
+      session.revoked ||
+      session.userId !== verified.userId ||
+      session.expiresAt <= Date.now() ||
+      !this.#fresh(session.loadedAt)
+    ) {
+      return undefined;
+    }
+    const user = this.#users.get(verified.userId);
+    if (!user || !this.#fresh(user.loadedAt)) return undefined;
+    return { verified, user };
+  }
+
+  /**
    * The TokenVerifier of the gRPC layer: roles, email and username as stored now, so a role
    * taken away applies to the next call and not only to the next token.
    */
-  readonly verifier = async (token: string): Promise<AuthenticatedUser> => {
-    const { userId, sessionId, claims, expiresAt } = await this.check(token);
-    const user = (await this.user(userId))?.record;
-    return {
-      userId,
-      sessionId,
-      roles: [...(user?.roles ?? claims.roles)],
-      email: user?.email ?? claims.email,
-      username: user?.username ?? claims.username,
-      expiresAt,
-    };
+  readonly verifier = (token: string): AuthenticatedUser | Promise<AuthenticatedUser> => {
+    const hit = this.checkNow(token);
+    if (hit) return authenticatedUser(hit.verified, hit.user.record);
+    return this.check(token).then(async (verified) =>
+      authenticatedUser(verified, (await this.user(verified.userId))?.record),
+    );
   };
 
   /** Says goodbye to the control planes and stops following invalidations. */
@@ -243,6 +262,18 @@ export class TokenChecks {
   #fresh(loadedAt: number): boolean {
     return performance.now() - loadedAt < this.#limits.maxAgeMs;
   }
+}
+
+function authenticatedUser(verified: VerifiedAccessToken, user: UserRecord | undefined): AuthenticatedUser {
+  const { userId, sessionId, claims, expiresAt } = verified;
+  return {
+    userId,
+    sessionId,
+    roles: [...(user?.roles ?? claims.roles)],
+    email: user?.email ?? claims.email,
+    username: user?.username ?? claims.username,
+    expiresAt,
+  };
 }
 
 /** Marks a running load stale, and keeps checks that start from now on from joining it. */

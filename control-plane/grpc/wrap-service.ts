@@ -27,7 +27,7 @@ import {
   toGrpcStatus,
 } from '../../common/index.js';
 import { recordCall, statusName } from './call-metrics.js';
-import { type ApiKeyMatcher, authenticateCaller } from './caller-auth.js';
+import { type ApiKeyMatcher, authenticateCaller, type CallerIdentity } from './caller-auth.js';
 import type { AuthPolicy, CallContext, TokenVerifier } from './context.js';
 
 /** The shape of one rpc in a ts-proto `outputServices=grpc-js` service definition. */
@@ -122,7 +122,8 @@ interface AnyServerCall {
 interface CallTracker {
   /** Sends the response headers (with the request id), once. */
   sendHeaders(): void;
-  context(policy: AuthPolicy): Promise<CallContext>;
+  /** At once when authenticating the caller needs no waiting; throws or rejects with its refusal. */
+  context(policy: AuthPolicy): CallContext | Promise<CallContext>;
   succeed(): void;
   /** Maps the error, logs it and records the call; returns the status to send. */
   fail(error: unknown): GrpcStatusObject;
@@ -133,6 +134,11 @@ interface CallTracker {
 function firstValue(metadata: Metadata, key: string): string | undefined {
   const value = metadata.get(key)[0];
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The call's context as a promise, whether it came at once, late, or as a thrown refusal. */
+function contextPromise(tracker: CallTracker, policy: AuthPolicy): Promise<CallContext> {
+  return new Promise((resolve) => resolve(tracker.context(policy)));
 }
 
 function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
@@ -174,6 +180,31 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
     return seconds;
   };
 
+  const contextOf = (identity: CallerIdentity): CallContext => {
+    let userLog: Logger | undefined;
+    let peerIp: string | undefined;
+    return {
+      method,
+      requestId,
+      get log() {
+        if (!identity.user) return logger();
+        userLog ??= logger().child({ userId: identity.user.userId });
+        return userLog;
+      },
+      user: identity.user,
+      service: identity.service,
+      // Read from the socket while the call is open: handlers that want it read it first.
+      get peerIp() {
+        peerIp ??= peerIpOf(call.getPeer());
+        return peerIp;
+      },
+      metadata: call.metadata,
+      get signal() {
+        return signalOf();
+      },
+    };
+  };
+
   return {
     sendHeaders() {
       if (headersSent) return;
@@ -182,30 +213,9 @@ function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): C
       headers.set(REQUEST_ID_HEADER, requestId);
       call.sendMetadata(headers);
     },
-    async context(policy) {
-      const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
-      let userLog: Logger | undefined;
-      let peerIp: string | undefined;
-      return {
-        method,
-        requestId,
-        get log() {
-          if (!identity.user) return logger();
-          userLog ??= logger().child({ userId: identity.user.userId });
-          return userLog;
-        },
-        user: identity.user,
-        service: identity.service,
-        // Read from the socket while the call is open: handlers that want it read it first.
-        get peerIp() {
-          peerIp ??= peerIpOf(call.getPeer());
-          return peerIp;
-        },
-        metadata: call.metadata,
-        get signal() {
-          return signalOf();
-        },
-      };
+    context(policy) {
+      const identity = authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
+      return identity instanceof Promise ? identity.then(contextOf) : contextOf(identity);
     },
     succeed() {
       const seconds = finish(status.OK);
@@ -240,21 +250,29 @@ function unaryCall(
     // Headers go with the answer, in the same tick: grpc-js then writes headers, message and
     // trailers at once instead of the headers in a write of their own (a syscall, and more
     // garbage, per call).
-    tracker
-      .context(impl.policy)
-      .then((ctx) => handler(call.request, ctx))
-      .then(
-        (response) => {
-          tracker.succeed();
-          tracker.sendHeaders();
-          callback(null, response);
-        },
-        (error: unknown) => {
-          const failure = tracker.fail(error);
-          tracker.sendHeaders();
-          callback(failure);
-        },
-      );
+    // The handler starts at once when the caller is known at once (a token answered from memory).
+    let answer: Promise<unknown>;
+    try {
+      const ctx = tracker.context(impl.policy);
+      answer =
+        ctx instanceof Promise
+          ? ctx.then((known) => handler(call.request, known))
+          : handler(call.request, ctx);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    answer.then(
+      (response) => {
+        tracker.succeed();
+        tracker.sendHeaders();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        const failure = tracker.fail(error);
+        tracker.sendHeaders();
+        callback(failure);
+      },
+    );
   };
 }
 
@@ -266,8 +284,7 @@ function clientStreamCall(
   const handler = impl.handler as ClientStreamHandler<unknown, unknown>;
   return (call, callback) => {
     const tracker = trackCall(call, method, runtime);
-    tracker
-      .context(impl.policy)
+    contextPromise(tracker, impl.policy)
       .then((ctx) => handler(call, ctx))
       .then(
         (response) => {
@@ -320,7 +337,7 @@ function serverStreamCall(
     settleStream(
       call,
       tracker,
-      tracker.context(impl.policy).then((ctx) => handler(call.request, call, ctx)),
+      contextPromise(tracker, impl.policy).then((ctx) => handler(call.request, call, ctx)),
     );
   };
 }
@@ -337,11 +354,9 @@ function bidiStreamCall(
     settleStream(
       call,
       tracker,
-      tracker
-        .context(impl.policy)
-        .then((ctx) =>
-          handler(call.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>, call, ctx),
-        ),
+      contextPromise(tracker, impl.policy).then((ctx) =>
+        handler(call.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>, call, ctx),
+      ),
     );
   };
 }

@@ -17,7 +17,6 @@
  */
 import { UnauthenticatedError } from '../../common/contracts/index.js';
 import {
-  cachedTokenVerifier,
   DEFAULT_VERIFIED_TOKENS,
   holdTokenCache,
   type Logger,
@@ -26,6 +25,7 @@ import {
   USER_ROLES,
   type UserRole,
   type VerifiedAccessToken,
+  VerifiedTokens,
 } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
@@ -98,7 +98,7 @@ const isUserRole = (role: string): role is UserRole => (USER_ROLES as readonly s
 export class EdgeTokenChecks {
   readonly #options: EdgeTokenChecksOptions;
   readonly #limits: EdgeTokenCacheLimits;
-  readonly #verify: (token: string) => Promise<VerifiedAccessToken>;
+  readonly #verified: VerifiedTokens;
   readonly #sessions: LruMap<string, CachedSession>;
   readonly #users: LruMap<number, CachedUser>;
   /** Running ValidateToken calls, by token. */
@@ -110,7 +110,7 @@ export class EdgeTokenChecks {
   constructor(options: EdgeTokenChecksOptions) {
     this.#options = options;
     this.#limits = { ...DEFAULT_EDGE_TOKEN_CACHE_LIMITS, ...options.limits };
-    this.#verify = cachedTokenVerifier(options.keys.getKey, this.#limits.tokens);
+    this.#verified = new VerifiedTokens(options.keys.getKey, this.#limits.tokens);
     this.#sessions = new LruMap(this.#limits.sessions);
     this.#users = new LruMap(this.#limits.users);
     this.#holder = holdTokenCache({
@@ -140,7 +140,7 @@ export class EdgeTokenChecks {
 
   /** Signature, issuer, audience, expiry and claims; the same string is verified once. Call keys.load() first. */
   verify(token: string): Promise<VerifiedAccessToken> {
-    return this.#verify(token);
+    return this.#verified.verify(token);
   }
 
   /**
