@@ -144,19 +144,20 @@ describe('token checks from memory', () => {
     expect(await loads()).toBe(before);
   });
 
-  it('keep at most the configured number of sessions: the least recently used one is read again', async () => {
+  it('keep at most the configured number of sessions: one not used since it was loaded goes first', async () => {
     const { caching, deps } = await start({ sessions: 2 });
     const [a, b, c] = [await signIn(deps), await signIn(deps), await signIn(deps)];
+    // a is loaded and used again; b is loaded only.
     await cached(caching, a.access.token);
     await caching.checks.check(b.access.token);
+    // c needs room: a gets a second chance, b (not used since it came in) is dropped.
     await caching.checks.check(c.access.token);
-    // b and c are the two kept; a was dropped.
     let before = await loads();
     await caching.checks.check(c.access.token);
-    await caching.checks.check(b.access.token);
+    await caching.checks.check(a.access.token);
     expect(await loads()).toBe(before);
     before = await loads();
-    await caching.checks.check(a.access.token);
+    await caching.checks.check(b.access.token);
     expect(await loads()).toBe(before + 1);
   });
 

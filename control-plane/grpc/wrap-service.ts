@@ -141,102 +141,150 @@ function contextPromise(tracker: CallTracker, policy: AuthPolicy): Promise<CallC
   return new Promise((resolve) => resolve(tracker.context(policy)));
 }
 
-function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
-  const started = process.hrtime.bigint();
-  const requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
-  let headersSent = false;
+/**
+ * One call's bookkeeping. Classes, not closures: under tsx (esbuild's keepNames) every named
+ * closure made per call is wrapped in `__name`, an Object.defineProperty that turns the
+ * function into a dictionary-mode object; the five a call made cost several times the answer
+ * of a cached ValidateToken in garbage collection.
+ *
+ * The call's child logger and its abort signal are made when first used: for a call answered
+ * from memory pino's child bindings and an abort (grpc-js reports every ended call as
+ * cancelled, and each abort builds a DOMException) would cost more than the answer itself.
+ */
+class TrackedCall implements CallTracker {
+  readonly #call: AnyServerCall;
+  readonly #method: string;
+  readonly #runtime: CallRuntime;
+  readonly #started = process.hrtime.bigint();
+  readonly requestId: string;
+  #headersSent = false;
+  #finished = false;
+  #log: Logger | undefined;
+  #clientGone = false;
+  #cancellation: AbortController | undefined;
+  #signal: AbortSignal | undefined;
 
-  // The call's child logger and its abort signal are made when first used: for a call answered
-  // from memory (ValidateToken) pino's child bindings and an abort (grpc-js reports every ended
-  // call as cancelled, and each abort builds a DOMException) cost more than the answer itself.
-  let log: Logger | undefined;
-  const logger = () => {
-    log ??= runtime.log.child({ requestId, method });
-    return log;
-  };
-  let clientGone = false;
-  let cancellation: AbortController | undefined;
-  call.on('cancelled', () => {
-    clientGone = true;
-    cancellation?.abort();
-  });
-  let signal: AbortSignal | undefined;
-  const signalOf = (): AbortSignal => {
-    if (!signal) {
-      cancellation = new AbortController();
-      if (clientGone) cancellation.abort();
-      signal = AbortSignal.any([cancellation.signal, runtime.shutdown]);
+  constructor(call: AnyServerCall, method: string, runtime: CallRuntime) {
+    this.#call = call;
+    this.#method = method;
+    this.#runtime = runtime;
+    this.requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
+    call.on('cancelled', () => this.#gone());
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#runtime.log.child({ requestId: this.requestId, method: this.#method });
+    return this.#log;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#signal) {
+      this.#cancellation = new AbortController();
+      if (this.#clientGone) this.#cancellation.abort();
+      this.#signal = AbortSignal.any([this.#cancellation.signal, this.#runtime.shutdown]);
     }
-    return signal;
-  };
-  const logsInfo = () => runtime.log.isLevelEnabled('info');
+    return this.#signal;
+  }
 
-  let finished = false;
-  const finish = (code: status) => {
-    if (finished) return;
-    finished = true;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    recordCall(method, code, seconds);
+  get call(): AnyServerCall {
+    return this.#call;
+  }
+
+  sendHeaders(): void {
+    if (this.#headersSent) return;
+    this.#headersSent = true;
+    const headers = new Metadata();
+    headers.set(REQUEST_ID_HEADER, this.requestId);
+    this.#call.sendMetadata(headers);
+  }
+
+  context(policy: AuthPolicy): CallContext | Promise<CallContext> {
+    const { metadata } = this.#call;
+    const identity = authenticateCaller(metadata, policy, this.#runtime.apiKeys, this.#runtime.verifyToken);
+    return identity instanceof Promise
+      ? identity.then((known) => new WrappedContext(this, this.#method, known))
+      : new WrappedContext(this, this.#method, identity);
+  }
+
+  succeed(): void {
+    const seconds = this.#finish(status.OK);
+    if (seconds !== undefined && this.#logsInfo())
+      this.log.info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+  }
+
+  fail(error: unknown): GrpcStatusObject {
+    const result = toGrpcStatus(error);
+    result.metadata.set(REQUEST_ID_HEADER, this.requestId);
+    const seconds = this.#finish(result.code);
+    const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
+    if (result.code === status.INTERNAL) this.log.error({ ...fields, err: error }, 'grpc call failed');
+    else if (this.#logsInfo()) this.log.info({ ...fields, error: result.details }, 'grpc call');
+    return result;
+  }
+
+  cancelled(): void {
+    const seconds = this.#finish(status.CANCELLED);
+    if (seconds !== undefined && this.#logsInfo())
+      this.log.info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+  }
+
+  #gone(): void {
+    this.#clientGone = true;
+    this.#cancellation?.abort();
+  }
+
+  #logsInfo(): boolean {
+    return this.#runtime.log.isLevelEnabled('info');
+  }
+
+  #finish(code: status): number | undefined {
+    if (this.#finished) return undefined;
+    this.#finished = true;
+    const seconds = Number(process.hrtime.bigint() - this.#started) / 1e9;
+    recordCall(this.#method, code, seconds);
     return seconds;
-  };
+  }
+}
 
-  const contextOf = (identity: CallerIdentity): CallContext => {
-    let userLog: Logger | undefined;
-    let peerIp: string | undefined;
-    return {
-      method,
-      requestId,
-      get log() {
-        if (!identity.user) return logger();
-        userLog ??= logger().child({ userId: identity.user.userId });
-        return userLog;
-      },
-      user: identity.user,
-      service: identity.service,
-      // Read from the socket while the call is open: handlers that want it read it first.
-      get peerIp() {
-        peerIp ??= peerIpOf(call.getPeer());
-        return peerIp;
-      },
-      metadata: call.metadata,
-      get signal() {
-        return signalOf();
-      },
-    };
-  };
+/** What a handler sees; the logger, the signal and the peer address are made when read. */
+class WrappedContext implements CallContext {
+  readonly method: string;
+  readonly requestId: string;
+  readonly user: CallerIdentity['user'];
+  readonly service: boolean;
+  readonly metadata: Metadata;
+  readonly #tracked: TrackedCall;
+  #userLog: Logger | undefined;
+  #peerIp: string | undefined;
 
-  return {
-    sendHeaders() {
-      if (headersSent) return;
-      headersSent = true;
-      const headers = new Metadata();
-      headers.set(REQUEST_ID_HEADER, requestId);
-      call.sendMetadata(headers);
-    },
-    context(policy) {
-      const identity = authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
-      return identity instanceof Promise ? identity.then(contextOf) : contextOf(identity);
-    },
-    succeed() {
-      const seconds = finish(status.OK);
-      if (seconds !== undefined && logsInfo())
-        logger().info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
-    },
-    fail(error) {
-      const result = toGrpcStatus(error);
-      result.metadata.set(REQUEST_ID_HEADER, requestId);
-      const seconds = finish(result.code);
-      const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
-      if (result.code === status.INTERNAL) logger().error({ ...fields, err: error }, 'grpc call failed');
-      else if (logsInfo()) logger().info({ ...fields, error: result.details }, 'grpc call');
-      return result;
-    },
-    cancelled() {
-      const seconds = finish(status.CANCELLED);
-      if (seconds !== undefined && logsInfo())
-        logger().info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
-    },
-  };
+  constructor(tracked: TrackedCall, method: string, identity: CallerIdentity) {
+    this.#tracked = tracked;
+    this.method = method;
+    this.requestId = tracked.requestId;
+    this.user = identity.user;
+    this.service = identity.service;
+    this.metadata = tracked.call.metadata;
+  }
+
+  get log(): Logger {
+    if (!this.user) return this.#tracked.log;
+    this.#userLog ??= this.#tracked.log.child({ userId: this.user.userId });
+    return this.#userLog;
+  }
+
+  /** Read from the socket while the call is open: handlers that want it read it first. */
+  get peerIp(): string {
+    this.#peerIp ??= peerIpOf(this.#tracked.call.getPeer());
+    return this.#peerIp;
+  }
+
+  get signal(): AbortSignal {
+    return this.#tracked.signal;
+  }
+}
+
+function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
+  return new TrackedCall(call, method, runtime);
 }
 
 function unaryCall(
