@@ -167,7 +167,7 @@ export class TokenChecks {
   checkNow(token: string): { verified: VerifiedAccessToken; user: CachedUser } | undefined {
     if (!this.#holder.trusted()) return undefined;
     const verified = this.#verified.peek(token);
-    if (!verified || verified.claims.typ !== 'access') return undefined;
+    if (verified?.claims.typ !== 'access') return undefined;
     const session = this.#sessions.get(verified.sessionId);
     if (
       !session ||
