@@ -8,10 +8,16 @@
 export {
   type AccessTokenClaims,
   bearerToken,
+  DEFAULT_VERIFIED_TOKENS,
+  holdTokenCache,
+  LruMap,
   TOKEN_ALGORITHM,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
+  type TokenCacheHolder,
+  type TokenCacheHolderOptions,
   type VerifiedAccessToken,
+  VerifiedTokens,
   verifyAccessToken,
 } from './access-token.js';
 export {

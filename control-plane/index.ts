@@ -12,10 +12,11 @@ import { createAnalytics, createAnalyticsService } from './analytics/index.js';
 import {
   createAuthService,
   createMailer,
-  createTokenVerifier,
   loadKeyEncryptionKey,
   loadSigningKeys,
   startOutboxDispatcher,
+  startTokenCaching,
+  type TokenCaching,
 } from './auth/index.js';
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
 import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
@@ -65,7 +66,20 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   // Fails here, before serving, when the stored keys do not decrypt with this secret.
   const keys = await loadSigningKeys(sql, log, await loadKeyEncryptionKey(config, log));
   const outbox = startOutboxDispatcher({ sql, mailer: createMailer(config, log), log });
+  let tokens: TokenCaching | undefined;
   try {
+    // Token checks from memory, kept current by acknowledged invalidations (auth/invalidations.ts).
+    tokens = await startTokenCaching({
+      sql,
+      sessions: ports.sessions,
+      keys,
+      blobs: ports.blobs,
+      bus: ports.bus,
+      log,
+      nodeId: config.nodeId,
+      intervalMs: config.PRESENCE_HEARTBEAT_MS,
+    });
+    const caching = tokens;
     const auth = createAuthService({
       config,
       sql,
@@ -76,6 +90,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       rateLimiter: ports.rateLimiter,
       blobs: ports.blobs,
       outbox,
+      checks: caching.checks,
+      invalidations: caching.invalidations,
     });
     const chat = startChatModule({
       sql,
@@ -105,7 +121,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       port: config.GRPC_PORT,
       log,
       apiKeys: [...config.SERVICE_API_KEYS, deps.apiKey],
-      verifyToken: createTokenVerifier(keys, ports.sessions),
+      verifyToken: caching.checks.verifier,
       maxReceiveMessageBytes: Math.max(4 * 1024 * 1024, config.AVATAR_LIMIT_BYTES + MESSAGE_OVERHEAD_BYTES),
       services: [
         bindService(AuthServiceService, auth),
@@ -133,12 +149,14 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           await uploads.close();
           chat.close();
           await outbox.stop();
+          await caching.close();
         })();
         return closing;
       },
     };
   } catch (error) {
     await outbox.stop();
+    await tokens?.close();
     throw error;
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The gRPC load process: K calls in flight on one channel for a duration (or up to a number of
- * requests), recording each call's latency. Forked by the grpc scenario.
+ * requests), recording each call's latency, and what the load generator itself used (its CPU and
+ * its event-loop delay), so a figure it limited can be told apart. Forked by the grpc scenario.
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { serveParent } from '../lib/ipc.js';
 import { LogHistogram } from '../lib/stats.js';
 import { type CallSpec, caller } from './calls.js';
@@ -29,6 +30,9 @@ async function load(params: LoadParams) {
         while (performance.now() < warmupEnd) await client.call().catch(() => undefined);
       }),
     );
+    // A late callback here delays every measured call: the generator, not the server, is slow then.
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
     const cpu0 = process.cpuUsage();
     const started = performance.now();
     const end = started + params.durationS * 1000;
@@ -51,6 +55,7 @@ async function load(params: LoadParams) {
     );
     const elapsedS = (performance.now() - started) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    loopDelay.disable();
     return {
       completed,
       failed: [...errors.values()].reduce((a, b) => a + b, 0),
@@ -58,6 +63,11 @@ async function load(params: LoadParams) {
       elapsedS,
       latency: latencies.toJSON(),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      loopDelayMs: {
+        p50: loopDelay.percentile(50) / 1e6,
+        p99: loopDelay.percentile(99) / 1e6,
+        max: loopDelay.max / 1e6,
+      },
     };
   } finally {
     client.close();

@@ -16,4 +16,5 @@ export * from './notification-events.js';
 export * from './presence.js';
 export * from './session-events.js';
 export * from './stream-events.js';
+export * from './token-caches.js';
 export * from './uploads.js';

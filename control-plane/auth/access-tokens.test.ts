@@ -1,17 +1,20 @@
 /**
- * Access tokens as issued here and verified by the shared verifier (common/access-token.ts)
- * plus the session check: every forgery must fail before any claim is trusted.
+ * Access tokens as issued here and checked as every protected call checks them (the shared
+ * verifier of common/access-token.ts, then the session, through the token checks' cache):
+ * every forgery must fail before any claim is trusted.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnauthenticatedError } from '../../common/contracts/index.js';
 import { createLogger } from '../../common/index.js';
-import { PgSessionStore } from '../../common/ports/index.js';
+import { FsBlobStorage, MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
-import { createTokenVerifier, issueAccessToken, verifyUserToken } from './access-tokens.js';
+import { issueAccessToken } from './access-tokens.js';
 import { keyEncryptionKey } from './key-encryption.js';
+import { closeSession } from './sessions.js';
 import { loadSigningKeys, type SigningKeys } from './signing-keys.js';
+import { startTokenCaching, type TokenCaching } from './token-checks.js';
 import { createUser } from './users.js';
 
 const log = createLogger({ level: 'silent' });
@@ -19,6 +22,8 @@ const kek = keyEncryptionKey(randomBytes(32), 'a test secret');
 let db: TestDatabase;
 let keys: SigningKeys;
 let sessions: PgSessionStore;
+let bus: MemoryEventBus;
+let caching: TokenCaching;
 let subject: {
   userId: number;
   sessionId: string;
@@ -31,6 +36,17 @@ beforeAll(async () => {
   db = await createTestDatabase('embedded');
   keys = await loadSigningKeys(db.sql, log, kek);
   sessions = new PgSessionStore(db.sql);
+  bus = new MemoryEventBus({ log });
+  caching = await startTokenCaching({
+    sql: db.sql,
+    sessions,
+    keys,
+    blobs: new FsBlobStorage({ root: '/nonexistent', baseUrl: 'http://127.0.0.1' }),
+    bus,
+    log,
+    nodeId: 'access-tokens-test',
+    intervalMs: 20,
+  });
   const user = await createUser(db.sql, {
     email: 'tok@example.com',
     username: 'tok',
@@ -58,11 +74,15 @@ beforeAll(async () => {
     username: user.username,
   };
 });
-afterAll(() => db?.drop());
+afterAll(async () => {
+  await caching?.close();
+  await bus?.close();
+  await db?.drop();
+});
 
 async function rejection(token: string): Promise<string> {
   try {
-    await verifyUserToken(keys, sessions, token);
+    await caching.checks.check(token);
   } catch (error) {
     expect(error).toBeInstanceOf(UnauthenticatedError);
     return (error as Error).message;
@@ -107,9 +127,9 @@ describe('issued access tokens', () => {
     expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBe(900);
     expect(issued.expiresIn).toBe(900);
 
-    const verified = await verifyUserToken(keys, sessions, issued.token);
+    const verified = await caching.checks.check(issued.token);
     expect(verified).toMatchObject({ userId: subject.userId, sessionId: subject.sessionId });
-    const user = await createTokenVerifier(keys, sessions)(issued.token);
+    const user = await caching.checks.verifier(issued.token);
     expect(user).toMatchObject({
       userId: subject.userId,
       roles: ['listener', 'broadcaster'],
@@ -215,8 +235,19 @@ describe('rejected tokens', () => {
       lastUsedAt: now,
     });
     const issued = await issueAccessToken(keys, { ...subject, sessionId }, 300);
-    expect((await verifyUserToken(keys, sessions, issued.token)).sessionId).toBe(sessionId);
-    await sessions.revoke(sessionId, 'test');
+    // Twice: the second answer comes from the cache, which the revocation must reach.
+    expect((await caching.checks.check(issued.token)).sessionId).toBe(sessionId);
+    expect((await caching.checks.check(issued.token)).sessionId).toBe(sessionId);
+    const deps = {
+      config: { ACCESS_TOKEN_TTL_S: 300, REFRESH_TOKEN_TTL_S: 3600 },
+      sql: db.sql,
+      sessions,
+      bus,
+      keys,
+      log,
+      invalidations: caching.invalidations,
+    };
+    expect(await closeSession(deps, sessionId, 'test')).toBe(true);
     expect(await rejection(issued.token)).toBe('invalid token: session revoked');
   });
 });

@@ -4,7 +4,11 @@
  * Policies: the token-carrying rpcs (Authenticate, ValidateToken, RefreshToken,
  * RevokeToken) are public because the token in the request is the credential, and the
  * seed's plain clients call them without metadata. Rpcs about "me" need a bearer token;
- * GetUserInfo and StreamUserSessions also serve other services by API key.
+ * GetUserInfo, StreamUserSessions and RevokeUserSessions also serve other services by API key.
+ *
+ * ValidateToken and the JWT interceptor answer from the token checks' cache (./token-checks.ts);
+ * every call that changes what they answer (closing sessions, roles, the profile, the email's
+ * confirmation) tells every token cache and waits for them before it returns (./invalidations.ts).
  */
 
 import {
@@ -26,23 +30,25 @@ import {
 } from '../../common/ports/index.js';
 import type { AuthServiceService, UserSession } from '../../proto/gen/veza/auth/auth.js';
 import type { CallContext, ServiceImplementation } from '../grpc/index.js';
-import { verifyUserToken } from './access-tokens.js';
 import { createAccount } from './accounts.js';
 import { storeAvatar } from './avatars.js';
 import { consumeConfirmation } from './confirmations.js';
+import type { Invalidations } from './invalidations.js';
 import { accountRules, spend } from './login-limits.js';
 import type { OutboxDispatcher } from './outbox.js';
 import { verifyAgainstDecoy, verifyPassword } from './passwords.js';
 import { refreshTokenOwner } from './refresh-tokens.js';
-import { closeSession, openSession, refreshSession } from './sessions.js';
+import { closeSession, closeUserSessions, openSession, refreshSession } from './sessions.js';
 import type { SigningKeys } from './signing-keys.js';
+import type { TokenChecks } from './token-checks.js';
 import { toUserInfo } from './user-info.js';
 import {
+  audit,
   changeRole,
   findUserByEmail,
-  findUserById,
   getUserById,
   normalizeEmail,
+  type UserRecord,
   updateProfile,
 } from './users.js';
 import { loginSchema, parseClientIp, parseInput, profileSchema, roleInputSchema } from './validation.js';
@@ -57,6 +63,10 @@ export interface AuthServiceDeps {
   rateLimiter: RateLimiter;
   blobs: BlobStorage;
   outbox: Pick<OutboxDispatcher, 'wake'>;
+  /** ValidateToken's answers, from the cache. */
+  checks: Pick<TokenChecks, 'check' | 'checkNow' | 'user'>;
+  /** Tells every token cache of a change, and waits for them. */
+  invalidations: Pick<Invalidations, 'broadcast'>;
 }
 
 const requireField = (value: string, field: string): string => {
@@ -115,8 +125,17 @@ function toUserSession(type: string, record: SessionRecord): UserSession {
 export function createAuthService(deps: AuthServiceDeps): ServiceImplementation<typeof AuthServiceService> {
   const { config, sql, keys, sessions, blobs } = deps;
   const rules = accountRules(config);
-  const sessionDeps = { config, sql, sessions, bus: deps.bus, keys, log: deps.log };
+  const { checks, invalidations } = deps;
+  const sessionDeps = { config, sql, sessions, bus: deps.bus, keys, log: deps.log, invalidations };
   const info = (user: Parameters<typeof toUserInfo>[0]) => toUserInfo(user, blobs);
+  /** The caches hold the user's roles and its UserInfo: the change applies everywhere before the call returns. */
+  const userChanged = async (user: UserRecord) => {
+    await invalidations.broadcast({
+      type: 'user-changed',
+      userId: user.id,
+      user: { username: user.username, email: user.email, roles: [...user.roles] },
+    });
+  };
 
   return {
     authenticate: {
@@ -152,12 +171,14 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImplementation<
     validateToken: {
       policy: 'public',
       handler: async (request) => {
-        const verified = await verifyUserToken(keys, sessions, requireField(request.token, 'token'));
-        const user = await findUserById(sql, verified.userId);
+        const token = requireField(request.token, 'token');
+        const hit = checks.checkNow(token);
+        const verified = hit?.verified ?? (await checks.check(token));
+        const user = hit?.user ?? (await checks.user(verified.userId));
         if (!user) throw new UnauthenticatedError('invalid token: unknown user');
         return {
           valid: true,
-          userInfo: info(user),
+          userInfo: user.info,
           expiresAt: verified.expiresAt,
           sessionId: verified.sessionId,
         };
@@ -304,6 +325,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImplementation<
       policy: 'public',
       handler: async (request) => {
         const user = await consumeConfirmation(sql, requireField(request.token, 'token'));
+        await userChanged(user);
         return { success: true, userInfo: info(user) };
       },
     },
@@ -329,6 +351,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImplementation<
           lastName: patch.last_name,
           avatarKey,
         });
+        await userChanged(user);
         return { userInfo: info(user) };
       },
     },
@@ -349,7 +372,37 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImplementation<
           granted: request.granted,
           actor: { userId: actor.id, label: `user:${actor.username}` },
         });
+        await userChanged(user);
         return { userInfo: info(user) };
+      },
+    },
+
+    revokeUserSessions: {
+      policy: 'jwt-or-api-key',
+      handler: async (request, ctx) => {
+        const userId = targetUser(ctx, request.userId);
+        let reason: string;
+        if (ctx.user?.userId === userId) {
+          reason = 'signed out everywhere';
+        } else if (ctx.user) {
+          // The roles in the token may be stale; the right is decided on the stored ones.
+          const actor = await getUserById(sql, ctx.user.userId);
+          if (!actor.roles.includes('admin')) {
+            throw new PermissionDeniedError("revoking another user's sessions needs the admin role");
+          }
+          await getUserById(sql, userId);
+          reason = 'revoked by an administrator';
+          await audit(sql, { userId: actor.id, label: `user:${actor.username}` }, 'sessions.revoked', {
+            type: 'user',
+            id: userId,
+          });
+        } else {
+          await getUserById(sql, userId);
+          reason = 'revoked by a service';
+        }
+        const sessionIds = await closeUserSessions(sessionDeps, userId, reason);
+        ctx.log.info({ userId, revoked: sessionIds.length, reason }, 'user sessions revoked');
+        return { sessionIds };
       },
     },
 

@@ -1,5 +1,5 @@
 /** Accounts, tokens and sessions: the AuthService and what the composition root and CLI need. */
-export { createTokenVerifier, issueAccessToken } from './access-tokens.js';
+export { issueAccessToken } from './access-tokens.js';
 export { createAdmin, setUserRole } from './accounts.js';
 export { createAuthService } from './auth-service.js';
 export { deleteExpiredConfirmations } from './confirmations.js';
@@ -11,6 +11,7 @@ export { deleteDeadRefreshTokens } from './refresh-tokens.js';
 export { openSession } from './sessions.js';
 export { loadSigningKeys } from './signing-keys.js';
 export { loadKeyEncryptionKey } from './signing-keys-secret.js';
+export { startTokenCaching, type TokenCaching } from './token-checks.js';
 export {
   createUser,
   existingUserIds,

@@ -8,6 +8,7 @@ import { parseSessionEvent, sessionEventSubject } from '../../common/contracts/i
 import { createLogger } from '../../common/index.js';
 import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
+import { type Invalidations, startInvalidations } from './invalidations.js';
 import { keyEncryptionKey } from './key-encryption.js';
 import { hashOpaqueToken } from './refresh-tokens.js';
 import { closeSession, openSession, refreshSession, type SessionDeps } from './sessions.js';
@@ -19,10 +20,12 @@ let db: TestDatabase;
 let deps: SessionDeps;
 let user: UserRecord;
 let bus: MemoryEventBus;
+let invalidations: Invalidations;
 
 beforeAll(async () => {
   db = await createTestDatabase('embedded');
   bus = new MemoryEventBus({ log });
+  invalidations = startInvalidations({ bus, log, intervalMs: 50 });
   deps = {
     config: { ACCESS_TOKEN_TTL_S: 300, REFRESH_TOKEN_TTL_S: 3600 },
     sql: db.sql,
@@ -30,6 +33,7 @@ beforeAll(async () => {
     bus,
     keys: await loadSigningKeys(db.sql, log, keyEncryptionKey(randomBytes(32), 'a test secret')),
     log,
+    invalidations,
   };
   user = await createUser(db.sql, {
     email: 'rt@example.com',
@@ -39,6 +43,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
+  invalidations?.close();
   await bus.close();
   await db?.drop();
 });

@@ -1,10 +1,11 @@
 /**
  * Login sessions: opening one (login), rotating its tokens (refresh), closing it
- * (logout, reuse detection), and the events each step publishes on
- * `auth.sessions.<userId>` for StreamUserSessions.
+ * (logout, reuse detection, an administrator's revocation), and the events each step
+ * publishes on `auth.sessions.<userId>` for StreamUserSessions. A closed session is also
+ * broadcast to every token cache, which acknowledge it before the close returns
+ * (./invalidations.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import {
   type SessionEventPayload,
   type SessionEventType,
@@ -20,6 +21,7 @@ import {
   type SessionStore,
 } from '../../common/ports/index.js';
 import { type IssuedAccessToken, issueAccessToken } from './access-tokens.js';
+import type { Invalidations } from './invalidations.js';
 import { revokeRefreshTokens, rotateRefreshToken, storeRefreshToken } from './refresh-tokens.js';
 import type { SigningKeys } from './signing-keys.js';
 import { getUserById, type UserRecord } from './users.js';
@@ -31,6 +33,8 @@ export interface SessionDeps {
   bus: EventBus;
   keys: SigningKeys;
   log: Logger;
+  /** Tells the token caches of a closed session, and waits for them. */
+  invalidations: Pick<Invalidations, 'broadcast'>;
 }
 
 export interface SessionTokens {
@@ -143,15 +147,45 @@ export async function refreshSession(
 }
 
 /**
- * Revokes the session in the SessionStore (effective at once for every token of it) and
- * all its refresh tokens. Returns false when it was already closed.
+ * Revokes the session in the SessionStore and all its refresh tokens, then tells every token
+ * cache and waits for their acknowledgements, so no check anywhere accepts a token of it once
+ * this returns. Returns false when it was already closed.
  */
 export async function closeSession(deps: SessionDeps, sessionId: string, reason: string): Promise<boolean> {
   const revoked = await deps.sessions.revoke(sessionId, reason);
   await revokeRefreshTokens(deps.sql, sessionId);
-  if (revoked) {
-    const record = await deps.sessions.get(sessionId);
-    if (record) await publish(deps, 'revoked', record);
+  const record = await deps.sessions.get(sessionId);
+  if (revoked && record) await publish(deps, 'revoked', record);
+  // Also when it was closed already: a concurrent close may still be waiting for the caches,
+  // and this call too must not return before they refuse the session.
+  if (record?.revokedAt) {
+    await deps.invalidations.broadcast({
+      type: 'sessions-revoked',
+      userId: record.userId,
+      sessionIds: [sessionId],
+      reason: record.revokedReason ?? reason,
+    });
+  }
+  return revoked;
+}
+
+/**
+ * Revokes every open session of a user (an administrator's action, or "sign out everywhere"),
+ * with the same guarantee as closeSession. Returns the ids revoked.
+ */
+export async function closeUserSessions(
+  deps: SessionDeps,
+  userId: number,
+  reason: string,
+): Promise<string[]> {
+  const revoked = await deps.sessions.revokeAllForUser(userId, reason);
+  for (const sessionId of revoked) await revokeRefreshTokens(deps.sql, sessionId);
+  const records = await deps.sessions.listForUser(userId);
+  for (const record of records) {
+    if (revoked.includes(record.sessionId)) await publish(deps, 'revoked', record);
+  }
+  if (revoked.length > 0) {
+    await deps.invalidations.broadcast({ type: 'sessions-revoked', userId, sessionIds: revoked, reason });
   }
   return revoked;
 }

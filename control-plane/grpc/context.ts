@@ -26,8 +26,11 @@ export interface AuthenticatedUser {
   expiresAt: Date;
 }
 
-/** Verifies an access token (signature, claims, open session); throws UnauthenticatedError. */
-export type TokenVerifier = (token: string) => Promise<AuthenticatedUser>;
+/**
+ * Verifies an access token (signature, claims, open session); throws (or rejects with)
+ * UnauthenticatedError. It may answer at once, without a promise, when it holds the answer.
+ */
+export type TokenVerifier = (token: string) => AuthenticatedUser | Promise<AuthenticatedUser>;
 
 export interface CallContext {
   /** `package.Service/Method`, as in logs and metrics. */

@@ -7,7 +7,7 @@ import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../common/contracts/index.js';
 import { metricsRegistry } from '../../common/index.js';
-import { MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
+import { FsBlobStorage, MemoryEventBus, PgSessionStore } from '../../common/ports/index.js';
 import { createTestDatabase, type TestDatabase } from '../../common/testing/index.js';
 import {
   ChatMessage,
@@ -24,11 +24,12 @@ import {
   UploadAudioResponse,
 } from '../../proto/gen/veza/stream/stream.js';
 import {
-  createTokenVerifier,
   createUser,
   keyEncryptionKey,
   loadSigningKeys,
   openSession,
+  startTokenCaching,
+  type TokenCaching,
 } from '../auth/index.js';
 import { captureLogs, grpcError, metadata, StreamReader, unary } from '../test-harness.js';
 import { bindService, type RunningGrpcServer, startGrpcServer } from './index.js';
@@ -38,6 +39,7 @@ const API_KEY = 'service-key-for-the-wrapper-test';
 
 let db: TestDatabase;
 let server: RunningGrpcServer;
+let caching: TokenCaching;
 let chat: ChatServiceClient;
 let streams: StreamServiceClient;
 let userToken: string;
@@ -52,6 +54,16 @@ beforeAll(async () => {
   const keys = await loadSigningKeys(db.sql, logs.log, keyEncryptionKey(randomBytes(32), 'a test secret'));
   const sessions = new PgSessionStore(db.sql);
   const bus = new MemoryEventBus({ log: logs.log });
+  caching = await startTokenCaching({
+    sql: db.sql,
+    sessions,
+    keys,
+    blobs: new FsBlobStorage({ root: '/nonexistent', baseUrl: 'http://127.0.0.1' }),
+    bus,
+    log: logs.log,
+    nodeId: 'wrapper-test',
+    intervalMs: 50,
+  });
   const user = await createUser(db.sql, {
     email: 'wrapper@example.com',
     username: 'wrapper',
@@ -67,6 +79,7 @@ beforeAll(async () => {
       bus,
       keys,
       log: logs.log,
+      invalidations: caching.invalidations,
     },
     user,
     { deviceId: 'test', ipAddress: '127.0.0.1' },
@@ -81,7 +94,7 @@ beforeAll(async () => {
     port: 0,
     log: logs.log,
     apiKeys: [API_KEY],
-    verifyToken: createTokenVerifier(keys, sessions),
+    verifyToken: caching.checks.verifier,
     services: [
       bindService(ChatServiceService, {
         sendMessage: {
@@ -183,6 +196,7 @@ afterAll(async () => {
   chat?.close();
   streams?.close();
   await server?.close();
+  await caching?.close();
   await db?.drop();
 });
 

@@ -27,7 +27,7 @@ import {
   toGrpcStatus,
 } from '../../common/index.js';
 import { recordCall, statusName } from './call-metrics.js';
-import { type ApiKeyMatcher, authenticateCaller } from './caller-auth.js';
+import { type ApiKeyMatcher, authenticateCaller, type CallerIdentity } from './caller-auth.js';
 import type { AuthPolicy, CallContext, TokenVerifier } from './context.js';
 
 /** The shape of one rpc in a ts-proto `outputServices=grpc-js` service definition. */
@@ -120,7 +120,10 @@ interface AnyServerCall {
 }
 
 interface CallTracker {
-  context(policy: AuthPolicy): Promise<CallContext>;
+  /** Sends the response headers (with the request id), once. */
+  sendHeaders(): void;
+  /** At once when authenticating the caller needs no waiting; throws or rejects with its refusal. */
+  context(policy: AuthPolicy): CallContext | Promise<CallContext>;
   succeed(): void;
   /** Maps the error, logs it and records the call; returns the status to send. */
   fail(error: unknown): GrpcStatusObject;
@@ -133,61 +136,155 @@ function firstValue(metadata: Metadata, key: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
-  const started = process.hrtime.bigint();
-  const requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
-  const log = runtime.log.child({ requestId, method });
-  const headers = new Metadata();
-  headers.set(REQUEST_ID_HEADER, requestId);
-  call.sendMetadata(headers);
+/** The call's context as a promise, whether it came at once, late, or as a thrown refusal. */
+function contextPromise(tracker: CallTracker, policy: AuthPolicy): Promise<CallContext> {
+  return new Promise((resolve) => resolve(tracker.context(policy)));
+}
 
-  const cancellation = new AbortController();
-  call.on('cancelled', () => cancellation.abort());
-  const signal = AbortSignal.any([cancellation.signal, runtime.shutdown]);
+/**
+ * One call's bookkeeping. Classes, not closures: under tsx (esbuild's keepNames) every named
+ * closure made per call is wrapped in `__name`, an Object.defineProperty that turns the
+ * function into a dictionary-mode object; the five a call made cost several times the answer
+ * of a cached ValidateToken in garbage collection.
+ *
+ * The call's child logger and its abort signal are made when first used: for a call answered
+ * from memory pino's child bindings and an abort (grpc-js reports every ended call as
+ * cancelled, and each abort builds a DOMException) would cost more than the answer itself.
+ */
+class TrackedCall implements CallTracker {
+  readonly #call: AnyServerCall;
+  readonly #method: string;
+  readonly #runtime: CallRuntime;
+  readonly #started = process.hrtime.bigint();
+  readonly requestId: string;
+  #headersSent = false;
+  #finished = false;
+  #log: Logger | undefined;
+  #clientGone = false;
+  #cancellation: AbortController | undefined;
+  #signal: AbortSignal | undefined;
 
-  let finished = false;
-  const finish = (code: status) => {
-    if (finished) return;
-    finished = true;
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    recordCall(method, code, seconds);
+  constructor(call: AnyServerCall, method: string, runtime: CallRuntime) {
+    this.#call = call;
+    this.#method = method;
+    this.#runtime = runtime;
+    this.requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
+    call.on('cancelled', () => this.#gone());
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#runtime.log.child({ requestId: this.requestId, method: this.#method });
+    return this.#log;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#signal) {
+      this.#cancellation = new AbortController();
+      if (this.#clientGone) this.#cancellation.abort();
+      this.#signal = AbortSignal.any([this.#cancellation.signal, this.#runtime.shutdown]);
+    }
+    return this.#signal;
+  }
+
+  get call(): AnyServerCall {
+    return this.#call;
+  }
+
+  sendHeaders(): void {
+    if (this.#headersSent) return;
+    this.#headersSent = true;
+    const headers = new Metadata();
+    headers.set(REQUEST_ID_HEADER, this.requestId);
+    this.#call.sendMetadata(headers);
+  }
+
+  context(policy: AuthPolicy): CallContext | Promise<CallContext> {
+    const { metadata } = this.#call;
+    const identity = authenticateCaller(metadata, policy, this.#runtime.apiKeys, this.#runtime.verifyToken);
+    return identity instanceof Promise
+      ? identity.then((known) => new WrappedContext(this, this.#method, known))
+      : new WrappedContext(this, this.#method, identity);
+  }
+
+  succeed(): void {
+    const seconds = this.#finish(status.OK);
+    if (seconds !== undefined && this.#logsInfo())
+      this.log.info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+  }
+
+  fail(error: unknown): GrpcStatusObject {
+    const result = toGrpcStatus(error);
+    result.metadata.set(REQUEST_ID_HEADER, this.requestId);
+    const seconds = this.#finish(result.code);
+    const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
+    if (result.code === status.INTERNAL) this.log.error({ ...fields, err: error }, 'grpc call failed');
+    else if (this.#logsInfo()) this.log.info({ ...fields, error: result.details }, 'grpc call');
+    return result;
+  }
+
+  cancelled(): void {
+    const seconds = this.#finish(status.CANCELLED);
+    if (seconds !== undefined && this.#logsInfo())
+      this.log.info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
+  }
+
+  #gone(): void {
+    this.#clientGone = true;
+    this.#cancellation?.abort();
+  }
+
+  #logsInfo(): boolean {
+    return this.#runtime.log.isLevelEnabled('info');
+  }
+
+  #finish(code: status): number | undefined {
+    if (this.#finished) return undefined;
+    this.#finished = true;
+    const seconds = Number(process.hrtime.bigint() - this.#started) / 1e9;
+    recordCall(this.#method, code, seconds);
     return seconds;
-  };
+  }
+}
 
-  return {
-    async context(policy) {
-      const identity = await authenticateCaller(call.metadata, policy, runtime.apiKeys, runtime.verifyToken);
-      return {
-        method,
-        requestId,
-        log: identity.user ? log.child({ userId: identity.user.userId }) : log,
-        user: identity.user,
-        service: identity.service,
-        peerIp: peerIpOf(call.getPeer()),
-        metadata: call.metadata,
-        signal,
-      };
-    },
-    succeed() {
-      const seconds = finish(status.OK);
-      if (seconds !== undefined)
-        log.info({ code: 'OK', durationMs: Math.round(seconds * 1000) }, 'grpc call');
-    },
-    fail(error) {
-      const result = toGrpcStatus(error);
-      result.metadata.set(REQUEST_ID_HEADER, requestId);
-      const seconds = finish(result.code);
-      const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
-      if (result.code === status.INTERNAL) log.error({ ...fields, err: error }, 'grpc call failed');
-      else log.info({ ...fields, error: result.details }, 'grpc call');
-      return result;
-    },
-    cancelled() {
-      const seconds = finish(status.CANCELLED);
-      if (seconds !== undefined)
-        log.info({ code: 'CANCELLED', durationMs: Math.round(seconds * 1000) }, 'grpc call');
-    },
-  };
+/** What a handler sees; the logger, the signal and the peer address are made when read. */
+class WrappedContext implements CallContext {
+  readonly method: string;
+  readonly requestId: string;
+  readonly user: CallerIdentity['user'];
+  readonly service: boolean;
+  readonly metadata: Metadata;
+  readonly #tracked: TrackedCall;
+  #userLog: Logger | undefined;
+  #peerIp: string | undefined;
+
+  constructor(tracked: TrackedCall, method: string, identity: CallerIdentity) {
+    this.#tracked = tracked;
+    this.method = method;
+    this.requestId = tracked.requestId;
+    this.user = identity.user;
+    this.service = identity.service;
+    this.metadata = tracked.call.metadata;
+  }
+
+  get log(): Logger {
+    if (!this.user) return this.#tracked.log;
+    this.#userLog ??= this.#tracked.log.child({ userId: this.user.userId });
+    return this.#userLog;
+  }
+
+  /** Read from the socket while the call is open: handlers that want it read it first. */
+  get peerIp(): string {
+    this.#peerIp ??= peerIpOf(this.#tracked.call.getPeer());
+    return this.#peerIp;
+  }
+
+  get signal(): AbortSignal {
+    return this.#tracked.signal;
+  }
+}
+
+function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
+  return new TrackedCall(call, method, runtime);
 }
 
 function unaryCall(
@@ -198,16 +295,32 @@ function unaryCall(
   const handler = impl.handler as UnaryHandler<unknown, unknown>;
   return (call, callback) => {
     const tracker = trackCall(call, method, runtime);
-    tracker
-      .context(impl.policy)
-      .then((ctx) => handler(call.request, ctx))
-      .then(
-        (response) => {
-          tracker.succeed();
-          callback(null, response);
-        },
-        (error: unknown) => callback(tracker.fail(error)),
-      );
+    // Headers go with the answer, in the same tick: grpc-js then writes headers, message and
+    // trailers at once instead of the headers in a write of their own (a syscall, and more
+    // garbage, per call).
+    // The handler starts at once when the caller is known at once (a token answered from memory).
+    let answer: Promise<unknown>;
+    try {
+      const ctx = tracker.context(impl.policy);
+      answer =
+        ctx instanceof Promise
+          ? ctx.then((known) => handler(call.request, known))
+          : handler(call.request, ctx);
+    } catch (error) {
+      answer = Promise.reject(error);
+    }
+    answer.then(
+      (response) => {
+        tracker.succeed();
+        tracker.sendHeaders();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        const failure = tracker.fail(error);
+        tracker.sendHeaders();
+        callback(failure);
+      },
+    );
   };
 }
 
@@ -219,18 +332,20 @@ function clientStreamCall(
   const handler = impl.handler as ClientStreamHandler<unknown, unknown>;
   return (call, callback) => {
     const tracker = trackCall(call, method, runtime);
-    tracker
-      .context(impl.policy)
+    contextPromise(tracker, impl.policy)
       .then((ctx) => handler(call, ctx))
       .then(
         (response) => {
           if (call.cancelled) return tracker.cancelled();
           tracker.succeed();
+          tracker.sendHeaders();
           callback(null, response);
         },
         (error: unknown) => {
           if (call.cancelled) return tracker.cancelled();
-          callback(tracker.fail(error));
+          const failure = tracker.fail(error);
+          tracker.sendHeaders();
+          callback(failure);
         },
       );
   };
@@ -265,10 +380,12 @@ function serverStreamCall(
   const handler = impl.handler as ServerStreamHandler<unknown, unknown>;
   return (call) => {
     const tracker = trackCall(call, method, runtime);
+    // A stream's client learns the request id before the first message.
+    tracker.sendHeaders();
     settleStream(
       call,
       tracker,
-      tracker.context(impl.policy).then((ctx) => handler(call.request, call, ctx)),
+      contextPromise(tracker, impl.policy).then((ctx) => handler(call.request, call, ctx)),
     );
   };
 }
@@ -281,14 +398,13 @@ function bidiStreamCall(
   const handler = impl.handler as BidiStreamHandler<unknown, unknown>;
   return (call) => {
     const tracker = trackCall(call, method, runtime);
+    tracker.sendHeaders();
     settleStream(
       call,
       tracker,
-      tracker
-        .context(impl.policy)
-        .then((ctx) =>
-          handler(call.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>, call, ctx),
-        ),
+      contextPromise(tracker, impl.policy).then((ctx) =>
+        handler(call.iterator({ destroyOnReturn: false }) as AsyncIterable<unknown>, call, ctx),
+      ),
     );
   };
 }

@@ -2,7 +2,8 @@
  * Lifetimes the edge enforces on open connections and live streams, end to end through the
  * real edge, control plane and media node (in-process):
  * - the access token's: `tokenExpiring`, `auth.refresh`, refusal and close after expiry (4401),
- *   close on session revocation (4403); the client library refreshes by itself;
+ *   close on session revocation (4403), a role taken away applying to the open connection; the
+ *   client library refreshes by itself;
  * - the stream's: one started with POST /stream/start that no broadcaster joins ends after
  *   STREAM_GRACE_S, like one whose broadcaster left.
  * Waits are on events or conditions; the few sleeps wait for a deadline itself to pass
@@ -183,6 +184,34 @@ describe('the access token of an open connection', () => {
     });
     expect(kept.open).toBe(true);
     expect(await kept.request('leave', {})).toMatchObject({ ok: true });
+  });
+
+  it('takes a role an administrator took away from the open connection at once', async () => {
+    const admin = await stack.signIn(await stack.createUser(['admin']));
+    const login = await stack.signIn(owner);
+    const streamId = await stack.startStream({ ...owner, token: login.token });
+    // Opened while the user is a broadcaster (and its token says so).
+    const client = await raw(login.token);
+
+    await stack.client.auth.setUserRole(
+      { userId: owner.userId, role: 'broadcaster', granted: false },
+      { token: admin.token },
+    );
+    try {
+      expect(await client.request('join', { streamId, role: 'broadcaster' })).toMatchObject({
+        ok: false,
+        error: {
+          code: 'permission_denied',
+          message: `only the owner of stream ${streamId}, with the broadcaster role, may broadcast it`,
+        },
+      });
+      expect(client.open).toBe(true);
+    } finally {
+      await stack.client.auth.setUserRole(
+        { userId: owner.userId, role: 'broadcaster', granted: true },
+        { token: admin.token },
+      );
+    }
   });
 
   it('lets a Broadcaster and a Listener of the client library outlive their tokens by refreshing', async () => {

@@ -43,12 +43,8 @@ import type { MediaGateway } from './media-gateway.js';
 import { MediaSession } from './media-session.js';
 import { wsClosed, wsConnections, wsUpgrades } from './metrics.js';
 import { ConnectionSocket } from './socket.js';
-import {
-  DEFAULT_TOKEN_LIFETIME_LIMITS,
-  SessionRevocations,
-  TokenLifetime,
-  type TokenLifetimeLimits,
-} from './token-lifetime.js';
+import { EdgeTokenChecks } from './token-checks.js';
+import { DEFAULT_TOKEN_LIFETIME_LIMITS, TokenLifetime, type TokenLifetimeLimits } from './token-lifetime.js';
 import { type ConnectionAuth, decideUpgrade, type UpgradeDecision } from './upgrade.js';
 
 export interface SignalingLimits extends ConnectionLimits, TokenLifetimeLimits {
@@ -143,13 +139,17 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
   });
-  // A revoked session's tokens are refused for as long as one of them can still be unexpired.
-  const revocations = new SessionRevocations({
+  // Token checks from memory, kept current (and revoked sockets closed) by acknowledged invalidations.
+  const tokenChecks = new EdgeTokenChecks({
     bus: options.bus,
     log,
-    rememberMs: config.ACCESS_TOKEN_TTL_S * 1000,
+    keys,
+    controlPlane,
+    nodeId: edgeId,
+    bootId: presence.bootId,
+    intervalMs: options.heartbeatMs ?? config.PRESENCE_HEARTBEAT_MS,
   });
-  await Promise.all([streams.start(), revocations.start(), presence.ready]);
+  await Promise.all([streams.start(), tokenChecks.start(), presence.ready]);
   // Chat pauses a room's deliveries to a socket at half the hard limit, so uWS never has to drop one.
   const chatHub = new ChatHub({
     app,
@@ -191,12 +191,10 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         res.cork(() => res.writeStatus('503 Service Unavailable').end('edge shutting down'));
         return;
       }
-      const decided = decideUpgrade(query, keys, (sessionId) => revocations.isRevoked(sessionId)).catch(
-        (error: unknown): UpgradeDecision => {
-          log.error({ err: error }, 'ws handshake failed');
-          return { kind: 'reject-http', error: toVezaError(error) };
-        },
-      );
+      const decided = decideUpgrade(query, keys, tokenChecks).catch((error: unknown): UpgradeDecision => {
+        log.error({ err: error }, 'ws handshake failed');
+        return { kind: 'reject-http', error: toVezaError(error) };
+      });
       void decided.then((decision) => {
         if (aborted) return;
         res.cork(() => {
@@ -283,7 +281,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         auth: data.auth,
         limits,
         keys,
-        revocations,
+        checks: tokenChecks,
         log: connectionLog,
         send: (frame) => socket.send(frame),
         end: (code, reason) => socket.end(code, reason),
@@ -351,10 +349,9 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     closing = true;
     streams.close();
     chatHub.close();
-    revocations.close();
     for (const ws of [...sockets]) ws.end(CLOSE_CODES.goingAway, 'edge shutting down');
     // Its connections released their peers; the media nodes close any left over.
-    await presence.goodbye();
+    await Promise.all([presence.goodbye(), tokenChecks.close()]);
   });
   log.info({ path: SIGNALING_PATH, limits }, 'signaling endpoint ready');
 }

@@ -7,26 +7,26 @@
  * - once it has expired, every request but `auth.refresh` is refused (`unauthenticated` /
  *   `token_expired`), and unless a fresh token arrives within `expiredTokenCloseMs` the
  *   connection is closed with 4401;
- * - when the control plane revokes the token's login session (logout, refresh-token reuse: a
- *   `revoked` event on `auth.sessions.<userId>`), the session's connections are closed with 4403,
- *   and this edge refuses the session's tokens (handshake, refresh) until they have expired.
+ * - when the control plane revokes the token's login session (logout, refresh-token reuse, an
+ *   administrator's revocation: an acknowledged invalidation, ./token-checks.ts), the session's
+ *   connections are closed with 4403 before this edge acknowledges, and the session's tokens are
+ *   refused (handshake, refresh);
+ * - when the user's roles change, the connection holds the new ones from then on.
  *
  * Listener tokens are exempt: they only have to last until the join (a reconnect gets a new
  * one, anonymously), they belong to no login session, and they cannot be refreshed.
  */
 import {
-  ALL_SESSION_EVENTS,
   FailedPreconditionError,
   PermissionDeniedError,
-  sessionEventSchema,
   UnauthenticatedError,
 } from '../../common/contracts/index.js';
-import { type Logger, verifyAccessToken } from '../../common/index.js';
-import type { EventBus, Subscription } from '../../common/ports/index.js';
+import type { Logger } from '../../common/index.js';
 import { CLOSE_CODES, type MethodResults, type NotificationFrame } from '../protocol/index.js';
 import { SignalingConditionError } from './errors.js';
 import type { JwksKeyStore } from './jwks.js';
 import { wsNotifications } from './metrics.js';
+import type { CurrentUser, EdgeTokenChecks, TokenHolder } from './token-checks.js';
 import type { ConnectionAuth } from './upgrade.js';
 
 export interface TokenLifetimeLimits {
@@ -55,105 +55,22 @@ export const sessionRevoked = () =>
     'the login session of this connection was revoked: sign in again',
   );
 
-/** How many revoked sessions an edge remembers at most (each only until its tokens expired). */
-const REVOKED_MEMORY = 100_000;
-
 /** setTimeout's longest delay; a later deadline is reached in several steps. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
-
-/**
- * Follows session revocations on the bus: closes the connections of a revoked session and
- * remembers the session for `rememberMs` (the access-token lifetime: no token of it is valid
- * for longer), so a token of it that is still unexpired cannot open or refresh a connection.
- */
-export class SessionRevocations {
-  readonly #bus: EventBus;
-  readonly #log: Logger;
-  readonly #rememberMs: number;
-  readonly #connections = new Map<string, Set<TokenLifetime>>();
-  /** Session id -> when it can be forgotten (epoch ms); insertion order is expiry order. */
-  readonly #revoked = new Map<string, number>();
-  #subscription: Subscription | null = null;
-
-  constructor(options: { bus: EventBus; log: Logger; rememberMs: number }) {
-    this.#bus = options.bus;
-    this.#log = options.log;
-    this.#rememberMs = options.rememberMs;
-  }
-
-  /** Resolves once the bus routes session events to this edge. */
-  async start(): Promise<void> {
-    this.#subscription = this.#bus.subscribe(ALL_SESSION_EVENTS, (payload) => {
-      const parsed = sessionEventSchema.safeParse(payload);
-      if (!parsed.success) {
-        this.#log.warn({ issue: parsed.error.issues[0]?.message }, 'ignoring a malformed session event');
-        return;
-      }
-      if (parsed.data.type === 'revoked') this.revoke(parsed.data.session.sessionId);
-    });
-    await this.#subscription.ready;
-  }
-
-  isRevoked(sessionId: string): boolean {
-    const until = this.#revoked.get(sessionId);
-    return until !== undefined && until > Date.now();
-  }
-
-  /** Marks the session revoked and closes its connections on this edge. */
-  revoke(sessionId: string): void {
-    this.#prune();
-    this.#revoked.delete(sessionId);
-    this.#revoked.set(sessionId, Date.now() + this.#rememberMs);
-    const connections = [...(this.#connections.get(sessionId) ?? [])];
-    this.#connections.delete(sessionId);
-    for (const connection of connections) connection.revoked();
-    if (connections.length > 0) {
-      this.#log.info({ connections: connections.length }, 'session revoked: its connections closed');
-    }
-  }
-
-  track(connection: TokenLifetime, sessionId: string): void {
-    let set = this.#connections.get(sessionId);
-    if (!set) {
-      set = new Set();
-      this.#connections.set(sessionId, set);
-    }
-    set.add(connection);
-  }
-
-  untrack(connection: TokenLifetime, sessionId: string): void {
-    const set = this.#connections.get(sessionId);
-    set?.delete(connection);
-    if (set?.size === 0) this.#connections.delete(sessionId);
-  }
-
-  close(): void {
-    this.#subscription?.unsubscribe();
-    this.#subscription = null;
-  }
-
-  #prune(): void {
-    const now = Date.now();
-    for (const [sessionId, until] of this.#revoked) {
-      if (until > now && this.#revoked.size < REVOKED_MEMORY) break;
-      this.#revoked.delete(sessionId);
-    }
-  }
-}
 
 export interface TokenLifetimeOptions {
   /** The connection's auth, shared with its chat session: a refresh updates it for both. */
   auth: ConnectionAuth;
   limits: TokenLifetimeLimits;
   keys: JwksKeyStore;
-  revocations: SessionRevocations | null;
+  checks: Pick<EdgeTokenChecks, 'verify' | 'current' | 'track' | 'untrack'>;
   log: Logger;
   send(frame: NotificationFrame): void;
   end(code: number, reason: string): void;
 }
 
 /** One connection's token: when to warn, when it is over, and its replacement by `auth.refresh`. */
-export class TokenLifetime {
+export class TokenLifetime implements TokenHolder {
   readonly auth: ConnectionAuth;
   readonly #options: TokenLifetimeOptions;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -191,23 +108,22 @@ export class TokenLifetime {
       );
     }
     if (this.#revoked) throw sessionRevoked();
-    const { keys, revocations } = this.#options;
+    const { keys, checks } = this.#options;
     // Keys first: a control plane that cannot be reached is "unavailable", not a bad token.
     await keys.load();
-    const verified = await verifyAccessToken(token, keys.getKey);
+    const verified = await checks.verify(token);
     if (verified.claims.typ === 'listener') {
       throw new UnauthenticatedError('invalid token: a listener token cannot replace an access token');
     }
     if (verified.userId !== this.auth.userId) {
       throw new PermissionDeniedError('the token is for another user: open a new connection instead');
     }
-    if (revocations?.isRevoked(verified.sessionId)) {
-      throw new UnauthenticatedError('invalid token: session revoked');
-    }
+    // Its session must be open (a revoked one is refused at once, cache or control plane).
+    const user = await checks.current(verified, token);
     if (this.#revoked) throw sessionRevoked();
     this.auth.token = token;
     this.auth.expiresAt = verified.expiresAt.getTime();
-    this.auth.roles = verified.claims.roles;
+    this.auth.roles = user.roles;
     this.auth.sessionId = verified.sessionId;
     if (!this.#stopped) {
       this.#track(verified.sessionId);
@@ -216,7 +132,14 @@ export class TokenLifetime {
     return { expiresAt: verified.expiresAt.toISOString() };
   }
 
-  /** The token's session was revoked: refuse everything and close (SessionRevocations calls it). */
+  /** The user's roles changed (an administrator's action): they apply to the next request. */
+  userChanged(user: CurrentUser): void {
+    if (this.auth.kind !== 'user') return;
+    this.auth.roles = [...user.roles];
+    this.auth.username = user.username;
+  }
+
+  /** The token's session was revoked: refuse everything and close (EdgeTokenChecks calls it). */
   revoked(): void {
     if (this.#revoked || this.#stopped) return;
     this.#revoked = true;
@@ -232,11 +155,11 @@ export class TokenLifetime {
   }
 
   #track(sessionId: string | null): void {
-    const revocations = this.#options.revocations;
-    if (!revocations || sessionId === this.#trackedSession) return;
-    if (this.#trackedSession !== null) revocations.untrack(this, this.#trackedSession);
+    const { checks } = this.#options;
+    if (sessionId === this.#trackedSession) return;
+    if (this.#trackedSession !== null) checks.untrack(this, this.#trackedSession, this.auth.userId);
     this.#trackedSession = sessionId;
-    if (sessionId !== null) revocations.track(this, sessionId);
+    if (sessionId !== null) checks.track(this, sessionId, this.auth.userId);
   }
 
   /** A new token: warn half-way through its remaining life at the latest, then follow it. */

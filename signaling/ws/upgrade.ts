@@ -3,15 +3,18 @@
  * frame with a reason, which a browser can read), then the token (a bad token gets an HTTP
  * 401 before the upgrade, as for any REST call).
  *
- * The token travels in `?token=` because browsers cannot set headers on a WebSocket. It is
- * verified locally against the control plane's JWKS, kept in memory only to call the control
- * plane on the user's behalf while it is valid, and never logged. Its expiry and its login
- * session's revocation are followed on the open connection (token-lifetime.ts).
+ * The token travels in `?token=` because browsers cannot set headers on a WebSocket. Its
+ * signature is verified locally against the control plane's JWKS; an access token's login
+ * session must be open, which the edge answers from its token cache or asks the control plane
+ * once (token-checks.ts). The token is kept in memory only to call the control plane on the
+ * user's behalf while it is valid, and never logged. Its expiry and its login session's
+ * revocation are followed on the open connection (token-lifetime.ts).
  */
 import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/contracts/index.js';
-import { type UserRole, verifyAccessToken } from '../../common/index.js';
+import type { UserRole } from '../../common/index.js';
 import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
 import type { JwksKeyStore } from './jwks.js';
+import type { EdgeTokenChecks } from './token-checks.js';
 
 export interface ConnectionAuth {
   kind: 'user' | 'listener';
@@ -35,13 +38,10 @@ export type UpgradeDecision =
   | { kind: 'reject-version'; reason: string }
   | { kind: 'reject-http'; error: VezaError };
 
-/** Answers whether a login session is known to be revoked (./token-lifetime.ts). */
-export type RevokedCheck = (sessionId: string) => boolean;
-
 export async function decideUpgrade(
   query: string,
   keys: JwksKeyStore,
-  isRevoked: RevokedCheck = () => false,
+  checks: Pick<EdgeTokenChecks, 'verify' | 'current'>,
 ): Promise<UpgradeDecision> {
   const params = new URLSearchParams(query);
   const version = params.get('v');
@@ -70,23 +70,21 @@ export async function decideUpgrade(
   try {
     // Keys first: a control plane that cannot be reached is a 503, not a bad token.
     await keys.load();
-    const verified = await verifyAccessToken(token, keys.getKey);
+    const verified = await checks.verify(token);
     const { claims } = verified;
     const listener = claims.typ === 'listener';
     if (listener && claims.stream_id === undefined) {
       throw new UnauthenticatedError('invalid token: a listener token must name its stream');
     }
-    // The signature outlives a logout: a session this edge saw revoked is refused until its tokens expire.
-    if (!listener && isRevoked(verified.sessionId)) {
-      throw new UnauthenticatedError('invalid token: session revoked');
-    }
+    // The signature outlives a logout: the session must still be open, and the roles are the current ones.
+    const user = listener ? null : await checks.current(verified, token);
     return {
       kind: 'accept',
       auth: {
         kind: listener ? 'listener' : 'user',
         userId: listener ? 0 : verified.userId,
-        username: claims.username,
-        roles: listener ? [] : claims.roles,
+        username: user?.username ?? claims.username,
+        roles: user ? [...user.roles] : [],
         streamId: listener ? (claims.stream_id ?? null) : null,
         sessionId: listener ? null : verified.sessionId,
         expiresAt: verified.expiresAt.getTime(),

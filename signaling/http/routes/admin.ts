@@ -1,4 +1,8 @@
-/** Administration over REST: granting and taking roles (the control plane checks the caller is an admin). */
+/**
+ * Administration over REST: granting and taking roles, and ending a user's login sessions (the
+ * control plane checks the caller is an admin). Both apply on every control plane and edge
+ * before the response is sent.
+ */
 import { z } from 'zod';
 import { InvalidArgumentError } from '../../../common/contracts/index.js';
 import { USER_ROLES } from '../../../common/index.js';
@@ -39,4 +43,11 @@ export function registerAdminRoutes(
     },
     { body: { json: deps.config.BODY_LIMIT_BYTES } },
   );
+
+  routes.route('POST', '/admin/users/:id/sessions/revoke', async (request) => {
+    const token = requireBearer(request);
+    const userId = userIdParam(request.params.id);
+    const response = await deps.controlPlane.auth.revokeUserSessions({ userId }, callContext(request, token));
+    return json({ revoked_session_ids: response.sessionIds }, 200, { 'cache-control': 'no-store' });
+  });
 }

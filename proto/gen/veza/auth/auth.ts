@@ -183,6 +183,16 @@ export interface SetUserRoleResponse {
   userInfo: UserInfo | undefined;
 }
 
+export interface RevokeUserSessionsRequest {
+  /** Zero means the caller; another user's sessions need the admin role. */
+  userId: number;
+}
+
+export interface RevokeUserSessionsResponse {
+  /** The sessions this call revoked (those already closed are not listed). */
+  sessionIds: string[];
+}
+
 export interface GetJwksRequest {
 }
 
@@ -2694,6 +2704,152 @@ export const SetUserRoleResponse: MessageFns<SetUserRoleResponse> = {
   },
 };
 
+function createBaseRevokeUserSessionsRequest(): RevokeUserSessionsRequest {
+  return { userId: 0 };
+}
+
+export const RevokeUserSessionsRequest: MessageFns<RevokeUserSessionsRequest> = {
+  encode(message: RevokeUserSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== 0) {
+      writer.uint32(8).int64(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeUserSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeUserSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeUserSessionsRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: RevokeUserSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeUserSessionsRequest>, I>>(base?: I): RevokeUserSessionsRequest {
+    return RevokeUserSessionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeUserSessionsRequest>, I>>(object: I): RevokeUserSessionsRequest {
+    const message = createBaseRevokeUserSessionsRequest();
+    message.userId = object.userId ?? 0;
+    return message;
+  },
+};
+
+function createBaseRevokeUserSessionsResponse(): RevokeUserSessionsResponse {
+  return { sessionIds: [] };
+}
+
+export const RevokeUserSessionsResponse: MessageFns<RevokeUserSessionsResponse> = {
+  encode(message: RevokeUserSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessionIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeUserSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeUserSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeUserSessionsResponse {
+    return {
+      sessionIds: globalThis.Array.isArray(object?.sessionIds)
+        ? object.sessionIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.session_ids)
+        ? object.session_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RevokeUserSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.sessionIds?.length) {
+      obj.sessionIds = message.sessionIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeUserSessionsResponse>, I>>(base?: I): RevokeUserSessionsResponse {
+    return RevokeUserSessionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeUserSessionsResponse>, I>>(object: I): RevokeUserSessionsResponse {
+    const message = createBaseRevokeUserSessionsResponse();
+    message.sessionIds = object.sessionIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseGetJwksRequest(): GetJwksRequest {
   return {};
 }
@@ -2920,6 +3076,22 @@ export const AuthServiceService = {
     responseSerialize: (value: SetUserRoleResponse): Buffer => Buffer.from(SetUserRoleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetUserRoleResponse => SetUserRoleResponse.decode(value),
   },
+  /**
+   * Ends every open login session of a user: an administrator's revocation (a stolen device, an
+   * account taken over), or "sign out everywhere" for oneself. Every token of those sessions is
+   * refused by every control plane and edge once this returns.
+   */
+  revokeUserSessions: {
+    path: "/veza.auth.AuthService/RevokeUserSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeUserSessionsRequest): Buffer =>
+      Buffer.from(RevokeUserSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeUserSessionsRequest => RevokeUserSessionsRequest.decode(value),
+    responseSerialize: (value: RevokeUserSessionsResponse): Buffer =>
+      Buffer.from(RevokeUserSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeUserSessionsResponse => RevokeUserSessionsResponse.decode(value),
+  },
   /** Public signing keys (JWKS JSON) so edges verify tokens locally. */
   getJwks: {
     path: "/veza.auth.AuthService/GetJwks" as const,
@@ -2946,6 +3118,12 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
   confirmEmail: handleUnaryCall<ConfirmEmailRequest, ConfirmEmailResponse>;
   updateProfile: handleUnaryCall<UpdateProfileRequest, UpdateProfileResponse>;
   setUserRole: handleUnaryCall<SetUserRoleRequest, SetUserRoleResponse>;
+  /**
+   * Ends every open login session of a user: an administrator's revocation (a stolen device, an
+   * account taken over), or "sign out everywhere" for oneself. Every token of those sessions is
+   * refused by every control plane and edge once this returns.
+   */
+  revokeUserSessions: handleUnaryCall<RevokeUserSessionsRequest, RevokeUserSessionsResponse>;
   /** Public signing keys (JWKS JSON) so edges verify tokens locally. */
   getJwks: handleUnaryCall<GetJwksRequest, GetJwksResponse>;
 }
@@ -3097,6 +3275,26 @@ export interface AuthServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetUserRoleResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends every open login session of a user: an administrator's revocation (a stolen device, an
+   * account taken over), or "sign out everywhere" for oneself. Every token of those sessions is
+   * refused by every control plane and edge once this returns.
+   */
+  revokeUserSessions(
+    request: RevokeUserSessionsRequest,
+    callback: (error: ServiceError | null, response: RevokeUserSessionsResponse) => void,
+  ): ClientUnaryCall;
+  revokeUserSessions(
+    request: RevokeUserSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeUserSessionsResponse) => void,
+  ): ClientUnaryCall;
+  revokeUserSessions(
+    request: RevokeUserSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeUserSessionsResponse) => void,
   ): ClientUnaryCall;
   /** Public signing keys (JWKS JSON) so edges verify tokens locally. */
   getJwks(
