@@ -4,5 +4,6 @@
  * protobuf types, nothing of Node.js.
  */
 export * from './chat-rules.js';
+export * from './analytics-rest.js';
 export * from './errors.js';
 export * from './mediasoup.js';
