@@ -118,7 +118,7 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
   const notes = [
     "Publisher, listeners and SFU share this machine's cores: the load generator (node-datachannel, one JS callback per packet) costs more CPU than the SFU, so at high counts it and the shared cores, not the SFU, are usually what saturates (see loadgen_cpu_pct, loadgen_loop_delay_p99_ms and machine_busy_pct).",
     "Delay is measured in the listener process when its JavaScript callback runs, so it includes the load generator's own event-loop delay.",
-    "join_ms runs from the listener opening its WebSocket (token already fetched) to its first probe packet: the WebSocket and the routers' capabilities pushed on open, the one-request join (transport and consumer in its answer), connectTransport and resumeConsumer pipelined, ICE, DTLS (join_phase_*_ms split it). The bare stub takes the same requests.",
+    "join_ms runs from the listener opening its WebSocket (anonymously, as a browser listens: no token to fetch) to its first probe packet: the WebSocket and the routers' capabilities pushed on open, the one-request join (transport and consumer in its answer), connectTransport and resumeConsumer pipelined, ICE, DTLS (join_phase_*_ms split it). The bare stub takes the same requests.",
     "cpu_us_per_packet: the mediasoup worker processes' CPU over the window divided by the probe packets the listeners received in it.",
     "server_node_cpu_pct: the server's own Node.js process alone over the window, % of one core (the platform: edge, control plane and the media node's JavaScript on today's single standalone event loop; bare: the stub); server_process_cpu_pct adds the platform's embedded PostgreSQL. sfu_cpu_pct is the mediasoup workers'.",
     'ramp_loadgen_cpu_pct and ramp_loadgen_loop_delay_p99_ms: the load generators during the joins; a saturated generator inflates join times.',
@@ -130,7 +130,7 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
       "--url: SFU CPU comes from the server's veza_media_worker_cpu_seconds, which it samples every few seconds (polled twice a second here); RSS is the server process only.",
     );
   return {
-    measured: `One probe publisher (node-datachannel, ${options.packetsPerSecond} packets/s of 100-byte payloads) to N node-datachannel listeners over WebRTC (ICE, DTLS, SRTP) through the platform's REST API (account, go live, listener tokens) and signaling WebSocket protocol; baseline: the same load generator against bare mediasoup behind a minimal signaling stub.`,
+    measured: `One probe publisher (node-datachannel, ${options.packetsPerSecond} packets/s of 100-byte payloads) to N node-datachannel listeners over WebRTC (ICE, DTLS, SRTP) through the platform's REST API (account, go live) and signaling WebSocket protocol; baseline: the same load generator against bare mediasoup behind a minimal signaling stub.`,
     options: {
       listeners: options.listeners,
       ramp_per_s: options.rampPerSecond,
@@ -138,7 +138,6 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
       packets_per_s: options.packetsPerSecond,
       join_timeout_ms: options.joinTimeoutMs,
       settle_s: options.settleS,
-      prefetch_tokens: options.prefetchTokens,
       url: options.target.url ?? null,
       platform: measured.settings,
     },

@@ -253,7 +253,7 @@ export class MediaSession implements MediaRequests, StreamMember {
       const { gateway, streams, liveness, lookup } = this.#context;
       if (auth.kind === 'listener') {
         if (role !== 'listener') throw new PermissionDeniedError('a listener token can only listen');
-        if (auth.streamId !== streamId) {
+        if (auth.streamId !== null && auth.streamId !== streamId) {
           throw new PermissionDeniedError(
             `this listener token is for stream ${auth.streamId}, not ${streamId}`,
           );

@@ -22,7 +22,7 @@ export interface ConnectionAuth {
   userId: number;
   username: string;
   roles: UserRole[];
-  /** Listener tokens: the one stream they may listen to. */
+  /** Listener tokens: the one stream they may listen to (null without a token: any anonymous-friendly stream). */
   streamId: number | null;
   /** The login session the token belongs to (null for listener tokens), to follow its revocation. */
   sessionId: string | null;
@@ -37,6 +37,20 @@ export type UpgradeDecision =
   /** Upgrade, then close with CLOSE_CODES.unsupportedVersion and this reason. */
   | { kind: 'reject-version'; reason: string }
   | { kind: 'reject-http'; error: VezaError };
+
+/** The identity of a connection opened without a token. */
+export function anonymousListener(): ConnectionAuth {
+  return {
+    kind: 'listener',
+    userId: 0,
+    username: 'anonymous',
+    roles: [],
+    streamId: null,
+    sessionId: null,
+    expiresAt: Number.POSITIVE_INFINITY,
+    token: null,
+  };
+}
 
 export async function decideUpgrade(
   query: string,
@@ -59,14 +73,10 @@ export async function decideUpgrade(
     };
   }
   const token = params.get('token');
-  if (!token) {
-    return {
-      kind: 'reject-http',
-      error: new UnauthenticatedError(
-        `missing token: connect to ${SIGNALING_PATH}?v=${PROTOCOL_VERSION}&token=<access token>`,
-      ),
-    };
-  }
+  // No token: an anonymous listener. It may only listen, and only to public streams that allow
+  // anonymous listeners (the join decides, from the edge's memory of the stream). This is what
+  // a listener token said too, but without a control-plane call per listener before its join.
+  if (!token) return { kind: 'accept', auth: anonymousListener() };
   try {
     // Keys first: a control plane that cannot be reached is a 503, not a bad token.
     await keys.load();

@@ -100,8 +100,6 @@ export const waveformSchema = looseObject({ peaks: array(number()) });
 
 const uploadedSchema = looseObject({ track_id: id, track: nullish(trackSchema) });
 
-const listenerTokenSchema = looseObject({ token: string(), expires_in: nullish(number()) });
-
 export function streamIdOf(stream: StreamInfo): string {
   return String(stream.id);
 }
@@ -210,13 +208,6 @@ export const restApi = {
     ).track,
   listTracks: async (token: string): Promise<TrackInfo[]> =>
     (await request('GET', '/tracks', { token, schema: looseObject({ tracks: array(trackSchema) }) })).tracks,
-  listenerToken: async (streamId: string): Promise<string> =>
-    (
-      await request('POST', `/stream/${encodeURIComponent(streamId)}/listener-token`, {
-        body: {},
-        schema: listenerTokenSchema,
-      })
-    ).token,
 };
 
 /**

@@ -1,4 +1,5 @@
 import {
+  InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   UnauthenticatedError,
@@ -175,10 +176,18 @@ export class ChatSession implements ChatRequests {
     }
   }
 
-  /** For a listener token: the room of its stream, which is the only one it may read. */
+  /**
+   * For a listener: the room of its stream, the only one it may read. A listener token names
+   * the stream; a connection without a token names it in `streamId`.
+   */
   async #listenerRoom(params: { roomId?: number; streamId?: number }): Promise<ChatRoom> {
-    const streamId = this.#auth.streamId;
-    if (streamId === null || (params.streamId !== undefined && params.streamId !== streamId)) {
+    const streamId = this.#auth.streamId ?? params.streamId ?? null;
+    if (streamId === null) {
+      throw new InvalidArgumentError(
+        'an anonymous connection reads the chat of one stream: pass streamId; sign in to chat',
+      );
+    }
+    if (params.streamId !== undefined && params.streamId !== streamId) {
       throw new PermissionDeniedError(
         'a listener token can only read the chat of its own stream; sign in to chat',
       );

@@ -174,9 +174,7 @@ export function listenPage(rawId: string) {
       main.append(player, ended, signIn);
       const chat = chatPanel({
         streamId,
-        ...(info?.is_public && info.allow_anonymous
-          ? { listenerToken: () => restApi.listenerToken(String(streamId)) }
-          : {}),
+        anonymous: Boolean(info?.is_public && info.allow_anonymous),
       });
       main.append(chat.element);
 
@@ -232,29 +230,34 @@ export function listenPage(rawId: string) {
         }
       };
 
-      /** Which token opens the WebSocket; null when the visitor must sign in first. */
-      const tokenProvider = (): (() => Promise<string>) | null => {
+      /**
+       * How the WebSocket opens: with the user's token, anonymously (no token) when the stream
+       * allows anonymous listeners, or not at all (null) until the visitor signs in.
+       */
+      const connectionAuth = (): { token?: () => Promise<string> } | null => {
         if (currentSession()) {
-          return async () => {
-            const token = await accessToken();
-            if (!token) throw new Error('signed out');
-            return token;
+          return {
+            token: async () => {
+              const token = await accessToken();
+              if (!token) throw new Error('signed out');
+              return token;
+            },
           };
         }
-        if (info?.is_public && info.allow_anonymous) return () => restApi.listenerToken(String(streamId));
+        if (info?.is_public && info.allow_anonymous) return {};
         return null;
       };
 
       const startListening = async () => {
         if (session || isOver) return;
-        const token = tokenProvider();
-        if (!token) {
+        const auth = connectionAuth();
+        if (!auth) {
           status.info('Sign in to listen to this stream.');
           signIn.replaceChildren(authForm('Sign in to listen'));
           return;
         }
         signIn.replaceChildren();
-        const connection = new SignalingConnection({ url: signalingBase(), token });
+        const connection = new SignalingConnection({ url: signalingBase(), ...auth });
         const listener = new Listener({ connection });
         session = { connection, listener };
         listenButton.textContent = 'Stop listening';
