@@ -198,7 +198,6 @@ class LocalMediaNode implements MediaNode {
         }
       }
       return {
-        rtpCapabilities: stream.rtpCapabilities,
         listenerCount: stream.activeListeners,
         transport: transport.info(),
         consumer,

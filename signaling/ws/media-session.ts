@@ -16,6 +16,7 @@ import {
   type TransportInfo as MediaTransportInfo,
   NotFoundError,
   PermissionDeniedError,
+  ROUTER_RTP_CAPABILITIES,
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Logger } from '../../common/index.js';
@@ -96,6 +97,8 @@ type Handlers = { [M in MediaMethod]: (params: MethodParams[M]) => Promise<Metho
  * TypeScript types (string unions vs strings); the values are passed through unchanged.
  */
 const sameJson = <T>(value: unknown): T => value as T;
+/** Every router's capabilities (the node's tests hold it to this constant). */
+const ROUTER_CAPABILITIES = sameJson<RtpCapabilities>(ROUTER_RTP_CAPABILITIES);
 
 function toTransportInfo(info: MediaTransportInfo, iceServers: IceServer[]): TransportInfo {
   return {
@@ -323,7 +326,7 @@ export class MediaSession implements MediaRequests, StreamMember {
                 );
               throw this.#classify(joined, error);
             });
-          routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
+          routerCapabilities = ROUTER_CAPABILITIES;
           listenerCount = placed.listenerCount;
         } else {
           const opened = await media.openStream(String(streamId));

@@ -445,6 +445,7 @@ describe('the /ws endpoint', () => {
     });
     frame = await client.request('chat.join', { streamId: open });
     expect(frame).toMatchObject({ ok: true, result: { readOnly: true, userId: 0 } });
+    if (!frame.ok) throw new Error('chat.join failed');
     const roomId = (frame.result as { room: { roomId: number } }).room.roomId;
     frame = await client.request('chat.send', { roomId, content: 'anonymous words' });
     expect(frame).toMatchObject({ ok: false });
