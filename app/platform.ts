@@ -34,7 +34,6 @@ import {
   directMediaGateway,
   type MediaGateway,
   routerCapabilitiesProvider,
-  signalingExtension,
   startEdge,
 } from '../signaling/index.js';
 import { startWorkers } from '../workers/index.js';
@@ -159,7 +158,7 @@ export async function startPlatform(
         controlPlane: client,
         blobs: ports.blobs,
         routerRtpCapabilities: routerCapabilitiesProvider(gateway),
-        extensions: [signalingExtension({ bus: ports.bus, media: gateway })],
+        signaling: { bus: ports.bus, media: gateway },
       });
       closers.push(() => edge.close());
       httpPort = edge.port;

@@ -45,10 +45,6 @@ export interface GrpcStatusObject {
   metadata: Metadata;
 }
 
-function grpcStatusCodeOf(code: ErrorCode): status {
-  return GRPC_STATUS[code];
-}
-
 /** The status object a grpc-js handler passes to its callback or `emit('error')`. */
 export function toGrpcStatus(error: unknown): GrpcStatusObject {
   const veza = toVezaError(error);

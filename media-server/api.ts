@@ -4,12 +4,7 @@
  * what only the node's host uses: its events, its workers, closing an edge's peers, closing it.
  */
 import type { types as ms } from 'mediasoup';
-import type {
-  MediaGatewayEvents,
-  MediaNodeApi,
-  ProducerCloseReason,
-  TransportDirection,
-} from '../common/contracts/index.js';
+import type { MediaGatewayEvents, MediaNodeApi, ProducerCloseReason } from '../common/contracts/index.js';
 import type { WorkerDiedEvent, WorkerReplacedEvent } from './worker-pool.js';
 
 export type {

@@ -69,7 +69,7 @@ export const DEFAULT_SIGNALING_LIMITS: SignalingLimits = {
   ...DEFAULT_TOKEN_LIFETIME_LIMITS,
 };
 
-/** What the endpoint needs of the edge (signaling/index.ts's EdgeRegistrar provides it). */
+/** What the endpoint needs of the edge (startEdge in signaling/index.ts provides it). */
 export interface SignalingHost {
   readonly app: TemplatedApp;
   readonly config: Config;
@@ -103,13 +103,6 @@ interface SocketData {
 
 /** uWS send status: the message was dropped because the socket is over maxBackpressure. */
 const DROPPED = 2;
-
-/** An edge extension (see signaling/index.ts) adding `/ws`. */
-export function signalingExtension(options: SignalingOptions): (host: SignalingHost) => Promise<void> {
-  return async (host) => {
-    await registerSignaling(host, options);
-  };
-}
 
 export async function registerSignaling(host: SignalingHost, options: SignalingOptions): Promise<void> {
   const { app, config, controlPlane } = host;
