@@ -26,7 +26,13 @@ import { parseControlPlaneTarget } from '../../common/index.js';
  */
 export const IDEMPOTENT_RPCS: Readonly<Record<string, readonly string[]>> = {
   'veza.auth.AuthService': ['ValidateToken', 'GetUserInfo', 'GetJwks'],
-  'veza.stream.StreamService': ['GetStreamInfo', 'ListStreams', 'GetTrack', 'ListTracks', 'IssueListenerToken'],
+  'veza.stream.StreamService': [
+    'GetStreamInfo',
+    'ListStreams',
+    'GetTrack',
+    'ListTracks',
+    'IssueListenerToken',
+  ],
   'veza.chat.ChatService': ['GetMessages', 'ListModerationQueue'],
   'veza.notification.NotificationService': ['GetNotifications', 'ListFollowing'],
   'veza.analytics.AnalyticsService': ['GetAnalytics', 'GetMetrics'],

@@ -153,7 +153,6 @@ export function createUploadStore(sql: Sql) {
       });
     },
 
-
     // Staged parts (staging.ts): one blob per request, committed with the offset.
 
     /** A request starts writing a part at `start`; it counts once committed. */
@@ -166,7 +165,13 @@ export function createUploadStore(sql: Sql) {
      * transaction; false when the upload moved on meanwhile (cancelled, expired, or another
      * request committed first) or the part was swept.
      */
-    async commitPart(trackId: number, key: string, from: number, to: number, expiresAt: Date): Promise<boolean> {
+    async commitPart(
+      trackId: number,
+      key: string,
+      from: number,
+      to: number,
+      expiresAt: Date,
+    ): Promise<boolean> {
       const moved = Symbol('moved on');
       try {
         return await sql.begin(async (tx) => {
@@ -194,7 +199,11 @@ export function createUploadStore(sql: Sql) {
         select part_key, start_offset::text, length::text from upload_parts
         where track_id = ${trackId} and length is not null
         order by start_offset`;
-      return rows.map((row) => ({ key: row.part_key, start: Number(row.start_offset), length: Number(row.length) }));
+      return rows.map((row) => ({
+        key: row.part_key,
+        start: Number(row.start_offset),
+        length: Number(row.length),
+      }));
     },
 
     async partKeys(trackId: number): Promise<string[]> {
@@ -357,7 +366,6 @@ export function createUploadStore(sql: Sql) {
           updated_at = now()
         where id = ${trackId} and status <> 'ready'`;
     },
-
   };
 }
 

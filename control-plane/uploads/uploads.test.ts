@@ -323,7 +323,9 @@ describe('UploadAudio + UploadAudioChunks', () => {
     const partDir = path.join(h.config.dataDir, 'blobs', 'staging', String(trackId));
     const written = async () => {
       const names = await readdir(partDir).catch(() => []);
-      const sizes = await Promise.all(names.map((name) => stat(path.join(partDir, name)).then((s) => s.size)));
+      const sizes = await Promise.all(
+        names.map((name) => stat(path.join(partDir, name)).then((s) => s.size)),
+      );
       return sizes.reduce((sum, size) => sum + size, 0);
     };
     const deadline = Date.now() + 10_000;
