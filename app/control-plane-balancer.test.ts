@@ -30,7 +30,7 @@ import {
 } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import { AudioChunk, type UploadAudioResponse } from '../proto/gen/veza/stream/stream.js';
-import { signUpAndIn, type TestAccount } from './testing/index.js';
+import { signUpAndIn, TEST_PASSWORD, type TestAccount } from './testing/index.js';
 
 const SERVICE_KEY = 'balancer-test-service-key-0123456789';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -205,7 +205,7 @@ describe('two control planes behind the edge client', () => {
       while (running) {
         await timed('login', async (requestId) => {
           const session = await balanced.auth.authenticate(
-            { email: user.email, password: 'Correct-Horse-42', deviceId: 'balancer', ipAddress: '127.0.0.1' },
+            { email: user.email, password: TEST_PASSWORD, deviceId: 'balancer', ipAddress: '127.0.0.1' },
             { requestId, deadlineMs: 5_000 },
           );
           return { token: session.accessToken };
