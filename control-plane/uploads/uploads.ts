@@ -261,7 +261,9 @@ export function createUploads(deps: UploadsDeps): Uploads {
       throw new InvalidArgumentError(reason, 'checksum');
     }
     if (!(await store.complete(row.id, { key, checksum: sha256, size }))) {
-      await blobs.delete(key);
+      // Another finisher may have completed it (its lease ran out on a slow store): the source
+      // then holds the same bytes and the track points at it, so it stays.
+      if ((await store.get(row.id))?.source_key !== key) await blobs.delete(key);
       throw new FailedPreconditionError(`the upload of track ${row.id} was cancelled or expired meanwhile`);
     }
     await staging.remove(row.id);
