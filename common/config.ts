@@ -7,6 +7,7 @@
 import { cpus, hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseControlPlaneTarget } from './control-plane-target.js';
 
 export const ROLES = ['control-plane', 'signaling', 'media', 'worker'] as const;
 export type ProcessRole = (typeof ROLES)[number];
@@ -99,8 +100,22 @@ const schema = z.object({
 
   GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   GRPC_PORT: port.default(9090),
-  /** Where edges and workers reach the control plane (host:port). */
-  CONTROL_PLANE_ADDRESS: optionalString,
+  /**
+   * Where edges and workers reach the control plane: host:port, a comma list of ip:port that
+   * the client balances across, or dns:///name:port resolving to several (control-plane-target.ts).
+   */
+  CONTROL_PLANE_ADDRESS: optionalString.pipe(
+    z
+      .string()
+      .superRefine((value, context) => {
+        try {
+          parseControlPlaneTarget(value);
+        } catch (error) {
+          context.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional(),
+  ),
   /** HTTP port of a control-plane-only process, for /metrics, /healthz and the JWKS. */
   CONTROL_HTTP_PORT: port.default(9091),
   /** Shared secrets for service-to-service gRPC calls (x-api-key). Generated per run in standalone mode. */

@@ -30,6 +30,7 @@ export {
   USER_ROLES,
   type UserRole,
 } from './config.js';
+export { type ControlPlaneTarget, parseControlPlaneTarget } from './control-plane-target.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
 export {

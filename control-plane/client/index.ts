@@ -29,6 +29,7 @@ import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
 import { NotificationServiceClient } from '../../proto/gen/veza/notification/notification.js';
 import { StreamServiceClient } from '../../proto/gen/veza/stream/stream.js';
+import { balancedChannel } from './balancing.js';
 
 /** Per-call options. */
 export interface CallContext {
@@ -117,7 +118,10 @@ export interface ControlPlaneClient {
 }
 
 export interface ControlPlaneClientOptions {
-  /** host:port of the control plane. */
+  /**
+   * Where the control planes are: host:port, a comma list of ip:port, or dns:///name:port
+   * (CONTROL_PLANE_ADDRESS). Calls are balanced across them (balancing.ts).
+   */
   address: string;
   /** Service identity sent as `x-api-key` on every call. */
   apiKey: string;
@@ -141,13 +145,16 @@ const DEFAULT_DEADLINE_MS = 10_000;
 /** Metadata key carrying the end client's IP on calls made by a gateway. */
 export const CLIENT_IP_HEADER = 'x-forwarded-for';
 
+export { balancedServiceConfig, IDEMPOTENT_RPCS } from './balancing.js';
+
 export function createControlPlaneClient(options: ControlPlaneClientOptions): ControlPlaneClient {
   const defaultDeadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
   const insecure = credentials.createInsecure();
-  const auth = new AuthServiceClient(options.address, insecure);
-  // One HTTP/2 channel for every service: sharing it keeps one connection per process.
+  const channel = balancedChannel(options.address);
+  const auth = new AuthServiceClient(channel.target, insecure, channel.options);
+  // One channel for every service: sharing it keeps one connection per control plane per process.
   const shared = { channelOverride: auth.getChannel() };
-  const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(options.address, insecure, shared);
+  const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(channel.target, insecure, shared);
   const HealthClient = makeGenericClientConstructor(
     healthServiceDefinition,
     'grpc.health.v1.Health',
