@@ -116,7 +116,7 @@ async function run(
   const files = await writeResult(options.resultsDir, result, output.charts);
   for (const t of result.targets) {
     progress.note(
-      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}`,
+      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}`,
     );
   }
   progress.note(
