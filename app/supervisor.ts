@@ -327,7 +327,9 @@ export async function startThreadedPlatform(config: Config, rootLog: Logger): Pr
 
     let ops: OpsServer | null = null;
     if (!edgeGroup) {
-      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
+      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true, {
+        metricsToken: config.METRICS_TOKEN,
+      });
       closers.push(() => ops?.close() ?? Promise.resolve());
     }
 

@@ -41,7 +41,8 @@ export {
   renderMetrics,
   renderMetricsWith,
 } from './metrics.js';
-export { type OpsServer, startOpsServer } from './ops-server.js';
+export { metricsAccessAllowed } from './metrics-access.js';
+export { type OpsServer, type OpsServerOptions, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {
   announcePresence,
@@ -50,4 +51,5 @@ export {
   type PresenceWatch,
   watchPresence,
 } from './presence.js';
+export { type ReadinessEndpoint, reportReadiness } from './readiness-metric.js';
 export { startThread } from './threads.js';

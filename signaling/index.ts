@@ -93,7 +93,11 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const server = createHttpServer({ log });
   const routeDeps = { config, log, controlPlane, blobs };
 
-  registerOpsRoutes(server, { controlPlane, isClosing: () => server.closing });
+  const stopReadinessReport = registerOpsRoutes(server, {
+    controlPlane,
+    isClosing: () => server.closing,
+    metricsToken: config.METRICS_TOKEN,
+  });
   registerAuthRoutes(server, routeDeps);
   registerAdminRoutes(server, routeDeps);
   registerJwksRoutes(server, routeDeps);
@@ -104,7 +108,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerTrackRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
-  const closeHooks: Array<() => Promise<void> | void> = [];
+  const closeHooks: Array<() => Promise<void> | void> = [stopReadinessReport];
   const registrar: EdgeRegistrar = {
     app: server.app,
     config,
