@@ -63,6 +63,8 @@ export interface PlatformOptions {
    * A supervisor serves them for the whole process instead.
    */
   opsServer?: boolean;
+  /** Labels PostgreSQL's metrics (default: embedded when DATABASE_URL is unset). */
+  database?: 'embedded' | 'external';
 }
 
 export async function startPlatform(
@@ -90,7 +92,7 @@ export async function startPlatform(
     }
     const sql = connectDatabase(databaseUrl, {
       onNotice: (message) => log.debug({ pg: message }, 'notice'),
-      database: config.DATABASE_URL ? 'external' : 'embedded',
+      database: options.database ?? (config.DATABASE_URL ? 'external' : 'embedded'),
     });
     closers.push(() => sql.end({ timeout: 5 }));
     const roles = new Set(config.VEZA_ROLES);
