@@ -238,7 +238,7 @@ describe('the dashboards against a real Prometheus scraping the platform', () =>
       };
     };
     const rules = response.data.groups.flatMap((group) => group.rules);
-    expect(rules).toHaveLength(19);
+    expect(rules).toHaveLength(20);
     for (const rule of rules) {
       expect(rule.duration, rule.name).toBeGreaterThan(0);
       expect(rule.annotations.runbook, rule.name).toBeTruthy();

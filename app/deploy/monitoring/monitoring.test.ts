@@ -58,7 +58,7 @@ describe('the Prometheus configuration and alert rules', () => {
     expect(config).toContain('credentials_file: /prometheus/metrics-token');
     await writeFile(path.join(copy, 'prometheus.yml'), config.replaceAll('/prometheus/metrics-token', token));
     const full = run('promtool', ['check', 'config', path.join(copy, 'prometheus.yml')]);
-    expect(full.output).toMatch(/SUCCESS: 19 rules found/);
+    expect(full.output).toMatch(/SUCCESS: 20 rules found/);
     expect(full.status).toBe(0);
   });
 
@@ -73,7 +73,7 @@ describe('the Prometheus configuration and alert rules', () => {
 
   it('passes promtool check rules', () => {
     const result = run('promtool', ['check', 'rules', path.join(PROMETHEUS_DIR, 'alerts.yml')]);
-    expect(result.output).toContain('SUCCESS: 19 rules found');
+    expect(result.output).toContain('SUCCESS: 20 rules found');
     expect(result.status).toBe(0);
   });
 
@@ -85,7 +85,7 @@ describe('the Prometheus configuration and alert rules', () => {
 
   it('gives every alert a for:, a severity, a summary and a runbook, a unit test that fires it, and a README row', async () => {
     const names = await alertNames();
-    expect(names).toHaveLength(19);
+    expect(names).toHaveLength(20);
     const rules = await readFile(path.join(PROMETHEUS_DIR, 'alerts.yml'), 'utf8');
     const blocks = rules.split(/^\s*- alert: /m).slice(1);
     const tests = await readFile(path.join(PROMETHEUS_DIR, 'alerts.test.yml'), 'utf8');
