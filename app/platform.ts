@@ -62,6 +62,8 @@ export interface PlatformOptions {
    * A supervisor serves them for the whole process instead.
    */
   opsServer?: boolean;
+  /** Labels PostgreSQL's metrics (default: embedded when DATABASE_URL is unset). */
+  database?: 'embedded' | 'external';
 }
 
 export async function startPlatform(
@@ -87,7 +89,10 @@ export async function startPlatform(
       closers.push(embedded.stop);
       databaseUrl = embedded.url;
     }
-    const sql = connectDatabase(databaseUrl, { onNotice: (message) => log.debug({ pg: message }, 'notice') });
+    const sql = connectDatabase(databaseUrl, {
+      onNotice: (message) => log.debug({ pg: message }, 'notice'),
+      database: options.database ?? (config.DATABASE_URL ? 'external' : 'embedded'),
+    });
     closers.push(() => sql.end({ timeout: 5 }));
     const roles = new Set(config.VEZA_ROLES);
     if (roles.has('control-plane')) await migrate(sql, MIGRATIONS_DIR, log);
@@ -177,7 +182,9 @@ export async function startPlatform(
 
     let ops: OpsServer | null = null;
     if (options.opsServer ?? !roles.has('signaling')) {
-      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
+      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true, {
+        metricsToken: config.METRICS_TOKEN,
+      });
       closers.push(() => ops?.close() ?? Promise.resolve());
     }
 

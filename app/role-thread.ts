@@ -12,7 +12,7 @@ import type { FromThread, RoleThreadData, ToThread } from './thread-messages.js'
 
 const port = parentPort;
 if (!port) throw new Error('app/role-thread.ts runs as a worker thread of app/supervisor.ts');
-const { name, config, apiKey, bus: busPort } = workerData as RoleThreadData;
+const { name, config, apiKey, bus: busPort, database } = workerData as RoleThreadData;
 const tell = (message: FromThread) => port.postMessage(message);
 
 // Synchronous writes, one line each: the threads share stdout, and a thread's last lines must be
@@ -49,7 +49,12 @@ renderMetricsWith(
 );
 
 const bus = new ThreadEventBus(busPort, { log });
-const starting: Promise<Platform> = startPlatform(config, log, { bus, apiKey, opsServer: false });
+const starting: Promise<Platform> = startPlatform(config, log, {
+  bus,
+  apiKey,
+  opsServer: false,
+  database,
+});
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {

@@ -46,6 +46,7 @@ const SECRET_VARIABLES = new Set([
   'TURN_SECRET',
   'TURN_CREDENTIAL',
   'S3_SECRET_ACCESS_KEY',
+  'METRICS_TOKEN',
   'SMTP_URL',
   'DATABASE_URL',
   'REDIS_URL',
@@ -118,6 +119,12 @@ const schema = z.object({
   ),
   /** HTTP port of a control-plane-only process, for /metrics, /healthz and the JWKS. */
   CONTROL_HTTP_PORT: port.default(9091),
+  /**
+   * Bearer token Prometheus must present on /metrics (the edge's public port and the ops port).
+   * The metrics carry no personal data, but they tell anyone load, node ids and error rates, so a
+   * public edge should set it; unset, /metrics is open (a standalone machine, a private network).
+   */
+  METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'needs at least 16 characters').optional()),
   /** Shared secrets for service-to-service gRPC calls (x-api-key). Generated per run in standalone mode. */
   SERVICE_API_KEYS: csv(z.string().min(16, 'each key needs at least 16 characters')).default([]),
   /**

@@ -42,7 +42,8 @@ export {
   renderMetrics,
   renderMetricsWith,
 } from './metrics.js';
-export { type OpsServer, startOpsServer } from './ops-server.js';
+export { metricsAccessAllowed } from './metrics-access.js';
+export { type OpsServer, type OpsServerOptions, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {
   announcePresence,
@@ -51,4 +52,5 @@ export {
   type PresenceWatch,
   watchPresence,
 } from './presence.js';
+export { type ReadinessEndpoint, reportReadiness } from './readiness-metric.js';
 export { startThread } from './threads.js';

@@ -45,6 +45,9 @@ const REDACT_PATHS = [
   '*.privateJwk',
   'private_jwk',
   '*.private_jwk',
+  // Prometheus's bearer token for /metrics (a logged Config included).
+  'METRICS_TOKEN',
+  '*.METRICS_TOKEN',
 ];
 
 export interface LoggerOptions {

@@ -30,8 +30,21 @@ export function counter<L extends string>(
   return once(name, (registers) => new Counter({ name, help, labelNames, registers }));
 }
 
-export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-  return once(name, (registers) => new Gauge({ name, help, labelNames, registers }));
+/**
+ * `collect` runs at every scrape, for values read from elsewhere (a queue's backlog, a readiness
+ * probe) rather than kept up to date. With `once`, only the first registration's collect counts,
+ * so it should read module-level state, not a closure over one server.
+ */
+export function gauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+  collect?: (this: Gauge<L>) => Promise<void> | void,
+): Gauge<L> {
+  return once(
+    name,
+    (registers) => new Gauge({ name, help, labelNames, registers, ...(collect ? { collect } : {}) }),
+  );
 }
 
 export function histogram<L extends string>(

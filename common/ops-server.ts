@@ -5,16 +5,24 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { renderMetrics } from './metrics.js';
+import { metricsAccessAllowed } from './metrics-access.js';
+import { reportReadiness } from './readiness-metric.js';
 
 export interface OpsServer {
   port: number;
   close(): Promise<void>;
 }
 
+export interface OpsServerOptions {
+  /** METRICS_TOKEN: /metrics then needs it as a bearer token. */
+  metricsToken?: string | undefined;
+}
+
 export async function startOpsServer(
   host: string,
   port: number,
   isReady: () => Promise<boolean>,
+  options: OpsServerOptions = {},
 ): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
     const reply = (status: number, contentType: string, body: string) => {
@@ -22,7 +30,16 @@ export async function startOpsServer(
       response.end(body);
     };
     const route = `${request.method} ${request.url?.split('?')[0]}`;
-    if (route === 'GET /metrics') {
+    if (
+      route === 'GET /metrics' &&
+      !metricsAccessAllowed(request.headers.authorization, options.metricsToken)
+    ) {
+      reply(
+        401,
+        'application/json',
+        '{"error":{"code":"unauthenticated","message":"/metrics needs the bearer token configured in METRICS_TOKEN"}}',
+      );
+    } else if (route === 'GET /metrics') {
       renderMetrics().then(
         ({ contentType, body }) => reply(200, contentType, body),
         () => reply(500, 'application/json', '{"error":{"code":"internal","message":"metrics failed"}}'),
@@ -47,8 +64,12 @@ export async function startOpsServer(
     server.once('error', reject);
     server.listen(port, host, resolve);
   });
+  const stopReporting = reportReadiness('ops', isReady);
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () => {
+      stopReporting();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }

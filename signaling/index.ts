@@ -79,7 +79,11 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const server = createHttpServer({ log });
   const routeDeps = { config, log, controlPlane, blobs };
 
-  registerOpsRoutes(server, { controlPlane, isClosing: () => server.closing });
+  const stopReadinessReport = registerOpsRoutes(server, {
+    controlPlane,
+    isClosing: () => server.closing,
+    metricsToken: config.METRICS_TOKEN,
+  });
   registerAuthRoutes(server, routeDeps);
   registerAdminRoutes(server, routeDeps);
   registerJwksRoutes(server, routeDeps);
@@ -91,7 +95,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerWebRoutes(server, { log });
 
   // Close hooks run after the edge stops accepting and before in-flight requests drain.
-  const closeHooks: Array<() => Promise<void> | void> = [];
+  const closeHooks: Array<() => Promise<void> | void> = [stopReadinessReport];
   if (deps.signaling) {
     await registerSignaling(
       { app: server.app, config, log, controlPlane, onClose: (hook) => closeHooks.push(hook) },

@@ -30,6 +30,7 @@ import {
   type JobContext,
   type JobQueue,
   UnrecoverableJobError,
+  watchJobQueue,
 } from '../common/ports/index.js';
 import {
   AudioRejectedError,
@@ -267,9 +268,11 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     maxDeliveries: options.maxDeliveries ?? 3,
     backoffMs: options.backoffMs ?? [10_000, 60_000],
   });
+  const unwatch = watchJobQueue(options.jobs, TRANSCODE_QUEUE);
 
   return {
     async close() {
+      unwatch();
       const grace = options.shutdownGraceMs ?? 20_000;
       let timer: NodeJS.Timeout | undefined;
       const drained = consumer.stop({ drain: true });

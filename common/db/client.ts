@@ -2,7 +2,20 @@
  * The PostgreSQL client (porsager/postgres). Tagged templates are the only way queries
  * are written, so every value is a bound parameter.
  */
+import net from 'node:net';
 import postgres from 'postgres';
+import { counter } from '../metrics.js';
+
+/**
+ * Counted at the socket, where every failure to reach or keep a PostgreSQL server shows up
+ * (refused, reset, timed out), whichever query happened to be waiting: the alert on it tells
+ * an operator the database is unreachable, not that one query was wrong.
+ */
+const connectionErrors = counter(
+  'veza_db_connection_errors_total',
+  'PostgreSQL connections that failed to open or broke, by database (embedded or external) and error code',
+  ['database', 'code'],
+);
 
 export type Sql = postgres.Sql<Record<string, never>>;
 export type TransactionSql = postgres.TransactionSql<Record<string, never>>;
@@ -11,6 +24,33 @@ export interface DatabaseOptions {
   max?: number;
   /** Notices and debug lines are routed here instead of the console. */
   onNotice?: (message: string) => void;
+  /** Names the server in metrics: `embedded` (standalone's own) or `external` (DATABASE_URL). */
+  database?: 'embedded' | 'external';
+}
+
+interface SocketTarget {
+  host: string[];
+  port: number[];
+  path?: string | false;
+}
+
+/**
+ * Our own socket only to count its errors; postgres still owns the protocol, TLS included (it
+ * writes its SSLRequest and upgrades this socket). One host per URL here, so the client's rotation
+ * over several hosts is not needed. `socket` is a documented option that postgres's types omit.
+ */
+function countingSocket(database: 'embedded' | 'external'): object {
+  return {
+    socket: (target: SocketTarget) => {
+      const socket = target.path
+        ? net.connect(target.path)
+        : net.connect(target.port[0] ?? 5432, target.host[0] ?? 'localhost');
+      socket.once('error', (error: NodeJS.ErrnoException) =>
+        connectionErrors.inc({ database, code: error.code ?? 'unknown' }),
+      );
+      return socket;
+    },
+  };
 }
 
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql {
@@ -19,6 +59,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql
     idle_timeout: 30,
     connect_timeout: 10,
     onnotice: (notice) => options.onNotice?.(String(notice.message)),
+    ...countingSocket(options.database ?? 'external'),
     // int8 columns (bigserial ids) come back as JS numbers: ids stay far below 2^53.
     types: {
       bigint: {

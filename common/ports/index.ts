@@ -43,8 +43,10 @@ export {
   type JobContext,
   type JobHandler,
   type JobQueue,
+  type QueueStats,
   UnrecoverableJobError,
 } from './job-queue.js';
+export { watchJobQueue } from './job-queue-metrics.js';
 export { MemoryEventBus, type MemoryEventBusOptions } from './memory-event-bus.js';
 export { MemoryRateLimiter } from './memory-rate-limiter.js';
 export { NatsEventBus, type NatsEventBusOptions } from './nats-event-bus.js';

@@ -29,7 +29,7 @@ import {
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
-import { type Config, counter, hasPermission, type Logger } from '../../common/index.js';
+import { type Config, counter, gauge, hasPermission, type Logger } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
@@ -82,6 +82,34 @@ const REASON_LABELS = new Set([
   'broadcaster_disconnected',
   'media_node_lost',
 ]);
+
+/**
+ * Live streams and their listeners, read from the table at scrape time: the one count every
+ * control plane agrees on (dashboards take the max over them). The newest service's store answers.
+ */
+let liveTotals: (() => Promise<{ streams: number; listeners: number }>) | null = null;
+let totalsRead: Promise<{ streams: number; listeners: number } | null> | null = null;
+const readTotals = () => {
+  totalsRead ??= (liveTotals?.() ?? Promise.resolve(null))
+    .catch(() => null)
+    .finally(() => {
+      totalsRead = null;
+    });
+  return totalsRead;
+};
+gauge('veza_streams_live', 'Streams live now (from the database)', [], async function () {
+  const totals = await readTotals();
+  if (totals) this.set(totals.streams);
+});
+gauge(
+  'veza_stream_listeners',
+  'Listeners of the live streams, as their edges report them',
+  [],
+  async function () {
+    const totals = await readTotals();
+    if (totals) this.set(totals.listeners);
+  },
+);
 
 /** Why a stream ends when its media node is lost and no other node can take it. */
 const MEDIA_NODE_LOST = 'media_node_lost';
@@ -219,6 +247,7 @@ async function relocateStreams(
 
 export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   const store = createStreamStore(deps.sql);
+  liveTotals = () => store.liveTotals();
   // One relocation at a time: a second loss waits for the first, so both see each other's placements.
   let relocating: Promise<unknown> = Promise.resolve();
   const onLost = (nodeId: string, cause: 'missed' | 'restarted') => {

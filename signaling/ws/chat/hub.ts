@@ -47,7 +47,7 @@ import {
 import { wsNotifications } from '../metrics.js';
 import type { TopicPublisher } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
-import { chatAckWaits, chatBufferedPeak, chatPaused, chatSlowConsumers } from './metrics.js';
+import { chatAckWaits, chatBufferedPeak, chatDeliveries, chatPaused, chatSlowConsumers } from './metrics.js';
 
 export const roomTopic = (roomId: number): string => `room:${roomId}`;
 export const userTopic = (userId: number): string => `user:${userId}`;
@@ -338,6 +338,7 @@ export class ChatHub {
     entry.pendingBytes += bytes;
     const span = spanOf(ids);
     const limit = this.#options.pauseBytes ?? DEFAULT_PAUSE_BYTES;
+    let receiving = 0;
     for (const member of entry.members) {
       const missed = entry.paused.get(member);
       if (missed) {
@@ -350,6 +351,7 @@ export class ChatHub {
         this.#pause(entry, member, span);
         continue;
       }
+      receiving += 1;
       if (buffered > bufferedPeak) {
         bufferedPeak = buffered;
         chatBufferedPeak.set(buffered);
@@ -357,6 +359,7 @@ export class ChatHub {
     }
     for (const text of texts) this.#options.app.publish(roomTopic(entry.roomId), text);
     for (const frame of frames) wsNotifications.inc({ notification: frame.notification });
+    if (receiving > 0) chatDeliveries.inc(frames.length * receiving);
     if (span) {
       if (entry.tick) widen(entry.tick, span);
       else entry.tick = { ...span };
