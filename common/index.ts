@@ -30,6 +30,7 @@ export {
   USER_ROLES,
   type UserRole,
 } from './config.js';
+export { asDependencyFailure, DEPENDENCY_DOWN } from './dependency-errors.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
 export {
@@ -41,7 +42,29 @@ export {
   renderMetrics,
   renderMetricsWith,
 } from './metrics.js';
-export { type OpsServer, startOpsServer } from './ops-server.js';
+export {
+  BREAKER_DEFAULTS,
+  BREAKER_STATE_VALUE,
+  BREAKER_TARGETS,
+  type Breaker,
+  type BreakerOptions,
+  type BreakerSettings,
+  type BreakerState,
+  type BreakerTarget,
+  createBreaker,
+  noteFallback,
+} from './circuit-breaker.js';
+export {
+  DEPENDENCIES,
+  type DependencyMonitor,
+  type DependencyMonitorOptions,
+  type DependencyName,
+  type DependencyProbe,
+  type DependencyStatus,
+  dependencyReadiness,
+  startDependencyMonitor,
+} from './dependency-health.js';
+export { type OpsServer, type Readiness, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {
   announcePresence,

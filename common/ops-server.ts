@@ -11,10 +11,16 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
+/** A readiness answer with what it was decided on (each dependency: "up" or why it is down). */
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
 export async function startOpsServer(
   host: string,
   port: number,
-  isReady: () => Promise<boolean>,
+  isReady: () => Promise<boolean | Readiness>,
 ): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
     const reply = (status: number, contentType: string, body: string) => {
@@ -31,12 +37,14 @@ export async function startOpsServer(
       reply(200, 'application/json', '{"status":"ok"}');
     } else if (route === 'GET /readyz') {
       isReady().then(
-        (ready) =>
+        (answer) => {
+          const { ready, checks } = typeof answer === 'boolean' ? { ready: answer, checks: {} } : answer;
           reply(
             ready ? 200 : 503,
             'application/json',
-            JSON.stringify({ status: ready ? 'ready' : 'not_ready' }),
-          ),
+            JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks }),
+          );
+        },
         () => reply(503, 'application/json', '{"status":"not_ready"}'),
       );
     } else {

@@ -7,7 +7,7 @@
  * behaviours through `extensions`, which run before the edge starts listening.
  */
 
-import type { Config, Logger } from '../common/index.js';
+import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
@@ -58,6 +58,8 @@ export interface EdgeDeps {
   log: Logger;
   controlPlane: ControlPlaneClient;
   blobs: BlobStorage;
+  /** This process's dependency probes; /readyz is 503 while one the edge needs is down. */
+  dependencies?: DependencyMonitor;
   /** Run in order before listening; each may add routes and WebSocket behaviours. */
   extensions?: readonly EdgeExtension[];
   /** Router RTP capabilities for POST /stream/start; without it the response carries null. */
@@ -93,7 +95,11 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const server = createHttpServer({ log });
   const routeDeps = { config, log, controlPlane, blobs };
 
-  registerOpsRoutes(server, { controlPlane, isClosing: () => server.closing });
+  registerOpsRoutes(server, {
+    controlPlane,
+    isClosing: () => server.closing,
+    ...(deps.dependencies ? { dependencies: deps.dependencies } : {}),
+  });
   registerAuthRoutes(server, routeDeps);
   registerAdminRoutes(server, routeDeps);
   registerJwksRoutes(server, routeDeps);

@@ -2,3 +2,4 @@
 export type { AuthenticatedUser, CallContext } from './context.js';
 export { type HealthControl, type RunningGrpcServer, startGrpcServer } from './server.js';
 export { bindService, type ServiceBinding, type ServiceImplementation } from './wrap-service.js';
+export { followDependencies, SERVICE_DEPENDENCIES } from './dependency-health.js';

@@ -1,7 +1,7 @@
 /** Operations endpoints: Prometheus metrics, liveness and readiness. */
 
 import { UnavailableError, VezaError } from '../../../common/contracts/index.js';
-import { renderMetrics } from '../../../common/index.js';
+import { type DependencyMonitor, dependencyReadiness, renderMetrics } from '../../../common/index.js';
 import { json, text } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import type { RouteDeps } from './shared.js';
@@ -12,7 +12,7 @@ const READINESS_DEADLINE_MS = 2_000;
 
 export function registerOpsRoutes(
   routes: RouteRegistrar,
-  deps: Pick<RouteDeps, 'controlPlane'> & { isClosing(): boolean },
+  deps: Pick<RouteDeps, 'controlPlane'> & { isClosing(): boolean; dependencies?: DependencyMonitor },
 ): void {
   routes.route('GET', '/metrics', async () => {
     const metrics = await renderMetrics();
@@ -38,6 +38,15 @@ export function registerOpsRoutes(
     }
     if (status !== 'SERVING')
       throw new UnavailableError(`control plane reports ${READINESS_SERVICE} ${status}`);
-    return json({ status: 'ready', checks: { control_plane: status } }, 200, { 'cache-control': 'no-store' });
+    // The edge's own dependencies (NATS in cluster mode, blob storage), from the last probe.
+    const own = deps.dependencies ? dependencyReadiness(deps.dependencies) : { ready: true, checks: {} };
+    const checks = { control_plane: status, ...own.checks };
+    if (!own.ready) {
+      const down = Object.entries(own.checks)
+        .filter(([, check]) => check !== 'up')
+        .map(([name, check]) => `${name} ${check}`);
+      throw new UnavailableError(`not ready: ${down.join('; ')}`);
+    }
+    return json({ status: 'ready', checks }, 200, { 'cache-control': 'no-store' });
   });
 }
