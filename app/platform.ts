@@ -21,6 +21,7 @@ import {
 } from '../common/db/index.js';
 import {
   type Config,
+  createBreaker,
   type DependencyMonitor,
   type DependencyProbe,
   dependencyReadiness,
@@ -29,7 +30,16 @@ import {
   startDependencyMonitor,
   startOpsServer,
 } from '../common/index.js';
-import { createPorts, type EventBus, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
+import {
+  type BlobStorage,
+  createPorts,
+  type EventBus,
+  GuardedBlobStorage,
+  isBlobStoreFailure,
+  PgJobQueue,
+  PgSessionStore,
+  type Ports,
+} from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
@@ -172,7 +182,11 @@ export async function startPlatform(
       if (media) {
         gateway = directMediaGateway(media);
       } else {
-        const remote = busMediaGateway({ bus: ports.bus, log });
+        const remote = busMediaGateway({
+          bus: ports.bus,
+          log,
+          breakerResetMs: config.CIRCUIT_BREAKER_RESET_MS,
+        });
         closers.push(() => remote.close());
         await remote.ready;
         gateway = remote;
@@ -182,7 +196,7 @@ export async function startPlatform(
         log,
         dependencies,
         controlPlane: client,
-        blobs: ports.blobs,
+        blobs: edgeBlobs(config, ports.blobs, log),
         routerRtpCapabilities: routerCapabilitiesProvider(gateway),
         extensions: [signalingExtension({ bus: ports.bus, media: gateway })],
       });
@@ -235,7 +249,12 @@ export async function startPlatform(
  * standalone job queue the workers consume, Redis (sessions, rate limits) for the control plane,
  * NATS for every role in cluster mode, blob storage for whoever reads or writes media objects.
  */
-function dependencyProbes(config: Config, roles: ReadonlySet<string>, sql: Sql, ports: Ports): DependencyProbe[] {
+function dependencyProbes(
+  config: Config,
+  roles: ReadonlySet<string>,
+  sql: Sql,
+  ports: Ports,
+): DependencyProbe[] {
   const probes: DependencyProbe[] = [];
   if (roles.has('control-plane') || (roles.has('worker') && config.VEZA_MODE === 'standalone')) {
     probes.push({
@@ -259,6 +278,18 @@ function dependencyProbes(config: Config, roles: ReadonlySet<string>, sql: Sql, 
     });
   }
   return probes;
+}
+
+/** The edge's blob storage: an S3 store behind its circuit breaker; files need none. */
+function edgeBlobs(config: Config, blobs: BlobStorage, log: Logger): BlobStorage {
+  if (!config.S3_BUCKET) return blobs;
+  const breaker = createBreaker({
+    target: 's3',
+    resetTimeoutMs: config.CIRCUIT_BREAKER_RESET_MS,
+    log,
+    isFailure: isBlobStoreFailure,
+  });
+  return new GuardedBlobStorage(blobs, breaker);
 }
 
 export type { DependencyMonitor };

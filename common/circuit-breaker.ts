@@ -41,9 +41,19 @@ export const BREAKER_DEFAULTS: Record<BreakerTarget, Omit<BreakerSettings, 'rese
     volumeThreshold: 5,
     rollingCountTimeoutMs: 10_000,
   },
-  'media-node': { timeoutMs: false, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 },
+  'media-node': {
+    timeoutMs: false,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 5,
+    rollingCountTimeoutMs: 10_000,
+  },
   s3: { timeoutMs: 10_000, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 },
-  moderation: { timeoutMs: 800, errorThresholdPercentage: 50, volumeThreshold: 5, rollingCountTimeoutMs: 10_000 },
+  moderation: {
+    timeoutMs: 800,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 5,
+    rollingCountTimeoutMs: 10_000,
+  },
 };
 
 /** The value of `veza_circuit_breaker_state`: what the alert rules compare against. */
@@ -53,28 +63,37 @@ export type BreakerState = keyof typeof BREAKER_STATE_VALUE;
 const stateGauge = gauge(
   'veza_circuit_breaker_state',
   'State of the circuit breaker in front of a target: 0 closed, 1 half-open, 2 open',
-  ['target'],
+  ['target', 'peer'],
 );
 const transitions = counter(
   'veza_circuit_breaker_transitions_total',
   'Circuit breaker state changes, by target and the state entered',
-  ['target', 'state'],
+  ['target', 'peer', 'state'],
 );
 const failures = counter(
   'veza_circuit_breaker_failures_total',
   'Calls through a circuit breaker that failed in a way that counts against the target (unavailable, timeout)',
-  ['target'],
+  ['target', 'peer'],
 );
 const rejections = counter(
   'veza_circuit_breaker_rejections_total',
   'Calls refused at once because the breaker in front of the target was open',
-  ['target'],
+  ['target', 'peer'],
 );
 const fallbacks = counter(
   'veza_circuit_breaker_fallbacks_total',
   'Requests answered by a fallback (last known state, cache, local scorer) because the target failed',
   ['target', 'fallback'],
 );
+
+/**
+ * Sets the state gauge of a breaker built elsewhere on opossum (the moderation scorer's, which
+ * falls back inside the breaker), so every breaker shows in `veza_circuit_breaker_state`.
+ */
+export function reportBreakerState(target: BreakerTarget, state: BreakerState, peer = ''): void {
+  stateGauge.set({ target, peer }, BREAKER_STATE_VALUE[state]);
+  transitions.inc({ target, peer, state });
+}
 
 /** Counts a request a caller answered from a fallback instead of the target. */
 export function noteFallback(target: BreakerTarget, fallback: string): void {
@@ -83,6 +102,11 @@ export function noteFallback(target: BreakerTarget, fallback: string): void {
 
 export interface BreakerOptions {
   target: BreakerTarget;
+  /**
+   * Which one of the target's instances, when each has its own breaker (a media node's id), so one
+   * node down does not cut the others off. The `peer` label; empty for a target with one breaker.
+   */
+  peer?: string;
   resetTimeoutMs: number;
   log: Logger;
   /** Overrides of the target's defaults (tests, or a caller with its own timeout). */
@@ -111,8 +135,13 @@ function isOpossumError(error: unknown, code: string): boolean {
 
 export function createBreaker(options: BreakerOptions): Breaker {
   const { target } = options;
+  const labels = { target, peer: options.peer ?? '' };
   const settings = { ...BREAKER_DEFAULTS[target], ...options.settings };
-  const log = options.log.child({ component: 'circuit-breaker', target });
+  const log = options.log.child({
+    component: 'circuit-breaker',
+    target,
+    ...(options.peer ? { peer: options.peer } : {}),
+  });
   const isFailure = options.isFailure ?? (() => true);
   const breaker = new CircuitBreaker<[Thunk], unknown>((call: Thunk) => call(), {
     name: target,
@@ -129,14 +158,16 @@ export function createBreaker(options: BreakerOptions): Breaker {
   let current: BreakerState = 'closed';
   const enter = (state: BreakerState) => {
     current = state;
-    stateGauge.set({ target }, BREAKER_STATE_VALUE[state]);
-    transitions.inc({ target, state });
+    reportBreakerState(target, state, labels.peer);
   };
-  stateGauge.set({ target }, BREAKER_STATE_VALUE.closed);
+  stateGauge.set(labels, BREAKER_STATE_VALUE.closed);
   breaker.on('open', () => {
     openedAt = Date.now();
     enter('open');
-    log.warn({ resetTimeoutMs: options.resetTimeoutMs }, `circuit breaker to ${target} opened: calls fail fast`);
+    log.warn(
+      { resetTimeoutMs: options.resetTimeoutMs },
+      `circuit breaker to ${target} ${labels.peer} opened: calls fail fast`,
+    );
   });
   breaker.on('halfOpen', () => {
     enter('half_open');
@@ -146,8 +177,8 @@ export function createBreaker(options: BreakerOptions): Breaker {
     enter('closed');
     log.info(`circuit breaker to ${target} closed`);
   });
-  breaker.on('failure', () => failures.inc({ target }));
-  breaker.on('reject', () => rejections.inc({ target }));
+  breaker.on('failure', () => failures.inc(labels));
+  breaker.on('reject', () => rejections.inc(labels));
 
   const retryAfterMs = () => Math.max(1000, options.resetTimeoutMs - (Date.now() - openedAt));
 

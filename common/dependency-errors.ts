@@ -59,7 +59,11 @@ export function asDependencyFailure(error: unknown): unknown {
     if (!(current instanceof Error) || seen.has(current)) continue;
     seen.add(current);
     const dependency = dependencyOf(current);
-    if (dependency) return new UnavailableError(`${dependency} is unavailable; retry later`, { cause: error, reason: DEPENDENCY_DOWN });
+    if (dependency)
+      return new UnavailableError(`${dependency} is unavailable; retry later`, {
+        cause: error,
+        reason: DEPENDENCY_DOWN,
+      });
     queue.push(current.cause);
     if (current instanceof AggregateError) queue.push(...current.errors);
   }

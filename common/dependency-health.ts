@@ -136,7 +136,10 @@ export function startDependencyMonitor(options: DependencyMonitorOptions): Depen
 }
 
 /** The readiness answer of a process whose only conditions are its dependencies. */
-export function dependencyReadiness(monitor: DependencyMonitor): { ready: boolean; checks: Record<string, string> } {
+export function dependencyReadiness(monitor: DependencyMonitor): {
+  ready: boolean;
+  checks: Record<string, string>;
+} {
   const checks: Record<string, string> = {};
   for (const name of monitor.names) {
     const status = monitor.status(name);

@@ -21,6 +21,19 @@ export {
   verifyAccessToken,
 } from './access-token.js';
 export {
+  BREAKER_DEFAULTS,
+  BREAKER_STATE_VALUE,
+  BREAKER_TARGETS,
+  type Breaker,
+  type BreakerOptions,
+  type BreakerSettings,
+  type BreakerState,
+  type BreakerTarget,
+  createBreaker,
+  noteFallback,
+  reportBreakerState,
+} from './circuit-breaker.js';
+export {
   type Config,
   ConfigError,
   decodeSigningKeysSecret,
@@ -31,6 +44,16 @@ export {
   type UserRole,
 } from './config.js';
 export { asDependencyFailure, DEPENDENCY_DOWN } from './dependency-errors.js';
+export {
+  DEPENDENCIES,
+  type DependencyMonitor,
+  type DependencyMonitorOptions,
+  type DependencyName,
+  type DependencyProbe,
+  type DependencyStatus,
+  dependencyReadiness,
+  startDependencyMonitor,
+} from './dependency-health.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
 export {
@@ -42,28 +65,6 @@ export {
   renderMetrics,
   renderMetricsWith,
 } from './metrics.js';
-export {
-  BREAKER_DEFAULTS,
-  BREAKER_STATE_VALUE,
-  BREAKER_TARGETS,
-  type Breaker,
-  type BreakerOptions,
-  type BreakerSettings,
-  type BreakerState,
-  type BreakerTarget,
-  createBreaker,
-  noteFallback,
-} from './circuit-breaker.js';
-export {
-  DEPENDENCIES,
-  type DependencyMonitor,
-  type DependencyMonitorOptions,
-  type DependencyName,
-  type DependencyProbe,
-  type DependencyStatus,
-  dependencyReadiness,
-  startDependencyMonitor,
-} from './dependency-health.js';
 export { type OpsServer, type Readiness, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {

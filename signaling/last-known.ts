@@ -48,7 +48,8 @@ export class LastKnown<K, T> {
       else this.#entries.delete(key);
       return { value, stale: false, readAt };
     } catch (error) {
-      const known = error instanceof VezaError && error.code === 'unavailable' ? this.#entries.get(key) : undefined;
+      const known =
+        error instanceof VezaError && error.code === 'unavailable' ? this.#entries.get(key) : undefined;
       if (!known) throw error;
       noteFallback(this.#target, this.#name);
       return { value: known.value, stale: true, readAt: known.readAt };

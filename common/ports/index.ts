@@ -5,8 +5,8 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import type { DependencyProbe } from '../dependency-health.js';
 import type { Sql } from '../db/index.js';
+import type { DependencyProbe } from '../dependency-health.js';
 import type { Logger } from '../log.js';
 import type { BlobStorage } from './blob-storage.js';
 import type { EventBus } from './event-bus.js';
@@ -34,6 +34,7 @@ export {
   subjectMatches,
 } from './event-bus.js';
 export { FsBlobStorage, type FsBlobStorageOptions } from './fs-blob-storage.js';
+export { GuardedBlobStorage, isBlobStoreFailure } from './guarded-blob-storage.js';
 export { JetStreamJobQueue, type JetStreamJobQueueOptions } from './jetstream-job-queue.js';
 export {
   type ConsumeOptions,

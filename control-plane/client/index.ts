@@ -287,7 +287,10 @@ function clientError(error: ServiceError, path: string, context: CallContext): V
     return new UnavailableError(`${path} cancelled by the caller`, { cause: error, reason: 'cancelled' });
   }
   if (!fromService && error.code === status.UNAVAILABLE) {
-    return new UnavailableError('the control plane is unavailable', { cause: error, reason: CONTROL_PLANE_DOWN });
+    return new UnavailableError('the control plane is unavailable', {
+      cause: error,
+      reason: CONTROL_PLANE_DOWN,
+    });
   }
   if (!fromService && error.code === status.DEADLINE_EXCEEDED) {
     return new UnavailableError('the control plane did not answer in time', {

@@ -22,7 +22,11 @@ export const SERVICE_DEPENDENCIES: Readonly<Record<string, readonly DependencyNa
  * Keeps `health` in step with `monitor` until the returned stop() (called when the server starts
  * closing, which then sets everything NOT_SERVING for good).
  */
-export function followDependencies(health: HealthControl, monitor: DependencyMonitor, log: Logger): () => void {
+export function followDependencies(
+  health: HealthControl,
+  monitor: DependencyMonitor,
+  log: Logger,
+): () => void {
   let stopped = false;
   const apply = () => {
     if (stopped) return;

@@ -38,14 +38,14 @@ import {
 } from '../../../common/contracts/index.js';
 import type { Logger } from '../../../common/index.js';
 import type { EventBus, Subscription } from '../../../common/ports/index.js';
+import { LastKnown } from '../../last-known.js';
+import type { MessagePage } from '../../protocol/index.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,
   type NotificationFrame,
   type ServerFrame,
 } from '../../protocol/index.js';
-import { LastKnown } from '../../last-known.js';
-import type { MessagePage } from '../../protocol/index.js';
 import { wsNotifications } from '../metrics.js';
 import type { TopicPublisher } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
