@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createBreaker } from './circuit-breaker.js';
-import { NotFoundError, UnavailableError, VezaError } from './contracts/index.js';
+import { NotFoundError, UnavailableError, type VezaError } from './contracts/index.js';
 import { createLogger } from './log.js';
 import { metricsRegistry } from './metrics.js';
 
@@ -53,9 +53,9 @@ describe('createBreaker', () => {
       expect(refused).toBeInstanceOf(UnavailableError);
       expect((refused as VezaError).message).toMatch(/circuit open/);
       expect((refused as VezaError).details.retryAfterMs).toBeGreaterThanOrEqual(1000);
-      expect(
-        await gaugeValue('veza_circuit_breaker_rejections_total', { target: 'media-node', peer }),
-      ).toBe(1);
+      expect(await gaugeValue('veza_circuit_breaker_rejections_total', { target: 'media-node', peer })).toBe(
+        1,
+      );
 
       // After the reset time one trial goes through; its success closes the breaker.
       await expect.poll(() => breaker.state(), { timeout: 2000, interval: 20 }).toBe('half_open');
