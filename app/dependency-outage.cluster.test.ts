@@ -132,15 +132,15 @@ async function startCluster(label: string, overrides: Record<string, string>) {
   // A database per test: each cluster has its own signing keys secret.
   const db: TestDatabase = await createTestDatabase('cluster');
   cleanups.push(() => db.drop());
+  const env = {
+    ...clusterTestEnv(label, db.url, SERVICE_KEY),
+    HEALTH_PROBE_INTERVAL_MS: '100',
+    HEALTH_PROBE_TIMEOUT_MS: '500',
+    CIRCUIT_BREAKER_RESET_MS: '1500',
+    ...overrides,
+  };
   const platform: Platform = await startPlatform(
-    loadConfig({
-      ...clusterTestEnv(label, db.url, SERVICE_KEY),
-      VEZA_ROLES: 'control-plane,signaling',
-      HEALTH_PROBE_INTERVAL_MS: '100',
-      HEALTH_PROBE_TIMEOUT_MS: '500',
-      CIRCUIT_BREAKER_RESET_MS: '1500',
-      ...overrides,
-    }),
+    loadConfig({ ...env, VEZA_ROLES: 'control-plane,signaling' }),
     log,
   );
   cleanups.push(() => platform.close());
@@ -150,7 +150,7 @@ async function startCluster(label: string, overrides: Record<string, string>) {
     log,
   });
   cleanups.push(() => grpc.close());
-  return { platform, grpc, http: client(`http://127.0.0.1:${platform.httpPort}`) };
+  return { env, grpc, http: client(`http://127.0.0.1:${platform.httpPort}`) };
 }
 
 describe('dependency outages in cluster mode', () => {
@@ -187,7 +187,7 @@ describe('dependency outages in cluster mode', () => {
     expect(await grpc.health('veza.chat.ChatService')).toBe('NOT_SERVING');
     // What does not need Redis keeps serving.
     expect(await grpc.health('veza.analytics.AnalyticsService')).toBe('SERVING');
-    expect(await grpc.health('veza.stream.StreamService')).toBe('SERVING');
+    expect(await grpc.health('veza.notification.NotificationService')).toBe('SERVING');
     const notReady = await http('GET', '/readyz');
     expect(notReady.status).toBe(503);
     expect((notReady.body.error as { message: string }).message).toMatch(/NOT_SERVING/);
@@ -230,6 +230,40 @@ describe('dependency outages in cluster mode', () => {
     expect(
       (await http('POST', '/auth/login', { body: { email: user.email, password: PASSWORD } })).status,
     ).toBe(200);
+  }, 120_000);
+
+  it('media-node registry: StreamService NOT_SERVING while no media node is live, the rest SERVING', async () => {
+    const { env, grpc } = await startCluster('registry-outage', {});
+    expect(await grpc.health('veza.stream.StreamService')).toBe('NOT_SERVING');
+    expect(await grpc.health('veza.auth.AuthService')).toBe('SERVING');
+    expect(await grpc.health('')).toBe('SERVING');
+    expect(await metricValue('veza_dependency_up', { dependency: 'media-registry' })).toBe(0);
+
+    const mediaDir = await mkdtemp(path.join(tmpdir(), 'veza-outage-media-'));
+    cleanups.push(() => rm(mediaDir, { recursive: true, force: true }));
+    const media = await startPlatform(
+      loadConfig({
+        ...env,
+        VEZA_ROLES: 'media',
+        VEZA_NODE_ID: `outage-media-${Date.now()}`,
+        VEZA_DATA_DIR: mediaDir,
+        MEDIA_WORKERS: '1',
+        MEDIA_LISTEN_IP: '127.0.0.1',
+      }),
+      log,
+    );
+    cleanups.push(() => media.close());
+    await expect
+      .poll(() => grpc.health('veza.stream.StreamService'), { timeout: 10_000, interval: 50 })
+      .toBe('SERVING');
+    expect(await metricValue('veza_dependency_up', { dependency: 'media-registry' })).toBe(1);
+
+    // The node leaves (its goodbye): nothing can be placed any more.
+    await media.close();
+    await expect
+      .poll(() => grpc.health('veza.stream.StreamService'), { timeout: 10_000, interval: 50 })
+      .toBe('NOT_SERVING');
+    expect(await grpc.health('veza.auth.AuthService')).toBe('SERVING');
   }, 120_000);
 
   it('NATS: NOT_SERVING and not ready while it is gone, SERVING and ready again, and the bus carries events again', async () => {

@@ -98,6 +98,35 @@ describe('startDependencyMonitor', () => {
     expect(monitor.allUp(['nats', 'postgres'])).toBe(false);
   });
 
+  it('takes probes added later; an advisory one is reported but does not hold readiness back', async () => {
+    const monitor = startDependencyMonitor({
+      probes: [{ name: 'postgres', check: async () => {} }],
+      intervalMs: 1000,
+      timeoutMs: 100,
+      log,
+    });
+    monitors.push(monitor);
+    await monitor.ready;
+    const changed = new Promise<void>((resolve) =>
+      monitor.onChange((name) => name === 'media-registry' && resolve()),
+    );
+    monitor.add({
+      name: 'media-registry',
+      advisory: true,
+      check: () => Promise.reject(new Error('no media node has announced itself')),
+    });
+    await changed;
+    expect(monitor.names).toEqual(['postgres', 'media-registry']);
+    expect(monitor.required).toEqual(['postgres']);
+    expect(monitor.allUp()).toBe(true);
+    expect(monitor.allUp(['postgres', 'media-registry'])).toBe(false);
+    expect(dependencyReadiness(monitor)).toEqual({
+      ready: true,
+      checks: { postgres: 'up', 'media-registry': 'down: no media node has announced itself (advisory)' },
+    });
+    expect(() => monitor.add({ name: 'postgres', check: async () => {} })).toThrow(/registered already/);
+  });
+
   it('keeps credentials of a URL in an error out of the reason', async () => {
     const monitor = startDependencyMonitor({
       probes: [

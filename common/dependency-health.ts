@@ -17,6 +17,12 @@ export interface DependencyProbe {
   name: DependencyName;
   /** Resolves when the dependency answers; rejects (with the reason) when it does not. */
   check(): Promise<void>;
+  /**
+   * Reported (log, metric, the services that need it) but not a condition of the whole process's
+   * readiness: with no media node live, a control plane cannot place streams, yet it must keep
+   * taking logins, so a load balancer must not take it out.
+   */
+  advisory?: boolean;
 }
 
 export interface DependencyStatus {
@@ -32,11 +38,15 @@ export interface DependencyMonitor {
   readonly ready: Promise<void>;
   /** The dependencies this process probes. */
   readonly names: readonly DependencyName[];
+  /** Those of them the process's readiness depends on (all but the advisory ones). */
+  readonly required: readonly DependencyName[];
   status(name: DependencyName): DependencyStatus | undefined;
   /** Every probed dependency's last status. */
   snapshot(): Partial<Record<DependencyName, DependencyStatus>>;
-  /** Whether each of `names` (those probed; default all) is up. */
+  /** Whether each of `names` that is probed (default: the required ones) is up. */
   allUp(names?: readonly DependencyName[]): boolean;
+  /** Adds a probe known only once a component started (the media-node registry); probed at once. */
+  add(probe: DependencyProbe): void;
   /** Called on every change of a dependency's state (not on every probe). */
   onChange(listener: (name: DependencyName, status: DependencyStatus) => void): void;
   close(): void;
@@ -107,7 +117,8 @@ export function startDependencyMonitor(options: DependencyMonitorOptions): Depen
     for (const listener of listeners) listener(probe.name, next);
   };
 
-  const round = () => Promise.all(options.probes.map(probeOne)).then(() => undefined);
+  const probes = [...options.probes];
+  const round = () => Promise.all(probes.map(probeOne)).then(() => undefined);
   const schedule = () => {
     if (closed) return;
     timer = setTimeout(() => {
@@ -116,15 +127,31 @@ export function startDependencyMonitor(options: DependencyMonitorOptions): Depen
     timer.unref();
   };
   const ready = round().finally(schedule);
-  const names = options.probes.map((probe) => probe.name);
+  const names = () => probes.map((probe) => probe.name);
+  const required = () => probes.filter((probe) => !probe.advisory).map((probe) => probe.name);
 
   return {
     ready,
-    names,
+    get names() {
+      return names();
+    },
+    get required() {
+      return required();
+    },
     status: (name) => statuses.get(name),
     snapshot: () => Object.fromEntries(statuses),
-    allUp: (wanted = names) =>
-      wanted.every((name) => !names.includes(name) || statuses.get(name)?.up === true),
+    allUp: (wanted = required()) => {
+      const probed = names();
+      return wanted.every((name) => !probed.includes(name) || statuses.get(name)?.up === true);
+    },
+    add(probe) {
+      if (closed) return;
+      if (probes.some((known) => known.name === probe.name)) {
+        throw new Error(`a ${probe.name} probe is registered already`);
+      }
+      probes.push(probe);
+      void probeOne(probe);
+    },
     onChange(listener) {
       listeners.push(listener);
     },
@@ -143,7 +170,8 @@ export function dependencyReadiness(monitor: DependencyMonitor): {
   const checks: Record<string, string> = {};
   for (const name of monitor.names) {
     const status = monitor.status(name);
-    checks[name] = status === undefined ? 'not probed yet' : status.up ? 'up' : `down: ${status.reason}`;
+    const state = status === undefined ? 'not probed yet' : status.up ? 'up' : `down: ${status.reason}`;
+    checks[name] = monitor.required.includes(name) || state === 'up' ? state : `${state} (advisory)`;
   }
   return { ready: monitor.allUp(), checks };
 }

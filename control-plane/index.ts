@@ -136,6 +136,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           log,
           chatRooms: chat.streamRooms,
           uploadRpcs: uploads.rpcs,
+          dependencies: deps.dependencies,
         }),
         createAnalyticsService(analytics),
         chat.notificationService,

@@ -31,7 +31,9 @@ export function followDependencies(
   const apply = () => {
     if (stopped) return;
     for (const service of health.services) {
-      const needs = service === '' ? monitor.names : (SERVICE_DEPENDENCIES[service] ?? monitor.names);
+      // The whole server ('') follows what the process needs; an advisory dependency (no media node
+      // live) turns only the services that need it NOT_SERVING.
+      const needs = service === '' ? monitor.required : (SERVICE_DEPENDENCIES[service] ?? monitor.required);
       const next = monitor.allUp(needs) ? 'SERVING' : 'NOT_SERVING';
       if (health.status(service) === next) continue;
       health.set(next, service);
