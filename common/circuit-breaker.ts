@@ -64,6 +64,8 @@ const stateGauge = gauge(
   'veza_circuit_breaker_state',
   'State of the circuit breaker in front of a target: 0 closed, 1 half-open, 2 open',
   ['target', 'peer'],
+  // Threads of one process with a breaker to the same target: the worst state shows.
+  'max',
 );
 const transitions = counter(
   'veza_circuit_breaker_transitions_total',

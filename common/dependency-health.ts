@@ -64,6 +64,8 @@ const upGauge = gauge(
   'veza_dependency_up',
   "1 when the process's last probe of a dependency it needs succeeded, 0 when it failed",
   ['dependency'],
+  // Threads of one process probing the same dependency: down if any of them finds it down.
+  'min',
 );
 const probeFailures = counter(
   'veza_dependency_probe_failures_total',

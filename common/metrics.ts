@@ -3,7 +3,7 @@
  * every role exposes the same /metrics shape. Domain modules register their own
  * counters on it through `metricsRegistry()`.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type Aggregator, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 let registry: Registry | undefined;
 
@@ -30,8 +30,20 @@ export function counter<L extends string>(
   return once(name, (registers) => new Counter({ name, help, labelNames, registers }));
 }
 
-export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-  return once(name, (registers) => new Gauge({ name, help, labelNames, registers }));
+/**
+ * `aggregator`: how threaded standalone mode merges the threads' values of one series (app/thread-
+ * metrics.ts; default sum). A state several threads report alike wants `min` or `max`, not a sum.
+ */
+export function gauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+  aggregator?: Aggregator,
+): Gauge<L> {
+  return once(
+    name,
+    (registers) => new Gauge({ name, help, labelNames, registers, ...(aggregator ? { aggregator } : {}) }),
+  );
 }
 
 export function histogram<L extends string>(
