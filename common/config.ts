@@ -190,6 +190,19 @@ const schema = z.object({
    */
   PRESENCE_HEARTBEAT_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
 
+  /**
+   * Dependency health (common/dependency-health.ts): how often each process probes what it needs
+   * (PostgreSQL, Redis, NATS, blob storage, the media-node registry), and how long one probe may
+   * take before the dependency counts as down. /readyz and grpc.health.v1 answer from the last probe.
+   */
+  HEALTH_PROBE_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
+  HEALTH_PROBE_TIMEOUT_MS: z.coerce.number().int().min(10).max(30_000).default(1000),
+  /**
+   * Circuit breakers (common/circuit-breaker.ts): how long an open breaker refuses calls before it
+   * lets one trial call through; also the Retry-After of the 503 it answers meanwhile.
+   */
+  CIRCUIT_BREAKER_RESET_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
 
   /** Largest accepted upload, in bytes (refused at creation and while the bytes stream in). */

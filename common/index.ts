@@ -21,6 +21,19 @@ export {
   verifyAccessToken,
 } from './access-token.js';
 export {
+  BREAKER_DEFAULTS,
+  BREAKER_STATE_VALUE,
+  BREAKER_TARGETS,
+  type Breaker,
+  type BreakerOptions,
+  type BreakerSettings,
+  type BreakerState,
+  type BreakerTarget,
+  createBreaker,
+  noteFallback,
+  reportBreakerState,
+} from './circuit-breaker.js';
+export {
   type Config,
   ConfigError,
   decodeSigningKeysSecret,
@@ -31,6 +44,17 @@ export {
   type UserRole,
 } from './config.js';
 export { type ControlPlaneTarget, parseControlPlaneTarget } from './control-plane-target.js';
+export { asDependencyFailure, DEPENDENCY_DOWN } from './dependency-errors.js';
+export {
+  DEPENDENCIES,
+  type DependencyMonitor,
+  type DependencyMonitorOptions,
+  type DependencyName,
+  type DependencyProbe,
+  type DependencyStatus,
+  dependencyReadiness,
+  startDependencyMonitor,
+} from './dependency-health.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
 export {
@@ -43,7 +67,7 @@ export {
   renderMetricsWith,
 } from './metrics.js';
 export { metricsAccessAllowed } from './metrics-access.js';
-export { type OpsServer, type OpsServerOptions, startOpsServer } from './ops-server.js';
+export { type OpsServer, type OpsServerOptions, type Readiness, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
 export {
   announcePresence,

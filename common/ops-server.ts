@@ -18,10 +18,18 @@ export interface OpsServerOptions {
   metricsToken?: string | undefined;
 }
 
+/** A readiness answer with what it was decided on (each dependency: "up" or why it is down). */
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
+const isReadyNow = (answer: boolean | Readiness) => (typeof answer === 'boolean' ? answer : answer.ready);
+
 export async function startOpsServer(
   host: string,
   port: number,
-  isReady: () => Promise<boolean>,
+  isReady: () => Promise<boolean | Readiness>,
   options: OpsServerOptions = {},
 ): Promise<OpsServer> {
   const server = http.createServer((request, response) => {
@@ -48,12 +56,14 @@ export async function startOpsServer(
       reply(200, 'application/json', '{"status":"ok"}');
     } else if (route === 'GET /readyz') {
       isReady().then(
-        (ready) =>
+        (answer) => {
+          const { ready, checks } = typeof answer === 'boolean' ? { ready: answer, checks: {} } : answer;
           reply(
             ready ? 200 : 503,
             'application/json',
-            JSON.stringify({ status: ready ? 'ready' : 'not_ready' }),
-          ),
+            JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks }),
+          );
+        },
         () => reply(503, 'application/json', '{"status":"not_ready"}'),
       );
     } else {
@@ -64,7 +74,7 @@ export async function startOpsServer(
     server.once('error', reject);
     server.listen(port, host, resolve);
   });
-  const stopReporting = reportReadiness('ops', isReady);
+  const stopReporting = reportReadiness('ops', async () => isReadyNow(await isReady()));
   return {
     port: (server.address() as AddressInfo).port,
     close: () => {

@@ -13,14 +13,16 @@ gauge(
   'veza_ready',
   '1 while this process answers ready on /readyz, 0 otherwise, by endpoint (the edge, or the ops port)',
   ['endpoint'],
-  async function () {
-    this.reset();
-    await Promise.all(
-      [...probes].map(async ([endpoint, probe]) => {
-        const ready = await probe().catch(() => false);
-        this.set({ endpoint }, ready ? 1 : 0);
-      }),
-    );
+  {
+    async collect() {
+      this.reset();
+      await Promise.all(
+        [...probes].map(async ([endpoint, probe]) => {
+          const ready = await probe().catch(() => false);
+          this.set({ endpoint }, ready ? 1 : 0);
+        }),
+      );
+    },
   },
 );
 

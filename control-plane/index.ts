@@ -5,7 +5,7 @@
  */
 
 import type { Sql } from '../common/db/index.js';
-import type { Config, Logger } from '../common/index.js';
+import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage, EventBus, JobQueue, RateLimiter, SessionStore } from '../common/ports/index.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
 import { createAnalytics, createAnalyticsService } from './analytics/index.js';
@@ -19,7 +19,7 @@ import {
   type TokenCaching,
 } from './auth/index.js';
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
-import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
+import { bindService, followDependencies, type HealthControl, startGrpcServer } from './grpc/index.js';
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
@@ -46,6 +46,8 @@ interface ControlPlaneDeps {
   chat?: ChatModuleOptions;
   /** Upload tuning (staging directory, expiry of unfinished uploads, sweep period). */
   uploads?: UploadsModuleDeps['options'];
+  /** The process's dependency probes: each service's health follows the ones it needs. */
+  dependencies?: DependencyMonitor;
 }
 
 export interface ControlPlane {
@@ -134,17 +136,22 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           log,
           chatRooms: chat.streamRooms,
           uploadRpcs: uploads.rpcs,
+          dependencies: deps.dependencies,
         }),
         createAnalyticsService(analytics),
         chat.notificationService,
       ],
     });
+    const unfollow = deps.dependencies
+      ? followDependencies(server.health, deps.dependencies, log)
+      : () => undefined;
     let closing: Promise<void> | undefined;
     return {
       port: server.port,
       health: server.health,
       close() {
         closing ??= (async () => {
+          unfollow();
           await server.close();
           await uploads.close();
           chat.close();

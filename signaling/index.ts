@@ -7,7 +7,7 @@
  * This file is the folder's public surface.
  */
 
-import type { Config, Logger } from '../common/index.js';
+import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
@@ -60,6 +60,8 @@ export interface EdgeDeps {
   blobs: BlobStorage;
   /** The signaling WebSocket (/ws); without it the edge serves the REST API only. */
   signaling?: SignalingOptions;
+  /** This process's dependency probes; /readyz is 503 while one the edge needs is down. */
+  dependencies?: DependencyMonitor;
   /** Router RTP capabilities for POST /stream/start; without it the response carries null. */
   routerRtpCapabilities?: RouterCapabilitiesProvider;
   /** How long close() waits for in-flight requests (default 5 s). */
@@ -83,6 +85,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     controlPlane,
     isClosing: () => server.closing,
     metricsToken: config.METRICS_TOKEN,
+    ...(deps.dependencies ? { dependencies: deps.dependencies } : {}),
   });
   registerAuthRoutes(server, routeDeps);
   registerAdminRoutes(server, routeDeps);

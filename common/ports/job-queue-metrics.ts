@@ -42,24 +42,18 @@ function readInto(pick: (stats: Awaited<ReturnType<JobQueue['stats']>>) => numbe
   };
 }
 
-gauge(
-  'veza_job_queue_depth',
-  'Jobs waiting or running, by queue',
-  ['queue'],
-  readInto((s) => s.depth),
-);
+gauge('veza_job_queue_depth', 'Jobs waiting or running, by queue', ['queue'], {
+  collect: readInto((s) => s.depth),
+});
 gauge(
   'veza_job_queue_oldest_age_seconds',
   'Age of the oldest job waiting or running, by queue (0 when empty)',
   ['queue'],
-  readInto((s) => s.oldestAgeSeconds),
+  { collect: readInto((s) => s.oldestAgeSeconds) },
 );
-gauge(
-  'veza_job_dead_letters',
-  'Dead letters kept, by queue',
-  ['queue'],
-  readInto((s) => s.deadLetters),
-);
+gauge('veza_job_dead_letters', 'Dead letters kept, by queue', ['queue'], {
+  collect: readInto((s) => s.deadLetters),
+});
 
 /** Reports `queue`'s backlog on /metrics until the returned function is called. */
 export function watchJobQueue(jobs: JobQueue, queue: string): () => void {

@@ -90,6 +90,15 @@ export class NatsEventBus implements EventBus {
     return bus;
   }
 
+  /**
+   * Health probe: a round trip to the server. While the connection is down (reconnecting), the
+   * flush waits for it, so the caller's timeout decides; a closed connection fails at once.
+   */
+  async probe(): Promise<void> {
+    if (this.nc.isClosed()) throw new Error('the NATS connection is closed');
+    await this.nc.flush();
+  }
+
   async publish(subject: string, payload: unknown): Promise<void> {
     assertSubject(subject, false);
     const data = encoder.encode(encodePayload(payload));

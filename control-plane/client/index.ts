@@ -22,8 +22,17 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
-import { UnavailableError, type VezaError } from '../../common/contracts/index.js';
-import { ERROR_CODE_KEY, fromGrpcError, type Logger, REQUEST_ID_HEADER } from '../../common/index.js';
+import { UnavailableError, VezaError } from '../../common/contracts/index.js';
+import {
+  type Breaker,
+  createBreaker,
+  createLogger,
+  DEPENDENCY_DOWN,
+  ERROR_CODE_KEY,
+  fromGrpcError,
+  type Logger,
+  REQUEST_ID_HEADER,
+} from '../../common/index.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
@@ -114,6 +123,8 @@ export interface ControlPlaneClient {
   };
   /** The metadata a call with this context sends (for `raw` calls). */
   metadataFor(context?: CallContext): Metadata;
+  /** The circuit breaker every unary call goes through (streams are long-lived and stay outside). */
+  readonly breaker: Breaker;
   close(): void;
 }
 
@@ -128,6 +139,26 @@ export interface ControlPlaneClientOptions {
   log?: Logger;
   /** Deadline for calls that give none; unary calls never wait forever. */
   defaultDeadlineMs?: number;
+  /**
+   * How long the circuit breaker in front of the control plane stays open before a trial call
+   * (CIRCUIT_BREAKER_RESET_MS); default 10 s.
+   */
+  breakerResetMs?: number;
+}
+
+/** Why a call failed when the control plane itself (not the caller's request) is the problem. */
+const CONTROL_PLANE_DOWN = 'control_plane_down';
+
+/**
+ * What opens the breaker: the control plane unreachable or silent, or a dependency of it down.
+ * Every other error, `unavailable` ones included (no media node live, the caller cancelled), is an
+ * answer about this request.
+ */
+function isControlPlaneFailure(error: unknown): boolean {
+  return (
+    error instanceof VezaError &&
+    (error.details.reason === CONTROL_PLANE_DOWN || error.details.reason === DEPENDENCY_DOWN)
+  );
 }
 
 /** Service descriptors: the generated `service` static lists each rpc's streaming shape. */
@@ -182,7 +213,13 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   const callOptions = (context: CallContext = {}): Partial<CallOptions> => ({
     deadline: Date.now() + (context.deadlineMs ?? defaultDeadlineMs),
   });
-  const adapters: Adapters = { metadataFor, callOptions, log: options.log };
+  const breaker = createBreaker({
+    target: 'control-plane',
+    resetTimeoutMs: options.breakerResetMs ?? 10_000,
+    log: options.log ?? createLogger({ name: 'control-plane-client' }),
+    isFailure: isControlPlaneFailure,
+  });
+  const adapters: Adapters = { metadataFor, callOptions, log: options.log, breaker };
 
   const healthCheck = unary<{ service: string }, { status: ServingStatus }>(
     healthClient,
@@ -203,7 +240,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     },
     raw,
     metadataFor,
+    breaker,
     close() {
+      breaker.close();
       // The channel is shared, so closing any client closes it; close all for clarity.
       for (const client of [...Object.values(raw), healthClient]) client.close();
     },
@@ -214,6 +253,7 @@ interface Adapters {
   metadataFor(context?: CallContext): Metadata;
   callOptions(context?: CallContext): Partial<CallOptions>;
   log: Logger | undefined;
+  breaker: Breaker;
 }
 
 /** Builds the promise view of a generated client from its service descriptor. */
@@ -251,13 +291,19 @@ function methodOf<F>(client: Client, name: string): F {
 function clientError(error: ServiceError, path: string, context: CallContext): VezaError {
   const fromService = error.metadata?.get(ERROR_CODE_KEY).length > 0;
   if (error.code === status.CANCELLED && context.signal?.aborted) {
-    return new UnavailableError(`${path} cancelled by the caller`, { cause: error });
+    return new UnavailableError(`${path} cancelled by the caller`, { cause: error, reason: 'cancelled' });
   }
   if (!fromService && error.code === status.UNAVAILABLE) {
-    return new UnavailableError('the control plane is unavailable', { cause: error });
+    return new UnavailableError('the control plane is unavailable', {
+      cause: error,
+      reason: CONTROL_PLANE_DOWN,
+    });
   }
   if (!fromService && error.code === status.DEADLINE_EXCEEDED) {
-    return new UnavailableError('the control plane did not answer in time', { cause: error });
+    return new UnavailableError('the control plane did not answer in time', {
+      cause: error,
+      reason: CONTROL_PLANE_DOWN,
+    });
   }
   return fromGrpcError(error);
 }
@@ -270,8 +316,9 @@ function unary<Req, Res>(
   adapters: Adapters,
 ): UnaryMethod<Req, Res> {
   const call = methodOf<RawUnary<Req, Res>>(client, name);
-  return (request, context = {}) =>
-    new Promise<Res>((resolve, reject) => {
+  return (request, context = {}) => adapters.breaker.run(() => once(request, context));
+  function once(request: Req, context: CallContext): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
       if (context.signal?.aborted) {
         reject(new UnavailableError(`${path} cancelled before it started`));
         return;
@@ -304,6 +351,7 @@ function unary<Req, Res>(
       const cancel = () => pending.cancel();
       context.signal?.addEventListener('abort', cancel, { once: true });
     });
+  }
 }
 
 /** The one server-streaming adapter: an async iterable whose errors are VezaErrors. */

@@ -20,6 +20,7 @@ import {
 } from '@grpc/grpc-js';
 import { UnimplementedError } from '../../common/contracts/index.js';
 import {
+  asDependencyFailure,
   type GrpcStatusObject,
   type Logger,
   REQUEST_ID_HEADER,
@@ -213,11 +214,13 @@ class TrackedCall implements CallTracker {
   }
 
   fail(error: unknown): GrpcStatusObject {
-    const result = toGrpcStatus(error);
+    // A dependency that is down is the caller's "try again later", not our bug.
+    const result = toGrpcStatus(asDependencyFailure(error));
     result.metadata.set(REQUEST_ID_HEADER, this.requestId);
     const seconds = this.#finish(result.code);
     const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
     if (result.code === status.INTERNAL) this.log.error({ ...fields, err: error }, 'grpc call failed');
+    else if (result.code === status.UNAVAILABLE) this.log.warn({ ...fields, err: error }, 'grpc call failed');
     else if (this.#logsInfo()) this.log.info({ ...fields, error: result.details }, 'grpc call');
     return result;
   }

@@ -29,7 +29,14 @@ import {
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
-import { type Config, counter, gauge, hasPermission, type Logger } from '../../common/index.js';
+import {
+  type Config,
+  counter,
+  type DependencyMonitor,
+  gauge,
+  hasPermission,
+  type Logger,
+} from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
@@ -69,6 +76,8 @@ interface StreamServiceDeps {
   chatRooms: StreamChatRooms;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
+  /** The process's dependency probes; the media-node registry adds itself (StreamService health). */
+  dependencies?: DependencyMonitor | undefined;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -97,19 +106,18 @@ const readTotals = () => {
     });
   return totalsRead;
 };
-gauge('veza_streams_live', 'Streams live now (from the database)', [], async function () {
-  const totals = await readTotals();
-  if (totals) this.set(totals.streams);
+gauge('veza_streams_live', 'Streams live now (from the database)', [], {
+  async collect() {
+    const totals = await readTotals();
+    if (totals) this.set(totals.streams);
+  },
 });
-gauge(
-  'veza_stream_listeners',
-  'Listeners of the live streams, as their edges report them',
-  [],
-  async function () {
+gauge('veza_stream_listeners', 'Listeners of the live streams, as their edges report them', [], {
+  async collect() {
     const totals = await readTotals();
     if (totals) this.set(totals.listeners);
   },
-);
+});
 
 /** Why a stream ends when its media node is lost and no other node can take it. */
 const MEDIA_NODE_LOST = 'media_node_lost';
@@ -273,6 +281,17 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   registry?.ready.catch((error: unknown) =>
     deps.log.error({ err: error }, 'the media-node registry could not subscribe to the bus'),
   );
+  if (registry) {
+    // StreamService cannot place a stream while no media node is live; the rest of the server can work.
+    deps.dependencies?.add({
+      name: 'media-registry',
+      advisory: true,
+      check: async () => {
+        await registry.ready;
+        if (registry.live().length === 0) throw new Error('no media node has announced itself');
+      },
+    });
+  }
   const pickMediaNode = deps.pickMediaNode ?? (registry ? () => registry.pick() : () => deps.config.nodeId);
 
   const publish = (subject: string, payload: unknown, log: Logger) =>

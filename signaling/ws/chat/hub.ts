@@ -38,6 +38,8 @@ import {
 } from '../../../common/contracts/index.js';
 import type { Logger } from '../../../common/index.js';
 import type { EventBus, Subscription } from '../../../common/ports/index.js';
+import { LastKnown } from '../../last-known.js';
+import type { MessagePage } from '../../protocol/index.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,
@@ -131,6 +133,11 @@ function widen(missed: Missed, span: Missed): void {
 }
 
 export class ChatHub {
+  /**
+   * The last history page served per room and position, answered while the control plane cannot
+   * answer (only to a socket that joined the room, which the control plane authorised).
+   */
+  readonly history = new LastKnown<string, MessagePage>({ name: 'chat-history', maxEntries: 2000 });
   readonly #options: ChatHubOptions;
   readonly #log: Logger;
   readonly #rooms = new Map<number, RoomEntry>();

@@ -328,18 +328,18 @@ export class ChatSession implements ChatRequests {
       // Anonymous listeners read with the service identity, so only the room they joined.
       if (this.#auth.kind === 'listener' && !room) throw notJoinedRoom('chat.history', roomId);
       const context = room?.readOnly ? {} : this.#userContext();
-      const response = await this.#call(() =>
-        this.#cp.chat.getMessages(
-          {
-            roomId,
-            limit: limit ?? 0,
-            beforeMessageId: beforeMessageId ?? 0,
-            afterMessageId: afterMessageId ?? 0,
-          },
-          context,
-        ),
-      );
-      return page(response);
+      const request = {
+        roomId,
+        limit: limit ?? 0,
+        beforeMessageId: beforeMessageId ?? 0,
+        afterMessageId: afterMessageId ?? 0,
+      };
+      const live = async () => page(await this.#cp.chat.getMessages(request, context));
+      if (!room) return this.#call(live);
+      // A joined room's reader gets the last page served at this position while the control plane is down.
+      const key = `${roomId}:${request.beforeMessageId}:${request.afterMessageId}:${request.limit}`;
+      const fallen = await this.#call(() => this.#hub.history.read(key, live));
+      return fallen.value;
     },
 
     'chat.typing': async ({ roomId, typing }) => {
