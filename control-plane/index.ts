@@ -8,7 +8,14 @@ import type { Sql } from '../common/db/index.js';
 import type { Config, Logger } from '../common/index.js';
 import type { BlobStorage, EventBus, JobQueue, RateLimiter, SessionStore } from '../common/ports/index.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
-import { createAnalytics, createAnalyticsService } from './analytics/index.js';
+import {
+  type AnalyticsIngest,
+  createAnalytics,
+  createAnalyticsService,
+  createAudienceStore,
+  createStreamAnalyticsRpc,
+  startAnalyticsIngest,
+} from './analytics/index.js';
 import {
   createAuthService,
   createMailer,
@@ -67,6 +74,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const keys = await loadSigningKeys(sql, log, await loadKeyEncryptionKey(config, log));
   const outbox = startOutboxDispatcher({ sql, mailer: createMailer(config, log), log });
   let tokens: TokenCaching | undefined;
+  let ingest: AnalyticsIngest | undefined;
   try {
     // Token checks from memory, kept current by acknowledged invalidations (auth/invalidations.ts).
     tokens = await startTokenCaching({
@@ -107,6 +115,17 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       moderation: { url: config.MODERATION_URL, ...deps.chat?.moderation },
     });
     const analytics = createAnalytics(sql);
+    const audience = createAudienceStore(sql);
+    ingest = startAnalyticsIngest({
+      sql,
+      bus: ports.bus,
+      jobs: ports.jobs,
+      store: audience,
+      log,
+      rollupIntervalMs: config.ANALYTICS_ROLLUP_INTERVAL_S * 1000,
+    });
+    await ingest.ready;
+    const analyticsDeps = { analytics, audience, ingest, bus: ports.bus, config };
     const uploads = startUploadsModule({
       config,
       sql,
@@ -134,11 +153,13 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           log,
           chatRooms: chat.streamRooms,
           uploadRpcs: uploads.rpcs,
+          analyticsRpcs: createStreamAnalyticsRpc(analyticsDeps),
         }),
-        createAnalyticsService(analytics),
+        createAnalyticsService(analyticsDeps),
         chat.notificationService,
       ],
     });
+    const analyticsIngest = ingest;
     let closing: Promise<void> | undefined;
     return {
       port: server.port,
@@ -148,6 +169,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           await server.close();
           await uploads.close();
           chat.close();
+          await analyticsIngest.close();
           await outbox.stop();
           await caching.close();
         })();
@@ -155,6 +177,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       },
     };
   } catch (error) {
+    await ingest?.close();
     await outbox.stop();
     await tokens?.close();
     throw error;

@@ -69,6 +69,8 @@ interface StreamServiceDeps {
   chatRooms: StreamChatRooms;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
+  /** StreamAnalytics (control-plane/analytics), served by this same binding. */
+  analyticsRpcs?: ServiceImplementation<typeof StreamServiceService>;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -259,6 +261,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
 
   const binding = bindService(StreamServiceService, {
     ...deps.uploadRpcs,
+    ...deps.analyticsRpcs,
     startStream: {
       policy: 'jwt',
       handler: async (request, ctx) => {
