@@ -229,7 +229,12 @@ const schema = z.object({
    * X-Forwarded-For. Default: the loopback addresses.
    */
   TRUSTED_PROXIES: csv(
-    z.string().refine((value) => isIP(value.split('/')[0] ?? '') !== 0, 'each entry is an IP address or a CIDR range'),
+    z
+      .string()
+      .refine(
+        (value) => isIP(value.split('/')[0] ?? '') !== 0,
+        'each entry is an IP address or a CIDR range',
+      ),
   ).default(['127.0.0.1', '::1']),
 });
 

@@ -17,7 +17,12 @@ import {
   rollupJobSchema,
 } from '../common/contracts/index.js';
 import { counter, type Logger } from '../common/index.js';
-import { type EventBus, type JobConsumer, type JobQueue, UnrecoverableJobError } from '../common/ports/index.js';
+import {
+  type EventBus,
+  type JobConsumer,
+  type JobQueue,
+  UnrecoverableJobError,
+} from '../common/ports/index.js';
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -152,7 +157,10 @@ export function startRollupWorker(options: RollupWorkerOptions): RollupWorker {
         rollups.inc({ outcome: 'done' });
       } catch (error) {
         rollups.inc({ outcome: 'failed' });
-        options.log.warn({ err: error, job: parsed.data, attempt: context.attempt }, 'analytics roll-up failed');
+        options.log.warn(
+          { err: error, job: parsed.data, attempt: context.attempt },
+          'analytics roll-up failed',
+        );
         throw error;
       }
     },

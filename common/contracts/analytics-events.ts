@@ -70,7 +70,10 @@ export const analyticsEventSchema = z.object({
   /** Listener and broadcaster sessions: one media session (the edge's peer id). */
   session_id: z.string().min(1).max(200).nullable(),
   /** An anonymous listener's id, the same across one listener token's connections to one stream. */
-  anon_id: z.string().regex(/^[a-f0-9]{16,64}$/).nullable(),
+  anon_id: z
+    .string()
+    .regex(/^[a-f0-9]{16,64}$/)
+    .nullable(),
   /** From the client's address by the offline GeoIP database; the address itself is never sent. */
   country: countryCode.nullable(),
   values: analyticsValuesSchema,

@@ -30,7 +30,9 @@ export async function readableStream(
   const stream = await store.stream(streamId);
   if (!stream) throw new NotFoundError(`stream ${streamId} not found`);
   if (!readsEverything(ctx) && stream.ownerId !== ctx.user?.userId) {
-    throw new PermissionDeniedError(`only the owner of stream ${streamId} or an admin may read its analytics`);
+    throw new PermissionDeniedError(
+      `only the owner of stream ${streamId} or an admin may read its analytics`,
+    );
   }
   return stream;
 }

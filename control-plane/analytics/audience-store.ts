@@ -112,12 +112,24 @@ export interface AudienceStore {
   streams(ownerId: number | null, limit: number): Promise<StreamRecord[]>;
   live(streamId: number, sampleWindowMs: number): Promise<LiveFigures>;
   summary(streamIds: readonly number[], from: Date, to: Date): Promise<AudienceSummary>;
-  series(streamId: number, name: AnalyticsMetricName, from: Date, to: Date, stepMs: number): Promise<SeriesPoint[]>;
+  series(
+    streamId: number,
+    name: AnalyticsMetricName,
+    from: Date,
+    to: Date,
+    stepMs: number,
+  ): Promise<SeriesPoint[]>;
+  /** Each stream's peak listeners and listening minutes, from the roll-ups. */
+  perStream(streamIds: readonly number[]): Promise<Map<number, { peak: number; minutes: number }>>;
   /** The owner of a track, or null when there is none. */
   trackOwner(trackId: number): Promise<number | null>;
   /** Chat messages of a stream so far (live figures). */
   chatCount(streamId: number): Promise<number>;
-  trackCounts(trackIds: readonly number[], from: Date, to: Date): Promise<{ plays: number; completions: number }>;
+  trackCounts(
+    trackIds: readonly number[],
+    from: Date,
+    to: Date,
+  ): Promise<{ plays: number; completions: number }>;
   rollupInput(streamId: number, hour: Date): Promise<RollupInput | null>;
   writeRollup(output: RollupOutput): Promise<void>;
   /** Hours of a stream rolled up after it ended. */
@@ -320,6 +332,13 @@ export function createAudienceStore(sql: Sql): AudienceStore {
       return points;
     },
 
+    async perStream(streamIds) {
+      const rows = await sql<{ stream_id: number; peak: number; seconds: number }[]>`
+        select stream_id, max(peak_listeners)::int as peak, sum(listener_seconds)::float8 as seconds
+        from analytics_stream_minutes where stream_id in ${sql(streamIds)} group by stream_id`;
+      return new Map(rows.map((row) => [row.stream_id, { peak: row.peak, minutes: row.seconds / 60 }]));
+    },
+
     async trackOwner(trackId) {
       // Read only: the uploads module owns tracks (and depends on this module, not the reverse).
       const [row] = await sql<{ owner_id: number }[]>`select owner_id from tracks where id = ${trackId}`;
@@ -368,7 +387,11 @@ export function createAudienceStore(sql: Sql): AudienceStore {
             byMinute.set(key, entry);
             quality.push(entry);
           }
-          const slot = entry.quality[metric] ?? { sum: 0, n: 0, histogram: new Array(edges.length + 1).fill(0) };
+          const slot = entry.quality[metric] ?? {
+            sum: 0,
+            n: 0,
+            histogram: new Array(edges.length + 1).fill(0),
+          };
           slot.sum += row.sum;
           slot.n += row.n;
           slot.histogram[row.bucket] = (slot.histogram[row.bucket] ?? 0) + row.n;
@@ -394,7 +417,11 @@ export function createAudienceStore(sql: Sql): AudienceStore {
         now: now.toISOString(),
         sessions: rows.map((row) => ({
           session_id: row.session_id,
-          listener_key: row.user_id ? `u:${row.user_id}` : row.anon_id ? `a:${row.anon_id}` : `s:${row.session_id}`,
+          listener_key: row.user_id
+            ? `u:${row.user_id}`
+            : row.anon_id
+              ? `a:${row.anon_id}`
+              : `s:${row.session_id}`,
           country: row.country ?? 'ZZ',
           joined_at: row.joined_at.toISOString(),
           left_at: row.left_at?.toISOString() ?? null,

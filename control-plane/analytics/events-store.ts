@@ -60,7 +60,11 @@ export async function insertAudienceEvents(
  * The retention sweep's share: raw events older than `retainMs`, oldest first. The roll-ups stay;
  * a stream's hours are rolled up within minutes of its end, long before its events expire.
  */
-export async function deleteExpiredAnalyticsEvents(sql: Sql, retainMs: number, limit: number): Promise<number> {
+export async function deleteExpiredAnalyticsEvents(
+  sql: Sql,
+  retainMs: number,
+  limit: number,
+): Promise<number> {
   const cutoff = new Date(Date.now() - retainMs);
   const result = await sql`
     delete from analytics_events where id in (

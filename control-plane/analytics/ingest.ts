@@ -122,7 +122,9 @@ export function startAnalyticsIngest(options: IngestOptions): AnalyticsIngest {
 
   const streamOfRoom = async (roomId: number): Promise<number | null> => {
     if (roomStreams.has(roomId)) return roomStreams.get(roomId) ?? null;
-    const [row] = await sql<{ stream_id: number | null }[]>`select stream_id from chat_rooms where id = ${roomId}`;
+    const [row] = await sql<
+      { stream_id: number | null }[]
+    >`select stream_id from chat_rooms where id = ${roomId}`;
     const streamId = row?.stream_id ?? null;
     if (roomStreams.size > 10_000) roomStreams.clear();
     roomStreams.set(roomId, streamId);

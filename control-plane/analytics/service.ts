@@ -36,10 +36,15 @@ import {
   type Percentiles as ProtoPercentiles,
 } from '../../proto/gen/veza/analytics/analytics.js';
 import type { StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
-import { bindService, type CallContext, type ServiceBinding, type ServiceImplementation } from '../grpc/index.js';
+import {
+  bindService,
+  type CallContext,
+  type ServiceBinding,
+  type ServiceImplementation,
+} from '../grpc/index.js';
 import { parseInput } from '../parse-input.js';
 import { checkRange, checkStep, readableStream, readsEverything } from './access.js';
-import type { AudienceStore, LiveFigures, Percentiles } from './audience-store.js';
+import type { AudienceStore, LiveFigures, Percentiles, StreamRecord } from './audience-store.js';
 import type { AnalyticsIngest } from './ingest.js';
 import { DEFAULT_INTERVAL_S, MAX_INTERVAL_S, whileLive } from './live.js';
 import type { Analytics, AnalyticsEvent } from './store.js';
@@ -54,6 +59,8 @@ const FUTURE_SKEW_MS = 5 * 60 * 1000;
 export const EVENTS_LIMIT = 100;
 /** A channel's audience covers at most this many of its newest streams. */
 const CHANNEL_STREAMS_MAX = 1000;
+/** A channel's answer lists this many of its newest streams with their own figures. */
+const CHANNEL_STREAMS_LISTED = 100;
 /** Bytes a live stream may hold unread before the call is dropped. */
 const STREAM_BUFFER_LIMIT = 1024 * 1024;
 const DAY_MS = 86_400_000;
@@ -200,6 +207,7 @@ function eventsOnly(
     moderatorActions: 0,
     trackPlays: 0,
     trackCompletions: 0,
+    streams: [],
   };
 }
 
@@ -314,6 +322,7 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
         }
 
         let streamIds: number[] = [];
+        let channelStreams: StreamRecord[] = [];
         let range: { from: Date; to: Date };
         const now = new Date();
         if (input.streamId > 0) {
@@ -323,14 +332,17 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
         } else if (input.trackId > 0) {
           const owner = await audience.trackOwner(input.trackId);
           if (owner === null || (!seesAll && owner !== ctx.user?.userId)) {
-            throw new PermissionDeniedError(`only the owner of track ${input.trackId} or an admin may read its analytics`);
+            throw new PermissionDeniedError(
+              `only the owner of track ${input.trackId} or an admin may read its analytics`,
+            );
           }
           range = { from: input.from ?? new Date(0), to: input.to ?? now };
           if (!input.from) range.from = new Date(range.to.getTime() - maxDays * DAY_MS);
         } else {
           const owner = subject ?? ctx.user?.userId ?? null;
           if (owner === null) throw new PermissionDeniedError('a service names the channel with user_id');
-          streamIds = (await audience.streams(owner, CHANNEL_STREAMS_MAX)).map((s) => s.id);
+          channelStreams = await audience.streams(owner, CHANNEL_STREAMS_MAX);
+          streamIds = channelStreams.map((s) => s.id);
           range = { from: input.from ?? new Date(now.getTime() - 30 * DAY_MS), to: input.to ?? now };
         }
         checkRange(range, maxDays);
@@ -352,8 +364,18 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
         }
         if (streamIds.length === 0) return response;
         const summary = await audience.summary(streamIds, range.from, range.to);
+        const listed = channelStreams.slice(0, CHANNEL_STREAMS_LISTED);
+        const figures = listed.length > 0 ? await audience.perStream(listed.map((s) => s.id)) : new Map();
         return {
           ...response,
+          streams: listed.map((s) => ({
+            streamId: s.id,
+            title: s.title,
+            startedAt: s.startedAt,
+            endedAt: s.endedAt ?? undefined,
+            peakListeners: figures.get(s.id)?.peak ?? 0,
+            listeningMinutes: figures.get(s.id)?.minutes ?? 0,
+          })),
           peakListeners: summary.peakListeners,
           averageListeners: summary.averageListeners,
           listeningMinutes: summary.listeningMinutes,
@@ -411,13 +433,21 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
           tick: async () => {
             const live = await audience.live(target.id, sampleWindowMs);
             const chat = names.includes('chat_messages') ? await audience.chatCount(target.id) : 0;
+            const labels = { stream_id: String(target.id), live: String(live.live) };
             for (const name of names) {
-              write({
-                name,
-                value: liveValue(name, live, chat),
-                labels: { stream_id: String(target.id) },
-                timestamp: live.at,
-              });
+              // Listeners and minutes also per country currently listening (most listeners first),
+              // before the total, which closes the name's figures for this tick.
+              if (name === 'listeners' || name === 'listening_minutes') {
+                for (const c of live.countries) {
+                  write({
+                    name,
+                    value: name === 'listeners' ? c.listeners : c.minutes,
+                    labels: { ...labels, country: c.country },
+                    timestamp: live.at,
+                  });
+                }
+              }
+              write({ name, value: liveValue(name, live, chat), labels, timestamp: live.at });
             }
             return live.live;
           },
@@ -440,7 +470,8 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
           if (ctx.signal.aborted) resolve();
           ctx.signal.addEventListener('abort', () => resolve(), { once: true });
         });
-        const subject = input.streamId > 0 ? analyticsRecordedSubject(input.streamId) : ALL_ANALYTICS_RECORDED;
+        const subject =
+          input.streamId > 0 ? analyticsRecordedSubject(input.streamId) : ALL_ANALYTICS_RECORDED;
         const subscription = bus.subscribe(subject, (payload) => {
           const parsed = recordedAnalyticsEventSchema.safeParse(payload);
           if (!parsed.success) return;

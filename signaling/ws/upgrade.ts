@@ -10,6 +10,7 @@
  * user's behalf while it is valid, and never logged. Its expiry and its login session's
  * revocation are followed on the open connection (token-lifetime.ts).
  */
+import { createHash } from 'node:crypto';
 import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/contracts/index.js';
 import type { UserRole } from '../../common/index.js';
 import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
@@ -30,6 +31,11 @@ export interface ConnectionAuth {
   expiresAt: number;
   /** The user's access token (null for listener tokens). Never log it. */
   token: string | null;
+  /**
+   * Listener tokens: the anonymous listener's id for analytics, derived from the token's session
+   * (one per token, so one listener across its reconnections), never the token itself.
+   */
+  anonymousId: string | null;
 }
 
 export type UpgradeDecision =
@@ -89,6 +95,12 @@ export async function decideUpgrade(
         sessionId: listener ? null : verified.sessionId,
         expiresAt: verified.expiresAt.getTime(),
         token: listener ? null : token,
+        anonymousId: listener
+          ? createHash('sha256')
+              .update(`${claims.stream_id}:${verified.sessionId}`)
+              .digest('hex')
+              .slice(0, 32)
+          : null,
       },
     };
   } catch (error) {

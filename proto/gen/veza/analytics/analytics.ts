@@ -86,11 +86,25 @@ export interface GetAnalyticsResponse {
   moderatorActions: number;
   trackPlays: number;
   trackCompletions: number;
+  /** A channel's streams (the newest 100, newest first), each with its own figures. */
+  streams: StreamFigures[];
 }
 
 export interface GetAnalyticsResponse_CountsByTypeEntry {
   key: string;
   value: number;
+}
+
+export interface StreamFigures {
+  streamId: number;
+  title: string;
+  startedAt:
+    | Date
+    | undefined;
+  /** Unset while the stream is live. */
+  endedAt: Date | undefined;
+  peakListeners: number;
+  listeningMinutes: number;
 }
 
 /** A country (ISO 3166-1 alpha-2, "ZZ" when unknown) with its listeners and listening minutes. */
@@ -732,6 +746,7 @@ function createBaseGetAnalyticsResponse(): GetAnalyticsResponse {
     moderatorActions: 0,
     trackPlays: 0,
     trackCompletions: 0,
+    streams: [],
   };
 }
 
@@ -784,6 +799,9 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
     }
     if (message.trackCompletions !== 0) {
       writer.uint32(128).int64(message.trackCompletions);
+    }
+    for (const v of message.streams) {
+      StreamFigures.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -932,6 +950,14 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
             message.trackCompletions = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.streams.push(StreamFigures.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1034,6 +1060,9 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
         : isSet(object.track_completions)
         ? globalThis.Number(object.track_completions)
         : 0,
+      streams: globalThis.Array.isArray(object?.streams)
+        ? object.streams.map((e: any) => StreamFigures.fromJSON(e))
+        : [],
     };
   },
 
@@ -1093,6 +1122,9 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
     if (message.trackCompletions !== 0) {
       obj.trackCompletions = Math.round(message.trackCompletions);
     }
+    if (message.streams?.length) {
+      obj.streams = message.streams.map((e) => StreamFigures.toJSON(e));
+    }
     return obj;
   },
 
@@ -1131,6 +1163,7 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
     message.moderatorActions = object.moderatorActions ?? 0;
     message.trackPlays = object.trackPlays ?? 0;
     message.trackCompletions = object.trackCompletions ?? 0;
+    message.streams = object.streams?.map((e) => StreamFigures.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1220,6 +1253,175 @@ export const GetAnalyticsResponse_CountsByTypeEntry: MessageFns<GetAnalyticsResp
     const message = createBaseGetAnalyticsResponse_CountsByTypeEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamFigures(): StreamFigures {
+  return { streamId: 0, title: "", startedAt: undefined, endedAt: undefined, peakListeners: 0, listeningMinutes: 0 };
+}
+
+export const StreamFigures: MessageFns<StreamFigures> = {
+  encode(message: StreamFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.title !== "") {
+      writer.uint32(18).string(message.title);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.peakListeners !== 0) {
+      writer.uint32(40).int32(message.peakListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      writer.uint32(49).double(message.listeningMinutes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.peakListeners = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.listeningMinutes = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamFigures {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+      peakListeners: isSet(object.peakListeners)
+        ? globalThis.Number(object.peakListeners)
+        : isSet(object.peak_listeners)
+        ? globalThis.Number(object.peak_listeners)
+        : 0,
+      listeningMinutes: isSet(object.listeningMinutes)
+        ? globalThis.Number(object.listeningMinutes)
+        : isSet(object.listening_minutes)
+        ? globalThis.Number(object.listening_minutes)
+        : 0,
+    };
+  },
+
+  toJSON(message: StreamFigures): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = message.endedAt.toISOString();
+    }
+    if (message.peakListeners !== 0) {
+      obj.peakListeners = Math.round(message.peakListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      obj.listeningMinutes = floatToJson(message.listeningMinutes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamFigures>, I>>(base?: I): StreamFigures {
+    return StreamFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamFigures>, I>>(object: I): StreamFigures {
+    const message = createBaseStreamFigures();
+    message.streamId = object.streamId ?? 0;
+    message.title = object.title ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.endedAt = object.endedAt ?? undefined;
+    message.peakListeners = object.peakListeners ?? 0;
+    message.listeningMinutes = object.listeningMinutes ?? 0;
     return message;
   },
 };
