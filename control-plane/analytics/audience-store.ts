@@ -72,6 +72,8 @@ interface SessionRow {
 const HOUR_MS = 3_600_000;
 const MINUTE_MS = 60_000;
 
+const floorMinute = (date: Date): Date => new Date(Math.floor(date.getTime() / MINUTE_MS) * MINUTE_MS);
+
 function mean(values: number[]): number | null {
   return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
 }
@@ -221,7 +223,9 @@ export function createAudienceStore(sql: Sql): AudienceStore {
       };
     },
 
-    async summary(streamIds, from, to) {
+    async summary(streamIds, rangeFrom, to) {
+      // Roll-ups are per minute: a range starting inside a minute includes that minute.
+      const from = floorMinute(rangeFrom);
       const minutes = await sql<
         {
           minute: Date;
@@ -286,7 +290,8 @@ export function createAudienceStore(sql: Sql): AudienceStore {
       };
     },
 
-    async series(streamId, name, from, to, stepMs) {
+    async series(streamId, name, rangeFrom, to, stepMs) {
+      const from = floorMinute(rangeFrom);
       const rows = await sql<
         {
           minute: Date;

@@ -346,11 +346,13 @@ export function createAnalyticsService(deps: AnalyticsServiceDeps): ServiceBindi
           range = { from: input.from ?? new Date(now.getTime() - 30 * DAY_MS), to: input.to ?? now };
         }
         checkRange(range, maxDays);
+        // A stream's own events are counted whole unless a range is asked for: its last leaves
+        // arrive just after its end.
         const events = await analytics.query({
           eventType,
           userId: null,
-          from: range.from,
-          to: range.to,
+          from: input.streamId > 0 ? (input.from ?? null) : range.from,
+          to: input.streamId > 0 ? (input.to ?? null) : range.to,
           limit: EVENTS_LIMIT,
           streamIds: input.trackId > 0 ? null : streamIds.length > 0 ? streamIds : [0],
           trackId: input.trackId || null,
