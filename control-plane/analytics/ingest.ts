@@ -188,8 +188,8 @@ export function startAnalyticsIngest(options: IngestOptions): AnalyticsIngest {
       const messages = parseRoomEvents(payload);
       if (!messages) return;
       for (const message of messages) {
-        const m = message.chatMessage;
-        if (message.eventType !== 'created' || !m) continue;
+        const m = message;
+        if (m.eventType !== 'created') continue;
         void streamOfRoom(m.roomId)
           .then((streamId) => {
             if (streamId === null) return;
