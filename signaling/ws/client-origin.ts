@@ -68,17 +68,27 @@ export function defaultCountryDatabase(): string {
   );
 }
 
+/** One reader per file and process (about 9 MB in memory), shared by every edge the process runs. */
+const readers = new Map<string, Promise<Reader<CountryRecord>>>();
+
+function countryReader(file: string): Promise<Reader<CountryRecord>> {
+  let reader = readers.get(file);
+  if (!reader) {
+    // Read once into memory; no watching, no fetching: the database ships with the package.
+    reader = maxmind.open<CountryRecord>(file, { watchForUpdates: false });
+    reader.catch(() => readers.delete(file));
+    readers.set(file, reader);
+  }
+  return reader;
+}
+
 export async function openClientOrigin(options: {
   trustedProxies: readonly string[];
   /** A MaxMind DB file with countries (default: the packaged GeoLite2 country database). */
   database?: string | undefined;
 }): Promise<ClientOrigin> {
   const trusted = trustedProxies(options.trustedProxies);
-  // Read once into memory; no watching, no fetching: the database ships with the package.
-  const reader: Reader<CountryRecord> = await maxmind.open<CountryRecord>(
-    options.database ?? defaultCountryDatabase(),
-    { watchForUpdates: false },
-  );
+  const reader = await countryReader(options.database ?? defaultCountryDatabase());
   return {
     address: (socketAddress, forwardedFor) => clientAddress(trusted, socketAddress, forwardedFor),
     country(address) {
