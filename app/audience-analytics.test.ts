@@ -214,9 +214,10 @@ describe('audience analytics from real events', () => {
       updates.find((u) => u.listeners === 3 && u.latency > 0 && u.bitrate > 0 && u.countries.length === 3),
     );
     expect([...full.countries].sort()).toEqual(['BR', 'DE', 'JP']);
-    // Opus voice from libwebrtc: tens of kbit/s, never the hundreds of a music preset or nothing.
-    expect(full.bitrate).toBeGreaterThan(16);
-    expect(full.bitrate).toBeLessThan(80);
+    // libwebrtc's Opus for the router's two-channel codec runs at 64 kbit/s; mediasoup counts the
+    // RTP packets with their headers (about 12 kbit/s more at 50 packets/s): measured 77 here.
+    expect(full.bitrate).toBeGreaterThan(48);
+    expect(full.bitrate).toBeLessThan(110);
     expect(full.latency).toBeGreaterThan(0);
     expect(full.latency).toBeLessThan(1000);
 
@@ -267,6 +268,7 @@ describe('audience analytics from real events', () => {
     expect(summary.bitrateKbps?.hasValues).toBe(true);
     expect(summary.bitrateKbps?.p50).toBeGreaterThan(8);
     expect(summary.rttMs?.hasValues).toBe(true);
+    expect(summary.rttMs?.p95).toBeGreaterThan(0);
     expect(summary.countsByType['listener.joined']).toBe(3);
     expect(summary.countsByType['listener.left']).toBe(3);
     expect(summary.countsByType['stream.ended']).toBe(1);
