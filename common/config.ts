@@ -4,6 +4,7 @@
  * Every variable has a default that makes standalone mode work with nothing set.
  * A bad value stops the process with an error naming the variable and what it expected.
  */
+import { isIP } from 'node:net';
 import { cpus, hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -244,6 +245,32 @@ const schema = z.object({
   DEAD_JOB_RETENTION_DAYS: positiveInt.default(30),
   /** Delivered (or logged) outbox emails, and email confirmation tokens after their expiry. */
   EMAIL_RETENTION_DAYS: positiveInt.default(7),
+
+  /**
+   * Audience analytics (control-plane/analytics, the edge's audience reporter, the worker's roll-ups).
+   * Raw events are kept ANALYTICS_RAW_RETENTION_DAYS; the per-minute roll-ups for good.
+   */
+  ANALYTICS_RAW_RETENTION_DAYS: positiveInt.default(90),
+  /** How often the edge samples each listener's and broadcaster's delivery quality from the media node. */
+  ANALYTICS_SAMPLE_S: z.coerce.number().int().min(1).max(300).default(5),
+  /** How often each live stream's current hour is rolled up (0: only after the stream ends). */
+  ANALYTICS_ROLLUP_INTERVAL_S: nonNegativeInt.default(60),
+  /** The longest range one analytics query may cover. */
+  ANALYTICS_MAX_RANGE_DAYS: z.coerce.number().int().min(1).max(3660).default(93),
+  /** The GeoIP country database (MaxMind DB format); default: the one shipped in @ip-location-db/geolite2-country-mmdb. */
+  GEOIP_COUNTRY_DB: z.string().min(1).optional(),
+  /**
+   * Socket addresses (IPs or CIDR ranges) of proxies trusted to say who the client is in
+   * X-Forwarded-For. Default: the loopback addresses.
+   */
+  TRUSTED_PROXIES: csv(
+    z
+      .string()
+      .refine(
+        (value) => isIP(value.split('/')[0] ?? '') !== 0,
+        'each entry is an IP address or a CIDR range',
+      ),
+  ).default(['127.0.0.1', '::1']),
 });
 
 export type Env = z.infer<typeof schema>;

@@ -11,6 +11,7 @@ import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
+import { registerAnalyticsRoutes } from './http/routes/analytics.js';
 import { registerAuthRoutes } from './http/routes/auth.js';
 import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
@@ -95,6 +96,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerModerationRoutes(server, routeDeps);
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
+  registerAnalyticsRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   // Close hooks run after the edge stops accepting and before in-flight requests drain.

@@ -78,6 +78,8 @@ interface StreamServiceDeps {
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
   /** The process's dependency probes; the media-node registry adds itself (StreamService health). */
   dependencies?: DependencyMonitor | undefined;
+  /** StreamAnalytics (control-plane/analytics), served by this same binding. */
+  analyticsRpcs?: ServiceImplementation<typeof StreamServiceService>;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -307,6 +309,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
 
   const binding = bindService(StreamServiceService, {
     ...deps.uploadRpcs,
+    ...deps.analyticsRpcs,
     startStream: {
       policy: 'jwt',
       handler: async (request, ctx) => {

@@ -124,16 +124,24 @@ export class SignalingError extends VezaError {
   }
 }
 
-export function signalingUrl(base: string, token: string | null): string {
+export function signalingUrl(base: string, token: string | null, listenerId?: string): string {
   const url = new URL(base);
   if (url.protocol === 'http:') url.protocol = 'ws:';
   if (url.protocol === 'https:') url.protocol = 'wss:';
   url.searchParams.set('v', String(PROTOCOL_VERSION));
   if (token) url.searchParams.set('token', token);
+  else if (listenerId) url.searchParams.set('listener', listenerId);
   return url.toString();
 }
 
 export class SignalingConnection extends Emitter<ConnectionEvents> {
+  /**
+   * Without a token: the id this connection object gives itself on every (re)connection, so the
+   * edge counts one anonymous listener across reconnects. Random, and tied to nothing else.
+   */
+  readonly #listenerId = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) =>
+    byte.toString(16).padStart(2, '0'),
+  ).join('');
   readonly #options: SignalingConnectionOptions;
   readonly #WebSocket: WebSocketConstructor;
   readonly #pending = new Map<RequestId, Pending>();
@@ -269,7 +277,7 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
       return;
     }
     if (this.#state === 'closed') return;
-    const socket = new this.#WebSocket(signalingUrl(this.#options.url, token));
+    const socket = new this.#WebSocket(signalingUrl(this.#options.url, token, this.#listenerId));
     this.#socket = socket;
     socket.addEventListener('open', () => {
       if (this.#socket !== socket) return;

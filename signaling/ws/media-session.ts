@@ -36,6 +36,7 @@ import {
   type ServerFrame,
   type TransportInfo,
 } from '../protocol/index.js';
+import type { AudienceReporter, AudienceSession } from './audience.js';
 import { noAudio, notJoined, streamEnded } from './errors.js';
 import type { MediaGateway } from './media-gateway.js';
 import { toProtocolStats } from './media-stats.js';
@@ -64,6 +65,8 @@ export interface MediaSessionContext {
   peerPrefix: string;
   /** The ICE servers for one user's transports (TURN credentials can be per user). */
   iceServers: (userId: number) => IceServer[];
+  /** Audience analytics of every media session of the edge. */
+  audience: AudienceReporter;
 }
 
 export interface MediaSessionOptions {
@@ -74,6 +77,8 @@ export interface MediaSessionOptions {
   socket: ConnectionSocket;
   log: Logger;
   context: MediaSessionContext;
+  /** The client's country (from its address, which is not kept), or null when unknown. */
+  country: string | null;
 }
 
 interface Joined {
@@ -85,6 +90,8 @@ interface Joined {
   transports: Map<string, 'send' | 'recv'>;
   consumers: Set<string>;
   producerId: string | null;
+  /** Set once the join succeeded. */
+  audience: AudienceSession | null;
 }
 
 /** Streams a connection remembers being allowed into (it joins one at a time; a few suffice). */
@@ -126,6 +133,7 @@ export class MediaSession implements MediaRequests, StreamMember {
   readonly #socket: ConnectionSocket;
   readonly #log: Logger;
   readonly #context: MediaSessionContext;
+  readonly #country: string | null;
   #joined: Joined | null = null;
   /** The stream this connection was in when it ended: media calls then say so instead of "join first". */
   #endedStreamId: number | null = null;
@@ -140,6 +148,7 @@ export class MediaSession implements MediaRequests, StreamMember {
     this.#socket = options.socket;
     this.#log = options.log;
     this.#context = options.context;
+    this.#country = options.country;
   }
 
   handle<M extends MediaMethod>(method: M, params: MethodParams[M]): Promise<MethodResults[M]> {
@@ -242,6 +251,7 @@ export class MediaSession implements MediaRequests, StreamMember {
     const joined = this.#joined;
     if (!joined) return;
     this.#joined = null;
+    joined.audience?.end(cause);
     this.#context.streams.left(this, joined.meta, joined.role, cause);
     try {
       await joined.media.closePeer(joined.peerId);
@@ -297,6 +307,7 @@ export class MediaSession implements MediaRequests, StreamMember {
         transports: new Map(),
         consumers: new Set(),
         producerId: null,
+        audience: null,
       };
       // With the device's capabilities, one media-node call places the connection (transport and
       // consumer); without them (the first v1 shape) the client asks for each afterwards.
@@ -347,6 +358,15 @@ export class MediaSession implements MediaRequests, StreamMember {
         throw error;
       }
       this.#joined = joined;
+      joined.audience = this.#context.audience.start({
+        streamId,
+        role,
+        peerId,
+        userId: auth.userId,
+        anonId: auth.anonymousId,
+        country: this.#country,
+        media,
+      });
       if (!subscribedEarly) streams.joined(this, streamId, role);
       const iceServers = this.#context.iceServers(auth.userId);
       const result: MethodResults['join'] = {

@@ -29,6 +29,7 @@
 import {
   ALL_TRACK_PROGRESS,
   activitySubject,
+  chatMessageOf,
   notificationSubject,
   parseActivityEvent,
   parseNotificationEvent,
@@ -450,9 +451,9 @@ export class ChatHub {
       const frames: NotificationFrame[] = [];
       const ids: number[] = [];
       for (const event of events ?? []) {
-        const message = event.chatMessage;
+        const message = chatMessageOf(event);
         const eventType = event.eventType as MessageEventType;
-        if (!message || message.roomId !== roomId || !MESSAGE_EVENT_TYPES.includes(eventType)) break;
+        if (message.roomId !== roomId || !MESSAGE_EVENT_TYPES.includes(eventType)) break;
         frames.push({
           notification: 'chat.message',
           data: { roomId, eventType, message: toWireMessage(message) },
