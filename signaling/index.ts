@@ -12,6 +12,7 @@ import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
 import { registerAuthRoutes } from './http/routes/auth.js';
+import { registerFollowRoutes } from './http/routes/follows.js';
 import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerModerationRoutes } from './http/routes/moderation.js';
@@ -102,6 +103,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerModerationRoutes(server, routeDeps);
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
+  registerFollowRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   const closeHooks: Array<() => Promise<void> | void> = [];

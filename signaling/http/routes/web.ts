@@ -27,6 +27,9 @@ export const WEB_PAGES = [
   '/upload',
   '/my-tracks',
   '/track/:id',
+  '/profile',
+  '/studio/streams',
+  '/studio/streams/:id',
 ] as const;
 
 const CONTENT_TYPES: Record<string, string> = {
