@@ -7,6 +7,7 @@
 import { ApiError, type Profile, restApi } from '../api.js';
 import { withToken } from '../auth.js';
 import { errorMessage, h, statusLine } from '../dom.js';
+import { sameOriginMedia } from '../media-url.js';
 import { whenSignedIn } from '../signed-in.js';
 
 /** The server's limits (signaling/http/routes/auth.ts), repeated to say them up front. */
@@ -97,7 +98,7 @@ function profileForm(): HTMLElement {
     displayName.control.value = profile.display_name ?? '';
     bio.control.value = profile.bio ?? '';
     avatar.control.value = '';
-    if (profile.avatar_url) currentAvatar.src = profile.avatar_url;
+    if (profile.avatar_url) currentAvatar.src = sameOriginMedia(profile.avatar_url);
     currentAvatar.hidden = !profile.avatar_url;
   };
 
