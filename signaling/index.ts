@@ -13,6 +13,7 @@ import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
 import { registerAnalyticsRoutes } from './http/routes/analytics.js';
 import { registerAuthRoutes } from './http/routes/auth.js';
+import { registerFollowRoutes } from './http/routes/follows.js';
 import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerModerationRoutes } from './http/routes/moderation.js';
@@ -97,6 +98,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
   registerAnalyticsRoutes(server, routeDeps);
+  registerFollowRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   // Close hooks run after the edge stops accepting and before in-flight requests drain.

@@ -12,6 +12,7 @@ import { chatPanel } from '../chat/panel.js';
 import { exposeDebug } from '../debug.js';
 import { errorMessage, h, statusLine } from '../dom.js';
 import { signalingBase } from '../signaling-url.js';
+import { followButton } from './follow-button.js';
 
 const VOLUME_KEY = 'veza.volume';
 const QUALITY_INTERVAL_MS = 2000;
@@ -159,6 +160,9 @@ export function listenPage(rawId: string) {
         'section',
         { class: 'panel', 'aria-label': 'Player' },
         info?.owner_username ? h('p', { class: 'hint' }, `by ${info.owner_username}`) : null,
+        info?.owner_id !== undefined && info.owner_id !== null
+          ? followButton(String(info.owner_id), info.owner_username ?? 'this broadcaster')
+          : null,
         h('div', { class: 'actions' }, listenButton, liveIndicator),
         h('div', { class: 'field' }, h('label', { for: volume.id }, 'Volume'), volume),
         h(
