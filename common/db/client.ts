@@ -3,6 +3,8 @@
  * are written, so every value is a bound parameter.
  */
 import postgres from 'postgres';
+import { tracingEnabled } from '../tracing.js';
+import { traceQueries } from './traced-sql.js';
 
 export type Sql = postgres.Sql<Record<string, never>>;
 export type TransactionSql = postgres.TransactionSql<Record<string, never>>;
@@ -13,8 +15,9 @@ export interface DatabaseOptions {
   onNotice?: (message: string) => void;
 }
 
+/** With tracing on (common/tracing.ts, started before this), every query the client sends is a span. */
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql {
-  return postgres(url, {
+  const sql = postgres(url, {
     max: options.max ?? 10,
     idle_timeout: 30,
     connect_timeout: 10,
@@ -29,4 +32,5 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql
       },
     },
   }) as unknown as Sql;
+  return tracingEnabled() ? traceQueries(sql) : sql;
 }

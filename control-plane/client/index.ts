@@ -23,7 +23,16 @@ import {
 } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
 import { UnavailableError, type VezaError } from '../../common/contracts/index.js';
-import { ERROR_CODE_KEY, fromGrpcError, type Logger, REQUEST_ID_HEADER } from '../../common/index.js';
+import {
+  ERROR_CODE_KEY,
+  fromGrpcError,
+  injectTrace,
+  inSpan,
+  type Logger,
+  REQUEST_ID_HEADER,
+  SpanKind,
+  tracingEnabled,
+} from '../../common/index.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
@@ -170,6 +179,8 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     metadata.set(REQUEST_ID_HEADER, context.requestId ?? randomUUID());
     if (context.token) metadata.set('authorization', `Bearer ${context.token}`);
     if (context.clientIp) metadata.set(CLIENT_IP_HEADER, context.clientIp);
+    // W3C trace context: the control plane's span continues the caller's trace.
+    injectTrace((key, value) => metadata.set(key, value));
     return metadata;
   };
   const callOptions = (context: CallContext = {}): Partial<CallOptions> => ({
@@ -263,8 +274,17 @@ function unary<Req, Res>(
   adapters: Adapters,
 ): UnaryMethod<Req, Res> {
   const call = methodOf<RawUnary<Req, Res>>(client, name);
+  // Made once per method: a call with tracing off allocates nothing for it.
+  // Named as the server names its span (`package.Service/Method`), so both sides read alike.
+  const rpc = path.replace(/^\//, '');
+  const spanName = `grpc ${rpc}`;
+  const spanAttributes = { 'rpc.system': 'grpc', 'rpc.method': rpc };
   return (request, context = {}) =>
-    new Promise<Res>((resolve, reject) => {
+    tracingEnabled()
+      ? inSpan(spanName, SpanKind.CLIENT, () => send(request, context), spanAttributes)
+      : send(request, context);
+  function send(request: Req, context: CallContext): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
       if (context.signal?.aborted) {
         reject(new UnavailableError(`${path} cancelled before it started`));
         return;
@@ -297,6 +317,7 @@ function unary<Req, Res>(
       const cancel = () => pending.cancel();
       context.signal?.addEventListener('abort', cancel, { once: true });
     });
+  }
 }
 
 /** The one server-streaming adapter: an async iterable whose errors are VezaErrors. */
