@@ -279,6 +279,8 @@ describe('tracing across the roles', () => {
       SERVER,
     );
     crosses(register, registerCall, registerHandler);
+    // The request id travels too, so the control plane's span and log lines name the same request.
+    expect(registerHandler.attributes['veza.request_id']).toBe('trace-register-1');
     const insert = register.find('veza-control-plane', 'postgres INSERT', CLIENT);
     expect(register.descends(insert, registerHandler)).toBe(true);
     expect(insert.attributes['db.system.name']).toBe('postgresql');

@@ -177,8 +177,9 @@ class TrackedCall implements CallTracker {
     this.#call = call;
     this.#method = method;
     this.#runtime = runtime;
-    this.#span = activeSpan();
     this.requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
+    this.#span = activeSpan();
+    this.#span?.setAttribute('veza.request_id', this.requestId);
     call.on('cancelled', () => this.#gone());
   }
 
