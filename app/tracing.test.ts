@@ -1,7 +1,8 @@
 /**
  * OpenTelemetry across the roles: threaded standalone mode (each role group on its own thread,
  * each its own service, wired over the thread bus as cluster mode is over NATS) exports to a real
- * OTLP receiver on loopback (http/json, decoded by common/testing's receiver). A user registers,
+ * OTLP receiver on loopback (the default protocol, http/protobuf, decoded by common/testing's
+ * receiver). A user registers,
  * signs in, goes live, joins the stream's socket, sends a chat message and uploads a track; each
  * request is one trace whose spans cross the edge, the control plane, PostgreSQL, the bus, the
  * media node and the transcode worker, each child of the span that caused it.
@@ -110,15 +111,18 @@ describe('tracing across the roles', () => {
   it('follows each request from the edge through gRPC, PostgreSQL, the bus, the media node and the worker', {
     timeout: 120_000,
   }, async () => {
-    const env: Record<string, string> = {
+    const env: Record<string, string | undefined> = {
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      // Unset: the SDK's default, http/protobuf.
+      OTEL_EXPORTER_OTLP_PROTOCOL: undefined,
       // The batch processor's own variable: spans leave every 50 ms instead of 5 s.
       OTEL_BSP_SCHEDULE_DELAY: '50',
     };
     for (const name of OTEL_ENV) {
       saved.set(name, process.env[name]);
-      process.env[name] = env[name];
+      const value = env[name];
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
     }
     delete process.env.OTEL_SERVICE_NAME;
     const config = loadConfig({
@@ -247,6 +251,7 @@ describe('tracing across the roles', () => {
     await platform.close();
     platform = undefined;
     expect(receiver.rejected).toEqual([]);
+    expect(new Set(receiver.protocols)).toEqual(new Set(['http/protobuf']));
 
     const spans = [...receiver.spans];
     const traceOf = (root: ReceivedSpan) => new Trace(spans.filter((span) => span.traceId === root.traceId));

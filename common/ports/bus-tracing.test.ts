@@ -1,5 +1,6 @@
 /**
- * Traces across each EventBus adapter, with the SDK on and exporting to a real OTLP receiver: a
+ * Traces across each EventBus adapter, with the SDK on and exporting to a real OTLP receiver (over
+ * OTLP/gRPC here, OTEL_EXPORTER_OTLP_PROTOCOL=grpc): a
  * publish or request made inside a trace reaches the other side (another connection on NATS,
  * another bus on the thread hub) in a consumer span whose parent is the producer span, while a
  * message sent outside any trace makes no span at all. Also here, since they need the SDK on:
@@ -44,8 +45,8 @@ const saved = new Map<string, string | undefined>();
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
   const env: Record<string, string> = {
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.grpcEndpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
     OTEL_BSP_SCHEDULE_DELAY: '20',
   };
   for (const name of OTEL_ENV) {
@@ -215,6 +216,12 @@ describe('PostgreSQL queries', () => {
       await sql.end();
     }
   });
+});
+
+it('exported everything over the protocol the variable chose', () => {
+  expect(receiver.rejected).toEqual([]);
+  expect(receiver.protocols.length).toBeGreaterThan(0);
+  expect(new Set(receiver.protocols)).toEqual(new Set(['grpc']));
 });
 
 describe('log lines', () => {

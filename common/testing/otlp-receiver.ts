@@ -1,13 +1,32 @@
 /**
- * An OTLP/HTTP trace receiver on loopback, for tests: what an OpenTelemetry collector (or Jaeger)
- * receives on `/v1/traces`, decoded from the protocol's JSON encoding (OTEL_EXPORTER_OTLP_PROTOCOL
- * =http/json), and kept as flat spans a test can query. The protocol's shape is parsed with zod, so
- * an exporter that sent something else fails the test rather than being read wrongly.
+ * An OTLP trace receiver on loopback, for tests: what an OpenTelemetry collector (or Jaeger)
+ * receives, in each of the protocols OTEL_EXPORTER_OTLP_PROTOCOL offers: `/v1/traces` over HTTP
+ * with protobuf (`application/x-protobuf`) or JSON (`application/json`) bodies, and the gRPC
+ * TraceService/Export. Protobuf is decoded with OTLP's own field numbers (otlp-trace.proto); both
+ * encodings are then parsed with one zod schema and kept as flat spans a test can query, so an
+ * exporter that sent something else fails the test rather than being read wrongly.
  */
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
+import {
+  Server,
+  ServerCredentials,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { z } from 'zod';
+
+const TRACE_SERVICE = 'opentelemetry.proto.collector.trace.v1.TraceService';
+const definitions = loadSync(fileURLToPath(new URL('./otlp-trace.proto', import.meta.url)), {
+  longs: String,
+  defaults: false,
+  oneofs: false,
+});
+const traceService = definitions[TRACE_SERVICE] as ServiceDefinition;
+const exportMethod = traceService.Export!;
 
 /** One span as received, with its resource's service name. */
 export interface ReceivedSpan {
@@ -25,8 +44,12 @@ export interface ReceivedSpan {
 }
 
 export interface OtlpReceiver {
-  /** `http://127.0.0.1:<port>`: OTEL_EXPORTER_OTLP_ENDPOINT. */
+  /** `http://127.0.0.1:<port>`: OTEL_EXPORTER_OTLP_ENDPOINT for http/protobuf and http/json. */
   readonly endpoint: string;
+  /** `http://127.0.0.1:<port>`: OTEL_EXPORTER_OTLP_ENDPOINT for grpc. */
+  readonly grpcEndpoint: string;
+  /** How each export arrived: `http/protobuf`, `http/json` or `grpc`. */
+  readonly protocols: readonly string[];
   readonly spans: readonly ReceivedSpan[];
   /** Export requests that could not be decoded (each fails the test that checks it is empty). */
   readonly rejected: readonly string[];
@@ -50,7 +73,10 @@ const exportRequest = z.object({
             z.object({
               traceId: z.string().regex(/^[0-9a-f]{32}$/),
               spanId: z.string().regex(/^[0-9a-f]{16}$/),
-              parentSpanId: z.string().optional(),
+              parentSpanId: z
+                .string()
+                .regex(/^([0-9a-f]{16})?$/)
+                .optional(),
               name: z.string(),
               kind: z.number().int(),
               attributes: z.array(keyValue).default([]),
@@ -82,67 +108,108 @@ async function bodyOf(request: IncomingMessage): Promise<Buffer> {
   return request.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body;
 }
 
+/** Protobuf's bytes fields (ids) as the lowercase hex that OTLP/JSON uses. */
+function hexIds(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) return value.toString('hex');
+  if (Array.isArray(value)) return value.map(hexIds);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, hexIds(inner)]));
+  }
+  return value;
+}
+
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const rejected: string[] = [];
+  const protocols: string[] = [];
+
+  /** Keeps the spans of one export request; returns why it is refused, or null. */
+  const accept = (protocol: string, decoded: unknown): string | null => {
+    const parsed = exportRequest.safeParse(decoded);
+    if (!parsed.success) return `${protocol}: ${parsed.error.message}`;
+    protocols.push(protocol);
+    for (const resourceSpans of parsed.data.resourceSpans) {
+      const service = String(attributesOf(resourceSpans.resource?.attributes ?? [])['service.name'] ?? '');
+      for (const scope of resourceSpans.scopeSpans) {
+        for (const span of scope.spans) {
+          spans.push({
+            service,
+            traceId: span.traceId,
+            spanId: span.spanId,
+            parentSpanId: span.parentSpanId ?? '',
+            name: span.name,
+            kind: span.kind,
+            attributes: attributesOf(span.attributes),
+            statusCode: span.status?.code ?? 0,
+          });
+        }
+      }
+    }
+    return null;
+  };
+
   const server = createServer((request, response) => {
+    const type = request.headers['content-type'] ?? '';
+    const json = type.startsWith('application/json');
     const fail = (status: number, why: string) => {
       rejected.push(why);
-      response.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+      response.writeHead(status, { 'content-type': type || 'application/json' }).end(json ? '{}' : '');
     };
     if (request.method !== 'POST' || request.url !== '/v1/traces') {
       fail(404, `${request.method} ${request.url}`);
       return;
     }
-    if (!request.headers['content-type']?.startsWith('application/json')) {
-      fail(415, `content-type ${request.headers['content-type']}`);
+    if (!json && !type.startsWith('application/x-protobuf')) {
+      fail(415, `content-type ${type}`);
       return;
     }
     bodyOf(request).then(
       (body) => {
-        let json: unknown;
+        let decoded: unknown;
         try {
-          json = JSON.parse(body.toString('utf8'));
+          decoded = json ? JSON.parse(body.toString('utf8')) : hexIds(exportMethod.requestDeserialize(body));
         } catch (error) {
-          fail(400, `not JSON: ${String(error)}`);
+          fail(400, `undecodable ${type} body: ${String(error)}`);
           return;
         }
-        const parsed = exportRequest.safeParse(json);
-        if (!parsed.success) {
-          fail(400, parsed.error.message);
+        const refused = accept(json ? 'http/json' : 'http/protobuf', decoded);
+        if (refused) {
+          fail(400, refused);
           return;
         }
-        for (const resourceSpans of parsed.data.resourceSpans) {
-          const service = String(
-            attributesOf(resourceSpans.resource?.attributes ?? [])['service.name'] ?? '',
-          );
-          for (const scope of resourceSpans.scopeSpans) {
-            for (const span of scope.spans) {
-              spans.push({
-                service,
-                traceId: span.traceId,
-                spanId: span.spanId,
-                parentSpanId: span.parentSpanId ?? '',
-                name: span.name,
-                kind: span.kind,
-                attributes: attributesOf(span.attributes),
-                statusCode: span.status?.code ?? 0,
-              });
-            }
-          }
-        }
-        // An empty ExportTraceServiceResponse: everything accepted.
-        response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        // An empty ExportTraceServiceResponse (JSON `{}`, or zero protobuf bytes): all accepted.
+        response.writeHead(200, { 'content-type': type }).end(json ? '{}' : '');
       },
       (error: unknown) => fail(400, String(error)),
     );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+
+  const grpc = new Server();
+  const implementation: UntypedServiceImplementation = {
+    Export: (call: { request: unknown }, callback: (error: Error | null, response: object) => void) => {
+      const refused = accept('grpc', hexIds(call.request));
+      if (refused) rejected.push(refused);
+      callback(refused ? new Error(refused) : null, {});
+    },
+  };
+  grpc.addService(traceService, implementation);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    grpcEndpoint: `http://127.0.0.1:${grpcPort}`,
+    protocols,
     spans,
     rejected,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    async close() {
+      await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
