@@ -5,7 +5,14 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { createLogger, metricsRegistry, type RenderedMetrics, renderMetricsWith } from '../common/index.js';
+import {
+  createLogger,
+  metricsRegistry,
+  type RenderedMetrics,
+  renderMetricsWith,
+  startTracing,
+  type Tracing,
+} from '../common/index.js';
 import { ThreadEventBus } from '../common/ports/index.js';
 import { type Platform, startPlatform } from './platform.js';
 import type { FromThread, RoleThreadData, ToThread } from './thread-messages.js';
@@ -49,12 +56,12 @@ renderMetricsWith(
 );
 
 const bus = new ThreadEventBus(busPort, { log });
-const starting: Promise<Platform> = startPlatform(config, log, {
-  bus,
-  apiKey,
-  opsServer: false,
-  database,
-});
+// Each thread is a service of its own in a trace (veza-edge, veza-control-plane, veza-media), as
+// its roles would be in cluster mode; its SDK starts before the roles wrap their clients.
+const tracing: Promise<Tracing> = startTracing(config, `veza-${name}`);
+const starting: Promise<Platform> = tracing.then(() =>
+  startPlatform(config, log, { bus, apiKey, opsServer: false, database }),
+);
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {
@@ -77,6 +84,9 @@ port.on('message', (message: ToThread) => {
           (platform) => platform.close(),
           () => undefined,
         )
+        // The spans of the last requests are exported before the thread ends.
+        .then(() => tracing.then((started) => started.shutdown()))
+        .catch((error: unknown) => log.warn({ err: error }, 'tracing did not shut down cleanly'))
         .then(() => tell({ type: 'stopped' }));
       return;
   }

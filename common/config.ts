@@ -37,6 +37,9 @@ const optionalString = z
   .optional()
   .transform((value) => (value === '' ? undefined : value));
 
+/** The OTLP transports the SDK offers (OTEL_EXPORTER_OTLP_PROTOCOL); unset means http/protobuf. */
+const otlpProtocol = optionalString.pipe(z.enum(['http/protobuf', 'http/json', 'grpc']).optional());
+
 /**
  * Variables whose value is a secret (or may embed one, as URLs with credentials do): an error
  * about them names the variable and never prints the value.
@@ -271,6 +274,19 @@ const schema = z.object({
         'each entry is an IP address or a CIDR range',
       ),
   ).default(['127.0.0.1', '::1']),
+  /**
+   * OpenTelemetry tracing, with the SDK's own variables. Either endpoint turns it on; unset, no SDK
+   * starts and every span call is the API's no-op. The SDK reads these and the rest of its variables
+   * (OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES, ...) from the environment
+   * itself; they are declared here so a bad value stops the process naming the variable.
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url.optional()),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString.pipe(url.optional()),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol,
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
+  /** Default: `veza-<roles>` (e.g. `veza-signaling`), so each role is its own service in a trace. */
+  OTEL_SERVICE_NAME: optionalString,
+  OTEL_SDK_DISABLED: flag.default(false),
 });
 
 export type Env = z.infer<typeof schema>;
@@ -282,6 +298,8 @@ export interface Config extends Env {
   controlPlaneAddress: string;
   publicUrl: string;
   nodeId: string;
+  /** An OTLP endpoint is set and the SDK is not disabled: common/tracing.ts starts the SDK. */
+  tracing: boolean;
 }
 
 export class ConfigError extends Error {
@@ -349,5 +367,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: (value.PUBLIC_URL ?? `http://localhost:${value.HTTP_PORT}`).replace(/\/$/, ''),
     // The hostname keeps replicas apart in containers, where every process is pid 1.
     nodeId: value.VEZA_NODE_ID ?? `${hostname()}-${process.pid}`,
+    tracing:
+      !value.OTEL_SDK_DISABLED &&
+      (value.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
+        value.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The ground floor every role stands on (it imports no role): the one config loader, logging,
- * metrics, presence on the bus, access-token verification and roles, and the gRPC mapping of the
+ * metrics, tracing, presence on the bus, access-token verification and roles, and the gRPC mapping of the
  * error codes. Its other modules have their own entries: contracts/ (what crosses a role),
  * db/ (PostgreSQL and migrations), ports/ (the bus, queue, sessions, rate limits and blobs, with
  * their adapters) and testing/ (for tests only).
@@ -78,3 +78,22 @@ export {
 } from './presence.js';
 export { type ReadinessEndpoint, reportReadiness } from './readiness-metric.js';
 export { startThread } from './threads.js';
+export {
+  activeSpan,
+  contextOf,
+  currentTraceCarrier,
+  extractTrace,
+  injectTrace,
+  inRootSpan,
+  inSpan,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  spanFailed,
+  startTracing,
+  type TraceCarrier,
+  type Tracing,
+  traceLogFields,
+  tracingEnabled,
+  withRootSpan,
+} from './tracing.js';

@@ -19,4 +19,5 @@ export * from './presence.js';
 export * from './session-events.js';
 export * from './stream-events.js';
 export * from './token-caches.js';
+export * from './trace-context.js';
 export * from './uploads.js';

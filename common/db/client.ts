@@ -5,6 +5,8 @@
 import net from 'node:net';
 import postgres from 'postgres';
 import { counter } from '../metrics.js';
+import { tracingEnabled } from '../tracing.js';
+import { traceQueries } from './traced-sql.js';
 
 /**
  * Counted at the socket, where every failure to reach or keep a PostgreSQL server shows up
@@ -53,8 +55,9 @@ function countingSocket(database: 'embedded' | 'external'): object {
   };
 }
 
+/** With tracing on (common/tracing.ts, started before this), every query the client sends is a span. */
 export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql {
-  return postgres(url, {
+  const sql = postgres(url, {
     max: options.max ?? 10,
     idle_timeout: 30,
     connect_timeout: 10,
@@ -75,4 +78,5 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Sql
       },
     },
   }) as unknown as Sql;
+  return tracingEnabled() ? traceQueries(sql) : sql;
 }

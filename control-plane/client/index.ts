@@ -30,8 +30,12 @@ import {
   DEPENDENCY_DOWN,
   ERROR_CODE_KEY,
   fromGrpcError,
+  injectTrace,
+  inSpan,
   type Logger,
   REQUEST_ID_HEADER,
+  SpanKind,
+  tracingEnabled,
 } from '../../common/index.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
@@ -208,6 +212,8 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     metadata.set(REQUEST_ID_HEADER, context.requestId ?? randomUUID());
     if (context.token) metadata.set('authorization', `Bearer ${context.token}`);
     if (context.clientIp) metadata.set(CLIENT_IP_HEADER, context.clientIp);
+    // W3C trace context: the control plane's span continues the caller's trace.
+    injectTrace((key, value) => metadata.set(key, value));
     return metadata;
   };
   const callOptions = (context: CallContext = {}): Partial<CallOptions> => ({
@@ -316,8 +322,17 @@ function unary<Req, Res>(
   adapters: Adapters,
 ): UnaryMethod<Req, Res> {
   const call = methodOf<RawUnary<Req, Res>>(client, name);
-  return (request, context = {}) => adapters.breaker.run(() => once(request, context));
-  function once(request: Req, context: CallContext): Promise<Res> {
+  // Made once per method: a call with tracing off allocates nothing for it.
+  // Named as the server names its span (`package.Service/Method`), so both sides read alike.
+  const rpc = path.replace(/^\//, '');
+  const spanName = `grpc ${rpc}`;
+  const spanAttributes = { 'rpc.system': 'grpc', 'rpc.method': rpc };
+  const guarded = (request: Req, context: CallContext) => adapters.breaker.run(() => send(request, context));
+  return (request, context = {}) =>
+    tracingEnabled()
+      ? inSpan(spanName, SpanKind.CLIENT, () => guarded(request, context), spanAttributes)
+      : guarded(request, context);
+  function send(request: Req, context: CallContext): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (context.signal?.aborted) {
         reject(new UnavailableError(`${path} cancelled before it started`));

@@ -30,7 +30,7 @@ import {
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
-import { type Config, counter, type Logger } from '../../common/index.js';
+import { type Config, counter, currentTraceCarrier, type Logger } from '../../common/index.js';
 import type { BlobStorage, JobQueue } from '../../common/ports/index.js';
 import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';
@@ -268,7 +268,9 @@ export function createUploads(deps: UploadsDeps): Uploads {
     }
     await staging.remove(row.id);
     try {
-      await enqueueTranscode(deps.jobs, { trackId: row.id, sourceKey: key });
+      // The transcode continues this request's trace, however much later a worker takes the job.
+      const trace = currentTraceCarrier();
+      await enqueueTranscode(deps.jobs, { trackId: row.id, sourceKey: key, ...(trace ? { trace } : {}) });
     } catch (error) {
       log.error({ err: error, trackId: row.id }, 'could not queue the transcode job');
       const reason = 'processing could not be queued; please upload the file again';
