@@ -76,6 +76,11 @@ export interface MediaNode extends MediaNodeApi {
    */
   closePeersOf(prefix: string): Promise<number>;
   getWorkers(): Promise<WorkerInfo[]>;
+  /**
+   * The process id of the ffmpeg recording a stream right now; undefined when it is not recorded
+   * here (or between a recorder's death and its restart). Not callable over the bus.
+   */
+  recorderPid(streamId: string): number | undefined;
 
   on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;
   once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;

@@ -5,8 +5,8 @@
  */
 
 import type { Config, Logger } from '../common/index.js';
+import { checkFfmpeg } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
-import { checkFfmpeg } from './ffmpeg.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
 export { transcodeTrack } from './pipeline/index.js';

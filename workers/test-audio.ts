@@ -6,8 +6,8 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { runFfmpeg } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
-import { runFfmpeg } from './ffmpeg.js';
 
 export type TestFormat = 'wav' | 'mp3' | 'flac' | 'ogg';
 

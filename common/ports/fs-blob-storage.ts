@@ -141,7 +141,9 @@ export class FsBlobStorage implements BlobStorage {
     }
     const keys = entries
       .filter((entry) => entry.isFile() && !entry.name.startsWith('.'))
-      .map((entry) => path.relative(this.root, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'))
+      .map((entry) =>
+        path.relative(this.root, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'),
+      )
       .sort();
     const found: BlobInfo[] = [];
     for (const key of keys) {
