@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { types as ms } from 'mediasoup';
-import { recordingSegmentKey } from '../common/contracts/index.js';
+import { recordingSegmentKey, recordingWriterKey } from '../common/contracts/index.js';
 import { type Logger, runFfmpeg } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { RecordingMetrics } from './recording-metrics.js';
@@ -154,6 +154,7 @@ export class RecorderSession {
         outcome.then(() => false),
       ]);
       if (bound && !this.#stop.signal.aborted) {
+        await this.#mark('open');
         await this.#anchor(consumer);
         poller = setInterval(() => this.#collect(dir), 250);
       }
@@ -162,6 +163,7 @@ export class RecorderSession {
       // The segments ffmpeg closed last (the final one on a stop) are listed by now.
       this.#collect(dir);
       await this.#uploads;
+      if (bound) await this.#mark('done');
       if (this.#stop.signal.aborted) return { cause: 'stopped' };
       return { cause: 'died', error: result.ok ? 'ffmpeg exited on its own' : result.error };
     } catch (error) {
@@ -176,6 +178,15 @@ export class RecorderSession {
       if (transport && !transport.closed) transport.close();
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
+  }
+
+  /** Tells the join this writer's state; a failure only costs the join its wait. */
+  async #mark(state: 'open' | 'done'): Promise<void> {
+    const { blobs, streamId, writer, log } = this.#options;
+    const key = recordingWriterKey(streamId, writer, state);
+    await blobs
+      .put(key, Buffer.from(new Date().toISOString()), 'text/plain')
+      .catch((error: unknown) => log.warn({ err: error, key }, 'could not mark the recorder state'));
   }
 
   /** Resumes the consumer and takes the wall time of the first packet it sends. */

@@ -18,6 +18,20 @@ export const recordingManifestKey = (streamId: number | string): string =>
   `${recordingPrefix(streamId)}manifest.json`;
 export const recordingSegmentsPrefix = (streamId: number | string): string =>
   `${recordingPrefix(streamId)}segments/`;
+/**
+ * A recorder session says it started (`<writer>.open`, with its first segment on the way) and that
+ * its last segment is stored (`<writer>.done`): the join waits for every opened writer to be done,
+ * or for RECORDING_SETTLE_S after the stream's end (a node that crashed never says done).
+ */
+export const recordingWritersPrefix = (streamId: number | string): string =>
+  `${recordingPrefix(streamId)}writers/`;
+export const recordingWriterKey = (
+  streamId: number | string,
+  writer: string,
+  state: 'open' | 'done',
+): string =>
+  `${recordingWritersPrefix(streamId)}${writer.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80)}.${state}`;
+
 /** The joined recording, the replay track's source (FLAC: lossless, a third of WAV's size). */
 export const replaySourceKey = (streamId: number | string): string =>
   `${recordingPrefix(streamId)}replay.flac`;
