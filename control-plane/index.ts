@@ -20,6 +20,7 @@ import {
 } from './auth/index.js';
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
 import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
+import { startRecordingsModule } from './recordings/index.js';
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
@@ -116,6 +117,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       log,
       ...(deps.uploads ? { options: deps.uploads } : {}),
     });
+    const recordings = startRecordingsModule({ sql, ports, log });
     const server = await startGrpcServer({
       host: config.GRPC_HOST,
       port: config.GRPC_PORT,
@@ -133,7 +135,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           signingKey: keys,
           log,
           chatRooms: chat.streamRooms,
-          uploadRpcs: uploads.rpcs,
+          uploadRpcs: { ...uploads.rpcs, ...recordings.rpcs },
+          blobs: ports.blobs,
         }),
         createAnalyticsService(analytics),
         chat.notificationService,
@@ -146,6 +149,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       close() {
         closing ??= (async () => {
           await server.close();
+          recordings.close();
           await uploads.close();
           chat.close();
           await outbox.stop();

@@ -7,9 +7,12 @@
 import type { Config, Logger } from '../common/index.js';
 import { checkFfmpeg } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
+import { startRecordingWorker } from './recording-worker.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
 export { transcodeTrack } from './pipeline/index.js';
+export { joinRecording } from './recording-join.js';
+export { startRecordingWorker } from './recording-worker.js';
 export { startTranscodeWorker, type TranscodeWorker } from './transcode-worker.js';
 
 interface StartWorkersOptions {
@@ -39,6 +42,14 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
     maxDurationS: options.maxDurationS ?? options.config.UPLOAD_MAX_DURATION_S,
     ...(options.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
   });
+  const recorder = startRecordingWorker({
+    jobs: options.ports.jobs,
+    blobs: options.ports.blobs,
+    bus: options.ports.bus,
+    log: log.child({ component: 'recording' }),
+    concurrency: options.config.WORKER_CONCURRENCY,
+    settleMs: options.config.RECORDING_SETTLE_S * 1000,
+  });
   log.info(
     {
       concurrency: options.config.WORKER_CONCURRENCY,
@@ -49,7 +60,7 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   );
   return {
     async close() {
-      await transcoder.close();
+      await Promise.all([transcoder.close(), recorder.close()]);
     },
   };
 }

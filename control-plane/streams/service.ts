@@ -20,6 +20,8 @@ import {
   FailedPreconditionError,
   NotFoundError,
   PermissionDeniedError,
+  type RecordingManifest,
+  recordingManifestKey,
   STREAM_ENDED,
   STREAM_MOVED,
   STREAM_STARTED,
@@ -30,7 +32,7 @@ import {
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
 import { type Config, counter, hasPermission, type Logger } from '../../common/index.js';
-import type { EventBus } from '../../common/ports/index.js';
+import type { BlobStorage, EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
   bindService,
@@ -69,6 +71,8 @@ interface StreamServiceDeps {
   chatRooms: StreamChatRooms;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
+  /** Where StartStream prepares a recorded stream's storage prefix (its recording manifest). */
+  blobs?: BlobStorage;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -108,6 +112,8 @@ function toStreamInfo(row: StreamRow): StreamInfo {
     allowAnonymous: row.allow_anonymous,
     mediaNodeId: row.media_node_id ?? '',
     endReason: row.end_reason ?? '',
+    record: row.record,
+    recordingStatus: row.recording_status,
   };
 }
 
@@ -268,9 +274,33 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           throw new PermissionDeniedError('starting a stream needs the broadcaster role');
         }
         const input = parseInput(startStreamSchema, request);
+        const blobs = deps.blobs;
+        if (input.record && !blobs) {
+          throw new FailedPreconditionError(
+            'this platform has no storage for recordings: start with record false',
+          );
+        }
+        // The prefix is prepared inside the stream's transaction: a stream that says "recording"
+        // always has its manifest, and a manifest that cannot be written fails the start.
+        const prepare =
+          input.record && blobs
+            ? async (streamId: number) => {
+                const manifest: RecordingManifest = {
+                  streamId,
+                  ownerId: user.userId,
+                  preparedAt: new Date().toISOString(),
+                };
+                await blobs.put(
+                  recordingManifestKey(streamId),
+                  Buffer.from(JSON.stringify(manifest)),
+                  'application/json',
+                );
+              }
+            : undefined;
         const result = await store.start(
           { ...input, ownerId: user.userId, mediaNodeId: await pickMediaNode() },
           deps.chatRooms,
+          prepare,
         );
         // The owner's previous live stream ended with reason "replaced" in the same
         // transaction (see store.start); its listeners and edges learn it here.
@@ -289,7 +319,10 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           started_at: row.started_at.toISOString(),
         };
         await publish(STREAM_STARTED, event, ctx.log);
-        ctx.log.info({ streamId: row.id, replaced: result.replaced.map((old) => old.id) }, 'stream started');
+        ctx.log.info(
+          { streamId: row.id, record: row.record, replaced: result.replaced.map((old) => old.id) },
+          'stream started',
+        );
         return { success: true, stream: toStreamInfo(row) };
       },
     },
