@@ -16,6 +16,7 @@ import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerModerationRoutes } from './http/routes/moderation.js';
 import { registerOpsRoutes } from './http/routes/ops.js';
+import { registerReplayRoutes } from './http/routes/replays.js';
 import { type RouterCapabilitiesProvider, registerStreamRoutes } from './http/routes/streams.js';
 import { registerTrackRoutes } from './http/routes/tracks.js';
 import { registerUploadRoutes } from './http/routes/uploads.js';
@@ -102,6 +103,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerModerationRoutes(server, routeDeps);
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
+  registerReplayRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   const closeHooks: Array<() => Promise<void> | void> = [];

@@ -27,6 +27,7 @@ export const WEB_PAGES = [
   '/upload',
   '/my-tracks',
   '/track/:id',
+  '/replay/:id',
 ] as const;
 
 const CONTENT_TYPES: Record<string, string> = {
