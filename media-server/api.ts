@@ -81,6 +81,11 @@ export interface MediaNode extends MediaNodeApi {
    * here (or between a recorder's death and its restart). Not callable over the bus.
    */
   recorderPid(streamId: string): number | undefined;
+  /**
+   * Resolves once the node's spare recorder (an ffmpeg waiting for RTP) listens, so the next
+   * recorded producer is recorded from its first packet; at once on a node that records nothing.
+   */
+  recorderReady(): Promise<void>;
 
   on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;
   once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;

@@ -51,6 +51,7 @@ import { MediaMetrics } from './metrics.js';
 import { transportListenIp } from './network.js';
 import type { Peer } from './peer.js';
 import type { PeerTransport } from './peer-transport.js';
+import { RecorderSession } from './recorder-session.js';
 import { RecordingMetrics } from './recording-metrics.js';
 import { asDtlsParameters, asRtpCapabilities, asRtpParameters, parseInput } from './schemas.js';
 import { consumerStats, type PeerStats, producerStats } from './stats.js';
@@ -120,6 +121,8 @@ class LocalMediaNode implements MediaNode {
   readonly #recorders = new Map<string, StreamRecorder>();
   /** Whether a stream is recorded (its manifest exists), asked once per stream opened here. */
   readonly #recorded = new Map<string, Promise<boolean>>();
+  /** One ffmpeg ready to record (see #takeSpare); none without blob storage. */
+  #spare: RecorderSession | undefined;
   readonly #opening = new Map<string, Promise<LiveStream>>();
   readonly #peers = new Map<string, Peer>();
   readonly #transports = new Map<string, PeerTransport>();
@@ -145,6 +148,7 @@ class LocalMediaNode implements MediaNode {
     this.#recoveryWaitMs = options.recoveryWaitMs ?? 10_000;
     this.#blobs = options.blobs;
     this.#recordingMetrics = new RecordingMetrics(this.nodeId);
+    if (options.blobs) this.#spare = this.#newSpare(options.blobs);
     const listenIp = transportListenIp({
       listenIp: options.config.MEDIA_LISTEN_IP,
       announcedAddress: options.config.MEDIA_ANNOUNCED_ADDRESS,
@@ -390,7 +394,11 @@ class LocalMediaNode implements MediaNode {
     clearInterval(this.#sampler);
     for (const stream of [...this.#streams.values()]) this.#endStream(stream, 'node-closed');
     // The recorders' last segments are uploaded before the workers go.
-    await Promise.allSettled([...this.#recorders.values()].map((recorder) => recorder.close()));
+    await Promise.allSettled([
+      ...[...this.#recorders.values()].map((recorder) => recorder.close()),
+      this.#spare?.stop(),
+    ]);
+    this.#spare = undefined;
     this.#recordingMetrics.clear();
     this.#pool.close();
     this.#events.removeAllListeners();
@@ -502,14 +510,21 @@ class LocalMediaNode implements MediaNode {
     this.#emit('streamEnded', { streamId, reason });
   }
 
+  async recorderReady(): Promise<void> {
+    await this.#spare?.ready;
+  }
+
   recorderPid(streamId: string): number | undefined {
     return this.#recorders.get(streamId)?.session?.pid;
   }
 
-  /** Starts recording the broadcaster's producer when the stream's prefix says it is recorded. */
-  #record(stream: LiveStream, producer: ms.Producer): void {
+  /**
+   * The stream's recorder when its prefix says it is recorded (the manifest, asked once per
+   * stream opened here); undefined otherwise.
+   */
+  async #recorderOf(stream: LiveStream): Promise<StreamRecorder | undefined> {
     const blobs = this.#blobs;
-    if (!blobs) return;
+    if (!blobs) return undefined;
     const streamId = stream.id;
     let recorded = this.#recorded.get(streamId);
     if (!recorded) {
@@ -524,24 +539,50 @@ class LocalMediaNode implements MediaNode {
       );
       this.#recorded.set(streamId, recorded);
     }
-    void recorded
-      .then(async (on) => {
-        if (!on || stream.closed || producer.closed || this.#closed) return;
-        let recorder = this.#recorders.get(streamId);
-        if (!recorder) {
-          recorder = new StreamRecorder({
-            streamId,
-            nodeId: this.nodeId,
-            blobs,
-            segmentSeconds: this.#config.RECORDING_SEGMENT_S,
-            log: this.#log.child({ streamId, component: 'recorder' }),
-            metrics: this.#recordingMetrics,
-          });
-          this.#recorders.set(streamId, recorder);
-        }
-        await recorder.attach(stream.originRouter, producer);
+    if (!(await recorded) || stream.closed || this.#closed) return undefined;
+    let recorder = this.#recorders.get(streamId);
+    if (!recorder) {
+      recorder = new StreamRecorder({
+        streamId,
+        nodeId: this.nodeId,
+        takeSpare: () => this.#takeSpare(blobs),
+        log: this.#log.child({ streamId, component: 'recorder' }),
+        metrics: this.#recordingMetrics,
+      });
+      this.#recorders.set(streamId, recorder);
+    }
+    return recorder;
+  }
+
+  /**
+   * The node's spare recorder session (ffmpeg spawned and bound, waiting for RTP), handed to the
+   * next producer to record; another is made at once. A spare that died meanwhile is replaced.
+   */
+  #takeSpare(blobs: BlobStorage): RecorderSession {
+    let spare = this.#spare;
+    if (!spare || spare.finished || spare.taken) spare = this.#newSpare(blobs);
+    this.#spare = this.#closed ? undefined : this.#newSpare(blobs);
+    return spare;
+  }
+
+  #newSpare(blobs: BlobStorage): RecorderSession {
+    return RecorderSession.prepare({
+      blobs,
+      segmentSeconds: this.#config.RECORDING_SEGMENT_S,
+      log: this.#log.child({ component: 'recorder' }),
+      metrics: this.#recordingMetrics,
+    });
+  }
+
+  /** Starts recording the broadcaster's producer when the stream is recorded. */
+  #record(stream: LiveStream, producer: ms.Producer): void {
+    this.#recorderOf(stream)
+      .then(async (recorder) => {
+        if (recorder && !producer.closed) await recorder.attach(stream.originRouter, producer);
       })
-      .catch((error: unknown) => this.#log.error({ err: error, streamId }, 'could not start recording'));
+      .catch((error: unknown) =>
+        this.#log.error({ err: error, streamId: stream.id }, 'could not start recording'),
+      );
   }
 
   #stream(streamId: string): LiveStream {

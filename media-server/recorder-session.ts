@@ -15,23 +15,32 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { types as ms } from 'mediasoup';
-import { recordingSegmentKey, recordingWriterKey } from '../common/contracts/index.js';
+import {
+  ROUTER_RTP_CAPABILITIES,
+  recordingSegmentKey,
+  recordingWriterKey,
+} from '../common/contracts/index.js';
 import { type Logger, runFfmpeg } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { RecordingMetrics } from './recording-metrics.js';
 
 export interface RecorderSessionOptions {
-  streamId: string;
-  router: ms.Router;
-  producer: ms.Producer;
   blobs: BlobStorage;
   segmentSeconds: number;
-  /** Names this session's segments (node id and a counter): two writers never share a key. */
-  writer: string;
   log: Logger;
   metrics: RecordingMetrics;
   /** How long ffmpeg may take to bind its port before the session counts as failed. */
   bindTimeoutMs?: number;
+}
+
+/** What a spare session records once it is taken. */
+export interface RecordingTarget {
+  streamId: string;
+  router: ms.Router;
+  producer: ms.Producer;
+  /** Names this session's segments (node id and a counter): two writers never share a key. */
+  writer: string;
+  log: Logger;
 }
 
 /** How a session ended: asked to stop, or ffmpeg died (or never started) on its own. */
@@ -55,17 +64,59 @@ export class RecorderSession {
   #uploads: Promise<void> = Promise.resolve();
   readonly #uploaded: UploadedSegment[] = [];
   readonly ended: Promise<SessionEnd>;
+  /** What to record, once given; the session waits for it with ffmpeg ready. */
+  #feed: ((target: RecordingTarget) => void) | undefined;
+  readonly #fed: Promise<RecordingTarget>;
+  #target: RecordingTarget | undefined;
+  /** When the session was asked to stop (or ended), epoch ms: the recording runs until then. */
+  #stoppedAtMs: number | undefined;
 
   private constructor(
     options: RecorderSessionOptions,
     run: (session: RecorderSession) => Promise<SessionEnd>,
   ) {
     this.#options = options;
+    this.#fed = new Promise((resolve) => {
+      this.#feed = resolve;
+    });
     this.ended = run(this);
+    void this.ended.then(() => {
+      this.#finished = true;
+    });
   }
 
-  static start(options: RecorderSessionOptions): RecorderSession {
+  #finished = false;
+  #bound: (ready: boolean) => void = () => undefined;
+  /** Resolves true once ffmpeg listens (false when it never will): a fed session records at once then. */
+  readonly ready = new Promise<boolean>((resolve) => {
+    this.#bound = resolve;
+  });
+
+  /** The run is over (stopped or died): it records nothing more. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /**
+   * Starts ffmpeg, which binds its port and waits for RTP, before anything is to be recorded:
+   * spawning and binding take hundreds of milliseconds, which a session started when the producer
+   * opens would cut off the recording's beginning (or a restart would add to its gap). The media
+   * node keeps one such spare session and hands it to the next producer (feed).
+   */
+  static prepare(options: RecorderSessionOptions): RecorderSession {
     return new RecorderSession(options, (session) => session.#run());
+  }
+
+  /** Records `target`; a session records one producer only. */
+  feed(target: RecordingTarget): void {
+    if (this.#target) return;
+    this.#target = target;
+    this.#feed?.(target);
+  }
+
+  /** Fed already: it records, or recorded, a producer. */
+  get taken(): boolean {
+    return this.#target !== undefined;
   }
 
   /** The ffmpeg process, once it runs (tests kill it to play a crash). */
@@ -80,36 +131,29 @@ export class RecorderSession {
 
   /** Asks ffmpeg to close its last segment; resolves once it is uploaded. */
   async stop(): Promise<SessionEnd> {
-    this.#stop.abort();
+    this.#stopNow();
     return this.ended;
   }
 
+  #stopNow(): void {
+    this.#stoppedAtMs ??= Date.now();
+    this.#stop.abort();
+  }
+
   async #run(): Promise<SessionEnd> {
-    const { router, producer, log } = this.#options;
     const dir = await mkdtemp(path.join(tmpdir(), 'veza-recorder-'));
     let transport: ms.PlainTransport | undefined;
     let consumer: ms.Consumer | undefined;
     let poller: NodeJS.Timeout | undefined;
+    let anchored = false;
+    const stopped = new Promise<undefined>((resolve) => {
+      if (this.#stop.signal.aborted) resolve(undefined);
+      this.#stop.signal.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
     try {
-      transport = await router.createPlainTransport({
-        listenIp: { ip: '127.0.0.1' },
-        rtcpMux: false,
-        comedia: false,
-        appData: { recorder: this.#options.writer },
-      });
       const ports = await freeUdpPortPair();
-      await transport.connect({ ip: '127.0.0.1', port: ports.rtp, rtcpPort: ports.rtcp });
-      consumer = await transport.consume({
-        producerId: producer.id,
-        rtpCapabilities: router.rtpCapabilities,
-        paused: true,
-      });
-      // The producer or the router going away (the broadcaster left, the worker died) ends the run.
-      const stopOnClose = () => this.#stop.abort();
-      consumer.on('producerclose', stopOnClose);
-      consumer.on('transportclose', stopOnClose);
       const sdpFile = path.join(dir, 'input.sdp');
-      await writeFile(sdpFile, sdpOf(consumer.rtpParameters, ports));
+      await writeFile(sdpFile, sdpOf(ports));
 
       const running = runFfmpeg({
         input: sdpFile,
@@ -153,27 +197,55 @@ export class RecorderSession {
         waitForUdpBind(ports.rtp, this.#options.bindTimeoutMs ?? 10_000, this.#stop.signal),
         outcome.then(() => false),
       ]);
-      if (bound && !this.#stop.signal.aborted) {
+      this.#bound(bound);
+      const target = bound
+        ? await Promise.race([this.#fed, stopped, outcome.then(() => undefined)])
+        : undefined;
+      const producer = target?.producer;
+      if (target && producer && !this.#stop.signal.aborted && !producer.closed && !target.router.closed) {
+        const { router } = target;
+        transport = await router.createPlainTransport({
+          listenIp: { ip: '127.0.0.1' },
+          rtcpMux: false,
+          comedia: false,
+          appData: { recorder: target.writer },
+        });
+        // The router going away (the worker died, the stream closed) ends the run.
+        transport.observer.once('close', () => this.#stopNow());
+        await transport.connect({ ip: '127.0.0.1', port: ports.rtp, rtcpPort: ports.rtcp });
+        consumer = await transport.consume({
+          producerId: producer.id,
+          rtpCapabilities: router.rtpCapabilities,
+          paused: true,
+        });
+        // The producer going away (the broadcaster left) ends the run cleanly.
+        consumer.on('producerclose', () => this.#stopNow());
         await this.#mark('open');
-        await this.#anchor(consumer);
+        anchored = await this.#anchor(consumer);
         poller = setInterval(() => this.#collect(dir), 250);
+      } else if (target) {
+        this.#stopNow(); // fed with a producer or router that closed meanwhile
       }
       const result = await outcome;
+      // Asked to stop (stop(), the producer or the router closing) before ffmpeg ended, or not.
+      const requested = this.#stop.signal.aborted;
+      this.#stoppedAtMs ??= Date.now();
       clearInterval(poller);
       // The segments ffmpeg closed last (the final one on a stop) are listed by now.
       this.#collect(dir);
       await this.#uploads;
-      if (bound) await this.#mark('done');
-      if (this.#stop.signal.aborted) return { cause: 'stopped' };
+      if (anchored) await this.#mark('done');
+      if (requested) return { cause: 'stopped' };
       return { cause: 'died', error: result.ok ? 'ffmpeg exited on its own' : result.error };
     } catch (error) {
+      this.#bound(false);
       clearInterval(poller);
       await this.#uploads;
       if (this.#stop.signal.aborted) return { cause: 'stopped' };
-      log.error({ err: error }, 'the recorder could not run');
+      (this.#target?.log ?? this.#options.log).error({ err: error }, 'the recorder could not run');
       return { cause: 'died', error: error instanceof Error ? error.message : String(error) };
     } finally {
-      this.#stop.abort();
+      this.#stopNow();
       if (consumer && !consumer.closed) consumer.close();
       if (transport && !transport.closed) transport.close();
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -182,15 +254,20 @@ export class RecorderSession {
 
   /** Tells the join this writer's state; a failure only costs the join its wait. */
   async #mark(state: 'open' | 'done'): Promise<void> {
-    const { blobs, streamId, writer, log } = this.#options;
+    const target = this.#target;
+    if (!target) return;
+    const { blobs } = this.#options;
+    const { streamId, writer, log } = target;
     const key = recordingWriterKey(streamId, writer, state);
+    // "done" carries when the recording stopped: what ffmpeg still held then is silence until it.
+    const at = state === 'done' ? (this.#stoppedAtMs ?? Date.now()) : Date.now();
     await blobs
-      .put(key, Buffer.from(new Date().toISOString()), 'text/plain')
+      .put(key, Buffer.from(new Date(at).toISOString()), 'text/plain')
       .catch((error: unknown) => log.warn({ err: error, key }, 'could not mark the recorder state'));
   }
 
-  /** Resumes the consumer and takes the wall time of the first packet it sends. */
-  async #anchor(consumer: ms.Consumer): Promise<void> {
+  /** Resumes the consumer and takes the wall time of the first packet it sends; false if none came. */
+  async #anchor(consumer: ms.Consumer): Promise<boolean> {
     const first = new Promise<number>((resolve) => {
       consumer.on('trace', (trace) => {
         if (trace.type === 'rtp') resolve(Date.now());
@@ -205,6 +282,7 @@ export class RecorderSession {
     });
     this.#anchorMs = await Promise.race([first, closed]);
     if (!consumer.closed) await consumer.enableTraceEvent([]).catch(() => undefined);
+    return this.#anchorMs !== undefined;
   }
 
   /** Uploads, in order, every segment ffmpeg listed since the last look. */
@@ -225,7 +303,10 @@ export class RecorderSession {
   }
 
   async #upload(dir: string, line: string): Promise<void> {
-    const { blobs, streamId, writer, log, metrics } = this.#options;
+    const target = this.#target;
+    if (!target) return;
+    const { blobs, metrics } = this.#options;
+    const { streamId, writer, log } = target;
     const [name, start, end] = line.split(',');
     const startS = Number(start);
     const endS = Number(end);
@@ -307,10 +388,16 @@ async function waitForUdpBind(port: number, timeoutMs: number, signal: AbortSign
   return false;
 }
 
-/** The SDP ffmpeg reads the consumer's RTP with. */
-function sdpOf(rtp: ms.RtpParameters, ports: { rtp: number; rtcp: number }): string {
-  const codec = rtp.codecs[0];
-  if (!codec) throw new Error('the recorder consumer has no codec');
+/**
+ * The SDP ffmpeg reads the consumer's RTP with, written before the consumer (or even its router)
+ * exists: a consumer's Opus payload type is its router's, and every router has the same codecs.
+ */
+function sdpOf(ports: { rtp: number; rtcp: number }): string {
+  const found = ROUTER_RTP_CAPABILITIES.codecs?.find(
+    (codec) => codec.mimeType.toLowerCase() === 'audio/opus',
+  );
+  if (!found?.preferredPayloadType) throw new Error('the routers have no Opus codec to record');
+  const codec = { ...found, payloadType: found.preferredPayloadType };
   const fmtp = Object.entries(codec.parameters ?? {})
     .map(([key, value]) => `${key}=${value}`)
     .join(';');

@@ -86,10 +86,16 @@ describe('recording on the media node', () => {
     const streamId = 'rec-kill';
     await prepare(streamId);
     await node.openStream(streamId);
+    await node.recorderReady();
     const restartsBefore = await metric('veza_recording_restarts_total');
     const publishedAt = Date.now();
     const publisher = await TestPublisher.start(node, { streamId, peerId: `${streamId}-b` }, source);
     publishers.push(publisher);
+    // When the producer's first packets arrive (its DTLS connects after produce() returns).
+    const firstPacketAt = await until(
+      async () => ((await node.getStats(`${streamId}-b`)).producer?.packetCount ?? 0) > 0 && Date.now(),
+      { intervalMs: 10, what: 'the first packet' },
+    );
     const firstPid = await until(() => node.recorderPid(streamId), { what: 'the recorder ffmpeg' });
     await until(async () => (await segmentsOf(streamId)).length >= 2, {
       timeoutMs: 15_000,
@@ -127,12 +133,13 @@ describe('recording on the media node', () => {
     );
 
     const segments = await segmentsOf(streamId);
-    // The timeline is the wall clock: from the first packet (just after the publisher connected)
-    // to the stream's close, within a fraction of a second at both ends.
+    // The timeline is the wall clock: from the producer's first packet (ffmpeg stood by, bound,
+    // before it opened) to the stream's close, within a fraction of a second at both ends.
     const first = segments[0] as SegmentRef;
     const last = segments.at(-1) as SegmentRef;
     expect(first.startMs).toBeGreaterThanOrEqual(publishedAt);
-    expect(first.startMs - publishedAt).toBeLessThan(1500);
+    console.info(`recording started ${first.startMs - firstPacketAt} ms after the first packet was seen`);
+    expect(Math.abs(first.startMs - firstPacketAt)).toBeLessThan(250);
     expect(Math.abs(last.startMs + last.durationMs - closedAt)).toBeLessThan(500);
     for (const segment of segments) {
       const probe = await ffprobe(path.join(root, segment.key));

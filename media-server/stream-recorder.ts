@@ -1,22 +1,21 @@
 /**
- * The recorder of one stream on this media node: a recorder session (one ffmpeg) per producer the
- * broadcaster opens here. A session whose ffmpeg dies while the producer lives is restarted; the
- * audio missed meanwhile is a gap in the segments' wall-clock times, which the join fills with
- * silence of its real length. A producer that closes (the broadcaster left, the worker died, the
- * stream moved) stops its session cleanly; the next producer, here or on another node, writes on
- * under the same prefix, so the recording continues.
+ * The recorder of one stream on this media node: one recorder session (one ffmpeg) per producer the
+ * broadcaster opens here, taken from the node's spare (ffmpeg already spawned and bound), so the
+ * recording starts with the producer's first packet and a restart loses little. A session whose ffmpeg
+ * dies while its producer lives is replaced at once; the audio missed meanwhile is a gap in the
+ * segments' wall-clock times, which the join fills with silence of its real length. A producer
+ * here or on another node (a failover) writes on under the same prefix: the recording continues.
  */
 import type { types as ms } from 'mediasoup';
 import type { Logger } from '../common/index.js';
-import type { BlobStorage } from '../common/ports/index.js';
-import { RecorderSession } from './recorder-session.js';
+import type { RecorderSession } from './recorder-session.js';
 import type { RecordingMetrics } from './recording-metrics.js';
 
 export interface StreamRecorderOptions {
   streamId: string;
   nodeId: string;
-  blobs: BlobStorage;
-  segmentSeconds: number;
+  /** The node's spare session (ready ffmpeg); the node makes the next spare. */
+  takeSpare: () => RecorderSession;
   log: Logger;
   metrics: RecordingMetrics;
 }
@@ -42,7 +41,7 @@ export class StreamRecorder {
     this.#options = options;
   }
 
-  /** The running session (tests kill its ffmpeg). */
+  /** The session recording now (tests kill its ffmpeg). */
   get session(): RecorderSession | undefined {
     return this.#current?.session;
   }
@@ -52,15 +51,15 @@ export class StreamRecorder {
     if (this.#closed || producer.closed) return;
     await this.#stopCurrent();
     if (this.#closed || producer.closed) return;
-    this.#options.metrics.recorderStarted();
     const session = this.#start(router, producer);
+    this.#options.metrics.recorderStarted();
     const current: Recording = { producer, session, done: Promise.resolve(), stopping: false };
     current.done = this.#supervise(router, current);
     this.#current = current;
     this.#options.log.info({ producerId: producer.id }, 'recording started');
   }
 
-  /** Stops recording `producerId` (it closed); nothing when another producer is recorded now. */
+  /** Stops recording `producerId` (it closed). */
   async detach(producerId: string): Promise<void> {
     if (this.#current?.producer.id === producerId) await this.#stopCurrent();
   }
@@ -73,28 +72,27 @@ export class StreamRecorder {
 
   #start(router: ms.Router, producer: ms.Producer): RecorderSession {
     this.#sessions += 1;
-    const { streamId, nodeId, blobs, segmentSeconds, log, metrics } = this.#options;
-    return RecorderSession.start({
+    const { streamId, nodeId, log } = this.#options;
+    const session = this.#options.takeSpare();
+    session.feed({
       streamId,
       router,
       producer,
-      blobs,
-      segmentSeconds,
       writer: `${nodeId}.${Date.now().toString(36)}.${this.#sessions}`,
       log,
-      metrics,
     });
+    return session;
   }
 
-  /** Restarts the session each time its ffmpeg dies, as long as the producer lives. */
+  /** Replaces the session each time its ffmpeg dies, as long as the producer lives. */
   async #supervise(router: ms.Router, current: Recording): Promise<void> {
     const { log, metrics } = this.#options;
     let failures = 0;
+    const over = () => current.stopping || this.#closed || current.producer.closed || router.closed;
     try {
       for (;;) {
         const session = current.session;
         const end = await session.ended;
-        const over = () => current.stopping || this.#closed || current.producer.closed || router.closed;
         if (end.cause === 'stopped' || over()) return;
         const delay = RESTART_DELAYS_MS[Math.min(failures, RESTART_DELAYS_MS.length - 1)] ?? 0;
         failures += 1;
@@ -111,9 +109,10 @@ export class StreamRecorder {
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
         if (over()) return;
         current.session = this.#start(router, current.producer);
+        const next = current.session;
         // A session that recorded a segment ran well: the next death restarts at once again.
-        void current.session.ended.then(() => {
-          if (current.session.lastSegmentEndMs !== undefined) failures = 0;
+        void next.ended.then(() => {
+          if (next.lastSegmentEndMs !== undefined) failures = 0;
         });
       }
     } finally {

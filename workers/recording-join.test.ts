@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordingSegmentKey, replaySourceKey } from '../common/contracts/index.js';
+import { recordingSegmentKey, recordingWriterKey, replaySourceKey } from '../common/contracts/index.js';
 import { createLogger, ffprobe, runFfmpeg } from '../common/index.js';
 import { FsBlobStorage } from '../common/ports/index.js';
 import { joinRecording } from './recording-join.js';
@@ -95,6 +95,17 @@ describe('joinRecording', () => {
     const joined = await joinRecording({ blobs, streamId: 8, log });
     expect(joined?.durationS).toBeCloseTo(3.5, 3);
     expect(joined?.gaps).toEqual([]);
+  });
+
+  it("runs to a recorder's stop time when ffmpeg dropped the last moment it buffered", async () => {
+    const t0 = Date.UTC(2026, 0, 1, 14);
+    await segment(10, t0, 2, 'node-a.1');
+    const marker = recordingWriterKey(10, 'node-a.1', 'done');
+    await blobs.put(marker, Buffer.from(new Date(t0 + 2300).toISOString()), 'text/plain');
+    expect((await joinRecording({ blobs, streamId: 10, log }))?.durationS).toBeCloseTo(2.3, 3);
+    // A stop long after the last segment is not ffmpeg's buffer: the segments stand.
+    await blobs.put(marker, Buffer.from(new Date(t0 + 9000).toISOString()), 'text/plain');
+    expect((await joinRecording({ blobs, streamId: 10, log }))?.durationS).toBeCloseTo(2, 3);
   });
 
   it('makes nothing for a stream that never had audio', async () => {

@@ -13,6 +13,7 @@ import { buffer } from 'node:stream/consumers';
 import {
   parseSegmentKey,
   recordingSegmentsPrefix,
+  recordingWritersPrefix,
   replaySourceKey,
   type SegmentRef,
 } from '../common/contracts/index.js';
@@ -52,10 +53,11 @@ export async function joinRecording(options: JoinOptions): Promise<JoinedRecordi
     .sort((a, b) => a.startMs - b.startMs || a.key.localeCompare(b.key));
   const first = segments[0];
   if (!first) return null;
+  const endMs = await stoppedEnd(blobs, streamId, segments);
   const dir = await mkdtemp(path.join(options.tempDir ?? tmpdir(), 'veza-join-'));
   try {
     const pcmFile = path.join(dir, 'timeline.pcm');
-    const gaps = await layTimeline(segments, first.startMs, dir, pcmFile, options);
+    const gaps = await layTimeline(segments, first.startMs, endMs, dir, pcmFile, options);
     const flacFile = path.join(dir, 'replay.flac');
     await runFfmpeg({
       input: pcmFile,
@@ -76,10 +78,45 @@ export async function joinRecording(options: JoinOptions): Promise<JoinedRecordi
   }
 }
 
+/**
+ * When the recording ends: the last segment's end, or a little later when its recorder stopped
+ * later than that. ffmpeg drops the packets its input still buffers when told to stop (a fraction
+ * of a second), so the recorder's stop time (in its `.done` marker) is when the broadcast ended.
+ */
+async function stoppedEnd(
+  blobs: BlobStorage,
+  streamId: number,
+  segments: (SegmentRef & { key: string })[],
+): Promise<number> {
+  const lastEnd = new Map<string, number>();
+  for (const segment of segments) {
+    lastEnd.set(
+      segment.writer,
+      Math.max(lastEnd.get(segment.writer) ?? 0, segment.startMs + segment.durationMs),
+    );
+  }
+  let end = Math.max(...lastEnd.values());
+  for (const marker of await blobs.list(recordingWritersPrefix(streamId))) {
+    const name = marker.key.slice(marker.key.lastIndexOf('/') + 1);
+    if (!name.endsWith('.done')) continue;
+    const ended = lastEnd.get(name.slice(0, -'.done'.length));
+    if (ended === undefined) continue;
+    const stoppedAt = Date.parse((await buffer(await blobs.get(marker.key))).toString('utf8'));
+    // More than a couple of seconds would not be ffmpeg's buffer: trust the segments then.
+    if (Number.isFinite(stoppedAt) && stoppedAt > ended && stoppedAt - ended < MAX_TAIL_MS) {
+      end = Math.max(end, stoppedAt);
+    }
+  }
+  return end;
+}
+
+const MAX_TAIL_MS = 2000;
+
 /** Writes the raw timeline; returns the gaps it filled (shorter ones are jitter, not gaps). */
 async function layTimeline(
   segments: (SegmentRef & { key: string })[],
   originMs: number,
+  endMs: number,
   dir: string,
   pcmFile: string,
   options: JoinOptions,
@@ -111,6 +148,8 @@ async function layTimeline(
         cursor = startFrame + frames;
       }
     }
+    const endFrame = Math.round(((endMs - originMs) * SAMPLE_RATE) / 1000);
+    if (endFrame > cursor) await writeSilence(write, endFrame - cursor);
   } finally {
     await new Promise<void>((resolve, reject) =>
       out.end((error?: Error | null) => (error ? reject(error) : resolve())),
