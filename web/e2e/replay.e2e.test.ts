@@ -7,14 +7,15 @@
  *   known times; within a minute the replay is ready, as long as the broadcast (within 0.5 s), and
  *   its page, played in Chromium, shows each message within 0.5 s of its offset; seeking to the
  *   end shows both, and a message's time link opens the replay at that moment.
- * - A wrtc broadcaster sends a 440 Hz tone, drops its connection for a while and comes back: the
- *   replay holds the tone where it was sent and silence of the right length where it was not.
+ * - A wrtc broadcaster sends a 440 Hz tone, drops its connection for a while and comes back, and
+ *   the recorder's ffmpeg is killed meanwhile: the replay is as long as the broadcast and holds the
+ *   tone where it was sent and silence of the right length where it was not (the kill's gap too).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFfmpeg } from '../../common/index.js';
+import { renderMetrics, runFfmpeg } from '../../common/index.js';
 import { installWrtcGlobals, SineSource, TestPublisher } from '../../media-server/testing/wrtc-peers.js';
 import { launchChromium, PASSWORD, recordConsole, signUpAndIn, statusLines } from './chromium.js';
 import { type E2ePlatform, startE2ePlatform } from './platform.js';
@@ -42,6 +43,7 @@ async function api<T>(method: string, route: string, body?: unknown, token?: str
 }
 
 interface ReplayJson {
+  recording_started_at: string | null;
   track: { status: string; duration: number | null; renditions: { format: string; url: string }[] };
   messages: { content: string; offset_ms: number }[];
 }
@@ -64,6 +66,29 @@ async function readyReplay(streamId: number, token: string, timeoutMs = 60_000):
     if (Date.now() > deadline)
       throw new Error(`the replay of stream ${streamId} was not ready within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Recorder restarts counted by this process's media node. */
+async function restarts(): Promise<number> {
+  const { body } = await renderMetrics();
+  return body
+    .split('\n')
+    .filter((line) => line.startsWith('veza_recording_restarts_total{'))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
+
+async function until<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -215,7 +240,7 @@ describe('replays', () => {
     }
   });
 
-  it("a wrtc broadcaster's tone is in the replay where it was sent, with silence where it dropped out", {
+  it("a wrtc broadcaster's tone is in the replay where it was sent, with silence where it dropped out or its recorder died", {
     timeout: 120_000,
   }, async () => {
     const media = e2e.platform.media;
@@ -244,7 +269,17 @@ describe('replays', () => {
       await new Promise((resolve) => setTimeout(resolve, 2500));
       const backAt = Date.now();
       await publisher.connect(); // ...and it comes back into the same stream
-      await new Promise((resolve) => setTimeout(resolve, 4000));
+      // Mid-broadcast, the recorder's ffmpeg dies: it is replaced, and the gap stays in the timeline.
+      const restartsBefore = await restarts();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const pid = await until(
+        () => media.recorderPid(String(streamId)),
+        'the recorder of the reconnected producer',
+      );
+      const killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+      await until(async () => (await restarts()) > restartsBefore || undefined, 'the restart to be counted');
+      await new Promise((resolve) => setTimeout(resolve, 2500));
       const stoppedAt = Date.now();
       await api('POST', `/stream/${streamId}/stop`, {}, token);
       publisher.close();
@@ -282,16 +317,24 @@ describe('replays', () => {
         return { rms, share };
       };
       const duration = samples.length / 48_000;
-      const gapStartS = (droppedAt - firstAt) / 1000;
-      const gapEndS = (backAt - firstAt) / 1000;
+      // The recording starts with the first packet, a moment after produce() (DTLS connects then).
+      const originMs = Date.parse(replay.recording_started_at ?? '');
+      expect(originMs - firstAt).toBeGreaterThanOrEqual(0);
+      expect(originMs - firstAt).toBeLessThan(1500);
+      const gapStartS = (droppedAt - originMs) / 1000;
+      const gapEndS = (backAt - originMs) / 1000;
       console.info(
-        `[e2e] tone replay ${duration.toFixed(2)} s (broadcast ${((stoppedAt - firstAt) / 1000).toFixed(2)} s), gap sent ${gapStartS.toFixed(2)}-${gapEndS.toFixed(2)} s`,
+        `[e2e] tone replay ${duration.toFixed(2)} s (broadcast ${((stoppedAt - originMs) / 1000).toFixed(2)} s from its first packet), gap sent ${gapStartS.toFixed(2)}-${gapEndS.toFixed(2)} s`,
       );
-      expect(Math.abs(duration - (stoppedAt - firstAt) / 1000)).toBeLessThan(1.5);
+      expect(Math.abs(duration - (stoppedAt - originMs) / 1000)).toBeLessThan(0.5);
       // The tone before the drop, silence during it (give the reconnect a second), the tone after.
       for (let at = 0.8; at < gapStartS - 0.5; at += 0.5) expect(toneAt(at).share).toBeGreaterThan(0.8);
       for (let at = gapStartS + 0.5; at < gapEndS - 0.3; at += 0.25) expect(toneAt(at).rms).toBeLessThan(100);
-      for (let at = gapEndS + 1.5; at < duration - 0.8; at += 0.5)
+      // The kill lost the segment ffmpeg had open (at most RECORDING_SEGMENT_S): silence just
+      // before it, of its real length; the tone again from the replacement recorder on.
+      const killS = (killedAt - originMs) / 1000;
+      expect(toneAt(killS - 0.25).rms).toBeLessThan(100);
+      for (let at = killS + 0.6; at < duration - 0.8; at += 0.5)
         expect(toneAt(at).share).toBeGreaterThan(0.8);
     } finally {
       source.stop();
