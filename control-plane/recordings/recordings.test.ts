@@ -27,6 +27,7 @@ import { ChatServiceClient, JoinRoomRequest, SendMessageRequest } from '../../pr
 import {
   DeleteReplayRequest,
   GetReplayRequest,
+  ListTracksRequest,
   type Replay,
   StartStreamRequest,
   StopStreamRequest,
@@ -255,6 +256,13 @@ describe('recordings', () => {
       offsetMs: sentAt - t0,
     });
     expect((await recordingStatusOf(files, stream.streamId)) ?? '').toBe('ready');
+    // A replay is not an upload: "your tracks" lists uploads only.
+    const listed = await unary(
+      files.streams.listTracks.bind(files.streams),
+      ListTracksRequest.fromPartial({}),
+      dj.md,
+    );
+    expect(listed.tracks.map((track) => track.trackId)).not.toContain(trackId);
 
     // Private until published: another user neither sees nor changes it.
     expect((await grpcError(getReplay(files, fan.md, stream.streamId))).code).toBe(status.NOT_FOUND);

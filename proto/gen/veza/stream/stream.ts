@@ -270,7 +270,7 @@ export interface GetTrackResponse {
 }
 
 export interface ListTracksRequest {
-  /** The caller's tracks, newest first; 0 means the default (50), capped at 100. */
+  /** The caller's uploaded tracks (replays are reached through their stream: GetReplay), newest first; 0 means the default (50), capped at 100. */
   limit: number;
   /** Tracks with ids below this one (the last id of the previous page); 0 for the first page. */
   beforeId: number;
