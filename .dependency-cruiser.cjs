@@ -25,6 +25,7 @@ const MODULES = {
   'control-plane/maintenance': [],
   'control-plane/moderation': ['test-scorer-server.ts'],
   'control-plane/notifications': [],
+  'control-plane/recordings': [],
   'control-plane/streams': [],
   'control-plane/uploads': [],
   'media-server': ['testing/wrtc-peers.ts'],

@@ -159,7 +159,7 @@ export async function startPlatform(
     let media: MediaNode | null = null;
     let served: MediaNodeService | null = null;
     if (roles.has('media')) {
-      const node = await startMediaNode({ config, log });
+      const node = await startMediaNode({ config, log, blobs: ports.blobs });
       media = node;
       closers.push(() => node.close());
       if (config.VEZA_MODE === 'cluster' || !roles.has('signaling')) {

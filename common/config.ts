@@ -168,6 +168,10 @@ const schema = z.object({
   MEDIA_RTC_MIN_PORT: port.default(40000),
   MEDIA_RTC_MAX_PORT: port.default(49999),
   MEDIA_CONSUMER_BUDGET: positiveInt.default(500),
+  /** Length of a recording segment: a recorder crash loses at most this much audio. */
+  RECORDING_SEGMENT_S: positiveInt.default(4),
+  /** How long a recording job waits for a media node's last segments after its stream ended. */
+  RECORDING_SETTLE_S: positiveInt.default(20),
   /**
    * Cluster mode: the group media nodes announce themselves in, and control planes place streams
    * in (a bus subject token). Deployments sharing one NATS server set different names.

@@ -55,6 +55,21 @@ export {
   dependencyReadiness,
   startDependencyMonitor,
 } from './dependency-health.js';
+export {
+  checkFfmpeg,
+  errorLines,
+  FFMPEG_PATH,
+  FFPROBE_PATH,
+  FfmpegAbortedError,
+  FfmpegError,
+  type FfmpegOutput,
+  type FfmpegResult,
+  type FfmpegRun,
+  ffprobe,
+  type ProbeData,
+  type ProbeStream,
+  runFfmpeg,
+} from './ffmpeg.js';
 export { ERROR_CODE_KEY, fromGrpcError, type GrpcStatusObject, toGrpcStatus } from './grpc-errors.js';
 export { createLogger, type Logger, REQUEST_ID_HEADER, requestIdFrom } from './log.js';
 export {

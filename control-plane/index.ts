@@ -27,6 +27,7 @@ import {
 } from './auth/index.js';
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
 import { bindService, followDependencies, type HealthControl, startGrpcServer } from './grpc/index.js';
+import { startRecordingsModule } from './recordings/index.js';
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
@@ -137,6 +138,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       log,
       ...(deps.uploads ? { options: deps.uploads } : {}),
     });
+    const recordings = startRecordingsModule({ sql, ports, log });
     const server = await startGrpcServer({
       host: config.GRPC_HOST,
       port: config.GRPC_PORT,
@@ -154,7 +156,8 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           signingKey: keys,
           log,
           chatRooms: chat.streamRooms,
-          uploadRpcs: uploads.rpcs,
+          uploadRpcs: { ...uploads.rpcs, ...recordings.rpcs },
+          blobs: ports.blobs,
           dependencies: deps.dependencies,
           analyticsRpcs: createStreamAnalyticsRpc(analyticsDeps),
         }),
@@ -174,6 +177,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         closing ??= (async () => {
           unfollow();
           await server.close();
+          recordings.close();
           await uploads.close();
           chat.close();
           await analyticsIngest.close();

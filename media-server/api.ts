@@ -71,6 +71,16 @@ export interface MediaNode extends MediaNodeApi {
    */
   closePeersOf(prefix: string): Promise<number>;
   getWorkers(): Promise<WorkerInfo[]>;
+  /**
+   * The process id of the ffmpeg recording a stream right now; undefined when it is not recorded
+   * here (or between a recorder's death and its restart). Not callable over the bus.
+   */
+  recorderPid(streamId: string): number | undefined;
+  /**
+   * Resolves once the node's spare recorder (an ffmpeg waiting for RTP) listens, so the next
+   * recorded producer is recorded from its first packet; at once on a node that records nothing.
+   */
+  recorderReady(): Promise<void>;
 
   on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;
   once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;

@@ -186,6 +186,11 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     return this.#producer?.producer;
   }
 
+  /** The router the broadcaster's producer lives on (the recorder consumes it there). */
+  get originRouter(): ms.Router {
+    return this.#origin.router;
+  }
+
   info(): StreamInfo {
     return {
       streamId: this.id,

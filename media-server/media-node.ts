@@ -23,12 +23,14 @@ import {
   objectIdSchema,
   PermissionDeniedError,
   produceRequestSchema,
+  recordingManifestKey,
   type TransportDirection,
   type TransportInfo,
   UnavailableError,
   VezaError,
 } from '../common/contracts/index.js';
 import type { Config, Logger } from '../common/index.js';
+import type { BlobStorage } from '../common/ports/index.js';
 import type {
   ConsumeRequest,
   ConsumeResult,
@@ -49,8 +51,11 @@ import { MediaMetrics } from './metrics.js';
 import { transportListenIp } from './network.js';
 import type { Peer } from './peer.js';
 import type { PeerTransport } from './peer-transport.js';
+import { RecorderSession } from './recorder-session.js';
+import { RecordingMetrics } from './recording-metrics.js';
 import { asDtlsParameters, asRtpCapabilities, asRtpParameters, parseInput } from './schemas.js';
 import { consumerStats, type PeerStats, producerStats } from './stats.js';
+import { StreamRecorder } from './stream-recorder.js';
 import { Tombstones } from './tombstones.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -63,6 +68,11 @@ export interface StartMediaNodeOptions {
   /** How long calls wait for a stream whose origin worker died to be rebuilt. Default 10 s. */
   recoveryWaitMs?: number;
   workerLogLevel?: ms.WorkerLogLevel;
+  /**
+   * Where recordings go: a stream whose storage prefix holds a recording manifest (StartStream
+   * wrote it) is recorded while its broadcaster produces here. Without it nothing is recorded.
+   */
+  blobs?: BlobStorage;
 }
 
 /** Transports whose bytes are sampled per tick, one request at a time (see #sample). */
@@ -105,6 +115,14 @@ class LocalMediaNode implements MediaNode {
   readonly #recoveryWaitMs: number;
   readonly #transportOptions: Omit<ms.WebRtcTransportOptions, 'appData'>;
   readonly #streams = new Map<string, LiveStream>();
+  readonly #blobs: BlobStorage | undefined;
+  readonly #recordingMetrics: RecordingMetrics;
+  /** The recorders of recorded streams, by stream id; a stream not recorded has none. */
+  readonly #recorders = new Map<string, StreamRecorder>();
+  /** Whether a stream is recorded (its manifest exists), asked once per stream opened here. */
+  readonly #recorded = new Map<string, Promise<boolean>>();
+  /** One ffmpeg ready to record (see #takeSpare); none without blob storage. */
+  #spare: RecorderSession | undefined;
   readonly #opening = new Map<string, Promise<LiveStream>>();
   readonly #peers = new Map<string, Peer>();
   readonly #transports = new Map<string, PeerTransport>();
@@ -131,6 +149,9 @@ class LocalMediaNode implements MediaNode {
     this.#metrics = metrics;
     this.#audioLevels = { ...DEFAULT_AUDIO_LEVELS, ...options.audioLevels };
     this.#recoveryWaitMs = options.recoveryWaitMs ?? 10_000;
+    this.#blobs = options.blobs;
+    this.#recordingMetrics = new RecordingMetrics(this.nodeId);
+    if (options.blobs) this.#spare = this.#newSpare(options.blobs);
     const listenIp = transportListenIp({
       listenIp: options.config.MEDIA_LISTEN_IP,
       announcedAddress: options.config.MEDIA_ANNOUNCED_ADDRESS,
@@ -377,6 +398,13 @@ class LocalMediaNode implements MediaNode {
     this.#closed = true;
     clearInterval(this.#sampler);
     for (const stream of [...this.#streams.values()]) this.#endStream(stream, 'node-closed');
+    // The recorders' last segments are uploaded before the workers go.
+    await Promise.allSettled([
+      ...[...this.#recorders.values()].map((recorder) => recorder.close()),
+      this.#spare?.stop(),
+    ]);
+    this.#spare = undefined;
+    this.#recordingMetrics.clear();
     this.#pool.close();
     this.#events.removeAllListeners();
     this.#log.info('media node closed');
@@ -446,11 +474,15 @@ class LocalMediaNode implements MediaNode {
     this.#ended.delete(`stream:${streamId}`);
     stream.on('produceropen', ({ producerId, peerId }) => {
       const producer = stream.producer;
-      if (producer?.id === producerId) this.#producers.set(producerId, { producer, streamId });
+      if (producer?.id === producerId) {
+        this.#producers.set(producerId, { producer, streamId });
+        this.#record(stream, producer);
+      }
       this.#emit('producerOpened', { streamId, peerId, producerId });
     });
     stream.on('producerclose', ({ producerId, peerId, reason }) => {
       this.#producers.delete(producerId);
+      void this.#recorders.get(streamId)?.detach(producerId);
       this.#emit('producerClosed', { streamId, peerId, producerId, reason });
     });
     stream.on('producerpause', ({ producerId, paused }) =>
@@ -471,8 +503,91 @@ class LocalMediaNode implements MediaNode {
     }
     stream.close();
     this.#streams.delete(streamId);
+    this.#recorded.delete(streamId);
+    const recorder = this.#recorders.get(streamId);
+    if (recorder) {
+      this.#recorders.delete(streamId);
+      recorder
+        .close()
+        .catch((error: unknown) => this.#log.error({ err: error, streamId }, 'could not stop the recorder'));
+    }
     this.#log.info({ streamId, reason }, 'stream ended');
     this.#emit('streamEnded', { streamId, reason });
+  }
+
+  async recorderReady(): Promise<void> {
+    await this.#spare?.ready;
+  }
+
+  recorderPid(streamId: string): number | undefined {
+    return this.#recorders.get(streamId)?.session?.pid;
+  }
+
+  /**
+   * The stream's recorder when its prefix says it is recorded (the manifest, asked once per
+   * stream opened here); undefined otherwise.
+   */
+  async #recorderOf(stream: LiveStream): Promise<StreamRecorder | undefined> {
+    const blobs = this.#blobs;
+    if (!blobs) return undefined;
+    const streamId = stream.id;
+    let recorded = this.#recorded.get(streamId);
+    if (!recorded) {
+      recorded = blobs.stat(recordingManifestKey(streamId)).then(
+        (manifest) => manifest !== null,
+        (error: unknown) => {
+          // Unknown is not "off": the next producer asks again.
+          this.#recorded.delete(streamId);
+          this.#log.error({ err: error, streamId }, 'could not read the recording manifest; not recording');
+          return false;
+        },
+      );
+      this.#recorded.set(streamId, recorded);
+    }
+    if (!(await recorded) || stream.closed || this.#closed) return undefined;
+    let recorder = this.#recorders.get(streamId);
+    if (!recorder) {
+      recorder = new StreamRecorder({
+        streamId,
+        nodeId: this.nodeId,
+        takeSpare: () => this.#takeSpare(blobs),
+        log: this.#log.child({ streamId, component: 'recorder' }),
+        metrics: this.#recordingMetrics,
+      });
+      this.#recorders.set(streamId, recorder);
+    }
+    return recorder;
+  }
+
+  /**
+   * The node's spare recorder session (ffmpeg spawned and bound, waiting for RTP), handed to the
+   * next producer to record; another is made at once. A spare that died meanwhile is replaced.
+   */
+  #takeSpare(blobs: BlobStorage): RecorderSession {
+    let spare = this.#spare;
+    if (!spare || spare.finished || spare.taken) spare = this.#newSpare(blobs);
+    this.#spare = this.#closed ? undefined : this.#newSpare(blobs);
+    return spare;
+  }
+
+  #newSpare(blobs: BlobStorage): RecorderSession {
+    return RecorderSession.prepare({
+      blobs,
+      segmentSeconds: this.#config.RECORDING_SEGMENT_S,
+      log: this.#log.child({ component: 'recorder' }),
+      metrics: this.#recordingMetrics,
+    });
+  }
+
+  /** Starts recording the broadcaster's producer when the stream is recorded. */
+  #record(stream: LiveStream, producer: ms.Producer): void {
+    this.#recorderOf(stream)
+      .then(async (recorder) => {
+        if (recorder && !producer.closed) await recorder.attach(stream.originRouter, producer);
+      })
+      .catch((error: unknown) =>
+        this.#log.error({ err: error, streamId: stream.id }, 'could not start recording'),
+      );
   }
 
   #stream(streamId: string): LiveStream {

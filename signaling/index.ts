@@ -18,6 +18,7 @@ import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerModerationRoutes } from './http/routes/moderation.js';
 import { registerOpsRoutes } from './http/routes/ops.js';
+import { registerReplayRoutes } from './http/routes/replays.js';
 import { type RouterCapabilitiesProvider, registerStreamRoutes } from './http/routes/streams.js';
 import { registerTrackRoutes } from './http/routes/tracks.js';
 import { registerUploadRoutes } from './http/routes/uploads.js';
@@ -99,6 +100,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerTrackRoutes(server, routeDeps);
   registerAnalyticsRoutes(server, routeDeps);
   registerFollowRoutes(server, routeDeps);
+  registerReplayRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
   // Close hooks run after the edge stops accepting and before in-flight requests drain.

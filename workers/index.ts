@@ -4,13 +4,16 @@
  */
 
 import type { Config, Logger } from '../common/index.js';
+import { checkFfmpeg } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
 import { startRollupWorker } from './analytics-rollup.js';
-import { checkFfmpeg } from './ffmpeg.js';
+import { startRecordingWorker } from './recording-worker.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
 export { computeRollup, type RollupWorker, rollUp, startRollupWorker } from './analytics-rollup.js';
 export { transcodeTrack } from './pipeline/index.js';
+export { joinRecording } from './recording-join.js';
+export { startRecordingWorker } from './recording-worker.js';
 export { startTranscodeWorker, type TranscodeWorker } from './transcode-worker.js';
 
 interface StartWorkersOptions {
@@ -45,6 +48,14 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
     bus: options.ports.bus,
     log: log.child({ component: 'analytics-rollup' }),
   });
+  const recorder = startRecordingWorker({
+    jobs: options.ports.jobs,
+    blobs: options.ports.blobs,
+    bus: options.ports.bus,
+    log: log.child({ component: 'recording' }),
+    concurrency: options.config.WORKER_CONCURRENCY,
+    settleMs: options.config.RECORDING_SETTLE_S * 1000,
+  });
   log.info(
     {
       concurrency: options.config.WORKER_CONCURRENCY,
@@ -55,7 +66,7 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   );
   return {
     async close() {
-      await Promise.all([transcoder.close(), rollups.close()]);
+      await Promise.all([transcoder.close(), rollups.close(), recorder.close()]);
     },
   };
 }

@@ -6,16 +6,18 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { runFfmpeg } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
-import { runFfmpeg } from './ffmpeg.js';
 
-export type TestFormat = 'wav' | 'mp3' | 'flac' | 'ogg';
+export type TestFormat = 'wav' | 'mp3' | 'flac' | 'ogg' | 'opus';
 
 const ENCODER: Record<TestFormat, string[]> = {
   wav: ['-c:a', 'pcm_s16le', '-f', 'wav'],
   mp3: ['-c:a', 'libmp3lame', '-b:a', '192k', '-f', 'mp3'],
   flac: ['-c:a', 'flac', '-f', 'flac'],
   ogg: ['-c:a', 'libvorbis', '-q:a', '4', '-f', 'ogg'],
+  /** Opus in Ogg, as the live recorder writes it. */
+  opus: ['-c:a', 'libopus', '-b:a', '64k', '-f', 'ogg'],
 };
 
 /** Encodes a lavfi source (e.g. `sine=f=440:d=3`) into `target`, with an optional filter. */

@@ -16,6 +16,7 @@ export * from './media-node.js';
 export * from './mediasoup.js';
 export * from './notification-events.js';
 export * from './presence.js';
+export * from './recordings.js';
 export * from './session-events.js';
 export * from './stream-events.js';
 export * from './token-caches.js';

@@ -158,4 +158,30 @@ describe.each(adapters)('BlobStorage: $name', (adapter) => {
     });
     expect(await buffer(await blobs.get('atomic/a.bin'))).toEqual(bytes);
   });
+
+  it('lists a folder by key and deletes everything under it, and nothing beside it', async () => {
+    await blobs.put('prefixed/1/b/seg-2.ogg', bytes, 'audio/ogg');
+    await blobs.put('prefixed/1/a.json', bytes, 'application/json');
+    await blobs.put('prefixed/1/b/seg-1.ogg', bytes, 'audio/ogg');
+    await blobs.put('prefixed/10/kept.ogg', bytes, 'audio/ogg');
+    const listed = await blobs.list('prefixed/1/');
+    expect(listed.map((blob) => [blob.key, blob.size])).toEqual([
+      ['prefixed/1/a.json', 10],
+      ['prefixed/1/b/seg-1.ogg', 10],
+      ['prefixed/1/b/seg-2.ogg', 10],
+    ]);
+    expect(await blobs.list('prefixed/2/')).toEqual([]);
+
+    expect(await blobs.deletePrefix('prefixed/1/')).toBe(3);
+    expect(await blobs.list('prefixed/1/')).toEqual([]);
+    expect((await store.contents()).filter((file) => file.includes('prefixed/1/'))).toEqual([]);
+    expect((await blobs.list('prefixed/10/')).map((blob) => blob.key)).toEqual(['prefixed/10/kept.ogg']);
+    expect(await blobs.deletePrefix('prefixed/1/')).toBe(0);
+  });
+
+  it('refuses a prefix that is not a folder', async () => {
+    await expect(blobs.list('prefixed/1')).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(blobs.deletePrefix('../')).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(blobs.deletePrefix('/')).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
 });

@@ -24,6 +24,21 @@ export interface BlobStorage {
   delete(key: string): Promise<void>;
   /** The URL a browser fetches the object from. */
   publicUrl(key: string): string;
+  /**
+   * Every blob whose key starts with `prefix` (a folder: it ends with "/"), sorted by key.
+   * Recordings list their segments this way, and a replay's deletion finds what to remove.
+   */
+  list(prefix: string): Promise<BlobInfo[]>;
+  /** Deletes every blob under `prefix` (a folder, ending with "/"); returns how many were deleted. */
+  deletePrefix(prefix: string): Promise<number>;
+}
+
+/** A folder prefix: a valid key followed by "/", so `streams/1/` never matches `streams/10/`. */
+export function assertBlobPrefix(prefix: string): void {
+  if (!prefix.endsWith('/')) {
+    throw new InvalidArgumentError(`blob prefix "${prefix.slice(0, 600)}" must end with "/"`, 'prefix');
+  }
+  assertBlobKey(prefix.slice(0, -1));
 }
 
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,511}$/;

@@ -8,14 +8,14 @@
  * without its content type; keys are immutable in practice (built from ids and hashes).
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createWriteStream, type Dirent } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
-import { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
+import { assertBlobKey, assertBlobPrefix, type BlobInfo, type BlobStorage } from './blob-storage.js';
 
 const META_DIR = '.meta';
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
@@ -127,6 +127,39 @@ export class FsBlobStorage implements BlobStorage {
   publicUrl(key: string): string {
     assertBlobKey(key);
     return `${this.baseUrl}/media/${key}`;
+  }
+
+  async list(prefix: string): Promise<BlobInfo[]> {
+    assertBlobPrefix(prefix);
+    const dir = path.join(this.root, prefix);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+    const keys = entries
+      .filter((entry) => entry.isFile() && !entry.name.startsWith('.'))
+      .map((entry) =>
+        path.relative(this.root, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'),
+      )
+      .sort();
+    const found: BlobInfo[] = [];
+    for (const key of keys) {
+      const info = await this.stat(key);
+      if (info) found.push(info);
+    }
+    return found;
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    const blobs = await this.list(prefix);
+    for (const blob of blobs) await this.delete(blob.key);
+    // The folders too (temp files of a crashed writer with them), so nothing is left under the prefix.
+    await rm(path.join(this.root, prefix), { recursive: true, force: true });
+    await rm(path.join(this.root, META_DIR, prefix), { recursive: true, force: true });
+    return blobs.length;
   }
 
   private async contentTypeOf(key: string): Promise<string> {

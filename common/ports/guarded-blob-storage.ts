@@ -35,6 +35,14 @@ export class GuardedBlobStorage implements BlobStorage {
     return this.breaker.run(() => this.inner.delete(key));
   }
 
+  list(prefix: string): Promise<BlobInfo[]> {
+    return this.breaker.run(() => this.inner.list(prefix));
+  }
+
+  deletePrefix(prefix: string): Promise<number> {
+    return this.breaker.run(() => this.inner.deletePrefix(prefix));
+  }
+
   publicUrl(key: string): string {
     return this.inner.publicUrl(key);
   }

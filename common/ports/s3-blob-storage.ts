@@ -17,8 +17,10 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -26,7 +28,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { InvalidArgumentError, NotFoundError } from '../contracts/index.js';
 import type { Logger } from '../log.js';
-import { assertBlobKey, type BlobInfo, type BlobStorage } from './blob-storage.js';
+import { assertBlobKey, assertBlobPrefix, type BlobInfo, type BlobStorage } from './blob-storage.js';
 
 const CONTENT_TYPE =
   /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[^;\r\n]+)*$/;
@@ -151,6 +153,44 @@ export class S3BlobStorage implements BlobStorage {
   publicUrl(key: string): string {
     assertBlobKey(key);
     return `${this.baseUrl}/media/${key}`;
+  }
+
+  async list(prefix: string): Promise<BlobInfo[]> {
+    assertBlobPrefix(prefix);
+    const found: BlobInfo[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+      );
+      for (const object of page.Contents ?? []) {
+        // A listing carries no content type; a HEAD per key would cost a round trip each.
+        if (object.Key) found.push({ key: object.Key, size: object.Size ?? 0, contentType: '' });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    const blobs = await this.list(prefix);
+    // DeleteObjects takes at most 1,000 keys per request.
+    for (let start = 0; start < blobs.length; start += 1000) {
+      const batch = blobs.slice(start, start + 1000);
+      const result = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((blob) => ({ Key: blob.key })), Quiet: true },
+        }),
+      );
+      const failed = result.Errors?.[0];
+      if (failed) throw new Error(`could not delete blob "${failed.Key}": ${failed.Code ?? 'unknown error'}`);
+    }
+    return blobs.length;
   }
 
   /** Closes the SDK's connection pool. */

@@ -3,3 +3,4 @@
  * startChatModule. The bus subjects and payloads edges subscribe to are in common/contracts.
  */
 export { type ChatModuleOptions, startChatModule } from './module.js';
+export { REPLAY_MESSAGE_LIMIT, replayMessages } from './store.js';

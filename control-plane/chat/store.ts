@@ -148,6 +148,32 @@ async function withAuthors(db: Db, rows: readonly StoredMessage[]): Promise<Mess
   });
 }
 
+/** At most this many messages of a stream are replayed beside its recording. */
+export const REPLAY_MESSAGE_LIMIT = 5000;
+
+/**
+ * A room's messages as a replay shows them, oldest first: those moderation refused (flagged) and
+ * those someone deleted are left out, so a replay never shows what the live chat took back.
+ */
+export async function replayMessages(
+  db: Db,
+  roomId: number,
+): Promise<{ id: number; user_id: number; username: string; content: string; created_at: Date }[]> {
+  const rows = await db<StoredMessage[]>`
+    select m.id, m.room_id, m.user_id, m.content, m.message_type, m.metadata, m.reply_to_id,
+           m.client_message_id, m.flagged, m.moderation_reasons, m.deleted_at, m.created_at, m.updated_at
+    from chat_messages m
+    where m.room_id = ${roomId} and not m.flagged and m.deleted_at is null
+    order by m.id asc limit ${REPLAY_MESSAGE_LIMIT}`;
+  return (await withAuthors(db, rows)).map(({ id, user_id, username, content, created_at }) => ({
+    id,
+    user_id,
+    username,
+    content,
+    created_at,
+  }));
+}
+
 export function createChatStore(sql: Sql) {
   const selectMessages = (db: Db) => db`
     select m.id, m.room_id, m.user_id, m.content, m.message_type, m.metadata, m.reply_to_id,

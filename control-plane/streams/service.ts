@@ -20,6 +20,8 @@ import {
   FailedPreconditionError,
   NotFoundError,
   PermissionDeniedError,
+  type RecordingManifest,
+  recordingManifestKey,
   STREAM_ENDED,
   STREAM_MOVED,
   STREAM_STARTED,
@@ -37,7 +39,7 @@ import {
   hasPermission,
   type Logger,
 } from '../../common/index.js';
-import type { EventBus } from '../../common/ports/index.js';
+import type { BlobStorage, EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
   bindService,
@@ -80,6 +82,8 @@ interface StreamServiceDeps {
   dependencies?: DependencyMonitor | undefined;
   /** StreamAnalytics (control-plane/analytics), served by this same binding. */
   analyticsRpcs?: ServiceImplementation<typeof StreamServiceService>;
+  /** Where StartStream prepares a recorded stream's storage prefix (its recording manifest). */
+  blobs?: BlobStorage;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -146,6 +150,8 @@ function toStreamInfo(row: StreamRow): StreamInfo {
     allowAnonymous: row.allow_anonymous,
     mediaNodeId: row.media_node_id ?? '',
     endReason: row.end_reason ?? '',
+    record: row.record,
+    recordingStatus: row.recording_status,
   };
 }
 
@@ -319,9 +325,33 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           throw new PermissionDeniedError('starting a stream needs the broadcaster role');
         }
         const input = parseInput(startStreamSchema, request);
+        const blobs = deps.blobs;
+        if (input.record && !blobs) {
+          throw new FailedPreconditionError(
+            'this platform has no storage for recordings: start with record false',
+          );
+        }
+        // The prefix is prepared inside the stream's transaction: a stream that says "recording"
+        // always has its manifest, and a manifest that cannot be written fails the start.
+        const prepare =
+          input.record && blobs
+            ? async (streamId: number) => {
+                const manifest: RecordingManifest = {
+                  streamId,
+                  ownerId: user.userId,
+                  preparedAt: new Date().toISOString(),
+                };
+                await blobs.put(
+                  recordingManifestKey(streamId),
+                  Buffer.from(JSON.stringify(manifest)),
+                  'application/json',
+                );
+              }
+            : undefined;
         const result = await store.start(
           { ...input, ownerId: user.userId, mediaNodeId: await pickMediaNode() },
           deps.chatRooms,
+          prepare,
         );
         // The owner's previous live stream ended with reason "replaced" in the same
         // transaction (see store.start); its listeners and edges learn it here.
@@ -340,7 +370,10 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           started_at: row.started_at.toISOString(),
         };
         await publish(STREAM_STARTED, event, ctx.log);
-        ctx.log.info({ streamId: row.id, replaced: result.replaced.map((old) => old.id) }, 'stream started');
+        ctx.log.info(
+          { streamId: row.id, record: row.record, replaced: result.replaced.map((old) => old.id) },
+          'stream started',
+        );
         return { success: true, stream: toStreamInfo(row) };
       },
     },

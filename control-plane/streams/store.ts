@@ -26,7 +26,18 @@ export interface StreamRow {
   started_at: Date;
   ended_at: Date | null;
   end_reason: string | null;
+  record: boolean;
+  recording_status: RecordingStatus;
 }
+
+export type RecordingStatus =
+  | 'off'
+  | 'recording'
+  | 'processing'
+  | 'ready'
+  | 'no_audio'
+  | 'failed'
+  | 'deleted';
 
 interface NewStream {
   ownerId: number;
@@ -36,6 +47,7 @@ interface NewStream {
   isPublic: boolean;
   allowAnonymous: boolean;
   mediaNodeId: string | null;
+  record: boolean;
 }
 
 interface StartedStream {
@@ -73,6 +85,47 @@ export async function streamStateOf(
 
 type StoredStream = Omit<StreamRow, 'owner_username'>;
 
+/** What the recordings module needs of a stream. */
+export interface StreamRecording {
+  id: number;
+  owner_id: number;
+  title: string;
+  description: string;
+  genre: string;
+  status: StreamStatus;
+  is_public: boolean;
+  chat_room_id: number;
+  ended_at: Date | null;
+  record: boolean;
+  recording_status: RecordingStatus;
+}
+
+export async function streamRecordingOf(db: Db, id: number): Promise<StreamRecording | null> {
+  const [row] = await db<StreamRecording[]>`
+    select id, owner_id, title, description, genre, status, is_public, chat_room_id, ended_at, record,
+           recording_status
+    from streams where id = ${id}`;
+  return row ?? null;
+}
+
+/**
+ * Moves a stream's recording from one of `from` to `to`; null when it was in none of them (another
+ * control plane moved it first: each transition happens once).
+ */
+export async function moveRecordingStatus(
+  db: Db,
+  id: number,
+  from: readonly RecordingStatus[],
+  to: RecordingStatus,
+): Promise<StreamRecording | null> {
+  const [row] = await db<StreamRecording[]>`
+    update streams set recording_status = ${to}
+    where id = ${id} and recording_status in ${db(from as RecordingStatus[])}
+    returning id, owner_id, title, description, genre, status, is_public, chat_room_id, ended_at, record,
+              recording_status`;
+  return row ?? null;
+}
+
 /** Adds the owners' usernames; a stream whose owner is gone (deleted meanwhile) is left out. */
 async function withOwners(db: Db, rows: readonly StoredStream[]): Promise<StreamRow[]> {
   const usernames = await usernamesOf(
@@ -101,7 +154,12 @@ export function createStreamStore(sql: Sql) {
      * one, which is what a broadcaster expects, rather than failing until they find and
      * stop a stream they can no longer see.
      */
-    async start(input: NewStream, rooms: StreamChatRooms): Promise<StartedStream> {
+    async start(
+      input: NewStream,
+      rooms: StreamChatRooms,
+      /** Runs in the transaction once the stream has its id (a failure undoes the start). */
+      prepare?: (streamId: number) => Promise<void>,
+    ): Promise<StartedStream> {
       return sql.begin(async (tx) => {
         // Serialises concurrent starts by one owner, so the one-live-per-owner index never trips.
         if (!(await lockUser(tx, input.ownerId))) throw new NotFoundError(`user ${input.ownerId} not found`);
@@ -117,11 +175,14 @@ export function createStreamStore(sql: Sql) {
           isPrivate: !input.isPublic,
         });
         const [created] = await tx<{ id: number }[]>`
-          insert into streams (owner_id, title, description, genre, is_public, allow_anonymous, chat_room_id, media_node_id)
+          insert into streams (owner_id, title, description, genre, is_public, allow_anonymous, chat_room_id,
+                               media_node_id, record, recording_status)
           values (${input.ownerId}, ${input.title}, ${input.description}, ${input.genre}, ${input.isPublic},
-                  ${input.allowAnonymous}, ${roomId}, ${input.mediaNodeId})
+                  ${input.allowAnonymous}, ${roomId}, ${input.mediaNodeId}, ${input.record},
+                  ${input.record ? 'recording' : 'off'})
           returning id`;
         if (!created) throw new Error('stream insert returned nothing');
+        if (prepare) await prepare(created.id);
         await rooms.linkToStream(tx, roomId, created.id);
         const stream = await selectById(tx, created.id);
         if (!stream) throw new Error('created stream vanished');

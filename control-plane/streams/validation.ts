@@ -34,6 +34,8 @@ export const startStreamSchema = z
     ...listingTextFields,
     isPublic: z.boolean(),
     allowAnonymous: z.boolean(),
+    // Absent means recorded: recording is on unless the broadcaster turns it off.
+    record: z.boolean().default(true),
   })
   .refine((value) => value.isPublic || !value.allowAnonymous, {
     message: 'allow_anonymous needs a public stream (is_public true)',

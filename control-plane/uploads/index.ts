@@ -68,3 +68,13 @@ export function startUploadsModule(deps: UploadsModuleDeps): UploadsModule {
     },
   };
 }
+export { toTrack } from './present.js';
+export {
+  createReplayTrack,
+  deleteReplayTrack,
+  recordReplaySource,
+  replayTrackOf,
+  updateReplayTrack,
+} from './replays.js';
+export { canSee } from './service.js';
+export type { TrackRow } from './store.js';

@@ -36,5 +36,6 @@ export function toTrack(row: TrackRow, blobs: BlobStorage): Track {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     uploadExpiresAt: row.upload_expires_at ?? undefined,
+    streamId: row.stream_id ?? 0,
   };
 }

@@ -42,6 +42,9 @@ export interface TrackRow {
   waveform_key: string | null;
   cover_key: string | null;
   is_public: boolean;
+  /** A replay's stream; null for an upload. */
+  stream_id: number | null;
+  recording_started_at: Date | null;
   created_at: Date;
   updated_at: Date;
   /** Present while the upload is in progress (the session row exists). */
@@ -76,7 +79,7 @@ export interface QuotaUsage {
 
 type Db = Sql | TransactionSql;
 
-async function selectTrack(db: Db, id: number): Promise<TrackRow | null> {
+export async function selectTrack(db: Db, id: number): Promise<TrackRow | null> {
   const [row] = await db<TrackRow[]>`
     select t.*, s.track_id is not null as uploading, s.upload_length, s.bytes_received,
       s.checksum as upload_checksum, s.filename as upload_filename, s.protocol as upload_protocol,
@@ -110,14 +113,14 @@ export function createUploadStore(sql: Sql) {
   return {
     get: (id: number): Promise<TrackRow | null> => selectTrack(sql, id),
 
-    /** Newest first. */
+    /** Newest first; uploads only: a replay is reached through its stream (GetReplay), not listed here. */
     async listOwned(ownerId: number, limit: number, beforeId: number): Promise<TrackRow[]> {
       return sql<TrackRow[]>`
         select t.*, s.track_id is not null as uploading, s.upload_length, s.bytes_received,
           s.checksum as upload_checksum, s.filename as upload_filename, s.protocol as upload_protocol,
           s.expires_at as upload_expires_at
         from tracks t left join upload_sessions s on s.track_id = t.id
-        where t.owner_id = ${ownerId} and (${beforeId} = 0 or t.id < ${beforeId})
+        where t.owner_id = ${ownerId} and t.stream_id is null and (${beforeId} = 0 or t.id < ${beforeId})
         order by t.id desc
         limit ${limit}`;
     },

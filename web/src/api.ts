@@ -109,10 +109,22 @@ export const trackSchema = looseObject({
   waveform_url: nullish(string()),
   hls_url: nullish(string()),
   created_at: nullish(string()),
+  owner_id: nullish(id),
+  is_public: nullish(boolean()),
 });
 export type TrackInfo = Infer<typeof trackSchema>;
 
 export const waveformSchema = looseObject({ peaks: array(number()) });
+
+export const replaySchema = looseObject({
+  stream_id: id,
+  track: trackSchema,
+  recording_started_at: nullish(string()),
+  messages: array(
+    looseObject({ id, user_id: id, username: string(), content: string(), offset_ms: number() }),
+  ),
+});
+export type ReplayInfo = Infer<typeof replaySchema>;
 
 const uploadedSchema = looseObject({ track_id: id, track: nullish(trackSchema) });
 
@@ -217,10 +229,10 @@ export const restApi = {
         schema: looseObject({ stream: streamSchema }),
       })
     ).stream,
-  startStream: (token: string, title: string) =>
+  startStream: (token: string, title: string, record = true) =>
     request('POST', '/stream/start', {
       token,
-      body: { title, is_public: true, allow_anonymous: true },
+      body: { title, is_public: true, allow_anonymous: true, record },
       schema: startStreamSchema,
     }),
   stopStream: (token: string, streamId: string) =>
@@ -232,6 +244,27 @@ export const restApi = {
         schema: looseObject({ track: trackSchema }),
       })
     ).track,
+  getReplay: async (token: string | null, streamId: string): Promise<ReplayInfo> =>
+    (
+      await request('GET', `/stream/${encodeURIComponent(streamId)}/replay`, {
+        token,
+        schema: looseObject({ replay: replaySchema }),
+      })
+    ).replay,
+  updateReplay: async (
+    token: string,
+    streamId: string,
+    change: { is_public?: boolean; title?: string },
+  ): Promise<ReplayInfo> =>
+    (
+      await request('PATCH', `/stream/${encodeURIComponent(streamId)}/replay`, {
+        token,
+        body: change,
+        schema: looseObject({ replay: replaySchema }),
+      })
+    ).replay,
+  deleteReplay: (token: string, streamId: string) =>
+    request('DELETE', `/stream/${encodeURIComponent(streamId)}/replay`, { token, schema: anything }),
   listTracks: async (token: string): Promise<TrackInfo[]> =>
     (await request('GET', '/tracks', { token, schema: looseObject({ tracks: array(trackSchema) }) })).tracks,
   /** The signed-in user's account (bio and avatar included), through the token check. */

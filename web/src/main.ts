@@ -52,6 +52,11 @@ async function pageFor(pathname: string): Promise<Page> {
     const { trackPage } = await import('./pages/track.js');
     return trackPage(decodeURIComponent(track[1]));
   }
+  const replay = /^\/replay\/([^/]+)\/?$/.exec(pathname);
+  if (replay?.[1]) {
+    const { replayPage } = await import('./pages/replay.js');
+    return replayPage(decodeURIComponent(replay[1]));
+  }
   const listen = /^\/listen\/([^/]+)\/?$/.exec(pathname);
   if (listen?.[1]) {
     const { listenPage } = await import('./pages/listen.js');

@@ -5,7 +5,7 @@
  * on the normalising gain comes from this pass; everything that does comes from the render.
  */
 import { stat } from 'node:fs/promises';
-import { errorLines, FfmpegError, runFfmpeg } from '../ffmpeg.js';
+import { errorLines, FfmpegError, runFfmpeg } from '../../common/index.js';
 import { LOUDNESS_FILTER, type LoudnessMeasurement, parseLoudness } from './loudness.js';
 import { checkDecode, hidePath, type ProbedAudio } from './probe.js';
 import { AudioRejectedError } from './rejection.js';

@@ -3,7 +3,7 @@
  * re-encoded to JPEG otherwise (browsers show no BMP/TIFF in an <img> reliably).
  */
 import path from 'node:path';
-import { type ProbeStream, runFfmpeg } from '../ffmpeg.js';
+import { type ProbeStream, runFfmpeg } from '../../common/index.js';
 
 export interface CoverFile {
   /** Relative to the output directory. */

@@ -4,7 +4,7 @@
  * not cut short, its true duration) is the analysis pass, judged by `checkDecode` below.
  */
 import { stat } from 'node:fs/promises';
-import { FfmpegError, ffprobe, type ProbeStream } from '../ffmpeg.js';
+import { FfmpegError, ffprobe, type ProbeStream } from '../../common/index.js';
 import { findTruncation } from './container-check.js';
 import { AudioRejectedError } from './rejection.js';
 

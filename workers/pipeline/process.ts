@@ -10,7 +10,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../../common/index.js';
-import { FfmpegAbortedError } from '../ffmpeg.js';
+import { FfmpegAbortedError } from '../../common/index.js';
 import { analyseAudio } from './analysis.js';
 import { type CoverFile, extractCover } from './cover.js';
 import { type LoudnessMeasurement, type NormalisationMode, planNormalisation } from './loudness.js';

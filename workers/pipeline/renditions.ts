@@ -10,7 +10,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { FfmpegAbortedError, type FfmpegOutput, runFfmpeg } from '../ffmpeg.js';
+import { FfmpegAbortedError, type FfmpegOutput, runFfmpeg } from '../../common/index.js';
 import { decodeTimeoutMs } from './analysis.js';
 
 export type RenditionFormat = 'opus' | 'aac' | 'hls';

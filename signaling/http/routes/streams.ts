@@ -49,6 +49,9 @@ export interface StreamJson {
   chat_room_id: number;
   owner_id: number;
   owner_username: string;
+  record: boolean;
+  /** off, recording, processing, ready, no_audio, failed or deleted. */
+  recording_status: string;
 }
 
 /** A reply without its stream is a control-plane bug; it surfaces as a 500, not as `stream: null`. */
@@ -70,6 +73,8 @@ export function presentStream(stream: StreamInfo | undefined): StreamJson {
     chat_room_id: stream.chatRoomId,
     owner_id: stream.ownerId,
     owner_username: stream.ownerUsername,
+    record: stream.record,
+    recording_status: stream.recordingStatus,
   };
 }
 
@@ -91,6 +96,8 @@ const startSchema = z.strictObject({
   genre: z.string().optional(),
   is_public: z.boolean().optional(),
   allow_anonymous: z.boolean().optional(),
+  /** Record the stream into a replay; absent means yes. */
+  record: z.boolean().optional(),
 });
 
 /** Stop and listener-token take no input besides the path; an empty JSON object is accepted too. */
@@ -155,6 +162,7 @@ export function registerStreamRoutes(routes: RouteRegistrar, deps: StreamRouteDe
           genre: input.genre ?? '',
           isPublic: input.is_public ?? true,
           allowAnonymous: input.allow_anonymous ?? false,
+          record: input.record,
         },
         callContext(request, token),
       );

@@ -31,6 +31,7 @@ export const WEB_PAGES = [
   '/profile',
   '/studio/streams',
   '/studio/streams/:id',
+  '/replay/:id',
 ] as const;
 
 const CONTENT_TYPES: Record<string, string> = {

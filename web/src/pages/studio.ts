@@ -83,6 +83,19 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     autocomplete: 'off',
     'data-testid': 'title',
   });
+  // Recording is on by default; it can only change before going live (the stream's storage is prepared then).
+  const record = h('input', {
+    type: 'checkbox',
+    name: 'record',
+    id: 'record-replay',
+    checked: true,
+    'data-testid': 'record',
+  });
+  const replayLink = h(
+    'a',
+    { href: '#', 'data-testid': 'replay-link', hidden: true },
+    'Replay of your last stream',
+  );
   const goLive = h('button', { type: 'submit', class: 'primary', 'data-testid': 'go-live' }, 'Go live');
   const stop = h(
     'button',
@@ -102,7 +115,13 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     { class: 'panel', 'aria-labelledby': 'stream-heading', novalidate: true },
     h('h2', { id: 'stream-heading' }, 'Your stream'),
     field('Title', title, 'What listeners see in the directory (up to 120 characters).'),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: record.id }, record, ' Record a replay (private until you publish it)'),
+    ),
     h('div', { class: 'actions' }, goLive, stop, onAir),
+    h('p', {}, replayLink),
     status.element,
     h(
       'dl',
@@ -192,6 +211,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
   const setLiveUi = (isLive: boolean) => {
     goLive.disabled = isLive;
     title.disabled = isLive;
+    record.disabled = isLive;
     stop.disabled = !isLive;
     if (!isLive) figures?.stop();
     onAir.textContent = isLive ? 'Live' : 'Off air';
@@ -307,8 +327,11 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     status.info('Starting your stream…');
     let streamId: number | null = null;
     try {
-      const started = await withToken((token) => restApi.startStream(token, name));
+      const recorded = record.checked;
+      const started = await withToken((token) => restApi.startStream(token, name, recorded));
       streamId = Number(started.stream_id);
+      replayLink.hidden = true;
+      if (recorded) replayLink.href = `/replay/${streamId}`;
       const connection = new SignalingConnection({
         url: signalingBase(started.signaling_url),
         token: freshToken,
@@ -380,6 +403,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       leave();
       setLiveUi(false);
       status.info('Your stream has ended.');
+      replayLink.hidden = replayLink.getAttribute('href') === '#';
       goLive.focus();
     } catch (error) {
       stop.disabled = false;

@@ -110,6 +110,13 @@ export interface StreamInfo {
   mediaNodeId: string;
   /** Why an ended stream ended, e.g. "stopped", "replaced", "broadcaster_disconnected". */
   endReason: string;
+  /** Whether the stream is recorded into a replay (chosen at StartStream). */
+  record: boolean;
+  /**
+   * "off" (not recorded), "recording" (live), "processing" (ended, replay on its way), "ready",
+   * "no_audio" (ended without any audio: no replay), "failed" or "deleted".
+   */
+  recordingStatus: string;
 }
 
 export interface GetStreamInfoRequest {
@@ -130,6 +137,8 @@ export interface StartStreamRequest {
   genre: string;
   isPublic: boolean;
   allowAnonymous: boolean;
+  /** Record the stream into a replay; absent means yes (recording is on by default). */
+  record?: boolean | undefined;
 }
 
 export interface StartStreamResponse {
@@ -237,7 +246,11 @@ export interface Track {
     | Date
     | undefined;
   /** When an unfinished upload is discarded. */
-  uploadExpiresAt: Date | undefined;
+  uploadExpiresAt:
+    | Date
+    | undefined;
+  /** A replay: the live stream it recorded (0 for an upload). */
+  streamId: number;
 }
 
 export interface TrackRendition {
@@ -257,7 +270,7 @@ export interface GetTrackResponse {
 }
 
 export interface ListTracksRequest {
-  /** The caller's tracks, newest first; 0 means the default (50), capped at 100. */
+  /** The caller's uploaded tracks (replays are reached through their stream: GetReplay), newest first; 0 means the default (50), capped at 100. */
   limit: number;
   /** Tracks with ids below this one (the last id of the previous page); 0 for the first page. */
   beforeId: number;
@@ -272,6 +285,58 @@ export interface CancelUploadRequest {
 }
 
 export interface CancelUploadResponse {
+  success: boolean;
+}
+
+export interface GetReplayRequest {
+  streamId: number;
+}
+
+/** A chat message of the recorded stream, as the replay shows it. */
+export interface ReplayChatMessage {
+  messageId: number;
+  userId: number;
+  username: string;
+  content: string;
+  /** Milliseconds from the start of the recording (negative: sent before the audio began). */
+  offsetMs: number;
+  sentAt: Date | undefined;
+}
+
+export interface Replay {
+  streamId: number;
+  /** The replay's audio: a track, private until the broadcaster publishes it. */
+  track:
+    | Track
+    | undefined;
+  /** Wall-clock time of the recording's first sample; chat offsets count from it. */
+  recordingStartedAt:
+    | Date
+    | undefined;
+  /** Visible messages only: those moderation refused or someone deleted are left out. */
+  messages: ReplayChatMessage[];
+}
+
+export interface GetReplayResponse {
+  replay: Replay | undefined;
+}
+
+/** Only the fields present change. */
+export interface UpdateReplayRequest {
+  streamId: number;
+  isPublic?: boolean | undefined;
+  title?: string | undefined;
+}
+
+export interface UpdateReplayResponse {
+  replay: Replay | undefined;
+}
+
+export interface DeleteReplayRequest {
+  streamId: number;
+}
+
+export interface DeleteReplayResponse {
   success: boolean;
 }
 
@@ -1126,6 +1191,8 @@ function createBaseStreamInfo(): StreamInfo {
     ownerUsername: "",
     mediaNodeId: "",
     endReason: "",
+    record: false,
+    recordingStatus: "",
   };
 }
 
@@ -1178,6 +1245,12 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     }
     if (message.endReason !== "") {
       writer.uint32(130).string(message.endReason);
+    }
+    if (message.record !== false) {
+      writer.uint32(136).bool(message.record);
+    }
+    if (message.recordingStatus !== "") {
+      writer.uint32(146).string(message.recordingStatus);
     }
     return writer;
   },
@@ -1323,6 +1396,22 @@ export const StreamInfo: MessageFns<StreamInfo> = {
             message.endReason = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.record = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.recordingStatus = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1401,6 +1490,12 @@ export const StreamInfo: MessageFns<StreamInfo> = {
         : isSet(object.end_reason)
         ? globalThis.String(object.end_reason)
         : "",
+      record: isSet(object.record) ? globalThis.Boolean(object.record) : false,
+      recordingStatus: isSet(object.recordingStatus)
+        ? globalThis.String(object.recordingStatus)
+        : isSet(object.recording_status)
+        ? globalThis.String(object.recording_status)
+        : "",
     };
   },
 
@@ -1454,6 +1549,12 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     if (message.endReason !== "") {
       obj.endReason = message.endReason;
     }
+    if (message.record !== false) {
+      obj.record = message.record;
+    }
+    if (message.recordingStatus !== "") {
+      obj.recordingStatus = message.recordingStatus;
+    }
     return obj;
   },
 
@@ -1478,6 +1579,8 @@ export const StreamInfo: MessageFns<StreamInfo> = {
     message.ownerUsername = object.ownerUsername ?? "";
     message.mediaNodeId = object.mediaNodeId ?? "";
     message.endReason = object.endReason ?? "";
+    message.record = object.record ?? false;
+    message.recordingStatus = object.recordingStatus ?? "";
     return message;
   },
 };
@@ -1625,7 +1728,7 @@ export const GetStreamInfoResponse: MessageFns<GetStreamInfoResponse> = {
 };
 
 function createBaseStartStreamRequest(): StartStreamRequest {
-  return { title: "", description: "", genre: "", isPublic: false, allowAnonymous: false };
+  return { title: "", description: "", genre: "", isPublic: false, allowAnonymous: false, record: undefined };
 }
 
 export const StartStreamRequest: MessageFns<StartStreamRequest> = {
@@ -1644,6 +1747,9 @@ export const StartStreamRequest: MessageFns<StartStreamRequest> = {
     }
     if (message.allowAnonymous !== false) {
       writer.uint32(40).bool(message.allowAnonymous);
+    }
+    if (message.record !== undefined) {
+      writer.uint32(48).bool(message.record);
     }
     return writer;
   },
@@ -1701,6 +1807,14 @@ export const StartStreamRequest: MessageFns<StartStreamRequest> = {
             message.allowAnonymous = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.record = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1728,6 +1842,7 @@ export const StartStreamRequest: MessageFns<StartStreamRequest> = {
         : isSet(object.allow_anonymous)
         ? globalThis.Boolean(object.allow_anonymous)
         : false,
+      record: isSet(object.record) ? globalThis.Boolean(object.record) : undefined,
     };
   },
 
@@ -1748,6 +1863,9 @@ export const StartStreamRequest: MessageFns<StartStreamRequest> = {
     if (message.allowAnonymous !== false) {
       obj.allowAnonymous = message.allowAnonymous;
     }
+    if (message.record !== undefined) {
+      obj.record = message.record;
+    }
     return obj;
   },
 
@@ -1761,6 +1879,7 @@ export const StartStreamRequest: MessageFns<StartStreamRequest> = {
     message.genre = object.genre ?? "";
     message.isPublic = object.isPublic ?? false;
     message.allowAnonymous = object.allowAnonymous ?? false;
+    message.record = object.record ?? undefined;
     return message;
   },
 };
@@ -2690,6 +2809,7 @@ function createBaseTrack(): Track {
     createdAt: undefined,
     updatedAt: undefined,
     uploadExpiresAt: undefined,
+    streamId: 0,
   };
 }
 
@@ -2769,6 +2889,9 @@ export const Track: MessageFns<Track> = {
     }
     if (message.uploadExpiresAt !== undefined) {
       Timestamp.encode(toTimestamp(message.uploadExpiresAt), writer.uint32(202).fork()).join();
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(208).int64(message.streamId);
     }
     return writer;
   },
@@ -2986,6 +3109,14 @@ export const Track: MessageFns<Track> = {
             message.uploadExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3083,6 +3214,11 @@ export const Track: MessageFns<Track> = {
         : isSet(object.upload_expires_at)
         ? fromJsonTimestamp(object.upload_expires_at)
         : undefined,
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
     };
   },
 
@@ -3163,6 +3299,9 @@ export const Track: MessageFns<Track> = {
     if (message.uploadExpiresAt !== undefined) {
       obj.uploadExpiresAt = message.uploadExpiresAt.toISOString();
     }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
     return obj;
   },
 
@@ -3196,6 +3335,7 @@ export const Track: MessageFns<Track> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.uploadExpiresAt = object.uploadExpiresAt ?? undefined;
+    message.streamId = object.streamId ?? 0;
     return message;
   },
 };
@@ -3753,6 +3893,758 @@ export const CancelUploadResponse: MessageFns<CancelUploadResponse> = {
   },
 };
 
+function createBaseGetReplayRequest(): GetReplayRequest {
+  return { streamId: 0 };
+}
+
+export const GetReplayRequest: MessageFns<GetReplayRequest> = {
+  encode(message: GetReplayRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetReplayRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetReplayRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetReplayRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetReplayRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetReplayRequest>, I>>(base?: I): GetReplayRequest {
+    return GetReplayRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetReplayRequest>, I>>(object: I): GetReplayRequest {
+    const message = createBaseGetReplayRequest();
+    message.streamId = object.streamId ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplayChatMessage(): ReplayChatMessage {
+  return { messageId: 0, userId: 0, username: "", content: "", offsetMs: 0, sentAt: undefined };
+}
+
+export const ReplayChatMessage: MessageFns<ReplayChatMessage> = {
+  encode(message: ReplayChatMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== 0) {
+      writer.uint32(8).int64(message.messageId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(16).int64(message.userId);
+    }
+    if (message.username !== "") {
+      writer.uint32(26).string(message.username);
+    }
+    if (message.content !== "") {
+      writer.uint32(34).string(message.content);
+    }
+    if (message.offsetMs !== 0) {
+      writer.uint32(40).int64(message.offsetMs);
+    }
+    if (message.sentAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.sentAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayChatMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayChatMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messageId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.offsetMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sentAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayChatMessage {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.Number(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.Number(object.message_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+      offsetMs: isSet(object.offsetMs)
+        ? globalThis.Number(object.offsetMs)
+        : isSet(object.offset_ms)
+        ? globalThis.Number(object.offset_ms)
+        : 0,
+      sentAt: isSet(object.sentAt)
+        ? fromJsonTimestamp(object.sentAt)
+        : isSet(object.sent_at)
+        ? fromJsonTimestamp(object.sent_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ReplayChatMessage): unknown {
+    const obj: any = {};
+    if (message.messageId !== 0) {
+      obj.messageId = Math.round(message.messageId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    if (message.offsetMs !== 0) {
+      obj.offsetMs = Math.round(message.offsetMs);
+    }
+    if (message.sentAt !== undefined) {
+      obj.sentAt = message.sentAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplayChatMessage>, I>>(base?: I): ReplayChatMessage {
+    return ReplayChatMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplayChatMessage>, I>>(object: I): ReplayChatMessage {
+    const message = createBaseReplayChatMessage();
+    message.messageId = object.messageId ?? 0;
+    message.userId = object.userId ?? 0;
+    message.username = object.username ?? "";
+    message.content = object.content ?? "";
+    message.offsetMs = object.offsetMs ?? 0;
+    message.sentAt = object.sentAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseReplay(): Replay {
+  return { streamId: 0, track: undefined, recordingStartedAt: undefined, messages: [] };
+}
+
+export const Replay: MessageFns<Replay> = {
+  encode(message: Replay, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.track !== undefined) {
+      Track.encode(message.track, writer.uint32(18).fork()).join();
+    }
+    if (message.recordingStartedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.recordingStartedAt), writer.uint32(26).fork()).join();
+    }
+    for (const v of message.messages) {
+      ReplayChatMessage.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Replay {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplay();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.track = Track.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.recordingStartedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.messages.push(ReplayChatMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Replay {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      track: isSet(object.track) ? Track.fromJSON(object.track) : undefined,
+      recordingStartedAt: isSet(object.recordingStartedAt)
+        ? fromJsonTimestamp(object.recordingStartedAt)
+        : isSet(object.recording_started_at)
+        ? fromJsonTimestamp(object.recording_started_at)
+        : undefined,
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => ReplayChatMessage.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Replay): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.track !== undefined) {
+      obj.track = Track.toJSON(message.track);
+    }
+    if (message.recordingStartedAt !== undefined) {
+      obj.recordingStartedAt = message.recordingStartedAt.toISOString();
+    }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => ReplayChatMessage.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Replay>, I>>(base?: I): Replay {
+    return Replay.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Replay>, I>>(object: I): Replay {
+    const message = createBaseReplay();
+    message.streamId = object.streamId ?? 0;
+    message.track = (object.track !== undefined && object.track !== null) ? Track.fromPartial(object.track) : undefined;
+    message.recordingStartedAt = object.recordingStartedAt ?? undefined;
+    message.messages = object.messages?.map((e) => ReplayChatMessage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetReplayResponse(): GetReplayResponse {
+  return { replay: undefined };
+}
+
+export const GetReplayResponse: MessageFns<GetReplayResponse> = {
+  encode(message: GetReplayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replay !== undefined) {
+      Replay.encode(message.replay, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetReplayResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetReplayResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replay = Replay.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetReplayResponse {
+    return { replay: isSet(object.replay) ? Replay.fromJSON(object.replay) : undefined };
+  },
+
+  toJSON(message: GetReplayResponse): unknown {
+    const obj: any = {};
+    if (message.replay !== undefined) {
+      obj.replay = Replay.toJSON(message.replay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetReplayResponse>, I>>(base?: I): GetReplayResponse {
+    return GetReplayResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetReplayResponse>, I>>(object: I): GetReplayResponse {
+    const message = createBaseGetReplayResponse();
+    message.replay = (object.replay !== undefined && object.replay !== null)
+      ? Replay.fromPartial(object.replay)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateReplayRequest(): UpdateReplayRequest {
+  return { streamId: 0, isPublic: undefined, title: undefined };
+}
+
+export const UpdateReplayRequest: MessageFns<UpdateReplayRequest> = {
+  encode(message: UpdateReplayRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.isPublic !== undefined) {
+      writer.uint32(16).bool(message.isPublic);
+    }
+    if (message.title !== undefined) {
+      writer.uint32(26).string(message.title);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateReplayRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateReplayRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.isPublic = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateReplayRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      isPublic: isSet(object.isPublic)
+        ? globalThis.Boolean(object.isPublic)
+        : isSet(object.is_public)
+        ? globalThis.Boolean(object.is_public)
+        : undefined,
+      title: isSet(object.title) ? globalThis.String(object.title) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateReplayRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.isPublic !== undefined) {
+      obj.isPublic = message.isPublic;
+    }
+    if (message.title !== undefined) {
+      obj.title = message.title;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateReplayRequest>, I>>(base?: I): UpdateReplayRequest {
+    return UpdateReplayRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateReplayRequest>, I>>(object: I): UpdateReplayRequest {
+    const message = createBaseUpdateReplayRequest();
+    message.streamId = object.streamId ?? 0;
+    message.isPublic = object.isPublic ?? undefined;
+    message.title = object.title ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateReplayResponse(): UpdateReplayResponse {
+  return { replay: undefined };
+}
+
+export const UpdateReplayResponse: MessageFns<UpdateReplayResponse> = {
+  encode(message: UpdateReplayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replay !== undefined) {
+      Replay.encode(message.replay, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateReplayResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateReplayResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replay = Replay.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateReplayResponse {
+    return { replay: isSet(object.replay) ? Replay.fromJSON(object.replay) : undefined };
+  },
+
+  toJSON(message: UpdateReplayResponse): unknown {
+    const obj: any = {};
+    if (message.replay !== undefined) {
+      obj.replay = Replay.toJSON(message.replay);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateReplayResponse>, I>>(base?: I): UpdateReplayResponse {
+    return UpdateReplayResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateReplayResponse>, I>>(object: I): UpdateReplayResponse {
+    const message = createBaseUpdateReplayResponse();
+    message.replay = (object.replay !== undefined && object.replay !== null)
+      ? Replay.fromPartial(object.replay)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteReplayRequest(): DeleteReplayRequest {
+  return { streamId: 0 };
+}
+
+export const DeleteReplayRequest: MessageFns<DeleteReplayRequest> = {
+  encode(message: DeleteReplayRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteReplayRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteReplayRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteReplayRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteReplayRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteReplayRequest>, I>>(base?: I): DeleteReplayRequest {
+    return DeleteReplayRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteReplayRequest>, I>>(object: I): DeleteReplayRequest {
+    const message = createBaseDeleteReplayRequest();
+    message.streamId = object.streamId ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteReplayResponse(): DeleteReplayResponse {
+  return { success: false };
+}
+
+export const DeleteReplayResponse: MessageFns<DeleteReplayResponse> = {
+  encode(message: DeleteReplayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteReplayResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteReplayResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteReplayResponse {
+    return { success: isSet(object.success) ? globalThis.Boolean(object.success) : false };
+  },
+
+  toJSON(message: DeleteReplayResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteReplayResponse>, I>>(base?: I): DeleteReplayResponse {
+    return DeleteReplayResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteReplayResponse>, I>>(object: I): DeleteReplayResponse {
+    const message = createBaseDeleteReplayResponse();
+    message.success = object.success ?? false;
+    return message;
+  },
+};
+
 export type StreamServiceService = typeof StreamServiceService;
 export const StreamServiceService = {
   /** Unary RPCs */
@@ -3857,6 +4749,40 @@ export const StreamServiceService = {
       Buffer.from(CancelUploadResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelUploadResponse => CancelUploadResponse.decode(value),
   },
+  /**
+   * Replays of recorded live streams (platform additions), one per stream: its audio track and
+   * its chat with each message's offset; the broadcaster publishes, unpublishes, retitles and
+   * deletes it.
+   */
+  getReplay: {
+    path: "/veza.stream.StreamService/GetReplay" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetReplayRequest): Buffer => Buffer.from(GetReplayRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetReplayRequest => GetReplayRequest.decode(value),
+    responseSerialize: (value: GetReplayResponse): Buffer => Buffer.from(GetReplayResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetReplayResponse => GetReplayResponse.decode(value),
+  },
+  updateReplay: {
+    path: "/veza.stream.StreamService/UpdateReplay" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateReplayRequest): Buffer => Buffer.from(UpdateReplayRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateReplayRequest => UpdateReplayRequest.decode(value),
+    responseSerialize: (value: UpdateReplayResponse): Buffer =>
+      Buffer.from(UpdateReplayResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateReplayResponse => UpdateReplayResponse.decode(value),
+  },
+  deleteReplay: {
+    path: "/veza.stream.StreamService/DeleteReplay" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteReplayRequest): Buffer => Buffer.from(DeleteReplayRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteReplayRequest => DeleteReplayRequest.decode(value),
+    responseSerialize: (value: DeleteReplayResponse): Buffer =>
+      Buffer.from(DeleteReplayResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteReplayResponse => DeleteReplayResponse.decode(value),
+  },
   /** Server Streaming RPCs */
   streamAudio: {
     path: "/veza.stream.StreamService/StreamAudio" as const,
@@ -3906,6 +4832,14 @@ export interface StreamServiceServer extends UntypedServiceImplementation {
   getTrack: handleUnaryCall<GetTrackRequest, GetTrackResponse>;
   listTracks: handleUnaryCall<ListTracksRequest, ListTracksResponse>;
   cancelUpload: handleUnaryCall<CancelUploadRequest, CancelUploadResponse>;
+  /**
+   * Replays of recorded live streams (platform additions), one per stream: its audio track and
+   * its chat with each message's offset; the broadcaster publishes, unpublishes, retitles and
+   * deletes it.
+   */
+  getReplay: handleUnaryCall<GetReplayRequest, GetReplayResponse>;
+  updateReplay: handleUnaryCall<UpdateReplayRequest, UpdateReplayResponse>;
+  deleteReplay: handleUnaryCall<DeleteReplayRequest, DeleteReplayResponse>;
   /** Server Streaming RPCs */
   streamAudio: handleServerStreamingCall<StreamAudioRequest, AudioChunk>;
   streamAnalytics: handleServerStreamingCall<StreamAnalyticsRequest, AnalyticsData>;
@@ -4069,6 +5003,56 @@ export interface StreamServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelUploadResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Replays of recorded live streams (platform additions), one per stream: its audio track and
+   * its chat with each message's offset; the broadcaster publishes, unpublishes, retitles and
+   * deletes it.
+   */
+  getReplay(
+    request: GetReplayRequest,
+    callback: (error: ServiceError | null, response: GetReplayResponse) => void,
+  ): ClientUnaryCall;
+  getReplay(
+    request: GetReplayRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetReplayResponse) => void,
+  ): ClientUnaryCall;
+  getReplay(
+    request: GetReplayRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetReplayResponse) => void,
+  ): ClientUnaryCall;
+  updateReplay(
+    request: UpdateReplayRequest,
+    callback: (error: ServiceError | null, response: UpdateReplayResponse) => void,
+  ): ClientUnaryCall;
+  updateReplay(
+    request: UpdateReplayRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateReplayResponse) => void,
+  ): ClientUnaryCall;
+  updateReplay(
+    request: UpdateReplayRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateReplayResponse) => void,
+  ): ClientUnaryCall;
+  deleteReplay(
+    request: DeleteReplayRequest,
+    callback: (error: ServiceError | null, response: DeleteReplayResponse) => void,
+  ): ClientUnaryCall;
+  deleteReplay(
+    request: DeleteReplayRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteReplayResponse) => void,
+  ): ClientUnaryCall;
+  deleteReplay(
+    request: DeleteReplayRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteReplayResponse) => void,
   ): ClientUnaryCall;
   /** Server Streaming RPCs */
   streamAudio(request: StreamAudioRequest, options?: Partial<CallOptions>): ClientReadableStream<AudioChunk>;

@@ -121,6 +121,15 @@ export interface FfmpegRun {
   durationS?: number;
   onProgress?: (fraction: number) => void;
   signal?: AbortSignal;
+  /**
+   * Asks ffmpeg to finish (SIGINT: it closes its outputs, trailers included) instead of killing
+   * it; the run then resolves as a success. A live input (the recorder's RTP) ends only this way.
+   */
+  stop?: AbortSignal;
+  /** Called with the process id once ffmpeg runs (a test kills it to play a crash). */
+  onSpawn?: (pid: number) => void;
+  /** Every line ffmpeg prints on stderr, as it prints it. */
+  onStderr?: (line: string) => void;
   /** Kills ffmpeg after this long (a stuck decoder must not hold a worker slot forever). */
   timeoutMs?: number;
 }
@@ -169,13 +178,26 @@ export function runFfmpeg(run: FfmpegRun): Promise<FfmpegResult> {
       settled = true;
       clearTimeout(timer);
       run.signal?.removeEventListener('abort', onAbort);
-      if (!error) return resolve({ stderr });
+      run.stop?.removeEventListener('abort', onStop);
+      if (!error || (run.stop?.aborted && !run.signal?.aborted)) return resolve({ stderr });
       if (run.signal?.aborted) return reject(new FfmpegAbortedError('ffmpeg was stopped'));
       if (timedOut) return reject(new FfmpegError(`ffmpeg ran longer than ${run.timeoutMs} ms`, stderr));
       reject(new FfmpegError(errorLines(stderr)[0] ?? lastLine(stderr) ?? error.message, stderr));
     };
     const onAbort = () => command.kill('SIGKILL');
     run.signal?.addEventListener('abort', onAbort, { once: true });
+    const onStop = () => command.kill('SIGINT');
+    run.stop?.addEventListener('abort', onStop, { once: true });
+    const { onSpawn, onStderr } = run;
+    if (onSpawn) {
+      command.on('start', () => {
+        // fluent-ffmpeg keeps the child process here; its types do not declare it.
+        const pid = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
+        if (pid !== undefined) onSpawn(pid);
+        if (run.stop?.aborted) onStop();
+      });
+    }
+    if (onStderr) command.on('stderr', (line: string) => onStderr(line));
     const timer = run.timeoutMs
       ? setTimeout(() => {
           timedOut = true;
