@@ -7,6 +7,7 @@ import type { types as ms } from 'mediasoup';
 import type {
   MediaGatewayEvents,
   MediaNodeApi,
+  MediaNodeLoad,
   ProducerCloseReason,
   TransportDirection,
 } from '../common/contracts/index.js';
@@ -33,6 +34,11 @@ export type {
   TupleStats,
 } from '../common/contracts/index.js';
 export type { WorkerDiedEvent, WorkerReplacedEvent } from './worker-pool.js';
+
+export type MediaNodePlacementState = Pick<
+  MediaNodeLoad,
+  'listeners' | 'maxListeners' | 'zone' | 'draining' | 'streams'
+>;
 
 export type RtpCapabilities = ms.RtpCapabilities;
 export type RtpParameters = ms.RtpParameters;
@@ -76,6 +82,10 @@ export interface MediaNode extends MediaNodeApi {
    */
   closePeersOf(prefix: string): Promise<number>;
   getWorkers(): Promise<WorkerInfo[]>;
+  /** What the node's heartbeat tells placement besides its load: listeners, cap, zone, draining, streams carried. */
+  placementState(): MediaNodePlacementState;
+  /** Takes no new listener from now on (the node still serves the ones it has). */
+  drain(): void;
 
   on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;
   once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;

@@ -99,6 +99,7 @@ export function serveMediaNodeOverBus(
         producers: sum((worker) => worker.producers),
         consumers: sum((worker) => worker.consumers),
         load: sum((worker) => worker.load),
+        ...node.placementState(),
       };
     },
   });
@@ -129,6 +130,7 @@ export function serveMediaNodeOverBus(
 
   let drained: Promise<void> | undefined;
   const drain = () => {
+    node.drain();
     drained ??= presence.goodbye().then(() => {
       log.info({ nodeId, cluster }, 'media node draining: no new streams');
     });

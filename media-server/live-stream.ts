@@ -58,6 +58,9 @@ export interface LiveStreamOptions {
 
 export type { StreamInfo, StreamRouterInfo } from '../common/contracts/index.js';
 
+/** The peer id a relayed producer is held under: `relay:<sourceNodeId>` (no edge makes such an id). */
+export const RELAY_PEER_PREFIX = 'relay:';
+
 export interface LiveStreamEvents {
   produceropen: [{ producerId: string; peerId: string }];
   producerclose: [{ producerId: string; peerId: string; reason: ProducerCloseReason }];
@@ -104,7 +107,7 @@ export function streamEndedError(streamId: string): VezaError {
 }
 
 /** Nobody produces right now: the edge tells its listener to wait for the audio, not to give up. */
-function noAudioError(streamId: string): VezaError {
+export function noAudioError(streamId: string): VezaError {
   return new FailedPreconditionError(
     `stream ${streamId} has no broadcaster audio right now`,
     MEDIA_FAILURE.noAudio,
@@ -185,6 +188,21 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
 
   get producer(): ms.Producer | undefined {
     return this.#producer?.producer;
+  }
+
+  /** The node the live producer is pulled from, or undefined when the broadcaster is here (or nobody produces). */
+  get upstream(): string | undefined {
+    const current = this.#producer;
+    if (!current || current.producer.closed || !current.peerId.startsWith(RELAY_PEER_PREFIX))
+      return undefined;
+    return current.peerId.slice(RELAY_PEER_PREFIX.length);
+  }
+
+  /** Recv transports placed on the stream's routers (what the node's listener cap counts). */
+  get placedListeners(): number {
+    let placed = 0;
+    for (const router of this.#routers.values()) if (!router.closed) placed += router.listeners;
+    return placed;
   }
 
   info(): StreamInfo {
@@ -295,9 +313,38 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
       producer.close();
       throw error;
     }
-    const origin = transport.streamRouter;
     peer.setProducer(producer);
-    this.#producer = { producer, peerId: peer.id };
+    this.#setProducer(producer, peer.id, transport.streamRouter);
+    return producer;
+  }
+
+  /**
+   * The stream's audio arriving from another node over a PipeTransport (cascaded fan-out): it takes
+   * the broadcaster's place on this node, so listeners and fan-out routers here consume it alike.
+   */
+  async adoptRelay(producer: ms.Producer, sourceNodeId: string): Promise<void> {
+    const origin = await this.#originRouter();
+    const current = this.#producer;
+    if (current && !current.producer.closed && !current.peerId.startsWith(RELAY_PEER_PREFIX)) {
+      producer.close();
+      throw new FailedPreconditionError(
+        `stream ${this.id} has its broadcaster on this node: nothing to pull`,
+      );
+    }
+    if (current && !current.producer.closed) {
+      markProducerClosing(current.producer, 'replaced');
+      current.producer.close();
+    }
+    this.#setProducer(producer, `${RELAY_PEER_PREFIX}${sourceNodeId}`, origin);
+  }
+
+  /** The origin router, where pipes to other nodes are opened (it holds the stream's producer). */
+  async originRouter(): Promise<ms.Router> {
+    return (await this.#originRouter()).router;
+  }
+
+  #setProducer(producer: ms.Producer, peerId: string, origin: StreamRouter): void {
+    this.#producer = { producer, peerId };
     producer.observer.on('pause', () =>
       this.emit('producerpause', { producerId: producer.id, paused: true }),
     );
@@ -307,7 +354,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     producer.observer.once('close', () => {
       if (this.#producer?.producer === producer) this.#producer = undefined;
       const reason = producerCloseReason(producer) ?? (origin.worker.died ? 'worker-died' : 'closed');
-      this.emit('producerclose', { producerId: producer.id, peerId: peer.id, reason });
+      this.emit('producerclose', { producerId: producer.id, peerId, reason });
     });
     const levels = origin.levels;
     if (levels) {
@@ -319,8 +366,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     for (const router of this.#routers.values()) {
       if (router.role === 'fanout' && !router.closed) this.#pipe(router, producer);
     }
-    this.emit('produceropen', { producerId: producer.id, peerId: peer.id });
-    return producer;
+    this.emit('produceropen', { producerId: producer.id, peerId });
   }
 
   /** A paused consumer of the broadcaster's audio on the listener's router. */
