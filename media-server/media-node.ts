@@ -240,6 +240,13 @@ class LocalMediaNode implements MediaNode {
 
   async joinStream(request: JoinStreamRequest): Promise<JoinStreamResult> {
     const input = parseInput(joinStreamRequestSchema, request);
+    // Refused before the stream is opened here: a draining node must not start carrying a stream.
+    if (this.#draining && input.role === 'listener' && !this.#streams.has(input.streamId)) {
+      this.#metrics.listenerRefused('draining');
+      throw new VezaError('unavailable', `media node ${this.nodeId} is draining and takes no new listeners`, {
+        reason: MEDIA_FAILURE.draining,
+      });
+    }
     const stream = await this.#open(input.streamId);
     const peer = this.#peer(stream, input.peerId);
     const direction = input.role === 'broadcaster' ? 'send' : 'recv';
@@ -474,8 +481,12 @@ class LocalMediaNode implements MediaNode {
   async closePipe(pipeId: string): Promise<void> {
     const pipe = this.#pipesOut.get(parseInput(objectIdSchema, pipeId, 'pipeId'));
     if (!pipe) return;
-    this.#downstream.get(pipe.streamId)?.delete(pipe.toNodeId);
     pipe.transport.close();
+    // A node that already pulls again (a new producer) keeps its place among the downstream ones.
+    const again = [...this.#pipesOut.values()].some(
+      (other) => other.streamId === pipe.streamId && other.toNodeId === pipe.toNodeId,
+    );
+    if (!again) this.#downstream.get(pipe.streamId)?.delete(pipe.toNodeId);
   }
 
   drain(): void {
