@@ -22,6 +22,7 @@ import {
 } from '../../common/contracts/index.js';
 import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
+import { ListenerPlacement, type Placement, type PlaceOptions } from './listener-placement.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
   /** Streams placed on it since its last heartbeat (not in its load yet). */
@@ -41,6 +42,14 @@ export interface MediaNodeRegistry {
    * node not to choose.
    */
   pick(options?: { wait?: boolean; exclude?: string }): Promise<string>;
+  /**
+   * Chooses the node for a listener of a stream (cascaded fan-out, see listener-placement.ts):
+   * a carrier with room, else a node added to the stream's tree (`pullFrom` says where it pulls
+   * from); resource_exhausted "at capacity" when no node can take it.
+   */
+  placeListener(streamId: string, options: PlaceOptions): Placement;
+  /** A listener placed by placeListener left. */
+  listenerLeft(streamId: string, nodeId: string): void;
   close(): void;
 }
 
@@ -57,6 +66,8 @@ export interface MediaNodeRegistryOptions {
    * that said goodbye is not lost: it keeps serving its streams while it drains.
    */
   onLost?(nodeId: string, cause: Exclude<PresenceLeaveCause, 'goodbye'>): void;
+  /** MEDIA_RELAY_FANOUT: most nodes one node pipes a stream to. Default 4. */
+  relayFanout?: number;
 }
 
 export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): MediaNodeRegistry {
@@ -68,6 +79,7 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
   const placed = new Map<string, number>();
   /** pick()s waiting for a first heartbeat. */
   const waiters = new Set<() => void>();
+  const listeners = new ListenerPlacement({ fanout: options.relayFanout ?? 4 });
 
   const watch = watchPresence({
     bus,
@@ -77,11 +89,14 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
     schema: mediaNodeHeartbeatSchema,
     onHeartbeat(heartbeat) {
       placed.set(heartbeat.nodeId, 0);
+      listeners.observe(heartbeat);
       for (const wake of [...waiters]) wake();
     },
     onLeave(heartbeat, cause) {
       // A restarted node is listed again already (its new boot), with its own count.
       if (cause !== 'restarted') placed.delete(heartbeat.nodeId);
+      // A draining node (goodbye) takes no new listener; a lost one carries nothing any more.
+      if (cause !== 'restarted') listeners.forget(heartbeat.nodeId);
       if (cause !== 'goodbye') options.onLost?.(heartbeat.nodeId, cause);
     },
   });
@@ -128,6 +143,20 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       const chosen = tied[Math.floor(Math.random() * tied.length)] ?? best;
       placed.set(chosen.nodeId, (placed.get(chosen.nodeId) ?? 0) + 1);
       return chosen.nodeId;
+    },
+    placeListener(streamId, placeOptions) {
+      try {
+        return listeners.place(streamId, placeOptions);
+      } catch (error) {
+        log.warn(
+          { streamId, originNodeId: placeOptions.originNodeId },
+          'stream at capacity: listener refused',
+        );
+        throw error;
+      }
+    },
+    listenerLeft(streamId, nodeId) {
+      listeners.leave(streamId, nodeId);
     },
     close() {
       watch.close();

@@ -1,0 +1,229 @@
+/**
+ * Where a listener of a stream goes, across media nodes (cascaded fan-out). One implementation,
+ * held by the media-node registry and fed by the nodes' heartbeats (listeners, cap, zone,
+ * draining, the streams each carries and where from), plus the placements made since each node's
+ * last heartbeat, so a burst of joins does not pile onto the node that looked empty.
+ *
+ * Per stream the carriers form a tree rooted at the origin (where the broadcaster produces):
+ * 0. a listener with a zone goes to a carrier of its zone with room, else to a node of its zone
+ *    added to the tree;
+ * 1. a listener goes to the least-loaded carrier with room;
+ * 2. when none has room, a node is added to the tree: the least-loaded node with room (zone
+ *    first), pulling from the shallowest carrier with fewer than `fanout` children, so 100k
+ *    listeners never hang off one origin and the depth grows as log(fanout) of the nodes;
+ * 3. when no node can take the listener, a resource_exhausted "this stream is at capacity".
+ * A draining node takes no listener and is never added to a tree.
+ */
+import { type MediaNodeHeartbeat, VezaError } from '../../common/contracts/index.js';
+
+export interface PlacementNode {
+  nodeId: string;
+  maxListeners: number;
+  zone: string;
+  draining: boolean;
+  /** Listeners from the last heartbeat plus those placed since. */
+  listeners: number;
+}
+
+interface TreeNode {
+  parent: string | null;
+  children: Set<string>;
+  listeners: number;
+}
+
+export interface Placement {
+  nodeId: string;
+  /** Set when the node must first pull the stream from this carrier (a new branch of the tree). */
+  pullFrom: string | null;
+}
+
+export interface PlaceOptions {
+  /** Where the broadcaster produces: the root of the stream's tree. */
+  originNodeId: string;
+  /** The listener's zone (MEDIA_NODE_ZONE of the nodes it should stay near). */
+  zone?: string;
+}
+
+export class ListenerPlacement {
+  readonly fanout: number;
+  readonly #nodes = new Map<string, PlacementNode>();
+  readonly #trees = new Map<string, Map<string, TreeNode>>();
+
+  constructor(options: { fanout: number }) {
+    if (!Number.isInteger(options.fanout) || options.fanout < 1)
+      throw new RangeError(`fanout must be a positive integer, got ${options.fanout}`);
+    this.fanout = options.fanout;
+  }
+
+  /** A heartbeat: the node's own word replaces what was counted for it. */
+  observe(heartbeat: MediaNodeHeartbeat): void {
+    const { nodeId } = heartbeat;
+    this.#nodes.set(nodeId, {
+      nodeId,
+      // A node of the previous version announces no cap: it takes listeners as before (its own budget refuses).
+      maxListeners: heartbeat.maxListeners > 0 ? heartbeat.maxListeners : Number.MAX_SAFE_INTEGER,
+      zone: heartbeat.zone,
+      draining: heartbeat.draining,
+      listeners: heartbeat.listeners,
+    });
+    const carried = new Set<string>();
+    for (const stream of heartbeat.streams) {
+      carried.add(stream.streamId);
+      const tree = this.#tree(stream.streamId);
+      const entry = this.#entry(tree, nodeId);
+      entry.listeners = stream.listeners;
+      if (stream.upstream !== null) this.#attach(tree, nodeId, stream.upstream);
+    }
+    // A stream the node no longer carries: it released its pipe.
+    for (const [streamId, tree] of this.#trees) {
+      if (!carried.has(streamId) && tree.has(nodeId) && tree.get(nodeId)?.parent !== null)
+        this.#detach(streamId, nodeId);
+    }
+  }
+
+  /** The node is gone: it leaves every tree, its children re-attach on their next placement. */
+  forget(nodeId: string): void {
+    this.#nodes.delete(nodeId);
+    for (const streamId of [...this.#trees.keys()]) this.#detach(streamId, nodeId);
+  }
+
+  place(streamId: string, options: PlaceOptions): Placement {
+    const tree = this.#tree(streamId);
+    const origin = this.#entry(tree, options.originNodeId);
+    origin.parent = null;
+    const open = (node: PlacementNode | undefined): node is PlacementNode =>
+      node !== undefined && !node.draining && node.listeners < node.maxListeners;
+    const carriers = [...tree.keys()].map((id) => this.#nodes.get(id)).filter(open);
+    const fresh = [...this.#nodes.values()].filter((node) => open(node) && !tree.has(node.nodeId));
+    const parent = this.#parentFor(tree);
+    // A listener with a zone stays there when it can: a carrier in its zone, else a node of its
+    // zone added to the tree, and only then anywhere.
+    const { zone } = options;
+    if (zone) {
+      const near = leastLoaded(carriers.filter((node) => node.zone === zone));
+      if (near) return this.#count(streamId, near.nodeId, null);
+      const nearFresh = leastLoaded(fresh.filter((node) => node.zone === zone));
+      if (nearFresh && parent) {
+        this.#attach(tree, nearFresh.nodeId, parent);
+        return this.#count(streamId, nearFresh.nodeId, parent);
+      }
+    }
+    const carrier = leastLoaded(carriers);
+    if (carrier) return this.#count(streamId, carrier.nodeId, null);
+    const joining = leastLoaded(fresh);
+    if (!joining || !parent) {
+      throw new VezaError(
+        'resource_exhausted',
+        `stream ${streamId} is at capacity: every media node that could carry it holds its listeners; try again later`,
+        { reason: 'at_capacity' },
+      );
+    }
+    this.#attach(tree, joining.nodeId, parent);
+    return this.#count(streamId, joining.nodeId, parent);
+  }
+
+  /** A listener left (its socket closed): its node has room again. */
+  leave(streamId: string, nodeId: string): void {
+    const node = this.#nodes.get(nodeId);
+    if (node && node.listeners > 0) node.listeners--;
+    const entry = this.#trees.get(streamId)?.get(nodeId);
+    if (entry && entry.listeners > 0) entry.listeners--;
+  }
+
+  /** The stream ended: its tree goes. */
+  end(streamId: string): void {
+    this.#trees.delete(streamId);
+  }
+
+  nodes(): PlacementNode[] {
+    return [...this.#nodes.values()];
+  }
+
+  /** The stream's tree: each carrier with its parent, children and listeners. */
+  tree(streamId: string): Map<string, { parent: string | null; children: string[]; listeners: number }> {
+    const result = new Map<string, { parent: string | null; children: string[]; listeners: number }>();
+    for (const [id, entry] of this.#trees.get(streamId) ?? []) {
+      result.set(id, { parent: entry.parent, children: [...entry.children], listeners: entry.listeners });
+    }
+    return result;
+  }
+
+  #count(streamId: string, nodeId: string, pullFrom: string | null): Placement {
+    const node = this.#nodes.get(nodeId);
+    if (node) node.listeners++;
+    const entry = this.#trees.get(streamId)?.get(nodeId);
+    if (entry) entry.listeners++;
+    return { nodeId, pullFrom };
+  }
+
+  /** The shallowest live carrier with a free fan-out slot (fewest children among equals). */
+  #parentFor(tree: Map<string, TreeNode>): string | undefined {
+    let best: { id: string; depth: number; children: number } | undefined;
+    for (const [id, entry] of tree) {
+      const node = this.#nodes.get(id);
+      if (!node || entry.children.size >= this.fanout) continue;
+      const depth = depthOf(tree, id);
+      if (!best || depth < best.depth || (depth === best.depth && entry.children.size < best.children)) {
+        best = { id, depth, children: entry.children.size };
+      }
+    }
+    return best?.id;
+  }
+
+  #tree(streamId: string): Map<string, TreeNode> {
+    let tree = this.#trees.get(streamId);
+    if (!tree) {
+      tree = new Map();
+      this.#trees.set(streamId, tree);
+    }
+    return tree;
+  }
+
+  #entry(tree: Map<string, TreeNode>, nodeId: string): TreeNode {
+    let entry = tree.get(nodeId);
+    if (!entry) {
+      entry = { parent: null, children: new Set(), listeners: 0 };
+      tree.set(nodeId, entry);
+    }
+    return entry;
+  }
+
+  #attach(tree: Map<string, TreeNode>, child: string, parent: string): void {
+    const entry = this.#entry(tree, child);
+    if (entry.parent === parent) return;
+    if (entry.parent !== null) tree.get(entry.parent)?.children.delete(child);
+    entry.parent = parent;
+    this.#entry(tree, parent).children.add(child);
+  }
+
+  #detach(streamId: string, nodeId: string): void {
+    const tree = this.#trees.get(streamId);
+    const entry = tree?.get(nodeId);
+    if (!tree || !entry) return;
+    if (entry.parent !== null) tree.get(entry.parent)?.children.delete(nodeId);
+    // Orphans stay listed without a parent until their node says where it pulls from now.
+    for (const child of entry.children) {
+      const orphan = tree.get(child);
+      if (orphan) orphan.parent = null;
+    }
+    tree.delete(nodeId);
+  }
+}
+
+function depthOf(tree: Map<string, TreeNode>, nodeId: string): number {
+  let depth = 0;
+  let current = tree.get(nodeId);
+  while (current?.parent && depth <= tree.size) {
+    depth++;
+    current = tree.get(current.parent);
+  }
+  return depth;
+}
+
+function leastLoaded(nodes: PlacementNode[]): PlacementNode | undefined {
+  let best: PlacementNode | undefined;
+  for (const node of nodes) {
+    if (!best || node.listeners / node.maxListeners < best.listeners / best.maxListeners) best = node;
+  }
+  return best;
+}
