@@ -185,7 +185,13 @@ export async function startPlatform(
     // Last in, so first on shutdown: the media node's goodbye, so control planes stop placing
     // new streams on it while the rest of this process drains.
     const draining = served;
-    if (draining) closers.push(() => draining.drain());
+    // The node itself refuses new listeners from then on (edges may still send it joins).
+    const drainingNode = media;
+    if (draining)
+      closers.push(() => {
+        drainingNode?.drain();
+        return draining.drain();
+      });
 
     return {
       config,

@@ -130,7 +130,6 @@ export function serveMediaNodeOverBus(
 
   let drained: Promise<void> | undefined;
   const drain = () => {
-    node.drain();
     drained ??= presence.goodbye().then(() => {
       log.info({ nodeId, cluster }, 'media node draining: no new streams');
     });

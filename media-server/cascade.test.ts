@@ -157,7 +157,9 @@ describe('cascaded fan-out', () => {
 
   it('a draining node takes no new listener', async () => {
     const drainingStream = `${streamId}-drain`;
-    served[2]?.drain();
+    // What the platform does on SIGTERM: the node refuses listeners, its service says goodbye.
+    nodes.edge.drain();
+    await served[2]?.drain();
     const error = await failure(
       TestListener.joinInOne(nodes.edge, { streamId: drainingStream, peerId: `${drainingStream}-l` }),
     );
