@@ -26,6 +26,7 @@ import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
   type MediaNode,
   type MediaNodeService,
+  mediaNodePeersOverBus,
   serveMediaNodeOverBus,
   startMediaNode,
 } from '../media-server/index.js';
@@ -126,7 +127,13 @@ export async function startPlatform(
     let media: MediaNode | null = null;
     let served: MediaNodeService | null = null;
     if (roles.has('media')) {
-      const node = await startMediaNode({ config, log });
+      // In cluster mode a node reaches the other media nodes over the bus, to pull a stream it must
+      // serve from one that carries it (cascaded fan-out); standalone mode has one node.
+      const node = await startMediaNode({
+        config,
+        log,
+        ...(config.VEZA_MODE === 'cluster' ? { peers: mediaNodePeersOverBus(ports.bus, log) } : {}),
+      });
       media = node;
       closers.push(() => node.close());
       if (config.VEZA_MODE === 'cluster' || !roles.has('signaling')) {

@@ -314,6 +314,12 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
       throw error;
     }
     peer.setProducer(producer);
+    // The broadcaster came to a node that relayed the stream (it moved here): its own audio replaces the pulled one.
+    const relayed = this.#producer;
+    if (relayed && !relayed.producer.closed && relayed.peerId.startsWith(RELAY_PEER_PREFIX)) {
+      markProducerClosing(relayed.producer, 'replaced');
+      relayed.producer.close();
+    }
     this.#setProducer(producer, peer.id, transport.streamRouter);
     return producer;
   }
@@ -469,7 +475,13 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
 
   #assertNoOtherBroadcaster(peer: Peer): void {
     const current = this.#producer;
-    if (current && current.peerId !== peer.id && !current.producer.closed) {
+    // A relayed producer is not a broadcaster here: the broadcaster's own audio takes its place.
+    if (
+      current &&
+      current.peerId !== peer.id &&
+      !current.producer.closed &&
+      !current.peerId.startsWith(RELAY_PEER_PREFIX)
+    ) {
       throw new FailedPreconditionError(`stream ${this.id} already has a broadcaster`);
     }
   }

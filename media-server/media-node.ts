@@ -248,6 +248,17 @@ class LocalMediaNode implements MediaNode {
       });
     }
     const stream = await this.#open(input.streamId);
+    // Placement put the listener on a node that joins the stream's tree (or re-attaches) first.
+    if (input.role === 'listener' && input.pullFrom && input.pullFrom !== this.nodeId)
+      await this.pullStream({ streamId: input.streamId, sourceNodeId: input.pullFrom }).catch(
+        (error: unknown) => {
+          // Nobody produces at the source yet (its broadcaster is reconnecting): the source
+          // counted this node downstream and asks it to pull when the audio comes; the listener
+          // waits for it like any listener of a silent stream.
+          if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.noAudio) return;
+          throw error;
+        },
+      );
     const peer = this.#peer(stream, input.peerId);
     const direction = input.role === 'broadcaster' ? 'send' : 'recv';
     const transport = await this.#createTransport(stream, peer, direction);
@@ -435,9 +446,14 @@ class LocalMediaNode implements MediaNode {
 
   async pipeOut(request: PipeOutRequest): Promise<PipeOutResult> {
     const input = parseInput(pipeOutRequestSchema, request);
-    const stream = this.#stream(input.streamId);
+    // A new origin (the stream moved here) may be asked before its broadcaster is back: it opens
+    // the stream, and remembers the node downstream so that node pulls once the audio comes.
+    const stream = await this.#open(input.streamId);
     const producer = stream.producer;
-    if (!producer || producer.closed) throw noAudioError(stream.id);
+    if (!producer || producer.closed) {
+      this.#downstreamOf(stream.id).add(input.toNodeId);
+      throw noAudioError(stream.id);
+    }
     const router = await stream.originRouter();
     const transport = await router
       .createPipeTransport({
@@ -455,12 +471,7 @@ class LocalMediaNode implements MediaNode {
       consumer.observer.once('close', () => transport.close());
       this.#pipesOut.set(transport.id, { streamId: stream.id, toNodeId: input.toNodeId, transport });
       transport.observer.once('close', () => this.#pipesOut.delete(transport.id));
-      let downstream = this.#downstream.get(stream.id);
-      if (!downstream) {
-        downstream = new Set();
-        this.#downstream.set(stream.id, downstream);
-      }
-      downstream.add(input.toNodeId);
+      this.#downstreamOf(stream.id).add(input.toNodeId);
       this.#idleSince.delete(stream.id);
       return {
         pipeId: transport.id,
@@ -476,6 +487,15 @@ class LocalMediaNode implements MediaNode {
         what: `could not pipe stream ${stream.id} to media node ${input.toNodeId}`,
       });
     }
+  }
+
+  #downstreamOf(streamId: string): Set<string> {
+    let downstream = this.#downstream.get(streamId);
+    if (!downstream) {
+      downstream = new Set();
+      this.#downstream.set(streamId, downstream);
+    }
+    return downstream;
   }
 
   async closePipe(pipeId: string): Promise<void> {
@@ -754,8 +774,12 @@ class LocalMediaNode implements MediaNode {
       const producer = stream.producer;
       if (producer?.id === producerId) this.#producers.set(producerId, { producer, streamId });
       this.#repullDownstream(streamId, producerId);
-      // A relayed producer is the broadcaster's, announced by its origin node: edges hear of it once.
-      if (peerId.startsWith(RELAY_PEER_PREFIX)) return;
+      // The broadcaster produces here now (the stream moved to this node): the pulled copy goes.
+      const relay = this.#relays.get(streamId);
+      if (relay && !peerId.startsWith(RELAY_PEER_PREFIX)) this.#releaseRelay(streamId, relay);
+      // Relayed audio is announced too: a listener that joined this node while it waited for its
+      // upstream (a new origin whose broadcaster was reconnecting) consumes when it arrives here.
+      // Its close is not: the broadcaster's own close, from the origin, is the one that counts.
       this.#emit('producerOpened', { streamId, peerId, producerId });
     });
     stream.on('producerclose', ({ producerId, peerId, reason }) => {

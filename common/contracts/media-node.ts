@@ -75,6 +75,15 @@ export const joinStreamRequestSchema = z.object({
   role: joinRoleSchema,
   /** A listener's device capabilities: with them the node creates the consumer in the same call. */
   rtpCapabilities: rtpCapabilitiesSchema.optional(),
+  /**
+   * Placement put the listener on a node that must first pull the stream from this carrier
+   * (common/contracts/listener-placement.ts): the node pulls it (pullStream) before it places the
+   * listener, unless it already carries it from there.
+   */
+  pullFrom: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/)
+    .optional(),
 });
 export type JoinStreamRequest = z.input<typeof joinStreamRequestSchema>;
 

@@ -42,6 +42,8 @@ export interface PlaceOptions {
   originNodeId: string;
   /** The listener's zone (MEDIA_NODE_ZONE of the nodes it should stay near). */
   zone?: string;
+  /** Where this connection was placed before in the stream (a rejoin): it counts as left first. */
+  previousNodeId?: string;
 }
 
 export class ListenerPlacement {
@@ -88,11 +90,27 @@ export class ListenerPlacement {
   }
 
   place(streamId: string, options: PlaceOptions): Placement {
+    if (options.previousNodeId) this.leave(streamId, options.previousNodeId);
+    // An origin the registry has not heard (just started) or has lost: the listener goes where the
+    // stream is, as with one node; a lost origin refuses it, and the stream's move brings it back.
+    if (!this.#nodes.has(options.originNodeId)) return { nodeId: options.originNodeId, pullFrom: null };
     const tree = this.#tree(streamId);
     const origin = this.#entry(tree, options.originNodeId);
-    origin.parent = null;
+    if (origin.parent !== null) {
+      tree.get(origin.parent)?.children.delete(options.originNodeId);
+      origin.parent = null;
+    }
     const open = (node: PlacementNode | undefined): node is PlacementNode =>
       node !== undefined && !node.draining && node.listeners < node.maxListeners;
+    // A carrier whose parent is gone (its upstream died, or the stream moved to a new origin) still
+    // counts, re-attached under a live carrier: it pulls from there before it takes the listener.
+    const placeOn = (nodeId: string): Placement | undefined => {
+      if (!this.#orphan(tree, nodeId, options.originNodeId)) return this.#count(streamId, nodeId, null);
+      const parent = this.#parentFor(tree, nodeId);
+      if (!parent) return undefined;
+      this.#attach(tree, nodeId, parent);
+      return this.#count(streamId, nodeId, parent);
+    };
     const carriers = [...tree.keys()].map((id) => this.#nodes.get(id)).filter(open);
     const fresh = [...this.#nodes.values()].filter((node) => open(node) && !tree.has(node.nodeId));
     const parent = this.#parentFor(tree);
@@ -100,16 +118,20 @@ export class ListenerPlacement {
     // zone added to the tree, and only then anywhere.
     const { zone } = options;
     if (zone) {
-      const near = leastLoaded(carriers.filter((node) => node.zone === zone));
-      if (near) return this.#count(streamId, near.nodeId, null);
+      for (const near of byLoad(carriers.filter((node) => node.zone === zone))) {
+        const placed = placeOn(near.nodeId);
+        if (placed) return placed;
+      }
       const nearFresh = leastLoaded(fresh.filter((node) => node.zone === zone));
       if (nearFresh && parent) {
         this.#attach(tree, nearFresh.nodeId, parent);
         return this.#count(streamId, nearFresh.nodeId, parent);
       }
     }
-    const carrier = leastLoaded(carriers);
-    if (carrier) return this.#count(streamId, carrier.nodeId, null);
+    for (const carrier of byLoad(carriers)) {
+      const placed = placeOn(carrier.nodeId);
+      if (placed) return placed;
+    }
     const joining = leastLoaded(fresh);
     if (!joining || !parent) {
       throw new VezaError(
@@ -156,12 +178,28 @@ export class ListenerPlacement {
     return { nodeId, pullFrom };
   }
 
-  /** The shallowest live carrier with a free fan-out slot (fewest children among equals). */
-  #parentFor(tree: Map<string, TreeNode>): string | undefined {
+  /** A carrier (not the origin) whose chain up to the origin is broken by a node that is gone. */
+  #orphan(tree: Map<string, TreeNode>, nodeId: string, originNodeId: string): boolean {
+    let current = nodeId;
+    for (let hops = 0; hops <= tree.size; hops++) {
+      if (current === originNodeId) return false;
+      const parent = tree.get(current)?.parent;
+      if (!parent || !this.#nodes.has(parent)) return true;
+      current = parent;
+    }
+    return true;
+  }
+
+  /**
+   * The shallowest live carrier with a free fan-out slot (fewest children among equals); for a
+   * carrier that re-attaches, never itself or one below it.
+   */
+  #parentFor(tree: Map<string, TreeNode>, reattaching?: string): string | undefined {
     let best: { id: string; depth: number; children: number } | undefined;
     for (const [id, entry] of tree) {
       const node = this.#nodes.get(id);
       if (!node || entry.children.size >= this.fanout) continue;
+      if (reattaching && isUnder(tree, id, reattaching)) continue;
       const depth = depthOf(tree, id);
       if (!best || depth < best.depth || (depth === best.depth && entry.children.size < best.children)) {
         best = { id, depth, children: entry.children.size };
@@ -218,6 +256,21 @@ function depthOf(tree: Map<string, TreeNode>, nodeId: string): number {
     current = tree.get(current.parent);
   }
   return depth;
+}
+
+/** Whether `nodeId` is `ancestor` or hangs below it. */
+function isUnder(tree: Map<string, TreeNode>, nodeId: string, ancestor: string): boolean {
+  let current: string | null | undefined = nodeId;
+  for (let hops = 0; current && hops <= tree.size; hops++) {
+    if (current === ancestor) return true;
+    current = tree.get(current)?.parent;
+  }
+  return false;
+}
+
+/** Least loaded first (listeners over cap). */
+function byLoad(nodes: PlacementNode[]): PlacementNode[] {
+  return [...nodes].sort((a, b) => a.listeners / a.maxListeners - b.listeners / b.maxListeners);
 }
 
 function leastLoaded(nodes: PlacementNode[]): PlacementNode | undefined {

@@ -12,12 +12,22 @@
  * several control planes do not all choose the same one. With no node listed, placement asks the
  * nodes to announce themselves and waits a moment before giving up, so a control plane that just
  * (re)started, or a node that just came up, does not fail a StartStream.
+ *
+ * Listeners are placed here too (listener-placement.ts), asked by the edges over the bus
+ * (common/contracts/listener-placement.ts): one control plane answers each placement, and every
+ * control plane hears the edges' batches of listeners that left.
  */
 import {
   DEFAULT_MEDIA_CLUSTER,
+  InvalidArgumentError,
+  listenersLeftSchema,
+  listenersLeftSubject,
   type MediaNodeHeartbeat,
   mediaNodeHeartbeatSchema,
   mediaPresenceGroup,
+  type PlaceListenerResult,
+  placeListenerRequestSchema,
+  placeListenerSubject,
   UnavailableError,
 } from '../../common/contracts/index.js';
 import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
@@ -113,8 +123,50 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       })
       .sort((a, b) => a.score - b.score);
 
+  const placeListener = (streamId: string, placeOptions: PlaceOptions): Placement => {
+    try {
+      return listeners.place(streamId, placeOptions);
+    } catch (error) {
+      log.warn({ streamId, originNodeId: placeOptions.originNodeId }, 'stream at capacity: listener refused');
+      throw error;
+    }
+  };
+  // The edges' side of placement: one request per listener join, answered by one control plane.
+  const serving = bus.respond(
+    placeListenerSubject(cluster),
+    async (payload): Promise<PlaceListenerResult> => {
+      const parsed = placeListenerRequestSchema.safeParse(payload);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new InvalidArgumentError(
+          `malformed listener placement request: ${issue?.path.join('.') || 'payload'}: ${issue?.message}`,
+          issue?.path.join('.'),
+        );
+      }
+      const { streamId, originNodeId, zone, previousNodeId } = parsed.data;
+      return placeListener(streamId, {
+        originNodeId,
+        ...(zone ? { zone } : {}),
+        ...(previousNodeId ? { previousNodeId } : {}),
+      });
+    },
+  );
+  const leaving = bus.subscribe(listenersLeftSubject(cluster), (payload) => {
+    const parsed = listenersLeftSchema.safeParse(payload);
+    if (!parsed.success) {
+      log.warn(
+        { issue: parsed.error.issues[0]?.message },
+        'ignoring a malformed batch of listeners that left',
+      );
+      return;
+    }
+    for (const { streamId, nodeId, count } of parsed.data.left) {
+      for (let i = 0; i < count; i++) listeners.leave(streamId, nodeId);
+    }
+  });
+
   return {
-    ready: watch.ready,
+    ready: Promise.all([watch.ready, serving.ready, leaving.ready]).then(() => undefined),
     live,
     async pick({ wait = true, exclude }: { wait?: boolean; exclude?: string } = {}) {
       const candidatesNow = () => live().filter((node) => node.nodeId !== exclude);
@@ -144,21 +196,13 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       placed.set(chosen.nodeId, (placed.get(chosen.nodeId) ?? 0) + 1);
       return chosen.nodeId;
     },
-    placeListener(streamId, placeOptions) {
-      try {
-        return listeners.place(streamId, placeOptions);
-      } catch (error) {
-        log.warn(
-          { streamId, originNodeId: placeOptions.originNodeId },
-          'stream at capacity: listener refused',
-        );
-        throw error;
-      }
-    },
+    placeListener,
     listenerLeft(streamId, nodeId) {
       listeners.leave(streamId, nodeId);
     },
     close() {
+      serving.unsubscribe();
+      leaving.unsubscribe();
       watch.close();
       placed.clear();
       for (const wake of [...waiters]) wake();

@@ -36,8 +36,10 @@ import {
   type TransportInfo,
 } from '../protocol/index.js';
 import { noAudio, notJoined, streamEnded } from './errors.js';
+import type { ListenerPlacer } from './listener-placer.js';
 import type { MediaGateway } from './media-gateway.js';
 import { toProtocolStats } from './media-stats.js';
+import type { MovableListener, NodeListeners } from './node-listeners.js';
 import type { ConnectionSocket } from './socket.js';
 import type { StreamLiveness } from './stream-liveness.js';
 import type { StreamLookup, StreamMeta } from './stream-lookup.js';
@@ -63,6 +65,10 @@ export interface MediaSessionContext {
   peerPrefix: string;
   /** The ICE servers for one user's transports (TURN credentials can be per user). */
   iceServers: (userId: number) => IceServer[];
+  /** Which media node takes a listener (cascaded fan-out; the stream's own node with one node). */
+  placement: Pick<ListenerPlacer, 'place' | 'left'>;
+  /** This edge's listeners per media node, moved when their node dies. */
+  nodeListeners: Pick<NodeListeners, 'add' | 'remove'>;
 }
 
 export interface MediaSessionOptions {
@@ -79,6 +85,10 @@ interface Joined {
   streamId: number;
   role: Role;
   peerId: string;
+  /** The media node the connection is on: the stream's origin, or where placement put a listener. */
+  nodeId: string;
+  /** Placement counted this listener on nodeId (given back when it leaves). */
+  placed: boolean;
   media: MediaNodeApi;
   meta: StreamMeta;
   transports: Map<string, 'send' | 'recv'>;
@@ -117,7 +127,7 @@ function toConsumerOffer(consumer: ConsumeResult): ConsumerOffer {
   };
 }
 
-export class MediaSession implements MediaRequests, StreamMember {
+export class MediaSession implements MediaRequests, StreamMember, MovableListener {
   readonly #connectionId: number;
   readonly #auth: ConnectionAuth;
   readonly #socket: ConnectionSocket;
@@ -170,6 +180,16 @@ export class MediaSession implements MediaRequests, StreamMember {
       this.#endedStreamId = streamId;
       await leaving;
     }
+  }
+
+  /** The media node this connection listens on died: the client joins again, and placement moves it. */
+  nodeLost(nodeId: string): void {
+    const joined = this.#joined;
+    if (!joined || joined.nodeId !== nodeId) return;
+    this.#socket.send({
+      notification: 'workerRestarted',
+      data: { streamId: joined.streamId, reconnect: true },
+    });
   }
 
   replaced(): void {
@@ -240,6 +260,9 @@ export class MediaSession implements MediaRequests, StreamMember {
     if (!joined) return;
     this.#joined = null;
     this.#context.streams.left(this, joined.meta, joined.role, cause);
+    this.#context.nodeListeners.remove(joined.nodeId, this);
+    // A rejoin gives its place back in its placement request (previousNodeId), in the same step.
+    if (joined.placed && cause !== 'rejoin') this.#context.placement.left(joined.streamId, joined.nodeId);
     try {
       await joined.media.closePeer(joined.peerId);
     } catch (error) {
@@ -279,16 +302,34 @@ export class MediaSession implements MediaRequests, StreamMember {
         const oldest = this.#authorized.keys().next().value;
         if (oldest !== undefined && oldest !== streamId) this.#authorized.delete(oldest);
       }
+      const previous = this.#joined;
+      const previousNodeId = previous?.placed && previous.streamId === streamId ? previous.nodeId : undefined;
       await this.#leave('rejoin');
+      if (previous?.placed && previousNodeId === undefined)
+        this.#context.placement.left(previous.streamId, previous.nodeId);
       if (!this.#socket.open) throw new FailedPreconditionError('connection closed');
 
-      const media = gateway.node(meta.mediaNodeId);
+      // A listener goes where placement puts it (maybe a node that pulls the stream first); the
+      // broadcaster, a stream without a media node id (the gateway's default node) and the first v1
+      // shape (no capabilities: its separate calls cannot carry pullFrom) stay on the origin.
+      const placement =
+        role === 'listener' && meta.mediaNodeId && rtpCapabilities
+          ? await this.#context.placement.place({
+              streamId,
+              originNodeId: meta.mediaNodeId,
+              ...(previousNodeId ? { previousNodeId } : {}),
+            })
+          : null;
+      const nodeId = placement?.nodeId ?? meta.mediaNodeId;
+      const media = gateway.node(nodeId);
       // `<edgeId>:<bootId>:`: unique per edge run, and how the media node finds this edge's peers when it is gone.
       const peerId = `${this.#context.peerPrefix}${this.#connectionId}:${++this.#joins}`;
       const joined: Joined = {
         streamId,
         role,
         peerId,
+        nodeId,
+        placed: placement !== null,
         media,
         meta,
         transports: new Map(),
@@ -314,13 +355,11 @@ export class MediaSession implements MediaRequests, StreamMember {
               peerId,
               role,
               ...(role === 'listener' ? { rtpCapabilities } : {}),
+              ...(placement?.pullFrom ? { pullFrom: placement.pullFrom } : {}),
             })
             .catch((error: unknown) => {
               if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
-                this.#log.warn(
-                  { streamId, mediaNodeId: meta.mediaNodeId },
-                  'join refused: stream at capacity',
-                );
+                this.#log.warn({ streamId, mediaNodeId: nodeId }, 'join refused: stream at capacity');
               throw this.#classify(joined, error);
             });
           routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
@@ -341,9 +380,11 @@ export class MediaSession implements MediaRequests, StreamMember {
         }
       } catch (error) {
         if (subscribedEarly) streams.left(this, meta, role, 'rejoin');
+        if (placement) this.#context.placement.left(streamId, nodeId);
         throw error;
       }
       this.#joined = joined;
+      this.#context.nodeListeners.add(nodeId, this);
       if (!subscribedEarly) streams.joined(this, streamId, role);
       const iceServers = this.#context.iceServers(auth.userId);
       const result: MethodResults['join'] = {
