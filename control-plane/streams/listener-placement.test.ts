@@ -187,4 +187,60 @@ describe('placement rules', () => {
     );
     expect(placement.tree('s').get('origin')?.children).toEqual(['b']);
   });
+
+  it('re-attaches a carrier whose upstream died under a live carrier: its next listener makes it pull from there', () => {
+    const placement = new ListenerPlacement({ fanout: 4 });
+    placement.observe(heartbeat('origin', { maxListeners: 1 }));
+    placement.observe(heartbeat('a', { maxListeners: 2 }));
+    placement.observe(heartbeat('b', { maxListeners: 2 }));
+    at(placement);
+    const relay = at(placement);
+    expect(relay.pullFrom).toBe('origin');
+    // The origin dies and the stream moves to the other node; the relay still says it pulls from the dead origin.
+    placement.forget('origin');
+    const newOrigin = relay.nodeId === 'a' ? 'b' : 'a';
+    placement.observe(
+      heartbeat(relay.nodeId, {
+        maxListeners: 2,
+        listeners: 1,
+        streams: [{ streamId: 's', listeners: 1, upstream: 'origin', downstream: [] }],
+      }),
+    );
+    const moved = placement.place('s', { originNodeId: newOrigin, previousNodeId: relay.nodeId });
+    expect(moved).toEqual({ nodeId: relay.nodeId, pullFrom: newOrigin });
+    expect(placement.tree('s').get(newOrigin)?.children).toEqual([relay.nodeId]);
+    // Re-attached: the next listener there needs no pull.
+    expect(placement.place('s', { originNodeId: newOrigin })).toEqual({ nodeId: newOrigin, pullFrom: null });
+  });
+
+  it('counts a listener that left in the same request as its rejoin (previousNodeId)', () => {
+    const placement = new ListenerPlacement({ fanout: 4 });
+    placement.observe(heartbeat('origin', { maxListeners: 1 }));
+    expect(at(placement).nodeId).toBe('origin');
+    expect(() => at(placement)).toThrow(/at capacity/);
+    expect(placement.place('s', { originNodeId: 'origin', previousNodeId: 'origin' })).toEqual({
+      nodeId: 'origin',
+      pullFrom: null,
+    });
+  });
+
+  it("does not let a heartbeat sent before a join landed free that listener's place", () => {
+    const placement = new ListenerPlacement({ fanout: 4 });
+    placement.observe(heartbeat('origin', { maxListeners: 1 }), 0);
+    placement.observe(heartbeat('a', { maxListeners: 1 }), 0);
+    expect(at(placement).nodeId).toBe('origin');
+    const placedAt = performance.now();
+    // The origin's heartbeat, sent before the listener's join reached it, still says 0.
+    placement.observe(heartbeat('origin', { maxListeners: 1, listeners: 0 }), placedAt + 100);
+    expect(at(placement)).toEqual({ nodeId: 'a', pullFrom: 'origin' });
+    // Two intervals later the node's word stands again.
+    placement.observe(heartbeat('origin', { maxListeners: 1, listeners: 0 }), placedAt + 4_001);
+    expect(at(placement).nodeId).toBe('origin');
+  });
+
+  it('sends the listener to the origin when the registry does not know the origin (just started, or lost)', () => {
+    const placement = new ListenerPlacement({ fanout: 4 });
+    placement.observe(heartbeat('a'));
+    expect(placement.place('s', { originNodeId: 'unknown' })).toEqual({ nodeId: 'unknown', pullFrom: null });
+  });
 });

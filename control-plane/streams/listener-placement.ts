@@ -50,6 +50,12 @@ export class ListenerPlacement {
   readonly fanout: number;
   readonly #nodes = new Map<string, PlacementNode>();
   readonly #trees = new Map<string, Map<string, TreeNode>>();
+  /**
+   * When each node was last given a listener (performance.now()). For two of its heartbeat
+   * intervals after that, a heartbeat may have been sent before the join landed: it can raise the
+   * node's count but not lower it (listeners that left are told apart, by leave()).
+   */
+  readonly #placedAt = new Map<string, number>();
 
   constructor(options: { fanout: number }) {
     if (!Number.isInteger(options.fanout) || options.fanout < 1)
@@ -58,15 +64,19 @@ export class ListenerPlacement {
   }
 
   /** A heartbeat: the node's own word replaces what was counted for it. */
-  observe(heartbeat: MediaNodeHeartbeat): void {
+  observe(heartbeat: MediaNodeHeartbeat, now = performance.now()): void {
     const { nodeId } = heartbeat;
+    const placedAt = this.#placedAt.get(nodeId);
+    const counted = this.#nodes.get(nodeId)?.listeners ?? 0;
+    const settled = placedAt === undefined || now - placedAt >= 2 * heartbeat.intervalMs;
+    if (settled) this.#placedAt.delete(nodeId);
     this.#nodes.set(nodeId, {
       nodeId,
       // A node of the previous version announces no cap: it takes listeners as before (its own budget refuses).
       maxListeners: heartbeat.maxListeners > 0 ? heartbeat.maxListeners : Number.MAX_SAFE_INTEGER,
       zone: heartbeat.zone,
       draining: heartbeat.draining,
-      listeners: heartbeat.listeners,
+      listeners: settled ? heartbeat.listeners : Math.max(heartbeat.listeners, counted),
     });
     const carried = new Set<string>();
     for (const stream of heartbeat.streams) {
@@ -86,6 +96,7 @@ export class ListenerPlacement {
   /** The node is gone: it leaves every tree, its children re-attach on their next placement. */
   forget(nodeId: string): void {
     this.#nodes.delete(nodeId);
+    this.#placedAt.delete(nodeId);
     for (const streamId of [...this.#trees.keys()]) this.#detach(streamId, nodeId);
   }
 
@@ -173,6 +184,7 @@ export class ListenerPlacement {
   #count(streamId: string, nodeId: string, pullFrom: string | null): Placement {
     const node = this.#nodes.get(nodeId);
     if (node) node.listeners++;
+    this.#placedAt.set(nodeId, performance.now());
     const entry = this.#trees.get(streamId)?.get(nodeId);
     if (entry) entry.listeners++;
     return { nodeId, pullFrom };
