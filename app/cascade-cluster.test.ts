@@ -288,6 +288,7 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     const stayed = onRelays.find((fan) => fan !== moved) as Fan;
     stayed.tap.reset();
     await hearsBy(stayed, relayKilledAt + 5000);
+    const relayRecoveryMs = performance.now() - relayKilledAt;
     await untilHeartbeats(
       'the moved listener on the origin',
       () => carried(origin.nodeId, streamId)?.listeners === 1,
@@ -303,6 +304,10 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     await Promise.all(listenersBack);
     for (const fan of onRelays) fan.tap.reset();
     for (const fan of onRelays) await hearsBy(fan, originKilledAt + 10_000);
+    const originRecoveryMs = performance.now() - originKilledAt;
+    console.log(
+      `cascade: every listener hears again ${Math.round(relayRecoveryMs)} ms after a relay's death, ${Math.round(originRecoveryMs)} ms after the origin's`,
+    );
     const info = (await client.stream.getStreamInfo({ streamId })).stream;
     expect(info?.status).toBe('live');
     expect([relayB.nodeId, relayC.nodeId]).toContain(info?.mediaNodeId);
