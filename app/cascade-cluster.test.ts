@@ -6,9 +6,12 @@
  * @roamhq/wrtc, the broadcaster sending a 440 Hz sine.
  *
  * 1. Three listeners of one broadcast land on the three nodes (the origin, then two nodes added to
- *    the stream's tree, each pulling it from the origin) and each hears the sine.
- * 2. One listener leaves (its node has room again), then a non-origin node is killed (SIGKILL):
- *    its listener is moved and hears the sine again within 5 s.
+ *    the stream's tree, each pulling it from the one above) and each hears the sine.
+ *    At MEDIA_RELAY_FANOUT=1 the tree is a chain: origin -> middle relay -> last relay.
+ * 2. The origin's listener leaves (its node has room again), then the middle relay is killed
+ *    (SIGKILL): its listener is moved, the last relay is re-attached under the origin (the
+ *    control plane has it pull from there, its listener consumes the new pipe), and both hear
+ *    the sine again within 5 s.
  * 3. A fourth node starts (room for everyone), then the origin is killed: the stream moves, the
  *    broadcaster reconnects by itself, and every listener hears again within 10 s.
  *
@@ -204,6 +207,8 @@ beforeAll(async () => {
     ...clusterTestEnv('cascade', db.url, SERVICE_KEY),
     MEDIA_CLUSTER: cluster,
     PRESENCE_HEARTBEAT_MS: String(HEARTBEAT_MS),
+    // A chain, origin -> relay -> relay: the middle one's death re-attaches the last one.
+    MEDIA_RELAY_FANOUT: '1',
   };
   bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: shared.VEZA_NAMESPACE });
   const watching = bus.subscribe(mediaPresenceSubject(cluster, 'heartbeat'), (payload) => {
@@ -258,40 +263,36 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     await untilHeartbeats('a listener on each node', () =>
       [origin, relayA, relayB].every((node) => carried(node.nodeId, streamId)?.listeners === 1),
     );
+    // One relay tier per node at fan-out 1: origin -> middle -> last.
     expect(carried(origin.nodeId, streamId)?.upstream).toBeNull();
-    expect(carried(relayA.nodeId, streamId)?.upstream).toBe(origin.nodeId);
-    expect(carried(relayB.nodeId, streamId)?.upstream).toBe(origin.nodeId);
-    expect(new Set(carried(origin.nodeId, streamId)?.downstream)).toEqual(
-      new Set([relayA.nodeId, relayB.nodeId]),
+    const middle = [relayA, relayB].find(
+      (node) => carried(node.nodeId, streamId)?.upstream === origin.nodeId,
     );
+    const last = middle === relayA ? relayB : relayA;
+    expect(middle).toBeDefined();
+    expect(carried(last.nodeId, streamId)?.upstream).toBe(middle?.nodeId);
+    expect(carried(origin.nodeId, streamId)?.downstream).toEqual([middle?.nodeId]);
     for (const fan of fans) expect(fan.tap.medianFrameRms()).toBeGreaterThan(100);
 
-    // 2. The origin's listener leaves, so the origin has room; then relay A dies.
+    // 2. The origin's listener leaves, so the origin has room; then the middle relay dies. Its
+    // listener is moved (to the origin); the last relay is re-attached under the origin by the
+    // control plane, and its listener consumes the new pipe's producer. Both hear within 5 s.
     const [onOrigin, ...onRelays] = fans as [Fan, Fan, Fan];
     await onOrigin.listener.close();
     onOrigin.connection.close();
     await untilHeartbeats('the origin to have room', () => carried(origin.nodeId, streamId)?.listeners === 0);
-    // (The one on relay B reconnects only in step 3, when the origin dies.)
-    const moving = onRelays.map((fan) =>
-      fan.listener.next('reconnected', 20_000).then(
-        () => fan,
-        () => null,
-      ),
-    );
+    const relaysBack = onRelays.map((fan) => fan.listener.next('reconnected', 20_000));
     const relayKilledAt = performance.now();
-    await relayA.kill();
-    // Relay A's listener is moved; it hears the sine again within 5 s, and so does the other.
-    const moved = await Promise.race(moving);
-    if (!moved) throw new Error("relay A's listener did not reconnect");
-    moved.tap.reset();
-    await hearsBy(moved, relayKilledAt + 5000);
-    const stayed = onRelays.find((fan) => fan !== moved) as Fan;
-    stayed.tap.reset();
-    await hearsBy(stayed, relayKilledAt + 5000);
+    await (middle as MediaProcess).kill();
+    await Promise.all(relaysBack);
+    for (const fan of onRelays) fan.tap.reset();
+    for (const fan of onRelays) await hearsBy(fan, relayKilledAt + 5000);
     const relayRecoveryMs = performance.now() - relayKilledAt;
     await untilHeartbeats(
-      'the moved listener on the origin',
-      () => carried(origin.nodeId, streamId)?.listeners === 1,
+      'the moved listener on the origin, the last relay under the origin',
+      () =>
+        carried(origin.nodeId, streamId)?.listeners === 1 &&
+        carried(last.nodeId, streamId)?.upstream === origin.nodeId,
     );
 
     // 3. A fourth node gives the two listeners room after the origin's death; then the origin dies.
@@ -310,10 +311,10 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     );
     const info = (await client.stream.getStreamInfo({ streamId })).stream;
     expect(info?.status).toBe('live');
-    expect([relayB.nodeId, relayC.nodeId]).toContain(info?.mediaNodeId);
+    expect([last.nodeId, relayC.nodeId]).toContain(info?.mediaNodeId);
     // The tree rebuilt under the new origin: the other node pulls from it.
     const newOrigin = info?.mediaNodeId ?? '';
-    const other = newOrigin === relayB.nodeId ? relayC.nodeId : relayB.nodeId;
+    const other = newOrigin === last.nodeId ? relayC.nodeId : last.nodeId;
     await untilHeartbeats('the tree rebuilt under the new origin', () => {
       return (
         carried(newOrigin, streamId)?.upstream === null && carried(other, streamId)?.upstream === newOrigin

@@ -399,6 +399,7 @@ class LocalMediaNode implements MediaNode {
     const streamId = stream.id;
     // The previous pipe goes first: the new producer takes the same id on this router.
     const previous = this.#relays.get(streamId);
+    const orphaned = previous !== undefined && stream.placedListeners > 0;
     if (previous) this.#releaseRelay(streamId, previous);
     const router = await stream.originRouter();
     const local = await router
@@ -430,6 +431,7 @@ class LocalMediaNode implements MediaNode {
       });
       await stream.adoptRelay(producer, source);
       this.#log.info({ streamId, source, producerId: producer.id }, 'stream pulled from another media node');
+      if (orphaned) this.#emit('relayReplaced', { streamId, producerId: producer.id, upstream: source });
       return { producerId: producer.id, upstream: source };
     } catch (error) {
       local.close();

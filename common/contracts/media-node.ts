@@ -375,6 +375,12 @@ export const MEDIA_EVENT_SCHEMAS = {
     /** Streams that had a router on the dead worker; their routers have been re-created. */
     affectedStreamIds: z.array(z.string()),
   }),
+  /**
+   * A relay node pulls the stream from another carrier now (its upstream died and placement
+   * re-attached it): the producer it relayed was replaced, which closed its listeners' consumers
+   * there; they consume the new one (same producer id, as on every node of the tree).
+   */
+  relayReplaced: z.object({ streamId: z.string(), producerId: z.string(), upstream: z.string() }),
   /** The stream was closed (closeStream or node shutdown): every transport of it is gone. */
   streamEnded: z.object({
     streamId: z.string(),

@@ -213,6 +213,20 @@ describe('placement rules', () => {
     expect(placement.place('s', { originNodeId: newOrigin })).toEqual({ nodeId: newOrigin, pullFrom: null });
   });
 
+  it('re-attaches the children of a dead relay at once and says where they pull from; a dead origin waits for the move', () => {
+    const placement = new ListenerPlacement({ fanout: 1 });
+    for (const id of ['origin', 'a', 'b']) placement.observe(heartbeat(id, { maxListeners: 1 }));
+    at(placement);
+    expect(at(placement)).toEqual({ nodeId: 'a', pullFrom: 'origin' });
+    expect(at(placement)).toEqual({ nodeId: 'b', pullFrom: 'a' });
+    expect(placement.forget('a', { reattach: true })).toEqual([
+      { streamId: 's', nodeId: 'b', pullFrom: 'origin' },
+    ]);
+    expect(placement.tree('s').get('b')?.parent).toBe('origin');
+    // The origin's death re-attaches nobody: the stream moves, and its next placement rebuilds the tree.
+    expect(placement.forget('origin', { reattach: true })).toEqual([]);
+  });
+
   it('counts a listener that left in the same request as its rejoin (previousNodeId)', () => {
     const placement = new ListenerPlacement({ fanout: 4 });
     placement.observe(heartbeat('origin', { maxListeners: 1 }));

@@ -37,6 +37,13 @@ export interface Placement {
   pullFrom: string | null;
 }
 
+/** A carrier whose parent died, attached under another one: it must pull the stream from `pullFrom`. */
+export interface Reattachment {
+  streamId: string;
+  nodeId: string;
+  pullFrom: string;
+}
+
 export interface PlaceOptions {
   /** Where the broadcaster produces: the root of the stream's tree. */
   originNodeId: string;
@@ -50,6 +57,8 @@ export class ListenerPlacement {
   readonly fanout: number;
   readonly #nodes = new Map<string, PlacementNode>();
   readonly #trees = new Map<string, Map<string, TreeNode>>();
+  /** Each stream's origin, as the last placement named it. */
+  readonly #origins = new Map<string, string>();
   /**
    * When each node was last given a listener (performance.now()). For two of its heartbeat
    * intervals after that, a heartbeat may have been sent before the join landed: it can raise the
@@ -93,11 +102,29 @@ export class ListenerPlacement {
     }
   }
 
-  /** The node is gone: it leaves every tree, its children re-attach on their next placement. */
-  forget(nodeId: string): void {
+  /**
+   * The node is gone: it leaves every tree. With `reattach` (it died), each of its children in a
+   * tree it did not root is re-attached under the shallowest live carrier with a free slot, and
+   * returned, so the caller has it pull from there; the children of a dead origin wait for the
+   * stream's move (their next placement re-attaches them under the new origin).
+   */
+  forget(nodeId: string, options: { reattach?: boolean } = {}): Reattachment[] {
     this.#nodes.delete(nodeId);
     this.#placedAt.delete(nodeId);
-    for (const streamId of [...this.#trees.keys()]) this.#detach(streamId, nodeId);
+    const reattached: Reattachment[] = [];
+    for (const [streamId, tree] of [...this.#trees]) {
+      const children = [...(tree.get(nodeId)?.children ?? [])];
+      this.#detach(streamId, nodeId);
+      if (!options.reattach || this.#origins.get(streamId) === nodeId) continue;
+      for (const child of children) {
+        if (!this.#nodes.has(child)) continue;
+        const parent = this.#parentFor(tree, child);
+        if (!parent) continue;
+        this.#attach(tree, child, parent);
+        reattached.push({ streamId, nodeId: child, pullFrom: parent });
+      }
+    }
+    return reattached;
   }
 
   place(streamId: string, options: PlaceOptions): Placement {
@@ -105,6 +132,7 @@ export class ListenerPlacement {
     // An origin the registry has not heard (just started) or has lost: the listener goes where the
     // stream is, as with one node; a lost origin refuses it, and the stream's move brings it back.
     if (!this.#nodes.has(options.originNodeId)) return { nodeId: options.originNodeId, pullFrom: null };
+    this.#origins.set(streamId, options.originNodeId);
     const tree = this.#tree(streamId);
     const origin = this.#entry(tree, options.originNodeId);
     if (origin.parent !== null) {
@@ -166,6 +194,7 @@ export class ListenerPlacement {
   /** The stream ended: its tree goes. */
   end(streamId: string): void {
     this.#trees.delete(streamId);
+    this.#origins.delete(streamId);
   }
 
   nodes(): PlacementNode[] {

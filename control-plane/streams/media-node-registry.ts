@@ -25,6 +25,7 @@ import {
   type MediaNodeHeartbeat,
   mediaNodeHeartbeatSchema,
   mediaPresenceGroup,
+  mediaRequestSubject,
   type PlaceListenerResult,
   placeListenerRequestSchema,
   placeListenerSubject,
@@ -32,7 +33,12 @@ import {
 } from '../../common/contracts/index.js';
 import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
-import { ListenerPlacement, type Placement, type PlaceOptions } from './listener-placement.js';
+import {
+  ListenerPlacement,
+  type Placement,
+  type PlaceOptions,
+  type Reattachment,
+} from './listener-placement.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
   /** Streams placed on it since its last heartbeat (not in its load yet). */
@@ -105,11 +111,24 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
     onLeave(heartbeat, cause) {
       // A restarted node is listed again already (its new boot), with its own count.
       if (cause !== 'restarted') placed.delete(heartbeat.nodeId);
-      // A draining node (goodbye) takes no new listener; a lost one carries nothing any more.
-      if (cause !== 'restarted') listeners.forget(heartbeat.nodeId);
+      // A draining node (goodbye) takes no new listener, and still feeds its children; a lost one
+      // carries nothing any more: its children pull from another carrier now.
+      if (cause !== 'restarted') {
+        const reattached = listeners.forget(heartbeat.nodeId, { reattach: cause === 'missed' });
+        for (const move of reattached) reattach(move);
+      }
       if (cause !== 'goodbye') options.onLost?.(heartbeat.nodeId, cause);
     },
   });
+
+  /** Tells a carrier to pull from its new parent (idempotent on the node: a second control plane's ask is a no-op). */
+  const reattach = ({ streamId, nodeId, pullFrom }: Reattachment) => {
+    const request = { args: [{ streamId, sourceNodeId: pullFrom }] };
+    bus.request(mediaRequestSubject(nodeId, 'pullStream'), request, { timeoutMs: 10_000 }).then(
+      () => log.info({ streamId, nodeId, pullFrom }, 'relay re-attached under another carrier'),
+      (error: unknown) => log.warn({ err: error, streamId, nodeId, pullFrom }, 'a relay could not re-attach'),
+    );
+  };
 
   const live = (): MediaNodeStatus[] =>
     watch

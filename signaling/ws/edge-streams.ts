@@ -77,11 +77,13 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
     graceMs: options.graceMs,
     log,
   });
+  const nodeListeners = new NodeListeners();
   const fanout = new MediaFanout({
     media: options.media,
     streams: registry,
     liveness,
     controlPlane,
+    nodeListeners,
     log,
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
@@ -94,7 +96,6 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
         ...(options.cascade.zone ? { zone: options.cascade.zone } : {}),
       })
     : originPlacer();
-  const nodeListeners = new NodeListeners();
   return {
     media: {
       gateway: options.media,

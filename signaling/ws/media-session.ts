@@ -192,6 +192,18 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
     });
   }
 
+  /**
+   * The relayed producer this listener consumed on its node was replaced by one pulled from another
+   * carrier (same id): the node closed its consumer, so the client is told so and consumes again on
+   * the transport it has (what it does when a broadcaster comes back), without a new join.
+   */
+  relayReplaced(streamId: number, producerId: string): void {
+    const joined = this.#joined;
+    if (!joined || joined.streamId !== streamId || joined.role !== 'listener') return;
+    this.#socket.send({ notification: 'producerClosed', data: { streamId, producerId } });
+    this.#socket.send({ notification: 'streamStarted', data: { streamId, producerId } });
+  }
+
   replaced(): void {
     this.#replaced = true;
     this.#socket.end(CLOSE_CODES.replaced, 'replaced by a newer broadcaster connection');

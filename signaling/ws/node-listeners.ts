@@ -15,9 +15,11 @@ import {
 import { type Logger, type PresenceWatch, watchPresence } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 
-/** A listener that can be asked to join again. */
+/** A listener that can be asked to join again, or to consume again. */
 export interface MovableListener {
   nodeLost(nodeId: string): void;
+  /** Its node re-attached the stream under another carrier: the relayed producer it consumed was replaced. */
+  relayReplaced(streamId: number, producerId: string): void;
 }
 
 export class NodeListeners {
@@ -47,6 +49,11 @@ export class NodeListeners {
     this.#byNode.delete(nodeId);
     for (const listener of set) listener.nodeLost(nodeId);
     return set.size;
+  }
+
+  /** A relay node pulls a stream from a new parent: its listeners of that stream consume the new producer. */
+  relayReplaced(nodeId: string, streamId: number, producerId: string): void {
+    for (const listener of this.#byNode.get(nodeId) ?? []) listener.relayReplaced(streamId, producerId);
   }
 
   /** Watches the cluster's media nodes (cluster mode); resolves once heartbeats reach the edge. */
