@@ -89,6 +89,8 @@ interface Joined {
   nodeId: string;
   /** Placement counted this listener on nodeId (given back when it leaves). */
   placed: boolean;
+  /** The stream's own node when the connection joined. */
+  originNodeId: string;
   media: MediaNodeApi;
   meta: StreamMeta;
   transports: Map<string, 'send' | 'recv'>;
@@ -186,6 +188,9 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
   nodeLost(nodeId: string): void {
     const joined = this.#joined;
     if (!joined || joined.nodeId !== nodeId) return;
+    // The stream's own node: the control plane moves the stream (stream.moved makes everyone join
+    // again) or ends it (streamEnded, with its reason), and a join now would race that answer.
+    if (!joined.placed || joined.nodeId === joined.originNodeId) return;
     this.#socket.send({
       notification: 'workerRestarted',
       data: { streamId: joined.streamId, reconnect: true },
@@ -342,6 +347,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
         peerId,
         nodeId,
         placed: placement !== null,
+        originNodeId: meta.mediaNodeId,
         media,
         meta,
         transports: new Map(),

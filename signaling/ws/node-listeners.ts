@@ -5,7 +5,8 @@
  * `reconnect: true`, what the client library already follows after a worker death); the join asks
  * placement again, which no longer lists the dead node.
  *
- * A node that says goodbye drains: it keeps serving its listeners, so they stay.
+ * A node that says goodbye drains: it keeps serving its listeners, so they stay. The listeners of
+ * a stream's own node (its origin) are left to the control plane, which moves or ends the stream.
  */
 import {
   type MediaNodeHeartbeat,
