@@ -162,6 +162,13 @@ const schema = z.object({
   /** How long a relay node keeps a stream's pipe once nobody listens there (seconds). */
   MEDIA_RELAY_GRACE_S: nonNegativeInt.default(10),
   /**
+   * The address other media nodes send a pulled stream to (cascaded fan-out), when it is not the
+   * one announced to listeners: nodes that reach each other over a private network while listeners
+   * come over a public one, or a link the operator routes through something of its own. Unset: the
+   * listeners' address (MEDIA_ANNOUNCED_ADDRESS, else the listen IP).
+   */
+  MEDIA_PIPE_ANNOUNCED_ADDRESS: optionalString,
+  /**
    * Cluster mode: the group media nodes announce themselves in, and control planes place streams
    * in (a bus subject token). Deployments sharing one NATS server set different names.
    */

@@ -137,6 +137,7 @@ class LocalMediaNode implements MediaNode {
   readonly #audioLevels: AudioLevelSettings;
   readonly #recoveryWaitMs: number;
   readonly #transportOptions: Omit<ms.WebRtcTransportOptions, 'appData'>;
+  /** Where pipes to other nodes listen, and the address they give those nodes. */
   readonly #listenIp: ms.TransportListenIp;
   readonly #peersOf: MediaNodePeers | undefined;
   readonly #maxListeners: number;
@@ -181,7 +182,9 @@ class LocalMediaNode implements MediaNode {
       announcedAddress: options.config.MEDIA_ANNOUNCED_ADDRESS,
     });
     this.#log.info({ listenIp }, 'media node listening');
-    this.#listenIp = listenIp;
+    // Pipes to other nodes may be reached at another address than the one listeners are given.
+    const pipeAddress = options.config.MEDIA_PIPE_ANNOUNCED_ADDRESS;
+    this.#listenIp = pipeAddress ? { ip: listenIp.ip, announcedIp: pipeAddress } : listenIp;
     this.#peersOf = options.peers;
     this.#maxListeners = options.config.MEDIA_NODE_MAX_LISTENERS ?? defaultMaxListeners(pool.size);
     this.#relayGraceMs = options.config.MEDIA_RELAY_GRACE_S * 1000;
