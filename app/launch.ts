@@ -5,7 +5,7 @@
  * runs on its one event loop (platform.ts). Tests that reach into a running platform
  * (`platform.media`, `platform.sql`) call startPlatform directly, which is always the single loop.
  */
-import type { Config, Logger, ProcessRole } from '../common/index.js';
+import { type Config, type Logger, type ProcessRole, ROLES, startTracing } from '../common/index.js';
 import { startPlatform } from './platform.js';
 import { startThreadedPlatform } from './supervisor.js';
 
@@ -29,7 +29,15 @@ export async function launchPlatform(config: Config, log: Logger): Promise<Runni
       loops: threaded.threads.map((thread) => ({ thread: thread.name, roles: thread.roles })),
     };
   }
-  const platform = await startPlatform(config, log);
+  // Role threads start their own tracing (role-thread.ts); this loop's roles use this one.
+  const tracing = await startTracing(config, serviceNameOf(config.VEZA_ROLES));
+  let platform: Awaited<ReturnType<typeof startPlatform>>;
+  try {
+    platform = await startPlatform(config, log);
+  } catch (error) {
+    await tracing.shutdown();
+    throw error;
+  }
   let closed: Promise<void> | undefined;
   let reportStopped: (error: null) => void = () => {};
   const stopped = new Promise<Error | null>((resolve) => {
@@ -43,8 +51,17 @@ export async function launchPlatform(config: Config, log: Logger): Promise<Runni
     loops: [{ thread: 'main', roles: config.VEZA_ROLES }],
     stopped,
     close() {
-      closed ??= platform.close().then(() => reportStopped(null));
+      closed ??= platform
+        .close()
+        .then(() => tracing.shutdown())
+        .then(() => reportStopped(null));
       return closed;
     },
   };
+}
+
+/** `veza-signaling`, `veza-control-plane`, ...: a cluster process is named after its roles (all of them: `veza`). */
+function serviceNameOf(roles: readonly ProcessRole[]): string {
+  if (roles.length === 1) return `veza-${roles[0]}`;
+  return roles.length === ROLES.length ? 'veza' : `veza-${roles.join('+')}`;
 }

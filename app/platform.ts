@@ -19,8 +19,27 @@ import {
   type Sql,
   startEmbeddedPostgres,
 } from '../common/db/index.js';
-import { type Config, type Logger, type OpsServer, startOpsServer } from '../common/index.js';
-import { createPorts, type EventBus, PgJobQueue, PgSessionStore, type Ports } from '../common/ports/index.js';
+import {
+  type Config,
+  createBreaker,
+  type DependencyMonitor,
+  type DependencyProbe,
+  dependencyReadiness,
+  type Logger,
+  type OpsServer,
+  startDependencyMonitor,
+  startOpsServer,
+} from '../common/index.js';
+import {
+  type BlobStorage,
+  createPorts,
+  type EventBus,
+  GuardedBlobStorage,
+  isBlobStoreFailure,
+  PgJobQueue,
+  PgSessionStore,
+  type Ports,
+} from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
 import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
@@ -35,7 +54,6 @@ import {
   directMediaGateway,
   type MediaGateway,
   routerCapabilitiesProvider,
-  signalingExtension,
   startEdge,
 } from '../signaling/index.js';
 import { startWorkers } from '../workers/index.js';
@@ -64,6 +82,8 @@ export interface PlatformOptions {
    * A supervisor serves them for the whole process instead.
    */
   opsServer?: boolean;
+  /** Labels PostgreSQL's metrics (default: embedded when DATABASE_URL is unset). */
+  database?: 'embedded' | 'external';
 }
 
 export async function startPlatform(
@@ -89,13 +109,26 @@ export async function startPlatform(
       closers.push(embedded.stop);
       databaseUrl = embedded.url;
     }
-    const sql = connectDatabase(databaseUrl, { onNotice: (message) => log.debug({ pg: message }, 'notice') });
+    const sql = connectDatabase(databaseUrl, {
+      onNotice: (message) => log.debug({ pg: message }, 'notice'),
+      database: options.database ?? (config.DATABASE_URL ? 'external' : 'embedded'),
+    });
     closers.push(() => sql.end({ timeout: 5 }));
     const roles = new Set(config.VEZA_ROLES);
     if (roles.has('control-plane')) await migrate(sql, MIGRATIONS_DIR, log);
 
     const ports = await createPorts(config, { sql, log, ...(options.bus ? { bus: options.bus } : {}) });
     closers.push(() => ports.close());
+
+    // What this process's roles need, probed in the background; readiness and gRPC health follow it.
+    const dependencies = startDependencyMonitor({
+      probes: dependencyProbes(config, roles, sql, ports),
+      intervalMs: config.HEALTH_PROBE_INTERVAL_MS,
+      timeoutMs: config.HEALTH_PROBE_TIMEOUT_MS,
+      log,
+    });
+    closers.push(async () => dependencies.close());
+    await dependencies.ready;
 
     // Service identity for calls between roles: configured keys in cluster mode, and a
     // fresh key per process in standalone mode, where every caller is in this process.
@@ -104,7 +137,7 @@ export async function startPlatform(
     let grpcPort: number | null = null;
     let controlPlaneAddress = config.controlPlaneAddress;
     if (roles.has('control-plane')) {
-      const controlPlane = await startControlPlane({ config, sql, ports, log, apiKey });
+      const controlPlane = await startControlPlane({ config, sql, ports, log, apiKey, dependencies });
       closers.push(() => controlPlane.close());
       grpcPort = controlPlane.port;
       controlPlaneAddress = `${controlPlaneAddress.replace(/:\d+$/, '')}:${grpcPort}`;
@@ -149,13 +182,22 @@ export async function startPlatform(
 
     let httpPort: number | null = null;
     if (roles.has('signaling')) {
-      const client = createControlPlaneClient({ address: controlPlaneAddress, apiKey, log });
+      const client = createControlPlaneClient({
+        address: controlPlaneAddress,
+        apiKey,
+        log,
+        breakerResetMs: config.CIRCUIT_BREAKER_RESET_MS,
+      });
       closers.push(async () => client.close());
       let gateway: MediaGateway;
       if (media) {
         gateway = directMediaGateway(media);
       } else {
-        const remote = busMediaGateway({ bus: ports.bus, log });
+        const remote = busMediaGateway({
+          bus: ports.bus,
+          log,
+          breakerResetMs: config.CIRCUIT_BREAKER_RESET_MS,
+        });
         closers.push(() => remote.close());
         await remote.ready;
         gateway = remote;
@@ -163,10 +205,11 @@ export async function startPlatform(
       const edge = await startEdge({
         config,
         log,
+        dependencies,
         controlPlane: client,
-        blobs: ports.blobs,
+        blobs: edgeBlobs(config, ports.blobs, log),
         routerRtpCapabilities: routerCapabilitiesProvider(gateway),
-        extensions: [signalingExtension({ bus: ports.bus, media: gateway })],
+        signaling: { bus: ports.bus, media: gateway },
       });
       closers.push(() => edge.close());
       httpPort = edge.port;
@@ -185,7 +228,12 @@ export async function startPlatform(
 
     let ops: OpsServer | null = null;
     if (options.opsServer ?? !roles.has('signaling')) {
-      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
+      ops = await startOpsServer(
+        config.HTTP_HOST,
+        config.CONTROL_HTTP_PORT,
+        async () => dependencyReadiness(dependencies),
+        { metricsToken: config.METRICS_TOKEN },
+      );
       closers.push(() => ops?.close() ?? Promise.resolve());
     }
 
@@ -215,3 +263,53 @@ export async function startPlatform(
     throw error;
   }
 }
+
+/**
+ * The dependencies the roles of this process need: PostgreSQL for the control plane and for the
+ * standalone job queue the workers consume, Redis (sessions, rate limits) for the control plane,
+ * NATS for every role in cluster mode, blob storage for whoever reads or writes media objects.
+ */
+function dependencyProbes(
+  config: Config,
+  roles: ReadonlySet<string>,
+  sql: Sql,
+  ports: Ports,
+): DependencyProbe[] {
+  const probes: DependencyProbe[] = [];
+  if (roles.has('control-plane') || (roles.has('worker') && config.VEZA_MODE === 'standalone')) {
+    probes.push({
+      name: 'postgres',
+      check: async () => {
+        await sql`select 1`;
+      },
+    });
+  }
+  for (const probe of ports.probes) {
+    if (probe.name === 'redis' && !roles.has('control-plane')) continue;
+    probes.push(probe);
+  }
+  if (roles.has('signaling') || roles.has('control-plane') || roles.has('worker')) {
+    probes.push({
+      name: 'blob-storage',
+      // A key that never exists: the answer (not found) proves the store answers.
+      check: async () => {
+        await ports.blobs.stat('health/probe');
+      },
+    });
+  }
+  return probes;
+}
+
+/** The edge's blob storage: an S3 store behind its circuit breaker; files need none. */
+function edgeBlobs(config: Config, blobs: BlobStorage, log: Logger): BlobStorage {
+  if (!config.S3_BUCKET) return blobs;
+  const breaker = createBreaker({
+    target: 's3',
+    resetTimeoutMs: config.CIRCUIT_BREAKER_RESET_MS,
+    log,
+    isFailure: isBlobStoreFailure,
+  });
+  return new GuardedBlobStorage(blobs, breaker);
+}
+
+export type { DependencyMonitor };

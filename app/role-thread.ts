@@ -5,14 +5,21 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { createLogger, metricsRegistry, type RenderedMetrics, renderMetricsWith } from '../common/index.js';
+import {
+  createLogger,
+  metricsRegistry,
+  type RenderedMetrics,
+  renderMetricsWith,
+  startTracing,
+  type Tracing,
+} from '../common/index.js';
 import { ThreadEventBus } from '../common/ports/index.js';
 import { type Platform, startPlatform } from './platform.js';
 import type { FromThread, RoleThreadData, ToThread } from './thread-messages.js';
 
 const port = parentPort;
 if (!port) throw new Error('app/role-thread.ts runs as a worker thread of app/supervisor.ts');
-const { name, config, apiKey, bus: busPort } = workerData as RoleThreadData;
+const { name, config, apiKey, bus: busPort, database } = workerData as RoleThreadData;
 const tell = (message: FromThread) => port.postMessage(message);
 
 // Synchronous writes, one line each: the threads share stdout, and a thread's last lines must be
@@ -49,7 +56,12 @@ renderMetricsWith(
 );
 
 const bus = new ThreadEventBus(busPort, { log });
-const starting: Promise<Platform> = startPlatform(config, log, { bus, apiKey, opsServer: false });
+// Each thread is a service of its own in a trace (veza-edge, veza-control-plane, veza-media), as
+// its roles would be in cluster mode; its SDK starts before the roles wrap their clients.
+const tracing: Promise<Tracing> = startTracing(config, `veza-${name}`);
+const starting: Promise<Platform> = tracing.then(() =>
+  startPlatform(config, log, { bus, apiKey, opsServer: false, database }),
+);
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {
@@ -72,6 +84,9 @@ port.on('message', (message: ToThread) => {
           (platform) => platform.close(),
           () => undefined,
         )
+        // The spans of the last requests are exported before the thread ends.
+        .then(() => tracing.then((started) => started.shutdown()))
+        .catch((error: unknown) => log.warn({ err: error }, 'tracing did not shut down cleanly'))
         .then(() => tell({ type: 'stopped' }));
       return;
   }

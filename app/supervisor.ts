@@ -294,6 +294,7 @@ export async function startThreadedPlatform(config: Config, rootLog: Logger): Pr
         config: { ...config, ...threadConfig, VEZA_ROLES: [...roles], DATABASE_URL: databaseUrl },
         apiKey,
         bus: port,
+        database: config.DATABASE_URL ? 'external' : 'embedded',
       };
       const worker = startThread(ROLE_THREAD_ENTRY, { workerData: data, transferList: [port] });
       const thread = new RoleThread(name, roles, worker, log, { failed, render: collectMetrics });
@@ -327,7 +328,9 @@ export async function startThreadedPlatform(config: Config, rootLog: Logger): Pr
 
     let ops: OpsServer | null = null;
     if (!edgeGroup) {
-      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true);
+      ops = await startOpsServer(config.HTTP_HOST, config.CONTROL_HTTP_PORT, async () => true, {
+        metricsToken: config.METRICS_TOKEN,
+      });
       closers.push(() => ops?.close() ?? Promise.resolve());
     }
 

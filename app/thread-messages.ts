@@ -22,6 +22,8 @@ export interface RoleThreadData {
   apiKey: string;
   /** This thread's end of the thread bus (transferred). */
   bus: MessagePort;
+  /** Whose PostgreSQL config.DATABASE_URL is: the supervisor's embedded one, or the operator's. */
+  database: 'embedded' | 'external';
 }
 
 export type ToThread =

@@ -116,7 +116,7 @@ async function run(
   const files = await writeResult(options.resultsDir, result, output.charts);
   for (const t of result.targets) {
     progress.note(
-      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}`,
+      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}`,
     );
   }
   progress.note(
@@ -147,11 +147,6 @@ common(
   .option('--settle <seconds>', 'pause between a ramp and its measurement', positiveNumber, 2)
   .option('--join-timeout <ms>', 'how long a listener may take to its first packet', positiveInt, 20_000)
   .option(
-    '--prefetch-tokens',
-    'fetch the listener tokens before each ramp (default: each listener right before it joins, as a browser does)',
-    false,
-  )
-  .option(
     '--server-cpu-prof <dir>',
     "write a V8 CPU profile of the standalone platform's process (edge, control plane, media node) into <dir>",
   )
@@ -159,7 +154,6 @@ common(
     async (
       options: CommonOptions & {
         serverCpuProf?: string;
-        prefetchTokens: boolean;
         listeners: number[];
         ramp: number;
         perProcess: number;
@@ -179,7 +173,6 @@ common(
             packetsPerSecond: options.packetRate,
             joinTimeoutMs: options.joinTimeout,
             settleS: options.settle,
-            prefetchTokens: options.prefetchTokens,
             baseline: options.baseline,
             target: { ...target(options), cpuProfileDir: options.serverCpuProf },
           },

@@ -69,6 +69,29 @@ describe('SIGNING_KEYS_SECRET', () => {
     expect(loadConfig({ ...cluster, SIGNING_KEYS_SECRET: secret }).SIGNING_KEYS_SECRET).toBe(secret);
   });
 
+  it('takes a METRICS_TOKEN of 16 characters or more, refuses a shorter one without showing it, and logs it redacted', () => {
+    expect(loadConfig({}).METRICS_TOKEN).toBeUndefined();
+    expect(loadConfig({ METRICS_TOKEN: '' }).METRICS_TOKEN).toBeUndefined();
+    const token = randomBytes(12).toString('hex');
+    expect(loadConfig({ METRICS_TOKEN: token }).METRICS_TOKEN).toBe(token);
+    const message = refusal({ METRICS_TOKEN: 'short-token' });
+    expect(message).toMatch(/METRICS_TOKEN \(value not shown\): needs at least 16 characters/);
+    expect(message).not.toContain('short-token');
+    let text = '';
+    const log = createLogger({
+      level: 'info',
+      destination: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          text += chunk.toString('utf8');
+          done();
+        },
+      }),
+    });
+    log.info({ config: loadConfig({ METRICS_TOKEN: token }) }, 'the config');
+    expect(text).toContain('"METRICS_TOKEN":"[redacted]"');
+    expect(text).not.toContain(token);
+  });
+
   it('never shows the value of other secrets in errors either', () => {
     const message = refusal({ DATABASE_URL: 'not a url with hunter2' });
     expect(message).toMatch(/DATABASE_URL \(value not shown\)/);

@@ -4,9 +4,11 @@
  * Every variable has a default that makes standalone mode work with nothing set.
  * A bad value stops the process with an error naming the variable and what it expected.
  */
+import { isIP } from 'node:net';
 import { cpus, hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseControlPlaneTarget } from './control-plane-target.js';
 
 export const ROLES = ['control-plane', 'signaling', 'media', 'worker'] as const;
 export type ProcessRole = (typeof ROLES)[number];
@@ -35,6 +37,9 @@ const optionalString = z
   .optional()
   .transform((value) => (value === '' ? undefined : value));
 
+/** The OTLP transports the SDK offers (OTEL_EXPORTER_OTLP_PROTOCOL); unset means http/protobuf. */
+const otlpProtocol = optionalString.pipe(z.enum(['http/protobuf', 'http/json', 'grpc']).optional());
+
 /**
  * Variables whose value is a secret (or may embed one, as URLs with credentials do): an error
  * about them names the variable and never prints the value.
@@ -45,6 +50,7 @@ const SECRET_VARIABLES = new Set([
   'TURN_SECRET',
   'TURN_CREDENTIAL',
   'S3_SECRET_ACCESS_KEY',
+  'METRICS_TOKEN',
   'SMTP_URL',
   'DATABASE_URL',
   'REDIS_URL',
@@ -99,10 +105,30 @@ const schema = z.object({
 
   GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   GRPC_PORT: port.default(9090),
-  /** Where edges and workers reach the control plane (host:port). */
-  CONTROL_PLANE_ADDRESS: optionalString,
+  /**
+   * Where edges and workers reach the control plane: host:port, a comma list of ip:port that
+   * the client balances across, or dns:///name:port resolving to several (control-plane-target.ts).
+   */
+  CONTROL_PLANE_ADDRESS: optionalString.pipe(
+    z
+      .string()
+      .superRefine((value, context) => {
+        try {
+          parseControlPlaneTarget(value);
+        } catch (error) {
+          context.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional(),
+  ),
   /** HTTP port of a control-plane-only process, for /metrics, /healthz and the JWKS. */
   CONTROL_HTTP_PORT: port.default(9091),
+  /**
+   * Bearer token Prometheus must present on /metrics (the edge's public port and the ops port).
+   * The metrics carry no personal data, but they tell anyone load, node ids and error rates, so a
+   * public edge should set it; unset, /metrics is open (a standalone machine, a private network).
+   */
+  METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'needs at least 16 characters').optional()),
   /** Shared secrets for service-to-service gRPC calls (x-api-key). Generated per run in standalone mode. */
   SERVICE_API_KEYS: csv(z.string().min(16, 'each key needs at least 16 characters')).default([]),
   /**
@@ -194,6 +220,19 @@ const schema = z.object({
    */
   PRESENCE_HEARTBEAT_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
 
+  /**
+   * Dependency health (common/dependency-health.ts): how often each process probes what it needs
+   * (PostgreSQL, Redis, NATS, blob storage, the media-node registry), and how long one probe may
+   * take before the dependency counts as down. /readyz and grpc.health.v1 answer from the last probe.
+   */
+  HEALTH_PROBE_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
+  HEALTH_PROBE_TIMEOUT_MS: z.coerce.number().int().min(10).max(30_000).default(1000),
+  /**
+   * Circuit breakers (common/circuit-breaker.ts): how long an open breaker refuses calls before it
+   * lets one trial call through; also the Retry-After of the 503 it answers meanwhile.
+   */
+  CIRCUIT_BREAKER_RESET_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+
   WORKER_CONCURRENCY: positiveInt.default(cpus().length),
 
   /** Largest accepted upload, in bytes (refused at creation and while the bytes stream in). */
@@ -235,6 +274,45 @@ const schema = z.object({
   DEAD_JOB_RETENTION_DAYS: positiveInt.default(30),
   /** Delivered (or logged) outbox emails, and email confirmation tokens after their expiry. */
   EMAIL_RETENTION_DAYS: positiveInt.default(7),
+
+  /**
+   * Audience analytics (control-plane/analytics, the edge's audience reporter, the worker's roll-ups).
+   * Raw events are kept ANALYTICS_RAW_RETENTION_DAYS; the per-minute roll-ups for good.
+   */
+  ANALYTICS_RAW_RETENTION_DAYS: positiveInt.default(90),
+  /** How often the edge samples each listener's and broadcaster's delivery quality from the media node. */
+  ANALYTICS_SAMPLE_S: z.coerce.number().int().min(1).max(300).default(5),
+  /** How often each live stream's current hour is rolled up (0: only after the stream ends). */
+  ANALYTICS_ROLLUP_INTERVAL_S: nonNegativeInt.default(60),
+  /** The longest range one analytics query may cover. */
+  ANALYTICS_MAX_RANGE_DAYS: z.coerce.number().int().min(1).max(3660).default(93),
+  /** The GeoIP country database (MaxMind DB format); default: the one shipped in @ip-location-db/geolite2-country-mmdb. */
+  GEOIP_COUNTRY_DB: z.string().min(1).optional(),
+  /**
+   * Socket addresses (IPs or CIDR ranges) of proxies trusted to say who the client is in
+   * X-Forwarded-For. Default: the loopback addresses.
+   */
+  TRUSTED_PROXIES: csv(
+    z
+      .string()
+      .refine(
+        (value) => isIP(value.split('/')[0] ?? '') !== 0,
+        'each entry is an IP address or a CIDR range',
+      ),
+  ).default(['127.0.0.1', '::1']),
+  /**
+   * OpenTelemetry tracing, with the SDK's own variables. Either endpoint turns it on; unset, no SDK
+   * starts and every span call is the API's no-op. The SDK reads these and the rest of its variables
+   * (OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES, ...) from the environment
+   * itself; they are declared here so a bad value stops the process naming the variable.
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url.optional()),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString.pipe(url.optional()),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol,
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol,
+  /** Default: `veza-<roles>` (e.g. `veza-signaling`), so each role is its own service in a trace. */
+  OTEL_SERVICE_NAME: optionalString,
+  OTEL_SDK_DISABLED: flag.default(false),
 });
 
 export type Env = z.infer<typeof schema>;
@@ -246,6 +324,8 @@ export interface Config extends Env {
   controlPlaneAddress: string;
   publicUrl: string;
   nodeId: string;
+  /** An OTLP endpoint is set and the SDK is not disabled: common/tracing.ts starts the SDK. */
+  tracing: boolean;
 }
 
 export class ConfigError extends Error {
@@ -313,5 +393,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: (value.PUBLIC_URL ?? `http://localhost:${value.HTTP_PORT}`).replace(/\/$/, ''),
     // The hostname keeps replicas apart in containers, where every process is pid 1.
     nodeId: value.VEZA_NODE_ID ?? `${hostname()}-${process.pid}`,
+    tracing:
+      !value.OTEL_SDK_DISABLED &&
+      (value.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
+        value.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined),
   };
 }

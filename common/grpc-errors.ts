@@ -38,15 +38,13 @@ const FROM_GRPC: Partial<Record<status, ErrorCode>> = {
 export const ERROR_CODE_KEY = 'veza-error-code';
 export const ERROR_FIELD_KEY = 'veza-error-field';
 export const RETRY_AFTER_KEY = 'veza-retry-after-ms';
+/** ErrorDetails.reason, so a caller can tell e.g. a dependency outage from a refusal with the same code. */
+export const ERROR_REASON_KEY = 'veza-error-reason';
 
 export interface GrpcStatusObject {
   code: status;
   details: string;
   metadata: Metadata;
-}
-
-function grpcStatusCodeOf(code: ErrorCode): status {
-  return GRPC_STATUS[code];
 }
 
 /** The status object a grpc-js handler passes to its callback or `emit('error')`. */
@@ -57,6 +55,7 @@ export function toGrpcStatus(error: unknown): GrpcStatusObject {
   if (veza.details.field) metadata.set(ERROR_FIELD_KEY, veza.details.field);
   if (veza.details.retryAfterMs !== undefined)
     metadata.set(RETRY_AFTER_KEY, String(veza.details.retryAfterMs));
+  if (veza.details.reason) metadata.set(ERROR_REASON_KEY, veza.details.reason);
   const details = veza.code === 'internal' ? INTERNAL_MESSAGE : veza.message;
   return { code: GRPC_STATUS[veza.code], details, metadata };
 }
@@ -73,6 +72,7 @@ export function fromGrpcError(error: unknown): VezaError {
   const code: ErrorCode = isErrorCode(sent) ? sent : (FROM_GRPC[error.code] ?? 'internal');
   const field = error.metadata.get(ERROR_FIELD_KEY)[0];
   const retry = error.metadata.get(RETRY_AFTER_KEY)[0];
+  const reason = error.metadata.get(ERROR_REASON_KEY)[0];
   const message = code === 'internal' ? INTERNAL_MESSAGE : error.details || 'remote call failed';
   return new VezaError(
     code,
@@ -80,6 +80,7 @@ export function fromGrpcError(error: unknown): VezaError {
     {
       ...(field === undefined ? {} : { field: String(field) }),
       ...(retry === undefined ? {} : { retryAfterMs: Number(retry) }),
+      ...(reason === undefined ? {} : { reason: String(reason) }),
     },
     { cause: error },
   );

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { NO_TRACE_FIELDS, traceLogFields } from './tracing.js';
 
 export type { Logger } from 'pino';
 
@@ -45,6 +46,9 @@ const REDACT_PATHS = [
   '*.privateJwk',
   'private_jwk',
   '*.private_jwk',
+  // Prometheus's bearer token for /metrics (a logged Config included).
+  'METRICS_TOKEN',
+  '*.METRICS_TOKEN',
 ];
 
 export interface LoggerOptions {
@@ -62,6 +66,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Every line written inside a traced request carries its trace_id and span_id. pino merges
+      // a line's fields into the object the mixin returns; the shared empty one (tracing off, or
+      // outside a trace) must stay empty, so such lines keep only their own fields.
+      mixin: traceLogFields,
+      mixinMergeStrategy: (mergeObject, mixinObject) =>
+        mixinObject === NO_TRACE_FIELDS ? mergeObject : Object.assign(mixinObject, mergeObject),
     },
     options.destination,
   );

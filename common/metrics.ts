@@ -3,7 +3,7 @@
  * every role exposes the same /metrics shape. Domain modules register their own
  * counters on it through `metricsRegistry()`.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type Aggregator, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 let registry: Registry | undefined;
 
@@ -30,8 +30,40 @@ export function counter<L extends string>(
   return once(name, (registers) => new Counter({ name, help, labelNames, registers }));
 }
 
-export function gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
-  return once(name, (registers) => new Gauge({ name, help, labelNames, registers }));
+/** What a gauge may add to its name, help and labels. */
+export interface GaugeOptions<L extends string> {
+  /**
+   * Runs at every scrape, for values read from elsewhere (a queue's backlog, a readiness probe)
+   * rather than kept up to date. With `once`, only the first registration's collect counts, so
+   * it should read module-level state, not a closure over one server.
+   */
+  collect?: (this: Gauge<L>) => Promise<void> | void;
+  /**
+   * How threaded standalone mode merges the threads' values of one series (app/thread-metrics.ts;
+   * default sum). A state several threads report alike wants `min` or `max`, not a sum.
+   */
+  aggregator?: Aggregator;
+}
+
+export function gauge<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[] = [],
+  options: GaugeOptions<L> = {},
+): Gauge<L> {
+  const { collect, aggregator } = options;
+  return once(
+    name,
+    (registers) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        ...(collect ? { collect } : {}),
+        ...(aggregator ? { aggregator } : {}),
+      }),
+  );
 }
 
 export function histogram<L extends string>(

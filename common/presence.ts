@@ -26,7 +26,6 @@ import {
   PRESENCE_NODE_ID,
   type PresenceGoodbye,
   type PresenceHeartbeat,
-  type PresenceKind,
   presenceEchoSubject,
   presenceGoodbyeSchema,
   presenceKindOf,

@@ -5,10 +5,17 @@
  */
 
 import type { Sql } from '../common/db/index.js';
-import type { Config, Logger } from '../common/index.js';
+import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage, EventBus, JobQueue, RateLimiter, SessionStore } from '../common/ports/index.js';
 import { AuthServiceService } from '../proto/gen/veza/auth/auth.js';
-import { createAnalytics, createAnalyticsService } from './analytics/index.js';
+import {
+  type AnalyticsIngest,
+  createAnalytics,
+  createAnalyticsService,
+  createAudienceStore,
+  createStreamAnalyticsRpc,
+  startAnalyticsIngest,
+} from './analytics/index.js';
 import {
   createAuthService,
   createMailer,
@@ -19,7 +26,7 @@ import {
   type TokenCaching,
 } from './auth/index.js';
 import { type ChatModuleOptions, startChatModule } from './chat/index.js';
-import { bindService, type HealthControl, startGrpcServer } from './grpc/index.js';
+import { bindService, followDependencies, type HealthControl, startGrpcServer } from './grpc/index.js';
 import { createStreamService } from './streams/index.js';
 import { startUploadsModule, type UploadsModuleDeps } from './uploads/index.js';
 
@@ -46,6 +53,8 @@ interface ControlPlaneDeps {
   chat?: ChatModuleOptions;
   /** Upload tuning (staging directory, expiry of unfinished uploads, sweep period). */
   uploads?: UploadsModuleDeps['options'];
+  /** The process's dependency probes: each service's health follows the ones it needs. */
+  dependencies?: DependencyMonitor;
 }
 
 export interface ControlPlane {
@@ -67,6 +76,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
   const keys = await loadSigningKeys(sql, log, await loadKeyEncryptionKey(config, log));
   const outbox = startOutboxDispatcher({ sql, mailer: createMailer(config, log), log });
   let tokens: TokenCaching | undefined;
+  let ingest: AnalyticsIngest | undefined;
   try {
     // Token checks from memory, kept current by acknowledged invalidations (auth/invalidations.ts).
     tokens = await startTokenCaching({
@@ -107,6 +117,17 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       moderation: { url: config.MODERATION_URL, ...deps.chat?.moderation },
     });
     const analytics = createAnalytics(sql);
+    const audience = createAudienceStore(sql);
+    ingest = startAnalyticsIngest({
+      sql,
+      bus: ports.bus,
+      jobs: ports.jobs,
+      store: audience,
+      log,
+      rollupIntervalMs: config.ANALYTICS_ROLLUP_INTERVAL_S * 1000,
+    });
+    await ingest.ready;
+    const analyticsDeps = { analytics, audience, ingest, bus: ports.bus, config };
     const uploads = startUploadsModule({
       config,
       sql,
@@ -134,20 +155,28 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
           log,
           chatRooms: chat.streamRooms,
           uploadRpcs: uploads.rpcs,
+          dependencies: deps.dependencies,
+          analyticsRpcs: createStreamAnalyticsRpc(analyticsDeps),
         }),
-        createAnalyticsService(analytics),
+        createAnalyticsService(analyticsDeps),
         chat.notificationService,
       ],
     });
+    const unfollow = deps.dependencies
+      ? followDependencies(server.health, deps.dependencies, log)
+      : () => undefined;
+    const analyticsIngest = ingest;
     let closing: Promise<void> | undefined;
     return {
       port: server.port,
       health: server.health,
       close() {
         closing ??= (async () => {
+          unfollow();
           await server.close();
           await uploads.close();
           chat.close();
+          await analyticsIngest.close();
           await outbox.stop();
           await caching.close();
         })();
@@ -155,6 +184,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       },
     };
   } catch (error) {
+    await ingest?.close();
     await outbox.stop();
     await tokens?.close();
     throw error;

@@ -9,7 +9,6 @@ import type {
   MediaNodeApi,
   MediaNodeLoad,
   ProducerCloseReason,
-  TransportDirection,
 } from '../common/contracts/index.js';
 import type { WorkerDiedEvent, WorkerReplacedEvent } from './worker-pool.js';
 

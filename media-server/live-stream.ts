@@ -23,7 +23,6 @@ import {
   MEDIA_FAILURE,
   type ProducerCloseReason,
   type StreamInfo,
-  type StreamRouterInfo,
   type TransportDirection,
   UnavailableError,
   VezaError,

@@ -133,7 +133,7 @@ describe('media node', () => {
     expect(broadcaster.transport.workerIndex).toBe(
       (await node.getStreamInfo('one-call')).routers[0]?.workerIndex,
     );
-    expect(broadcaster.rtpCapabilities).toEqual(ROUTER_RTP_CAPABILITIES);
+    expect(viaJson(await node.getRouterRtpCapabilities('one-call'))).toEqual(ROUTER_RTP_CAPABILITIES);
     await node.closePeer('one-call-second-broadcaster');
 
     expect(

@@ -167,6 +167,9 @@ class LocalMediaNode implements MediaNode {
   #sampling = false;
   /** Where the round-robin byte sampling left off. */
   #lastSampled: string | undefined;
+  /** Last sampled packet count per listener consumer, and where the consumer sampling left off. */
+  readonly #packets = new Map<string, number>();
+  #lastSampledConsumer: string | undefined;
   #closed = false;
 
   constructor(options: StartMediaNodeOptions, pool: WorkerPool, metrics: MediaMetrics) {
@@ -276,7 +279,6 @@ class LocalMediaNode implements MediaNode {
         }
       }
       return {
-        rtpCapabilities: stream.rtpCapabilities,
         listenerCount: stream.activeListeners,
         transport: transport.info(),
         consumer,
@@ -626,7 +628,10 @@ class LocalMediaNode implements MediaNode {
   ): Promise<ConsumeResult> {
     const consumer = await stream.consume(peer, transport, rtpCapabilities);
     this.#consumers.set(consumer.id, consumer);
-    consumer.observer.once('close', () => this.#consumers.delete(consumer.id));
+    consumer.observer.once('close', () => {
+      this.#consumers.delete(consumer.id);
+      this.#packets.delete(consumer.id);
+    });
     return {
       consumerId: consumer.id,
       producerId: consumer.producerId,
@@ -922,8 +927,43 @@ class LocalMediaNode implements MediaNode {
         }
       }
       this.#metrics.addBytes(received, sent);
+      await this.#sampleListeners();
     } finally {
       this.#sampling = false;
+    }
+  }
+
+  /**
+   * Loss, RTT and packets of a bounded, round-robin slice of the listeners' consumers, as with the
+   * transports' bytes. Pipe consumers (between this node's routers) have no receiver reports.
+   */
+  async #sampleListeners(): Promise<void> {
+    const listeners = [...this.#consumers.values()].filter((consumer) => consumer.type !== 'pipe');
+    let start = 0;
+    if (listeners.length > STATS_SLICE) {
+      start = Math.max(0, listeners.findIndex((consumer) => consumer.id === this.#lastSampledConsumer) + 1);
+    }
+    const slice = listeners.slice(start, start + STATS_SLICE);
+    if (slice.length < STATS_SLICE && listeners.length > slice.length)
+      slice.push(...listeners.slice(0, Math.min(start, STATS_SLICE - slice.length)));
+    this.#lastSampledConsumer = slice.at(-1)?.id;
+    for (const consumer of slice) {
+      if (consumer.closed || this.#closed) continue;
+      try {
+        const stats = await consumer.getStats();
+        const outbound = stats.find((stat) => stat.type === 'outbound-rtp');
+        if (!outbound) continue;
+        const last = this.#packets.get(consumer.id) ?? 0;
+        if (!consumer.closed) this.#packets.set(consumer.id, outbound.packetCount);
+        // Without a receiver report (no RTT yet) nothing is known about the listener's leg.
+        const report =
+          outbound.roundTripTime === undefined
+            ? undefined
+            : { loss: outbound.fractionLost / 256, rttMs: outbound.roundTripTime };
+        this.#metrics.observeListener(report, Math.max(0, outbound.packetCount - last));
+      } catch {
+        // Closed meanwhile: skipped this tick, as with the transports' bytes.
+      }
     }
   }
 

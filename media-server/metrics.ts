@@ -1,4 +1,4 @@
-import { counter, gauge } from '../common/index.js';
+import { counter, gauge, histogram } from '../common/index.js';
 /**
  * The media role's Prometheus metrics. Labelled by node (several media nodes can share a process in
  * tests and standalone mode) and by worker index (a replaced worker keeps its index).
@@ -43,6 +43,26 @@ const listenersRefused = counter(
 
 export type RefusalReason = 'stream_budget' | 'node_max' | 'draining';
 
+// What listeners' RTCP receiver reports say about their leg, one observation per sampled listener
+// per tick: the distribution is what alerts on (a few bad listeners are not an outage).
+const listenerLoss = histogram(
+  'veza_media_listener_packet_loss_ratio',
+  'Fraction of packets lost on the way to a listener, from its RTCP receiver reports (sampled)',
+  ['node'],
+  [0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+);
+const listenerRtt = histogram(
+  'veza_media_listener_rtt_seconds',
+  'Round-trip time to a listener, from its RTCP receiver reports (sampled)',
+  ['node'],
+  [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2],
+);
+const packetsSent = counter(
+  'veza_media_packets_sent_total',
+  'RTP packets sent to listeners (sampled with the listeners; the divisor of CPU per packet)',
+  ['node'],
+);
+
 export class MediaMetrics {
   constructor(private readonly node: string) {}
 
@@ -69,6 +89,15 @@ export class MediaMetrics {
   addBytes(received: number, sent: number): void {
     if (received > 0) bytesReceived.inc({ node: this.node }, received);
     if (sent > 0) bytesSent.inc({ node: this.node }, sent);
+  }
+
+  /** One sampled listener: its last receiver report (loss as a fraction 0..1, RTT in ms), if any, and packets sent since the last sample. */
+  observeListener(report: { loss: number; rttMs: number } | undefined, packets: number): void {
+    if (report) {
+      listenerLoss.observe({ node: this.node }, report.loss);
+      listenerRtt.observe({ node: this.node }, report.rttMs / 1000);
+    }
+    if (packets > 0) packetsSent.inc({ node: this.node }, packets);
   }
 
   /** Drops this node's series so a closed node does not report stale values. */

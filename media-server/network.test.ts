@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../common/index.js';
 import { assertWorkerBinary } from './load-mediasoup.js';
 import { firstNonInternalIPv4, transportListenIp } from './network.js';
 

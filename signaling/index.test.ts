@@ -1,37 +1,20 @@
 /**
- * startEdge as a whole: ephemeral port, extensions, readiness without a control plane,
+ * startEdge as a whole (REST only, no /ws): ephemeral port, readiness without a control plane,
  * and shutdown. The control-plane client is real and points at a port nobody listens on.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { createLogger, loadConfig } from '../common/index.js';
 import { FsBlobStorage } from '../common/ports/index.js';
 import { createControlPlaneClient } from '../control-plane/client/index.js';
-import { type Edge, type EdgeExtension, json, startEdge } from './index.js';
+import { type Edge, startEdge } from './index.js';
 
 let dataDir: string;
 let edge: Edge;
 let base: string;
-const closed: string[] = [];
 const controlPlane = createControlPlaneClient({ address: '127.0.0.1:1', apiKey: 'unused-key-0123456789' });
-
-const extension: EdgeExtension = (registrar) => {
-  registrar.route(
-    'POST',
-    '/extension/echo/:name',
-    (request) => json({ name: request.params.name, body: request.json(z.strictObject({ n: z.number() })) }),
-    { body: { json: 100 } },
-  );
-  registrar.app.get('/extension/raw', (res) => {
-    res.end('raw uWS route');
-  });
-  registrar.onClose(() => {
-    closed.push('extension');
-  });
-};
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'veza-edge-'));
@@ -46,7 +29,6 @@ beforeAll(async () => {
     log: createLogger({ level: 'silent' }),
     controlPlane,
     blobs: new FsBlobStorage({ root: path.join(dataDir, 'blobs'), baseUrl: config.publicUrl }),
-    extensions: [extension],
     shutdownGraceMs: 1_000,
   });
   base = `http://127.0.0.1:${edge.port}`;
@@ -61,23 +43,6 @@ afterAll(async () => {
 describe('startEdge', () => {
   it('listens on an ephemeral port and reports it', () => {
     expect(edge.port).toBeGreaterThan(0);
-  });
-
-  it('serves extension routes with the same limits and errors as its own', async () => {
-    const ok = await fetch(`${base}/extension/echo/abc`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"n":1}',
-    });
-    expect(await ok.json()).toEqual({ name: 'abc', body: { n: 1 } });
-
-    const tooBig = await fetch(`${base}/extension/echo/abc`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ n: 1, pad: 'x'.repeat(200) }),
-    });
-    expect(tooBig.status).toBe(413);
-    expect(await (await fetch(`${base}/extension/raw`)).text()).toBe('raw uWS route');
   });
 
   it('is alive but not ready while the control plane is unreachable', async () => {
@@ -102,9 +67,8 @@ describe('startEdge', () => {
     });
   });
 
-  it('runs close hooks and stops accepting on close', async () => {
+  it('stops accepting on close', async () => {
     await edge.close();
-    expect(closed).toEqual(['extension']);
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
     // close() is idempotent.
     await edge.close();

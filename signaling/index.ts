@@ -1,17 +1,19 @@
 /**
- * The edge: the HTTP (and, through extensions, WebSocket) front door of Veza Live on
- * uWebSockets.js. It serves the seed's REST flows by calling the control plane over gRPC,
- * serves media objects from BlobStorage, and exposes /metrics, /healthz and /readyz.
+ * The edge: the HTTP and WebSocket front door of Veza Live on uWebSockets.js. It serves the
+ * seed's REST flows by calling the control plane over gRPC, serves media objects from
+ * BlobStorage, exposes /metrics, /healthz and /readyz, and, given `signaling`, the
+ * signaling WebSocket (/ws).
  *
- * This file is the folder's public surface. Other modules add routes and WebSocket
- * behaviours through `extensions`, which run before the edge starts listening.
+ * This file is the folder's public surface.
  */
 
-import type { Config, Logger } from '../common/index.js';
+import type { Config, DependencyMonitor, Logger } from '../common/index.js';
 import type { BlobStorage } from '../common/ports/index.js';
 import type { ControlPlaneClient } from '../control-plane/client/index.js';
 import { registerAdminRoutes } from './http/routes/admin.js';
+import { registerAnalyticsRoutes } from './http/routes/analytics.js';
 import { registerAuthRoutes } from './http/routes/auth.js';
+import { registerFollowRoutes } from './http/routes/follows.js';
 import { registerJwksRoutes } from './http/routes/jwks.js';
 import { registerMediaRoutes } from './http/routes/media.js';
 import { registerModerationRoutes } from './http/routes/moderation.js';
@@ -20,8 +22,9 @@ import { type RouterCapabilitiesProvider, registerStreamRoutes } from './http/ro
 import { registerTrackRoutes } from './http/routes/tracks.js';
 import { registerUploadRoutes } from './http/routes/uploads.js';
 import { registerWebRoutes } from './http/routes/web.js';
-import { createHttpServer, type RouteRegistrar } from './http/server.js';
+import { createHttpServer } from './http/server.js';
 import type { TemplatedApp } from './http/uws.js';
+import { registerSignaling, type SignalingOptions } from './ws/index.js';
 
 export type { BodySpec } from './http/body.js';
 export type { EdgeRequest, RouteHandler, RouteOptions } from './http/context.js';
@@ -41,7 +44,7 @@ export type { HttpMethod } from './http/router.js';
 export type { RouterCapabilitiesProvider } from './http/routes/streams.js';
 export type { RouteRegistrar } from './http/server.js';
 export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior } from './http/uws.js';
-// The signaling WebSocket (/ws): add it with `extensions: [signalingExtension({ bus, media })]`.
+// The signaling WebSocket (/ws): startEdge serves it when given `signaling: { bus, media }`.
 export {
   busMediaGateway,
   DEFAULT_SIGNALING_LIMITS,
@@ -50,7 +53,6 @@ export {
   routerCapabilitiesProvider,
   type SignalingLimits,
   type SignalingOptions,
-  signalingExtension,
 } from './ws/index.js';
 
 export interface EdgeDeps {
@@ -58,27 +60,15 @@ export interface EdgeDeps {
   log: Logger;
   controlPlane: ControlPlaneClient;
   blobs: BlobStorage;
-  /** Run in order before listening; each may add routes and WebSocket behaviours. */
-  extensions?: readonly EdgeExtension[];
+  /** The signaling WebSocket (/ws); without it the edge serves the REST API only. */
+  signaling?: SignalingOptions;
+  /** This process's dependency probes; /readyz is 503 while one the edge needs is down. */
+  dependencies?: DependencyMonitor;
   /** Router RTP capabilities for POST /stream/start; without it the response carries null. */
   routerRtpCapabilities?: RouterCapabilitiesProvider;
   /** How long close() waits for in-flight requests (default 5 s). */
   shutdownGraceMs?: number;
 }
-
-/** What an extension gets: our router (limits, errors, logs and metrics included) and the raw uWS app. */
-export interface EdgeRegistrar extends RouteRegistrar {
-  /** For `app.ws(...)` and `app.publish(...)`; HTTP routes belong on `route()`. */
-  readonly app: TemplatedApp;
-  readonly config: Config;
-  readonly log: Logger;
-  readonly controlPlane: ControlPlaneClient;
-  readonly blobs: BlobStorage;
-  /** Runs when the edge closes, after it stops accepting and before in-flight requests drain. */
-  onClose(hook: () => Promise<void> | void): void;
-}
-
-export type EdgeExtension = (edge: EdgeRegistrar) => void | Promise<void>;
 
 export interface Edge {
   /** The bound port (the real one when HTTP_PORT is 0). */
@@ -93,7 +83,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const server = createHttpServer({ log });
   const routeDeps = { config, log, controlPlane, blobs };
 
-  registerOpsRoutes(server, { controlPlane, isClosing: () => server.closing });
+  const stopReadinessReport = registerOpsRoutes(server, {
+    controlPlane,
+    isClosing: () => server.closing,
+    metricsToken: config.METRICS_TOKEN,
+    ...(deps.dependencies ? { dependencies: deps.dependencies } : {}),
+  });
   registerAuthRoutes(server, routeDeps);
   registerAdminRoutes(server, routeDeps);
   registerJwksRoutes(server, routeDeps);
@@ -102,21 +97,18 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   registerModerationRoutes(server, routeDeps);
   registerUploadRoutes(server, routeDeps);
   registerTrackRoutes(server, routeDeps);
+  registerAnalyticsRoutes(server, routeDeps);
+  registerFollowRoutes(server, routeDeps);
   registerWebRoutes(server, { log });
 
-  const closeHooks: Array<() => Promise<void> | void> = [];
-  const registrar: EdgeRegistrar = {
-    app: server.app,
-    config,
-    log,
-    controlPlane,
-    blobs,
-    route: (method, pattern, handler, options) => server.route(method, pattern, handler, options),
-    onClose: (hook) => {
-      closeHooks.push(hook);
-    },
-  };
-  for (const extension of deps.extensions ?? []) await extension(registrar);
+  // Close hooks run after the edge stops accepting and before in-flight requests drain.
+  const closeHooks: Array<() => Promise<void> | void> = [stopReadinessReport];
+  if (deps.signaling) {
+    await registerSignaling(
+      { app: server.app, config, log, controlPlane, onClose: (hook) => closeHooks.push(hook) },
+      deps.signaling,
+    );
+  }
 
   const port = await server.listen(config.HTTP_HOST, config.HTTP_PORT);
   let closed: Promise<void> | null = null;

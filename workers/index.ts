@@ -1,14 +1,15 @@
 /**
- * The worker role: durable job consumers. Today the transcode worker; recording and
- * analytics roll-ups will join it here. Workers hold no database: they take jobs from the
+ * The worker role: durable job consumers: the transcode worker and the analytics roll-ups. Workers hold no database: they take jobs from the
  * queue and report through the bus to the modules that own the data.
  */
 
 import type { Config, Logger } from '../common/index.js';
 import type { Ports } from '../common/ports/index.js';
+import { startRollupWorker } from './analytics-rollup.js';
 import { checkFfmpeg } from './ffmpeg.js';
 import { startTranscodeWorker } from './transcode-worker.js';
 
+export { computeRollup, type RollupWorker, rollUp, startRollupWorker } from './analytics-rollup.js';
 export { transcodeTrack } from './pipeline/index.js';
 export { startTranscodeWorker, type TranscodeWorker } from './transcode-worker.js';
 
@@ -39,6 +40,11 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
     maxDurationS: options.maxDurationS ?? options.config.UPLOAD_MAX_DURATION_S,
     ...(options.shutdownGraceMs === undefined ? {} : { shutdownGraceMs: options.shutdownGraceMs }),
   });
+  const rollups = startRollupWorker({
+    jobs: options.ports.jobs,
+    bus: options.ports.bus,
+    log: log.child({ component: 'analytics-rollup' }),
+  });
   log.info(
     {
       concurrency: options.config.WORKER_CONCURRENCY,
@@ -49,7 +55,7 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   );
   return {
     async close() {
-      await transcoder.close();
+      await Promise.all([transcoder.close(), rollups.close()]);
     },
   };
 }

@@ -16,13 +16,24 @@
  * anything more is written and the queue redelivers the job later: the ready record is one
  * call, and a rejected source is deleted only once its track no longer points at it.
  */
+import { z } from 'zod';
 import {
   TRANSCODE_QUEUE,
   type TrackProgressEvent,
+  traceContextSchema,
   trackProgressSubject,
   transcodeJobSchema,
 } from '../common/contracts/index.js';
-import { counter, gauge, histogram, type Logger } from '../common/index.js';
+import {
+  contextOf,
+  counter,
+  gauge,
+  histogram,
+  inSpan,
+  type Logger,
+  SpanKind,
+  tracingEnabled,
+} from '../common/index.js';
 import {
   type BlobStorage,
   type EventBus,
@@ -30,6 +41,7 @@ import {
   type JobContext,
   type JobQueue,
   UnrecoverableJobError,
+  watchJobQueue,
 } from '../common/ports/index.js';
 import {
   AudioRejectedError,
@@ -56,6 +68,9 @@ interface TranscodeWorkerOptions {
   /** Minimum time between two progress reports of one job (bus and track record). */
   progressIntervalMs?: number;
 }
+
+/** Only the trace of a job (the whole job is parsed, naming a bad field, by the transcode itself). */
+const tracedJobSchema = z.object({ trace: traceContextSchema });
 
 export interface TranscodeWorker {
   close(): Promise<void>;
@@ -171,7 +186,24 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     };
   }
 
-  async function handle(payload: unknown, context: JobContext): Promise<void> {
+  /** With tracing on, a job queued inside a trace (the upload's last request) runs in a span of it. */
+  function handle(payload: unknown, context: JobContext): Promise<void> {
+    const carrier = tracingEnabled() ? tracedJobSchema.safeParse(payload).data?.trace : undefined;
+    if (!carrier) return run(payload, context);
+    return inSpan(
+      `process ${TRANSCODE_QUEUE}`,
+      SpanKind.CONSUMER,
+      () => run(payload, context),
+      {
+        'messaging.system': 'veza-jobs',
+        'messaging.destination.name': TRANSCODE_QUEUE,
+        'veza.job_id': context.jobId,
+      },
+      contextOf(carrier),
+    );
+  }
+
+  async function run(payload: unknown, context: JobContext): Promise<void> {
     inFlight.inc();
     try {
       jobsTotal.inc({ outcome: await transcode(payload, context) });
@@ -267,9 +299,11 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     maxDeliveries: options.maxDeliveries ?? 3,
     backoffMs: options.backoffMs ?? [10_000, 60_000],
   });
+  const unwatch = watchJobQueue(options.jobs, TRANSCODE_QUEUE);
 
   return {
     async close() {
+      unwatch();
       const grace = options.shutdownGraceMs ?? 20_000;
       let timer: NodeJS.Timeout | undefined;
       const drained = consumer.stop({ drain: true });

@@ -6,7 +6,7 @@
 
 /** The uploads module's responder for the worker's calls (a real one: give it the worker's bus and database). */
 export { serveTrackRecords } from '../../control-plane/test-harness.js';
-export { signUpAndIn } from './accounts.js';
+export { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
 export {
   type ChatStack,
   type ChatTestUser,

@@ -22,7 +22,6 @@ import {
   type MediaGateway,
   routerCapabilitiesProvider,
   type SignalingLimits,
-  signalingExtension,
   startEdge,
 } from '../../signaling/index.js';
 import { signUpAndIn, TEST_PASSWORD, type TestAccount } from './accounts.js';
@@ -150,16 +149,14 @@ export async function startSignalingStack(options: StackOptions = {}): Promise<S
         controlPlane: edgeOptions.controlPlane ?? client,
         blobs: ports.blobs,
         routerRtpCapabilities: routerCapabilitiesProvider(gateway),
-        extensions: [
-          signalingExtension({
-            bus: ports.bus,
-            media: gateway,
-            listenerNotifyMs: 50,
-            listenerReportMs: 100,
-            ...(options.limits ? { limits: options.limits } : {}),
-            ...(edgeOptions.edgeId ? { edgeId: edgeOptions.edgeId } : {}),
-          }),
-        ],
+        signaling: {
+          bus: ports.bus,
+          media: gateway,
+          listenerNotifyMs: 50,
+          listenerReportMs: 100,
+          ...(options.limits ? { limits: options.limits } : {}),
+          ...(edgeOptions.edgeId ? { edgeId: edgeOptions.edgeId } : {}),
+        },
         shutdownGraceMs: 1000,
       });
       closers.push(() => edge.close());

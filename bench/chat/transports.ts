@@ -107,7 +107,7 @@ export function grpcTransport(address: string): ChatTransport {
           stream = service.streamMessages({ roomId: spec.roomId, lastMessageId: 0 }, metadata);
           stream.on('data', (message: Message) => {
             if (message.eventType !== 'created') return;
-            const bytes = message.chatMessage?.metadata;
+            const bytes = message.metadata;
             onDelivery(bytes && bytes.length >= 8 ? Buffer.from(bytes).readBigUInt64BE(0) : null);
           });
           // Cancelled on close; any other error ends this client's deliveries, which the counts show.

@@ -4,7 +4,7 @@
  * Forked by the fanout orchestrator; see messages.ts for its requests.
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { monotonicMs } from '../lib/clock.js';
 import { serveParent } from '../lib/ipc.js';
 import { LogHistogram } from '../lib/stats.js';
@@ -31,20 +31,6 @@ const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 let nextName = 0;
 
-const listenerToken = z.object({ token: z.string().min(1) });
-
-async function tokenFor(target: SignalingTargetJson): Promise<string> {
-  if (target.token !== null) return target.token;
-  if (!target.tokenUrl) throw new Error('no token and no tokenUrl');
-  const response = await fetch(target.tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  if (!response.ok) throw new Error(`listener token: HTTP ${response.status} ${await response.text()}`);
-  return listenerToken.parse(await response.json()).token;
-}
-
 function onPacket(slot: Slot, packet: Buffer): void {
   const probe = readProbe(packet, slot.peer.payloadType);
   if (!probe) return;
@@ -61,22 +47,11 @@ function onPacket(slot: Slot, packet: Buffer): void {
   delays.add(monotonicMs() - probe.sentMs);
 }
 
-async function startOne(
-  target: SignalingTargetJson,
-  errors: Set<string>,
-  prefetched?: Promise<string>,
-): Promise<Slot | null> {
-  let token: string;
-  try {
-    token = await (prefetched ?? tokenFor(target));
-  } catch (error) {
-    errors.add(String(error instanceof Error ? error.message : error));
-    return null;
-  }
+async function startOne(target: SignalingTargetJson, errors: Set<string>): Promise<Slot> {
   const slot: Slot = {
     // The callbacks run only once packets or failures arrive, after `slot` is assigned.
     peer: new ProbeListener(
-      { url: target.url, token, streamId: target.streamId },
+      { url: target.url, token: target.token, streamId: target.streamId },
       (packet) => onPacket(slot, packet),
       (reason) => {
         if (slot.dropped) return;
@@ -101,39 +76,19 @@ async function startOne(
   return slot;
 }
 
-/** Listener tokens fetched ahead (--prefetch-tokens), taken by the next listeners to start. */
-const prefetched: Array<Promise<string>> = [];
-
-/**
- * `count` listener tokens, a few requests at a time, before a ramp: it then measures the joins
- * alone. A failure surfaces at the listener that takes the token.
- */
-async function prefetchTokens(params: {
-  target: SignalingTargetJson;
-  count: number;
-}): Promise<Record<string, never>> {
-  for (let i = 0; i < params.count; i += 8) {
-    const batch = Array.from({ length: Math.min(8, params.count - i) }, () => tokenFor(params.target));
-    for (const token of batch) token.catch(() => undefined);
-    await Promise.allSettled(batch);
-    prefetched.push(...batch);
-  }
-  return {};
-}
-
 async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
   const errors = new Set<string>();
   const started = performance.now();
   const cpuAtStart = process.cpuUsage();
   loopDelay.reset();
-  const pending: Array<Promise<Slot | null>> = [];
+  const pending: Array<Promise<Slot>> = [];
   for (let i = 0; i < params.count; i++) {
     const due = started + (i * 1000) / params.rampPerSecond;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    pending.push(startOne(params.target, errors, prefetched.shift()));
+    pending.push(startOne(params.target, errors));
   }
-  const mine = (await Promise.all(pending)).filter((slot): slot is Slot => slot !== null);
+  const mine = await Promise.all(pending);
   // Every listener that signaled successfully gets until its deadline to see its first packet.
   const deadline = performance.now() + params.joinTimeoutMs;
   while (performance.now() < deadline && mine.some((slot) => !slot.dropped && slot.firstPacketAt === null)) {
@@ -230,7 +185,6 @@ function collect(params: { toSeq: number }) {
 serveParent(
   {
     join: (params) => join(params as JoinParams),
-    prefetchTokens: (params) => prefetchTokens(params as { target: SignalingTargetJson; count: number }),
     window: (params) => startWindow(params as WindowParams),
     collect: (params) => collect(params as { toSeq: number }),
   },

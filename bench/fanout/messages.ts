@@ -4,9 +4,8 @@ import { z } from 'zod';
 export interface SignalingTargetJson {
   url: string;
   streamId: number;
-  /** A fixed token, or (when null) a listener token fetched per listener from `tokenUrl`. */
+  /** The publisher's access token; null for listeners, who connect anonymously as a browser does. */
   token: string | null;
-  tokenUrl: string | null;
 }
 
 export interface JoinParams {

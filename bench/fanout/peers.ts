@@ -20,14 +20,15 @@ type Track = ReturnType<PeerConnection['addTrack']>;
 export interface SignalingTarget {
   /** ws(s):// or http(s):// URL of the signaling endpoint (`/ws`). */
   url: string;
-  token: string;
+  /** null: an anonymous listener (no token). */
+  token: string | null;
   streamId: number;
 }
 
 function connection(target: SignalingTarget): SignalingConnection {
   return new SignalingConnection({
     url: target.url,
-    token: target.token,
+    ...(target.token ? { token: target.token } : {}),
     WebSocket: nodeWebSocket(),
     // A loaded SFU answers slowly; a benchmark reports that, it does not retry it.
     requestTimeoutMs: 60_000,

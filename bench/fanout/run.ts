@@ -37,7 +37,6 @@ export interface FanoutOptions {
   joinTimeoutMs: number;
   settleS: number;
   /** Listener tokens fetched before each ramp instead of by each listener as it joins. */
-  prefetchTokens: boolean;
   baseline: boolean;
   target: TargetOptions;
 }
@@ -145,13 +144,6 @@ export async function measureFanout(
         generators.push(generator);
         return generator;
       });
-      if (options.prefetchTokens) {
-        await Promise.all(
-          shares.map(({ generator, count }) =>
-            generator.rpc.request('prefetchTokens', { target: system.listeners, count }, emptyResult),
-          ),
-        );
-      }
       const rampHandling0 = await system.handlingSeconds().catch(() => null);
       const rampServer0 = system.serverCpuSeconds();
       const rampNode0 = system.serverProcessCpuSeconds();

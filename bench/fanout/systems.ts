@@ -8,7 +8,7 @@ import { ChildRpc } from '../lib/ipc.js';
 import { childPids, processTree, totalCpuSeconds, totalRssKb } from '../lib/proc.js';
 import type { Progress } from '../lib/progress.js';
 import { scrape, sumOf } from '../lib/prom.js';
-import { createUser, listenerTokenUrl, signalingWsUrl, startStream, stopStream } from '../lib/rest.js';
+import { createUser, signalingWsUrl, startStream, stopStream } from '../lib/rest.js';
 import { openPlatform, SERVER_HOST, type TargetOptions } from '../lib/target.js';
 import type { SignalingTargetJson } from './messages.js';
 
@@ -128,8 +128,8 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
         serverPid === null
           ? '/metrics veza_media_worker_cpu_seconds (sampled by the server every few seconds, polled twice a second)'
           : '/proc/<worker pid>/stat',
-      publisher: { url, streamId, token: broadcaster.accessToken, tokenUrl: null },
-      listeners: { url, streamId, token: null, tokenUrl: listenerTokenUrl(target.baseUrl, streamId) },
+      publisher: { url, streamId, token: broadcaster.accessToken },
+      listeners: { url, streamId, token: null },
       workerCount,
       settings: target.settings,
       async sfuCpu() {
@@ -175,7 +175,7 @@ export async function bareMediasoupSystem(
   const host = new ChildRpc(SERVER_HOST, [], { onOutput: (line) => progress.child('bare-mediasoup', line) });
   try {
     const ready = await host.request('bareMediasoup', options, bareReady);
-    const target = { url: ready.url, streamId: 1, token: 'none', tokenUrl: null };
+    const target = { url: ready.url, streamId: 1, token: 'none' };
     return {
       name: 'bare-mediasoup',
       cpuSource: '/proc/<worker pid>/stat',

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { ChildRpc } from '../lib/ipc.js';
 import type { Progress } from '../lib/progress.js';
-import { createUser, listenerTokenUrl, signalingWsUrl, startStream, stopStream } from '../lib/rest.js';
+import { createUser, signalingWsUrl, startStream, stopStream } from '../lib/rest.js';
 import { ratio, type ScenarioOutput } from '../lib/results.js';
 import { type CdfPoints, cdfOf, type PercentilesWithMax, round, summarize } from '../lib/stats.js';
 import { openPlatform, type PlatformTarget, type TargetOptions } from '../lib/target.js';
@@ -112,7 +112,6 @@ async function platformSession(
       'listen',
       {
         url,
-        tokenUrl: listenerTokenUrl(target.baseUrl, streamId),
         streamId,
         count: options.listeners,
         refractoryMs: options.intervalMs / 2,

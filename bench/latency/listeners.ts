@@ -4,7 +4,6 @@
  * what it decodes.
  */
 import wrtc from '@roamhq/wrtc';
-import { z } from 'zod';
 import { Listener, SignalingConnection } from '../../signaling/client/index.js';
 import { installWrtcGlobals, NODE_HANDLER_NAME } from '../../signaling/client/testing/index.js';
 import { serveParent } from '../lib/ipc.js';
@@ -36,17 +35,9 @@ interface Ear {
 
 const ears: Ear[] = [];
 let jitterAtStart: Array<JitterReading | null> = [];
-const listenerToken = z.object({ token: z.string().min(1) });
-
-async function listenOne(params: { url: string; tokenUrl: string; streamId: number; refractoryMs: number }) {
-  const response = await fetch(params.tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  if (!response.ok) throw new Error(`listener token: HTTP ${response.status}`);
-  const { token } = listenerToken.parse(await response.json());
-  const connection = new SignalingConnection({ url: params.url, token, WebSocket: nodeWebSocket() });
+/** An anonymous listener, as a browser that is not signed in listens. */
+async function listenOne(params: { url: string; streamId: number; refractoryMs: number }) {
+  const connection = new SignalingConnection({ url: params.url, WebSocket: nodeWebSocket() });
   await connection.connect();
   const listener = new Listener({ connection, handlerName: NODE_HANDLER_NAME });
   const track = await listener.listen(params.streamId);
@@ -72,7 +63,6 @@ serveParent(
     listen: async (params) => {
       const p = params as {
         url: string;
-        tokenUrl: string;
         streamId: number;
         count: number;
         refractoryMs: number;

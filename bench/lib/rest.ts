@@ -94,9 +94,6 @@ export async function stopStream(baseUrl: string, owner: BenchUser, streamId: nu
   await call(baseUrl, 'POST', `/stream/${streamId}/stop`, {}, owner.accessToken);
 }
 
-export const listenerTokenUrl = (baseUrl: string, streamId: number) =>
-  `${baseUrl}/stream/${streamId}/listener-token`;
-
 /** ws://host:port/ws for an http(s) base URL. */
 export function signalingWsUrl(baseUrl: string): string {
   const url = new URL(baseUrl);

@@ -10,6 +10,11 @@ export interface TargetCheck {
   target: string;
   value: number | string | null;
   met: boolean | null;
+  /**
+   * Set on a latency target when the run's own load generator (or the shared machine) was
+   * saturated while it was measured, so the figure is not the platform's alone: what, measured.
+   */
+  limited_by?: string;
 }
 
 export interface BenchResult {
@@ -39,3 +44,32 @@ export type ScenarioOutput = Pick<BenchResult, 'measured' | 'steps' | 'baseline'
   options: Record<string, unknown>;
   charts: ChartSpec[];
 };
+
+/** Above these, a load process's own scheduling sets the latencies it measures. */
+export const LOADGEN_SATURATED_CPU_PCT = 85;
+export const LOADGEN_SATURATED_LOOP_DELAY_MS = 50;
+export const MACHINE_SATURATED_PCT = 95;
+
+/**
+ * What saturated while a latency was measured, if anything: a load process near a full core or
+ * with a long event-loop delay (its timestamps wait for it), or the whole machine.
+ */
+export function saturation(reading: {
+  loadgenCpuPct?: number | null;
+  loadgenLoopDelayP99Ms?: number | null;
+  machineBusyPct?: number | null;
+}): string | undefined {
+  const causes: string[] = [];
+  const { loadgenCpuPct, loadgenLoopDelayP99Ms, machineBusyPct } = reading;
+  if (
+    (loadgenCpuPct ?? 0) >= LOADGEN_SATURATED_CPU_PCT ||
+    (loadgenLoopDelayP99Ms ?? 0) >= LOADGEN_SATURATED_LOOP_DELAY_MS
+  ) {
+    causes.push(
+      `the load generator (a load process at ${loadgenCpuPct ?? '?'}% of a core, its event-loop delay p99 ${loadgenLoopDelayP99Ms ?? '?'} ms)`,
+    );
+  }
+  if ((machineBusyPct ?? 0) >= MACHINE_SATURATED_PCT)
+    causes.push(`the shared machine (${machineBusyPct}% busy)`);
+  return causes.length > 0 ? causes.join('; ') : undefined;
+}

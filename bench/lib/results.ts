@@ -11,6 +11,7 @@ import type { BenchResult } from './result-types.js';
 import type { ChartSpec } from './svg.js';
 
 export type { BenchResult, ScenarioOutput, TargetCheck } from './result-types.js';
+export { saturation } from './result-types.js';
 
 export function timestampForFile(date: Date): string {
   return date

@@ -105,22 +105,56 @@ export function toMessageBatch(messages: readonly ChatMessage[]): MessageBatch {
 
 function fromMessageEvent(event: MessageEvent): Message {
   const m = event.chat_message;
+  return toMessage(event.event_type, {
+    messageId: m.message_id,
+    roomId: m.room_id,
+    userId: m.user_id,
+    username: m.username,
+    content: m.content,
+    messageType: m.message_type,
+    metadata: Buffer.from(m.metadata, 'base64'),
+    replyToId: m.reply_to_id,
+    clientMessageId: m.client_message_id,
+    deleted: m.deleted,
+    createdAt: new Date(m.created_at),
+    updatedAt: new Date(m.updated_at),
+  });
+}
+
+/** A StreamMessages item: the message's fields (ChatMessage's names and numbers) and what happened to it. */
+export function toMessage(eventType: string, message: ChatMessage): Message {
   return {
-    eventType: event.event_type,
-    chatMessage: {
-      messageId: m.message_id,
-      roomId: m.room_id,
-      userId: m.user_id,
-      username: m.username,
-      content: m.content,
-      messageType: m.message_type,
-      metadata: Buffer.from(m.metadata, 'base64'),
-      replyToId: m.reply_to_id,
-      clientMessageId: m.client_message_id,
-      deleted: m.deleted,
-      createdAt: new Date(m.created_at),
-      updatedAt: new Date(m.updated_at),
-    },
+    messageId: message.messageId,
+    roomId: message.roomId,
+    userId: message.userId,
+    content: message.content,
+    messageType: message.messageType,
+    metadata: message.metadata,
+    replyToId: message.replyToId,
+    createdAt: message.createdAt,
+    updatedAt: message.updatedAt,
+    eventType,
+    clientMessageId: message.clientMessageId,
+    username: message.username,
+    deleted: message.deleted,
+  };
+}
+
+/** The ChatMessage a StreamMessages item carries. */
+export function chatMessageOf(message: Message): ChatMessage {
+  return {
+    messageId: message.messageId,
+    roomId: message.roomId,
+    userId: message.userId,
+    content: message.content,
+    messageType: message.messageType,
+    metadata: message.metadata,
+    replyToId: message.replyToId,
+    createdAt: message.createdAt,
+    updatedAt: message.updatedAt,
+    clientMessageId: message.clientMessageId,
+    username: message.username,
+    deleted: message.deleted,
   };
 }
 

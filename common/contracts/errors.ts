@@ -109,8 +109,21 @@ export class RateLimitedError extends VezaError {
 
 export class UnavailableError extends VezaError {
   override readonly name = 'UnavailableError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('unavailable', message, {}, options);
+  /**
+   * `retryAfterMs`: when the caller may try again (a circuit breaker's reset time), sent as
+   * Retry-After. `reason`: a token callers branch on (`cancelled`: the caller gave up, so the
+   * target is not to blame).
+   */
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number; reason?: string }) {
+    super(
+      'unavailable',
+      message,
+      {
+        ...(options?.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs }),
+        ...(options?.reason === undefined ? {} : { reason: options.reason }),
+      },
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
   }
 }
 

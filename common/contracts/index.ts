@@ -7,6 +7,7 @@
  * Browser-safe: zod and the generated protobuf types only, so the web app and the client library
  * import it too.
  */
+export * from './analytics-events.js';
 export * from './analytics-rest.js';
 export * from './chat-events.js';
 export * from './chat-rules.js';
@@ -19,4 +20,5 @@ export * from './presence.js';
 export * from './session-events.js';
 export * from './stream-events.js';
 export * from './token-caches.js';
+export * from './trace-context.js';
 export * from './uploads.js';

@@ -120,9 +120,11 @@ export const consumeResultSchema = z.object({
 });
 export type ConsumeResult = z.infer<typeof consumeResultSchema>;
 
+/**
+ * No router capabilities here: they are ROUTER_RTP_CAPABILITIES on every router (a test holds
+ * the node to it), so a join does not carry and parse them across the bus each time.
+ */
 export const joinStreamResultSchema = z.object({
-  /** The router's capabilities (ROUTER_RTP_CAPABILITIES on every node of this version). */
-  rtpCapabilities: rtpCapabilitiesSchema,
   /** Listeners of the stream on this node, the joining one included once it consumes. */
   listenerCount: count,
   transport: transportInfoSchema,

@@ -7,12 +7,15 @@
  * "upload.ready" / "upload.failed" notifications.
  */
 import { z } from 'zod';
+import { traceContextSchema } from './trace-context.js';
 
 export const TRANSCODE_QUEUE = 'transcode';
 
 export const transcodeJobSchema = z.object({
   trackId: z.number().int().positive(),
   sourceKey: z.string().min(1).max(512),
+  /** The trace of the upload that queued the job, which the transcode continues (tracing on only). */
+  trace: traceContextSchema.optional(),
 });
 type TranscodeJob = z.infer<typeof transcodeJobSchema>;
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Sql } from '../db/index.js';
+import type { DependencyProbe } from '../dependency-health.js';
 import type { Logger } from '../log.js';
 import type { BlobStorage } from './blob-storage.js';
 import type { EventBus } from './event-bus.js';
@@ -33,6 +34,7 @@ export {
   subjectMatches,
 } from './event-bus.js';
 export { FsBlobStorage, type FsBlobStorageOptions } from './fs-blob-storage.js';
+export { GuardedBlobStorage, isBlobStoreFailure } from './guarded-blob-storage.js';
 export { JetStreamJobQueue, type JetStreamJobQueueOptions } from './jetstream-job-queue.js';
 export {
   type ConsumeOptions,
@@ -43,8 +45,10 @@ export {
   type JobContext,
   type JobHandler,
   type JobQueue,
+  type QueueStats,
   UnrecoverableJobError,
 } from './job-queue.js';
+export { watchJobQueue } from './job-queue-metrics.js';
 export { MemoryEventBus, type MemoryEventBusOptions } from './memory-event-bus.js';
 export { MemoryRateLimiter } from './memory-rate-limiter.js';
 export { NatsEventBus, type NatsEventBusOptions } from './nats-event-bus.js';
@@ -67,6 +71,11 @@ export interface Ports {
   blobs: BlobStorage;
   /** Durable jobs: PostgreSQL in standalone mode, NATS JetStream in cluster mode. */
   jobs: JobQueue;
+  /**
+   * Health probes of the cluster adapters' servers (Redis, NATS); none in standalone mode, whose
+   * adapters are in-process or PostgreSQL (probed by whoever owns the SQL pool).
+   */
+  probes: readonly DependencyProbe[];
   /** Closes everything createPorts opened; the SQL pool stays the caller's. */
   close(): Promise<void>;
 }
@@ -102,6 +111,7 @@ export async function createPorts(config: Config, deps: PortsDeps): Promise<Port
       rateLimiter,
       blobs,
       jobs,
+      probes: [],
       async close() {
         // Jobs first: releasing the ones in flight needs the SQL pool, which the caller ends after this.
         await jobs.close();
@@ -119,8 +129,14 @@ export async function createPorts(config: Config, deps: PortsDeps): Promise<Port
     // loadConfig() refuses cluster mode without them; this guards hand-built configs.
     throw new Error('cluster mode needs REDIS_URL and NATS_URL');
   }
-  // Connect eagerly so a wrong URL stops the process at start, not at the first login.
-  const redis = new Redis(config.REDIS_URL, { lazyConnect: true, connectionName: config.nodeId });
+  // Connect eagerly so a wrong URL stops the process at start, not at the first login. No offline
+  // queue: while Redis is down a command fails at once (a fast 503) instead of waiting, queued, for
+  // a reconnection that may take minutes; ioredis keeps reconnecting in the background.
+  const redis = new Redis(config.REDIS_URL, {
+    lazyConnect: true,
+    connectionName: config.nodeId,
+    enableOfflineQueue: false,
+  });
   redis.on('error', (error: unknown) => log.warn({ err: error }, 'redis connection error'));
   await redis.connect();
   let bus: NatsEventBus;
@@ -155,6 +171,16 @@ export async function createPorts(config: Config, deps: PortsDeps): Promise<Port
     rateLimiter,
     blobs,
     jobs,
+    probes: [
+      {
+        name: 'redis',
+        check: async () => {
+          const answer = await redis.ping();
+          if (answer !== 'PONG') throw new Error(`redis answered ${answer} to PING`);
+        },
+      },
+      { name: 'nats', check: () => bus.probe() },
+    ],
     async close() {
       await jobs.close();
       await Promise.all([bus.close(), sessions.close(), rateLimiter.close()]);

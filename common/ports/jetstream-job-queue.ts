@@ -39,6 +39,7 @@ import {
   parseConsumeOptions,
   parseJobId,
   parseQueueName,
+  type QueueStats,
 } from './job-queue.js';
 
 export interface JetStreamJobQueueOptions {
@@ -168,6 +169,28 @@ export class JetStreamJobQueue implements JobQueue {
       }
     }
     return letters;
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    const { jobs, dead } = this.streamNames(queue);
+    const jsm = await this.jsm();
+    const state = async (stream: string) => {
+      try {
+        return (await jsm.streams.info(stream)).state;
+      } catch (error) {
+        if (apiErrorCode(error) === STREAM_NOT_FOUND) return null;
+        throw error;
+      }
+    };
+    const [work, letters] = await Promise.all([state(jobs), state(dead)]);
+    // A work-queue stream holds exactly the jobs not yet acked; its first message is the oldest.
+    const depth = work?.messages ?? 0;
+    const oldestMs = depth > 0 && work ? Date.now() - Date.parse(work.first_ts) : 0;
+    return {
+      depth,
+      oldestAgeSeconds: Math.max(0, oldestMs / 1000),
+      deadLetters: letters?.messages ?? 0,
+    };
   }
 
   async close(): Promise<void> {

@@ -182,6 +182,33 @@ describe.each([
     expect(await queue.deadLetters(name)).toEqual([]);
   });
 
+  it('reports the backlog: jobs waiting, the age of the oldest, dead letters', async () => {
+    const name = freshQueue();
+    expect(await queue.stats(name)).toEqual({ depth: 0, oldestAgeSeconds: 0, deadLetters: 0 });
+    await queue.enqueue(name, 'first');
+    await queue.enqueue(name, 'second');
+    const before = Date.now();
+    await vi.waitFor(
+      async () => {
+        const stats = await queue.stats(name);
+        expect(stats.depth).toBe(2);
+        // Ages come from the server's clock: allow its rounding, but it must grow while nothing consumes.
+        expect(stats.oldestAgeSeconds).toBeGreaterThan((Date.now() - before) / 1000 - 0.05);
+        expect(stats.oldestAgeSeconds).toBeGreaterThan(0.2);
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    expect((await queue.stats(name)).oldestAgeSeconds).toBeLessThan(30);
+    const seen: unknown[] = [];
+    await drainedThroughSentinel(queue, name, seen);
+    expect(seen).toEqual(['first', 'second', 'sentinel']);
+    // JetStream removes an acked job when its ack arrives, which the consumer does not wait for.
+    await vi.waitFor(
+      async () => expect(await queue.stats(name)).toEqual({ depth: 0, oldestAgeSeconds: 0, deadLetters: 0 }),
+      { timeout: 5_000, interval: 50 },
+    );
+  });
+
   it('dead-letters a job after maxDeliveries with the last error, and never delivers it again', async () => {
     const name = freshQueue();
     let calls = 0;
@@ -209,6 +236,10 @@ describe.each([
     });
     expect(letter?.failedAt).toBeInstanceOf(Date);
     expect(calls).toBe(2);
+    await vi.waitFor(
+      async () => expect(await queue.stats(name)).toEqual({ depth: 0, oldestAgeSeconds: 0, deadLetters: 1 }),
+      { timeout: 5_000, interval: 50 },
+    );
 
     const after: unknown[] = [];
     await drainedThroughSentinel(queue, name, after);

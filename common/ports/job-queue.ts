@@ -76,11 +76,22 @@ export interface DeadLetter {
   failedAt: Date;
 }
 
+/** A queue's backlog, for the metrics and the alerts on a stuck or overflowing queue. */
+export interface QueueStats {
+  /** Jobs waiting or running (not yet acknowledged or dead). */
+  depth: number;
+  /** Age of the oldest of those jobs, 0 when there is none. */
+  oldestAgeSeconds: number;
+  /** Dead letters kept for the queue. */
+  deadLetters: number;
+}
+
 export interface JobQueue {
   enqueue(queue: string, payload: unknown, options?: EnqueueOptions): Promise<EnqueueResult>;
   consume(queue: string, handler: JobHandler, options: ConsumeOptions): JobConsumer;
   /** Oldest first. */
   deadLetters(queue: string): Promise<DeadLetter[]>;
+  stats(queue: string): Promise<QueueStats>;
   /** Stops every consumer of this queue object (releasing jobs in flight) and frees its resources. */
   close(): Promise<void>;
 }

@@ -8,6 +8,7 @@
 
 import { UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger, type Logger } from '../log.js';
+import { type TraceCarrier, tracedReceive, tracedSend } from './bus-tracing.js';
 import {
   decodePayload,
   decodeReply,
@@ -50,7 +51,8 @@ export class MemoryEventBus implements EventBus {
   async publish(subject: string, payload: unknown): Promise<void> {
     this.assertOpen();
     assertSubject(subject, false);
-    this.deliver(subject, encodePayload(payload));
+    const wire = encodePayload(payload);
+    tracedSend('publish', subject, (carrier) => this.deliver(subject, wire, carrier));
   }
 
   subscribe(subject: string, handler: BusHandler): Subscription {
@@ -65,12 +67,21 @@ export class MemoryEventBus implements EventBus {
     return this.add(this.responders, { pattern: subject, callback: responder, active: true });
   }
 
-  async request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+  request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+    return tracedSend('request', subject, (carrier) => this.send(subject, payload, options, carrier));
+  }
+
+  private async send(
+    subject: string,
+    payload: unknown,
+    options: { timeoutMs?: number } | undefined,
+    carrier: TraceCarrier | undefined,
+  ): Promise<unknown> {
     this.assertOpen();
     assertSubject(subject, false);
     const timeoutMs = requestTimeoutOf(options);
     const wire = encodePayload(payload);
-    this.deliver(subject, wire);
+    this.deliver(subject, wire, carrier);
     const candidates = [...this.responders].filter((entry) => subjectMatches(entry.pattern, subject));
     const chosen = candidates[this.nextResponder++ % Math.max(candidates.length, 1)];
     if (!chosen) throw new UnavailableError(`no responder for ${subject}`);
@@ -85,7 +96,7 @@ export class MemoryEventBus implements EventBus {
         reject(error);
       };
       this.pending.add(fail);
-      this.answer(chosen, subject, wire).then((text) => {
+      this.answer(chosen, subject, wire, carrier).then((text) => {
         clearTimeout(timer);
         this.pending.delete(fail);
         resolve(text);
@@ -119,13 +130,15 @@ export class MemoryEventBus implements EventBus {
   }
 
   /** Subscribers are chosen when the message is sent (as a server routes it); an unsubscribe before delivery still wins. */
-  private deliver(subject: string, wire: string): void {
+  private deliver(subject: string, wire: string, carrier: TraceCarrier | undefined): void {
     for (const entry of this.subscribers) {
       if (!subjectMatches(entry.pattern, subject)) continue;
       queueMicrotask(() => {
         if (!entry.active) return;
         try {
-          const result: unknown = entry.callback(decodePayload(wire), subject);
+          const result: unknown = tracedReceive('process', subject, carrier, () =>
+            entry.callback(decodePayload(wire), subject),
+          );
           if (result instanceof Promise) {
             result.catch((error: unknown) => this.handlerFailed(subject, error));
           }
@@ -136,11 +149,18 @@ export class MemoryEventBus implements EventBus {
     }
   }
 
-  private async answer(entry: Entry<BusResponder>, subject: string, wire: string): Promise<string> {
+  private async answer(
+    entry: Entry<BusResponder>,
+    subject: string,
+    wire: string,
+    carrier: TraceCarrier | undefined,
+  ): Promise<string> {
     // A microtask hop, so a responder never runs inside the requester's call stack.
     await Promise.resolve();
     try {
-      return encodeReply(await entry.callback(decodePayload(wire), subject));
+      return encodeReply(
+        await tracedReceive('answer', subject, carrier, () => entry.callback(decodePayload(wire), subject)),
+      );
     } catch (error) {
       if (!(error instanceof VezaError)) {
         this.log.error({ err: error, subject }, 'bus responder failed');

@@ -8,7 +8,9 @@ import {
   connect,
   ErrorCode,
   Events,
+  headers,
   type Msg,
+  type MsgHdrs,
   type NatsConnection,
   NatsError,
   type Subscription as NatsSubscription,
@@ -16,6 +18,7 @@ import {
 } from 'nats';
 import { UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger, type Logger } from '../log.js';
+import { carrierFrom, type TraceCarrier, tracedReceive, tracedSend } from './bus-tracing.js';
 import {
   decodePayload,
   decodeReply,
@@ -90,14 +93,25 @@ export class NatsEventBus implements EventBus {
     return bus;
   }
 
+  /**
+   * Health probe: a round trip to the server. While the connection is down (reconnecting), the
+   * flush waits for it, so the caller's timeout decides; a closed connection fails at once.
+   */
+  async probe(): Promise<void> {
+    if (this.nc.isClosed()) throw new Error('the NATS connection is closed');
+    await this.nc.flush();
+  }
+
   async publish(subject: string, payload: unknown): Promise<void> {
     assertSubject(subject, false);
     const data = encoder.encode(encodePayload(payload));
-    try {
-      this.nc.publish(this.wire(subject), data);
-    } catch (error) {
-      throw this.mapError(error, subject, 0);
-    }
+    tracedSend('publish', subject, (carrier) => {
+      try {
+        this.nc.publish(this.wire(subject), data, carrier ? { headers: headersOf(carrier) } : undefined);
+      } catch (error) {
+        throw this.mapError(error, subject, 0);
+      }
+    });
   }
 
   subscribe(subject: string, handler: BusHandler): Subscription {
@@ -116,7 +130,12 @@ export class NatsEventBus implements EventBus {
           return;
         }
         try {
-          const result: unknown = handler(payload, this.local(msg.subject));
+          const result: unknown = tracedReceive(
+            'process',
+            this.local(msg.subject),
+            carrierOf(msg.headers),
+            () => handler(payload, this.local(msg.subject)),
+          );
           if (result instanceof Promise) {
             result.catch((cause: unknown) => this.handlerFailed(msg.subject, cause));
           }
@@ -155,13 +174,25 @@ export class NatsEventBus implements EventBus {
     };
   }
 
-  async request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+  request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+    return tracedSend('request', subject, (carrier) => this.call(subject, payload, options, carrier));
+  }
+
+  private async call(
+    subject: string,
+    payload: unknown,
+    options: { timeoutMs?: number } | undefined,
+    carrier: TraceCarrier | undefined,
+  ): Promise<unknown> {
     assertSubject(subject, false);
     const timeoutMs = requestTimeoutOf(options);
     const data = encoder.encode(encodePayload(payload));
     let reply: Msg;
     try {
-      reply = await this.nc.request(this.wire(subject), data, { timeout: timeoutMs });
+      reply = await this.nc.request(this.wire(subject), data, {
+        timeout: timeoutMs,
+        ...(carrier ? { headers: headersOf(carrier) } : {}),
+      });
     } catch (error) {
       throw this.mapError(error, subject, timeoutMs);
     }
@@ -210,7 +241,11 @@ export class NatsEventBus implements EventBus {
   private async answer(msg: Msg, responder: BusResponder): Promise<void> {
     let text: string;
     try {
-      text = encodeReply(await responder(decodePayload(decoder.decode(msg.data)), this.local(msg.subject)));
+      const subject = this.local(msg.subject);
+      const payload = decodePayload(decoder.decode(msg.data));
+      text = encodeReply(
+        await tracedReceive('answer', subject, carrierOf(msg.headers), () => responder(payload, subject)),
+      );
     } catch (error) {
       if (!(error instanceof VezaError))
         this.log.error({ err: error, subject: msg.subject }, 'bus responder failed');
@@ -254,4 +289,17 @@ export class NatsEventBus implements EventBus {
       }
     })();
   }
+}
+
+/** A trace's W3C context as NATS headers. */
+function headersOf(carrier: TraceCarrier): MsgHdrs {
+  const set = headers();
+  set.set('traceparent', carrier.traceparent);
+  if (carrier.tracestate) set.set('tracestate', carrier.tracestate);
+  return set;
+}
+
+function carrierOf(received: MsgHdrs | undefined): TraceCarrier | undefined {
+  if (!received) return undefined;
+  return carrierFrom((key) => (received.has(key) ? received.get(key) : undefined));
 }

@@ -24,6 +24,7 @@ import {
   parseConsumeOptions,
   parseJobId,
   parseQueueName,
+  type QueueStats,
 } from './job-queue.js';
 
 const CHANNEL = 'veza_jobs';
@@ -127,6 +128,21 @@ export class PgJobQueue implements JobQueue {
       attempts: row.attempts,
       failedAt: row.failed_at,
     }));
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    const name = parseQueueName(queue);
+    const [row] = await this.sql<Array<{ depth: number; oldest: number | null; dead: number }>>`
+      select
+        (select count(*)::int from jobs where queue = ${name} and status in ('queued', 'running')) as depth,
+        (select extract(epoch from now() - min(created_at))::float8 from jobs
+          where queue = ${name} and status in ('queued', 'running')) as oldest,
+        (select count(*)::int from job_dead_letters where queue = ${name}) as dead`;
+    return {
+      depth: row?.depth ?? 0,
+      oldestAgeSeconds: Math.max(0, row?.oldest ?? 0),
+      deadLetters: row?.dead ?? 0,
+    };
   }
 
   /**

@@ -5,11 +5,13 @@
  * itself, with no hop through a third thread: the way NATS servers form a mesh of routes.
  *
  * Payloads are bus-wire.ts's JSON text, exactly what NATS carries, so a subscriber parses the same
- * bytes in both modes. Both ends are this codebase in one process (the supervisor spawns its
+ * bytes in both modes, and a message sent inside a trace carries its W3C context (`trace`), as NATS
+ * headers do. Both ends are this codebase in one process (the supervisor spawns its
  * threads from the same files), so the frames are typed rather than parsed with zod: what needs
  * validating is the payload, and every subscriber already validates that.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { TraceCarrier } from './bus-tracing.js';
 
 /** The hub to a thread, on the thread's own port to the hub. */
 export type HubFrame =
@@ -36,7 +38,7 @@ export type LinkFrame =
   | { op: 'ack'; sid: number }
   | { op: 'unsub'; sid: number }
   /** A message for the receiver's subscriptions `sids` (one frame however many of them match). */
-  | { op: 'msg'; sids: number[]; subject: string; data: string }
+  | { op: 'msg'; sids: number[]; subject: string; data: string; trace?: TraceCarrier }
   /** A request for the receiver's responder `sid`; answered with the sender's `rid`. */
-  | { op: 'call'; sid: number; rid: number; subject: string; data: string }
+  | { op: 'call'; sid: number; rid: number; subject: string; data: string; trace?: TraceCarrier }
   | { op: 'answer'; rid: number; data: string };

@@ -16,6 +16,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { UnavailableError, VezaError } from '../contracts/index.js';
 import { createLogger, type Logger } from '../log.js';
+import { type TraceCarrier, tracedReceive, tracedSend } from './bus-tracing.js';
 import {
   decodePayload,
   decodeReply,
@@ -133,13 +134,17 @@ export class ThreadEventBus implements EventBus {
     return this.links.size;
   }
 
-  async publish(subject: string, payload: unknown): Promise<void> {
+  publish(subject: string, payload: unknown): Promise<void> {
+    return tracedSend('publish', subject, (carrier) => this.post(subject, payload, carrier));
+  }
+
+  private async post(subject: string, payload: unknown, carrier: TraceCarrier | undefined): Promise<void> {
     this.assertOpen();
     assertSubject(subject, false);
     const data = encodePayload(payload);
     // Always through the await, so publishes keep their order across the moment of joining.
     await this.joined.promise;
-    this.deliver(subject, data);
+    this.deliver(subject, data, carrier);
   }
 
   subscribe(subject: string, handler: BusHandler): Subscription {
@@ -164,14 +169,23 @@ export class ThreadEventBus implements EventBus {
     });
   }
 
-  async request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+  request(subject: string, payload: unknown, options?: { timeoutMs?: number }): Promise<unknown> {
+    return tracedSend('request', subject, (carrier) => this.call(subject, payload, options, carrier));
+  }
+
+  private async call(
+    subject: string,
+    payload: unknown,
+    options: { timeoutMs?: number } | undefined,
+    carrier: TraceCarrier | undefined,
+  ): Promise<unknown> {
     this.assertOpen();
     assertSubject(subject, false);
     const timeoutMs = requestTimeoutOf(options);
     const data = encodePayload(payload);
     await this.joined.promise;
     // Subscribers of a request subject see the request too, as on NATS.
-    this.deliver(subject, data);
+    this.deliver(subject, data, carrier);
     const candidates = this.responders(subject);
     const chosen = candidates[this.nextResponder++ % Math.max(candidates.length, 1)];
     if (!chosen) throw new UnavailableError(`no responder for ${subject}`);
@@ -190,11 +204,18 @@ export class ThreadEventBus implements EventBus {
         };
       this.pending.set(rid, { resolve: settle(resolve), reject: settle(reject) });
       if ('link' in chosen) {
-        this.send(chosen.link, { op: 'call', sid: chosen.sid, rid, subject, data });
+        this.send(chosen.link, {
+          op: 'call',
+          sid: chosen.sid,
+          rid,
+          subject,
+          data,
+          ...(carrier ? { trace: carrier } : {}),
+        });
       } else {
         // A microtask hop, so a responder never runs inside the requester's call stack.
         queueMicrotask(() =>
-          this.answer(chosen.local, subject, data, (reply) => this.pending.get(rid)?.resolve(reply)),
+          this.answer(chosen.local, subject, data, carrier, (reply) => this.pending.get(rid)?.resolve(reply)),
         );
       }
     });
@@ -314,7 +335,7 @@ export class ThreadEventBus implements EventBus {
       case 'msg':
         for (const sid of frame.sids) {
           const entry = this.entries.get(sid);
-          if (entry) this.handle(entry, frame.subject, frame.data);
+          if (entry) this.handle(entry, frame.subject, frame.data, frame.trace);
         }
         return;
       case 'call': {
@@ -322,7 +343,7 @@ export class ThreadEventBus implements EventBus {
         // requester times out, as on NATS.
         const entry = this.entries.get(frame.sid);
         if (!entry || this.closed) return;
-        this.answer(entry, frame.subject, frame.data, (data) =>
+        this.answer(entry, frame.subject, frame.data, frame.trace, (data) =>
           this.send(link, { op: 'answer', rid: frame.rid, data }),
         );
         return;
@@ -368,16 +389,17 @@ export class ThreadEventBus implements EventBus {
   }
 
   /** To every matching subscriber, here and in the other threads (chosen now, as a server routes). */
-  private deliver(subject: string, data: string): void {
+  private deliver(subject: string, data: string, carrier: TraceCarrier | undefined): void {
     for (const entry of this.entries.values()) {
       if (entry.kind !== 'subscriber' || !subjectMatches(entry.subject, subject)) continue;
-      queueMicrotask(() => this.handle(entry, subject, data));
+      queueMicrotask(() => this.handle(entry, subject, data, carrier));
     }
     for (const link of this.links) {
       const sids = this.matching(link, subject)
         .filter((sub) => !sub.queue)
         .map((sub) => sub.sid);
-      if (sids.length > 0) this.send(link, { op: 'msg', sids, subject, data });
+      if (sids.length > 0)
+        this.send(link, { op: 'msg', sids, subject, data, ...(carrier ? { trace: carrier } : {}) });
     }
   }
 
@@ -395,22 +417,33 @@ export class ThreadEventBus implements EventBus {
   }
 
   /** An unsubscribe since the message was routed still wins. */
-  private handle(entry: Entry, subject: string, data: string): void {
+  private handle(entry: Entry, subject: string, data: string, carrier: TraceCarrier | undefined): void {
     if (entry.kind !== 'subscriber' || !entry.active) return;
     try {
-      const result: unknown = entry.handler(decodePayload(data), subject);
+      const result: unknown = tracedReceive('process', subject, carrier, () =>
+        entry.handler(decodePayload(data), subject),
+      );
       if (result instanceof Promise) result.catch((error: unknown) => this.handlerFailed(subject, error));
     } catch (error) {
       this.handlerFailed(subject, error);
     }
   }
 
-  private answer(entry: Entry, subject: string, data: string, reply: (text: string) => void): void {
+  private answer(
+    entry: Entry,
+    subject: string,
+    data: string,
+    carrier: TraceCarrier | undefined,
+    reply: (text: string) => void,
+  ): void {
     if (entry.kind !== 'responder' || !entry.active) return;
+    const { responder } = entry;
     const task = (async () => {
       let text: string;
       try {
-        text = encodeReply(await entry.responder(decodePayload(data), subject));
+        text = encodeReply(
+          await tracedReceive('answer', subject, carrier, () => responder(decodePayload(data), subject)),
+        );
       } catch (error) {
         if (!(error instanceof VezaError)) this.log.error({ err: error, subject }, 'bus responder failed');
         text = encodeReplyError(error);

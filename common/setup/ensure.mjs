@@ -9,7 +9,8 @@
  * Steps, each skipped when already done:
  *   1. Node.js version check.
  *   2. Debian packages (ffmpeg; for tests Chromium, Firefox ESR, and PulseAudio, which
- *      gives headless Firefox an audio output: without one it decodes no audio).
+ *      gives headless Firefox an audio output: without one it decodes no audio; Prometheus,
+ *      Alertmanager and docker-compose, which check and run the monitoring files).
  *   3. The mediasoup worker, built from mediasoup's npm tarball against Debian's
  *      libraries (mediasoup's own install downloads from GitHub, which cannot work here).
  *   4. npm dependencies, re-installed only when package.json or package-lock.json changes;
@@ -72,7 +73,17 @@ async function main() {
   const started = Date.now();
   checkNode();
   const packages = ['ffmpeg'];
-  if (purpose === 'test') packages.push('chromium', 'firefox-esr', 'pulseaudio');
+  // prometheus (the server and promtool), prometheus-alertmanager (amtool) and docker-compose
+  // check the monitoring files and run the dashboard test (app/deploy/monitoring/).
+  if (purpose === 'test')
+    packages.push(
+      'chromium',
+      'firefox-esr',
+      'pulseaudio',
+      'prometheus',
+      'prometheus-alertmanager',
+      'docker-compose',
+    );
   ensureDebianPackages(packages, purpose === 'test' ? 'the test suite' : 'Veza Live', log);
   const workerBin = await ensureMediasoupWorker({ log });
   ensureNpmDependencies(workerBin);

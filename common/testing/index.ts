@@ -11,4 +11,5 @@ export {
   testNamespace,
 } from './databases.js';
 export { freePort } from './free-port.js';
+export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver.js';
 export { type S3TestServer, startS3TestServer } from './s3-server.js';

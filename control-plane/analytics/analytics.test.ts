@@ -94,6 +94,17 @@ describe('TrackEvent', () => {
       track({ eventType: 'player.play', timestamp: new Date(Date.now() + 3_600_000) }, fan.md),
     );
     expect(future.details).toBe('timestamp is in the future');
+    const unknown = await grpcError(track({ eventType: 'player.rewind' }, fan.md));
+    expect([unknown.code, unknown.metadata.get('veza-error-field')[0]]).toEqual([
+      status.INVALID_ARGUMENT,
+      'event_type',
+    ]);
+    expect(unknown.details).toContain('is not one of the known event types');
+    const platformOnly = await grpcError(track({ eventType: 'listener.joined' }, fan.md));
+    expect(platformOnly.code).toBe(status.PERMISSION_DENIED);
+    const [stored] = await h.sql<{ n: number }[]>`
+      select count(*)::int as n from analytics_events where user_id = ${fan.userId}`;
+    expect(stored?.n).toBe(0);
     const properties = Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, 'v']));
     const tooMany = await grpcError(track({ eventType: 'player.play', properties }, fan.md));
     expect(tooMany.details).toBe('at most 50 properties');
@@ -106,10 +117,11 @@ describe('GetAnalytics', () => {
     const b = await account('b');
     const admin = await account('admin', ['listener', 'admin']);
     const start = new Date();
-    await track({ eventType: 'track.uploaded' }, a.md);
-    await track({ eventType: 'track.uploaded' }, a.md);
+    // Uploads are recorded by the platform (a service), clients record their player's events.
+    await track({ eventType: 'track.uploaded', userId: a.userId }, service());
+    await track({ eventType: 'track.uploaded', userId: a.userId }, service());
     await track({ eventType: 'player.play' }, a.md);
-    await track({ eventType: 'track.uploaded' }, b.md);
+    await track({ eventType: 'track.uploaded', userId: b.userId }, service());
     await track(
       { eventType: 'track.uploaded', userId: a.userId, timestamp: new Date(start.getTime() - 86_400_000) },
       service(),

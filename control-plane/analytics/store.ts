@@ -27,6 +27,10 @@ export interface AnalyticsQuery {
   userId: number | null;
   from: Date | null;
   to: Date | null;
+  /** Only these streams' events (null: any). */
+  streamIds?: number[] | null;
+  /** Only this track's events (null: any). */
+  trackId?: number | null;
   /** How many of the newest matching events to return (the counts cover all of them). */
   limit: number;
 }
@@ -65,6 +69,8 @@ export function createAnalytics(sql: Sql): Analytics {
       const where = sql`
         where (${query.eventType}::text is null or event_type = ${query.eventType})
           and (${query.userId}::bigint is null or user_id = ${query.userId})
+          and (${query.streamIds ?? null}::bigint[] is null or stream_id = any(${query.streamIds ?? null}::bigint[]))
+          and (${query.trackId ?? null}::bigint is null or track_id = ${query.trackId ?? null})
           and (${query.from}::timestamptz is null or occurred_at >= ${query.from})
           and (${query.to}::timestamptz is null or occurred_at < ${query.to})`;
       const counts = await sql<{ event_type: string; n: number }[]>`

@@ -5,7 +5,6 @@
 import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHAT_MAX_LENGTH, CHAT_METADATA_MAX_BYTES } from '../../common/contracts/index.js';
-import type { ChatMessage } from '../../proto/gen/veza/chat/chat.js';
 import { StopStreamRequest } from '../../proto/gen/veza/stream/stream.js';
 import { grpcError, unary } from '../test-harness.js';
 import {
@@ -49,8 +48,7 @@ const countMessages = async (roomId: number) => {
   return row?.n ?? -1;
 };
 
-const ids = (messages: readonly { chatMessage?: ChatMessage }[]) =>
-  messages.map((m) => m.chatMessage?.messageId);
+const ids = (messages: readonly { messageId: number }[]) => messages.map((m) => m.messageId);
 
 describe('sending', () => {
   it('acknowledges a message with its stored id and time', async () => {
@@ -86,7 +84,8 @@ describe('sending', () => {
     expect(ids(received)).toEqual([second.message?.messageId, third.message?.messageId]);
     expect(received[1]).toMatchObject({
       eventType: 'created',
-      chatMessage: { content: 'three', userId: alice.userId },
+      content: 'three',
+      userId: alice.userId,
     });
     reader.stream.cancel();
   });
@@ -103,9 +102,7 @@ describe('sending', () => {
     const reader = as(alice).streamMessages(roomId, start.message?.messageId);
     const results = await Promise.all(racing.map((send) => send()));
     const last = Math.max(...results.map((r) => r.message?.messageId ?? 0));
-    const received = await waitUntil(reader, (messages) =>
-      messages.some((m) => m.chatMessage?.messageId === last),
-    );
+    const received = await waitUntil(reader, (messages) => messages.some((m) => m.messageId === last));
     const got = ids(received);
     expect(new Set(got).size).toBe(got.length);
     const stored = await as(alice).history({ roomId, afterMessageId: start.message?.messageId });
@@ -244,8 +241,8 @@ describe('editing and deleting', () => {
     await as(alice).remove(target.message?.messageId ?? 0);
     const events = await reader.waitFor(3);
     expect(events.map((e) => e.eventType)).toEqual(['created', 'edited', 'deleted']);
-    expect(events[1]?.chatMessage?.content).toBe('typo');
-    expect(events[2]?.chatMessage).toMatchObject({ deleted: true, content: '' });
+    expect(events[1]?.content).toBe('typo');
+    expect(events[2]).toMatchObject({ deleted: true, content: '' });
     const history = await as(bob).history({ roomId });
     expect(history.messages.at(-1)).toMatchObject({
       messageId: target.message?.messageId,

@@ -31,6 +31,7 @@ import {
   RateLimitedError,
   roomSubject,
   toActivityEvent,
+  toMessage,
   toMessageBatch,
   toMessageEvent,
 } from '../../common/contracts/index.js';
@@ -546,7 +547,7 @@ export function createChat(deps: ChatDeps) {
       let live = false;
       const subscription = deps.bus.subscribe(roomSubject(roomId), (payload) => {
         const messages = parseRoomEvents(payload);
-        if (!messages || messages.some((message) => message.chatMessage?.roomId !== roomId)) {
+        if (!messages || messages.some((message) => message.roomId !== roomId)) {
           log.warn({ roomId }, 'dropped a malformed chat event');
           return;
         }
@@ -564,7 +565,7 @@ export function createChat(deps: ChatDeps) {
               afterId: last,
             });
             for (const row of page.messages) {
-              deliver({ eventType: 'created', chatMessage: toChatMessage(row) });
+              deliver(toMessage('created', toChatMessage(row)));
               last = row.id;
             }
             if (!page.hasMore) break;
@@ -572,7 +573,7 @@ export function createChat(deps: ChatDeps) {
           }
         }
         for (const message of held.splice(0)) {
-          if (message.eventType === 'created' && (message.chatMessage?.messageId ?? 0) <= last) continue;
+          if (message.eventType === 'created' && message.messageId <= last) continue;
           deliver(message);
         }
         live = true;

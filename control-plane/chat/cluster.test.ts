@@ -71,7 +71,7 @@ it('delivers a message sent through one control plane to a subscriber on the oth
   await reader.waitFor(1);
   const live = await onA.send({ roomId, content: 'live across nodes' });
   const received = await reader.waitFor(2);
-  expect(received[1]?.chatMessage).toMatchObject({
+  expect(received[1]).toMatchObject({
     messageId: live.message?.messageId,
     content: 'live across nodes',
   });
@@ -82,10 +82,8 @@ it('delivers a message sent through one control plane to a subscriber on the oth
   await bidi.reader.waitFor(2);
   const fromB = await onB.send({ roomId, content: 'hello from b' });
   await waitUntil(bidi.reader, (ms) => ms.some((m) => m.messageId === fromB.message?.messageId));
-  const seen = await waitUntil(reader, (ms) =>
-    ms.some((m) => m.chatMessage?.messageId === fromB.message?.messageId),
-  );
-  const ids = seen.map((m) => m.chatMessage?.messageId);
+  const seen = await waitUntil(reader, (ms) => ms.some((m) => m.messageId === fromB.message?.messageId));
+  const ids = seen.map((m) => m.messageId);
   expect(new Set(ids).size).toBe(ids.length);
   bidi.end();
   reader.stream.cancel();

@@ -24,6 +24,7 @@
  */
 
 import {
+  chatMessageOf,
   NotFoundError,
   parseRoomEvents,
   parseRoomStateEvent,
@@ -204,8 +205,8 @@ export function createRoomStates(options: RoomStatesOptions) {
       return;
     }
     for (const event of events) {
-      const message = event.chatMessage;
-      if (event.eventType !== 'created' || !message || message.roomId !== roomId) continue;
+      const message = chatMessageOf(event);
+      if (event.eventType !== 'created' || message.roomId !== roomId) continue;
       if (message.messageId > entry.room.last_message_id) entry.room.last_message_id = message.messageId;
       const sender = entry.senders.get(message.userId);
       if (!sender) continue;

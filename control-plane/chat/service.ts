@@ -15,6 +15,7 @@
 import type { ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
 import {
   activitySubject,
+  chatMessageOf,
   PermissionDeniedError,
   parseActivityEvent,
   RateLimitedError,
@@ -275,10 +276,8 @@ export function createChatService(deps: ChatServiceDeps): ServiceBinding {
         const seen = new RecentIds();
         const feeds = new Map<number, Promise<Subscription>>();
         const forward = (message: Message) => {
-          const chatMessage = message.chatMessage;
-          if (!chatMessage) return;
-          if (message.eventType === 'created' && !seen.add(chatMessage.messageId)) return;
-          write(chatMessage);
+          if (message.eventType === 'created' && !seen.add(message.messageId)) return;
+          write(chatMessageOf(message));
         };
         const follow = (roomId: number, fromId: number) => {
           let feed = feeds.get(roomId);

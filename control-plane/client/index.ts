@@ -22,13 +22,27 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { service as healthServiceDefinition } from 'grpc-health-check';
-import { UnavailableError, type VezaError } from '../../common/contracts/index.js';
-import { ERROR_CODE_KEY, fromGrpcError, type Logger, REQUEST_ID_HEADER } from '../../common/index.js';
+import { UnavailableError, VezaError } from '../../common/contracts/index.js';
+import {
+  type Breaker,
+  createBreaker,
+  createLogger,
+  DEPENDENCY_DOWN,
+  ERROR_CODE_KEY,
+  fromGrpcError,
+  injectTrace,
+  inSpan,
+  type Logger,
+  REQUEST_ID_HEADER,
+  SpanKind,
+  tracingEnabled,
+} from '../../common/index.js';
 import { AnalyticsServiceClient } from '../../proto/gen/veza/analytics/analytics.js';
 import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
 import { NotificationServiceClient } from '../../proto/gen/veza/notification/notification.js';
 import { StreamServiceClient } from '../../proto/gen/veza/stream/stream.js';
+import { balancedChannel } from './balancing.js';
 
 /** Per-call options. */
 export interface CallContext {
@@ -113,17 +127,42 @@ export interface ControlPlaneClient {
   };
   /** The metadata a call with this context sends (for `raw` calls). */
   metadataFor(context?: CallContext): Metadata;
+  /** The circuit breaker every unary call goes through (streams are long-lived and stay outside). */
+  readonly breaker: Breaker;
   close(): void;
 }
 
 export interface ControlPlaneClientOptions {
-  /** host:port of the control plane. */
+  /**
+   * Where the control planes are: host:port, a comma list of ip:port, or dns:///name:port
+   * (CONTROL_PLANE_ADDRESS). Calls are balanced across them (balancing.ts).
+   */
   address: string;
   /** Service identity sent as `x-api-key` on every call. */
   apiKey: string;
   log?: Logger;
   /** Deadline for calls that give none; unary calls never wait forever. */
   defaultDeadlineMs?: number;
+  /**
+   * How long the circuit breaker in front of the control plane stays open before a trial call
+   * (CIRCUIT_BREAKER_RESET_MS); default 10 s.
+   */
+  breakerResetMs?: number;
+}
+
+/** Why a call failed when the control plane itself (not the caller's request) is the problem. */
+const CONTROL_PLANE_DOWN = 'control_plane_down';
+
+/**
+ * What opens the breaker: the control plane unreachable or silent, or a dependency of it down.
+ * Every other error, `unavailable` ones included (no media node live, the caller cancelled), is an
+ * answer about this request.
+ */
+function isControlPlaneFailure(error: unknown): boolean {
+  return (
+    error instanceof VezaError &&
+    (error.details.reason === CONTROL_PLANE_DOWN || error.details.reason === DEPENDENCY_DOWN)
+  );
 }
 
 /** Service descriptors: the generated `service` static lists each rpc's streaming shape. */
@@ -141,13 +180,16 @@ const DEFAULT_DEADLINE_MS = 10_000;
 /** Metadata key carrying the end client's IP on calls made by a gateway. */
 export const CLIENT_IP_HEADER = 'x-forwarded-for';
 
+export { balancedServiceConfig, IDEMPOTENT_RPCS } from './balancing.js';
+
 export function createControlPlaneClient(options: ControlPlaneClientOptions): ControlPlaneClient {
   const defaultDeadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
   const insecure = credentials.createInsecure();
-  const auth = new AuthServiceClient(options.address, insecure);
-  // One HTTP/2 channel for every service: sharing it keeps one connection per process.
+  const channel = balancedChannel(options.address);
+  const auth = new AuthServiceClient(channel.target, insecure, channel.options);
+  // One channel for every service: sharing it keeps one connection per control plane per process.
   const shared = { channelOverride: auth.getChannel() };
-  const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(options.address, insecure, shared);
+  const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(channel.target, insecure, shared);
   const HealthClient = makeGenericClientConstructor(
     healthServiceDefinition,
     'grpc.health.v1.Health',
@@ -170,12 +212,20 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     metadata.set(REQUEST_ID_HEADER, context.requestId ?? randomUUID());
     if (context.token) metadata.set('authorization', `Bearer ${context.token}`);
     if (context.clientIp) metadata.set(CLIENT_IP_HEADER, context.clientIp);
+    // W3C trace context: the control plane's span continues the caller's trace.
+    injectTrace((key, value) => metadata.set(key, value));
     return metadata;
   };
   const callOptions = (context: CallContext = {}): Partial<CallOptions> => ({
     deadline: Date.now() + (context.deadlineMs ?? defaultDeadlineMs),
   });
-  const adapters: Adapters = { metadataFor, callOptions, log: options.log };
+  const breaker = createBreaker({
+    target: 'control-plane',
+    resetTimeoutMs: options.breakerResetMs ?? 10_000,
+    log: options.log ?? createLogger({ name: 'control-plane-client' }),
+    isFailure: isControlPlaneFailure,
+  });
+  const adapters: Adapters = { metadataFor, callOptions, log: options.log, breaker };
 
   const healthCheck = unary<{ service: string }, { status: ServingStatus }>(
     healthClient,
@@ -196,7 +246,9 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     },
     raw,
     metadataFor,
+    breaker,
     close() {
+      breaker.close();
       // The channel is shared, so closing any client closes it; close all for clarity.
       for (const client of [...Object.values(raw), healthClient]) client.close();
     },
@@ -207,6 +259,7 @@ interface Adapters {
   metadataFor(context?: CallContext): Metadata;
   callOptions(context?: CallContext): Partial<CallOptions>;
   log: Logger | undefined;
+  breaker: Breaker;
 }
 
 /** Builds the promise view of a generated client from its service descriptor. */
@@ -244,13 +297,19 @@ function methodOf<F>(client: Client, name: string): F {
 function clientError(error: ServiceError, path: string, context: CallContext): VezaError {
   const fromService = error.metadata?.get(ERROR_CODE_KEY).length > 0;
   if (error.code === status.CANCELLED && context.signal?.aborted) {
-    return new UnavailableError(`${path} cancelled by the caller`, { cause: error });
+    return new UnavailableError(`${path} cancelled by the caller`, { cause: error, reason: 'cancelled' });
   }
   if (!fromService && error.code === status.UNAVAILABLE) {
-    return new UnavailableError('the control plane is unavailable', { cause: error });
+    return new UnavailableError('the control plane is unavailable', {
+      cause: error,
+      reason: CONTROL_PLANE_DOWN,
+    });
   }
   if (!fromService && error.code === status.DEADLINE_EXCEEDED) {
-    return new UnavailableError('the control plane did not answer in time', { cause: error });
+    return new UnavailableError('the control plane did not answer in time', {
+      cause: error,
+      reason: CONTROL_PLANE_DOWN,
+    });
   }
   return fromGrpcError(error);
 }
@@ -263,8 +322,18 @@ function unary<Req, Res>(
   adapters: Adapters,
 ): UnaryMethod<Req, Res> {
   const call = methodOf<RawUnary<Req, Res>>(client, name);
+  // Made once per method: a call with tracing off allocates nothing for it.
+  // Named as the server names its span (`package.Service/Method`), so both sides read alike.
+  const rpc = path.replace(/^\//, '');
+  const spanName = `grpc ${rpc}`;
+  const spanAttributes = { 'rpc.system': 'grpc', 'rpc.method': rpc };
+  const guarded = (request: Req, context: CallContext) => adapters.breaker.run(() => send(request, context));
   return (request, context = {}) =>
-    new Promise<Res>((resolve, reject) => {
+    tracingEnabled()
+      ? inSpan(spanName, SpanKind.CLIENT, () => guarded(request, context), spanAttributes)
+      : guarded(request, context);
+  function send(request: Req, context: CallContext): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
       if (context.signal?.aborted) {
         reject(new UnavailableError(`${path} cancelled before it started`));
         return;
@@ -297,6 +366,7 @@ function unary<Req, Res>(
       const cancel = () => pending.cancel();
       context.signal?.addEventListener('abort', cancel, { once: true });
     });
+  }
 }
 
 /** The one server-streaming adapter: an async iterable whose errors are VezaErrors. */

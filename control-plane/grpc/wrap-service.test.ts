@@ -126,7 +126,8 @@ beforeAll(async () => {
               stream.write(
                 Message.fromPartial({
                   eventType: 'created',
-                  chatMessage: { messageId: i, roomId: request.roomId },
+                  messageId: i,
+                  roomId: request.roomId,
                 }),
               );
             }
@@ -252,8 +253,8 @@ describe('streaming calls', () => {
     const reader = new StreamReader(chat.streamMessages({ roomId: 5, lastMessageId: 0 }));
     await reader.finished();
     expect(reader.error).toBeNull();
-    expect(reader.messages.map((message) => message.chatMessage?.messageId)).toEqual([1, 2, 3]);
-    expect(reader.messages.every((message) => message.chatMessage?.roomId === 5)).toBe(true);
+    expect(reader.messages.map((message) => message.messageId)).toEqual([1, 2, 3]);
+    expect(reader.messages.every((message) => message.roomId === 5)).toBe(true);
   });
 
   it('server streaming: a thrown VezaError ends the stream with its status after what was sent', async () => {

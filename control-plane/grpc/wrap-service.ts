@@ -20,11 +20,19 @@ import {
 } from '@grpc/grpc-js';
 import { UnimplementedError } from '../../common/contracts/index.js';
 import {
+  activeSpan,
+  asDependencyFailure,
+  extractTrace,
   type GrpcStatusObject,
   type Logger,
   REQUEST_ID_HEADER,
   requestIdFrom,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
   toGrpcStatus,
+  tracingEnabled,
+  withRootSpan,
 } from '../../common/index.js';
 import { recordCall, statusName } from './call-metrics.js';
 import { type ApiKeyMatcher, authenticateCaller, type CallerIdentity } from './caller-auth.js';
@@ -163,12 +171,16 @@ class TrackedCall implements CallTracker {
   #clientGone = false;
   #cancellation: AbortController | undefined;
   #signal: AbortSignal | undefined;
+  /** The call's server span (tracing on: made by `traced` around this call), ended with the call. */
+  readonly #span: Span | undefined;
 
   constructor(call: AnyServerCall, method: string, runtime: CallRuntime) {
     this.#call = call;
     this.#method = method;
     this.#runtime = runtime;
     this.requestId = requestIdFrom(firstValue(call.metadata, REQUEST_ID_HEADER));
+    this.#span = activeSpan();
+    this.#span?.setAttribute('veza.request_id', this.requestId);
     call.on('cancelled', () => this.#gone());
   }
 
@@ -213,11 +225,13 @@ class TrackedCall implements CallTracker {
   }
 
   fail(error: unknown): GrpcStatusObject {
-    const result = toGrpcStatus(error);
+    // A dependency that is down is the caller's "try again later", not our bug.
+    const result = toGrpcStatus(asDependencyFailure(error));
     result.metadata.set(REQUEST_ID_HEADER, this.requestId);
     const seconds = this.#finish(result.code);
     const fields = { code: statusName(result.code), durationMs: Math.round((seconds ?? 0) * 1000) };
     if (result.code === status.INTERNAL) this.log.error({ ...fields, err: error }, 'grpc call failed');
+    else if (result.code === status.UNAVAILABLE) this.log.warn({ ...fields, err: error }, 'grpc call failed');
     else if (this.#logsInfo()) this.log.info({ ...fields, error: result.details }, 'grpc call');
     return result;
   }
@@ -242,6 +256,7 @@ class TrackedCall implements CallTracker {
     this.#finished = true;
     const seconds = Number(process.hrtime.bigint() - this.#started) / 1e9;
     recordCall(this.#method, code, seconds);
+    if (this.#span) endServerSpan(this.#span, code);
     return seconds;
   }
 }
@@ -281,6 +296,46 @@ class WrappedContext implements CallContext {
   get signal(): AbortSignal {
     return this.#tracked.signal;
   }
+}
+
+/** Statuses that say the server failed (the others are the caller's mistakes or choices). */
+const SERVER_FAULTS = new Set<status>([
+  status.UNKNOWN,
+  status.INTERNAL,
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.DATA_LOSS,
+  status.UNIMPLEMENTED,
+]);
+
+function endServerSpan(span: Span, code: status): void {
+  span.setAttribute('rpc.grpc.status_code', code);
+  if (SERVER_FAULTS.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: statusName(code) });
+  span.end();
+}
+
+/**
+ * With tracing on, each call runs inside a server span continuing the caller's W3C trace context
+ * (`traceparent` in the metadata); TrackedCall ends it. Off, the handler is returned as it is.
+ */
+function traced<C extends AnyServerCall, R extends unknown[]>(
+  method: string,
+  handler: (call: C, ...rest: R) => void,
+): (call: C, ...rest: R) => void {
+  if (!tracingEnabled()) return handler;
+  const name = `grpc ${method}`;
+  return (call, ...rest) => {
+    const parent = extractTrace((key) => firstValue(call.metadata, key));
+    withRootSpan(
+      name,
+      SpanKind.SERVER,
+      (span) => {
+        span?.setAttributes({ 'rpc.system': 'grpc', 'rpc.method': method });
+        handler(call, ...rest);
+      },
+      parent,
+    );
+  };
 }
 
 function trackCall(call: AnyServerCall, method: string, runtime: CallRuntime): CallTracker {
@@ -433,10 +488,11 @@ export function bindService<S extends Record<string, MethodShape>>(
       for (const [key, shape] of methods) {
         const method = shape.path.slice(1);
         const impl = (implementation[key] as AnyImplementation | undefined) ?? unimplemented(method);
-        if (shape.requestStream && shape.responseStream) wrapped[key] = bidiStreamCall(method, impl, runtime);
-        else if (shape.requestStream) wrapped[key] = clientStreamCall(method, impl, runtime);
-        else if (shape.responseStream) wrapped[key] = serverStreamCall(method, impl, runtime);
-        else wrapped[key] = unaryCall(method, impl, runtime);
+        if (shape.requestStream && shape.responseStream)
+          wrapped[key] = traced(method, bidiStreamCall(method, impl, runtime));
+        else if (shape.requestStream) wrapped[key] = traced(method, clientStreamCall(method, impl, runtime));
+        else if (shape.responseStream) wrapped[key] = traced(method, serverStreamCall(method, impl, runtime));
+        else wrapped[key] = traced(method, unaryCall(method, impl, runtime));
       }
       return wrapped;
     },

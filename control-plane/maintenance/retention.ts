@@ -15,6 +15,7 @@
 
 import type { Sql } from '../../common/db/index.js';
 import { type Config, counter, gauge, type Logger } from '../../common/index.js';
+import { deleteExpiredAnalyticsEvents } from '../analytics/index.js';
 import { deleteDeadRefreshTokens, deleteExpiredConfirmations, deleteSettledEmails } from '../auth/index.js';
 
 /** Arbitrary constant shared by every Veza process (next to the migration and signing-key locks). */
@@ -182,6 +183,7 @@ export type RetentionConfig = Pick<
   | 'JOB_RETENTION_DAYS'
   | 'DEAD_JOB_RETENTION_DAYS'
   | 'EMAIL_RETENTION_DAYS'
+  | 'ANALYTICS_RAW_RETENTION_DAYS'
 >;
 
 export interface RetentionDeps {
@@ -209,6 +211,11 @@ export function retentionTasks(deps: RetentionDeps): RetentionTask[] {
     {
       table: 'email_outbox',
       deleteBatch: (limit) => deleteSettledEmails(sql, { deliveredMs: emailMs, failedMs: deadMs }, limit),
+    },
+    {
+      table: 'analytics_events',
+      deleteBatch: (limit) =>
+        deleteExpiredAnalyticsEvents(sql, config.ANALYTICS_RAW_RETENTION_DAYS * DAY_MS, limit),
     },
   );
   if (jobs) {

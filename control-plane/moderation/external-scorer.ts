@@ -9,7 +9,7 @@
  */
 import CircuitBreaker from 'opossum';
 import { z } from 'zod';
-import { counter, gauge, type Logger } from '../../common/index.js';
+import { counter, gauge, type Logger, noteFallback, reportBreakerState } from '../../common/index.js';
 import type { LocalScorer } from './local-scorer.js';
 import type { ContentScorer, ScoreContext, ScoreResult } from './scorer.js';
 
@@ -32,6 +32,8 @@ const externalFailures = counter(
 
 function setBreakerState(state: BreakerState): void {
   for (const name of BREAKER_STATES) breakerState.set({ state: name }, name === state ? 1 : 0);
+  // The same state in the gauge every breaker reports to (common/circuit-breaker.ts).
+  reportBreakerState('moderation', state);
 }
 
 const responseSchema = z.object({
@@ -96,7 +98,10 @@ export class ExternalScorer implements ContentScorer {
     this.breaker.fallback((text: string, context: ScoreContext | undefined) =>
       this.local.scoreNow(text, context),
     );
-    this.breaker.on('fallback', () => fallbacks.inc());
+    this.breaker.on('fallback', () => {
+      fallbacks.inc();
+      noteFallback('moderation', 'local-scorer');
+    });
     this.breaker.on('failure', (error: unknown) => {
       externalFailures.inc();
       log.warn({ err: error }, 'external moderation call failed; the local scorer answered');

@@ -29,7 +29,14 @@ import {
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
-import { type Config, counter, hasPermission, type Logger } from '../../common/index.js';
+import {
+  type Config,
+  counter,
+  type DependencyMonitor,
+  gauge,
+  hasPermission,
+  type Logger,
+} from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 import { type StreamInfo, StreamServiceService } from '../../proto/gen/veza/stream/stream.js';
 import {
@@ -69,6 +76,10 @@ interface StreamServiceDeps {
   chatRooms: StreamChatRooms;
   /** The upload and playback rpcs (control-plane/uploads), served by this same binding. */
   uploadRpcs?: ServiceImplementation<typeof StreamServiceService>;
+  /** The process's dependency probes; the media-node registry adds itself (StreamService health). */
+  dependencies?: DependencyMonitor | undefined;
+  /** StreamAnalytics (control-plane/analytics), served by this same binding. */
+  analyticsRpcs?: ServiceImplementation<typeof StreamServiceService>;
 }
 
 const started = counter('veza_streams_started_total', 'Live streams started');
@@ -82,6 +93,33 @@ const REASON_LABELS = new Set([
   'broadcaster_disconnected',
   'media_node_lost',
 ]);
+
+/**
+ * Live streams and their listeners, read from the table at scrape time: the one count every
+ * control plane agrees on (dashboards take the max over them). The newest service's store answers.
+ */
+let liveTotals: (() => Promise<{ streams: number; listeners: number }>) | null = null;
+let totalsRead: Promise<{ streams: number; listeners: number } | null> | null = null;
+const readTotals = () => {
+  totalsRead ??= (liveTotals?.() ?? Promise.resolve(null))
+    .catch(() => null)
+    .finally(() => {
+      totalsRead = null;
+    });
+  return totalsRead;
+};
+gauge('veza_streams_live', 'Streams live now (from the database)', [], {
+  async collect() {
+    const totals = await readTotals();
+    if (totals) this.set(totals.streams);
+  },
+});
+gauge('veza_stream_listeners', 'Listeners of the live streams, as their edges report them', [], {
+  async collect() {
+    const totals = await readTotals();
+    if (totals) this.set(totals.listeners);
+  },
+});
 
 /** Why a stream ends when its media node is lost and no other node can take it. */
 const MEDIA_NODE_LOST = 'media_node_lost';
@@ -219,6 +257,7 @@ async function relocateStreams(
 
 export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   const store = createStreamStore(deps.sql);
+  liveTotals = () => store.liveTotals();
   // One relocation at a time: a second loss waits for the first, so both see each other's placements.
   let relocating: Promise<unknown> = Promise.resolve();
   const onLost = (nodeId: string, cause: 'missed' | 'restarted') => {
@@ -245,6 +284,17 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
   registry?.ready.catch((error: unknown) =>
     deps.log.error({ err: error }, 'the media-node registry could not subscribe to the bus'),
   );
+  if (registry) {
+    // StreamService cannot place a stream while no media node is live; the rest of the server can work.
+    deps.dependencies?.add({
+      name: 'media-registry',
+      advisory: true,
+      check: async () => {
+        await registry.ready;
+        if (registry.live().length === 0) throw new Error('no media node has announced itself');
+      },
+    });
+  }
   const pickMediaNode = deps.pickMediaNode ?? (registry ? () => registry.pick() : () => deps.config.nodeId);
 
   const publish = (subject: string, payload: unknown, log: Logger) =>
@@ -260,6 +310,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
 
   const binding = bindService(StreamServiceService, {
     ...deps.uploadRpcs,
+    ...deps.analyticsRpcs,
     startStream: {
       policy: 'jwt',
       handler: async (request, ctx) => {

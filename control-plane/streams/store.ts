@@ -148,6 +148,14 @@ export function createStreamStore(sql: Sql) {
       return ended ? selectById(sql, ended.id) : null;
     },
 
+    /** How many streams are live and how many listeners they report, for the metrics. */
+    async liveTotals(): Promise<{ streams: number; listeners: number }> {
+      const [row] = await sql<{ streams: number; listeners: number }[]>`
+        select count(*)::int as streams, coalesce(sum(listener_count), 0)::int as listeners
+        from streams where status = 'live'`;
+      return { streams: row?.streams ?? 0, listeners: row?.listeners ?? 0 };
+    },
+
     /** The live streams hosted on a media node. */
     liveOnNode: async (mediaNodeId: string): Promise<number[]> =>
       (

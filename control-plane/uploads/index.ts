@@ -25,8 +25,8 @@ export interface UploadsModuleDeps {
   analytics: Analytics;
   notifier: Notifier;
   log: Logger;
-  /** Test and tuning knobs of the upload path (staging directory, expiry, sweep period). */
-  options?: Pick<UploadsDeps, 'stagingDir' | 'expiryMs' | 'sweepEveryMs'>;
+  /** Test and tuning knobs of the upload path (expiry, sweep period). */
+  options?: Pick<UploadsDeps, 'expiryMs' | 'sweepEveryMs'>;
 }
 
 interface UploadsModule {

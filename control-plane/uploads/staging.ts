@@ -1,101 +1,100 @@
 /**
- * Staging files: the bytes of unfinished uploads, one file per track under the data
- * directory, appended to as they arrive (never held in memory). The database's committed
- * offset is the truth: a file longer than it (a crash mid-write, an interrupted call with a
- * per-request checksum) is cut back before the next append.
+ * Staging of unfinished uploads where every control plane reaches it: the bytes of each
+ * request are one blob in BlobStorage (`staging/<trackId>/<uuid>`, a "part"), and PostgreSQL
+ * records the parts (`upload_parts`) beside the upload's committed offset. So the next
+ * request of an upload may reach any control plane behind the edge's balancer, and one that
+ * is stopped mid-upload loses nothing that was committed.
+ *
+ * A part counts once committed, in the transaction that moves the offset; a request that
+ * lost the race (another committed first) or failed drops its own part. Parts are never
+ * appended to: a blob is written once, which every BlobStorage does atomically.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { NotFoundError } from '../../common/contracts/index.js';
+import type { BlobStorage } from '../../common/ports/index.js';
+import type { UploadStore } from './store.js';
 
-const FILE = /^(\d+)\.part$/;
-
-/** The staging file has fewer bytes than were committed (lost disk, another node's upload). */
+/** The committed parts do not add up to the committed offset, or a part's blob is gone. */
 export class StagingLostError extends Error {
   override readonly name = 'StagingLostError';
 }
 
+const CONTENT_TYPE = 'application/octet-stream';
+
 export class Staging {
-  readonly dir: string;
+  constructor(
+    private readonly blobs: BlobStorage,
+    private readonly store: UploadStore,
+  ) {}
 
-  constructor(dir: string) {
-    this.dir = path.resolve(dir);
+  /** Where a new part of `trackId` goes. */
+  prefixOf(trackId: number): string {
+    return `staging/${trackId}/`;
   }
 
-  pathOf(trackId: number): string {
-    return path.join(this.dir, `${trackId}.part`);
-  }
-
-  /** A handle positioned for writing at `offset`, the committed length. */
-  async openAt(trackId: number, offset: number): Promise<FileHandle> {
-    await mkdir(this.dir, { recursive: true });
-    const file = this.pathOf(trackId);
-    if (offset === 0) return open(file, 'w');
-    let size: number;
+  /** Records a part starting at `start` and writes `bytes` to it; returns its key. Drops it if the write fails. */
+  async write(trackId: number, start: number, bytes: AsyncIterable<Buffer>): Promise<string> {
+    const key = `${this.prefixOf(trackId)}${randomUUID()}`;
+    await this.store.addPart(trackId, key, start);
     try {
-      size = (await stat(file)).size;
-    } catch {
-      size = -1;
-    }
-    if (size < offset) {
-      throw new StagingLostError(
-        `staging file of track ${trackId} has ${Math.max(size, 0)} of ${offset} bytes`,
-      );
-    }
-    const handle = await open(file, 'r+');
-    try {
-      await handle.truncate(offset);
-      return handle;
+      await this.blobs.put(key, Readable.from(bytes, { objectMode: false }), CONTENT_TYPE);
     } catch (error) {
-      await handle.close();
+      await this.drop(key);
       throw error;
     }
+    return key;
   }
 
-  /** Cuts the file back to `length` (an append that must not count). */
-  async truncate(trackId: number, length: number): Promise<void> {
-    const handle = await open(this.pathOf(trackId), 'r+');
-    try {
-      await handle.truncate(length);
-    } finally {
-      await handle.close();
+  /** Deletes one part, blob first (a row without its blob is swept; a blob without a row would leak). */
+  async drop(key: string): Promise<void> {
+    await this.blobs.delete(key);
+    await this.store.dropParts([key]);
+  }
+
+  /**
+   * The upload's bytes, `length` of them, read part after part. Throws StagingLostError
+   * (before any byte, or while reading) when the parts do not cover exactly [0, length).
+   */
+  async read(trackId: number, length: number): Promise<AsyncIterable<Buffer>> {
+    const parts = await this.store.committedParts(trackId);
+    let at = 0;
+    for (const part of parts) {
+      if (part.start !== at) break;
+      at += part.length;
     }
-  }
-
-  async digest(trackId: number): Promise<{ sha256: string; size: number }> {
-    const hash = createHash('sha256');
-    let size = 0;
-    await pipeline(createReadStream(this.pathOf(trackId)), async (source: AsyncIterable<Buffer>) => {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        size += chunk.length;
+    if (at !== length) {
+      throw new StagingLostError(`the staged parts of track ${trackId} hold ${at} of its ${length} bytes`);
+    }
+    const blobs = this.blobs;
+    return (async function* () {
+      for (const part of parts) {
+        let stream: Readable;
+        try {
+          stream = await blobs.get(part.key);
+        } catch (error) {
+          if (error instanceof NotFoundError) {
+            throw new StagingLostError(`staged part ${part.key} of track ${trackId} is missing`);
+          }
+          throw error;
+        }
+        for await (const chunk of stream) yield chunk as Buffer;
       }
-    });
-    return { sha256: hash.digest('hex'), size };
+    })();
   }
 
-  read(trackId: number): Readable {
-    return createReadStream(this.pathOf(trackId));
-  }
-
+  /** Deletes every part of an upload. */
   async remove(trackId: number): Promise<void> {
-    await rm(this.pathOf(trackId), { force: true });
+    const keys = await this.store.partKeys(trackId);
+    await Promise.all(keys.map((key) => this.blobs.delete(key)));
+    await this.store.dropParts(keys);
   }
 
-  /** Track ids that have a staging file here. */
-  async list(): Promise<number[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return [];
-    }
-    return names.flatMap((name) => {
-      const match = FILE.exec(name);
-      return match ? [Number(match[1])] : [];
-    });
+  /** Deletes parts that nothing will read (see UploadStore.orphanParts); returns how many. */
+  async sweep(pendingBefore: Date): Promise<number> {
+    const keys = await this.store.orphanParts(pendingBefore);
+    for (const key of keys) await this.blobs.delete(key);
+    await this.store.dropParts(keys);
+    return keys.length;
   }
 }

@@ -153,16 +153,96 @@ export function createUploadStore(sql: Sql) {
       });
     },
 
+    // Staged parts (staging.ts): one blob per request, committed with the offset.
+
+    /** A request starts writing a part at `start`; it counts once committed. */
+    async addPart(trackId: number, key: string, start: number): Promise<void> {
+      await sql`insert into upload_parts (part_key, track_id, start_offset) values (${key}, ${trackId}, ${start})`;
+    },
+
     /**
-     * Records bytes appended by one call; false when the session moved on meanwhile (it was
-     * cancelled, expired, or another writer committed first).
+     * Records a part's bytes and moves the upload's offset from `from` to `to` in one
+     * transaction; false when the upload moved on meanwhile (cancelled, expired, or another
+     * request committed first) or the part was swept.
      */
-    async commitOffset(trackId: number, from: number, to: number, expiresAt: Date): Promise<boolean> {
+    async commitPart(
+      trackId: number,
+      key: string,
+      from: number,
+      to: number,
+      expiresAt: Date,
+    ): Promise<boolean> {
+      const moved = Symbol('moved on');
+      try {
+        return await sql.begin(async (tx) => {
+          const session = await tx`
+            update upload_sessions set bytes_received = ${to}, updated_at = now(), expires_at = ${expiresAt}
+            where track_id = ${trackId} and bytes_received = ${from}
+            returning 1`;
+          if (session.length === 0) return false;
+          const part = await tx`
+            update upload_parts set length = ${to - from}
+            where part_key = ${key} and track_id = ${trackId} and start_offset = ${from} and length is null
+            returning 1`;
+          if (part.length === 0) throw moved;
+          return true;
+        });
+      } catch (error) {
+        if (error === moved) return false;
+        throw error;
+      }
+    },
+
+    /** The committed parts of an upload, in file order. */
+    async committedParts(trackId: number): Promise<{ key: string; start: number; length: number }[]> {
+      const rows = await sql<{ part_key: string; start_offset: string; length: string }[]>`
+        select part_key, start_offset::text, length::text from upload_parts
+        where track_id = ${trackId} and length is not null
+        order by start_offset`;
+      return rows.map((row) => ({
+        key: row.part_key,
+        start: Number(row.start_offset),
+        length: Number(row.length),
+      }));
+    },
+
+    async partKeys(trackId: number): Promise<string[]> {
+      const rows = await sql<{ part_key: string }[]>`
+        select part_key from upload_parts where track_id = ${trackId}`;
+      return rows.map((row) => row.part_key);
+    },
+
+    /** Forgets parts whose blobs are deleted. */
+    async dropParts(keys: readonly string[]): Promise<void> {
+      if (keys.length === 0) return;
+      await sql`delete from upload_parts where part_key = any(${keys as string[]}::text[])`;
+    },
+
+    /**
+     * Parts nothing will read: their upload ended (finished, refused, cancelled, expired), or
+     * their request has been writing since before `pendingBefore` (its control plane died).
+     */
+    async orphanParts(pendingBefore: Date, limit = 1000): Promise<string[]> {
+      const rows = await sql<{ part_key: string }[]>`
+        select p.part_key from upload_parts p
+        where not exists (select 1 from upload_sessions s where s.track_id = p.track_id)
+          or (p.length is null and p.created_at < ${pendingBefore})
+        limit ${limit}`;
+      return rows.map((row) => row.part_key);
+    },
+
+    /** Takes the lease to finish an upload whose `length` bytes are all committed; false when another holds it. */
+    async claimFinish(trackId: number, length: number, until: Date): Promise<boolean> {
       const rows = await sql`
-        update upload_sessions set bytes_received = ${to}, updated_at = now(), expires_at = ${expiresAt}
-        where track_id = ${trackId} and bytes_received = ${from}
+        update upload_sessions set finishing_until = ${until}
+        where track_id = ${trackId} and bytes_received = ${length}
+          and (finishing_until is null or finishing_until < now())
         returning 1`;
       return rows.length > 0;
+    },
+
+    async releaseFinish(trackId: number): Promise<void> {
+      await sql`update upload_sessions set finishing_until = null where track_id = ${trackId}`;
     },
 
     /** The bytes are stored: the track points at its source and the session ends. False when the session was gone. */
@@ -212,6 +292,7 @@ export function createUploadStore(sql: Sql) {
       const rows = await sql<{ track_id: number; owner_id: number; upload_length: number }[]>`
         select track_id, owner_id, upload_length from upload_sessions
         where upload_length = bytes_received and updated_at < ${before}
+          and (finishing_until is null or finishing_until < now())
         order by track_id`;
       return rows.map((row) => ({ trackId: row.track_id, ownerId: row.owner_id, length: row.upload_length }));
     },
@@ -284,13 +365,6 @@ export function createUploadStore(sql: Sql) {
           source_key = case when ${dropSource} then null else source_key end,
           updated_at = now()
         where id = ${trackId} and status <> 'ready'`;
-    },
-
-    async sessionIds(trackIds: readonly number[]): Promise<Set<number>> {
-      if (trackIds.length === 0) return new Set();
-      const rows = await sql<{ track_id: number }[]>`
-        select track_id from upload_sessions where track_id = any(${trackIds}::bigint[])`;
-      return new Set(rows.map((row) => row.track_id));
     },
   };
 }

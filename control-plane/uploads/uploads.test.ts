@@ -4,7 +4,7 @@
  * bus), the real worker role with the system ffmpeg, and the generated StreamService client.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -146,8 +146,15 @@ function notified(userId: number, type: string): Promise<Record<string, unknown>
   });
 }
 
-const stagingFiles = async () =>
-  (await readdir(path.join(h.config.dataDir, 'upload-staging')).catch(() => [])).sort();
+/** How many staged parts an upload has; their rows and their blobs (file BlobStorage) must agree. */
+async function stagedParts(trackId: number): Promise<number> {
+  const rows = await h.sql`select part_key from upload_parts where track_id = ${trackId}`;
+  const files = await listFiles(path.join(h.config.dataDir, 'blobs', 'staging', String(trackId)));
+  expect(files.map((file) => `staging/${trackId}/${file}`).sort()).toEqual(
+    rows.map((row) => String(row.part_key)).sort(),
+  );
+  return rows.length;
+}
 const blobFiles = (trackId: number) =>
   Promise.all([
     listFiles(path.join(h.config.dataDir, 'blobs', 'uploads', String(trackId))),
@@ -214,14 +221,14 @@ describe('UploadAudio + UploadAudioChunks', () => {
     const first = await sendChunks(dj.md, chunksOf(trackId, wav.subarray(0, half)));
     expect(first.track).toMatchObject({ status: 'uploading', bytesReceived: half, uploadLength: wav.length });
     expect((await getTrack(trackId, dj.md)).bytesReceived).toBe(half);
-    expect(await stagingFiles()).toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBeGreaterThan(0);
 
     const done = finished(trackId);
     const announced = notified(dj.userId, 'upload.ready');
     const second = await sendChunks(dj.md, chunksOf(trackId, wav.subarray(half), half));
     expect(['uploaded', 'processing']).toContain(second.track?.status);
     expect(second.track).toMatchObject({ bytesReceived: wav.length, checksum: wavSha });
-    expect(await stagingFiles()).not.toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBe(0);
     expect(await done).toMatchObject({ status: 'ready', progress: 100 });
 
     const track = await getTrack(trackId, dj.md);
@@ -311,17 +318,19 @@ describe('UploadAudio + UploadAudioChunks', () => {
     const chunks = chunksOf(trackId, wav, 0, 32 * 1024);
     const call = client.uploadAudioChunks(dj.md, () => {});
     for (const chunk of chunks.slice(0, 5)) call.write(AudioChunk.fromPartial(chunk));
-    // The fifth chunk's arrival is seen in the staging file's size; then the connection "drops".
+    // The fifth chunk's arrival is seen in the size of the part being written (the blob's
+    // temporary file); then the connection "drops".
+    const partDir = path.join(h.config.dataDir, 'blobs', 'staging', String(trackId));
+    const written = async () => {
+      const names = await readdir(partDir).catch(() => []);
+      const sizes = await Promise.all(
+        names.map((name) => stat(path.join(partDir, name)).then((s) => s.size)),
+      );
+      return sizes.reduce((sum, size) => sum + size, 0);
+    };
     const deadline = Date.now() + 10_000;
-    while (
-      (
-        await readFile(path.join(h.config.dataDir, 'upload-staging', `${trackId}.part`)).catch(() =>
-          Buffer.alloc(0),
-        )
-      ).length <
-      5 * 32 * 1024
-    ) {
-      if (Date.now() > deadline) throw new Error('the chunks never reached the staging file');
+    while ((await written()) < 5 * 32 * 1024) {
+      if (Date.now() > deadline) throw new Error('the chunks never reached the staged part');
       await new Promise((resolve) => setImmediate(resolve));
     }
     call.cancel();
@@ -359,7 +368,7 @@ describe('UploadAudio + UploadAudioChunks', () => {
     );
     const track = await getTrack(trackId, dj.md);
     expect(track).toMatchObject({ status: 'failed', failureReason: error.details });
-    expect(await stagingFiles()).not.toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBe(0);
     expect(await blobFiles(trackId)).toEqual([]);
     expect((await notificationsOf(dj.userId)).map((n) => n.notification_type)).toEqual(['upload.failed']);
   });
@@ -456,7 +465,7 @@ describe('UploadAudio + UploadAudioChunks', () => {
       status: 'failed',
       failureReason: tooMuch.details,
     });
-    expect(await stagingFiles()).not.toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBe(0);
 
     const complete = await grpcError(sendChunks(dj.md, chunksOf(trackId, piece, 200)));
     expect(complete.code).toBe(status.FAILED_PRECONDITION);
@@ -473,7 +482,7 @@ describe('UploadAudio + UploadAudioChunks', () => {
       'the file is larger than the limit of 4.0 MiB',
     ]);
     expect(await getTrack(trackId, dj.md)).toMatchObject({ status: 'failed' });
-    expect(await stagingFiles()).not.toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBe(0);
     expect(await blobFiles(trackId)).toEqual([]);
   });
 });
@@ -526,13 +535,13 @@ describe('who sees what', () => {
     ).toEqual([]);
   });
 
-  it('cancels an unfinished upload: no track, no staging file', async () => {
+  it('cancels an unfinished upload: no track, no staged part', async () => {
     const dj = await account('dj');
     const { trackId } = await create(dj.md, { fileSize: wav.length });
     await sendChunks(dj.md, chunksOf(trackId, wav.subarray(0, 1000)));
-    expect(await stagingFiles()).toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBeGreaterThan(0);
     await unary(client.cancelUpload.bind(client), CancelUploadRequest.fromPartial({ trackId }), dj.md);
-    expect(await stagingFiles()).not.toContain(`${trackId}.part`);
+    expect(await stagedParts(trackId)).toBe(0);
     expect((await grpcError(getTrack(trackId, dj.md))).code).toBe(status.NOT_FOUND);
     const again = await grpcError(
       unary(client.cancelUpload.bind(client), CancelUploadRequest.fromPartial({ trackId }), dj.md),
@@ -542,9 +551,8 @@ describe('who sees what', () => {
 });
 
 describe('the sweeper', () => {
-  it('expires idle uploads and removes staging files nobody owns', async () => {
+  it('expires idle uploads, removes staged parts nobody will read, and finishes stalled ones', async () => {
     const dj = await account('dj');
-    const stagingDir = path.join(root, 'sweep-staging');
     const uploads = createUploads({
       config: h.config,
       sql: h.sql,
@@ -553,56 +561,55 @@ describe('the sweeper', () => {
       analytics: createAnalytics(h.sql),
       notifier: createNotifier({ sql: h.sql, bus: h.ports.bus, log }),
       log,
-      stagingDir,
       sweepEveryMs: 0,
     });
-    try {
-      const row = await uploads.create({
+    const newUpload = (title: string, uploadLength: number, checksum: string | null) =>
+      uploads.create({
         ownerId: dj.userId,
-        title: 'Abandoned',
+        title,
         description: '',
         genre: '',
         isPublic: false,
         fileFormat: null,
         filename: null,
-        uploadLength: 5000,
-        checksum: null,
+        uploadLength,
+        checksum,
         declaredDurationS: null,
         protocol: 'tus',
       });
+    try {
+      const row = await newUpload('Abandoned', 5000, null);
       await uploads.append({ ownerId: dj.userId, trackId: row.id, offset: 0, chunks: [Buffer.alloc(1000)] });
-      await writeFile(path.join(stagingDir, '999999999.part'), 'orphan');
-      expect((await readdir(stagingDir)).sort()).toEqual([`${row.id}.part`, '999999999.part']);
+      // A part whose request never committed: its control plane died hours ago.
+      const orphan = `staging/${row.id}/orphan`;
+      await h.ports.blobs.put(orphan, Buffer.from('orphan'), 'application/octet-stream');
+      await h.sql`
+        insert into upload_parts (part_key, track_id, start_offset, created_at)
+        values (${orphan}, ${row.id}, 1000, now() - interval '7 hours')`;
+      expect(await stagedParts(row.id)).toBe(2);
 
       await uploads.sweep();
       // Not expired yet: only the orphan goes.
-      expect(await readdir(stagingDir)).toEqual([`${row.id}.part`]);
+      expect(await stagedParts(row.id)).toBe(1);
+      expect(await h.ports.blobs.stat(orphan)).toBeNull();
       await h.sql`update upload_sessions set expires_at = now() - interval '1 second' where track_id = ${row.id}`;
       await uploads.sweep();
-      expect(await readdir(stagingDir)).toEqual([]);
+      expect(await stagedParts(row.id)).toBe(0);
       expect(await uploads.get(row.id)).toBeNull();
 
       // Every byte arrived but the finishing never happened (a crash): the sweeper finishes it.
-      const stalled = await uploads.create({
-        ownerId: dj.userId,
-        title: 'Stalled',
-        description: '',
-        genre: '',
-        isPublic: false,
-        fileFormat: null,
-        filename: null,
-        uploadLength: wav.length,
-        checksum: sha256(wav),
-        declaredDurationS: null,
-        protocol: 'tus',
-      });
-      await writeFile(path.join(stagingDir, `${stalled.id}.part`), wav);
+      const stalled = await newUpload('Stalled', wav.length, sha256(wav));
+      const part = `staging/${stalled.id}/whole`;
+      await h.ports.blobs.put(part, wav, 'application/octet-stream');
+      await h.sql`
+        insert into upload_parts (part_key, track_id, start_offset, length)
+        values (${part}, ${stalled.id}, 0, ${wav.length})`;
       await h.sql`
         update upload_sessions set bytes_received = ${wav.length}, updated_at = now() - interval '2 minutes'
         where track_id = ${stalled.id}`;
       const processedStalled = finished(stalled.id);
       await uploads.sweep();
-      expect(await readdir(stagingDir)).toEqual([]);
+      expect(await stagedParts(stalled.id)).toBe(0);
       const [source] = await h.sql<{ source_key: string | null; source_checksum: string | null }[]>`
         select source_key, source_checksum from tracks where id = ${stalled.id}`;
       expect(source).toEqual({ source_key: sourceKeyOf(stalled.id), source_checksum: sha256(wav) });
@@ -664,6 +671,8 @@ describe('with S3 storage', () => {
         select source_key, renditions, waveform_key from tracks where id = ${good.trackId}`;
       const keys = await s3.keys(`tracks/${good.trackId}/`);
       expect(await s3.keys(`uploads/${good.trackId}/`)).toEqual([row?.source_key]);
+      // The staged parts went to the bucket too, and are gone once the source is stored.
+      expect(await s3.keys(`staging/${good.trackId}/`)).toEqual([]);
       for (const key of [...(row?.renditions ?? []).map((r) => r.key), row?.waveform_key])
         expect(keys).toContain(key);
 
@@ -676,6 +685,7 @@ describe('with S3 storage', () => {
       await send(chunksOf(bad.trackId, Buffer.from('not audio at all\n'.repeat(50))));
       expect(await failed).toMatchObject({ status: 'failed' });
       expect(await s3.keys(`uploads/${bad.trackId}/`)).toEqual([]);
+      expect(await s3.keys(`staging/${bad.trackId}/`)).toEqual([]);
       expect(await s3.keys(`tracks/${bad.trackId}/`)).toEqual([]);
     } finally {
       s3Client.close();

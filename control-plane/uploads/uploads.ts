@@ -4,8 +4,9 @@
  *
  * 1. create: limits and quota are checked, the track row (status "uploaded", no source
  *    yet; presented as "uploading") and its upload session are written.
- * 2. append: bytes arrive in calls, each starting at the committed offset, and are written
- *    to the staging file; a call's bytes are committed when it ends (fsync, then the offset).
+ * 2. append: bytes arrive in calls, each starting at the committed offset; a call's bytes
+ *    become one staged part in BlobStorage (staging.ts), committed with the offset when the
+ *    call ends, so the next call may reach any control plane.
  * 3. finish, once every declared byte is there (or the stream of an upload of undeclared
  *    length ended): the sha256 of the whole file must match the declared one; the source
  *    goes to BlobStorage (`uploads/<trackId>/source`), the track points at it in the same
@@ -13,12 +14,12 @@
  *    "track.uploaded" recorded.
  *
  * A refused upload (checksum mismatch, over a limit, lost staging) leaves its track failed
- * with the reason and nothing else: no staging file, no blob. A cancelled or expired one
- * leaves nothing at all. The sweeper expires idle uploads and removes staging files whose
+ * with the reason and nothing else: no staged part, no blob. A cancelled or expired one
+ * leaves nothing at all. The sweeper expires idle uploads and removes staged parts whose
  * upload is gone.
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
+import { Readable } from 'node:stream';
 import {
   enqueueTranscode,
   FailedPreconditionError,
@@ -29,7 +30,7 @@ import {
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Sql } from '../../common/db/index.js';
-import { type Config, counter, type Logger } from '../../common/index.js';
+import { type Config, counter, currentTraceCarrier, type Logger } from '../../common/index.js';
 import type { BlobStorage, JobQueue } from '../../common/ports/index.js';
 import type { Analytics } from '../analytics/index.js';
 import type { Notifier } from '../notifications/index.js';
@@ -54,6 +55,10 @@ const DEFAULT_SWEEP_EVERY_MS = 10 * 60 * 1000;
 const BUSY_WAIT_MS = 10_000;
 /** A complete upload still not finished after this long is finished by the sweeper. */
 const STALLED_AFTER_MS = 60_000;
+/** How long one control plane may take to finish an upload before another may try again. */
+const FINISH_LEASE_MS = 5 * 60_000;
+/** A part still being written after this long belongs to a request whose control plane died. */
+const PENDING_PART_MAX_MS = 6 * 3600_000;
 
 export const sourceKeyOf = (trackId: number): string => `uploads/${trackId}/source`;
 
@@ -91,18 +96,13 @@ export function formatBytes(bytes: number): string {
 }
 
 export interface UploadsDeps {
-  config: Pick<
-    Config,
-    'dataDir' | 'nodeId' | 'UPLOAD_MAX_BYTES' | 'UPLOAD_MAX_DURATION_S' | 'UPLOAD_QUOTA_BYTES'
-  >;
+  config: Pick<Config, 'nodeId' | 'UPLOAD_MAX_BYTES' | 'UPLOAD_MAX_DURATION_S' | 'UPLOAD_QUOTA_BYTES'>;
   sql: Sql;
   blobs: BlobStorage;
   jobs: JobQueue;
   analytics: Analytics;
   notifier: Notifier;
   log: Logger;
-  /** Where unfinished uploads are staged (default `<dataDir>/upload-staging`). */
-  stagingDir?: string;
   expiryMs?: number;
   /** How often expired uploads and orphaned staging files are swept; 0 disables the timer. */
   sweepEveryMs?: number;
@@ -144,7 +144,7 @@ export interface Uploads {
   get(trackId: number): Promise<TrackRow | null>;
   list(ownerId: number, limit: number, beforeId: number): Promise<TrackRow[]>;
   quota(ownerId: number): Promise<QuotaUsage>;
-  /** Expires idle uploads and removes orphaned staging files. */
+  /** Expires idle uploads, finishes stalled ones and removes orphaned staged parts. */
   sweep(): Promise<void>;
   readonly staging: Staging;
   close(): Promise<void>;
@@ -153,7 +153,7 @@ export interface Uploads {
 export function createUploads(deps: UploadsDeps): Uploads {
   const { config, blobs, log } = deps;
   const store: UploadStore = createUploadStore(deps.sql);
-  const staging = new Staging(deps.stagingDir ?? path.join(config.dataDir, 'upload-staging'));
+  const staging = new Staging(blobs, store);
   const expiryMs = deps.expiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS;
   /**
    * The call of this process writing each track's bytes (one writer per upload): `ended`
@@ -220,7 +220,37 @@ export function createUploads(deps: UploadsDeps): Uploads {
   }
 
   async function finish(row: TrackRow): Promise<TrackRow> {
-    const { sha256, size } = await staging.digest(row.id);
+    const length = row.bytes_received ?? 0;
+    // One finisher per upload across control planes; a zero-byte call racing it gets told.
+    if (!(await store.claimFinish(row.id, length, new Date(Date.now() + FINISH_LEASE_MS)))) {
+      throw new FailedPreconditionError(`the upload of track ${row.id} is being finished by another request`);
+    }
+    const key = sourceKeyOf(row.id);
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      const parts = await staging.read(row.id, length);
+      const counted = (async function* () {
+        for await (const chunk of parts) {
+          hash.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      })();
+      await blobs.put(key, Readable.from(counted, { objectMode: false }), 'application/octet-stream');
+    } catch (error) {
+      await blobs.delete(key).catch(() => undefined);
+      if (error instanceof StagingLostError) {
+        log.warn({ err: error, trackId: row.id }, 'staged upload lost');
+        const reason = 'the partial upload was lost on the server; please upload the file again';
+        await reject(row, reason, 'staging_lost');
+        throw new FailedPreconditionError(reason);
+      }
+      // The parts and the session stay: the upload can be finished again (a 0-byte append at its end).
+      await store.releaseFinish(row.id);
+      throw error;
+    }
+    const sha256 = hash.digest('hex');
     if (size === 0) {
       await reject(row, 'the file is empty', 'empty');
       throw new InvalidArgumentError('the file is empty', 'file');
@@ -230,21 +260,17 @@ export function createUploads(deps: UploadsDeps): Uploads {
       await reject(row, reason, 'checksum_mismatch');
       throw new InvalidArgumentError(reason, 'checksum');
     }
-    const key = sourceKeyOf(row.id);
-    try {
-      await blobs.put(key, staging.read(row.id), 'application/octet-stream');
-    } catch (error) {
-      // The staging file and session stay: the upload can be finished again (a 0-byte append at its end).
-      await blobs.delete(key).catch(() => undefined);
-      throw error;
-    }
     if (!(await store.complete(row.id, { key, checksum: sha256, size }))) {
-      await blobs.delete(key);
+      // Another finisher may have completed it (its lease ran out on a slow store): the source
+      // then holds the same bytes and the track points at it, so it stays.
+      if ((await store.get(row.id))?.source_key !== key) await blobs.delete(key);
       throw new FailedPreconditionError(`the upload of track ${row.id} was cancelled or expired meanwhile`);
     }
     await staging.remove(row.id);
     try {
-      await enqueueTranscode(deps.jobs, { trackId: row.id, sourceKey: key });
+      // The transcode continues this request's trace, however much later a worker takes the job.
+      const trace = currentTraceCarrier();
+      await enqueueTranscode(deps.jobs, { trackId: row.id, sourceKey: key, ...(trace ? { trace } : {}) });
     } catch (error) {
       log.error({ err: error, trackId: row.id }, 'could not queue the transcode job');
       const reason = 'processing could not be queued; please upload the file again';
@@ -310,16 +336,6 @@ export function createUploads(deps: UploadsDeps): Uploads {
           },
         );
       }
-      let handle: Awaited<ReturnType<Staging['openAt']>>;
-      try {
-        handle = await staging.openAt(id, start);
-      } catch (error) {
-        if (!(error instanceof StagingLostError)) throw error;
-        log.warn({ err: error, trackId: id }, 'staging file lost');
-        const reason = 'the partial upload was lost on the server; please upload the file again';
-        await reject(row, reason, 'staging_lost');
-        throw new FailedPreconditionError(reason);
-      }
       // An undeclared length reserves nothing up front: the quota is checked as bytes arrive.
       const usage =
         row.upload_length === null
@@ -329,54 +345,61 @@ export function createUploads(deps: UploadsDeps): Uploads {
       let position = start;
       let interruption: unknown = null;
       let limit: VezaError | null = null;
-      try {
-        for await (const chunk of input.chunks) {
-          const next = position + chunk.length;
-          if (row.upload_length !== null && next > row.upload_length) {
-            limit = new PayloadTooLargeError(
-              `the upload sends more than its declared ${row.upload_length} bytes`,
-            );
-          } else if (next > config.UPLOAD_MAX_BYTES) {
-            limit = tooLarge(null);
-          } else if (usage && usage.usedBytes + next > usage.quotaBytes) {
-            limit = quotaError(usage, next);
-          }
-          if (limit) break;
-          await handle.write(chunk, 0, chunk.length, position);
-          hash?.update(chunk);
-          position = next;
-        }
-      } catch (error) {
-        interruption = error;
-      } finally {
-        call.draining = true;
+      // The call's bytes as the part's body: it ends at a limit, or where the sender dropped
+      // (those bytes still count), so the part always holds exactly [start, position).
+      const body = async function* (): AsyncGenerator<Buffer> {
         try {
-          if (!limit) await handle.sync();
+          for await (const chunk of input.chunks) {
+            const next = position + chunk.length;
+            if (row.upload_length !== null && next > row.upload_length) {
+              limit = new PayloadTooLargeError(
+                `the upload sends more than its declared ${row.upload_length} bytes`,
+              );
+            } else if (next > config.UPLOAD_MAX_BYTES) {
+              limit = tooLarge(null);
+            } else if (usage && usage.usedBytes + next > usage.quotaBytes) {
+              limit = quotaError(usage, next);
+            }
+            if (limit) return;
+            hash?.update(chunk);
+            position = next;
+            yield chunk;
+          }
+        } catch (error) {
+          interruption = error;
         } finally {
-          await handle.close();
+          call.draining = true;
         }
-      }
+      };
+      // A call known to carry nothing (the sweeper finishing an upload) writes no part.
+      const empty = Array.isArray(input.chunks) && input.chunks.length === 0;
+      const part = empty ? null : await staging.write(id, start, body());
+      call.draining = true;
       uploadBytes.inc(position - start);
       if (limit) {
-        await reject(row, limit.message, 'too_large');
+        await reject(row, (limit as VezaError).message, 'too_large');
         throw limit;
       }
       if (hash && input.checksum) {
         const digest = hash.digest();
         if (interruption || !digest.equals(input.checksum.digest)) {
           // Unverifiable or wrong: none of this request's bytes count.
-          await staging.truncate(id, start);
+          if (part) await staging.drop(part);
           if (interruption) throw interruption;
           throw new RequestChecksumMismatchError(
             `the ${position - start} bytes of this request do not match its ${input.checksum.algorithm} checksum; they were discarded`,
           );
         }
       }
-      if (
-        position !== start &&
-        !(await store.commitOffset(id, start, position, new Date(Date.now() + expiryMs)))
+      if (part && position === start) await staging.drop(part);
+      else if (
+        part &&
+        !(await store.commitPart(id, part, start, position, new Date(Date.now() + expiryMs)))
       ) {
-        throw new FailedPreconditionError(`the upload of track ${id} was cancelled or expired meanwhile`);
+        await staging.drop(part);
+        throw new FailedPreconditionError(
+          `the upload of track ${id} moved on meanwhile (cancelled, expired, or another request committed first); ask for its offset and resume from there`,
+        );
       }
       // Every declared byte is there even if the sender went away right after the last one:
       // finish now, or a tus client (which sees offset = length) would never come back to.
@@ -406,10 +429,10 @@ export function createUploads(deps: UploadsDeps): Uploads {
       // A crash between storing the source and completing leaves it behind; nothing refers to it.
       await blobs.delete(sourceKeyOf(id));
     }
-    const staged = await staging.list();
-    // Complete uploads whose finishing failed (storage down, a crash): finished again here.
+    // Complete uploads whose finishing failed (storage down, a crash): finished again here,
+    // by whichever control plane gets the lease.
     for (const session of await store.stalled(new Date(Date.now() - STALLED_AFTER_MS))) {
-      if (active.has(session.trackId) || !staged.includes(session.trackId)) continue;
+      if (active.has(session.trackId)) continue;
       await append({
         ownerId: session.ownerId,
         trackId: session.trackId,
@@ -419,11 +442,8 @@ export function createUploads(deps: UploadsDeps): Uploads {
         log.warn({ err: error, trackId: session.trackId }, 'could not finish a stalled upload'),
       );
     }
-    const remaining = await staging.list();
-    const live = await store.sessionIds(remaining);
-    for (const id of remaining) {
-      if (!live.has(id) && !active.has(id)) await staging.remove(id);
-    }
+    const swept = await staging.sweep(new Date(Date.now() - PENDING_PART_MAX_MS));
+    if (swept > 0) log.info({ parts: swept }, 'orphaned staged parts deleted');
   }
 
   const runSweep = () => {

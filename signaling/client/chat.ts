@@ -534,8 +534,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       try {
         const limit = 100;
         const cursor = state.gapAfter === null ? state.newest : Math.min(state.newest, state.gapAfter);
+        // An anonymous reader names its stream (its connection has no stream of its own).
+        const target =
+          state.readOnly && state.room.streamId
+            ? { streamId: state.room.streamId }
+            : { roomId: state.roomId };
         const joined = await this.#request('chat.join', {
-          roomId: state.roomId,
+          ...target,
           limit,
           ...(cursor > 0 ? { afterMessageId: cursor } : {}),
         });

@@ -56,8 +56,12 @@ export interface ReconnectOptions {
 export interface SignalingConnectionOptions {
   /** The edge's signaling endpoint, e.g. `wss://live.example/ws` (http(s) URLs are converted). */
   url: string;
-  /** An access token or listener token, or a function returning a fresh one for each attempt. */
-  token: TokenProvider;
+  /**
+   * An access token or listener token, or a function returning a fresh one for each attempt.
+   * Without one the connection is an anonymous listener: it may listen to (and read the chat
+   * of) public streams that allow anonymous listeners.
+   */
+  token?: TokenProvider;
   /** Defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor;
   /** Per-request timeout (default 10 s). */
@@ -120,16 +124,24 @@ export class SignalingError extends VezaError {
   }
 }
 
-export function signalingUrl(base: string, token: string): string {
+export function signalingUrl(base: string, token: string | null, listenerId?: string): string {
   const url = new URL(base);
   if (url.protocol === 'http:') url.protocol = 'ws:';
   if (url.protocol === 'https:') url.protocol = 'wss:';
   url.searchParams.set('v', String(PROTOCOL_VERSION));
-  url.searchParams.set('token', token);
+  if (token) url.searchParams.set('token', token);
+  else if (listenerId) url.searchParams.set('listener', listenerId);
   return url.toString();
 }
 
 export class SignalingConnection extends Emitter<ConnectionEvents> {
+  /**
+   * Without a token: the id this connection object gives itself on every (re)connection, so the
+   * edge counts one anonymous listener across reconnects. Random, and tied to nothing else.
+   */
+  readonly #listenerId = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) =>
+    byte.toString(16).padStart(2, '0'),
+  ).join('');
   readonly #options: SignalingConnectionOptions;
   readonly #WebSocket: WebSocketConstructor;
   readonly #pending = new Map<RequestId, Pending>();
@@ -256,15 +268,16 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
 
   async #open(): Promise<void> {
     this.#setState(this.#opens === 0 ? 'connecting' : 'reconnecting');
-    let token: string;
+    let token: string | null;
     try {
-      token = typeof this.#options.token === 'string' ? this.#options.token : await this.#options.token();
+      const provider = this.#options.token;
+      token = provider === undefined || typeof provider === 'string' ? (provider ?? null) : await provider();
     } catch (error) {
       this.#onClose(1006, `token provider failed: ${error instanceof Error ? error.message : String(error)}`);
       return;
     }
     if (this.#state === 'closed') return;
-    const socket = new this.#WebSocket(signalingUrl(this.#options.url, token));
+    const socket = new this.#WebSocket(signalingUrl(this.#options.url, token, this.#listenerId));
     this.#socket = socket;
     socket.addEventListener('open', () => {
       if (this.#socket !== socket) return;
@@ -331,7 +344,7 @@ export class SignalingConnection extends Emitter<ConnectionEvents> {
   #refreshToken(): void {
     const provider = this.#options.token;
     // A fixed token cannot be refreshed: the edge will close at expiry and a reconnect fails.
-    if (typeof provider === 'string' || this.#refreshing) return;
+    if (provider === undefined || typeof provider === 'string' || this.#refreshing) return;
     const socket = this.#socket;
     this.#refreshing = true;
     void (async () => {

@@ -11,7 +11,16 @@
 import { STATUS_CODES } from 'node:http';
 import type { Readable } from 'node:stream';
 import { NotFoundError } from '../../common/contracts/index.js';
-import { type Logger, REQUEST_ID_HEADER, requestIdFrom } from '../../common/index.js';
+import {
+  type Logger,
+  REQUEST_ID_HEADER,
+  requestIdFrom,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  tracingEnabled,
+  withRootSpan,
+} from '../../common/index.js';
 import { type BodyPlan, type BodySpec, hasBody, planBody, readBody, streamBody } from './body.js';
 import { createEdgeRequest, type RouteHandler, type RouteOptions } from './context.js';
 import { httpDuration, httpRequests, UNMATCHED_ROUTE } from './metrics.js';
@@ -65,6 +74,8 @@ interface Exchange {
   /** All body bytes have arrived; otherwise the connection is closed after responding. */
   bodyComplete: boolean;
   onAbort?: () => void;
+  /** The request's server span, the root of its trace (tracing on only). */
+  span: Span | undefined;
 }
 
 const DEFAULT_GRACE_MS = 5_000;
@@ -93,11 +104,19 @@ export function createHttpServer(options: { log: Logger }): HttpServer {
     };
     if (status === 'aborted') exchange.log.info(line, 'request aborted by client');
     else exchange.log.info(line, 'request');
+    if (exchange.span) endRequestSpan(exchange, status);
     inFlight -= 1;
     if (inFlight === 0) drained?.();
   };
 
+  // Each request is the root of a trace: the edge is where a trace starts (a client's
+  // traceparent is not trusted, so a caller cannot attach our spans to its trace or forge ids).
   const dispatch = (res: HttpResponse, req: HttpRequest) => {
+    if (tracingEnabled()) withRootSpan('HTTP', SpanKind.SERVER, (span) => serve(res, req, span));
+    else serve(res, req, undefined);
+  };
+
+  const serve = (res: HttpResponse, req: HttpRequest, span: Span | undefined) => {
     const started = performance.now();
     const method = req.getMethod().toUpperCase();
     const path = req.getUrl();
@@ -124,6 +143,7 @@ export function createHttpServer(options: { log: Logger }): HttpServer {
       log: log.child({ requestId }),
       aborted: false,
       bodyComplete: !hasBody(bodyHeaders),
+      span,
     };
     const controller = new AbortController();
     res.onAborted(() => {
@@ -342,4 +362,20 @@ function pipeStream(exchange: Exchange, body: StreamBody, done: (ok: boolean) =>
     sourceEnded = true;
     checkComplete();
   });
+}
+
+/** Names the span after the route (low cardinality), as OpenTelemetry's HTTP conventions do. */
+function endRequestSpan(exchange: Exchange, status: number | 'aborted'): void {
+  const span = exchange.span;
+  if (!span) return;
+  span.updateName(`${exchange.method} ${exchange.route}`);
+  span.setAttributes({
+    'http.request.method': exchange.method,
+    'http.route': exchange.route,
+    'url.path': exchange.path,
+    'veza.request_id': exchange.requestId,
+    ...(status === 'aborted' ? {} : { 'http.response.status_code': status }),
+  });
+  if (status === 'aborted' || status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+  span.end();
 }

@@ -11,7 +11,6 @@
  */
 import { z } from 'zod';
 import {
-  ACTIVITY_TYPES,
   type ActivityType,
   CHAT_HISTORY_MAX_LIMIT,
   CHAT_MESSAGE_TYPES,

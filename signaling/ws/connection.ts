@@ -7,7 +7,14 @@
  */
 import { performance } from 'node:perf_hooks';
 import { RateLimitedError, toVezaError, UnimplementedError } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/index.js';
+import {
+  activeSpan,
+  inRootSpan,
+  type Logger,
+  SpanKind,
+  SpanStatusCode,
+  tracingEnabled,
+} from '../../common/index.js';
 import {
   type ErrorBody,
   isChatMethod,
@@ -80,7 +87,7 @@ export class Connection {
     }
     this.#queued++;
     this.#queue = this.#queue
-      .then(() => this.#handle(request))
+      .then(() => (tracingEnabled() ? this.#traced(request) : this.#handle(request)))
       .finally(() => {
         this.#queued--;
       });
@@ -103,6 +110,12 @@ export class Connection {
     }
     // Metric labels stay bounded: unknown method names are not echoed into them.
     wsRequests.inc({ method: isMethod(method) ? method : 'unknown', code: body.code });
+    const span = activeSpan();
+    if (span) {
+      span.setAttribute('veza.error_code', body.code);
+      if (body.code === 'internal' || body.code === 'unavailable')
+        span.setStatus({ code: SpanStatusCode.ERROR });
+    }
     this.send({ id, ok: false, error: body });
   }
 
@@ -121,6 +134,15 @@ export class Connection {
     this.#socket.detach();
     await this.#media.closed();
     await this.#chat?.closed();
+  }
+
+  /** Each WebSocket request (join, chat send, ...) is the root of its own trace. */
+  #traced(request: RequestFrame): Promise<void> {
+    const method = isMethod(request.method) ? request.method : 'unknown';
+    return inRootSpan(`ws ${method}`, SpanKind.SERVER, () => this.#handle(request), {
+      'rpc.system': 'veza-ws',
+      'rpc.method': method,
+    });
   }
 
   async #handle(request: RequestFrame): Promise<void> {

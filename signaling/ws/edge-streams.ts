@@ -9,6 +9,7 @@ import type { Logger } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import type { IceServer } from '../protocol/index.js';
+import type { AudienceReporter } from './audience.js';
 import { busListenerPlacer, type ListenerPlacer, originPlacer } from './listener-placer.js';
 import { MediaFanout } from './media-fanout.js';
 import type { MediaGateway } from './media-gateway.js';
@@ -30,6 +31,7 @@ export interface EdgeStreamsOptions {
   graceMs: number;
   /** The ICE servers for one user's transports (TURN credentials can be per user). */
   iceServers: (userId: number) => IceServer[];
+  audience: AudienceReporter;
   log: Logger;
   /** Minimum gap between listener-count notifications of one stream (default 250 ms). */
   listenerNotifyMs?: number;
@@ -104,6 +106,7 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
       lookup,
       peerPrefix: edgePeerPrefix(options.edgeId, options.bootId),
       iceServers: options.iceServers,
+      audience: options.audience,
       placement,
       nodeListeners,
     },

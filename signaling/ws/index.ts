@@ -27,5 +27,4 @@ export {
   type SignalingHost,
   type SignalingLimits,
   type SignalingOptions,
-  signalingExtension,
 } from './server.js';

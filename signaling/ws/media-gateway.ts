@@ -26,7 +26,7 @@ import {
   UnavailableError,
   VezaError,
 } from '../../common/contracts/index.js';
-import type { Logger } from '../../common/index.js';
+import { type Breaker, createBreaker, type Logger } from '../../common/index.js';
 import type { EventBus, Subscription } from '../../common/ports/index.js';
 
 export type MediaGatewayListener<K extends MediaGatewayEventName> = (
@@ -73,6 +73,8 @@ export interface BusMediaGatewayOptions {
   defaultNodeId?: string;
   /** Per call; creating a consumer may pipe routers across workers, so allow more than the bus default. */
   timeoutMs?: number;
+  /** CIRCUIT_BREAKER_RESET_MS for the breaker in front of each node; default 10 s. */
+  breakerResetMs?: number;
 }
 
 /** Cluster: calls and events through the EventBus. */
@@ -82,6 +84,7 @@ export function busMediaGateway(options: BusMediaGatewayOptions): MediaGateway &
   const nodes = new Map<string, MediaNodeApi>();
   const listeners = new Map<MediaGatewayEventName, Set<(payload: unknown, nodeId: string) => void>>();
   const subscriptions: Subscription[] = [];
+  const breakers: Breaker[] = [];
 
   for (const event of MEDIA_GATEWAY_EVENTS) {
     subscriptions.push(
@@ -100,11 +103,23 @@ export function busMediaGateway(options: BusMediaGatewayOptions): MediaGateway &
   const proxy = (nodeId: string): MediaNodeApi => {
     if (!MEDIA_NODE_ID.test(nodeId))
       throw new UnavailableError(`media node id "${nodeId}" cannot be reached over the bus`);
+    // One breaker per node: a node that stopped answering fails fast without cutting the others off.
+    // Only the bus's own failures count (no responder, timeout): an error the node answered is an answer.
+    const breaker = createBreaker({
+      target: 'media-node',
+      peer: nodeId,
+      resetTimeoutMs: options.breakerResetMs ?? 10_000,
+      log,
+      isFailure: (error) => error instanceof UnavailableError,
+    });
+    breakers.push(breaker);
     const api: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
     for (const method of MEDIA_NODE_METHODS) {
       const result = MEDIA_NODE_CALLS[method].result;
       api[method] = async (...args: unknown[]) => {
-        const reply = await bus.request(mediaRequestSubject(nodeId, method), { args }, { timeoutMs });
+        const reply = await breaker.run(() =>
+          bus.request(mediaRequestSubject(nodeId, method), { args }, { timeoutMs }),
+        );
         // The node validates the arguments; the reply is checked here, against the same contract.
         const parsed = result.safeParse(reply);
         if (parsed.success) return parsed.data;
@@ -145,6 +160,7 @@ export function busMediaGateway(options: BusMediaGatewayOptions): MediaGateway &
       };
     },
     async close() {
+      for (const breaker of breakers) breaker.close();
       for (const subscription of subscriptions) subscription.unsubscribe();
       listeners.clear();
     },

@@ -16,6 +16,7 @@ import {
   type TransportInfo as MediaTransportInfo,
   NotFoundError,
   PermissionDeniedError,
+  ROUTER_RTP_CAPABILITIES,
   VezaError,
 } from '../../common/contracts/index.js';
 import type { Logger } from '../../common/index.js';
@@ -35,6 +36,7 @@ import {
   type ServerFrame,
   type TransportInfo,
 } from '../protocol/index.js';
+import type { AudienceReporter, AudienceSession } from './audience.js';
 import { noAudio, notJoined, streamEnded } from './errors.js';
 import type { ListenerPlacer } from './listener-placer.js';
 import type { MediaGateway } from './media-gateway.js';
@@ -69,6 +71,8 @@ export interface MediaSessionContext {
   placement: Pick<ListenerPlacer, 'place' | 'left'>;
   /** This edge's listeners per media node, moved when their node dies. */
   nodeListeners: Pick<NodeListeners, 'add' | 'remove'>;
+  /** Audience analytics of every media session of the edge. */
+  audience: AudienceReporter;
 }
 
 export interface MediaSessionOptions {
@@ -79,6 +83,8 @@ export interface MediaSessionOptions {
   socket: ConnectionSocket;
   log: Logger;
   context: MediaSessionContext;
+  /** The client's country (from its address, which is not kept), or null when unknown. */
+  country: string | null;
 }
 
 interface Joined {
@@ -96,6 +102,8 @@ interface Joined {
   transports: Map<string, 'send' | 'recv'>;
   consumers: Set<string>;
   producerId: string | null;
+  /** Set once the join succeeded. */
+  audience: AudienceSession | null;
 }
 
 /** Streams a connection remembers being allowed into (it joins one at a time; a few suffice). */
@@ -108,6 +116,8 @@ type Handlers = { [M in MediaMethod]: (params: MethodParams[M]) => Promise<Metho
  * TypeScript types (string unions vs strings); the values are passed through unchanged.
  */
 const sameJson = <T>(value: unknown): T => value as T;
+/** Every router's capabilities (the node's tests hold it to this constant). */
+const ROUTER_CAPABILITIES = sameJson<RtpCapabilities>(ROUTER_RTP_CAPABILITIES);
 
 function toTransportInfo(info: MediaTransportInfo, iceServers: IceServer[]): TransportInfo {
   return {
@@ -135,6 +145,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
   readonly #socket: ConnectionSocket;
   readonly #log: Logger;
   readonly #context: MediaSessionContext;
+  readonly #country: string | null;
   #joined: Joined | null = null;
   /** The stream this connection was in when it ended: media calls then say so instead of "join first". */
   #endedStreamId: number | null = null;
@@ -149,6 +160,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
     this.#socket = options.socket;
     this.#log = options.log;
     this.#context = options.context;
+    this.#country = options.country;
   }
 
   handle<M extends MediaMethod>(method: M, params: MethodParams[M]): Promise<MethodResults[M]> {
@@ -276,6 +288,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
     const joined = this.#joined;
     if (!joined) return;
     this.#joined = null;
+    joined.audience?.end(cause);
     this.#context.streams.left(this, joined.meta, joined.role, cause);
     this.#context.nodeListeners.remove(joined.nodeId, this);
     // A rejoin gives its place back in its placement request (previousNodeId), in the same step.
@@ -293,7 +306,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
       const { gateway, streams, liveness, lookup } = this.#context;
       if (auth.kind === 'listener') {
         if (role !== 'listener') throw new PermissionDeniedError('a listener token can only listen');
-        if (auth.streamId !== streamId) {
+        if (auth.streamId !== null && auth.streamId !== streamId) {
           throw new PermissionDeniedError(
             `this listener token is for stream ${auth.streamId}, not ${streamId}`,
           );
@@ -353,6 +366,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
         transports: new Map(),
         consumers: new Set(),
         producerId: null,
+        audience: null,
       };
       // With the device's capabilities, one media-node call places the connection (transport and
       // consumer); without them (the first v1 shape) the client asks for each afterwards.
@@ -380,7 +394,7 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
                 this.#log.warn({ streamId, mediaNodeId: nodeId }, 'join refused: stream at capacity');
               throw this.#classify(joined, error);
             });
-          routerCapabilities = sameJson<RtpCapabilities>(placed.rtpCapabilities);
+          routerCapabilities = ROUTER_CAPABILITIES;
           listenerCount = placed.listenerCount;
         } else {
           const opened = await media.openStream(String(streamId));
@@ -403,6 +417,15 @@ export class MediaSession implements MediaRequests, StreamMember, MovableListene
       }
       this.#joined = joined;
       this.#context.nodeListeners.add(nodeId, this);
+      joined.audience = this.#context.audience.start({
+        streamId,
+        role,
+        peerId,
+        userId: auth.userId,
+        anonId: auth.anonymousId,
+        country: this.#country,
+        media,
+      });
       if (!subscribedEarly) streams.joined(this, streamId, role);
       const iceServers = this.#context.iceServers(auth.userId);
       const result: MethodResults['join'] = {

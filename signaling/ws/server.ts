@@ -35,7 +35,9 @@ import {
   type RtpCapabilities,
   SIGNALING_PATH,
 } from '../protocol/index.js';
+import { createAudienceReporter } from './audience.js';
 import { ChatHub, ChatSession } from './chat/index.js';
+import { openClientOrigin } from './client-origin.js';
 import { Connection, type ConnectionLimits } from './connection.js';
 import { edgeStreams } from './edge-streams.js';
 import { createJwksKeyStore } from './jwks.js';
@@ -69,7 +71,7 @@ export const DEFAULT_SIGNALING_LIMITS: SignalingLimits = {
   ...DEFAULT_TOKEN_LIFETIME_LIMITS,
 };
 
-/** What the endpoint needs of the edge (signaling/index.ts's EdgeRegistrar provides it). */
+/** What the endpoint needs of the edge (startEdge in signaling/index.ts provides it). */
 export interface SignalingHost {
   readonly app: TemplatedApp;
   readonly config: Config;
@@ -97,6 +99,8 @@ interface SocketData {
   rejectReason: string | null;
   connection: Connection | null;
   remoteAddress: string;
+  /** From the client's address (see client-origin.ts); the address behind a proxy is not kept. */
+  country: string | null;
   /** Set when a send was dropped for backpressure and the edge cut the connection. */
   backpressureDrop: boolean;
 }
@@ -104,19 +108,16 @@ interface SocketData {
 /** uWS send status: the message was dropped because the socket is over maxBackpressure. */
 const DROPPED = 2;
 
-/** An edge extension (see signaling/index.ts) adding `/ws`. */
-export function signalingExtension(options: SignalingOptions): (host: SignalingHost) => Promise<void> {
-  return async (host) => {
-    await registerSignaling(host, options);
-  };
-}
-
 export async function registerSignaling(host: SignalingHost, options: SignalingOptions): Promise<void> {
   const { app, config, controlPlane } = host;
   const log = host.log.child({ component: 'signaling' });
   const limits: SignalingLimits = { ...DEFAULT_SIGNALING_LIMITS, ...options.limits };
   const keys = createJwksKeyStore({ controlPlane, log });
   const edgeId = options.edgeId ?? config.nodeId;
+  const origin = await openClientOrigin({
+    trustedProxies: config.TRUSTED_PROXIES,
+    database: config.GEOIP_COUNTRY_DB,
+  });
   // The edge's presence for the media nodes: they close the peers of an edge whose heartbeats stop.
   const presence = announcePresence({
     bus: options.bus,
@@ -135,6 +136,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     bootId: presence.bootId,
     graceMs: config.STREAM_GRACE_S * 1000,
     iceServers: (userId) => iceServers(config, { userId }),
+    audience: createAudienceReporter({ bus: options.bus, log, sampleMs: config.ANALYTICS_SAMPLE_S * 1000 }),
     log,
     // Several media nodes: the registry places listeners across them (one node in standalone mode).
     ...(config.VEZA_MODE === 'cluster'
@@ -192,6 +194,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('utf8');
+      const country = origin.country(origin.address(remoteAddress, req.getHeader('x-forwarded-for')));
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -227,6 +230,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
             rejectReason: decision.kind === 'reject-version' ? decision.reason : null,
             connection: null,
             remoteAddress,
+            country,
             backpressureDrop: false,
           };
           res.upgrade(data, key, protocol, extensions, context);
@@ -301,6 +305,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         socket,
         log: connectionLog,
         context: streams.media,
+        country: data.country,
       });
       const connection = new Connection({ socket, limits, log: connectionLog, lifetime, media, chat });
       data.connection = connection;

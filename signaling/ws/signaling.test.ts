@@ -155,11 +155,9 @@ describe('the /ws endpoint', () => {
     const noVersion = await RawClient.open(state.stack.wsUrl, `token=${state.fan.token}`);
     expect((await noVersion.closed).reason).toMatch(/missing protocol version/);
 
-    const missing = await rawHandshake(state.stack.baseUrl, 'v=1');
-    expect(missing.status).toBe(401);
-    expect(JSON.parse(missing.body)).toEqual({
-      error: { code: 'unauthenticated', message: expect.stringMatching(/missing token/) },
-    });
+    // No token is an anonymous listener, not an error (the join decides what it may hear).
+    const anonymous = await rawHandshake(state.stack.baseUrl, 'v=1');
+    expect(anonymous.status).toBe(101);
     const forged = await rawHandshake(state.stack.baseUrl, `v=1&token=${state.fan.token.slice(0, -4)}AAAA`);
     expect(forged.status).toBe(401);
     const accepted = await rawHandshake(state.stack.baseUrl, query(state.fan.token));
@@ -419,6 +417,38 @@ describe('the /ws endpoint', () => {
     expect(frame).toMatchObject({ ok: false, error: { code: 'permission_denied' } });
     frame = await client.request('join', { streamId, role: 'listener' });
     expect(frame).toMatchObject({ ok: true, result: { streamId, role: 'listener' } });
+  });
+
+  it('lets a connection without a token listen to, and read the chat of, streams that allow anonymous listeners only', async () => {
+    const open = await state.stack.startStream(state.owner, { allowAnonymous: true });
+    const closed = await state.stack.startStream(await state.stack.createUser(), { allowAnonymous: false });
+    const client = await raw('', 'v=1');
+    let frame = await client.request('join', { streamId: open, role: 'broadcaster' });
+    expect(frame).toMatchObject({ ok: false, error: { code: 'permission_denied' } });
+    frame = await client.request('join', { streamId: closed, role: 'listener' });
+    expect(frame).toMatchObject({
+      ok: false,
+      error: {
+        code: 'permission_denied',
+        message: expect.stringMatching(/does not allow anonymous listeners/),
+      },
+    });
+    frame = await client.request('join', { streamId: open, role: 'listener' });
+    expect(frame).toMatchObject({ ok: true, result: { streamId: open, role: 'listener' } });
+
+    frame = await client.request('chat.join', { streamId: closed });
+    expect(frame).toMatchObject({ ok: false });
+    frame = await client.request('chat.join', { roomId: 1 });
+    expect(frame).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_argument', message: expect.stringMatching(/pass streamId/) },
+    });
+    frame = await client.request('chat.join', { streamId: open });
+    expect(frame).toMatchObject({ ok: true, result: { readOnly: true, userId: 0 } });
+    if (!frame.ok) throw new Error('chat.join failed');
+    const roomId = (frame.result as { room: { roomId: number } }).room.roomId;
+    frame = await client.request('chat.send', { roomId, content: 'anonymous words' });
+    expect(frame).toMatchObject({ ok: false });
   });
 
   it('keeps the stream when the broadcaster comes back within the grace period, and ends it when not', async () => {

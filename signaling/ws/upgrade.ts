@@ -10,6 +10,7 @@
  * user's behalf while it is valid, and never logged. Its expiry and its login session's
  * revocation are followed on the open connection (token-lifetime.ts).
  */
+import { createHash, randomUUID } from 'node:crypto';
 import { toVezaError, UnauthenticatedError, type VezaError } from '../../common/contracts/index.js';
 import type { UserRole } from '../../common/index.js';
 import { PROTOCOL_VERSION, SIGNALING_PATH, SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/index.js';
@@ -22,7 +23,7 @@ export interface ConnectionAuth {
   userId: number;
   username: string;
   roles: UserRole[];
-  /** Listener tokens: the one stream they may listen to. */
+  /** Listener tokens: the one stream they may listen to (null without a token: any anonymous-friendly stream). */
   streamId: number | null;
   /** The login session the token belongs to (null for listener tokens), to follow its revocation. */
   sessionId: string | null;
@@ -30,6 +31,13 @@ export interface ConnectionAuth {
   expiresAt: number;
   /** The user's access token (null for listener tokens). Never log it. */
   token: string | null;
+  /**
+   * Anonymous listeners: their id for analytics, one per listener across its reconnections.
+   * With a listener token, derived from the token's session, never the token itself; without a
+   * token, a hash of the `listener` id the client library picks once per connection object (a
+   * counting aid, not a credential), or a random one.
+   */
+  anonymousId: string | null;
 }
 
 export type UpgradeDecision =
@@ -37,6 +45,25 @@ export type UpgradeDecision =
   /** Upgrade, then close with CLOSE_CODES.unsupportedVersion and this reason. */
   | { kind: 'reject-version'; reason: string }
   | { kind: 'reject-http'; error: VezaError };
+
+/** What a client may name itself in `listener=` (the client library sends 32 hex characters). */
+const LISTENER_ID = /^[A-Za-z0-9_-]{8,64}$/;
+
+/** The identity of a connection opened without a token (`listenerId`: its `listener=` parameter). */
+export function anonymousListener(listenerId: string | null = null): ConnectionAuth {
+  const id = listenerId !== null && LISTENER_ID.test(listenerId) ? listenerId : randomUUID();
+  return {
+    kind: 'listener',
+    userId: 0,
+    username: 'anonymous',
+    roles: [],
+    streamId: null,
+    sessionId: null,
+    expiresAt: Number.POSITIVE_INFINITY,
+    token: null,
+    anonymousId: createHash('sha256').update(`anonymous:${id}`).digest('hex'),
+  };
+}
 
 export async function decideUpgrade(
   query: string,
@@ -59,14 +86,10 @@ export async function decideUpgrade(
     };
   }
   const token = params.get('token');
-  if (!token) {
-    return {
-      kind: 'reject-http',
-      error: new UnauthenticatedError(
-        `missing token: connect to ${SIGNALING_PATH}?v=${PROTOCOL_VERSION}&token=<access token>`,
-      ),
-    };
-  }
+  // No token: an anonymous listener. It may only listen, and only to public streams that allow
+  // anonymous listeners (the join decides, from the edge's memory of the stream). This is what
+  // a listener token said too, but without a control-plane call per listener before its join.
+  if (!token) return { kind: 'accept', auth: anonymousListener(params.get('listener')) };
   try {
     // Keys first: a control plane that cannot be reached is a 503, not a bad token.
     await keys.load();
@@ -89,6 +112,12 @@ export async function decideUpgrade(
         sessionId: listener ? null : verified.sessionId,
         expiresAt: verified.expiresAt.getTime(),
         token: listener ? null : token,
+        anonymousId: listener
+          ? createHash('sha256')
+              .update(`${claims.stream_id}:${verified.sessionId}`)
+              .digest('hex')
+              .slice(0, 32)
+          : null,
       },
     };
   } catch (error) {

@@ -6,13 +6,14 @@
 import {
   array,
   boolean,
+  type core,
   type infer as Infer,
   looseObject,
   nullish,
   number,
+  safeParse,
   string,
   union,
-  type ZodMiniType,
 } from 'zod/mini';
 
 export class ApiError extends Error {
@@ -44,6 +45,20 @@ export const userSchema = looseObject({
 });
 export type User = Infer<typeof userSchema>;
 
+/** The signed-in user's own account, as /auth/validate and PUT /auth/profile answer it. */
+export const profileSchema = looseObject({
+  id,
+  username: string(),
+  display_name: nullish(string()),
+  bio: nullish(string()),
+  avatar_url: nullish(string()),
+});
+export type Profile = Infer<typeof profileSchema>;
+
+const followingSchema = looseObject({
+  following: array(looseObject({ user_id: id, username: string(), followed_at: nullish(string()) })),
+});
+
 export const tokensSchema = looseObject({
   access_token: string(),
   refresh_token: string(),
@@ -59,6 +74,7 @@ export const streamSchema = looseObject({
   genre: nullish(string()),
   status: string(),
   listener_count: nullish(number()),
+  owner_id: nullish(id),
   owner_username: nullish(string()),
   started_at: nullish(string()),
   is_public: nullish(boolean()),
@@ -100,28 +116,34 @@ export const waveformSchema = looseObject({ peaks: array(number()) });
 
 const uploadedSchema = looseObject({ track_id: id, track: nullish(trackSchema) });
 
-const listenerTokenSchema = looseObject({ token: string(), expires_in: nullish(number()) });
-
 export function streamIdOf(stream: StreamInfo): string {
   return String(stream.id);
 }
 
 interface RequestOptions<T> {
+  /** A JSON body, or a FormData sent as multipart (the browser sets its content type). */
   body?: unknown;
   token?: string | null;
-  schema: ZodMiniType<T>;
+  /** A zod/mini schema, or a full zod one of the shared contracts (the analytics pages use those). */
+  schema: core.$ZodType<T>;
 }
 
 export async function request<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const isForm = typeof FormData !== 'undefined' && options.body instanceof FormData;
+  if (options.body !== undefined && !isForm) headers['content-type'] = 'application/json';
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   let response: Response;
   try {
     response = await fetch(path, {
       method,
       headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      body:
+        options.body === undefined
+          ? undefined
+          : options.body instanceof FormData
+            ? options.body
+            : JSON.stringify(options.body),
       credentials: 'same-origin',
     });
   } catch {
@@ -152,7 +174,7 @@ export async function request<T>(method: string, path: string, options: RequestO
       `The server answered ${response.status} ${response.statusText}.`,
     );
   }
-  const parsed = options.schema.safeParse(json);
+  const parsed = safeParse(options.schema, json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? issue.path.join('.') : 'body';
@@ -166,6 +188,8 @@ export async function request<T>(method: string, path: string, options: RequestO
 }
 
 const anything = looseObject({});
+/** 204 No Content: no body at all. */
+const nothing = nullish(anything);
 
 export const restApi = {
   register: (email: string, password: string, username: string) =>
@@ -210,13 +234,30 @@ export const restApi = {
     ).track,
   listTracks: async (token: string): Promise<TrackInfo[]> =>
     (await request('GET', '/tracks', { token, schema: looseObject({ tracks: array(trackSchema) }) })).tracks,
-  listenerToken: async (streamId: string): Promise<string> =>
+  /** The signed-in user's account (bio and avatar included), through the token check. */
+  me: async (token: string): Promise<Profile> =>
+    (await request('GET', '/auth/validate', { token, schema: looseObject({ user: profileSchema }) })).user,
+  /** PUT /auth/profile: JSON for text fields, multipart (a FormData) when an avatar goes along. */
+  updateProfile: async (
+    token: string,
+    update: FormData | { display_name?: string; bio?: string },
+  ): Promise<Profile> =>
     (
-      await request('POST', `/stream/${encodeURIComponent(streamId)}/listener-token`, {
-        body: {},
-        schema: listenerTokenSchema,
+      await request('PUT', '/auth/profile', {
+        token,
+        body: update,
+        schema: looseObject({ user: profileSchema }),
       })
-    ).token,
+    ).user,
+  follow: (token: string, userId: string) =>
+    request('PUT', `/users/${encodeURIComponent(userId)}/follow`, { token, schema: nothing }),
+  unfollow: (token: string, userId: string) =>
+    request('DELETE', `/users/${encodeURIComponent(userId)}/follow`, { token, schema: nothing }),
+  /** The ids of the broadcasters the signed-in user follows. */
+  following: async (token: string): Promise<string[]> =>
+    (await request('GET', '/me/following', { token, schema: followingSchema })).following.map((entry) =>
+      String(entry.user_id),
+    ),
 };
 
 /**

@@ -22,6 +22,19 @@ async function pageFor(pathname: string): Promise<Page> {
     const { studioPage } = await import('./pages/studio.js');
     return studioPage();
   }
+  if (pathname === '/studio/streams' || pathname === '/studio/streams/') {
+    const { pastStreamsPage } = await import('./pages/past-streams.js');
+    return pastStreamsPage();
+  }
+  const pastStream = /^\/studio\/streams\/([^/]+)\/?$/.exec(pathname);
+  if (pastStream?.[1]) {
+    const { pastStreamPage } = await import('./pages/past-stream.js');
+    return pastStreamPage(decodeURIComponent(pastStream[1]));
+  }
+  if (pathname === '/profile' || pathname === '/profile/') {
+    const { profilePage } = await import('./pages/profile.js');
+    return profilePage();
+  }
   if (pathname === '/moderation' || pathname === '/moderation/') {
     const { moderationPage } = await import('./moderation/page.js');
     return moderationPage();

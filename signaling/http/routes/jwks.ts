@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { UnavailableError } from '../../../common/contracts/index.js';
+import { noteFallback } from '../../../common/index.js';
 import { text } from '../reply.js';
 import type { RouteRegistrar } from '../server.js';
 import type { RouteDeps } from './shared.js';
@@ -46,6 +47,7 @@ export function registerJwksRoutes(
         if (!cached)
           throw new UnavailableError('signing keys are unavailable: the control plane did not answer');
         request.log.warn({ err: error }, 'serving a stale JWKS: refresh failed');
+        noteFallback('control-plane', 'jwks');
         body = cached.body;
       }
     }

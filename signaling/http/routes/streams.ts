@@ -9,6 +9,7 @@ import { InvalidArgumentError } from '../../../common/contracts/index.js';
 import type { Config } from '../../../common/index.js';
 import type { StreamInfo } from '../../../proto/gen/veza/stream/stream.js';
 import { iceServers } from '../../ice-servers.js';
+import { LastKnown, staleHeaders } from '../../last-known.js';
 import type { RtpCapabilities } from '../../protocol/index.js';
 import type { EdgeRequest } from '../context.js';
 import { json } from '../reply.js';
@@ -191,30 +192,42 @@ export function registerStreamRoutes(routes: RouteRegistrar, deps: StreamRouteDe
 
   // Public streams only: without a user token the call acts as the edge's service identity,
   // which may list private ones, so include_private is never passed on from here.
+  // While the control plane cannot answer, readers get the directory and stream pages as this edge
+  // last saw them (marked stale) rather than an error. Only public data is kept: the directory
+  // lists public streams only, and a stream's page is kept only when the stream is public.
+  const directory = new LastKnown<string, { streams: StreamJson[]; next_page_token: string | null }>({
+    name: 'stream-directory',
+  });
+  const pages = new LastKnown<number, { stream: StreamJson }>({ name: 'stream-page' });
+
   routes.route('GET', '/streams', async (request) => {
-    const response = await stream.listStreams(
-      {
-        limit: limitParam(request),
-        pageToken: request.query.get('page_token') ?? '',
-        includePrivate: false,
-      },
-      callContext(request),
-    );
-    return json(
-      {
+    const limit = limitParam(request);
+    const pageToken = request.query.get('page_token') ?? '';
+    const fallen = await directory.read(`${limit}:${pageToken}`, async () => {
+      const response = await stream.listStreams(
+        { limit, pageToken, includePrivate: false },
+        callContext(request),
+      );
+      return {
         streams: response.streams.map(presentStream),
         next_page_token: response.nextPageToken || null,
-      },
-      200,
-      NO_STORE,
-    );
+      };
+    });
+    return json(fallen.value, 200, { ...NO_STORE, ...staleHeaders(fallen) });
   });
 
   routes.route('GET', '/stream/:id', async (request) => {
     const token = optionalBearer(request);
     const streamId = streamIdParam(request);
-    const response = await stream.getStreamInfo({ streamId }, callContext(request, token));
-    return json({ stream: presentStream(response.stream) }, 200, NO_STORE);
+    const fallen = await pages.read(
+      streamId,
+      async () => {
+        const response = await stream.getStreamInfo({ streamId }, callContext(request, token));
+        return { stream: presentStream(response.stream) };
+      },
+      (page) => page.stream.is_public,
+    );
+    return json(fallen.value, 200, { ...NO_STORE, ...staleHeaders(fallen) });
   });
 
   routes.route(

@@ -5,7 +5,7 @@
  * `notifications.user.<id>`) and in the edge's log, never with sleeps.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -181,8 +181,13 @@ async function droppedPatch(
   await aborted;
 }
 
-const stagingFiles = async () =>
-  (await readdir(path.join(h.config.dataDir, 'upload-staging')).catch(() => [])).sort();
+/** Every staged part (control-plane/uploads/staging.ts): its blob and its row, which must agree. */
+async function stagingFiles(): Promise<string[]> {
+  const files = (await listFiles(path.join(h.config.dataDir, 'blobs', 'staging'))).map((f) => `staging/${f}`);
+  const rows = await h.sql<{ part_key: string }[]>`select part_key from upload_parts order by part_key`;
+  expect(files.sort()).toEqual(rows.map((row) => row.part_key));
+  return files;
+}
 const blobRoot = () => path.join(h.config.dataDir, 'blobs');
 async function blobsOf(trackId: number): Promise<string[]> {
   const [uploads, tracks] = await Promise.all([

@@ -1,6 +1,7 @@
 /**
- * The web app (web/dist, built by web/build.ts): `/`, `/studio`, `/listen/:id` and `/moderation` all get
- * index.html (the app picks the page from the path), `/assets/*` the bundle.
+ * The web app (web/dist, built by web/build.ts): every page of WEB_PAGES (`/`, `/studio`,
+ * `/listen/:id`, `/profile`, ...) gets index.html (the app picks the page from the path),
+ * `/assets/*` the bundle.
  *
  * Asset names carry a content hash, so they are cached for a year as immutable; the page
  * itself is revalidated on every load (ETag), which is what lets a new build reach users.
@@ -27,6 +28,9 @@ export const WEB_PAGES = [
   '/upload',
   '/my-tracks',
   '/track/:id',
+  '/profile',
+  '/studio/streams',
+  '/studio/streams/:id',
 ] as const;
 
 const CONTENT_TYPES: Record<string, string> = {

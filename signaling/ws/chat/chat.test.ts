@@ -640,12 +640,13 @@ describe('gRPC and WebSocket', () => {
       { token: grpcUser.token },
     );
     const first = await iterator.next();
-    expect(first.value?.chatMessage?.messageId).toBe(marker.message?.messageId);
+    expect(first.value?.messageId).toBe(marker.message?.messageId);
     const viaWs = await member.chat.send(roomId, 'sent over the WebSocket');
     const next = await iterator.next();
     expect(next.value).toMatchObject({
       eventType: 'created',
-      chatMessage: { messageId: viaWs.messageId, content: 'sent over the WebSocket' },
+      messageId: viaWs.messageId,
+      content: 'sent over the WebSocket',
     });
     stream.cancel();
   });

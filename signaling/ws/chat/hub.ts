@@ -29,6 +29,7 @@
 import {
   ALL_TRACK_PROGRESS,
   activitySubject,
+  chatMessageOf,
   notificationSubject,
   parseActivityEvent,
   parseNotificationEvent,
@@ -38,6 +39,8 @@ import {
 } from '../../../common/contracts/index.js';
 import type { Logger } from '../../../common/index.js';
 import type { EventBus, Subscription } from '../../../common/ports/index.js';
+import { LastKnown } from '../../last-known.js';
+import type { MessagePage } from '../../protocol/index.js';
 import {
   MESSAGE_EVENT_TYPES,
   type MessageEventType,
@@ -47,7 +50,7 @@ import {
 import { wsNotifications } from '../metrics.js';
 import type { TopicPublisher } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
-import { chatAckWaits, chatBufferedPeak, chatPaused, chatSlowConsumers } from './metrics.js';
+import { chatAckWaits, chatBufferedPeak, chatDeliveries, chatPaused, chatSlowConsumers } from './metrics.js';
 
 export const roomTopic = (roomId: number): string => `room:${roomId}`;
 export const userTopic = (userId: number): string => `user:${userId}`;
@@ -131,6 +134,11 @@ function widen(missed: Missed, span: Missed): void {
 }
 
 export class ChatHub {
+  /**
+   * The last history page served per room and position, answered while the control plane cannot
+   * answer (only to a socket that joined the room, which the control plane authorised).
+   */
+  readonly history = new LastKnown<string, MessagePage>({ name: 'chat-history', maxEntries: 2000 });
   readonly #options: ChatHubOptions;
   readonly #log: Logger;
   readonly #rooms = new Map<number, RoomEntry>();
@@ -338,6 +346,7 @@ export class ChatHub {
     entry.pendingBytes += bytes;
     const span = spanOf(ids);
     const limit = this.#options.pauseBytes ?? DEFAULT_PAUSE_BYTES;
+    let receiving = 0;
     for (const member of entry.members) {
       const missed = entry.paused.get(member);
       if (missed) {
@@ -350,6 +359,7 @@ export class ChatHub {
         this.#pause(entry, member, span);
         continue;
       }
+      receiving += 1;
       if (buffered > bufferedPeak) {
         bufferedPeak = buffered;
         chatBufferedPeak.set(buffered);
@@ -357,6 +367,7 @@ export class ChatHub {
     }
     for (const text of texts) this.#options.app.publish(roomTopic(entry.roomId), text);
     for (const frame of frames) wsNotifications.inc({ notification: frame.notification });
+    if (receiving > 0) chatDeliveries.inc(frames.length * receiving);
     if (span) {
       if (entry.tick) widen(entry.tick, span);
       else entry.tick = { ...span };
@@ -440,9 +451,9 @@ export class ChatHub {
       const frames: NotificationFrame[] = [];
       const ids: number[] = [];
       for (const event of events ?? []) {
-        const message = event.chatMessage;
+        const message = chatMessageOf(event);
         const eventType = event.eventType as MessageEventType;
-        if (!message || message.roomId !== roomId || !MESSAGE_EVENT_TYPES.includes(eventType)) break;
+        if (message.roomId !== roomId || !MESSAGE_EVENT_TYPES.includes(eventType)) break;
         frames.push({
           notification: 'chat.message',
           data: { roomId, eventType, message: toWireMessage(message) },

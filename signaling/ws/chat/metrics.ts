@@ -6,6 +6,10 @@ export const chatAckWaits = counter(
   'Chat acks that waited for their own message to pass through this edge, by result (delivered, timeout)',
   ['result'],
 );
+export const chatDeliveries = counter(
+  'veza_ws_chat_deliveries_total',
+  'Chat frames (messages, edits, deletions) handed to the sockets of a room, one per receiving socket',
+);
 export const chatSlowConsumers = counter(
   'veza_ws_chat_slow_consumers_total',
   'Chat sockets disconnected because they did not read their notifications',

@@ -1,4 +1,5 @@
 import {
+  InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   UnauthenticatedError,
@@ -175,10 +176,18 @@ export class ChatSession implements ChatRequests {
     }
   }
 
-  /** For a listener token: the room of its stream, which is the only one it may read. */
+  /**
+   * For a listener: the room of its stream, the only one it may read. A listener token names
+   * the stream; a connection without a token names it in `streamId`.
+   */
   async #listenerRoom(params: { roomId?: number; streamId?: number }): Promise<ChatRoom> {
-    const streamId = this.#auth.streamId;
-    if (streamId === null || (params.streamId !== undefined && params.streamId !== streamId)) {
+    const streamId = this.#auth.streamId ?? params.streamId ?? null;
+    if (streamId === null) {
+      throw new InvalidArgumentError(
+        'an anonymous connection reads the chat of one stream: pass streamId; sign in to chat',
+      );
+    }
+    if (params.streamId !== undefined && params.streamId !== streamId) {
       throw new PermissionDeniedError(
         'a listener token can only read the chat of its own stream; sign in to chat',
       );
@@ -319,18 +328,18 @@ export class ChatSession implements ChatRequests {
       // Anonymous listeners read with the service identity, so only the room they joined.
       if (this.#auth.kind === 'listener' && !room) throw notJoinedRoom('chat.history', roomId);
       const context = room?.readOnly ? {} : this.#userContext();
-      const response = await this.#call(() =>
-        this.#cp.chat.getMessages(
-          {
-            roomId,
-            limit: limit ?? 0,
-            beforeMessageId: beforeMessageId ?? 0,
-            afterMessageId: afterMessageId ?? 0,
-          },
-          context,
-        ),
-      );
-      return page(response);
+      const request = {
+        roomId,
+        limit: limit ?? 0,
+        beforeMessageId: beforeMessageId ?? 0,
+        afterMessageId: afterMessageId ?? 0,
+      };
+      const live = async () => page(await this.#cp.chat.getMessages(request, context));
+      if (!room) return this.#call(live);
+      // A joined room's reader gets the last page served at this position while the control plane is down.
+      const key = `${roomId}:${request.beforeMessageId}:${request.afterMessageId}:${request.limit}`;
+      const fallen = await this.#call(() => this.#hub.history.read(key, live));
+      return fallen.value;
     },
 
     'chat.typing': async ({ roomId, typing }) => {

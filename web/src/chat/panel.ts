@@ -21,7 +21,8 @@ import { isModerator, type LiveChat, onLiveChat } from './live.js';
 export interface ChatPanelOptions {
   streamId: number;
   /** For visitors who are not signed in: a listener token, when the stream allows anonymous listeners. */
-  listenerToken?: () => Promise<string>;
+  /** The stream allows anonymous listeners: read along on a connection without a token. */
+  anonymous?: boolean;
 }
 
 const REPORT_REASONS = ['Spam', 'Harassment', 'Hate speech', 'Something else'];
@@ -312,11 +313,11 @@ export function chatPanel(options: ChatPanelOptions): { element: HTMLElement; di
     }
     form.hidden = true;
     showSignIn('Sign in to chat');
-    if (!options.listenerToken) {
+    if (!options.anonymous) {
       status.info('Sign in to read and write in the chat.');
       return;
     }
-    const connection = new SignalingConnection({ url: signalingBase(), token: options.listenerToken });
+    const connection = new SignalingConnection({ url: signalingBase() });
     ownConnection = connection;
     void attach(new ChatClient({ connection }), connection, connection.connect());
   };

@@ -4,6 +4,7 @@
  * also get a "Moderation" link in the navigation.
  */
 import type { UserNotification } from '../../../signaling/client/index.js';
+import { svg, toElement } from '../charts/svg-tree.js';
 import { isModerator, type LiveChat, onLiveChat } from '../chat/live.js';
 import { errorMessage, h } from '../dom.js';
 
@@ -25,6 +26,30 @@ function linkOf(notification: UserNotification): string | null {
   return null;
 }
 
+/** An SVG bell: an emoji one shows as an empty box where no emoji font is installed. */
+function bellIcon(): SVGElement {
+  return toElement(
+    svg(
+      'svg',
+      {
+        viewBox: '0 0 24 24',
+        width: 20,
+        height: 20,
+        'aria-hidden': 'true',
+        focusable: 'false',
+        class: 'bell-icon',
+      },
+      svg('path', {
+        d: 'M12 3a6 6 0 0 0-6 6v4l-2 3h16l-2-3V9a6 6 0 0 0-6-6zM10 19a2 2 0 0 0 4 0',
+        fill: 'none',
+        stroke: 'currentColor',
+        'stroke-width': 2,
+        'stroke-linejoin': 'round',
+      }),
+    ),
+  );
+}
+
 export function mountBell(header: HTMLElement): void {
   const count = h('span', { class: 'bell-count', hidden: true, 'data-testid': 'notifications-count' }, '0');
   const button = h(
@@ -36,7 +61,7 @@ export function mountBell(header: HTMLElement): void {
       'aria-controls': 'notification-list',
       'data-testid': 'notifications',
     },
-    h('span', { 'aria-hidden': 'true' }, '🔔'),
+    bellIcon(),
     h('span', { class: 'visually-hidden' }, 'Notifications'),
     count,
   );

@@ -12,6 +12,7 @@ import { chatPanel } from '../chat/panel.js';
 import { exposeDebug } from '../debug.js';
 import { errorMessage, h, statusLine } from '../dom.js';
 import { signalingBase } from '../signaling-url.js';
+import { followButton } from './follow-button.js';
 
 const VOLUME_KEY = 'veza.volume';
 const QUALITY_INTERVAL_MS = 2000;
@@ -159,6 +160,9 @@ export function listenPage(rawId: string) {
         'section',
         { class: 'panel', 'aria-label': 'Player' },
         info?.owner_username ? h('p', { class: 'hint' }, `by ${info.owner_username}`) : null,
+        info?.owner_id !== undefined && info.owner_id !== null
+          ? followButton(String(info.owner_id), info.owner_username ?? 'this broadcaster')
+          : null,
         h('div', { class: 'actions' }, listenButton, liveIndicator),
         h('div', { class: 'field' }, h('label', { for: volume.id }, 'Volume'), volume),
         h(
@@ -174,9 +178,7 @@ export function listenPage(rawId: string) {
       main.append(player, ended, signIn);
       const chat = chatPanel({
         streamId,
-        ...(info?.is_public && info.allow_anonymous
-          ? { listenerToken: () => restApi.listenerToken(String(streamId)) }
-          : {}),
+        anonymous: Boolean(info?.is_public && info.allow_anonymous),
       });
       main.append(chat.element);
 
@@ -232,29 +234,34 @@ export function listenPage(rawId: string) {
         }
       };
 
-      /** Which token opens the WebSocket; null when the visitor must sign in first. */
-      const tokenProvider = (): (() => Promise<string>) | null => {
+      /**
+       * How the WebSocket opens: with the user's token, anonymously (no token) when the stream
+       * allows anonymous listeners, or not at all (null) until the visitor signs in.
+       */
+      const connectionAuth = (): { token?: () => Promise<string> } | null => {
         if (currentSession()) {
-          return async () => {
-            const token = await accessToken();
-            if (!token) throw new Error('signed out');
-            return token;
+          return {
+            token: async () => {
+              const token = await accessToken();
+              if (!token) throw new Error('signed out');
+              return token;
+            },
           };
         }
-        if (info?.is_public && info.allow_anonymous) return () => restApi.listenerToken(String(streamId));
+        if (info?.is_public && info.allow_anonymous) return {};
         return null;
       };
 
       const startListening = async () => {
         if (session || isOver) return;
-        const token = tokenProvider();
-        if (!token) {
+        const auth = connectionAuth();
+        if (!auth) {
           status.info('Sign in to listen to this stream.');
           signIn.replaceChildren(authForm('Sign in to listen'));
           return;
         }
         signIn.replaceChildren();
-        const connection = new SignalingConnection({ url: signalingBase(), token });
+        const connection = new SignalingConnection({ url: signalingBase(), ...auth });
         const listener = new Listener({ connection });
         session = { connection, listener };
         listenButton.textContent = 'Stop listening';

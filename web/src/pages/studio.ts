@@ -10,6 +10,7 @@
  * what is being broadcast.
  */
 import { Broadcaster, SignalingConnection } from '../../../signaling/client/index.js';
+import { type LiveFigures, liveFigures } from '../analytics/live-figures.js';
 import { ApiError, restApi } from '../api.js';
 import {
   accessToken,
@@ -128,10 +129,26 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     chatSlot.replaceChildren(chat.element);
   };
 
+  // The audience figures while live (kept after the end, showing the last ones).
+  const figuresSlot = h('div', {});
+  let figures: LiveFigures | null = null;
+  const showFigures = (streamId: number) => {
+    figures?.stop();
+    figures = liveFigures(String(streamId));
+    figuresSlot.replaceChildren(figures.element);
+  };
+
   const element = h(
     'div',
     {},
-    h('p', {}, `Signed in as ${displayName(session)}. `, signOutButton),
+    h(
+      'p',
+      {},
+      `Signed in as ${displayName(session)}. `,
+      signOutButton,
+      ' ',
+      h('a', { href: '/studio/streams', 'data-testid': 'past-streams-link' }, 'Your past streams'),
+    ),
     h(
       'section',
       { class: 'panel', 'aria-labelledby': 'mic-heading' },
@@ -152,6 +169,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       micStatus.element,
     ),
     streamForm,
+    figuresSlot,
     chatSlot,
   );
 
@@ -175,6 +193,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     goLive.disabled = isLive;
     title.disabled = isLive;
     stop.disabled = !isLive;
+    if (!isLive) figures?.stop();
     onAir.textContent = isLive ? 'Live' : 'Off air';
     onAir.classList.toggle('live', isLive);
     showShare(isLive);
@@ -335,6 +354,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
       listeners.textContent = '0';
       setLiveUi(true);
       showChat(streamId);
+      showFigures(streamId);
       status.info('You are live.');
       stop.focus();
     } catch (error) {
@@ -401,6 +421,7 @@ function studio(session: Session): { element: HTMLElement; dispose(): void } {
     dispose() {
       disposed = true;
       chat?.dispose();
+      figures?.stop();
       stopMeter();
       leave();
       level?.stop();

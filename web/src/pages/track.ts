@@ -5,21 +5,12 @@
 import { request, restApi, type TrackInfo, waveformSchema } from '../api.js';
 import { accessToken } from '../auth.js';
 import { errorMessage, h, statusLine } from '../dom.js';
+import { sameOriginMedia } from '../media-url.js';
 import { showStatus, statusBadge } from './tracks-view.js';
 
 const POLL_MS = 2000;
 const WAVE_WIDTH = 800;
 const WAVE_HEIGHT = 120;
-
-/**
- * Media URLs carry the server's PUBLIC_URL, which can differ from the address this page was
- * loaded from (a proxy, or an ephemeral port). The page's CSP allows media only from 'self', and
- * the edge that served the page serves /media/ too, so those are fetched from this origin.
- */
-export function sameOriginMedia(url: string): string {
-  const parsed = new URL(url, location.href);
-  return parsed.pathname.startsWith('/media/') ? `${parsed.pathname}${parsed.search}` : url;
-}
 
 /** The file the <audio> plays: a progressive rendition (HLS needs a player library outside Safari). */
 function playableUrl(track: TrackInfo): string | null {

@@ -29,11 +29,16 @@ export const protobufFileName = "veza/analytics/analytics.proto";
 /** Product analytics and operational metrics. */
 
 export interface TrackEventRequest {
-  /** e.g. "track.uploaded", "stream.started". */
+  /** One of the closed list of event types (README, "Analytics"), e.g. "player.play". */
   eventType: string;
   userId: number;
   properties: { [key: string]: string };
-  timestamp: Date | undefined;
+  timestamp:
+    | Date
+    | undefined;
+  /** Platform additions: what the event is about (0: nothing). */
+  streamId: number;
+  trackId: number;
 }
 
 export interface TrackEventRequest_PropertiesEntry {
@@ -50,13 +55,39 @@ export interface GetAnalyticsRequest {
   eventType: string;
   userId: number;
   from: Date | undefined;
-  to: Date | undefined;
+  to:
+    | Date
+    | undefined;
+  /**
+   * Platform additions: the audience aggregates of one stream, one track, or (channel) every
+   * stream of the caller (or of user_id, for admins and services). At most one of the three.
+   */
+  streamId: number;
+  trackId: number;
+  channel: boolean;
 }
 
 export interface GetAnalyticsResponse {
   total: number;
   countsByType: { [key: string]: number };
   events: EventData[];
+  /** Platform additions, filled for a stream, a track or a channel (see the request). */
+  peakListeners: number;
+  averageListeners: number;
+  listeningMinutes: number;
+  uniqueListeners: number;
+  /** Most listening minutes first. */
+  countries: CountryFigure[];
+  bitrateKbps: Percentiles | undefined;
+  rttMs: Percentiles | undefined;
+  lossPct: Percentiles | undefined;
+  chatMessages: number;
+  reports: number;
+  moderatorActions: number;
+  trackPlays: number;
+  trackCompletions: number;
+  /** A channel's streams (the newest 100, newest first), each with its own figures. */
+  streams: StreamFigures[];
 }
 
 export interface GetAnalyticsResponse_CountsByTypeEntry {
@@ -64,8 +95,41 @@ export interface GetAnalyticsResponse_CountsByTypeEntry {
   value: number;
 }
 
+export interface StreamFigures {
+  streamId: number;
+  title: string;
+  startedAt:
+    | Date
+    | undefined;
+  /** Unset while the stream is live. */
+  endedAt: Date | undefined;
+  peakListeners: number;
+  listeningMinutes: number;
+}
+
+/** A country (ISO 3166-1 alpha-2, "ZZ" when unknown) with its listeners and listening minutes. */
+export interface CountryFigure {
+  country: string;
+  listeners: number;
+  minutes: number;
+}
+
+/** Over the quality samples of the range; has_values is false when there were none. */
+export interface Percentiles {
+  hasValues: boolean;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
 export interface GetMetricsRequest {
+  /** listeners, listening_minutes, bitrate_kbps, rtt_ms, loss_pct, chat_messages. */
   names: string[];
+  /** Platform additions: the stream, the range (to defaults to now) and the step (default 60 s). */
+  streamId: number;
+  from: Date | undefined;
+  to: Date | undefined;
+  stepSeconds: number;
 }
 
 export interface GetMetricsResponse {
@@ -75,6 +139,8 @@ export interface GetMetricsResponse {
 export interface StreamMetricsRequest {
   names: string[];
   intervalSeconds: number;
+  /** Platform addition: the live stream whose figures to follow. */
+  streamId: number;
 }
 
 export interface MetricData {
@@ -91,6 +157,8 @@ export interface MetricData_LabelsEntry {
 
 export interface StreamEventsRequest {
   eventType: string;
+  /** Platform addition: only this stream's events (0: every stream the caller may read; admins and services only). */
+  streamId: number;
 }
 
 export interface EventData {
@@ -107,7 +175,7 @@ export interface EventData_PropertiesEntry {
 }
 
 function createBaseTrackEventRequest(): TrackEventRequest {
-  return { eventType: "", userId: 0, properties: {}, timestamp: undefined };
+  return { eventType: "", userId: 0, properties: {}, timestamp: undefined, streamId: 0, trackId: 0 };
 }
 
 export const TrackEventRequest: MessageFns<TrackEventRequest> = {
@@ -123,6 +191,12 @@ export const TrackEventRequest: MessageFns<TrackEventRequest> = {
     });
     if (message.timestamp !== undefined) {
       Timestamp.encode(toTimestamp(message.timestamp), writer.uint32(34).fork()).join();
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(40).int64(message.streamId);
+    }
+    if (message.trackId !== 0) {
+      writer.uint32(48).int64(message.trackId);
     }
     return writer;
   },
@@ -175,6 +249,22 @@ export const TrackEventRequest: MessageFns<TrackEventRequest> = {
             message.timestamp = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.trackId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -214,6 +304,16 @@ export const TrackEventRequest: MessageFns<TrackEventRequest> = {
         )
         : {},
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      trackId: isSet(object.trackId)
+        ? globalThis.Number(object.trackId)
+        : isSet(object.track_id)
+        ? globalThis.Number(object.track_id)
+        : 0,
     };
   },
 
@@ -237,6 +337,12 @@ export const TrackEventRequest: MessageFns<TrackEventRequest> = {
     if (message.timestamp !== undefined) {
       obj.timestamp = message.timestamp.toISOString();
     }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.trackId !== 0) {
+      obj.trackId = Math.round(message.trackId);
+    }
     return obj;
   },
 
@@ -257,6 +363,8 @@ export const TrackEventRequest: MessageFns<TrackEventRequest> = {
       {},
     );
     message.timestamp = object.timestamp ?? undefined;
+    message.streamId = object.streamId ?? 0;
+    message.trackId = object.trackId ?? 0;
     return message;
   },
 };
@@ -440,7 +548,7 @@ export const TrackEventResponse: MessageFns<TrackEventResponse> = {
 };
 
 function createBaseGetAnalyticsRequest(): GetAnalyticsRequest {
-  return { eventType: "", userId: 0, from: undefined, to: undefined };
+  return { eventType: "", userId: 0, from: undefined, to: undefined, streamId: 0, trackId: 0, channel: false };
 }
 
 export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
@@ -456,6 +564,15 @@ export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
     }
     if (message.to !== undefined) {
       Timestamp.encode(toTimestamp(message.to), writer.uint32(34).fork()).join();
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(40).int64(message.streamId);
+    }
+    if (message.trackId !== 0) {
+      writer.uint32(48).int64(message.trackId);
+    }
+    if (message.channel !== false) {
+      writer.uint32(56).bool(message.channel);
     }
     return writer;
   },
@@ -505,6 +622,30 @@ export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
             message.to = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.trackId = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.channel = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -531,6 +672,17 @@ export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
         : 0,
       from: isSet(object.from) ? fromJsonTimestamp(object.from) : undefined,
       to: isSet(object.to) ? fromJsonTimestamp(object.to) : undefined,
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      trackId: isSet(object.trackId)
+        ? globalThis.Number(object.trackId)
+        : isSet(object.track_id)
+        ? globalThis.Number(object.track_id)
+        : 0,
+      channel: isSet(object.channel) ? globalThis.Boolean(object.channel) : false,
     };
   },
 
@@ -548,6 +700,15 @@ export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
     if (message.to !== undefined) {
       obj.to = message.to.toISOString();
     }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.trackId !== 0) {
+      obj.trackId = Math.round(message.trackId);
+    }
+    if (message.channel !== false) {
+      obj.channel = message.channel;
+    }
     return obj;
   },
 
@@ -560,12 +721,33 @@ export const GetAnalyticsRequest: MessageFns<GetAnalyticsRequest> = {
     message.userId = object.userId ?? 0;
     message.from = object.from ?? undefined;
     message.to = object.to ?? undefined;
+    message.streamId = object.streamId ?? 0;
+    message.trackId = object.trackId ?? 0;
+    message.channel = object.channel ?? false;
     return message;
   },
 };
 
 function createBaseGetAnalyticsResponse(): GetAnalyticsResponse {
-  return { total: 0, countsByType: {}, events: [] };
+  return {
+    total: 0,
+    countsByType: {},
+    events: [],
+    peakListeners: 0,
+    averageListeners: 0,
+    listeningMinutes: 0,
+    uniqueListeners: 0,
+    countries: [],
+    bitrateKbps: undefined,
+    rttMs: undefined,
+    lossPct: undefined,
+    chatMessages: 0,
+    reports: 0,
+    moderatorActions: 0,
+    trackPlays: 0,
+    trackCompletions: 0,
+    streams: [],
+  };
 }
 
 export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
@@ -578,6 +760,48 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
     });
     for (const v of message.events) {
       EventData.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.peakListeners !== 0) {
+      writer.uint32(32).int32(message.peakListeners);
+    }
+    if (message.averageListeners !== 0) {
+      writer.uint32(41).double(message.averageListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      writer.uint32(49).double(message.listeningMinutes);
+    }
+    if (message.uniqueListeners !== 0) {
+      writer.uint32(56).int64(message.uniqueListeners);
+    }
+    for (const v of message.countries) {
+      CountryFigure.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.bitrateKbps !== undefined) {
+      Percentiles.encode(message.bitrateKbps, writer.uint32(74).fork()).join();
+    }
+    if (message.rttMs !== undefined) {
+      Percentiles.encode(message.rttMs, writer.uint32(82).fork()).join();
+    }
+    if (message.lossPct !== undefined) {
+      Percentiles.encode(message.lossPct, writer.uint32(90).fork()).join();
+    }
+    if (message.chatMessages !== 0) {
+      writer.uint32(96).int64(message.chatMessages);
+    }
+    if (message.reports !== 0) {
+      writer.uint32(104).int64(message.reports);
+    }
+    if (message.moderatorActions !== 0) {
+      writer.uint32(112).int64(message.moderatorActions);
+    }
+    if (message.trackPlays !== 0) {
+      writer.uint32(120).int64(message.trackPlays);
+    }
+    if (message.trackCompletions !== 0) {
+      writer.uint32(128).int64(message.trackCompletions);
+    }
+    for (const v of message.streams) {
+      StreamFigures.encode(v!, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -620,6 +844,118 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
             }
 
             message.events.push(EventData.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.peakListeners = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.averageListeners = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.listeningMinutes = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.uniqueListeners = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.countries.push(CountryFigure.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.bitrateKbps = Percentiles.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.rttMs = Percentiles.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lossPct = Percentiles.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.chatMessages = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.reports = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.moderatorActions = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.trackPlays = longToNumber(reader.int64());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.trackCompletions = longToNumber(reader.int64());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.streams.push(StreamFigures.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -665,6 +1001,68 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
         )
         : {},
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => EventData.fromJSON(e)) : [],
+      peakListeners: isSet(object.peakListeners)
+        ? globalThis.Number(object.peakListeners)
+        : isSet(object.peak_listeners)
+        ? globalThis.Number(object.peak_listeners)
+        : 0,
+      averageListeners: isSet(object.averageListeners)
+        ? globalThis.Number(object.averageListeners)
+        : isSet(object.average_listeners)
+        ? globalThis.Number(object.average_listeners)
+        : 0,
+      listeningMinutes: isSet(object.listeningMinutes)
+        ? globalThis.Number(object.listeningMinutes)
+        : isSet(object.listening_minutes)
+        ? globalThis.Number(object.listening_minutes)
+        : 0,
+      uniqueListeners: isSet(object.uniqueListeners)
+        ? globalThis.Number(object.uniqueListeners)
+        : isSet(object.unique_listeners)
+        ? globalThis.Number(object.unique_listeners)
+        : 0,
+      countries: globalThis.Array.isArray(object?.countries)
+        ? object.countries.map((e: any) => CountryFigure.fromJSON(e))
+        : [],
+      bitrateKbps: isSet(object.bitrateKbps)
+        ? Percentiles.fromJSON(object.bitrateKbps)
+        : isSet(object.bitrate_kbps)
+        ? Percentiles.fromJSON(object.bitrate_kbps)
+        : undefined,
+      rttMs: isSet(object.rttMs)
+        ? Percentiles.fromJSON(object.rttMs)
+        : isSet(object.rtt_ms)
+        ? Percentiles.fromJSON(object.rtt_ms)
+        : undefined,
+      lossPct: isSet(object.lossPct)
+        ? Percentiles.fromJSON(object.lossPct)
+        : isSet(object.loss_pct)
+        ? Percentiles.fromJSON(object.loss_pct)
+        : undefined,
+      chatMessages: isSet(object.chatMessages)
+        ? globalThis.Number(object.chatMessages)
+        : isSet(object.chat_messages)
+        ? globalThis.Number(object.chat_messages)
+        : 0,
+      reports: isSet(object.reports) ? globalThis.Number(object.reports) : 0,
+      moderatorActions: isSet(object.moderatorActions)
+        ? globalThis.Number(object.moderatorActions)
+        : isSet(object.moderator_actions)
+        ? globalThis.Number(object.moderator_actions)
+        : 0,
+      trackPlays: isSet(object.trackPlays)
+        ? globalThis.Number(object.trackPlays)
+        : isSet(object.track_plays)
+        ? globalThis.Number(object.track_plays)
+        : 0,
+      trackCompletions: isSet(object.trackCompletions)
+        ? globalThis.Number(object.trackCompletions)
+        : isSet(object.track_completions)
+        ? globalThis.Number(object.track_completions)
+        : 0,
+      streams: globalThis.Array.isArray(object?.streams)
+        ? object.streams.map((e: any) => StreamFigures.fromJSON(e))
+        : [],
     };
   },
 
@@ -685,6 +1083,48 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
     if (message.events?.length) {
       obj.events = message.events.map((e) => EventData.toJSON(e));
     }
+    if (message.peakListeners !== 0) {
+      obj.peakListeners = Math.round(message.peakListeners);
+    }
+    if (message.averageListeners !== 0) {
+      obj.averageListeners = floatToJson(message.averageListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      obj.listeningMinutes = floatToJson(message.listeningMinutes);
+    }
+    if (message.uniqueListeners !== 0) {
+      obj.uniqueListeners = Math.round(message.uniqueListeners);
+    }
+    if (message.countries?.length) {
+      obj.countries = message.countries.map((e) => CountryFigure.toJSON(e));
+    }
+    if (message.bitrateKbps !== undefined) {
+      obj.bitrateKbps = Percentiles.toJSON(message.bitrateKbps);
+    }
+    if (message.rttMs !== undefined) {
+      obj.rttMs = Percentiles.toJSON(message.rttMs);
+    }
+    if (message.lossPct !== undefined) {
+      obj.lossPct = Percentiles.toJSON(message.lossPct);
+    }
+    if (message.chatMessages !== 0) {
+      obj.chatMessages = Math.round(message.chatMessages);
+    }
+    if (message.reports !== 0) {
+      obj.reports = Math.round(message.reports);
+    }
+    if (message.moderatorActions !== 0) {
+      obj.moderatorActions = Math.round(message.moderatorActions);
+    }
+    if (message.trackPlays !== 0) {
+      obj.trackPlays = Math.round(message.trackPlays);
+    }
+    if (message.trackCompletions !== 0) {
+      obj.trackCompletions = Math.round(message.trackCompletions);
+    }
+    if (message.streams?.length) {
+      obj.streams = message.streams.map((e) => StreamFigures.toJSON(e));
+    }
     return obj;
   },
 
@@ -704,6 +1144,26 @@ export const GetAnalyticsResponse: MessageFns<GetAnalyticsResponse> = {
       {},
     );
     message.events = object.events?.map((e) => EventData.fromPartial(e)) || [];
+    message.peakListeners = object.peakListeners ?? 0;
+    message.averageListeners = object.averageListeners ?? 0;
+    message.listeningMinutes = object.listeningMinutes ?? 0;
+    message.uniqueListeners = object.uniqueListeners ?? 0;
+    message.countries = object.countries?.map((e) => CountryFigure.fromPartial(e)) || [];
+    message.bitrateKbps = (object.bitrateKbps !== undefined && object.bitrateKbps !== null)
+      ? Percentiles.fromPartial(object.bitrateKbps)
+      : undefined;
+    message.rttMs = (object.rttMs !== undefined && object.rttMs !== null)
+      ? Percentiles.fromPartial(object.rttMs)
+      : undefined;
+    message.lossPct = (object.lossPct !== undefined && object.lossPct !== null)
+      ? Percentiles.fromPartial(object.lossPct)
+      : undefined;
+    message.chatMessages = object.chatMessages ?? 0;
+    message.reports = object.reports ?? 0;
+    message.moderatorActions = object.moderatorActions ?? 0;
+    message.trackPlays = object.trackPlays ?? 0;
+    message.trackCompletions = object.trackCompletions ?? 0;
+    message.streams = object.streams?.map((e) => StreamFigures.fromPartial(e)) || [];
     return message;
   },
 };
@@ -797,14 +1257,417 @@ export const GetAnalyticsResponse_CountsByTypeEntry: MessageFns<GetAnalyticsResp
   },
 };
 
+function createBaseStreamFigures(): StreamFigures {
+  return { streamId: 0, title: "", startedAt: undefined, endedAt: undefined, peakListeners: 0, listeningMinutes: 0 };
+}
+
+export const StreamFigures: MessageFns<StreamFigures> = {
+  encode(message: StreamFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== 0) {
+      writer.uint32(8).int64(message.streamId);
+    }
+    if (message.title !== "") {
+      writer.uint32(18).string(message.title);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.peakListeners !== 0) {
+      writer.uint32(40).int32(message.peakListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      writer.uint32(49).double(message.listeningMinutes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.peakListeners = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.listeningMinutes = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamFigures {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+      peakListeners: isSet(object.peakListeners)
+        ? globalThis.Number(object.peakListeners)
+        : isSet(object.peak_listeners)
+        ? globalThis.Number(object.peak_listeners)
+        : 0,
+      listeningMinutes: isSet(object.listeningMinutes)
+        ? globalThis.Number(object.listeningMinutes)
+        : isSet(object.listening_minutes)
+        ? globalThis.Number(object.listening_minutes)
+        : 0,
+    };
+  },
+
+  toJSON(message: StreamFigures): unknown {
+    const obj: any = {};
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = message.endedAt.toISOString();
+    }
+    if (message.peakListeners !== 0) {
+      obj.peakListeners = Math.round(message.peakListeners);
+    }
+    if (message.listeningMinutes !== 0) {
+      obj.listeningMinutes = floatToJson(message.listeningMinutes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamFigures>, I>>(base?: I): StreamFigures {
+    return StreamFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamFigures>, I>>(object: I): StreamFigures {
+    const message = createBaseStreamFigures();
+    message.streamId = object.streamId ?? 0;
+    message.title = object.title ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.endedAt = object.endedAt ?? undefined;
+    message.peakListeners = object.peakListeners ?? 0;
+    message.listeningMinutes = object.listeningMinutes ?? 0;
+    return message;
+  },
+};
+
+function createBaseCountryFigure(): CountryFigure {
+  return { country: "", listeners: 0, minutes: 0 };
+}
+
+export const CountryFigure: MessageFns<CountryFigure> = {
+  encode(message: CountryFigure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.country !== "") {
+      writer.uint32(10).string(message.country);
+    }
+    if (message.listeners !== 0) {
+      writer.uint32(16).int64(message.listeners);
+    }
+    if (message.minutes !== 0) {
+      writer.uint32(25).double(message.minutes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CountryFigure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCountryFigure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.country = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.listeners = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.minutes = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CountryFigure {
+    return {
+      country: isSet(object.country) ? globalThis.String(object.country) : "",
+      listeners: isSet(object.listeners) ? globalThis.Number(object.listeners) : 0,
+      minutes: isSet(object.minutes) ? globalThis.Number(object.minutes) : 0,
+    };
+  },
+
+  toJSON(message: CountryFigure): unknown {
+    const obj: any = {};
+    if (message.country !== "") {
+      obj.country = message.country;
+    }
+    if (message.listeners !== 0) {
+      obj.listeners = Math.round(message.listeners);
+    }
+    if (message.minutes !== 0) {
+      obj.minutes = floatToJson(message.minutes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CountryFigure>, I>>(base?: I): CountryFigure {
+    return CountryFigure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CountryFigure>, I>>(object: I): CountryFigure {
+    const message = createBaseCountryFigure();
+    message.country = object.country ?? "";
+    message.listeners = object.listeners ?? 0;
+    message.minutes = object.minutes ?? 0;
+    return message;
+  },
+};
+
+function createBasePercentiles(): Percentiles {
+  return { hasValues: false, p50: 0, p95: 0, p99: 0 };
+}
+
+export const Percentiles: MessageFns<Percentiles> = {
+  encode(message: Percentiles, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hasValues !== false) {
+      writer.uint32(8).bool(message.hasValues);
+    }
+    if (message.p50 !== 0) {
+      writer.uint32(17).double(message.p50);
+    }
+    if (message.p95 !== 0) {
+      writer.uint32(25).double(message.p95);
+    }
+    if (message.p99 !== 0) {
+      writer.uint32(33).double(message.p99);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Percentiles {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePercentiles();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.hasValues = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.p50 = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.p95 = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.p99 = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Percentiles {
+    return {
+      hasValues: isSet(object.hasValues)
+        ? globalThis.Boolean(object.hasValues)
+        : isSet(object.has_values)
+        ? globalThis.Boolean(object.has_values)
+        : false,
+      p50: isSet(object.p50) ? globalThis.Number(object.p50) : 0,
+      p95: isSet(object.p95) ? globalThis.Number(object.p95) : 0,
+      p99: isSet(object.p99) ? globalThis.Number(object.p99) : 0,
+    };
+  },
+
+  toJSON(message: Percentiles): unknown {
+    const obj: any = {};
+    if (message.hasValues !== false) {
+      obj.hasValues = message.hasValues;
+    }
+    if (message.p50 !== 0) {
+      obj.p50 = floatToJson(message.p50);
+    }
+    if (message.p95 !== 0) {
+      obj.p95 = floatToJson(message.p95);
+    }
+    if (message.p99 !== 0) {
+      obj.p99 = floatToJson(message.p99);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Percentiles>, I>>(base?: I): Percentiles {
+    return Percentiles.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Percentiles>, I>>(object: I): Percentiles {
+    const message = createBasePercentiles();
+    message.hasValues = object.hasValues ?? false;
+    message.p50 = object.p50 ?? 0;
+    message.p95 = object.p95 ?? 0;
+    message.p99 = object.p99 ?? 0;
+    return message;
+  },
+};
+
 function createBaseGetMetricsRequest(): GetMetricsRequest {
-  return { names: [] };
+  return { names: [], streamId: 0, from: undefined, to: undefined, stepSeconds: 0 };
 }
 
 export const GetMetricsRequest: MessageFns<GetMetricsRequest> = {
   encode(message: GetMetricsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.names) {
       writer.uint32(10).string(v!);
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(16).int64(message.streamId);
+    }
+    if (message.from !== undefined) {
+      Timestamp.encode(toTimestamp(message.from), writer.uint32(26).fork()).join();
+    }
+    if (message.to !== undefined) {
+      Timestamp.encode(toTimestamp(message.to), writer.uint32(34).fork()).join();
+    }
+    if (message.stepSeconds !== 0) {
+      writer.uint32(40).int32(message.stepSeconds);
     }
     return writer;
   },
@@ -830,6 +1693,38 @@ export const GetMetricsRequest: MessageFns<GetMetricsRequest> = {
             message.names.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.from = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.to = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stepSeconds = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -843,13 +1738,39 @@ export const GetMetricsRequest: MessageFns<GetMetricsRequest> = {
   },
 
   fromJSON(object: any): GetMetricsRequest {
-    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
+    return {
+      names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
+      from: isSet(object.from) ? fromJsonTimestamp(object.from) : undefined,
+      to: isSet(object.to) ? fromJsonTimestamp(object.to) : undefined,
+      stepSeconds: isSet(object.stepSeconds)
+        ? globalThis.Number(object.stepSeconds)
+        : isSet(object.step_seconds)
+        ? globalThis.Number(object.step_seconds)
+        : 0,
+    };
   },
 
   toJSON(message: GetMetricsRequest): unknown {
     const obj: any = {};
     if (message.names?.length) {
       obj.names = message.names;
+    }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
+    if (message.from !== undefined) {
+      obj.from = message.from.toISOString();
+    }
+    if (message.to !== undefined) {
+      obj.to = message.to.toISOString();
+    }
+    if (message.stepSeconds !== 0) {
+      obj.stepSeconds = Math.round(message.stepSeconds);
     }
     return obj;
   },
@@ -860,6 +1781,10 @@ export const GetMetricsRequest: MessageFns<GetMetricsRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetMetricsRequest>, I>>(object: I): GetMetricsRequest {
     const message = createBaseGetMetricsRequest();
     message.names = object.names?.map((e) => e) || [];
+    message.streamId = object.streamId ?? 0;
+    message.from = object.from ?? undefined;
+    message.to = object.to ?? undefined;
+    message.stepSeconds = object.stepSeconds ?? 0;
     return message;
   },
 };
@@ -934,7 +1859,7 @@ export const GetMetricsResponse: MessageFns<GetMetricsResponse> = {
 };
 
 function createBaseStreamMetricsRequest(): StreamMetricsRequest {
-  return { names: [], intervalSeconds: 0 };
+  return { names: [], intervalSeconds: 0, streamId: 0 };
 }
 
 export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
@@ -944,6 +1869,9 @@ export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
     }
     if (message.intervalSeconds !== 0) {
       writer.uint32(16).int32(message.intervalSeconds);
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(24).int64(message.streamId);
     }
     return writer;
   },
@@ -977,6 +1905,14 @@ export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
             message.intervalSeconds = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -997,6 +1933,11 @@ export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
         : isSet(object.interval_seconds)
         ? globalThis.Number(object.interval_seconds)
         : 0,
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
     };
   },
 
@@ -1008,6 +1949,9 @@ export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
     if (message.intervalSeconds !== 0) {
       obj.intervalSeconds = Math.round(message.intervalSeconds);
     }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
+    }
     return obj;
   },
 
@@ -1018,6 +1962,7 @@ export const StreamMetricsRequest: MessageFns<StreamMetricsRequest> = {
     const message = createBaseStreamMetricsRequest();
     message.names = object.names?.map((e) => e) || [];
     message.intervalSeconds = object.intervalSeconds ?? 0;
+    message.streamId = object.streamId ?? 0;
     return message;
   },
 };
@@ -1255,13 +2200,16 @@ export const MetricData_LabelsEntry: MessageFns<MetricData_LabelsEntry> = {
 };
 
 function createBaseStreamEventsRequest(): StreamEventsRequest {
-  return { eventType: "" };
+  return { eventType: "", streamId: 0 };
 }
 
 export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
   encode(message: StreamEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.eventType !== "") {
       writer.uint32(10).string(message.eventType);
+    }
+    if (message.streamId !== 0) {
+      writer.uint32(16).int64(message.streamId);
     }
     return writer;
   },
@@ -1287,6 +2235,14 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
             message.eventType = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.streamId = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1306,6 +2262,11 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
         : isSet(object.event_type)
         ? globalThis.String(object.event_type)
         : "",
+      streamId: isSet(object.streamId)
+        ? globalThis.Number(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.Number(object.stream_id)
+        : 0,
     };
   },
 
@@ -1313,6 +2274,9 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
     const obj: any = {};
     if (message.eventType !== "") {
       obj.eventType = message.eventType;
+    }
+    if (message.streamId !== 0) {
+      obj.streamId = Math.round(message.streamId);
     }
     return obj;
   },
@@ -1323,6 +2287,7 @@ export const StreamEventsRequest: MessageFns<StreamEventsRequest> = {
   fromPartial<I extends Exact<DeepPartial<StreamEventsRequest>, I>>(object: I): StreamEventsRequest {
     const message = createBaseStreamEventsRequest();
     message.eventType = object.eventType ?? "";
+    message.streamId = object.streamId ?? 0;
     return message;
   },
 };

@@ -85,11 +85,30 @@ export interface StreamMessagesRequest {
   lastMessageId: number;
 }
 
-/** One event in a room's message stream. */
+/**
+ * One event in a room's message stream.
+ * One StreamMessages item: the message's own fields with ChatMessage's names and numbers (1-9,
+ * as the seed's clients read them: msg.Content), then what happened to it and ChatMessage's
+ * platform additions.
+ */
 export interface Message {
+  messageId: number;
+  roomId: number;
+  userId: number;
+  content: string;
+  messageType: string;
+  metadata: Buffer;
+  replyToId: number;
+  createdAt: Date | undefined;
+  updatedAt:
+    | Date
+    | undefined;
   /** "created", "edited" or "deleted". */
   eventType: string;
-  chatMessage: ChatMessage | undefined;
+  /** Sender-chosen id that makes a retried send idempotent. */
+  clientMessageId: string;
+  username: string;
+  deleted: boolean;
 }
 
 export interface RoomActivity {
@@ -1193,16 +1212,63 @@ export const StreamMessagesRequest: MessageFns<StreamMessagesRequest> = {
 };
 
 function createBaseMessage(): Message {
-  return { eventType: "", chatMessage: undefined };
+  return {
+    messageId: 0,
+    roomId: 0,
+    userId: 0,
+    content: "",
+    messageType: "",
+    metadata: Buffer.alloc(0),
+    replyToId: 0,
+    createdAt: undefined,
+    updatedAt: undefined,
+    eventType: "",
+    clientMessageId: "",
+    username: "",
+    deleted: false,
+  };
 }
 
 export const Message: MessageFns<Message> = {
   encode(message: Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.eventType !== "") {
-      writer.uint32(10).string(message.eventType);
+    if (message.messageId !== 0) {
+      writer.uint32(8).int64(message.messageId);
     }
-    if (message.chatMessage !== undefined) {
-      ChatMessage.encode(message.chatMessage, writer.uint32(18).fork()).join();
+    if (message.roomId !== 0) {
+      writer.uint32(16).int64(message.roomId);
+    }
+    if (message.userId !== 0) {
+      writer.uint32(24).int64(message.userId);
+    }
+    if (message.content !== "") {
+      writer.uint32(34).string(message.content);
+    }
+    if (message.messageType !== "") {
+      writer.uint32(42).string(message.messageType);
+    }
+    if (message.metadata.length !== 0) {
+      writer.uint32(50).bytes(message.metadata);
+    }
+    if (message.replyToId !== 0) {
+      writer.uint32(56).int64(message.replyToId);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(66).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(74).fork()).join();
+    }
+    if (message.eventType !== "") {
+      writer.uint32(82).string(message.eventType);
+    }
+    if (message.clientMessageId !== "") {
+      writer.uint32(90).string(message.clientMessageId);
+    }
+    if (message.username !== "") {
+      writer.uint32(98).string(message.username);
+    }
+    if (message.deleted !== false) {
+      writer.uint32(104).bool(message.deleted);
     }
     return writer;
   },
@@ -1221,19 +1287,107 @@ export const Message: MessageFns<Message> = {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.messageId = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.roomId = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.userId = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.messageType = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.metadata = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.replyToId = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
               break;
             }
 
             message.eventType = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 11: {
+            if (tag !== 90) {
               break;
             }
 
-            message.chatMessage = ChatMessage.decode(reader, reader.uint32());
+            message.clientMessageId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.deleted = reader.bool();
             continue;
           }
         }
@@ -1250,26 +1404,98 @@ export const Message: MessageFns<Message> = {
 
   fromJSON(object: any): Message {
     return {
+      messageId: isSet(object.messageId)
+        ? globalThis.Number(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.Number(object.message_id)
+        : 0,
+      roomId: isSet(object.roomId)
+        ? globalThis.Number(object.roomId)
+        : isSet(object.room_id)
+        ? globalThis.Number(object.room_id)
+        : 0,
+      userId: isSet(object.userId)
+        ? globalThis.Number(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.Number(object.user_id)
+        : 0,
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+      messageType: isSet(object.messageType)
+        ? globalThis.String(object.messageType)
+        : isSet(object.message_type)
+        ? globalThis.String(object.message_type)
+        : "",
+      metadata: isSet(object.metadata) ? Buffer.from(bytesFromBase64(object.metadata)) : Buffer.alloc(0),
+      replyToId: isSet(object.replyToId)
+        ? globalThis.Number(object.replyToId)
+        : isSet(object.reply_to_id)
+        ? globalThis.Number(object.reply_to_id)
+        : 0,
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
       eventType: isSet(object.eventType)
         ? globalThis.String(object.eventType)
         : isSet(object.event_type)
         ? globalThis.String(object.event_type)
         : "",
-      chatMessage: isSet(object.chatMessage)
-        ? ChatMessage.fromJSON(object.chatMessage)
-        : isSet(object.chat_message)
-        ? ChatMessage.fromJSON(object.chat_message)
-        : undefined,
+      clientMessageId: isSet(object.clientMessageId)
+        ? globalThis.String(object.clientMessageId)
+        : isSet(object.client_message_id)
+        ? globalThis.String(object.client_message_id)
+        : "",
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
     };
   },
 
   toJSON(message: Message): unknown {
     const obj: any = {};
+    if (message.messageId !== 0) {
+      obj.messageId = Math.round(message.messageId);
+    }
+    if (message.roomId !== 0) {
+      obj.roomId = Math.round(message.roomId);
+    }
+    if (message.userId !== 0) {
+      obj.userId = Math.round(message.userId);
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    if (message.messageType !== "") {
+      obj.messageType = message.messageType;
+    }
+    if (message.metadata.length !== 0) {
+      obj.metadata = base64FromBytes(message.metadata);
+    }
+    if (message.replyToId !== 0) {
+      obj.replyToId = Math.round(message.replyToId);
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
     if (message.eventType !== "") {
       obj.eventType = message.eventType;
     }
-    if (message.chatMessage !== undefined) {
-      obj.chatMessage = ChatMessage.toJSON(message.chatMessage);
+    if (message.clientMessageId !== "") {
+      obj.clientMessageId = message.clientMessageId;
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
     }
     return obj;
   },
@@ -1279,10 +1505,19 @@ export const Message: MessageFns<Message> = {
   },
   fromPartial<I extends Exact<DeepPartial<Message>, I>>(object: I): Message {
     const message = createBaseMessage();
+    message.messageId = object.messageId ?? 0;
+    message.roomId = object.roomId ?? 0;
+    message.userId = object.userId ?? 0;
+    message.content = object.content ?? "";
+    message.messageType = object.messageType ?? "";
+    message.metadata = object.metadata ?? Buffer.alloc(0);
+    message.replyToId = object.replyToId ?? 0;
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
     message.eventType = object.eventType ?? "";
-    message.chatMessage = (object.chatMessage !== undefined && object.chatMessage !== null)
-      ? ChatMessage.fromPartial(object.chatMessage)
-      : undefined;
+    message.clientMessageId = object.clientMessageId ?? "";
+    message.username = object.username ?? "";
+    message.deleted = object.deleted ?? false;
     return message;
   },
 };
