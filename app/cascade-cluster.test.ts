@@ -16,7 +16,8 @@
  *    broadcaster reconnects by itself, and every listener hears again within 10 s.
  *
  * Heartbeats every 300 ms make a loss noticed within a second. The test reads the nodes' own
- * heartbeats on the bus to know where the listeners are.
+ * heartbeats on the bus to know where the listeners are. Each media process logs into the run's
+ * temporary folder; KEEP_CASCADE=1 keeps it after the run (TEST_LOG_LEVEL sets their level).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
