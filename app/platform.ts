@@ -45,6 +45,7 @@ import { startControlPlane, startRetention } from '../control-plane/index.js';
 import {
   type MediaNode,
   type MediaNodeService,
+  mediaNodePeersOverBus,
   serveMediaNodeOverBus,
   startMediaNode,
 } from '../media-server/index.js';
@@ -159,7 +160,14 @@ export async function startPlatform(
     let media: MediaNode | null = null;
     let served: MediaNodeService | null = null;
     if (roles.has('media')) {
-      const node = await startMediaNode({ config, log, blobs: ports.blobs });
+      // In cluster mode a node reaches the other media nodes over the bus, to pull a stream it must
+      // serve from one that carries it (cascaded fan-out); standalone mode has one node.
+      const node = await startMediaNode({
+        config,
+        log,
+        blobs: ports.blobs,
+        ...(config.VEZA_MODE === 'cluster' ? { peers: mediaNodePeersOverBus(ports.bus, log) } : {}),
+      });
       media = node;
       closers.push(() => node.close());
       if (config.VEZA_MODE === 'cluster' || !roles.has('signaling')) {
@@ -233,7 +241,13 @@ export async function startPlatform(
     // Last in, so first on shutdown: the media node's goodbye, so control planes stop placing
     // new streams on it while the rest of this process drains.
     const draining = served;
-    if (draining) closers.push(() => draining.drain());
+    // The node itself refuses new listeners from then on (edges may still send it joins).
+    const drainingNode = media;
+    if (draining)
+      closers.push(() => {
+        drainingNode?.drain();
+        return draining.drain();
+      });
 
     return {
       config,

@@ -173,6 +173,32 @@ const schema = z.object({
   /** How long a recording job waits for a media node's last segments after its stream ended. */
   RECORDING_SETTLE_S: positiveInt.default(20),
   /**
+   * Listeners one media node takes, every stream together; beyond it a join is refused
+   * (`resource_exhausted`) and placement sends listeners to another node. Unset: the capacity
+   * model's figure for the node's size, MEDIA_WORKERS x LISTENERS_PER_WORKER (README, Capacity plan).
+   */
+  MEDIA_NODE_MAX_LISTENERS: optionalString.pipe(
+    z.union([z.undefined(), z.string().transform(Number).pipe(z.number().int().positive())]),
+  ),
+  /** A zone or region label for the node (one subject token): placement keeps listeners in their zone when it can. */
+  MEDIA_NODE_ZONE: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only')
+      .optional(),
+  ),
+  /** Cascaded fan-out: most nodes one node pipes a stream to, so a big audience forms a tree, not a star. */
+  MEDIA_RELAY_FANOUT: positiveInt.default(4),
+  /** How long a relay node keeps a stream's pipe once nobody listens there (seconds). */
+  MEDIA_RELAY_GRACE_S: nonNegativeInt.default(10),
+  /**
+   * The address other media nodes send a pulled stream to (cascaded fan-out), when it is not the
+   * one announced to listeners: nodes that reach each other over a private network while listeners
+   * come over a public one, or a link the operator routes through something of its own. Unset: the
+   * listeners' address (MEDIA_ANNOUNCED_ADDRESS, else the listen IP).
+   */
+  MEDIA_PIPE_ANNOUNCED_ADDRESS: optionalString,
+  /**
    * Cluster mode: the group media nodes announce themselves in, and control planes place streams
    * in (a bus subject token). Deployments sharing one NATS server set different names.
    */

@@ -4,7 +4,12 @@
  * what only the node's host uses: its events, its workers, closing an edge's peers, closing it.
  */
 import type { types as ms } from 'mediasoup';
-import type { MediaGatewayEvents, MediaNodeApi, ProducerCloseReason } from '../common/contracts/index.js';
+import type {
+  MediaGatewayEvents,
+  MediaNodeApi,
+  MediaNodeLoad,
+  ProducerCloseReason,
+} from '../common/contracts/index.js';
 import type { WorkerDiedEvent, WorkerReplacedEvent } from './worker-pool.js';
 
 export type {
@@ -28,6 +33,11 @@ export type {
   TupleStats,
 } from '../common/contracts/index.js';
 export type { WorkerDiedEvent, WorkerReplacedEvent } from './worker-pool.js';
+
+export type MediaNodePlacementState = Pick<
+  MediaNodeLoad,
+  'listeners' | 'maxListeners' | 'zone' | 'draining' | 'streams'
+>;
 
 export type RtpCapabilities = ms.RtpCapabilities;
 export type RtpParameters = ms.RtpParameters;
@@ -81,6 +91,10 @@ export interface MediaNode extends MediaNodeApi {
    * recorded producer is recorded from its first packet; at once on a node that records nothing.
    */
   recorderReady(): Promise<void>;
+  /** What the node's heartbeat tells placement besides its load: listeners, cap, zone, draining, streams carried. */
+  placementState(): MediaNodePlacementState;
+  /** Takes no new listener from now on (the node still serves the ones it has). */
+  drain(): void;
 
   on<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;
   once<K extends MediaNodeEventName>(event: K, listener: MediaNodeListener<K>): this;

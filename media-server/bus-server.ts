@@ -99,6 +99,7 @@ export function serveMediaNodeOverBus(
         producers: sum((worker) => worker.producers),
         consumers: sum((worker) => worker.consumers),
         load: sum((worker) => worker.load),
+        ...node.placementState(),
       };
     },
   });

@@ -26,3 +26,4 @@ export type { AudioLevelSettings } from './live-stream.js';
 export { loadMediasoup, type Mediasoup } from './load-mediasoup.js';
 export { type StartMediaNodeOptions, startMediaNode } from './media-node.js';
 export { firstNonInternalIPv4, transportListenIp } from './network.js';
+export { type MediaNodePeers, mediaNodePeersOverBus } from './node-peers.js';

@@ -57,6 +57,9 @@ export interface LiveStreamOptions {
 
 export type { StreamInfo, StreamRouterInfo } from '../common/contracts/index.js';
 
+/** The peer id a relayed producer is held under: `relay:<sourceNodeId>` (no edge makes such an id). */
+export const RELAY_PEER_PREFIX = 'relay:';
+
 export interface LiveStreamEvents {
   produceropen: [{ producerId: string; peerId: string }];
   producerclose: [{ producerId: string; peerId: string; reason: ProducerCloseReason }];
@@ -103,7 +106,7 @@ export function streamEndedError(streamId: string): VezaError {
 }
 
 /** Nobody produces right now: the edge tells its listener to wait for the audio, not to give up. */
-function noAudioError(streamId: string): VezaError {
+export function noAudioError(streamId: string): VezaError {
   return new FailedPreconditionError(
     `stream ${streamId} has no broadcaster audio right now`,
     MEDIA_FAILURE.noAudio,
@@ -186,9 +189,19 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     return this.#producer?.producer;
   }
 
-  /** The router the broadcaster's producer lives on (the recorder consumes it there). */
-  get originRouter(): ms.Router {
-    return this.#origin.router;
+  /** The node the live producer is pulled from, or undefined when the broadcaster is here (or nobody produces). */
+  get upstream(): string | undefined {
+    const current = this.#producer;
+    if (!current || current.producer.closed || !current.peerId.startsWith(RELAY_PEER_PREFIX))
+      return undefined;
+    return current.peerId.slice(RELAY_PEER_PREFIX.length);
+  }
+
+  /** Recv transports placed on the stream's routers (what the node's listener cap counts). */
+  get placedListeners(): number {
+    let placed = 0;
+    for (const router of this.#routers.values()) if (!router.closed) placed += router.listeners;
+    return placed;
   }
 
   info(): StreamInfo {
@@ -299,9 +312,44 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
       producer.close();
       throw error;
     }
-    const origin = transport.streamRouter;
     peer.setProducer(producer);
-    this.#producer = { producer, peerId: peer.id };
+    // The broadcaster came to a node that relayed the stream (it moved here): its own audio replaces the pulled one.
+    const relayed = this.#producer;
+    if (relayed && !relayed.producer.closed && relayed.peerId.startsWith(RELAY_PEER_PREFIX)) {
+      markProducerClosing(relayed.producer, 'replaced');
+      relayed.producer.close();
+    }
+    this.#setProducer(producer, peer.id, transport.streamRouter);
+    return producer;
+  }
+
+  /**
+   * The stream's audio arriving from another node over a PipeTransport (cascaded fan-out): it takes
+   * the broadcaster's place on this node, so listeners and fan-out routers here consume it alike.
+   */
+  async adoptRelay(producer: ms.Producer, sourceNodeId: string): Promise<void> {
+    const origin = await this.#originRouter();
+    const current = this.#producer;
+    if (current && !current.producer.closed && !current.peerId.startsWith(RELAY_PEER_PREFIX)) {
+      producer.close();
+      throw new FailedPreconditionError(
+        `stream ${this.id} has its broadcaster on this node: nothing to pull`,
+      );
+    }
+    if (current && !current.producer.closed) {
+      markProducerClosing(current.producer, 'replaced');
+      current.producer.close();
+    }
+    this.#setProducer(producer, `${RELAY_PEER_PREFIX}${sourceNodeId}`, origin);
+  }
+
+  /** The origin router: it holds the stream's producer, so pipes to other nodes and the recorder consume there. */
+  async originRouter(): Promise<ms.Router> {
+    return (await this.#originRouter()).router;
+  }
+
+  #setProducer(producer: ms.Producer, peerId: string, origin: StreamRouter): void {
+    this.#producer = { producer, peerId };
     producer.observer.on('pause', () =>
       this.emit('producerpause', { producerId: producer.id, paused: true }),
     );
@@ -311,7 +359,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     producer.observer.once('close', () => {
       if (this.#producer?.producer === producer) this.#producer = undefined;
       const reason = producerCloseReason(producer) ?? (origin.worker.died ? 'worker-died' : 'closed');
-      this.emit('producerclose', { producerId: producer.id, peerId: peer.id, reason });
+      this.emit('producerclose', { producerId: producer.id, peerId, reason });
     });
     const levels = origin.levels;
     if (levels) {
@@ -323,8 +371,7 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
     for (const router of this.#routers.values()) {
       if (router.role === 'fanout' && !router.closed) this.#pipe(router, producer);
     }
-    this.emit('produceropen', { producerId: producer.id, peerId: peer.id });
-    return producer;
+    this.emit('produceropen', { producerId: producer.id, peerId });
   }
 
   /** A paused consumer of the broadcaster's audio on the listener's router. */
@@ -427,7 +474,13 @@ export class LiveStream extends EventEmitter<LiveStreamEvents> {
 
   #assertNoOtherBroadcaster(peer: Peer): void {
     const current = this.#producer;
-    if (current && current.peerId !== peer.id && !current.producer.closed) {
+    // A relayed producer is not a broadcaster here: the broadcaster's own audio takes its place.
+    if (
+      current &&
+      current.peerId !== peer.id &&
+      !current.producer.closed &&
+      !current.peerId.startsWith(RELAY_PEER_PREFIX)
+    ) {
       throw new FailedPreconditionError(`stream ${this.id} already has a broadcaster`);
     }
   }

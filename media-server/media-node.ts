@@ -22,7 +22,13 @@ import {
   NotFoundError,
   objectIdSchema,
   PermissionDeniedError,
+  type PipeOutRequest,
+  type PipeOutResult,
+  type PullStreamRequest,
+  type PullStreamResult,
+  pipeOutRequestSchema,
   produceRequestSchema,
+  pullStreamRequestSchema,
   recordingManifestKey,
   type TransportDirection,
   type TransportInfo,
@@ -39,16 +45,26 @@ import type {
   MediaNodeEventName,
   MediaNodeEvents,
   MediaNodeListener,
+  MediaNodePlacementState,
   OpenStreamResult,
   ProduceRequest,
   ProduceResult,
   WorkerInfo,
 } from './api.js';
+import { defaultMaxListeners } from './capacity.js';
 import { fromMediasoupError } from './errors.js';
-import { type AudioLevelSettings, LiveStream, type StreamInfo, streamEndedError } from './live-stream.js';
+import {
+  type AudioLevelSettings,
+  LiveStream,
+  noAudioError,
+  RELAY_PEER_PREFIX,
+  type StreamInfo,
+  streamEndedError,
+} from './live-stream.js';
 import { loadMediasoup } from './load-mediasoup.js';
 import { MediaMetrics } from './metrics.js';
 import { transportListenIp } from './network.js';
+import type { MediaNodePeers } from './node-peers.js';
 import type { Peer } from './peer.js';
 import type { PeerTransport } from './peer-transport.js';
 import { RecorderSession } from './recorder-session.js';
@@ -73,6 +89,23 @@ export interface StartMediaNodeOptions {
    * wrote it) is recorded while its broadcaster produces here. Without it nothing is recorded.
    */
   blobs?: BlobStorage;
+  /** The other media nodes (cluster mode): without them the node can neither pull a stream nor be asked for one back. */
+  peers?: MediaNodePeers;
+}
+
+/** A stream pulled from another node: the local end of the pipe and the producer it feeds. */
+interface RelayIn {
+  source: string;
+  transport: ms.PipeTransport;
+  producer: ms.Producer;
+  remotePipeId: string;
+}
+
+/** A pipe this node feeds for another node. */
+interface PipeOut {
+  streamId: string;
+  toNodeId: string;
+  transport: ms.PipeTransport;
 }
 
 /** Transports whose bytes are sampled per tick, one request at a time (see #sample). */
@@ -114,6 +147,22 @@ class LocalMediaNode implements MediaNode {
   readonly #audioLevels: AudioLevelSettings;
   readonly #recoveryWaitMs: number;
   readonly #transportOptions: Omit<ms.WebRtcTransportOptions, 'appData'>;
+  /** Where pipes to other nodes listen, and the address they give those nodes. */
+  readonly #listenIp: ms.TransportListenIp;
+  readonly #peersOf: MediaNodePeers | undefined;
+  readonly #maxListeners: number;
+  readonly #relayGraceMs: number;
+  /** Recv transports on the node (every stream), counted from the moment one is asked for. */
+  #listenerSlots = 0;
+  #draining = false;
+  readonly #relays = new Map<string, RelayIn>();
+  readonly #pulling = new Map<string, Promise<PullStreamResult>>();
+  readonly #pipesOut = new Map<string, PipeOut>();
+  /** Stream id -> nodes this one pipes it to; kept across a new producer, so they can pull it again. */
+  readonly #downstream = new Map<string, Set<string>>();
+  /** Relayed streams nobody uses here, since when. */
+  readonly #idleSince = new Map<string, number>();
+  readonly #relaySweep: NodeJS.Timeout;
   readonly #streams = new Map<string, LiveStream>();
   readonly #blobs: BlobStorage | undefined;
   readonly #recordingMetrics: RecordingMetrics;
@@ -157,6 +206,17 @@ class LocalMediaNode implements MediaNode {
       announcedAddress: options.config.MEDIA_ANNOUNCED_ADDRESS,
     });
     this.#log.info({ listenIp }, 'media node listening');
+    // Pipes to other nodes may be reached at another address than the one listeners are given.
+    const pipeAddress = options.config.MEDIA_PIPE_ANNOUNCED_ADDRESS;
+    this.#listenIp = pipeAddress ? { ip: listenIp.ip, announcedIp: pipeAddress } : listenIp;
+    this.#peersOf = options.peers;
+    this.#maxListeners = options.config.MEDIA_NODE_MAX_LISTENERS ?? defaultMaxListeners(pool.size);
+    this.#relayGraceMs = options.config.MEDIA_RELAY_GRACE_S * 1000;
+    this.#relaySweep = setInterval(
+      () => this.#releaseIdleRelays(),
+      Math.min(1000, Math.max(50, this.#relayGraceMs / 4)),
+    );
+    this.#relaySweep.unref();
     this.#transportOptions = {
       listenIps: [listenIp],
       enableUdp: true,
@@ -207,7 +267,25 @@ class LocalMediaNode implements MediaNode {
 
   async joinStream(request: JoinStreamRequest): Promise<JoinStreamResult> {
     const input = parseInput(joinStreamRequestSchema, request);
+    // Refused before the stream is opened here: a draining node must not start carrying a stream.
+    if (this.#draining && input.role === 'listener' && !this.#streams.has(input.streamId)) {
+      this.#metrics.listenerRefused('draining');
+      throw new VezaError('unavailable', `media node ${this.nodeId} is draining and takes no new listeners`, {
+        reason: MEDIA_FAILURE.draining,
+      });
+    }
     const stream = await this.#open(input.streamId);
+    // Placement put the listener on a node that joins the stream's tree (or re-attaches) first.
+    if (input.role === 'listener' && input.pullFrom && input.pullFrom !== this.nodeId)
+      await this.pullStream({ streamId: input.streamId, sourceNodeId: input.pullFrom }).catch(
+        (error: unknown) => {
+          // Nobody produces at the source yet (its broadcaster is reconnecting): the source
+          // counted this node downstream and asks it to pull when the audio comes; the listener
+          // waits for it like any listener of a silent stream.
+          if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.noAudio) return;
+          throw error;
+        },
+      );
     const peer = this.#peer(stream, input.peerId);
     const direction = input.role === 'broadcaster' ? 'send' : 'recv';
     const transport = await this.#createTransport(stream, peer, direction);
@@ -248,13 +326,31 @@ class LocalMediaNode implements MediaNode {
   ): Promise<PeerTransport> {
     const streamId = stream.id;
     const peerId = peer.id;
+    // A listener's slot is taken before any await, so concurrent joins cannot all pass the cap; a
+    // peer replacing its recv transport frees its old slot as it gets the new one.
+    let slot = false;
+    try {
+      slot = direction === 'recv' && !peer.transport('recv') ? this.#takeListenerSlot(stream, peer) : false;
+    } catch (error) {
+      if (peer.transports().length === 0 && !peer.producer) peer.close();
+      throw error;
+    }
     let transport: PeerTransport;
     try {
       transport = await stream.createTransport(peer, direction, this.#transportOptions);
     } catch (error) {
+      if (slot) this.#listenerSlots--;
+      if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
+        this.#metrics.listenerRefused('stream_budget');
       // A peer that never got a transport would otherwise linger until its stream ends.
       if (peer.transports().length === 0 && !peer.producer) peer.close();
       throw error;
+    }
+    if (direction === 'recv') {
+      // A replaced recv transport gave its slot back on close; the new one holds it from here.
+      if (!slot) this.#listenerSlots++;
+      transport.once('close', () => this.#listenerSlots--);
+      this.#idleSince.delete(streamId);
     }
     this.#transports.set(transport.id, transport);
     transport.on('dtlsstatechange', (state) =>
@@ -265,6 +361,244 @@ class LocalMediaNode implements MediaNode {
       this.#bytes.delete(transport.id);
     });
     return transport;
+  }
+
+  /** Takes a listener slot on the node, or refuses the listener (draining, or the node is full). */
+  #takeListenerSlot(stream: LiveStream, peer: Peer): true {
+    if (this.#draining) {
+      this.#metrics.listenerRefused('draining');
+      this.#log.warn({ streamId: stream.id, peerId: peer.id }, 'node draining: listener refused');
+      throw new VezaError('unavailable', `media node ${this.nodeId} is draining and takes no new listeners`, {
+        reason: MEDIA_FAILURE.draining,
+      });
+    }
+    if (this.#listenerSlots >= this.#maxListeners) {
+      this.#metrics.listenerRefused('node_max');
+      this.#log.warn(
+        { streamId: stream.id, listeners: this.#listenerSlots, maxListeners: this.#maxListeners },
+        'node at capacity: listener refused',
+      );
+      throw new VezaError(
+        'resource_exhausted',
+        `stream ${stream.id} is at capacity on media node ${this.nodeId} (it holds its ${this.#maxListeners} listeners, MEDIA_NODE_MAX_LISTENERS); try again later`,
+        { reason: MEDIA_FAILURE.atCapacity },
+      );
+    }
+    this.#listenerSlots++;
+    return true;
+  }
+
+  async pullStream(request: PullStreamRequest): Promise<PullStreamResult> {
+    const input = parseInput(pullStreamRequestSchema, request);
+    const peersOf = this.#peersOf;
+    if (!peersOf)
+      throw new FailedPreconditionError(`media node ${this.nodeId} cannot reach other media nodes`);
+    if (input.sourceNodeId === this.nodeId)
+      throw new InvalidArgumentError('a node cannot pull a stream from itself', 'sourceNodeId');
+    if (this.#draining)
+      throw new VezaError('unavailable', `media node ${this.nodeId} is draining`, {
+        reason: MEDIA_FAILURE.draining,
+      });
+    const stream = await this.#open(input.streamId);
+    const own = stream.producer;
+    if (own && !own.closed && stream.upstream === undefined)
+      return { producerId: own.id, upstream: this.nodeId };
+    const relay = this.#relays.get(stream.id);
+    const alive = relay && !relay.producer.closed && !relay.transport.closed;
+    if (
+      alive &&
+      relay.source === input.sourceNodeId &&
+      (!input.producerId || input.producerId === relay.producer.id)
+    )
+      return { producerId: relay.producer.id, upstream: relay.source };
+    // Concurrent pulls of one stream share one pipe.
+    const pending = this.#pulling.get(stream.id);
+    if (pending) return pending;
+    const pulling = this.#pull(stream, input.sourceNodeId, peersOf).finally(() =>
+      this.#pulling.delete(stream.id),
+    );
+    this.#pulling.set(stream.id, pulling);
+    return pulling;
+  }
+
+  async #pull(stream: LiveStream, source: string, peersOf: MediaNodePeers): Promise<PullStreamResult> {
+    const streamId = stream.id;
+    // The previous pipe goes first: the new producer takes the same id on this router.
+    const previous = this.#relays.get(streamId);
+    const orphaned = previous !== undefined && stream.placedListeners > 0;
+    if (previous) this.#releaseRelay(streamId, previous);
+    const router = await stream.originRouter();
+    const local = await router
+      .createPipeTransport({ listenIp: this.#listenIp, enableRtx: true, appData: { streamId, source } })
+      .catch((error: unknown) => {
+        throw fromMediasoupError(error, { what: 'could not open a pipe for the stream' });
+      });
+    let remotePipeId: string | undefined;
+    try {
+      const remote = await peersOf(source).pipeOut({
+        streamId,
+        toNodeId: this.nodeId,
+        ip: local.tuple.localIp,
+        port: local.tuple.localPort,
+      });
+      remotePipeId = remote.pipeId;
+      await local.connect({ ip: remote.ip, port: remote.port });
+      const producer = await local.produce({
+        id: remote.producerId,
+        kind: 'audio',
+        rtpParameters: asRtpParameters(remote.rtpParameters),
+        paused: remote.producerPaused,
+        appData: { streamId, relayFrom: source },
+      });
+      const relay: RelayIn = { source, transport: local, producer, remotePipeId: remote.pipeId };
+      this.#relays.set(streamId, relay);
+      local.observer.once('close', () => {
+        if (this.#relays.get(streamId) === relay) this.#relays.delete(streamId);
+      });
+      await stream.adoptRelay(producer, source);
+      this.#log.info({ streamId, source, producerId: producer.id }, 'stream pulled from another media node');
+      if (orphaned) this.#emit('relayReplaced', { streamId, producerId: producer.id, upstream: source });
+      return { producerId: producer.id, upstream: source };
+    } catch (error) {
+      local.close();
+      if (remotePipeId)
+        void peersOf(source)
+          .closePipe(remotePipeId)
+          .catch(() => undefined);
+      if (error instanceof VezaError) throw error;
+      throw fromMediasoupError(error, {
+        what: `could not pull stream ${streamId} from media node ${source}`,
+      });
+    }
+  }
+
+  async pipeOut(request: PipeOutRequest): Promise<PipeOutResult> {
+    const input = parseInput(pipeOutRequestSchema, request);
+    // A new origin (the stream moved here) may be asked before its broadcaster is back: it opens
+    // the stream, and remembers the node downstream so that node pulls once the audio comes.
+    const stream = await this.#open(input.streamId);
+    const producer = stream.producer;
+    if (!producer || producer.closed) {
+      this.#downstreamOf(stream.id).add(input.toNodeId);
+      throw noAudioError(stream.id);
+    }
+    const router = await stream.originRouter();
+    const transport = await router
+      .createPipeTransport({
+        listenIp: this.#listenIp,
+        enableRtx: true,
+        appData: { streamId: stream.id, to: input.toNodeId },
+      })
+      .catch((error: unknown) => {
+        throw fromMediasoupError(error, { what: 'could not open a pipe for the stream' });
+      });
+    try {
+      await transport.connect({ ip: input.ip, port: input.port });
+      const consumer = await transport.consume({ producerId: producer.id });
+      // The producer's end (a broadcaster that left) ends its pipes; the destinations pull the next one.
+      consumer.observer.once('close', () => transport.close());
+      this.#pipesOut.set(transport.id, { streamId: stream.id, toNodeId: input.toNodeId, transport });
+      transport.observer.once('close', () => this.#pipesOut.delete(transport.id));
+      this.#downstreamOf(stream.id).add(input.toNodeId);
+      this.#idleSince.delete(stream.id);
+      return {
+        pipeId: transport.id,
+        ip: transport.tuple.localIp,
+        port: transport.tuple.localPort,
+        producerId: producer.id,
+        rtpParameters: consumer.rtpParameters,
+        producerPaused: consumer.producerPaused,
+      };
+    } catch (error) {
+      transport.close();
+      throw fromMediasoupError(error, {
+        what: `could not pipe stream ${stream.id} to media node ${input.toNodeId}`,
+      });
+    }
+  }
+
+  #downstreamOf(streamId: string): Set<string> {
+    let downstream = this.#downstream.get(streamId);
+    if (!downstream) {
+      downstream = new Set();
+      this.#downstream.set(streamId, downstream);
+    }
+    return downstream;
+  }
+
+  async closePipe(pipeId: string): Promise<void> {
+    const pipe = this.#pipesOut.get(parseInput(objectIdSchema, pipeId, 'pipeId'));
+    if (!pipe) return;
+    pipe.transport.close();
+    // A node that already pulls again (a new producer) keeps its place among the downstream ones.
+    const again = [...this.#pipesOut.values()].some(
+      (other) => other.streamId === pipe.streamId && other.toNodeId === pipe.toNodeId,
+    );
+    if (!again) this.#downstream.get(pipe.streamId)?.delete(pipe.toNodeId);
+  }
+
+  drain(): void {
+    this.#draining = true;
+  }
+
+  placementState(): MediaNodePlacementState {
+    const streams = [...this.#streams.values()].map((stream) => ({
+      streamId: stream.id,
+      listeners: stream.placedListeners,
+      upstream: stream.upstream ?? null,
+      downstream: [
+        ...new Set(
+          [...this.#pipesOut.values()]
+            .filter((pipe) => pipe.streamId === stream.id)
+            .map((pipe) => pipe.toNodeId),
+        ),
+      ],
+    }));
+    return {
+      listeners: this.#listenerSlots,
+      maxListeners: this.#maxListeners,
+      zone: this.#config.MEDIA_NODE_ZONE ?? '',
+      draining: this.#draining,
+      streams,
+    };
+  }
+
+  #releaseRelay(streamId: string, relay: RelayIn): void {
+    if (this.#relays.get(streamId) === relay) this.#relays.delete(streamId);
+    relay.transport.close();
+    this.#peersOf?.(relay.source)
+      .closePipe(relay.remotePipeId)
+      .catch((error: unknown) =>
+        this.#log.debug(
+          { err: error, streamId, source: relay.source },
+          'the source did not confirm closing its pipe',
+        ),
+      );
+  }
+
+  /** A relayed stream nobody listens to here and no node pulls from here is let go after the grace period. */
+  #releaseIdleRelays(): void {
+    const now = Date.now();
+    for (const [streamId, relay] of [...this.#relays]) {
+      const stream = this.#streams.get(streamId);
+      const used =
+        (stream?.placedListeners ?? 0) > 0 ||
+        [...this.#pipesOut.values()].some((pipe) => pipe.streamId === streamId);
+      if (used) {
+        this.#idleSince.delete(streamId);
+        continue;
+      }
+      const since = this.#idleSince.get(streamId);
+      if (since === undefined) {
+        this.#idleSince.set(streamId, now);
+        continue;
+      }
+      if (now - since < this.#relayGraceMs) continue;
+      this.#idleSince.delete(streamId);
+      this.#log.info({ streamId, source: relay.source }, 'relay idle past its grace period: pipe released');
+      this.#releaseRelay(streamId, relay);
+      if (stream) this.#endStream(stream, 'relay-released');
+    }
   }
 
   async connectTransport(transportId: string, dtlsParameters: ms.DtlsParameters): Promise<void> {
@@ -397,6 +731,8 @@ class LocalMediaNode implements MediaNode {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sampler);
+    clearInterval(this.#relaySweep);
+    for (const [streamId, relay] of [...this.#relays]) this.#releaseRelay(streamId, relay);
     for (const stream of [...this.#streams.values()]) this.#endStream(stream, 'node-closed');
     // The recorders' last segments are uploaded before the workers go.
     await Promise.allSettled([
@@ -476,13 +812,22 @@ class LocalMediaNode implements MediaNode {
       const producer = stream.producer;
       if (producer?.id === producerId) {
         this.#producers.set(producerId, { producer, streamId });
-        this.#record(stream, producer);
+        // The broadcaster's node records; a relay carries a copy and records nothing.
+        if (!peerId.startsWith(RELAY_PEER_PREFIX)) this.#record(stream, producer);
       }
+      this.#repullDownstream(streamId, producerId);
+      // The broadcaster produces here now (the stream moved to this node): the pulled copy goes.
+      const relay = this.#relays.get(streamId);
+      if (relay && !peerId.startsWith(RELAY_PEER_PREFIX)) this.#releaseRelay(streamId, relay);
+      // Relayed audio is announced too: a listener that joined this node while it waited for its
+      // upstream (a new origin whose broadcaster was reconnecting) consumes when it arrives here.
+      // Its close is not: the broadcaster's own close, from the origin, is the one that counts.
       this.#emit('producerOpened', { streamId, peerId, producerId });
     });
     stream.on('producerclose', ({ producerId, peerId, reason }) => {
       this.#producers.delete(producerId);
       void this.#recorders.get(streamId)?.detach(producerId);
+      if (peerId.startsWith(RELAY_PEER_PREFIX)) return;
       this.#emit('producerClosed', { streamId, peerId, producerId, reason });
     });
     stream.on('producerpause', ({ producerId, paused }) =>
@@ -493,6 +838,21 @@ class LocalMediaNode implements MediaNode {
     const origin = stream.info().routers.find((router) => router.role === 'origin');
     this.#log.info({ streamId, workerIndex: origin?.workerIndex }, 'stream opened');
     this.#emit('streamOpened', { streamId, workerIndex: origin?.workerIndex ?? -1 });
+  }
+
+  /** A new producer here: the nodes this one fed pull it again (their pipes ended with the old one). */
+  #repullDownstream(streamId: string, producerId: string): void {
+    const peersOf = this.#peersOf;
+    const downstream = this.#downstream.get(streamId);
+    if (!peersOf || !downstream) return;
+    for (const nodeId of downstream) {
+      peersOf(nodeId)
+        .pullStream({ streamId, sourceNodeId: this.nodeId, producerId })
+        .catch((error: unknown) => {
+          downstream.delete(nodeId);
+          this.#log.warn({ err: error, streamId, nodeId }, 'a downstream node did not pull the new producer');
+        });
+    }
   }
 
   #endStream(stream: LiveStream, reason: MediaNodeEvents['streamEnded']['reason']): void {
@@ -511,6 +871,8 @@ class LocalMediaNode implements MediaNode {
         .close()
         .catch((error: unknown) => this.#log.error({ err: error, streamId }, 'could not stop the recorder'));
     }
+    this.#downstream.delete(streamId);
+    this.#idleSince.delete(streamId);
     this.#log.info({ streamId, reason }, 'stream ended');
     this.#emit('streamEnded', { streamId, reason });
   }
@@ -583,7 +945,7 @@ class LocalMediaNode implements MediaNode {
   #record(stream: LiveStream, producer: ms.Producer): void {
     this.#recorderOf(stream)
       .then(async (recorder) => {
-        if (recorder && !producer.closed) await recorder.attach(stream.originRouter, producer);
+        if (recorder && !producer.closed) await recorder.attach(await stream.originRouter(), producer);
       })
       .catch((error: unknown) =>
         this.#log.error({ err: error, streamId: stream.id }, 'could not start recording'),

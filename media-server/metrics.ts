@@ -35,6 +35,14 @@ const bytesSent = counter('veza_media_bytes_sent_total', 'bytes sent on WebRTC t
   'node',
 ]);
 
+const listenersRefused = counter(
+  'veza_media_listeners_refused_total',
+  'listeners refused by a media node: stream_budget (every router of the stream full), node_max (MEDIA_NODE_MAX_LISTENERS), draining',
+  ['node', 'reason'],
+);
+
+export type RefusalReason = 'stream_budget' | 'node_max' | 'draining';
+
 // What listeners' RTCP receiver reports say about their leg, one observation per sampled listener
 // per tick: the distribution is what alerts on (a few bad listeners are not an outage).
 const listenerLoss = histogram(
@@ -68,6 +76,10 @@ export class MediaMetrics {
 
   setCpuSeconds(workerIndex: number, seconds: number): void {
     cpuSeconds.set({ node: this.node, worker: String(workerIndex) }, seconds);
+  }
+
+  listenerRefused(reason: RefusalReason): void {
+    listenersRefused.inc({ node: this.node, reason });
   }
 
   workerDied(): void {

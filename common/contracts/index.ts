@@ -12,6 +12,7 @@ export * from './analytics-rest.js';
 export * from './chat-events.js';
 export * from './chat-rules.js';
 export * from './errors.js';
+export * from './listener-placement.js';
 export * from './media-node.js';
 export * from './mediasoup.js';
 export * from './notification-events.js';

@@ -75,6 +75,15 @@ export const joinStreamRequestSchema = z.object({
   role: joinRoleSchema,
   /** A listener's device capabilities: with them the node creates the consumer in the same call. */
   rtpCapabilities: rtpCapabilitiesSchema.optional(),
+  /**
+   * Placement put the listener on a node that must first pull the stream from this carrier
+   * (common/contracts/listener-placement.ts): the node pulls it (pullStream) before it places the
+   * listener, unless it already carries it from there.
+   */
+  pullFrom: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/)
+    .optional(),
 });
 export type JoinStreamRequest = z.input<typeof joinStreamRequestSchema>;
 
@@ -212,6 +221,55 @@ export const streamInfoSchema = z.object({
 export type StreamInfo = z.infer<typeof streamInfoSchema>;
 
 /**
+ * Cascaded fan-out: a node that must serve a stream it does not carry pulls it from a node that
+ * does, over a mediasoup PipeTransport pair (plain RTP with RTX/NACK between the two nodes'
+ * announced addresses). The destination opens its side first and asks the source with `pipeOut`;
+ * the source connects to it, consumes the stream's producer and answers with its own side and the
+ * consumer's RTP parameters; the destination connects back and produces with the same producer id.
+ */
+export const pullStreamRequestSchema = z.object({
+  streamId: callerIdSchema,
+  /** A node that carries the stream (its origin or a relay), as placement chose it. */
+  sourceNodeId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
+  /**
+   * The source's producer as the source knows it: a source whose broadcaster produced again asks
+   * its downstream nodes to pull the new one. Absent: a pipe that is alive is kept.
+   */
+  producerId: objectIdSchema.optional(),
+});
+export type PullStreamRequest = z.input<typeof pullStreamRequestSchema>;
+
+export const pullStreamResultSchema = z.object({
+  producerId: objectIdSchema,
+  /** The node the stream is pulled from now (it may already have been pulled from another one). */
+  upstream: z.string(),
+});
+export type PullStreamResult = z.infer<typeof pullStreamResultSchema>;
+
+const pipeTupleShape = {
+  ip: z.string().min(1).max(64),
+  port: z.number().int().min(1).max(65535),
+};
+
+export const pipeOutRequestSchema = z.object({
+  streamId: callerIdSchema,
+  toNodeId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
+  /** The destination's pipe transport, where the source sends. */
+  ...pipeTupleShape,
+});
+export type PipeOutRequest = z.input<typeof pipeOutRequestSchema>;
+
+export const pipeOutResultSchema = z.object({
+  /** The source's pipe transport: what the destination closes with closePipe when it lets go. */
+  pipeId: objectIdSchema,
+  ...pipeTupleShape,
+  producerId: objectIdSchema,
+  rtpParameters: rtpParametersSchema,
+  producerPaused: z.boolean(),
+});
+export type PipeOutResult = z.infer<typeof pipeOutResultSchema>;
+
+/**
  * Every method callable over the bus (what the edge calls): its positional arguments, parsed by
  * the node, and its result, parsed by the caller.
  */
@@ -245,6 +303,12 @@ export const MEDIA_NODE_CALLS = {
   getStats: { args: z.tuple([callerIdSchema]), result: peerStatsSchema },
   listenerCount: { args: z.tuple([callerIdSchema]), result: count },
   getStreamInfo: { args: z.tuple([callerIdSchema]), result: streamInfoSchema },
+  /** Makes the stream consumable on this node by pulling it from `sourceNodeId` (idempotent while the pipe lives). */
+  pullStream: { args: z.tuple([pullStreamRequestSchema]), result: pullStreamResultSchema },
+  /** Source side of pullStream: pipes the stream's producer to the destination's address. */
+  pipeOut: { args: z.tuple([pipeOutRequestSchema]), result: pipeOutResultSchema },
+  /** The destination no longer needs the pipe (idempotent). */
+  closePipe: { args: z.tuple([objectIdSchema]), result: nothing },
 } as const;
 
 export type MediaNodeMethod = keyof typeof MEDIA_NODE_CALLS;
@@ -269,6 +333,8 @@ export const MEDIA_FAILURE = {
   noAudio: 'no_audio',
   /** `joinStream` / `createTransport`: every router the node could give the stream is full. */
   atCapacity: 'at_capacity',
+  /** `joinStream` / `createTransport` / `pullStream`: the node is draining and takes no new listeners. */
+  draining: 'node_draining',
 } as const;
 export type MediaFailureReason = (typeof MEDIA_FAILURE)[keyof typeof MEDIA_FAILURE];
 
@@ -311,8 +377,18 @@ export const MEDIA_EVENT_SCHEMAS = {
     /** Streams that had a router on the dead worker; their routers have been re-created. */
     affectedStreamIds: z.array(z.string()),
   }),
+  /**
+   * A relay node pulls the stream from another carrier now (its upstream died and placement
+   * re-attached it): the producer it relayed was replaced, which closed its listeners' consumers
+   * there; they consume the new one (same producer id, as on every node of the tree).
+   */
+  relayReplaced: z.object({ streamId: z.string(), producerId: z.string(), upstream: z.string() }),
   /** The stream was closed (closeStream or node shutdown): every transport of it is gone. */
-  streamEnded: z.object({ streamId: z.string(), reason: z.enum(['closed', 'node-closed']) }),
+  streamEnded: z.object({
+    streamId: z.string(),
+    /** relay-released: a relay node let go of a stream nobody listened to there any more. */
+    reason: z.enum(['closed', 'node-closed', 'relay-released']),
+  }),
 } as const;
 
 export type MediaGatewayEventName = keyof typeof MEDIA_EVENT_SCHEMAS;
@@ -358,6 +434,28 @@ export const mediaNodeLoadSchema = z.object({
   consumers: count,
   /** consumers + transports over every worker: what placement compares (per worker). */
   load: count,
+  // What listener placement reads (cascaded fan-out). Defaults keep a node of the previous version readable.
+  /** Listeners (recv transports) on the node, every stream. */
+  listeners: count.default(0),
+  /** MEDIA_NODE_MAX_LISTENERS: the node refuses listeners beyond it. 0: not announced. */
+  maxListeners: count.default(0),
+  /** MEDIA_NODE_ZONE: an operator's zone or region label ('' when unset). */
+  zone: z.string().max(64).default(''),
+  /** The node drains: it keeps serving, takes no new listener. */
+  draining: z.boolean().default(false),
+  /** The streams the node carries, with where each comes from (null: the broadcaster is here). */
+  streams: z
+    .array(
+      z.object({
+        streamId: z.string(),
+        listeners: count,
+        upstream: z.string().nullable(),
+        /** Nodes this one pipes the stream to. */
+        downstream: z.array(z.string()).max(1024),
+      }),
+    )
+    .max(10_000)
+    .default([]),
 });
 export type MediaNodeLoad = z.infer<typeof mediaNodeLoadSchema>;
 

@@ -8,7 +8,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { mediaPresenceOf, mediaPresenceSubject, mediaRequestSubject } from '../../common/contracts/index.js';
+import {
+  listenersLeftSubject,
+  mediaPresenceOf,
+  mediaPresenceSubject,
+  mediaRequestSubject,
+  placeListenerSubject,
+  VezaError,
+} from '../../common/contracts/index.js';
 import { createLogger, loadConfig } from '../../common/index.js';
 import { NatsEventBus } from '../../common/ports/index.js';
 import { clusterServices } from '../../common/testing/index.js';
@@ -121,6 +128,39 @@ describe('the media-node registry over NATS', () => {
     const placed = watching.pick();
     const { nodeId } = await serve(nodes[1]!, { heartbeatMs: NO_PERIODIC_BEAT_MS });
     await expect(placed).resolves.toBe(nodeId);
+  });
+
+  it("answers the edges' listener placements over the bus, counts the batches of listeners that left, and names a bad field", async () => {
+    const watching = await registry();
+    const { nodeId } = await serve(nodes[0]!, { heartbeatMs: NO_PERIODIC_BEAT_MS });
+    await vi.waitFor(() => expect(liveIds(watching)).toEqual([nodeId]));
+    const edge = await connect();
+    const place = () =>
+      edge.request(
+        placeListenerSubject(cluster),
+        { streamId: '42', originNodeId: nodeId },
+        { timeoutMs: 5_000 },
+      );
+    await expect(place()).resolves.toEqual({ nodeId, pullFrom: null });
+    // A node unknown to the registry (another cluster's, or gone) is the listener's origin as before.
+    await expect(
+      edge.request(placeListenerSubject(cluster), { streamId: '42', originNodeId: 'elsewhere' }),
+    ).resolves.toEqual({ nodeId: 'elsewhere', pullFrom: null });
+    const failure = await edge
+      .request(placeListenerSubject(cluster), { streamId: 'x', originNodeId: nodeId })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(VezaError);
+    expect(failure).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/streamId/) });
+    // The node takes 1,000 listeners by default: fill the registry's view, then one batch frees one place.
+    const before = watching.live()[0];
+    expect(before?.maxListeners).toBeGreaterThan(0);
+    for (let placed = 1; placed < (before?.maxListeners ?? 0); placed++) await place();
+    await expect(place()).rejects.toMatchObject({
+      code: 'resource_exhausted',
+      details: { reason: 'at_capacity' },
+    });
+    await edge.publish(listenersLeftSubject(cluster), { left: [{ streamId: '42', nodeId, count: 1 }] });
+    await vi.waitFor(() => expect(place()).resolves.toEqual({ nodeId, pullFrom: null }));
   });
 
   it('forgets a node at once when it says goodbye, then refuses to place a stream', async () => {

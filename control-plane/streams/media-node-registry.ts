@@ -12,16 +12,33 @@
  * several control planes do not all choose the same one. With no node listed, placement asks the
  * nodes to announce themselves and waits a moment before giving up, so a control plane that just
  * (re)started, or a node that just came up, does not fail a StartStream.
+ *
+ * Listeners are placed here too (listener-placement.ts), asked by the edges over the bus
+ * (common/contracts/listener-placement.ts): one control plane answers each placement, and every
+ * control plane hears the edges' batches of listeners that left.
  */
 import {
   DEFAULT_MEDIA_CLUSTER,
+  InvalidArgumentError,
+  listenersLeftSchema,
+  listenersLeftSubject,
   type MediaNodeHeartbeat,
   mediaNodeHeartbeatSchema,
   mediaPresenceGroup,
+  mediaRequestSubject,
+  type PlaceListenerResult,
+  placeListenerRequestSchema,
+  placeListenerSubject,
   UnavailableError,
 } from '../../common/contracts/index.js';
 import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
+import {
+  ListenerPlacement,
+  type Placement,
+  type PlaceOptions,
+  type Reattachment,
+} from './listener-placement.js';
 
 export interface MediaNodeStatus extends MediaNodeHeartbeat {
   /** Streams placed on it since its last heartbeat (not in its load yet). */
@@ -41,6 +58,14 @@ export interface MediaNodeRegistry {
    * node not to choose.
    */
   pick(options?: { wait?: boolean; exclude?: string }): Promise<string>;
+  /**
+   * Chooses the node for a listener of a stream (cascaded fan-out, see listener-placement.ts):
+   * a carrier with room, else a node added to the stream's tree (`pullFrom` says where it pulls
+   * from); resource_exhausted "at capacity" when no node can take it.
+   */
+  placeListener(streamId: string, options: PlaceOptions): Placement;
+  /** A listener placed by placeListener left. */
+  listenerLeft(streamId: string, nodeId: string): void;
   close(): void;
 }
 
@@ -57,6 +82,8 @@ export interface MediaNodeRegistryOptions {
    * that said goodbye is not lost: it keeps serving its streams while it drains.
    */
   onLost?(nodeId: string, cause: Exclude<PresenceLeaveCause, 'goodbye'>): void;
+  /** MEDIA_RELAY_FANOUT: most nodes one node pipes a stream to. Default 4. */
+  relayFanout?: number;
 }
 
 export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): MediaNodeRegistry {
@@ -68,6 +95,7 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
   const placed = new Map<string, number>();
   /** pick()s waiting for a first heartbeat. */
   const waiters = new Set<() => void>();
+  const listeners = new ListenerPlacement({ fanout: options.relayFanout ?? 4 });
 
   const watch = watchPresence({
     bus,
@@ -77,14 +105,30 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
     schema: mediaNodeHeartbeatSchema,
     onHeartbeat(heartbeat) {
       placed.set(heartbeat.nodeId, 0);
+      listeners.observe(heartbeat);
       for (const wake of [...waiters]) wake();
     },
     onLeave(heartbeat, cause) {
       // A restarted node is listed again already (its new boot), with its own count.
       if (cause !== 'restarted') placed.delete(heartbeat.nodeId);
+      // A draining node (goodbye) takes no new listener, and still feeds its children; a lost one
+      // carries nothing any more: its children pull from another carrier now.
+      if (cause !== 'restarted') {
+        const reattached = listeners.forget(heartbeat.nodeId, { reattach: cause === 'missed' });
+        for (const move of reattached) reattach(move);
+      }
       if (cause !== 'goodbye') options.onLost?.(heartbeat.nodeId, cause);
     },
   });
+
+  /** Tells a carrier to pull from its new parent (idempotent on the node: a second control plane's ask is a no-op). */
+  const reattach = ({ streamId, nodeId, pullFrom }: Reattachment) => {
+    const request = { args: [{ streamId, sourceNodeId: pullFrom }] };
+    bus.request(mediaRequestSubject(nodeId, 'pullStream'), request, { timeoutMs: 10_000 }).then(
+      () => log.info({ streamId, nodeId, pullFrom }, 'relay re-attached under another carrier'),
+      (error: unknown) => log.warn({ err: error, streamId, nodeId, pullFrom }, 'a relay could not re-attach'),
+    );
+  };
 
   const live = (): MediaNodeStatus[] =>
     watch
@@ -98,8 +142,50 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       })
       .sort((a, b) => a.score - b.score);
 
+  const placeListener = (streamId: string, placeOptions: PlaceOptions): Placement => {
+    try {
+      return listeners.place(streamId, placeOptions);
+    } catch (error) {
+      log.warn({ streamId, originNodeId: placeOptions.originNodeId }, 'stream at capacity: listener refused');
+      throw error;
+    }
+  };
+  // The edges' side of placement: one request per listener join, answered by one control plane.
+  const serving = bus.respond(
+    placeListenerSubject(cluster),
+    async (payload): Promise<PlaceListenerResult> => {
+      const parsed = placeListenerRequestSchema.safeParse(payload);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new InvalidArgumentError(
+          `malformed listener placement request: ${issue?.path.join('.') || 'payload'}: ${issue?.message}`,
+          issue?.path.join('.'),
+        );
+      }
+      const { streamId, originNodeId, zone, previousNodeId } = parsed.data;
+      return placeListener(streamId, {
+        originNodeId,
+        ...(zone ? { zone } : {}),
+        ...(previousNodeId ? { previousNodeId } : {}),
+      });
+    },
+  );
+  const leaving = bus.subscribe(listenersLeftSubject(cluster), (payload) => {
+    const parsed = listenersLeftSchema.safeParse(payload);
+    if (!parsed.success) {
+      log.warn(
+        { issue: parsed.error.issues[0]?.message },
+        'ignoring a malformed batch of listeners that left',
+      );
+      return;
+    }
+    for (const { streamId, nodeId, count } of parsed.data.left) {
+      for (let i = 0; i < count; i++) listeners.leave(streamId, nodeId);
+    }
+  });
+
   return {
-    ready: watch.ready,
+    ready: Promise.all([watch.ready, serving.ready, leaving.ready]).then(() => undefined),
     live,
     async pick({ wait = true, exclude }: { wait?: boolean; exclude?: string } = {}) {
       const candidatesNow = () => live().filter((node) => node.nodeId !== exclude);
@@ -129,7 +215,13 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
       placed.set(chosen.nodeId, (placed.get(chosen.nodeId) ?? 0) + 1);
       return chosen.nodeId;
     },
+    placeListener,
+    listenerLeft(streamId, nodeId) {
+      listeners.leave(streamId, nodeId);
+    },
     close() {
+      serving.unsubscribe();
+      leaving.unsubscribe();
       watch.close();
       placed.clear();
       for (const wake of [...waiters]) wake();

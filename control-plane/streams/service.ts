@@ -283,6 +283,7 @@ export function createStreamService(deps: StreamServiceDeps): ServiceBinding {
           bus: deps.bus,
           log: deps.log,
           cluster: deps.config.MEDIA_CLUSTER,
+          relayFanout: deps.config.MEDIA_RELAY_FANOUT,
           onLost,
         })
       : undefined;

@@ -10,9 +10,11 @@ import type { EventBus } from '../../common/ports/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import type { IceServer } from '../protocol/index.js';
 import type { AudienceReporter } from './audience.js';
+import { busListenerPlacer, type ListenerPlacer, originPlacer } from './listener-placer.js';
 import { MediaFanout } from './media-fanout.js';
 import type { MediaGateway } from './media-gateway.js';
 import type { MediaSessionContext } from './media-session.js';
+import { NodeListeners } from './node-listeners.js';
 import type { TopicPublisher } from './socket.js';
 import { StreamLiveness } from './stream-liveness.js';
 import { StreamLookup } from './stream-lookup.js';
@@ -35,6 +37,12 @@ export interface EdgeStreamsOptions {
   listenerNotifyMs?: number;
   /** Minimum gap between ReportListenerCount calls for one stream (default 1 s). */
   listenerReportMs?: number;
+  /**
+   * Cluster mode: listeners are placed across the cluster's media nodes by the control planes'
+   * registry (cascaded fan-out), and moved when their node dies. Without it (standalone, one
+   * node) every listener joins its stream's node with no extra request.
+   */
+  cascade?: { cluster: string; zone?: string };
 }
 
 export interface EdgeStreams {
@@ -71,15 +79,25 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
     graceMs: options.graceMs,
     log,
   });
+  const nodeListeners = new NodeListeners();
   const fanout = new MediaFanout({
     media: options.media,
     streams: registry,
     liveness,
     controlPlane,
+    nodeListeners,
     log,
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
   });
+  const placement: ListenerPlacer = options.cascade
+    ? busListenerPlacer({
+        bus: options.bus,
+        log,
+        cluster: options.cascade.cluster,
+        ...(options.cascade.zone ? { zone: options.cascade.zone } : {}),
+      })
+    : originPlacer();
   return {
     media: {
       gateway: options.media,
@@ -89,16 +107,25 @@ export function edgeStreams(options: EdgeStreamsOptions): EdgeStreams {
       peerPrefix: edgePeerPrefix(options.edgeId, options.bootId),
       iceServers: options.iceServers,
       audience: options.audience,
+      placement,
+      nodeListeners,
     },
     async start() {
       fanout.start();
-      await liveness.start();
+      await Promise.all([
+        liveness.start(),
+        options.cascade
+          ? nodeListeners.watch({ bus: options.bus, cluster: options.cascade.cluster, log })
+          : null,
+      ]);
     },
     close() {
       // Notifications stop first, as the edge's sockets are about to close.
       registry.close();
       fanout.close();
       liveness.close();
+      nodeListeners.close();
+      void placement.close();
     },
   };
 }

@@ -3,11 +3,13 @@
  * publish per stream topic, which uWS fans out): `streamStarted`, `producerClosed`,
  * `producerPaused` / `producerResumed`, `listenerCount` (throttled, and reported to the control
  * plane with ReportListenerCount, throttled apart), `audioLevel` (to the broadcaster only) and
- * `workerRestarted` (a worker replaced, or the stream moved to another media node).
+ * `workerRestarted` (a worker replaced, or the stream moved to another media node); a relay node
+ * that re-attached under another carrier (`relayReplaced`) is told to its own listeners only.
  */
 import type { Logger } from '../../common/index.js';
 import type { ControlPlaneClient } from '../../control-plane/client/index.js';
 import type { MediaGateway } from './media-gateway.js';
+import type { NodeListeners } from './node-listeners.js';
 import type { StreamLiveness } from './stream-liveness.js';
 import type { StreamRegistry } from './stream-registry.js';
 import { type KeyedThrottle, keyedThrottle } from './throttle.js';
@@ -17,6 +19,8 @@ export interface MediaFanoutOptions {
   streams: Pick<StreamRegistry, 'notify'>;
   liveness: Pick<StreamLiveness, 'isEnded' | 'producerClosed' | 'watch'>;
   controlPlane: Pick<ControlPlaneClient, 'stream'>;
+  /** This edge's listeners per media node (cascaded fan-out). */
+  nodeListeners: Pick<NodeListeners, 'relayReplaced'>;
   log: Logger;
   /** Minimum gap between listener-count notifications of one stream (default 250 ms). */
   listenerNotifyMs?: number;
@@ -85,6 +89,11 @@ export class MediaFanout {
           { streamId, volume: event.volumeDbov, speaking: event.speaking },
           { broadcasterOnly: true },
         );
+      }),
+      // Only the listeners on that relay node lost their consumer; the rest of the stream hears on.
+      media.on('relayReplaced', (event, nodeId) => {
+        const streamId = streamIdOf(event.streamId);
+        if (streamId) this.#options.nodeListeners.relayReplaced(nodeId, streamId, event.producerId);
       }),
       media.on('workerReplaced', (event) => {
         for (const raw of event.affectedStreamIds) {

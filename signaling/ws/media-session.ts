@@ -38,8 +38,10 @@ import {
 } from '../protocol/index.js';
 import type { AudienceReporter, AudienceSession } from './audience.js';
 import { noAudio, notJoined, streamEnded } from './errors.js';
+import type { ListenerPlacer } from './listener-placer.js';
 import type { MediaGateway } from './media-gateway.js';
 import { toProtocolStats } from './media-stats.js';
+import type { MovableListener, NodeListeners } from './node-listeners.js';
 import type { ConnectionSocket } from './socket.js';
 import type { StreamLiveness } from './stream-liveness.js';
 import type { StreamLookup, StreamMeta } from './stream-lookup.js';
@@ -65,6 +67,10 @@ export interface MediaSessionContext {
   peerPrefix: string;
   /** The ICE servers for one user's transports (TURN credentials can be per user). */
   iceServers: (userId: number) => IceServer[];
+  /** Which media node takes a listener (cascaded fan-out; the stream's own node with one node). */
+  placement: Pick<ListenerPlacer, 'place' | 'left'>;
+  /** This edge's listeners per media node, moved when their node dies. */
+  nodeListeners: Pick<NodeListeners, 'add' | 'remove'>;
   /** Audience analytics of every media session of the edge. */
   audience: AudienceReporter;
 }
@@ -85,6 +91,12 @@ interface Joined {
   streamId: number;
   role: Role;
   peerId: string;
+  /** The media node the connection is on: the stream's origin, or where placement put a listener. */
+  nodeId: string;
+  /** Placement counted this listener on nodeId (given back when it leaves). */
+  placed: boolean;
+  /** The stream's own node when the connection joined. */
+  originNodeId: string;
   media: MediaNodeApi;
   meta: StreamMeta;
   transports: Map<string, 'send' | 'recv'>;
@@ -127,7 +139,7 @@ function toConsumerOffer(consumer: ConsumeResult): ConsumerOffer {
   };
 }
 
-export class MediaSession implements MediaRequests, StreamMember {
+export class MediaSession implements MediaRequests, StreamMember, MovableListener {
   readonly #connectionId: number;
   readonly #auth: ConnectionAuth;
   readonly #socket: ConnectionSocket;
@@ -182,6 +194,31 @@ export class MediaSession implements MediaRequests, StreamMember {
       this.#endedStreamId = streamId;
       await leaving;
     }
+  }
+
+  /** The media node this connection listens on died: the client joins again, and placement moves it. */
+  nodeLost(nodeId: string): void {
+    const joined = this.#joined;
+    if (!joined || joined.nodeId !== nodeId) return;
+    // The stream's own node: the control plane moves the stream (stream.moved makes everyone join
+    // again) or ends it (streamEnded, with its reason), and a join now would race that answer.
+    if (!joined.placed || joined.nodeId === joined.originNodeId) return;
+    this.#socket.send({
+      notification: 'workerRestarted',
+      data: { streamId: joined.streamId, reconnect: true },
+    });
+  }
+
+  /**
+   * The relayed producer this listener consumed on its node was replaced by one pulled from another
+   * carrier (same id): the node closed its consumer, so the client is told so and consumes again on
+   * the transport it has (what it does when a broadcaster comes back), without a new join.
+   */
+  relayReplaced(streamId: number, producerId: string): void {
+    const joined = this.#joined;
+    if (!joined || joined.streamId !== streamId || joined.role !== 'listener') return;
+    this.#socket.send({ notification: 'producerClosed', data: { streamId, producerId } });
+    this.#socket.send({ notification: 'streamStarted', data: { streamId, producerId } });
   }
 
   replaced(): void {
@@ -253,6 +290,9 @@ export class MediaSession implements MediaRequests, StreamMember {
     this.#joined = null;
     joined.audience?.end(cause);
     this.#context.streams.left(this, joined.meta, joined.role, cause);
+    this.#context.nodeListeners.remove(joined.nodeId, this);
+    // A rejoin gives its place back in its placement request (previousNodeId), in the same step.
+    if (joined.placed && cause !== 'rejoin') this.#context.placement.left(joined.streamId, joined.nodeId);
     try {
       await joined.media.closePeer(joined.peerId);
     } catch (error) {
@@ -292,16 +332,35 @@ export class MediaSession implements MediaRequests, StreamMember {
         const oldest = this.#authorized.keys().next().value;
         if (oldest !== undefined && oldest !== streamId) this.#authorized.delete(oldest);
       }
+      const previous = this.#joined;
+      const previousNodeId = previous?.placed && previous.streamId === streamId ? previous.nodeId : undefined;
       await this.#leave('rejoin');
+      if (previous?.placed && previousNodeId === undefined)
+        this.#context.placement.left(previous.streamId, previous.nodeId);
       if (!this.#socket.open) throw new FailedPreconditionError('connection closed');
 
-      const media = gateway.node(meta.mediaNodeId);
+      // A listener goes where placement puts it (maybe a node that pulls the stream first); the
+      // broadcaster, a stream without a media node id (the gateway's default node) and the first v1
+      // shape (no capabilities: its separate calls cannot carry pullFrom) stay on the origin.
+      const placement =
+        role === 'listener' && meta.mediaNodeId && rtpCapabilities
+          ? await this.#context.placement.place({
+              streamId,
+              originNodeId: meta.mediaNodeId,
+              ...(previousNodeId ? { previousNodeId } : {}),
+            })
+          : null;
+      const nodeId = placement?.nodeId ?? meta.mediaNodeId;
+      const media = gateway.node(nodeId);
       // `<edgeId>:<bootId>:`: unique per edge run, and how the media node finds this edge's peers when it is gone.
       const peerId = `${this.#context.peerPrefix}${this.#connectionId}:${++this.#joins}`;
       const joined: Joined = {
         streamId,
         role,
         peerId,
+        nodeId,
+        placed: placement !== null,
+        originNodeId: meta.mediaNodeId,
         media,
         meta,
         transports: new Map(),
@@ -328,13 +387,11 @@ export class MediaSession implements MediaRequests, StreamMember {
               peerId,
               role,
               ...(role === 'listener' ? { rtpCapabilities } : {}),
+              ...(placement?.pullFrom ? { pullFrom: placement.pullFrom } : {}),
             })
             .catch((error: unknown) => {
               if (error instanceof VezaError && error.details.reason === MEDIA_FAILURE.atCapacity)
-                this.#log.warn(
-                  { streamId, mediaNodeId: meta.mediaNodeId },
-                  'join refused: stream at capacity',
-                );
+                this.#log.warn({ streamId, mediaNodeId: nodeId }, 'join refused: stream at capacity');
               throw this.#classify(joined, error);
             });
           routerCapabilities = ROUTER_CAPABILITIES;
@@ -355,9 +412,11 @@ export class MediaSession implements MediaRequests, StreamMember {
         }
       } catch (error) {
         if (subscribedEarly) streams.left(this, meta, role, 'rejoin');
+        if (placement) this.#context.placement.left(streamId, nodeId);
         throw error;
       }
       this.#joined = joined;
+      this.#context.nodeListeners.add(nodeId, this);
       joined.audience = this.#context.audience.start({
         streamId,
         role,

@@ -138,6 +138,15 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     iceServers: (userId) => iceServers(config, { userId }),
     audience: createAudienceReporter({ bus: options.bus, log, sampleMs: config.ANALYTICS_SAMPLE_S * 1000 }),
     log,
+    // Several media nodes: the registry places listeners across them (one node in standalone mode).
+    ...(config.VEZA_MODE === 'cluster'
+      ? {
+          cascade: {
+            cluster: config.MEDIA_CLUSTER ?? DEFAULT_MEDIA_CLUSTER,
+            ...(config.MEDIA_NODE_ZONE ? { zone: config.MEDIA_NODE_ZONE } : {}),
+          },
+        }
+      : {}),
     ...(options.listenerNotifyMs === undefined ? {} : { listenerNotifyMs: options.listenerNotifyMs }),
     ...(options.listenerReportMs === undefined ? {} : { listenerReportMs: options.listenerReportMs }),
   });
