@@ -233,6 +233,14 @@ describe('audience analytics from real events', () => {
     );
     expect(one.countries).toEqual(['BR']);
 
+    // A listener reports the stream: counted in its analytics.
+    const reported = await fetch(`${stack.baseUrl}/moderation/report`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stranger.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target_type: 'stream', target_id: streamId, reason: 'spam' }),
+    });
+    expect(reported.status).toBe(201);
+
     const br = listeners.get('BR');
     if (!br) throw new Error('no BR listener');
     sessions.push({ country: 'BR', from: br.from, to: Date.now() });
@@ -272,6 +280,8 @@ describe('audience analytics from real events', () => {
     expect(summary.countsByType['listener.joined']).toBe(3);
     expect(summary.countsByType['listener.left']).toBe(3);
     expect(summary.countsByType['stream.ended']).toBe(1);
+    expect(summary.countsByType['chat.report']).toBe(1);
+    expect(summary.reports).toBe(1);
 
     const series = await getMetrics({ names: ['listeners', 'listening_minutes'] }, owner.token);
     const peak = Math.max(...series.metrics.filter((m) => m.name === 'listeners').map((m) => m.value));

@@ -144,7 +144,23 @@ export function startAnalyticsIngest(options: IngestOptions): AnalyticsIngest {
         log.warn({ issue: parsed.error.issues[0]?.message }, 'dropped a malformed analytics event');
         return;
       }
-      enqueue(parsed.data);
+      const event = parsed.data;
+      // A report names its chat room (moderation knows no stream): counted on the room's stream.
+      const roomId = Number(event.properties.room_id);
+      if (
+        event.type === 'chat.report' &&
+        event.stream_id === null &&
+        Number.isSafeInteger(roomId) &&
+        roomId > 0
+      ) {
+        void streamOfRoom(roomId)
+          .then((streamId) => {
+            if (streamId !== null) enqueue({ ...event, stream_id: streamId });
+          })
+          .catch((error: unknown) => log.warn({ err: error }, 'could not count a report'));
+        return;
+      }
+      enqueue(event);
     }),
     bus.subscribe(STREAM_STARTED, (payload) => {
       const parsed = streamStartedEventSchema.safeParse(payload);

@@ -9,6 +9,8 @@
  *   (the `chat:moderate` permission); moderators and admins themselves cannot be muted or banned.
  */
 import {
+  ANALYTICS_EVENTS,
+  analyticsEvent,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -242,6 +244,20 @@ export function createModeration(deps: ModerationDeps) {
       });
       if (report.created) {
         reportsTotal.inc({ target_type: input.targetType });
+        // Counted in the stream's analytics (its chat room names the stream; the store resolves it).
+        if (roomId !== null) {
+          deps.bus
+            .publish(
+              ANALYTICS_EVENTS,
+              analyticsEvent({
+                type: 'chat.report',
+                user_id: reporter.userId,
+                properties: { room_id: String(roomId), target_type: input.targetType },
+                dedupe_key: `chat.report:${report.id}`,
+              }),
+            )
+            .catch((error: unknown) => log.warn({ err: error }, 'could not count a report in analytics'));
+        }
         await deps.notifier.notifyModerators(
           'moderation.report',
           `New report on a ${input.targetType}`,
