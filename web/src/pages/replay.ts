@@ -93,7 +93,9 @@ export function replayPage(streamId: string) {
           const link = h(
             'a',
             {
-              href: `/replay/${encodeURIComponent(streamId)}?t=${seconds.toFixed(1)}`,
+              // Rounded up to the tenth: opened there, the message has been said (rounding down
+              // could land just before it, and the page would not show it).
+              href: `/replay/${encodeURIComponent(streamId)}?t=${(Math.ceil(seconds * 10) / 10).toFixed(1)}`,
               'data-testid': 'replay-time-link',
             },
             clock(message.offset_ms),
