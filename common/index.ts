@@ -84,6 +84,7 @@ export {
 export { metricsAccessAllowed } from './metrics-access.js';
 export { type OpsServer, type OpsServerOptions, type Readiness, startOpsServer } from './ops-server.js';
 export { hasPermission, permissionsFor } from './permissions.js';
+export { portAcceptsConnections } from './port-probe.js';
 export {
   announcePresence,
   newBootId,
