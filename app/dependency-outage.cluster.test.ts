@@ -12,11 +12,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, loadConfig, metricsRegistry } from '../common/index.js';
+import { createLogger, loadConfig, portAcceptsConnections } from '../common/index.js';
 import {
   clusterServices,
   clusterTestEnv,
@@ -26,7 +25,7 @@ import {
 } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import { type Platform, startPlatform } from './platform.js';
-import { signUpAndIn } from './testing/index.js';
+import { metricValue, signUpAndIn, timedCall } from './testing/index.js';
 
 const log = createLogger({ level: 'silent', name: 'cluster-outage-test' });
 const SERVICE_KEY = 'cluster-outage-test-key-0123456789abcdef';
@@ -37,17 +36,6 @@ interface OwnServer {
   url: string;
   start(): Promise<void>;
   stop(): Promise<void>;
-}
-
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 async function ownServer(
@@ -65,7 +53,7 @@ async function ownServer(
       const started = spawn(command, args(port, dir), { stdio: 'ignore' });
       child = started;
       exited = new Promise((resolve) => started.once('exit', () => resolve()));
-      await expect.poll(() => acceptsConnections(port), { timeout: 10_000, interval: 50 }).toBe(true);
+      await expect.poll(() => portAcceptsConnections(port), { timeout: 10_000, interval: 50 }).toBe(true);
     },
     async stop() {
       // SIGTERM: both servers shut down cleanly, writing what they hold to their data directory.
@@ -87,44 +75,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function metricValue(name: string, labels: Record<string, string>): Promise<number | undefined> {
-  const data = await metricsRegistry().getSingleMetric(name)?.get();
-  return data?.values.find((value) =>
-    Object.entries(labels).every(([key, wanted]) => String(value.labels[key] ?? '') === wanted),
-  )?.value;
-}
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown>;
-  ms: number;
-}
-
 function client(base: string) {
-  return async (
-    method: string,
-    route: string,
-    options: { token?: string; body?: unknown } = {},
-  ): Promise<Answer> => {
-    const started = performance.now();
-    const response = await fetch(`${base}${route}`, {
-      method,
-      headers: {
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-        ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    const text = await response.text();
-    return {
-      status: response.status,
-      headers: response.headers,
-      body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-      ms: performance.now() - started,
-    };
-  };
+  return (method: string, route: string, options: { token?: string; body?: unknown } = {}) =>
+    timedCall(base, method, route, options);
 }
 
 /** A control plane and an edge in one cluster-mode process, on `overrides`' Redis or NATS. */

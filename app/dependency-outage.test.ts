@@ -16,11 +16,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from '../common/db/index.js';
-import { createLogger, loadConfig, metricsRegistry } from '../common/index.js';
+import { createLogger, loadConfig } from '../common/index.js';
 import { freePort } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import { type Platform, startPlatform } from './platform.js';
-import { connectChat, signUpAndIn } from './testing/index.js';
+import { connectChat, metricValue, signUpAndIn, timedCall } from './testing/index.js';
 
 const log = createLogger({ level: 'silent', name: 'outage-test' });
 const SERVICE_KEY = 'outage-test-service-key-0123456789abcdef';
@@ -34,39 +34,8 @@ let platform: Platform;
 let client: ControlPlaneClient;
 let base: string;
 
-async function metricValue(name: string, labels: Record<string, string>): Promise<number | undefined> {
-  const data = await metricsRegistry().getSingleMetric(name)?.get();
-  return data?.values.find((value) =>
-    Object.entries(labels).every(([key, wanted]) => String(value.labels[key] ?? '') === wanted),
-  )?.value;
-}
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: Record<string, unknown>;
-  ms: number;
-}
-
-async function call(method: string, route: string, options: { token?: string; body?: unknown } = {}) {
-  const started = performance.now();
-  const response = await fetch(`${base}${route}`, {
-    method,
-    headers: {
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await response.text();
-  return {
-    status: response.status,
-    headers: response.headers,
-    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-    ms: performance.now() - started,
-  } satisfies Answer;
-}
+const call = (method: string, route: string, options: { token?: string; body?: unknown } = {}) =>
+  timedCall(base, method, route, options);
 
 const goLive = (token: string, title: string) =>
   call('POST', '/stream/start', { token, body: { title, is_public: true } });

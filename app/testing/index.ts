@@ -15,4 +15,5 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
+export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';
