@@ -31,6 +31,8 @@ export type ListenerEvents = BaseSessionEvents & {
 export class Listener extends MediaSession<ListenerEvents> {
   #transport: Transport | undefined;
   #consumer: Consumer | undefined;
+  /** The producer the last `streamStarted` announced, for the consume it schedules. */
+  #announcedProducerId: string | undefined;
 
   constructor(options: SessionOptions) {
     super(options, 'listener');
@@ -51,8 +53,9 @@ export class Listener extends MediaSession<ListenerEvents> {
     this.addCleanup(
       this.connection.on(
         'streamStarted',
-        own(() => {
-          if (!this.#consumer || this.#consumer.closed) this.schedule('consume', 'broadcaster is back');
+        own((data: Notifications['streamStarted']) => {
+          this.#announcedProducerId = data.producerId;
+          if (!this.#hears(data.producerId)) this.schedule('consume', 'broadcaster is back');
         }),
       ),
     );
@@ -113,7 +116,16 @@ export class Listener extends MediaSession<ListenerEvents> {
         return joined.consumer ? this.#receive(this.#transport, joined.consumer) : 'waiting';
       }
     }
+    // A `streamStarted` that arrived while the join was in flight (a relay node starting to carry
+    // the stream announces the producer the join just consumed) asks for nothing new: consuming
+    // again would drop the fresh consumer and gap the audio.
+    if (this.#announcedProducerId && this.#hears(this.#announcedProducerId)) return 'live';
     return this.#consume(this.#transport!);
+  }
+
+  /** Whether the current consumer is alive and carries this producer. */
+  #hears(producerId: string): boolean {
+    return this.#consumer !== undefined && !this.#consumer.closed && this.#consumer.producerId === producerId;
   }
 
   async #consume(transport: Transport): Promise<'live' | 'waiting'> {
