@@ -50,7 +50,7 @@ function ip(args: string[]): string {
 export function requireNetnsSupport(): void {
   if (process.getuid?.() !== 0) {
     throw new Error(
-      'this test puts media nodes in network namespaces and needs root (CI runs it as root); run it as root',
+      'this test puts media nodes in network namespaces of its own, which needs root (CI runs it as root)',
     );
   }
   try {
