@@ -177,14 +177,16 @@ export function createNetnsLab(nodeNames: string[]): NetnsLab {
     throw error;
   }
 
+  const nodeNamed = (name: string): NetnsNode => {
+    const node = nodes.get(name);
+    if (!node) throw new Error(`no node ${name} in the lab`);
+    return node;
+  };
+
   return {
     hostIp,
     nodes,
-    node(name) {
-      const node = nodes.get(name);
-      if (!node) throw new Error(`no node ${name} in the lab`);
-      return node;
-    },
+    node: nodeNamed,
     addHostAddress() {
       const address = `${subnet}.${100 + hostAddresses.length}`;
       ip(['addr', 'add', `${address}/24`, 'dev', bridge]);
@@ -192,7 +194,7 @@ export function createNetnsLab(nodeNames: string[]): NetnsLab {
       return address;
     },
     spawn(name, command, args, options = {}) {
-      const node = this.node(name);
+      const node = nodeNamed(name);
       // `ip netns exec` execs the command in place: the child's pid is the command's.
       return spawn('ip', ['netns', 'exec', node.ns, command, ...args], { detached: true, ...options });
     },
