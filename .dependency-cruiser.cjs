@@ -28,7 +28,7 @@ const MODULES = {
   'control-plane/recordings': [],
   'control-plane/streams': [],
   'control-plane/uploads': [],
-  'media-server': ['testing/wrtc-peers.ts'],
+  'media-server': ['testing/wrtc-peers.ts', 'testing/index.ts'],
   signaling: ['client/index.ts', 'client/testing/index.ts', 'protocol/index.ts'],
   'signaling/client': ['testing/index.ts'],
   'signaling/client/testing': [],

@@ -15,181 +15,19 @@
  * 3. A fourth node starts (room for everyone), then the origin is killed: the stream moves, the
  *    broadcaster reconnects by itself, and every listener hears again within 10 s.
  *
- * Heartbeats every 300 ms make a loss noticed within a second. The test reads the nodes' own
- * heartbeats on the bus to know where the listeners are. Each media process logs into the run's
- * temporary folder; KEEP_CASCADE=1 keeps it after the run (TEST_LOG_LEVEL sets their level).
+ * Heartbeats every 300 ms make a loss noticed within a second. The harness
+ * (app/testing/media-cluster.ts) reads the nodes' own heartbeats on the bus to know where the
+ * listeners are.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type MediaNodeHeartbeat,
-  mediaNodeHeartbeatSchema,
-  mediaPresenceSubject,
-} from '../common/contracts/index.js';
-import { createLogger, loadConfig } from '../common/index.js';
-import { type EventBus, NatsEventBus } from '../common/ports/index.js';
-import {
-  clusterServices,
-  clusterTestEnv,
-  createTestDatabase,
-  type TestDatabase,
-} from '../common/testing/index.js';
-import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
-import { Broadcaster, Listener, SignalingConnection } from '../signaling/client/index.js';
-import {
-  type AudioTap,
-  installWrtcGlobals,
-  listenerTap,
-  NODE_HANDLER_NAME,
-  nodeWebSocket,
-  sineSource,
-} from '../signaling/client/testing/index.js';
-import { type Platform, startPlatform } from './platform.js';
-import { signUpAndIn } from './testing/index.js';
+import { type Fan, type MediaCluster, type MediaProcess, startMediaCluster } from './testing/index.js';
 
-installWrtcGlobals();
-
-const WebSocket = nodeWebSocket();
-const SERVICE_KEY = 'cascade-cluster-test-service-key-0123456789';
-const HEARTBEAT_MS = 300;
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'cascade-cluster-test' });
 const audible = (rms: number) => rms > 100;
-const run = randomBytes(3).toString('hex');
-const cluster = `cascade${run}`;
-
-let db: TestDatabase;
-let dataDir: string;
-let shared: Record<string, string>;
-let control: Platform;
-let edge: Platform;
-let client: ControlPlaneClient;
-let bus: EventBus;
-const cleanups: Array<() => unknown> = [];
-
-/** The latest heartbeat of each media node of this run, and who waits for a change. */
-const heartbeats = new Map<string, MediaNodeHeartbeat>();
-const heartbeatWaiters = new Set<() => void>();
-
-/** Resolves once the nodes' heartbeats satisfy `check` (a condition, not a sleep). */
-function untilHeartbeats(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  if (check()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      heartbeatWaiters.delete(wake);
-      reject(
-        new Error(`timed out waiting for ${what}: ${JSON.stringify([...heartbeats.values()].map(summary))}`),
-      );
-    }, timeoutMs);
-    const wake = () => {
-      if (!check()) return;
-      clearTimeout(timer);
-      heartbeatWaiters.delete(wake);
-      resolve();
-    };
-    heartbeatWaiters.add(wake);
-  });
-}
-
-const summary = (beat: MediaNodeHeartbeat) => ({
-  nodeId: beat.nodeId,
-  listeners: beat.listeners,
-  streams: beat.streams,
-});
-
-interface MediaProcess {
-  nodeId: string;
-  ip: string;
-  child: ChildProcess;
-  kill(): Promise<void>;
-}
-
+let cluster: MediaCluster;
 let nextIp = 2;
 
-/** A media node as its own process, on its own loopback address; resolves once it announces itself. */
-async function startMediaProcess(name: string): Promise<MediaProcess> {
-  const nodeId = `cascade-${name}-${run}`;
-  const ip = `127.0.0.${nextIp++}`;
-  const logFile = path.join(dataDir, `${name}.log`);
-  const output = createWriteStream(logFile);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
-    cwd: root,
-    // Its own process group: a kill takes its mediasoup worker with it, as a machine's death would.
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      ...shared,
-      VEZA_ROLES: 'media',
-      VEZA_NODE_ID: nodeId,
-      VEZA_DATA_DIR: path.join(dataDir, name),
-      MEDIA_WORKERS: '1',
-      MEDIA_LISTEN_IP: ip,
-      MEDIA_ANNOUNCED_ADDRESS: ip,
-      MEDIA_NODE_MAX_LISTENERS: '1',
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-    },
-  });
-  child.stdout?.pipe(output);
-  child.stderr?.pipe(output);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let alive = true;
-  const kill = async () => {
-    if (!alive) return;
-    alive = false;
-    if (child.pid) process.kill(-child.pid, 'SIGKILL');
-    await exited;
-  };
-  cleanups.push(kill);
-  const early = exited.then(() => {
-    throw new Error(`media process ${name} exited before announcing itself (see ${logFile})`);
-  });
-  await Promise.race([
-    untilHeartbeats(`${name} to announce itself`, () => heartbeats.has(nodeId), 60_000),
-    early,
-  ]);
-  return { nodeId, ip, child, kill };
-}
-
-const createUser = () => signUpAndIn(client, 'cascade');
-const wsUrl = () => `ws://127.0.0.1:${edge.httpPort}/ws`;
-
-async function goLive(owner: { token: string }, streamId: number) {
-  const source = sineSource();
-  cleanups.push(() => source.stop());
-  const connection = new SignalingConnection({ url: wsUrl(), token: owner.token, WebSocket });
-  cleanups.push(() => connection.close());
-  await connection.connect();
-  const broadcaster = new Broadcaster({ connection, handlerName: NODE_HANDLER_NAME });
-  await broadcaster.publish(streamId, source.track);
-  return { connection, broadcaster };
-}
-
-interface Fan {
-  connection: SignalingConnection;
-  listener: Listener;
-  tap: AudioTap;
-}
-
-async function listen(fan: { token: string }, streamId: number): Promise<Fan> {
-  const connection = new SignalingConnection({ url: wsUrl(), token: fan.token, WebSocket });
-  cleanups.push(() => connection.close());
-  await connection.connect();
-  const listener = new Listener({ connection, handlerName: NODE_HANDLER_NAME });
-  const tap = listenerTap(listener, await listener.listen(streamId));
-  cleanups.push(() => tap.stop());
-  return { connection, listener, tap };
-}
-
-/** The node's entry for the stream in its latest heartbeat. */
-const carried = (nodeId: string, streamId: number) =>
-  heartbeats.get(nodeId)?.streams.find((stream) => stream.streamId === String(streamId));
+/** A media node as its own process, on its own loopback address (127.0.0.2, .3, ...). */
+const startMediaProcess = (name: string) => cluster.startMediaProcess(name, { ip: `127.0.0.${nextIp++}` });
 
 /** Resolves once `fan` hears the sine again, or rejects at `deadline` (performance.now()). */
 async function hearsBy(fan: Fan, deadline: number): Promise<void> {
@@ -199,80 +37,44 @@ async function hearsBy(fan: Fan, deadline: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('cluster');
-  dataDir = await mkdtemp(path.join(tmpdir(), 'veza-cascade-'));
-  for (const sequence of ['users_id_seq', 'streams_id_seq', 'chat_rooms_id_seq']) {
-    await db.sql`select setval(${sequence}, ${randomInt(1_000_000, 2 ** 40)})`;
-  }
-  shared = {
-    ...clusterTestEnv('cascade', db.url, SERVICE_KEY),
-    MEDIA_CLUSTER: cluster,
-    PRESENCE_HEARTBEAT_MS: String(HEARTBEAT_MS),
+  cluster = await startMediaCluster('cascade', {
+    PRESENCE_HEARTBEAT_MS: '300',
     // A chain, origin -> relay -> relay: the middle one's death re-attaches the last one.
     MEDIA_RELAY_FANOUT: '1',
-  };
-  bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: shared.VEZA_NAMESPACE });
-  const watching = bus.subscribe(mediaPresenceSubject(cluster, 'heartbeat'), (payload) => {
-    const parsed = mediaNodeHeartbeatSchema.safeParse(payload);
-    if (!parsed.success) return;
-    heartbeats.set(parsed.data.nodeId, parsed.data);
-    for (const wake of [...heartbeatWaiters]) wake();
   });
-  await watching.ready;
-  control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
-  client = createControlPlaneClient({ address: `127.0.0.1:${control.grpcPort}`, apiKey: SERVICE_KEY, log });
-  edge = await startPlatform(
-    loadConfig({
-      ...shared,
-      VEZA_ROLES: 'signaling',
-      VEZA_NODE_ID: `cascade-edge-${run}`,
-      CONTROL_PLANE_ADDRESS: `127.0.0.1:${control.grpcPort}`,
-    }),
-    log,
-  );
 }, 60_000);
 
 afterAll(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await edge?.close();
-  client?.close();
-  await control?.close();
-  await bus?.close();
-  await db?.drop();
-  if (dataDir && !process.env.KEEP_CASCADE) await rm(dataDir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTENERS=1)', () => {
   it('spreads the listeners over every node, each hears the sine; a dead relay and then a dead origin are survived', async () => {
     // The origin first, so the control plane places the stream there.
     const origin = await startMediaProcess('origin');
-    const owner = await createUser();
-    const started = await client.stream.startStream(
-      { title: 'Cascade', description: '', genre: '', isPublic: true, allowAnonymous: false },
-      { token: owner.token },
-    );
-    const streamId = started.stream?.streamId ?? 0;
-    expect(started.stream?.mediaNodeId).toBe(origin.nodeId);
+    const owner = await cluster.createUser();
+    const { streamId, mediaNodeId } = await cluster.startStream(owner);
+    expect(mediaNodeId).toBe(origin.nodeId);
     const relayA = await startMediaProcess('a');
     const relayB = await startMediaProcess('b');
-    const live = await goLive(owner, streamId);
+    const live = await cluster.goLive(owner, streamId);
 
     // 1. One listener per node: the origin's one slot, then a node added under the origin, then the last.
     const fans: Fan[] = [];
-    for (let i = 0; i < 3; i++) fans.push(await listen(await createUser(), streamId));
+    for (let i = 0; i < 3; i++) fans.push(await cluster.listen(await cluster.createUser(), streamId));
     for (const fan of fans) await fan.tap.waitForFrames(50, audible);
-    await untilHeartbeats('a listener on each node', () =>
-      [origin, relayA, relayB].every((node) => carried(node.nodeId, streamId)?.listeners === 1),
+    await cluster.untilHeartbeats('a listener on each node', () =>
+      [origin, relayA, relayB].every((node) => cluster.carried(node.nodeId, streamId)?.listeners === 1),
     );
     // One relay tier per node at fan-out 1: origin -> middle -> last.
-    expect(carried(origin.nodeId, streamId)?.upstream).toBeNull();
+    expect(cluster.carried(origin.nodeId, streamId)?.upstream).toBeNull();
     const middle = [relayA, relayB].find(
-      (node) => carried(node.nodeId, streamId)?.upstream === origin.nodeId,
+      (node) => cluster.carried(node.nodeId, streamId)?.upstream === origin.nodeId,
     );
     const last = middle === relayA ? relayB : relayA;
     expect(middle).toBeDefined();
-    expect(carried(last.nodeId, streamId)?.upstream).toBe(middle?.nodeId);
-    expect(carried(origin.nodeId, streamId)?.downstream).toEqual([middle?.nodeId]);
+    expect(cluster.carried(last.nodeId, streamId)?.upstream).toBe(middle?.nodeId);
+    expect(cluster.carried(origin.nodeId, streamId)?.downstream).toEqual([middle?.nodeId]);
     for (const fan of fans) expect(fan.tap.medianFrameRms()).toBeGreaterThan(100);
 
     // 2. The origin's listener leaves, so the origin has room; then the middle relay dies. Its
@@ -281,7 +83,10 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     const [onOrigin, ...onRelays] = fans as [Fan, Fan, Fan];
     await onOrigin.listener.close();
     onOrigin.connection.close();
-    await untilHeartbeats('the origin to have room', () => carried(origin.nodeId, streamId)?.listeners === 0);
+    await cluster.untilHeartbeats(
+      'the origin to have room',
+      () => cluster.carried(origin.nodeId, streamId)?.listeners === 0,
+    );
     const relaysBack = onRelays.map((fan) => fan.listener.next('reconnected', 20_000));
     const relayKilledAt = performance.now();
     await (middle as MediaProcess).kill();
@@ -289,11 +94,11 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     for (const fan of onRelays) fan.tap.reset();
     for (const fan of onRelays) await hearsBy(fan, relayKilledAt + 5000);
     const relayRecoveryMs = performance.now() - relayKilledAt;
-    await untilHeartbeats(
+    await cluster.untilHeartbeats(
       'the moved listener on the origin, the last relay under the origin',
       () =>
-        carried(origin.nodeId, streamId)?.listeners === 1 &&
-        carried(last.nodeId, streamId)?.upstream === origin.nodeId,
+        cluster.carried(origin.nodeId, streamId)?.listeners === 1 &&
+        cluster.carried(last.nodeId, streamId)?.upstream === origin.nodeId,
     );
 
     // 3. A fourth node gives the two listeners room after the origin's death; then the origin dies.
@@ -310,18 +115,19 @@ describe('one broadcast across three media node processes (MEDIA_NODE_MAX_LISTEN
     console.log(
       `cascade: every listener hears again ${Math.round(relayRecoveryMs)} ms after a relay's death, ${Math.round(originRecoveryMs)} ms after the origin's`,
     );
-    const info = (await client.stream.getStreamInfo({ streamId })).stream;
+    const info = (await cluster.client.stream.getStreamInfo({ streamId })).stream;
     expect(info?.status).toBe('live');
     expect([last.nodeId, relayC.nodeId]).toContain(info?.mediaNodeId);
     // The tree rebuilt under the new origin: the other node pulls from it.
     const newOrigin = info?.mediaNodeId ?? '';
     const other = newOrigin === last.nodeId ? relayC.nodeId : last.nodeId;
-    await untilHeartbeats('the tree rebuilt under the new origin', () => {
+    await cluster.untilHeartbeats('the tree rebuilt under the new origin', () => {
       return (
-        carried(newOrigin, streamId)?.upstream === null && carried(other, streamId)?.upstream === newOrigin
+        cluster.carried(newOrigin, streamId)?.upstream === null &&
+        cluster.carried(other, streamId)?.upstream === newOrigin
       );
     });
 
-    await client.stream.stopStream({ streamId, reason: '' }, { token: owner.token });
+    await cluster.client.stream.stopStream({ streamId, reason: '' }, { token: owner.token });
   }, 180_000);
 });

@@ -1,7 +1,8 @@
 /**
  * Composed stacks for tests of more than one role: accounts made through the real control plane,
  * the in-process signaling stack (control plane, edge and media node over one bus), the chat
- * stack on top of it, and the uploads module's track records the worker role reports through.
+ * stack on top of it, a cluster of media node processes under one control plane and edge (cascaded
+ * fan-out), and the uploads module's track records the worker role reports through.
  */
 
 /** The uploads module's responder for the worker's calls (a real one: give it the worker's bus and database). */
@@ -15,5 +16,12 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
+export {
+  type Fan,
+  type MediaCluster,
+  type MediaProcess,
+  type StartMediaProcessOptions,
+  startMediaCluster,
+} from './media-cluster.js';
 export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

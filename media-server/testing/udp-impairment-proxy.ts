@@ -7,6 +7,11 @@
  * was told (a PipeTransport drops packets from any other). Every forwarded packet is dropped with
  * probability `loss` (a seeded generator, so a run can be replayed) and otherwise delayed by
  * `delayMs`, in both directions.
+ *
+ * It also reads what crosses it (the pipes are plain RTP and RTCP on one port), so a test can tell
+ * that NACK repaired the link: the RTP packets sent a second time (an SSRC and sequence number seen
+ * before in that direction: a retransmission, which for audio mediasoup sends as the original
+ * packet) and the RTCP generic NACKs asking for them.
  */
 import { createSocket, type Socket } from 'node:dgram';
 
@@ -23,6 +28,52 @@ export interface MirroredNode {
 export interface ImpairmentStats {
   forwarded: number;
   dropped: number;
+  /** RTP packets whose SSRC and sequence number already went into the link (forwarded or dropped). */
+  retransmitted: number;
+  /** RTCP generic NACK messages (RTPFB, FMT 1) that went into the link. */
+  nacks: number;
+}
+
+const RTCP_RTPFB = 205;
+const RTCP_FMT_NACK = 1;
+
+/** Packets of one direction of the link: which RTP sequence numbers it saw, per SSRC. */
+class LinkDirection {
+  readonly stats: ImpairmentStats = { forwarded: 0, dropped: 0, retransmitted: 0, nacks: 0 };
+  readonly #seen = new Map<number, Uint8Array>();
+
+  inspect(packet: Buffer): void {
+    if (packet.length < 12 || packet[0]! >> 6 !== 2) return;
+    const type = packet[1]!;
+    // RTCP's packet types 192-223 sit where RTP has its marker bit and payload type (RFC 5761).
+    if (type >= 192 && type <= 223) {
+      this.#countNacks(packet);
+      return;
+    }
+    const sequence = packet.readUInt16BE(2);
+    const ssrc = packet.readUInt32BE(8);
+    let seen = this.#seen.get(ssrc);
+    if (!seen) {
+      seen = new Uint8Array(65_536);
+      this.#seen.set(ssrc, seen);
+    }
+    if (seen[sequence]) {
+      this.stats.retransmitted++;
+      return;
+    }
+    seen[sequence] = 1;
+    // Forget the half of the sequence space ahead, so the numbers wrapping around count as new.
+    seen[(sequence + 32_768) & 0xffff] = 0;
+  }
+
+  /** Walks a compound RTCP packet. */
+  #countNacks(packet: Buffer): void {
+    for (let offset = 0; offset + 4 <= packet.length; ) {
+      const fmt = packet[offset]! & 0x1f;
+      if (packet[offset + 1] === RTCP_RTPFB && fmt === RTCP_FMT_NACK) this.stats.nacks++;
+      offset += (packet.readUInt16BE(offset + 2) + 1) * 4;
+    }
+  }
 }
 
 export interface UdpImpairmentProxy {
@@ -43,7 +94,7 @@ export async function startUdpImpairmentProxy(options: {
     return state / 2 ** 31;
   };
   const sockets = new Map<string, Socket>();
-  const counts = new Map<string, ImpairmentStats>();
+  const directions = new Map<string, LinkDirection>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const byRealIp = new Map(options.nodes.map((node) => [node.realIp, node]));
 
@@ -66,16 +117,17 @@ export async function startUdpImpairmentProxy(options: {
         const out = sender ? sockets.get(`${sender.mirrorIp}:${from.port}`) : undefined;
         if (!sender || !out) return;
         const key = `${sender.realIp}->${target.realIp}`;
-        let count = counts.get(key);
-        if (!count) {
-          count = { forwarded: 0, dropped: 0 };
-          counts.set(key, count);
+        let direction = directions.get(key);
+        if (!direction) {
+          direction = new LinkDirection();
+          directions.set(key, direction);
         }
+        direction.inspect(packet);
         if (random() < options.loss) {
-          count.dropped++;
+          direction.stats.dropped++;
           return;
         }
-        count.forwarded++;
+        direction.stats.forwarded++;
         const timer = setTimeout(() => {
           timers.delete(timer);
           out.send(packet, port, target.realIp);
@@ -86,7 +138,7 @@ export async function startUdpImpairmentProxy(options: {
   }
 
   return {
-    stats: () => new Map([...counts].map(([key, value]) => [key, { ...value }])),
+    stats: () => new Map([...directions].map(([key, direction]) => [key, { ...direction.stats }])),
     async close() {
       for (const timer of timers) clearTimeout(timer);
       await Promise.all(

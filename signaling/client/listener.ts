@@ -42,6 +42,11 @@ export class Listener extends MediaSession<ListenerEvents> {
     return this.#consumer;
   }
 
+  /** The receive transport: its getStats() is the WebRTC stack's own view (received, lost, jitter). */
+  get transport(): Transport | undefined {
+    return this.#transport;
+  }
+
   /** Resolves with the first track; rejects if the stream has ended or may not be heard. */
   async listen(streamId: number): Promise<MediaStreamTrack> {
     this.begin(streamId);
