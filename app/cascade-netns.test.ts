@@ -147,6 +147,9 @@ describe('a cascade of media nodes in network namespaces, over a link with 40 ms
       fanOn.set(placed, fan);
     }
     for (const fan of fanOn.values()) await fan.tap.waitForFrames(50, audible, 30_000);
+    // A relay starting to carry the stream announces its producer while the listener joins: the
+    // listener keeps the consumer its join gave it rather than consuming again.
+    for (const fan of fanOn.values()) expect(fan.consumes()).toBe(1);
     expect(cluster.carried(origin.nodeId, streamId)?.upstream).toBeNull();
     for (const relay of Object.values(relays)) {
       expect(cluster.carried(relay.nodeId, streamId)?.upstream).toBe(origin.nodeId);

@@ -69,6 +69,8 @@ export interface Fan {
   connection: SignalingConnection;
   listener: Listener;
   tap: AudioTap;
+  /** Consumers the listener has created so far: 1 while it never had to consume again. */
+  consumes(): number;
 }
 
 export interface MediaCluster {
@@ -272,9 +274,11 @@ export async function startMediaCluster(
         cleanups.push(() => connection.close());
         await connection.connect();
         const listener = new Listener({ connection, handlerName: NODE_HANDLER_NAME });
+        let consumes = 0;
+        listener.on('track', () => consumes++);
         const tap = listenerTap(listener, await listener.listen(streamId));
         cleanups.push(() => tap.stop());
-        return { connection, listener, tap };
+        return { connection, listener, tap, consumes: () => consumes };
       },
 
       close,
