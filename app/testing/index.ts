@@ -15,5 +15,12 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
+export {
+  type MediaHeartbeats,
+  type MediaProcess,
+  type MediaProcessOptions,
+  startMediaProcess,
+  watchMediaHeartbeats,
+} from './media-cluster.js';
 export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

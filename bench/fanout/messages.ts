@@ -50,6 +50,14 @@ export const collectResult = z.object({
   /** Per-listener loss %, for the worst listener. */
   worstLossPct: z.number(),
   delay: histogramJson,
+  /**
+   * The active listeners, their packets and delays per SFU address (the join answer's UDP
+   * candidate): with `--nodes`, per media node.
+   */
+  byAddress: z.record(
+    z.string(),
+    z.object({ active: z.number().int(), received: z.number().int(), delay: histogramJson }),
+  ),
   /** Join times (ms) of listeners that got their first packet since the previous collect. */
   joinMs: z.array(z.number()),
   /** The same listeners' time in each step of the join (peers.ts JOIN_PHASES). */

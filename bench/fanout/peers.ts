@@ -11,7 +11,7 @@ import type { RtpCapabilities, RtpCodecCapability } from 'mediasoup-client/types
 import nodeDataChannel from 'node-datachannel';
 import { SignalingConnection } from '../../signaling/client/index.js';
 import { nodeWebSocket } from '../lib/ws.js';
-import { localDtlsParameters, remoteAnswer } from './sdp.js';
+import { localDtlsParameters, remoteAnswer, udpAddressOf } from './sdp.js';
 
 const { Audio, PeerConnection } = nodeDataChannel;
 type PeerConnection = InstanceType<typeof PeerConnection>;
@@ -173,6 +173,11 @@ export class ProbeListener {
   readonly phases: Partial<Record<JoinPhase, number>> = {};
   /** performance.now() when listen() returned (the consumer resumed). */
   signaledAt = 0;
+  /**
+   * The address of the SFU's UDP candidate in the join answer: with media nodes on addresses of
+   * their own (`--nodes`), which node serves this listener.
+   */
+  serverAddress = '';
 
   constructor(
     readonly target: SignalingTarget,
@@ -208,6 +213,7 @@ export class ProbeListener {
     const info = joined.transport;
     const offer = joined.consumer;
     if (!info) throw new Error('join answered without a transport');
+    this.serverAddress = udpAddressOf(info);
     // The probe publisher is live before any listener joins.
     if (!offer) throw new Error('join answered without a consumer (no audio)');
     const codec = offer.rtpParameters.codecs[0];
