@@ -111,6 +111,7 @@ async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
     attempted: params.count,
     joined: mine.filter((slot) => slot.firstPacketAt !== null && !slot.dropped).length,
     active: activeSlots().length,
+    waitedForAudio: mine.filter((slot) => slot.peer.waitedForAudio).length,
     errors: [...errors].slice(0, 10),
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     loopDelayP99Ms: loopDelay.percentile(99) / 1e6,

@@ -21,6 +21,8 @@ export const joinResult = z.object({
   attempted: z.number().int(),
   joined: z.number().int(),
   active: z.number().int(),
+  /** Listeners whose join answered without audio (their node was still pulling it) and who consumed on streamStarted. */
+  waitedForAudio: z.number().int(),
   errors: z.array(z.string()),
   /** This generator's CPU seconds over the ramp (the joins and the packets arriving meanwhile). */
   cpuSeconds: z.number(),

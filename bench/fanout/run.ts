@@ -105,6 +105,11 @@ export interface FanoutStep {
   server_loop_delay_p99_ms: number | null;
   errors: string[];
   cdf: { join_ms: CdfPoints; delay_ms: CdfPoints };
+  /**
+   * Listeners of this step's ramp whose join answered without a consumer (a relay node still
+   * pulling the stream) and who consumed on `streamStarted`, as the client library does.
+   */
+  joins_waiting_for_audio: number;
   /** `--nodes`: the step per media node (listeners, tier, worker CPU per forwarded packet, delay); null with one node. */
   nodes: FanoutNodeStep[] | null;
   /** `--nodes`: listener delay per tier of the stream's tree, and what each tier adds; null with one node. */
@@ -297,6 +302,7 @@ export async function measureFanout(
           collects.map((c) => c.phaseMs),
           'p95',
         ),
+        joins_waiting_for_audio: sum(joins.map((j) => j.waitedForAudio)),
         ramp_s: round(rampS, 1),
         ramp_server_process_cpu_pct:
           rampServer0 !== null && rampServer1 !== null
