@@ -129,6 +129,29 @@ export async function startFanoutCluster(
       ),
     );
     closers.push(() => Promise.all(media.map((node) => node.kill())));
+    // The nodes run in process groups of their own (detached): a run stopped with Ctrl-C must
+    // not leave them heartbeating on the machine's NATS.
+    const killGroups = () => {
+      for (const node of media) {
+        try {
+          if (node.child.pid && node.child.exitCode === null) process.kill(-node.child.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    };
+    const interrupted = (signal: NodeJS.Signals) => {
+      killGroups();
+      process.kill(process.pid, signal);
+    };
+    process.on('exit', killGroups);
+    process.once('SIGINT', interrupted);
+    process.once('SIGTERM', interrupted);
+    closers.push(() => {
+      process.off('exit', killGroups);
+      process.off('SIGINT', interrupted);
+      process.off('SIGTERM', interrupted);
+    });
     const platform = await openPlatform(
       {
         ...target,
