@@ -14,8 +14,10 @@ const MODULES = {
   'common/db': [],
   'common/ports': [],
   'common/testing': [],
-  app: ['testing/index.ts'],
-  'app/testing': [],
+  // media-processes.ts: the media node processes alone, for the fanout bench's --nodes run,
+  // without the wrtc clients the rest of app/testing loads.
+  app: ['testing/index.ts', 'testing/media-processes.ts'],
+  'app/testing': ['media-processes.ts'],
   'control-plane': ['client/index.ts', 'test-harness.ts'],
   'control-plane/analytics': [],
   'control-plane/auth': [],

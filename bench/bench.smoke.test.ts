@@ -22,6 +22,7 @@ const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 interface Result {
   scenario: string;
+  single_node?: { system: string; steps: Array<Record<string, unknown>>; ratios: unknown[] };
   commit: string;
   machine: { cores: number; cpu_model: string; memory_mb: number };
   options: Record<string, unknown>;
@@ -138,6 +139,51 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       expect(finite(s.rss_kb_per_listener)).toBe(true);
       expect(s.workers_used).toBeGreaterThanOrEqual(1);
     }
+  });
+
+  it('fanout --nodes 3: 6 listeners over three media node processes, beside the single node', async () => {
+    const { result, html } = await bench('fanout', [
+      '--nodes',
+      '3',
+      '--listeners',
+      '6',
+      '--duration',
+      '3',
+      '--settle',
+      '0.5',
+      '--ramp',
+      '30',
+      '--no-baseline',
+    ]);
+    const step = result.steps[0] as unknown as FanoutStep & {
+      listeners: number;
+      joined: number;
+      worst_listener_loss_pct: number;
+      nodes: Array<{
+        tier: number | null;
+        listeners: number;
+        packets_forwarded: number;
+        cpu_us_per_packet: number;
+      }>;
+      tiers: Array<{ tier: number; listeners: number; added_ms: { p50: number; p99: number } | null }>;
+    };
+    // Every listener joined and received probe packets in the window (a silent one is 100% loss).
+    expect(step).toMatchObject({ listeners: 6, joined: 6 });
+    expect(step.worst_listener_loss_pct).toBeLessThan(100);
+    // MEDIA_NODE_MAX_LISTENERS=2 (6 / 3): two on each node, and at MEDIA_RELAY_FANOUT=1 a chain of three tiers.
+    expect(step.nodes.map((node) => node.listeners)).toEqual([2, 2, 2]);
+    expect(step.nodes.map((node) => node.tier).sort()).toEqual([0, 1, 2]);
+    for (const node of step.nodes) {
+      expect(node.packets_forwarded).toBeGreaterThan(0);
+      expect(node.cpu_us_per_packet).toBeGreaterThan(0);
+    }
+    expect(step.tiers.map((tier) => tier.tier)).toEqual([0, 1, 2]);
+    expect(step.tiers[0]?.added_ms).toBeNull();
+    expect(finite(step.tiers[2]?.added_ms?.p50)).toBe(true);
+    // The single-node platform ran in the same invocation.
+    expect(result.single_node?.steps[0]).toMatchObject({ listeners: 6, joined: 6 });
+    expect(result.baseline).toBeNull();
+    expect(html).toContain('Per media node');
   });
 
   it('latency: 1 listener for 3 s, against a direct wrtc call', async () => {

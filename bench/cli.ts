@@ -110,10 +110,11 @@ async function run(
     measured: output.measured,
     steps: output.steps,
     baseline: output.baseline,
+    ...(output.single_node ? { single_node: output.single_node } : {}),
     targets: output.targets,
     notes: output.notes,
   };
-  const files = await writeResult(options.resultsDir, result, output.charts);
+  const files = await writeResult(options.resultsDir, result, output.charts, output.tables);
   for (const t of result.targets) {
     progress.note(
       `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}`,
@@ -147,6 +148,23 @@ common(
   .option('--settle <seconds>', 'pause between a ramp and its measurement', positiveNumber, 2)
   .option('--join-timeout <ms>', 'how long a listener may take to its first packet', positiveInt, 20_000)
   .option(
+    '--nodes <n>',
+    "media node processes: above 1, the platform in cluster mode (on the machine's PostgreSQL, Redis and NATS: TEST_DATABASE_URL, TEST_REDIS_URL, TEST_NATS_URL) is measured beside the single-node platform",
+    positiveInt,
+    1,
+  )
+  .option(
+    '--per-node <n>',
+    'with --nodes: MEDIA_NODE_MAX_LISTENERS of each node (default: the largest step / nodes, rounded up)',
+    positiveInt,
+  )
+  .option(
+    '--relay-fanout <n>',
+    'with --nodes: MEDIA_RELAY_FANOUT, pipes per carrier before the tree adds a tier (1: a chain, one tier per node)',
+    positiveInt,
+    1,
+  )
+  .option(
     '--server-cpu-prof <dir>',
     "write a V8 CPU profile of the standalone platform's process (edge, control plane, media node) into <dir>",
   )
@@ -160,8 +178,13 @@ common(
         packetRate: number;
         settle: number;
         joinTimeout: number;
+        nodes: number;
+        perNode?: number;
+        relayFanout: number;
       },
     ) => {
+      if (options.nodes > 1 && options.url)
+        throw new InvalidArgumentError('--nodes starts its own cluster: it does not combine with --url');
       const { fanoutScenario } = await import('./fanout/index.js');
       await run('fanout', options, (progress) =>
         fanoutScenario(
@@ -175,6 +198,9 @@ common(
             settleS: options.settle,
             baseline: options.baseline,
             target: { ...target(options), cpuProfileDir: options.serverCpuProf },
+            nodes: options.nodes,
+            perNode: options.perNode ?? null,
+            relayFanout: options.relayFanout,
           },
           progress,
         ),

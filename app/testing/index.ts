@@ -19,9 +19,15 @@ export {
 export {
   type Fan,
   type MediaCluster,
-  type MediaProcess,
   type StartMediaProcessOptions,
   startMediaCluster,
 } from './media-cluster.js';
+export {
+  type MediaHeartbeats,
+  type MediaProcess,
+  type MediaProcessOptions,
+  startMediaProcess,
+  watchMediaHeartbeats,
+} from './media-processes.js';
 export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

@@ -8,18 +8,12 @@
  * Each media process logs into the run's temporary folder; KEEP_CASCADE=1 keeps it after the run
  * (TEST_LOG_LEVEL sets their level).
  */
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  type MediaNodeHeartbeat,
-  mediaNodeHeartbeatSchema,
-  mediaPresenceSubject,
-} from '../../common/contracts/index.js';
+import type { MediaNodeHeartbeat } from '../../common/contracts/index.js';
 import { createLogger, loadConfig } from '../../common/index.js';
 import { type EventBus, NatsEventBus } from '../../common/ports/index.js';
 import {
@@ -41,17 +35,14 @@ import {
 } from '../../signaling/client/testing/index.js';
 import { type Platform, startPlatform } from '../platform.js';
 import { signUpAndIn, type TestAccount } from './accounts.js';
+import {
+  type MediaHeartbeats,
+  type MediaProcess,
+  startMediaProcess,
+  watchMediaHeartbeats,
+} from './media-processes.js';
 
 const SERVICE_KEY = 'media-cluster-test-service-key-0123456789';
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-export interface MediaProcess {
-  nodeId: string;
-  ip: string;
-  child: ChildProcess;
-  /** SIGKILL to its process group (its mediasoup worker too, as a machine's death would). */
-  kill(): Promise<void>;
-}
 
 export interface StartMediaProcessOptions {
   /** Where it listens and what it announces to listeners (MEDIA_LISTEN_IP, MEDIA_ANNOUNCED_ADDRESS). */
@@ -113,8 +104,7 @@ export async function startMediaCluster(
   const run = randomBytes(3).toString('hex');
   const cluster = `${label}${run}`;
   const cleanups: Array<() => unknown> = [];
-  const heartbeats = new Map<string, MediaNodeHeartbeat>();
-  const heartbeatWaiters = new Set<() => void>();
+  let heartbeats: MediaHeartbeats | undefined;
   const db = await createTestDatabase('cluster');
   const dataDir = await mkdtemp(path.join(tmpdir(), `veza-${label}-`));
   let control: Platform | undefined;
@@ -127,35 +117,10 @@ export async function startMediaCluster(
     await edge?.close();
     client?.close();
     await control?.close();
+    heartbeats?.close();
     await bus?.close();
     await db.drop();
     if (!process.env.KEEP_CASCADE) await rm(dataDir, { recursive: true, force: true });
-  };
-
-  const summary = (beat: MediaNodeHeartbeat) => ({
-    nodeId: beat.nodeId,
-    listeners: beat.listeners,
-    streams: beat.streams,
-  });
-  const untilHeartbeats = (what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> => {
-    if (check()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        heartbeatWaiters.delete(wake);
-        reject(
-          new Error(
-            `timed out waiting for ${what}: ${JSON.stringify([...heartbeats.values()].map(summary))}`,
-          ),
-        );
-      }, timeoutMs);
-      const wake = () => {
-        if (!check()) return;
-        clearTimeout(timer);
-        heartbeatWaiters.delete(wake);
-        resolve();
-      };
-      heartbeatWaiters.add(wake);
-    });
   };
 
   try {
@@ -169,13 +134,9 @@ export async function startMediaCluster(
       ...env,
     };
     bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: shared.VEZA_NAMESPACE });
-    const watching = bus.subscribe(mediaPresenceSubject(cluster, 'heartbeat'), (payload) => {
-      const parsed = mediaNodeHeartbeatSchema.safeParse(payload);
-      if (!parsed.success) return;
-      heartbeats.set(parsed.data.nodeId, parsed.data);
-      for (const wake of [...heartbeatWaiters]) wake();
-    });
-    await watching.ready;
+    const watched = watchMediaHeartbeats(bus, cluster);
+    heartbeats = watched;
+    await watched.ready;
     control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
     const controlPlane = createControlPlaneClient({
       address: `127.0.0.1:${control.grpcPort}`,
@@ -199,53 +160,25 @@ export async function startMediaCluster(
       cluster,
       client: controlPlane,
       db,
-      heartbeats,
-      untilHeartbeats,
-      carried: (nodeId, streamId) =>
-        heartbeats.get(nodeId)?.streams.find((stream) => stream.streamId === String(streamId)),
+      heartbeats: watched.latest,
+      untilHeartbeats: (what, check, timeoutMs) => watched.until(what, check, timeoutMs),
+      carried: (nodeId, streamId) => watched.carried(nodeId, streamId),
 
       async startMediaProcess(name, options) {
-        const nodeId = `${label}-${name}-${run}`;
-        const logFile = path.join(dataDir, `${name}.log`);
-        const output = createWriteStream(logFile);
-        const start = options.spawn ?? spawn;
-        const child = start(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
-          cwd: root,
-          detached: true,
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: {
-            ...process.env,
-            ...shared,
-            VEZA_ROLES: 'media',
-            VEZA_NODE_ID: nodeId,
-            VEZA_DATA_DIR: path.join(dataDir, name),
-            MEDIA_WORKERS: '1',
-            MEDIA_LISTEN_IP: options.ip,
-            MEDIA_ANNOUNCED_ADDRESS: options.ip,
-            MEDIA_NODE_MAX_LISTENERS: '1',
-            LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-            ...options.env,
-          },
+        const node = await startMediaProcess({
+          name,
+          nodeId: `${label}-${name}-${run}`,
+          ip: options.ip,
+          env: shared,
+          dataDir,
+          heartbeats: watched,
+          maxListeners: 1,
+          logLevel: process.env.TEST_LOG_LEVEL ?? 'warn',
+          overrides: options.env,
+          spawn: options.spawn,
         });
-        child.stdout?.pipe(output);
-        child.stderr?.pipe(output);
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        let alive = true;
-        const kill = async () => {
-          if (!alive) return;
-          alive = false;
-          if (child.pid) process.kill(-child.pid, 'SIGKILL');
-          await exited;
-        };
-        cleanups.push(kill);
-        const early = exited.then(() => {
-          throw new Error(`media process ${name} exited before announcing itself (see ${logFile})`);
-        });
-        await Promise.race([
-          untilHeartbeats(`${name} to announce itself`, () => heartbeats.has(nodeId), 60_000),
-          early,
-        ]);
-        return { nodeId, ip: options.ip, child, kill };
+        cleanups.push(() => node.kill());
+        return node;
       },
 
       createUser: () => signUpAndIn(controlPlane, label),

@@ -1,8 +1,21 @@
 /** The fanout scenario's part of the result: steps, the bare-mediasoup baseline, ratios, targets and charts. */
 import type { Progress } from '../lib/progress.js';
-import { ratio, type ScenarioOutput, saturation, type TargetCheck } from '../lib/results.js';
-import type { Series } from '../lib/svg.js';
-import { type FanoutOptions, type FanoutStep, type FanoutSystemResult, runFanout } from './run.js';
+import {
+  type ComparedRun,
+  type ReportTable,
+  ratio,
+  type ScenarioOutput,
+  saturation,
+  type TargetCheck,
+} from '../lib/results.js';
+import type { ChartSpec, Series } from '../lib/svg.js';
+import {
+  type FanoutOptions,
+  type FanoutStep,
+  type FanoutSystemResult,
+  listenersPerNode,
+  runFanout,
+} from './run.js';
 
 export type { FanoutOptions } from './run.js';
 
@@ -122,15 +135,16 @@ function ratios(measured: FanoutStep[], baseline: FanoutStep[]): Array<Record<st
   });
 }
 
+/** The first result is what was measured (solid), the others what it is compared with (dashed). */
 function curves(
   results: Array<FanoutSystemResult | null>,
   value: (step: FanoutStep) => number | null,
 ): Series[] {
   return results
     .filter((r): r is FanoutSystemResult => r !== null)
-    .map((r) => ({
+    .map((r, i) => ({
       name: r.system,
-      dashed: r.system !== 'platform',
+      dashed: i > 0,
       points: r.steps.map((step): [number, number] => [step.listeners, value(step) ?? Number.NaN]),
     }));
 }
@@ -138,17 +152,60 @@ function curves(
 function cdfs(results: Array<FanoutSystemResult | null>, which: 'join_ms' | 'delay_ms'): Series[] {
   return results
     .filter((r): r is FanoutSystemResult => r !== null)
-    .flatMap((r) =>
+    .flatMap((r, i) =>
       r.steps.map((step) => ({
         name: `${r.system} @${step.listeners}`,
-        dashed: r.system !== 'platform',
+        dashed: i > 0,
         points: step.cdf[which],
       })),
     );
 }
 
+/** `--nodes`: every step's per-node and per-tier split, and the cluster beside the single node. */
+function clusterTables(measured: FanoutSystemResult, single: FanoutSystemResult): ReportTable[] {
+  const sideBySide = measured.steps.map((step) => {
+    const one = stepAt(single.steps, step.listeners);
+    return {
+      listeners: step.listeners,
+      nodes: step.nodes?.filter((node) => node.listeners > 0).length ?? null,
+      joined: step.joined,
+      single_node_joined: one?.joined ?? null,
+      loss_pct: step.loss_pct,
+      single_node_loss_pct: one?.loss_pct ?? null,
+      delay_p50_ms: step.delay_ms.p50,
+      single_node_delay_p50_ms: one?.delay_ms.p50 ?? null,
+      delay_p99_ms: step.delay_ms.p99,
+      single_node_delay_p99_ms: one?.delay_ms.p99 ?? null,
+      join_p95_ms: step.join_ms.p95,
+      single_node_join_p95_ms: one?.join_ms.p95 ?? null,
+      cpu_us_per_packet: step.cpu_us_per_packet,
+      single_node_cpu_us_per_packet: one?.cpu_us_per_packet ?? null,
+    };
+  });
+  return [
+    {
+      title: 'Per media node',
+      description:
+        "Each node of the cluster at each step: listeners by the join answer (the UDP candidate is the node's own address), tier in the stream's tree (0: the origin), pipes down, packets its consumers forwarded in the window (its listeners' plus, per pipe, every packet sent), its worker's CPU per forwarded packet, and its listeners' delay.",
+      rows: measured.steps.flatMap((step) =>
+        (step.nodes ?? []).map((node) => ({ step: step.listeners, ...node })),
+      ),
+    },
+    {
+      title: 'Per tier',
+      description:
+        "Listeners' delay grouped by the tier of the node they sit on; added_ms is the tier's delay minus the tier above's (what one more pipe hop adds).",
+      rows: measured.steps.flatMap((step) =>
+        (step.tiers ?? []).map((tier) => ({ step: step.listeners, ...tier })),
+      ),
+    },
+    { title: 'Cluster beside the single-node platform (same invocation)', rows: sideBySide },
+  ];
+}
+
 export async function fanoutScenario(options: FanoutOptions, progress: Progress): Promise<ScenarioOutput> {
-  const { measured, baseline } = await runFanout(options, progress);
+  const { measured, singleNode, baseline } = await runFanout(options, progress);
+  if (singleNode) printComparison(measured, singleNode, progress);
   const notes = [
     "Publisher, listeners and SFU share this machine's cores: the load generator (node-datachannel, one JS callback per packet) costs more CPU than the SFU, so at high counts it and the shared cores, not the SFU, are usually what saturates (see loadgen_cpu_pct, loadgen_loop_delay_p99_ms and machine_busy_pct).",
     "Delay is measured in the listener process when its JavaScript callback runs, so it includes the load generator's own event-loop delay.",
@@ -159,6 +216,12 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
     "rss_kb_per_listener: growth of the mediasoup workers' RSS per listener; server_rss_kb_per_listener: the same for the server process (edge, control plane), blurred by garbage collection (it can be negative).",
     "ramp_server_handling_mean_ms: the server's own handling time per signaling request and control-plane rpc during the ramp (from its histograms); the rest of a join phase is queueing and transport.",
   ];
+  if (singleNode)
+    notes.push(
+      `--nodes ${options.nodes}: steps are the platform in cluster mode (${options.nodes} media node processes on loopback addresses of their own, one mediasoup worker each, MEDIA_NODE_MAX_LISTENERS=${listenersPerNode(options)}, MEDIA_RELAY_FANOUT=${options.relayFanout}; a control plane and edge process; the machine's PostgreSQL, Redis and NATS); single_node is the standalone platform in the same invocation (its default worker count), and its ratios are cluster / single node.`,
+      "Per node (steps[].nodes): a listener's node is the address of the UDP candidate in its join answer; cpu_us_per_packet is the node's worker CPU (/proc) over the window divided by the packets its consumers forwarded (what its listeners received plus, per pipe down, every packet sent). Per tier (steps[].tiers): the delay of the listeners on the tier's nodes; added_ms is tier k's minus tier k-1's.",
+      "In cluster mode server_process_cpu_pct is the control plane and edge process plus the media node processes' JavaScript (not their workers); server_node_cpu_pct the control plane and edge process alone.",
+    );
   if (options.target.url)
     notes.push(
       "--url: SFU CPU comes from the server's veza_media_worker_cpu_seconds, which it samples every few seconds (polled twice a second here); RSS is the server process only.",
@@ -173,7 +236,11 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
       join_timeout_ms: options.joinTimeoutMs,
       settle_s: options.settleS,
       url: options.target.url ?? null,
+      nodes: options.nodes,
+      per_node: options.nodes > 1 ? listenersPerNode(options) : null,
+      relay_fanout: options.nodes > 1 ? options.relayFanout : null,
       platform: measured.settings,
+      ...(singleNode ? { single_node_platform: singleNode.settings } : {}),
     },
     steps: measured.steps,
     baseline: baseline
@@ -184,16 +251,19 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
           ratios: ratios(measured.steps, baseline.steps),
         }
       : null,
+    ...(singleNode ? { single_node: singleNodeRun(measured, singleNode) } : {}),
     targets: targets(measured.steps, baseline?.steps ?? null),
     notes,
+    ...(singleNode ? { tables: clusterTables(measured, singleNode) } : {}),
     charts: [
+      ...(singleNode ? tierCharts(measured) : []),
       {
         title: 'Forwarding delay CDF',
         xLabel: 'delay (ms, log)',
         yLabel: 'fraction of packets',
         logX: true,
         yRange: [0, 1],
-        series: cdfs([measured, baseline], 'delay_ms'),
+        series: cdfs([measured, singleNode, baseline], 'delay_ms'),
       },
       {
         title: 'Join time CDF',
@@ -201,32 +271,92 @@ export async function fanoutScenario(options: FanoutOptions, progress: Progress)
         yLabel: 'fraction of listeners',
         logX: true,
         yRange: [0, 1],
-        series: cdfs([measured, baseline], 'join_ms'),
+        series: cdfs([measured, singleNode, baseline], 'join_ms'),
       },
       {
         title: 'Loss against listeners',
         xLabel: 'listeners',
         yLabel: 'loss %',
-        series: curves([measured, baseline], (s) => s.loss_pct),
+        series: curves([measured, singleNode, baseline], (s) => s.loss_pct),
       },
       {
         title: 'SFU CPU per forwarded packet',
         xLabel: 'listeners',
         yLabel: 'µs of worker CPU per packet',
-        series: curves([measured, baseline], (s) => s.cpu_us_per_packet),
+        series: curves([measured, singleNode, baseline], (s) => s.cpu_us_per_packet),
       },
       {
         title: 'SFU CPU against listeners',
         xLabel: 'listeners',
         yLabel: '% of one core (all workers)',
-        series: curves([measured, baseline], (s) => s.sfu_cpu_pct),
+        series: curves([measured, singleNode, baseline], (s) => s.sfu_cpu_pct),
       },
       {
         title: 'Delay p99 against listeners',
         xLabel: 'listeners',
         yLabel: 'ms',
-        series: curves([measured, baseline], (s) => s.delay_ms.p99),
+        series: curves([measured, singleNode, baseline], (s) => s.delay_ms.p99),
       },
     ],
   };
+}
+
+function singleNodeRun(measured: FanoutSystemResult, single: FanoutSystemResult): ComparedRun {
+  return {
+    system: 'platform (one media node)',
+    description: `The standalone platform (the path without --nodes), ${single.workers ?? '?'} worker(s), measured after the cluster with the same ramp and load generator.`,
+    steps: single.steps,
+    ratios: ratios(measured.steps, single.steps),
+  };
+}
+
+/** The largest step's delay CDF per tier, and each tier's added delay per step. */
+function tierCharts(measured: FanoutSystemResult): ChartSpec[] {
+  const largest = measured.steps.at(-1);
+  const tiers = [...new Set(measured.steps.flatMap((step) => (step.tiers ?? []).map((t) => t.tier)))];
+  return [
+    {
+      title: `Delay CDF per tier (${largest?.listeners ?? '?'} listeners)`,
+      xLabel: 'delay (ms, log)',
+      yLabel: 'fraction of packets',
+      logX: true,
+      yRange: [0, 1],
+      series: (largest?.tiers ?? []).map((tier) => ({
+        name: `tier ${tier.tier} (${tier.listeners} listeners)`,
+        points: tier.cdf_delay_ms,
+      })),
+    },
+    {
+      title: 'Delay p99 per tier',
+      xLabel: 'listeners',
+      yLabel: 'ms',
+      series: tiers.map((tier) => ({
+        name: `tier ${tier}`,
+        points: measured.steps.map((step): [number, number] => [
+          step.listeners,
+          step.tiers?.find((t) => t.tier === tier)?.delay_ms.p99 ?? Number.NaN,
+        ]),
+      })),
+    },
+  ];
+}
+
+/** The cluster's figures beside the single node's, per step, and each tier's added delay, on stderr. */
+function printComparison(measured: FanoutSystemResult, single: FanoutSystemResult, progress: Progress): void {
+  for (const step of measured.steps) {
+    const one = stepAt(single.steps, step.listeners);
+    const both = (a: number | null | undefined, b: number | null | undefined) =>
+      `${a ?? '?'} vs ${b ?? '?'} (${ratio(a, b) ?? '?'}x)`;
+    progress.note(
+      `@${step.listeners} cluster vs single node: joined ${step.joined} vs ${one?.joined ?? '?'}, loss ${step.loss_pct}% vs ${one?.loss_pct ?? '?'}%, ` +
+        `delay p50 ${both(step.delay_ms.p50, one?.delay_ms.p50)} ms, p99 ${both(step.delay_ms.p99, one?.delay_ms.p99)} ms, ` +
+        `join p95 ${both(step.join_ms.p95, one?.join_ms.p95)} ms, worker CPU/packet ${both(step.cpu_us_per_packet, one?.cpu_us_per_packet)} us`,
+    );
+    for (const tier of step.tiers ?? []) {
+      progress.note(
+        `  tier ${tier.tier} (${tier.nodes} node(s), ${tier.listeners} listeners): delay p50 ${tier.delay_ms.p50} ms, p99 ${tier.delay_ms.p99} ms` +
+          (tier.added_ms ? `, adds p50 ${tier.added_ms.p50} ms, p99 ${tier.added_ms.p99} ms` : ''),
+      );
+    }
+  }
 }

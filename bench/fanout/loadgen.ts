@@ -7,7 +7,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { z } from 'zod';
 import { monotonicMs } from '../lib/clock.js';
 import { serveParent } from '../lib/ipc.js';
-import { LogHistogram } from '../lib/stats.js';
+import { type HistogramJson, LogHistogram } from '../lib/stats.js';
 import type { JoinParams, joinResult, SignalingTargetJson, WindowParams } from './messages.js';
 import { JOIN_PHASES, type JoinPhase, ProbeListener } from './peers.js';
 import { readProbe } from './rtp.js';
@@ -26,6 +26,8 @@ interface Slot {
 const slots: Slot[] = [];
 let window = { fromSeq: Number.MAX_SAFE_INTEGER, capacity: 0 };
 let delays = new LogHistogram();
+/** The same delays per SFU address (which media node served the listener: `--nodes`). */
+let delaysByAddress = new Map<string, LogHistogram>();
 let cpuAtWindow = process.cpuUsage();
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
@@ -44,7 +46,15 @@ function onPacket(slot: Slot, packet: Buffer): void {
   if ((bits[word] ?? 0) & mask) return; // a duplicate
   bits[word] = (bits[word] ?? 0) | mask;
   slot.bytes += probe.bytes;
-  delays.add(monotonicMs() - probe.sentMs);
+  const delay = monotonicMs() - probe.sentMs;
+  delays.add(delay);
+  const address = slot.peer.serverAddress;
+  let byAddress = delaysByAddress.get(address);
+  if (!byAddress) {
+    byAddress = new LogHistogram();
+    delaysByAddress.set(address, byAddress);
+  }
+  byAddress.add(delay);
 }
 
 async function startOne(target: SignalingTargetJson, errors: Set<string>): Promise<Slot> {
@@ -101,6 +111,7 @@ async function join(params: JoinParams): Promise<z.infer<typeof joinResult>> {
     attempted: params.count,
     joined: mine.filter((slot) => slot.firstPacketAt !== null && !slot.dropped).length,
     active: activeSlots().length,
+    waitedForAudio: mine.filter((slot) => slot.peer.waitedForAudio).length,
     errors: [...errors].slice(0, 10),
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
@@ -118,6 +129,7 @@ function startWindow(params: WindowParams): Record<string, never> {
     slot.bytes = 0;
   }
   delays = new LogHistogram();
+  delaysByAddress = new Map();
   cpuAtWindow = process.cpuUsage();
   loopDelay.reset();
   return {};
@@ -145,9 +157,19 @@ function collect(params: { toSeq: number }) {
   let received = 0;
   let bytes = 0;
   let worstLossPct = 0;
+  const byAddress: Record<string, { active: number; received: number; delay: HistogramJson }> = {};
   for (const slot of active) {
     const got = countBelow(slot.bits, expected);
     received += got;
+    const address = slot.peer.serverAddress;
+    const node = byAddress[address] ?? {
+      active: 0,
+      received: 0,
+      delay: (delaysByAddress.get(address) ?? new LogHistogram()).toJSON(),
+    };
+    node.active++;
+    node.received += got;
+    byAddress[address] = node;
     // Bytes are kept for the whole window; scale to the packets inside it.
     const total = countBelow(slot.bits, window.capacity);
     bytes += total > 0 ? (slot.bytes * got) / total : 0;
@@ -174,6 +196,7 @@ function collect(params: { toSeq: number }) {
     bytes,
     worstLossPct,
     delay: delays.toJSON(),
+    byAddress,
     joinMs,
     phaseMs,
     dropped: slots.filter((slot) => slot.dropped).length,

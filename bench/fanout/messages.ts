@@ -21,6 +21,8 @@ export const joinResult = z.object({
   attempted: z.number().int(),
   joined: z.number().int(),
   active: z.number().int(),
+  /** Listeners whose join answered without audio (their node was still pulling it) and who consumed on streamStarted. */
+  waitedForAudio: z.number().int(),
   errors: z.array(z.string()),
   /** This generator's CPU seconds over the ramp (the joins and the packets arriving meanwhile). */
   cpuSeconds: z.number(),
@@ -50,6 +52,14 @@ export const collectResult = z.object({
   /** Per-listener loss %, for the worst listener. */
   worstLossPct: z.number(),
   delay: histogramJson,
+  /**
+   * The active listeners, their packets and delays per SFU address (the join answer's UDP
+   * candidate): with `--nodes`, per media node.
+   */
+  byAddress: z.record(
+    z.string(),
+    z.object({ active: z.number().int(), received: z.number().int(), delay: histogramJson }),
+  ),
   /** Join times (ms) of listeners that got their first packet since the previous collect. */
   joinMs: z.array(z.number()),
   /** The same listeners' time in each step of the join (peers.ts JOIN_PHASES). */

@@ -9,9 +9,9 @@
 
 import type { RtpCapabilities, RtpCodecCapability } from 'mediasoup-client/types';
 import nodeDataChannel from 'node-datachannel';
-import { SignalingConnection } from '../../signaling/client/index.js';
+import { SignalingConnection, SignalingError } from '../../signaling/client/index.js';
 import { nodeWebSocket } from '../lib/ws.js';
-import { localDtlsParameters, remoteAnswer } from './sdp.js';
+import { localDtlsParameters, remoteAnswer, udpAddressOf } from './sdp.js';
 
 const { Audio, PeerConnection } = nodeDataChannel;
 type PeerConnection = InstanceType<typeof PeerConnection>;
@@ -137,6 +137,9 @@ export class ProbePublisher {
  * The steps of a listener's join, timed one by one; `media` (ICE, DTLS, first packet) is timed by
  * the caller. `websocket` includes the router capabilities the edge sends as its first frame.
  */
+/** How long a listener joined without audio waits for `streamStarted`. */
+const AUDIO_WAIT_MS = 15_000;
+
 export const JOIN_PHASES = ['websocket', 'join', 'connectAndResume', 'media'] as const;
 export type JoinPhase = (typeof JOIN_PHASES)[number];
 
@@ -173,6 +176,13 @@ export class ProbeListener {
   readonly phases: Partial<Record<JoinPhase, number>> = {};
   /** performance.now() when listen() returned (the consumer resumed). */
   signaledAt = 0;
+  /** The join answered without a consumer: the listener waited for `streamStarted` and consumed then. */
+  waitedForAudio = false;
+  /**
+   * The address of the SFU's UDP candidate in the join answer: with media nodes on addresses of
+   * their own (`--nodes`), which node serves this listener.
+   */
+  serverAddress = '';
 
   constructor(
     readonly target: SignalingTarget,
@@ -198,18 +208,58 @@ export class ProbeListener {
       await s.connect();
       return opusOf(await s.routerRtpCapabilities());
     });
-    const joined = await this.#timed('join', () =>
-      s.request('join', {
-        streamId: this.target.streamId,
-        role: 'listener',
-        rtpCapabilities: deviceCapabilities(opus),
-      }),
-    );
-    const info = joined.transport;
-    const offer = joined.consumer;
-    if (!info) throw new Error('join answered without a transport');
-    // The probe publisher is live before any listener joins.
-    if (!offer) throw new Error('join answered without a consumer (no audio)');
+    const streamId = this.target.streamId;
+    // Listening before the join: the audio may be announced between the join and its answer.
+    let audioAnnounced = false;
+    let wakeOnAudio: () => void = () => {};
+    const offAudio = s.on('streamStarted', (data) => {
+      if (data.streamId !== streamId) return;
+      audioAnnounced = true;
+      wakeOnAudio();
+    });
+    const { info, offer } = await this.#timed('join', async () => {
+      try {
+        const joined = await s.request('join', {
+          streamId,
+          role: 'listener',
+          rtpCapabilities: deviceCapabilities(opus),
+        });
+        const transport = joined.transport;
+        if (!transport) throw new Error('join answered without a transport');
+        if (joined.consumer) return { info: transport, offer: joined.consumer };
+        // The probe publisher is live before any listener joins, but a relay node placed to serve
+        // this listener may still be pulling the stream (`--nodes`): as the client library does,
+        // wait for streamStarted, then consume. The wait counts in the join phase.
+        this.waitedForAudio = true;
+        const deadline = performance.now() + AUDIO_WAIT_MS;
+        for (;;) {
+          if (!audioAnnounced) {
+            const announced = new Promise<void>((resolve) => {
+              wakeOnAudio = resolve;
+            });
+            await withTimeout(
+              announced,
+              Math.max(1, deadline - performance.now()),
+              'join answered without a consumer and no streamStarted came',
+            );
+          }
+          audioAnnounced = false;
+          try {
+            const consumer = await s.request('consume', {
+              transportId: transport.id,
+              rtpCapabilities: deviceCapabilities(opus),
+            });
+            return { info: transport, offer: consumer };
+          } catch (error) {
+            // Announced, then gone again before our consume: wait for the next announcement.
+            if (!(error instanceof SignalingError && error.reason === 'no_audio')) throw error;
+          }
+        }
+      } finally {
+        offAudio();
+      }
+    });
+    this.serverAddress = udpAddressOf(info);
     const codec = offer.rtpParameters.codecs[0];
     if (!codec) throw new Error('the consumer has no codec');
     this.payloadType = codec.payloadType;

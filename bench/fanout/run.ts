@@ -23,6 +23,7 @@ import {
 } from '../lib/stats.js';
 import type { TargetOptions } from '../lib/target.js';
 import { collectResult, emptyResult, joinResult, publishResult, seqResult } from './messages.js';
+import { type FanoutNodeStep, type FanoutTierStep, splitPerNode } from './per-node.js';
 import { bareMediasoupSystem, type FanoutSystem, platformSystem } from './systems.js';
 
 const LOADGEN = new URL('./loadgen.ts', import.meta.url);
@@ -36,9 +37,18 @@ export interface FanoutOptions {
   packetsPerSecond: number;
   joinTimeoutMs: number;
   settleS: number;
-  /** Listener tokens fetched before each ramp instead of by each listener as it joins. */
+  /** Run the bare-mediasoup baseline too. */
   baseline: boolean;
   target: TargetOptions;
+  /**
+   * Media node processes: above 1, the platform in cluster mode is measured first, then the
+   * single-node platform in the same invocation (bench/fanout/cluster.ts).
+   */
+  nodes: number;
+  /** MEDIA_NODE_MAX_LISTENERS of each node (default: the largest step split evenly over the nodes). */
+  perNode: number | null;
+  /** MEDIA_RELAY_FANOUT of the cluster (1: a chain, one tier per node). */
+  relayFanout: number;
 }
 
 /** One step of one system; the first block of fields is the stable JSON contract. */
@@ -95,6 +105,15 @@ export interface FanoutStep {
   server_loop_delay_p99_ms: number | null;
   errors: string[];
   cdf: { join_ms: CdfPoints; delay_ms: CdfPoints };
+  /**
+   * Listeners of this step's ramp whose join answered without a consumer (a relay node still
+   * pulling the stream) and who consumed on `streamStarted`, as the client library does.
+   */
+  joins_waiting_for_audio: number;
+  /** `--nodes`: the step per media node (listeners, tier, worker CPU per forwarded packet, delay); null with one node. */
+  nodes: FanoutNodeStep[] | null;
+  /** `--nodes`: listener delay per tier of the stream's tree, and what each tier adds; null with one node. */
+  tiers: FanoutTierStep[] | null;
 }
 
 export interface FanoutSystemResult {
@@ -192,6 +211,7 @@ export async function measureFanout(
       // A scrape now starts the server's event-loop delay interval of the window (see ServerMetrics).
       await system.handlingSeconds().catch(() => null);
       const cpu0 = await system.sfuCpu();
+      const nodeCpu0 = system.mediaNodes?.workerCpuSeconds();
       const server0 = system.serverCpuSeconds();
       const node0 = system.serverProcessCpuSeconds();
       const machine0 = machineCpuTimes();
@@ -200,6 +220,7 @@ export async function measureFanout(
       await sleep(options.durationS * 1000);
       const end = await publisher.request('seq', {}, seqResult);
       const cpu1 = await system.sfuCpu();
+      const nodeCpu1 = system.mediaNodes?.workerCpuSeconds();
       const window1 = await system.handlingSeconds().catch(() => null);
       const server1 = system.serverCpuSeconds();
       const node1 = system.serverProcessCpuSeconds();
@@ -228,6 +249,18 @@ export async function measureFanout(
         sfuCpuPct = round(100 * cpuRate, 1);
         cpuUsPerPacket = round((cpuRate / (received / windowS)) * 1e6, 2);
       }
+      const perNode =
+        system.mediaNodes && nodeCpu0 && nodeCpu1
+          ? splitPerNode({
+              layout: system.mediaNodes.layout(system.streamId),
+              cpuFrom: nodeCpu0,
+              cpuTo: nodeCpu1,
+              wallS,
+              windowS,
+              sent: expected,
+              shares: collects.map((c) => c.byAddress),
+            })
+          : null;
       if (active < target) errors.add(`${target - active} of ${target} listeners not receiving`);
       if (end.sendErrors > now.sendErrors) {
         errors.add(
@@ -269,6 +302,7 @@ export async function measureFanout(
           collects.map((c) => c.phaseMs),
           'p95',
         ),
+        joins_waiting_for_audio: sum(joins.map((j) => j.waitedForAudio)),
         ramp_s: round(rampS, 1),
         ramp_server_process_cpu_pct:
           rampServer0 !== null && rampServer1 !== null
@@ -287,6 +321,8 @@ export async function measureFanout(
         server_loop_delay_p99_ms: window1?.loopDelayP99Ms ?? null,
         errors: [...errors].slice(0, 10),
         cdf: { join_ms: cdfOf(joinMs), delay_ms: delays.cdf() },
+        nodes: perNode?.nodes ?? null,
+        tiers: perNode?.tiers ?? null,
       };
       steps.push(step);
       progress.note(
@@ -294,6 +330,12 @@ export async function measureFanout(
           `join p95 ${step.join_ms.p95} ms, ${step.cpu_us_per_packet ?? '?'} us/packet, workers ${step.sfu_cpu_pct ?? '?'}% ` +
           `server process ${step.server_node_cpu_pct ?? '?'}% of a core, machine ${step.machine_busy_pct}% busy`,
       );
+      for (const node of step.nodes ?? []) {
+        progress.note(
+          `  ${node.node} (tier ${node.tier ?? '?'}): ${node.listeners} listeners, ${node.downstream} pipe(s) down, ` +
+            `delay p50 ${node.delay_ms.p50} ms p99 ${node.delay_ms.p99} ms, ${node.cpu_us_per_packet ?? '?'} us/forwarded packet`,
+        );
+      }
     }
   } finally {
     await Promise.all(generators.map((g) => g.rpc.close()));
@@ -367,13 +409,32 @@ function share(
   return shares;
 }
 
+/** MEDIA_NODE_MAX_LISTENERS for a `--nodes` run: the largest step split evenly over the nodes, unless set. */
+export function listenersPerNode(options: Pick<FanoutOptions, 'listeners' | 'nodes' | 'perNode'>): number {
+  return options.perNode ?? Math.ceil(Math.max(...options.listeners) / options.nodes);
+}
+
 export async function runFanout(options: FanoutOptions, progress: Progress) {
+  let cluster: FanoutSystemResult | null = null;
+  if (options.nodes > 1) {
+    const system = await platformSystem(options.target, progress, {
+      nodes: options.nodes,
+      perNode: listenersPerNode(options),
+      relayFanout: options.relayFanout,
+      ...(options.target.env ? { env: options.target.env } : {}),
+    });
+    try {
+      cluster = await measureFanout(system, options, progress);
+    } finally {
+      await system.close();
+    }
+  }
   const platform = await platformSystem(options.target, progress);
-  let measured: FanoutSystemResult;
+  let single: FanoutSystemResult;
   const workers = platform.workerCount;
   const budget = Number(platform.settings.MEDIA_CONSUMER_BUDGET ?? 500);
   try {
-    measured = await measureFanout(platform, options, progress);
+    single = await measureFanout(platform, options, progress);
   } finally {
     await platform.close();
   }
@@ -386,5 +447,8 @@ export async function runFanout(options: FanoutOptions, progress: Progress) {
       await bare.close();
     }
   }
-  return { measured, baseline };
+  // With --nodes the cluster is what is measured, the single-node platform what it is set beside.
+  return cluster
+    ? { measured: cluster, singleNode: single, baseline }
+    : { measured: single, singleNode: null, baseline };
 }

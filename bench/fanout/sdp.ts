@@ -21,6 +21,17 @@ export interface RemoteTransport {
   dtlsParameters: DtlsParameters;
 }
 
+/** A candidate's address: mediasoup 3.12 names the field `ip`; later versions `address`. */
+export function candidateAddress(candidate: IceCandidate): string {
+  return candidate.address ?? candidate.ip ?? '';
+}
+
+/** The address of the transport's first UDP candidate: where the SFU serving it listens. */
+export function udpAddressOf(transport: Pick<RemoteTransport, 'iceCandidates'>): string {
+  const candidate = transport.iceCandidates.find((c) => c.protocol === 'udp');
+  return candidate ? candidateAddress(candidate) : '';
+}
+
 /**
  * The SFU's answer to our offer: one audio section, `recvonly` when we publish, `sendonly`
  * (with the consumer's SSRC) when we listen. UDP candidates only: the benchmark measures the
@@ -56,8 +67,7 @@ export function remoteAnswer(options: {
   ];
   for (const candidate of transport.iceCandidates) {
     if (candidate.protocol !== 'udp') continue;
-    // mediasoup 3.12 names the field `ip`; later versions `address`.
-    const address = candidate.address ?? candidate.ip;
+    const address = candidateAddress(candidate);
     lines.push(
       `a=candidate:${candidate.foundation} 1 udp ${candidate.priority} ${address} ${candidate.port} typ ${candidate.type}`,
     );

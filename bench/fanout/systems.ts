@@ -10,6 +10,7 @@ import type { Progress } from '../lib/progress.js';
 import { scrape, sumOf } from '../lib/prom.js';
 import { createUser, signalingWsUrl, startStream, stopStream } from '../lib/rest.js';
 import { openPlatform, SERVER_HOST, type TargetOptions } from '../lib/target.js';
+import { type ClusterOptions, type MediaNodesProbe, startFanoutCluster } from './cluster.js';
 import type { SignalingTargetJson } from './messages.js';
 
 export interface CpuReading {
@@ -20,7 +21,8 @@ export interface CpuReading {
 }
 
 export interface FanoutSystem {
-  name: 'platform' | 'bare-mediasoup';
+  /** `platform-cluster`: `--nodes N`, the platform in cluster mode with N media node processes. */
+  name: 'platform' | 'platform-cluster' | 'bare-mediasoup';
   /** Where the SFU CPU comes from, for the result. */
   cpuSource: string;
   publisher: SignalingTargetJson;
@@ -50,6 +52,10 @@ export interface FanoutSystem {
    * the system has no metrics (the bare baseline).
    */
   handlingSeconds(): Promise<ServerMetrics | null>;
+  /** The media nodes of a `--nodes` run, to split each step per node and per tier; null with one node. */
+  mediaNodes: MediaNodesProbe | null;
+  /** The stream the publisher sends on (the media nodes' heartbeats name it). */
+  streamId: number;
   close(): Promise<void>;
 }
 
@@ -111,19 +117,32 @@ function remoteCpuWatcher(metricsUrl: string): { latest(): CpuReading | null; st
   return { latest: () => latest, stop: () => clearInterval(timer) };
 }
 
-export async function platformSystem(options: TargetOptions, progress: Progress): Promise<FanoutSystem> {
-  const target = await openPlatform(options, progress);
+/**
+ * The platform: standalone (one process, its mediasoup workers its children), an already running
+ * one (--url), or with `cluster` the platform in cluster mode (bench/fanout/cluster.ts): the
+ * control plane and edge in the server process, the workers under the media node processes.
+ */
+export async function platformSystem(
+  options: TargetOptions,
+  progress: Progress,
+  cluster?: ClusterOptions,
+): Promise<FanoutSystem> {
+  const started = cluster ? await startFanoutCluster(cluster, options, progress) : null;
+  const target = started?.target ?? (await openPlatform(options, progress));
+  const mediaNodes = started?.nodes ?? null;
+  const closeTarget = () => (started ? started.close() : target.close());
   try {
     const broadcaster = await createUser(target.baseUrl, 'caster');
     const { streamId } = await startStream(target.baseUrl, broadcaster, 'fanout benchmark');
     const url = signalingWsUrl(target.baseUrl);
     const metricsUrl = `${target.baseUrl}/metrics`;
     const serverPid = target.serverPid;
-    const workers = () => (serverPid === null ? [] : childPids(serverPid, 'mediasoup-worker'));
+    const workers = () =>
+      mediaNodes?.workerPids() ?? (serverPid === null ? [] : childPids(serverPid, 'mediasoup-worker'));
     const workerCount = serverPid === null ? null : workers().length;
     const remote = serverPid === null ? remoteCpuWatcher(metricsUrl) : null;
     return {
-      name: 'platform',
+      name: mediaNodes ? 'platform-cluster' : 'platform',
       cpuSource:
         serverPid === null
           ? '/metrics veza_media_worker_cpu_seconds (sampled by the server every few seconds, polled twice a second)'
@@ -131,7 +150,9 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
       publisher: { url, streamId, token: broadcaster.accessToken },
       listeners: { url, streamId, token: null },
       workerCount,
-      settings: target.settings,
+      settings: mediaNodes ? mediaNodes.settings : target.settings,
+      mediaNodes,
+      streamId,
       async sfuCpu() {
         if (serverPid !== null) return { seconds: totalCpuSeconds(workers()), at: performance.now() };
         return remote?.latest() ?? null;
@@ -141,14 +162,17 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
         const bytes = sumOf(await scrape(metricsUrl), 'veza_process_resident_memory_bytes');
         return { sfu: null, server: bytes === null ? null : bytes / 1024 };
       },
-      // Edge, control plane and embedded PostgreSQL: the process tree without the SFU workers.
+      // Edge, control plane and embedded PostgreSQL (a cluster: the media nodes' own processes
+      // instead of PostgreSQL, which is the machine's): everything but the SFU workers.
       serverCpuSeconds: () => {
         if (serverPid === null) return null;
         const sfu = new Set(workers());
-        return totalCpuSeconds(processTree(serverPid).filter((pid) => !sfu.has(pid)));
+        const own = processTree(serverPid).filter((pid) => !sfu.has(pid));
+        return totalCpuSeconds([...own, ...(mediaNodes?.nodePids() ?? [])]);
       },
       serverProcessCpuSeconds: () => (serverPid === null ? null : totalCpuSeconds([serverPid])),
       async workersUsed() {
+        if (mediaNodes) return mediaNodes.workersUsed();
         const consumers = (await scrape(metricsUrl)).filter(
           (sample) => sample.name === 'veza_media_consumers',
         );
@@ -158,11 +182,11 @@ export async function platformSystem(options: TargetOptions, progress: Progress)
       async close() {
         remote?.stop();
         await stopStream(target.baseUrl, broadcaster, streamId).catch(() => undefined);
-        await target.close();
+        await closeTarget();
       },
     };
   } catch (error) {
-    await target.close();
+    await closeTarget();
     throw error;
   }
 }
@@ -189,6 +213,8 @@ export async function bareMediasoupSystem(
       serverProcessCpuSeconds: () => totalCpuSeconds([ready.pid]),
       workersUsed: async () => (await host.request('bareWorkersUsed', {}, workersUsedReply)).used,
       handlingSeconds: async () => null,
+      mediaNodes: null,
+      streamId: target.streamId,
       close: () => host.close(),
     };
   } catch (error) {

@@ -1,5 +1,5 @@
 /** The HTML report: one self-contained page (inline CSS and SVG) per result. */
-import type { BenchResult } from './result-types.js';
+import type { BenchResult, ReportTable } from './result-types.js';
 import { type ChartSpec, chart, escapeHtml } from './svg.js';
 
 const STYLE = `
@@ -50,7 +50,7 @@ function table(rows: readonly unknown[]): string {
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
-export function renderReport(result: BenchResult, charts: ChartSpec[]): string {
+export function renderReport(result: BenchResult, charts: ChartSpec[], tables: ReportTable[] = []): string {
   const targets = result.targets
     .map(
       (t) =>
@@ -71,6 +71,12 @@ load average ${m.load_avg_1m_at_start} at start. Options: <code>${escapeHtml(JSO
 <h2>Charts</h2><div class="charts">${charts.map(chart).join('')}</div>
 <h2>Targets</h2>${targets ? `<table><thead><tr><th>target</th><th>wanted</th><th>measured</th><th></th></tr></thead><tbody>${targets}</tbody></table>` : '<p>none</p>'}
 <h2>Measured</h2>${table(result.steps)}
+${tables
+  .map(
+    (t) =>
+      `<h2>${escapeHtml(t.title)}</h2>${t.description ? `<p>${escapeHtml(t.description)}</p>` : ''}${table(t.rows)}`,
+  )
+  .join('\n')}
 ${
   result.baseline
     ? `<h2>Baseline: ${escapeHtml(result.baseline.system)}</h2><p>${escapeHtml(result.baseline.description)}</p>

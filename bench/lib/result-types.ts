@@ -35,14 +35,33 @@ export interface BenchResult {
     /** measured / baseline for the headline figures (above 1: the platform costs more). */
     ratios: Array<Record<string, number | string | null>>;
   } | null;
+  /**
+   * `fanout --nodes N`: the single-node platform run of the same invocation, beside the cluster
+   * run in `steps` (ratios: cluster / single node). Absent otherwise.
+   */
+  single_node?: ComparedRun;
   targets: TargetCheck[];
   notes: string[];
 }
 
-/** What a scenario hands back: its part of the result and the charts of its report. */
-export type ScenarioOutput = Pick<BenchResult, 'measured' | 'steps' | 'baseline' | 'targets' | 'notes'> & {
+/** Another system measured in the same invocation, and measured / it for the headline figures. */
+export type ComparedRun = NonNullable<BenchResult['baseline']>;
+
+/** A table of the HTML report beyond the steps' own (e.g. the per-node split of a `--nodes` run). */
+export interface ReportTable {
+  title: string;
+  description?: string;
+  rows: unknown[];
+}
+
+/** What a scenario hands back: its part of the result and the charts and extra tables of its report. */
+export type ScenarioOutput = Pick<
+  BenchResult,
+  'measured' | 'steps' | 'baseline' | 'single_node' | 'targets' | 'notes'
+> & {
   options: Record<string, unknown>;
   charts: ChartSpec[];
+  tables?: ReportTable[];
 };
 
 /** Above these, a load process's own scheduling sets the latencies it measures. */

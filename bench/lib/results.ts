@@ -7,10 +7,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { renderReport } from './report.js';
-import type { BenchResult } from './result-types.js';
+import type { BenchResult, ReportTable } from './result-types.js';
 import type { ChartSpec } from './svg.js';
 
-export type { BenchResult, ScenarioOutput, TargetCheck } from './result-types.js';
+export type { BenchResult, ComparedRun, ReportTable, ScenarioOutput, TargetCheck } from './result-types.js';
 export { saturation } from './result-types.js';
 
 export function timestampForFile(date: Date): string {
@@ -24,13 +24,14 @@ export async function writeResult(
   dir: string,
   result: BenchResult,
   charts: ChartSpec[],
+  tables: ReportTable[] = [],
 ): Promise<{ json: string; html: string }> {
   await mkdir(dir, { recursive: true });
   const base = path.join(dir, `${result.scenario}-${timestampForFile(new Date(result.started_at))}`);
   const json = `${base}.json`;
   const html = `${base}.html`;
   await writeFile(json, `${JSON.stringify(result, null, 2)}\n`);
-  await writeFile(html, renderReport(result, charts));
+  await writeFile(html, renderReport(result, charts, tables));
   return { json, html };
 }
 

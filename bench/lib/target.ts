@@ -58,7 +58,13 @@ export async function openPlatform(options: TargetOptions, progress: Progress): 
       close: async () => {},
     };
   }
-  progress.note('starting the platform (standalone, embedded PostgreSQL)');
+  // fanout --nodes starts its control plane and edge here too, in cluster mode (bench/fanout/cluster.ts).
+  const cluster = options.env?.VEZA_MODE === 'cluster';
+  progress.note(
+    cluster
+      ? 'starting the control plane and edge (cluster mode)'
+      : 'starting the platform (standalone, embedded PostgreSQL)',
+  );
   const host = new ChildRpc(SERVER_HOST, [], {
     onOutput: (line) => progress.child('platform', line),
     ...(options.cpuProfileDir
@@ -74,7 +80,8 @@ export async function openPlatform(options: TargetOptions, progress: Progress): 
       baseUrl: `http://127.0.0.1:${ready.httpPort}`,
       grpcAddress: `127.0.0.1:${ready.grpcPort}`,
       serverPid: ready.pid,
-      settings: { mode: 'standalone', env, ...ready.config },
+      // A cluster's environment holds its service key and signing secret: not for the result file.
+      settings: cluster ? { mode: 'cluster', ...ready.config } : { mode: 'standalone', env, ...ready.config },
       close: () => host.close(),
     };
   } catch (error) {

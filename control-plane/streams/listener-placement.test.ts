@@ -252,6 +252,21 @@ describe('placement rules', () => {
     expect(at(placement).nodeId).toBe('origin');
   });
 
+  it('keeps a node just added to the tree there while a heartbeat sent before its pull landed says it carries nothing', () => {
+    // A chain (fan-out 1) of three nodes of one listener each: the ramp of `bench fanout --nodes 3`.
+    const placement = new ListenerPlacement({ fanout: 1 });
+    for (const id of ['origin', 'a', 'b']) placement.observe(heartbeat(id, { maxListeners: 1 }), 0);
+    expect(at(placement).nodeId).toBe('origin');
+    const added = at(placement);
+    expect(added.pullFrom).toBe('origin');
+    const placedAt = performance.now();
+    // The new node's heartbeat, sent before its pull from the origin landed: no stream yet.
+    placement.observe(heartbeat(added.nodeId, { maxListeners: 1, listeners: 0 }), placedAt + 100);
+    // The origin's only fan-out slot is taken: the third node hangs under the second.
+    expect(at(placement)).toEqual({ nodeId: added.nodeId === 'a' ? 'b' : 'a', pullFrom: added.nodeId });
+    expect(placement.tree('s').get('origin')?.children).toEqual([added.nodeId]);
+  });
+
   it('sends the listener to the origin when the registry does not know the origin (just started, or lost)', () => {
     const placement = new ListenerPlacement({ fanout: 4 });
     placement.observe(heartbeat('a'));

@@ -62,7 +62,8 @@ export class ListenerPlacement {
   /**
    * When each node was last given a listener (performance.now()). For two of its heartbeat
    * intervals after that, a heartbeat may have been sent before the join landed: it can raise the
-   * node's count but not lower it (listeners that left are told apart, by leave()).
+   * node's count but not lower it (listeners that left are told apart, by leave()), nor take the
+   * node out of a stream's tree (its pull may not have landed).
    */
   readonly #placedAt = new Map<string, number>();
 
@@ -95,9 +96,12 @@ export class ListenerPlacement {
       entry.listeners = stream.listeners;
       if (stream.upstream !== null) this.#attach(tree, nodeId, stream.upstream);
     }
-    // A stream the node no longer carries: it released its pipe.
+    // A stream the node no longer carries: it released its pipe. Not while a placement on it may
+    // still be landing: a heartbeat sent before the pull it was told to make lists no stream yet,
+    // and detaching it then freed its fan-out slot, so a burst of joins hung two nodes under a
+    // parent of fan-out 1 (seen in `bench fanout --nodes 3`).
     for (const [streamId, tree] of this.#trees) {
-      if (!carried.has(streamId) && tree.has(nodeId) && tree.get(nodeId)?.parent !== null)
+      if (settled && !carried.has(streamId) && tree.has(nodeId) && tree.get(nodeId)?.parent !== null)
         this.#detach(streamId, nodeId);
     }
   }
