@@ -116,7 +116,7 @@ async function run(
   const files = await writeResult(options.resultsDir, result, output.charts);
   for (const t of result.targets) {
     progress.note(
-      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}`,
+      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}${t.server ? ` [${t.server}]` : ''}`,
     );
   }
   progress.note(
@@ -249,6 +249,13 @@ common(
     },
   );
 
+/**
+ * Senders of a chat run given --offered: at least 50, and enough that none sends more than 5/s
+ * (100/s: 50 at 2/s; 500/s: 100 at 5/s). A connection's requests are answered one at a time, so
+ * a faster sender's acks would wait behind its own previous ones (edge_queue in the breakdown).
+ */
+const chatSenders = (offered: number) => Math.max(50, Math.ceil(offered / 5));
+
 common(
   program
     .command('chat')
@@ -268,7 +275,13 @@ common(
     'messages per second offered by all clients together (instead of --rate: rate = offered / clients)',
     positiveNumber,
   )
+  .option(
+    '--senders <n>',
+    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, enough to send at most 5/s each, at least 50`,
+    positiveInt,
+  )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)
+  .option('--loadgen-cpu-prof <dir>', 'write a V8 CPU profile of each load process into <dir>')
   .option('--drain <seconds>', 'how long deliveries are awaited after the last send', positiveNumber, 3)
   .addOption(
     new Option(
@@ -285,21 +298,31 @@ common(
         rooms: number;
         rate: number;
         offered?: number;
+        senders?: number;
         perProcess: number;
+        loadgenCpuProf?: string;
         drain: number;
         path: 'ws' | 'grpc';
       },
     ) => {
       const { chatScenario } = await import('./chat/index.js');
+      // With --offered the room's rate comes from a few senders, so the processes timing the acks
+      // are not also absorbing every silent member's deliveries.
+      const senders = Math.min(
+        options.clients,
+        options.senders ?? (options.offered === undefined ? options.clients : chatSenders(options.offered)),
+      );
       await run('chat', options, (progress) =>
         chatScenario(
           {
             path: options.path,
             clients: options.clients,
             rooms: options.rooms,
-            ratePerClient: options.offered === undefined ? options.rate : options.offered / options.clients,
+            ratePerClient: options.offered === undefined ? options.rate : options.offered / senders,
+            senders,
             durationS: options.duration,
             perProcess: options.perProcess,
+            loadgenCpuProfileDir: options.loadgenCpuProf,
             drainS: options.drain,
             baseline: options.baseline,
             target: target(options),
