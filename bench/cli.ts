@@ -250,11 +250,12 @@ common(
   );
 
 /**
- * Senders of a chat run given --offered: at least 50, and enough that none sends more than 5/s
- * (100/s: 50 at 2/s; 500/s: 100 at 5/s). A connection's requests are answered one at a time, so
- * a faster sender's acks would wait behind its own previous ones (edge_queue in the breakdown).
+ * Senders of a chat run given --offered: at least 50, and enough that none sends more than 2.5/s
+ * (100/s: 50 at 2/s; 500/s: 200 at 2.5/s). A connection's requests are answered one at a time
+ * (at most 32 waiting), so a faster sender's acks wait behind its own previous ones (edge_queue in
+ * the breakdown) and, when the server slows down, are refused.
  */
-const chatSenders = (offered: number) => Math.max(50, Math.ceil(offered / 5));
+const chatSenders = (offered: number) => Math.max(50, Math.ceil(offered / 2.5));
 
 common(
   program
@@ -277,7 +278,7 @@ common(
   )
   .option(
     '--senders <n>',
-    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, enough to send at most 5/s each, at least 50`,
+    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, enough to send at most 2.5/s each, at least 50`,
     positiveInt,
   )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)

@@ -39,7 +39,7 @@ import { counter, histogram, type Logger, STEP_BUCKETS_S, type UserRole } from '
 import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
 import { isModerator, type Moderation } from '../moderation/index.js';
-import { GroupCommit } from './batcher.js';
+import { GroupCommit, type Stored } from './batcher.js';
 import { KeyedQueue } from './keyed-queue.js';
 import {
   ACTIVITY_LIMIT,
@@ -219,19 +219,22 @@ export function createChat(deps: ChatDeps) {
     return toChatMessage(first);
   };
 
-  /** Stores a batch, then publishes its delivered messages as one bus message, in id order. */
-  const flush =
+  /**
+   * Stores a batch; its delivered messages are then published as one bus message, in id order,
+   * when the room's previous batch is out (batcher.ts).
+   */
+  const commitBatch =
     (roomId: number) =>
-    async (items: readonly Submission[]): Promise<Committed[]> => {
+    async (items: readonly Submission[]): Promise<Stored<Committed>> => {
       batchSize.observe(items.length);
       const started = performance.now();
       for (const item of items)
         sendStage.observe({ stage: 'commit_queue' }, (started - item.queuedAt) / 1000);
       const result = await store.insertBatch(roomId, items);
       sendStage.observe({ stage: 'commit' }, seconds(started));
-      if (result.kind !== 'stored') return items.map(() => result);
+      if (result.kind !== 'stored') return { results: items.map(() => result), publish: async () => {} };
       const delivered: ChatMessage[] = [];
-      const outcomes = result.rows.map((row, index): Committed => {
+      const results = result.rows.map((row, index): Committed => {
         const item = items[index];
         if (!item) throw new Error('batch insert returned more rows than it was given');
         if (row.kind !== 'stored') return row;
@@ -252,19 +255,20 @@ export function createChat(deps: ChatDeps) {
         if (!item.flagged) delivered.push(message);
         return { kind: 'stored', message, flagged: item.flagged };
       });
-      if (delivered.length > 0) {
+      delivered.sort((a, b) => a.messageId - b.messageId);
+      const publishBatch = async () => {
+        if (delivered.length === 0) return;
         const publishing = performance.now();
-        delivered.sort((a, b) => a.messageId - b.messageId);
         await publish(roomSubject(roomId), toMessageBatch(delivered));
         sendStage.observe({ stage: 'publish' }, seconds(publishing));
-      }
-      return outcomes;
+      };
+      return { results, publish: publishBatch };
     };
 
   const commitsOf = (entry: RoomEntry): GroupCommit<Submission, Committed> => {
     const existing = entry.commits;
     if (existing instanceof GroupCommit) return existing as GroupCommit<Submission, Committed>;
-    const commits = new GroupCommit<Submission, Committed>(flush(entry.roomId), GROUP_COMMIT_MAX);
+    const commits = new GroupCommit<Submission, Committed>(commitBatch(entry.roomId), GROUP_COMMIT_MAX);
     entry.commits = commits;
     return commits;
   };
