@@ -24,8 +24,7 @@ import {
   type RequestId,
   type ServerFrame,
 } from '../protocol/index.js';
-import type { ChatRequests } from './chat/index.js';
-import { chatSendSteps } from './chat/metrics.js';
+import { type ChatRequests, chatSendSteps } from './chat/index.js';
 import { errorBodyOf } from './errors.js';
 import type { MediaRequests } from './media-session.js';
 import { wsRequestDuration, wsRequests } from './metrics.js';

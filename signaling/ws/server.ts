@@ -37,8 +37,7 @@ import {
   SIGNALING_PATH,
 } from '../protocol/index.js';
 import { createAudienceReporter } from './audience.js';
-import { ChatHub, ChatSession } from './chat/index.js';
-import { chatSendSteps } from './chat/metrics.js';
+import { ChatHub, ChatSession, chatSendSteps } from './chat/index.js';
 import { openClientOrigin } from './client-origin.js';
 import { Connection, type ConnectionLimits } from './connection.js';
 import { edgeStreams } from './edge-streams.js';
