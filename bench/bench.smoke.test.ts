@@ -201,11 +201,13 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
     expect(step.mouth_to_ear_ms.p95).toBeLessThan(1000);
   });
 
-  it('chat: 4 clients in 2 rooms for 3 s, against bare uWS', async () => {
+  it('chat: 4 clients in 2 rooms for 3 s, 2 of them sending, against bare uWS', async () => {
     const { result, html } = await bench('chat', [
       '--clients',
       '4',
       '--rooms',
+      '2',
+      '--senders',
       '2',
       '--rate',
       '0.5',
@@ -216,9 +218,25 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       ...sharedPlatform(),
     ]);
     expectStable(result, 'chat', html);
-    const step = result.steps[0] as { joined: number; acked: number; deliveries: number; path: string };
+    const step = result.steps[0] as {
+      joined: number;
+      sent: number;
+      acked: number;
+      deliveries: number;
+      path: string;
+      loadgen_per_process: Array<{ role: string; clients: number }>;
+      server_ack_breakdown: Record<string, { count: number; p50_ms: number | null }> | null;
+    };
     expect(step.joined).toBe(4);
     expect(step.acked).toBeGreaterThan(0);
+    // The senders in a load process of their own, the members that only receive in another.
+    expect(step.loadgen_per_process.map(({ role, clients }) => [role, clients])).toEqual([
+      ['senders', 2],
+      ['members', 2],
+    ]);
+    // The server's own account of the acks: every acked send was seen on the edge, split by step.
+    expect(step.server_ack_breakdown?.edge_total?.count).toBeGreaterThanOrEqual(step.acked);
+    expect(step.server_ack_breakdown?.cp_commit?.p50_ms).toBeGreaterThan(0);
     expect(step.deliveries).toBeGreaterThan(0);
     expect(result.options.path).toBeDefined();
   });

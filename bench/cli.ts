@@ -117,7 +117,7 @@ async function run(
   const files = await writeResult(options.resultsDir, result, output.charts, output.tables);
   for (const t of result.targets) {
     progress.note(
-      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}`,
+      `target ${t.name}: ${t.target}, measured ${t.value ?? 'n/a'} -> ${t.met === null ? 'n/a' : t.met ? 'met' : 'MISSED'}${t.limited_by && t.met === false ? ` (limited by ${t.limited_by})` : ''}${t.server ? ` [${t.server}]` : ''}`,
     );
   }
   progress.note(
@@ -275,6 +275,15 @@ common(
     },
   );
 
+/**
+ * Senders of a chat run given --offered: at least 50, and enough that none sends more than 1/s
+ * while there are clients (100/s: 100 at 1/s; 500/s from 200 clients: all, at 2.5/s). A
+ * connection's requests are answered one at a time (at most 32 waiting), so a sender's acks wait
+ * behind its own previous ones (edge_queue in the breakdown): at 2/s each and a server slowed to
+ * 0.6 s per send by a saturated machine, that queue grew for the whole run.
+ */
+const chatSenders = (offered: number) => Math.max(50, Math.ceil(offered));
+
 common(
   program
     .command('chat')
@@ -294,7 +303,13 @@ common(
     'messages per second offered by all clients together (instead of --rate: rate = offered / clients)',
     positiveNumber,
   )
+  .option(
+    '--senders <n>',
+    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, enough to send at most 1/s each (or all), at least 50`,
+    positiveInt,
+  )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)
+  .option('--loadgen-cpu-prof <dir>', 'write a V8 CPU profile of each load process into <dir>')
   .option('--drain <seconds>', 'how long deliveries are awaited after the last send', positiveNumber, 3)
   .addOption(
     new Option(
@@ -311,21 +326,31 @@ common(
         rooms: number;
         rate: number;
         offered?: number;
+        senders?: number;
         perProcess: number;
+        loadgenCpuProf?: string;
         drain: number;
         path: 'ws' | 'grpc';
       },
     ) => {
       const { chatScenario } = await import('./chat/index.js');
+      // With --offered the room's rate comes from a few senders, so the processes timing the acks
+      // are not also absorbing every silent member's deliveries.
+      const senders = Math.min(
+        options.clients,
+        options.senders ?? (options.offered === undefined ? options.clients : chatSenders(options.offered)),
+      );
       await run('chat', options, (progress) =>
         chatScenario(
           {
             path: options.path,
             clients: options.clients,
             rooms: options.rooms,
-            ratePerClient: options.offered === undefined ? options.rate : options.offered / options.clients,
+            ratePerClient: options.offered === undefined ? options.rate : options.offered / senders,
+            senders,
             durationS: options.duration,
             perProcess: options.perProcess,
+            loadgenCpuProfileDir: options.loadgenCpuProf,
             drainS: options.drain,
             baseline: options.baseline,
             target: target(options),

@@ -80,6 +80,7 @@ export {
   type RenderedMetrics,
   renderMetrics,
   renderMetricsWith,
+  STEP_BUCKETS_S,
 } from './metrics.js';
 export { metricsAccessAllowed } from './metrics-access.js';
 export { type OpsServer, type OpsServerOptions, type Readiness, startOpsServer } from './ops-server.js';

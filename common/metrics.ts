@@ -66,6 +66,16 @@ export function gauge<L extends string>(
   );
 }
 
+/**
+ * Buckets fine enough to read a p50 and a p99 back from the histogram (a step's share of a chat
+ * ack, from 0.1 ms to 30 s, so a starved run's queues are still measured): bench/chat reads
+ * them, interpolating within a bucket.
+ */
+export const STEP_BUCKETS_S = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075,
+  0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30,
+];
+
 export function histogram<L extends string>(
   name: string,
   help: string,

@@ -24,6 +24,7 @@ export interface SetupParams {
 }
 
 export interface RunParams {
+  /** Messages per second per client; 0 for a process of members that only receive. */
   ratePerClient: number;
   durationS: number;
   /** How long after the last send deliveries are still awaited. */
@@ -100,8 +101,9 @@ async function run(params: RunParams) {
   // so a busy load generator inflates them, and the result must say so.
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
+  const sending = params.ratePerClient > 0 ? clients : [];
   await Promise.all(
-    clients.map(async (client, index) => {
+    sending.map(async (client, index) => {
       const phase = Math.random() * intervalMs;
       const pending: Array<Promise<void>> = [];
       for (let n = 0; phase + n * intervalMs < durationMs; n++) {
@@ -134,6 +136,9 @@ async function run(params: RunParams) {
     }),
   );
   const sendingS = (performance.now() - started) / 1000;
+  // Members that only receive count over the same window as the senders.
+  const left = started + durationMs - performance.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
   await new Promise((resolve) => setTimeout(resolve, params.drainS * 1000));
   counting = false;
   const cpu = process.cpuUsage(cpu0);

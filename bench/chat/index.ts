@@ -15,7 +15,7 @@ import { ChatClient as SignalingChat, SignalingConnection } from '../../signalin
 import { ChildRpc } from '../lib/ipc.js';
 import { busyPercent, machineCpuTimes, processTree, totalCpuSeconds } from '../lib/proc.js';
 import type { Progress } from '../lib/progress.js';
-import { type Sample, scrape } from '../lib/prom.js';
+import { type HistogramQuantiles, histogramQuantiles, type Sample, scrape } from '../lib/prom.js';
 import { type BenchUser, createUser, signalingWsUrl } from '../lib/rest.js';
 import { ratio, type ScenarioOutput, saturation } from '../lib/results.js';
 import { type CdfPoints, LogHistogram, type PercentilesWithMax, round } from '../lib/stats.js';
@@ -25,22 +25,49 @@ import type { RunParams, SetupParams } from './clients.js';
 import type { ChatMode, ClientSpec } from './transports.js';
 
 const CLIENTS = new URL('./clients.ts', import.meta.url);
+/**
+ * Senders per load process: each receives the whole room too (500/s offered is 12,500
+ * deliveries/s for 25 senders), so their processes stay light and their acks' timestamps prompt.
+ */
+const SENDERS_PER_PROCESS = 25;
 
 export interface ChatOptions {
   path: 'ws' | 'grpc';
   clients: number;
   rooms: number;
+  /** Messages per second of each sending client. */
   ratePerClient: number;
+  /**
+   * How many of the clients send (the first ones, spread over the rooms); the others are members
+   * that only receive. The senders live in load processes of their own, so the acks and the
+   * deliveries they time are not stalled by the silent members' deliveries.
+   */
+  senders: number;
   durationS: number;
   perProcess: number;
+  /** Where each load process writes a V8 CPU profile (--loadgen-cpu-prof), or undefined. */
+  loadgenCpuProfileDir?: string | undefined;
   drainS: number;
   baseline: boolean;
   target: TargetOptions;
 }
 
+/** One load process's own reading: deliveries and acks are timestamped on its event loop. */
+export interface LoadProcessReading {
+  /** `senders`: the clients that send (and time their acks); `members`: clients that only receive. */
+  role: 'senders' | 'members';
+  clients: number;
+  cpu_pct: number;
+  loop_delay_p99_ms: number;
+  loop_delay_max_ms: number;
+  deliveries_per_s: number;
+}
+
 export interface ChatStep {
   path: string;
   clients: number;
+  /** Clients that send; the rest only receive (see ChatOptions.senders). */
+  senders: number;
   rooms: number;
   rate_per_client: number;
   joined: number;
@@ -63,6 +90,11 @@ export interface ChatStep {
   server_loop_delay_p99_ms: number | null;
   /** Mean time per step on the server, from its /metrics over the run (platform only). */
   server_timings_ms: Record<string, number> | null;
+  /**
+   * Where an ack's time goes on the server, step by step in path order, p50 and p99 over the run
+   * from the platform's histograms (platform only; see the notes for each step).
+   */
+  server_ack_breakdown: Record<string, HistogramQuantiles> | null;
   /** Mean messages per group commit over the run (platform only). */
   server_batch_mean: number | null;
   loadgen_processes: number;
@@ -72,6 +104,10 @@ export interface ChatStep {
   loadgen_cpu_pct_max_process: number;
   loadgen_loop_delay_p99_ms: number;
   loadgen_loop_delay_max_ms: number;
+  /** The sender processes only: the acks are timestamped there. */
+  sender_loadgen_cpu_pct_max_process: number;
+  sender_loadgen_loop_delay_p99_ms: number;
+  loadgen_per_process: LoadProcessReading[];
   machine_busy_pct: number;
   /**
    * Share of the run during which some runnable task on the machine waited for a CPU (Linux PSI,
@@ -122,6 +158,35 @@ const TIMINGS: Array<{ key: string; metric: string; labels: Record<string, strin
   })),
 ];
 
+/**
+ * The ack's steps on the server in path order (edge, then control plane, then edge again): the
+ * histogram and its label for each. commit and publish are per batch, the others per send.
+ */
+const ACK_STEPS: Array<{ key: string; metric: string; labels: Record<string, string> }> = [
+  ...['validate', 'queue', 'control_plane'].map((step) => ({
+    key: `edge_${step}`,
+    metric: 'veza_ws_chat_send_step_seconds',
+    labels: { step },
+  })),
+  ...['send', 'state', 'rate_limit', 'moderation', 'commit_queue', 'commit', 'publish', 'commit_wait'].map(
+    (stage) => ({ key: `cp_${stage}`, metric: 'veza_chat_send_stage_seconds', labels: { stage } }),
+  ),
+  ...['broadcast', 'total'].map((step) => ({
+    key: `edge_${step}`,
+    metric: 'veza_ws_chat_send_step_seconds',
+    labels: { step },
+  })),
+];
+
+function ackBreakdown(before: readonly Sample[], after: readonly Sample[]) {
+  const breakdown: Record<string, HistogramQuantiles> = {};
+  for (const { key, metric, labels } of ACK_STEPS) {
+    const quantiles = histogramQuantiles(before, after, metric, labels);
+    if (quantiles.count > 0) breakdown[key] = quantiles;
+  }
+  return breakdown;
+}
+
 function histogramTotals(samples: readonly Sample[], metric: string, labels: Record<string, string>) {
   const pick = (suffix: string) =>
     samples
@@ -148,6 +213,7 @@ function serverTimings(before: readonly Sample[], after: readonly Sample[]) {
   const lag = after.find((sample) => sample.name === 'veza_nodejs_eventloop_lag_p99_seconds');
   return {
     timings,
+    breakdown: ackBreakdown(before, after),
     batchMean: commits > 0 ? round((batches.sum - batchesBefore.sum) / commits, 2) : null,
     loopDelayP99Ms: lag ? round(lag.value * 1000, 1) : null,
   };
@@ -229,16 +295,28 @@ async function measure(
   progress: Progress,
   metricsUrl: string | null = null,
 ): Promise<ChatStep> {
-  const processes: ChildRpc[] = [];
+  const processes: Array<{ rpc: ChildRpc; role: LoadProcessReading['role']; clients: number }> = [];
   const errors = new Set<string>();
   try {
     let joined = 0;
-    for (let i = 0; i < specs.length; i += options.perProcess) {
+    // The senders first, in processes of their own; then the members that only receive.
+    const senders = Math.min(options.senders, specs.length);
+    const groups: Array<{ role: LoadProcessReading['role']; specs: ClientSpec[] }> = [];
+    for (const [role, share, perProcess] of [
+      ['senders', specs.slice(0, senders), Math.min(options.perProcess, SENDERS_PER_PROCESS)],
+      ['members', specs.slice(senders), options.perProcess],
+    ] as const) {
+      for (let i = 0; i < share.length; i += perProcess)
+        groups.push({ role, specs: share.slice(i, i + perProcess) });
+    }
+    for (const group of groups) {
+      const profile = options.loadgenCpuProfileDir;
       const rpc = new ChildRpc(CLIENTS, [], {
         onOutput: (line) => progress.child(`chat-clients-${processes.length}`, line),
+        ...(profile ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profile}`] } : {}),
       });
-      processes.push(rpc);
-      const setup: SetupParams = { mode, address, clients: specs.slice(i, i + options.perProcess) };
+      processes.push({ rpc, role: group.role, clients: group.specs.length });
+      const setup: SetupParams = { mode, address, clients: group.specs };
       const result = await rpc.request('setup', setup, setupResult);
       joined += result.joined;
       for (const error of result.errors) errors.add(error);
@@ -253,12 +331,16 @@ async function measure(
     const machine0 = machineCpuTimes();
     const pressure0 = cpuPressureUs();
     const t0 = performance.now();
-    const run: RunParams = {
-      ratePerClient: options.ratePerClient,
-      durationS: options.durationS,
-      drainS: options.drainS,
-    };
-    const results = await Promise.all(processes.map((rpc) => rpc.request('run', run, runResult)));
+    const results = await Promise.all(
+      processes.map(({ rpc, role }) => {
+        const run: RunParams = {
+          ratePerClient: role === 'senders' ? options.ratePerClient : 0,
+          durationS: options.durationS,
+          drainS: options.drainS,
+        };
+        return rpc.request('run', run, runResult);
+      }),
+    );
     const wallS = (performance.now() - t0) / 1000;
     const server =
       metricsUrl && metricsBefore ? serverTimings(metricsBefore, await scrape(metricsUrl)) : null;
@@ -289,6 +371,15 @@ async function measure(
     // Throughput over the time it took, not over the sending window: a backlog lowers it.
     const deliverySpanS = Math.max(options.durationS, ...results.map((r) => r.deliverySpanS));
     const ackSpanS = Math.max(options.durationS, ...results.map((r) => r.ackSpanS));
+    const perProcess: LoadProcessReading[] = results.map((r, index) => ({
+      role: processes[index]?.role ?? 'members',
+      clients: processes[index]?.clients ?? 0,
+      cpu_pct: round((100 * r.cpuSeconds) / r.wallS, 1),
+      loop_delay_p99_ms: round(r.loopDelayP99Ms, 1),
+      loop_delay_max_ms: round(r.loopDelayMaxMs, 1),
+      deliveries_per_s: round(r.deliveries / Math.max(options.durationS, r.deliverySpanS), 0),
+    }));
+    const senderProcesses = perProcess.filter((reading) => reading.role === 'senders');
     return {
       path:
         mode === 'ws'
@@ -297,6 +388,7 @@ async function measure(
             ? 'gRPC ChatService: JoinRoom, StreamMessages (one server stream per client), SendMessage (the ack), moderation and PostgreSQL storage included'
             : 'bare uWS: JSON frame -> app.publish to the room topic + ack to the sender',
       clients: specs.length,
+      senders,
       rooms: options.rooms,
       rate_per_client: options.ratePerClient,
       joined,
@@ -310,10 +402,11 @@ async function measure(
       delivery_span_s: round(deliverySpanS, 2),
       send_to_receive_ms: delivery.summary(),
       ack_ms: ack.summary(),
-      offered_per_s: round(specs.length * options.ratePerClient, 1),
+      offered_per_s: round(senders * options.ratePerClient, 1),
       server_cpu_pct: serverCpu,
       server_loop_delay_p99_ms: server?.loopDelayP99Ms ?? null,
       server_timings_ms: server?.timings ?? null,
+      server_ack_breakdown: server?.breakdown ?? null,
       server_batch_mean: server?.batchMean ?? null,
       loadgen_processes: results.length,
       loadgen_cpu_pct: round((100 * sum((r) => r.cpuSeconds)) / wallS, 1),
@@ -323,13 +416,16 @@ async function measure(
       ),
       loadgen_loop_delay_p99_ms: round(Math.max(0, ...results.map((r) => r.loopDelayP99Ms)), 1),
       loadgen_loop_delay_max_ms: round(Math.max(0, ...results.map((r) => r.loopDelayMaxMs)), 1),
+      sender_loadgen_cpu_pct_max_process: Math.max(0, ...senderProcesses.map((r) => r.cpu_pct)),
+      sender_loadgen_loop_delay_p99_ms: Math.max(0, ...senderProcesses.map((r) => r.loop_delay_p99_ms)),
+      loadgen_per_process: perProcess,
       machine_busy_pct: round(machineBusy, 1),
       machine_cpu_pressure_pct: pressure,
       errors: [...errors].slice(0, 10),
       cdf: { send_to_receive_ms: delivery.cdf() },
     };
   } finally {
-    await Promise.all(processes.map((rpc) => rpc.close()));
+    await Promise.all(processes.map(({ rpc }) => rpc.close()));
   }
 }
 
@@ -408,9 +504,10 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
     }
   }
   return {
-    measured: `Chat through the whole path: C clients (each its own account) in R rooms sending M messages/s each. Path measured: ${measured.path}. Baseline: the same load processes against bare uWS app.publish.`,
+    measured: `Chat through the whole path: C clients (each its own account) in R rooms, S of them sending M messages/s each (the others only receive). Path measured: ${measured.path}. Baseline: the same load processes against bare uWS app.publish.`,
     options: {
       clients: options.clients,
+      senders: measured.senders,
       rooms: options.rooms,
       rate_per_client: options.ratePerClient,
       per_process: options.perProcess,
@@ -433,6 +530,7 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
               send_to_receive_p50: ratio(measured.send_to_receive_ms.p50, bare.send_to_receive_ms.p50),
               send_to_receive_p99: ratio(measured.send_to_receive_ms.p99, bare.send_to_receive_ms.p99),
               acks_per_s: ratio(measured.acks_per_s, bare.acks_per_s),
+              ack_p99: ratio(measured.ack_ms.p99, bare.ack_ms.p99),
             },
           ],
         }
@@ -442,6 +540,8 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
       'A standalone platform started by this run has the per-user chat limits raised (CHAT_BURST_PER_5S, CHAT_MESSAGES_PER_MIN), so that --rate above 0.5 measures the send path rather than the limiter; with --url the platform keeps its own limits.',
       'Standalone mode as of this commit: the edge and the control plane share one Node.js event loop (server_loop_delay_p99_ms), and the load processes share the same cores: loadgen_cpu_pct_max_process near 100 or a high loadgen_loop_delay_p99_ms means the load generator, not the platform, set the figure.',
       'server_timings_ms: means over the run from the platform /metrics: edge_chat_send (the WebSocket request, ack wait included), grpc_send_message (ChatService), and the control plane steps (state, rate_limit, moderation, commit_wait = queued behind the room commit then its own; commit and publish per batch). server_batch_mean: messages per group commit.',
+      "server_ack_breakdown: an ack on the server, p50 and p99 of each step over the run, in path order: edge_validate (the frame decoded and checked), edge_queue (behind the same connection's earlier requests), edge_control_plane (SendMessage as the edge sees it: the control plane's cp_send plus the gRPC hop), cp_state, cp_rate_limit, cp_moderation, cp_commit_queue (waiting for its room's batch to start), cp_commit and cp_publish (per batch: the insert, the bus publish), cp_commit_wait (commit_queue + its batch), edge_broadcast (the ack waiting for its own message to pass this edge), edge_total (frame read to ack written). The client's ack_ms beyond edge_total is the network, the load process and the machine. Percentiles are interpolated within histogram buckets.",
+      "The first --senders clients send (spread over the rooms) and live in load processes of their own (loadgen_per_process, role senders); the others only receive. Acks are timed in the sender processes, so the ack targets' limited_by reads those; deliveries are timed in every process. The baseline runs the same processes.",
       'Deliveries count every client of the room, the sender included (both paths deliver the sender its own message).',
       'Clients send for --duration, then count for --drain more seconds and stop: later acks and deliveries count as missing (delivered_pct < 100); deliveries/s is taken over first send to last counted delivery.',
     ],
@@ -464,6 +564,26 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
   };
 }
 
+/**
+ * What the server's side of an ack says next to the ack p99 measured by the clients: its own
+ * p99 (frame read to ack written on the edge) and the step with the longest p99 within it, so a
+ * missed target names what limits it; the rest of the client's figure is the network, the load
+ * process and the machine.
+ */
+function serverAckReading(breakdown: Record<string, HistogramQuantiles> | null): string | undefined {
+  const total = breakdown?.edge_total?.p99_ms;
+  if (!breakdown || total === null || total === undefined) return undefined;
+  // The composite readings (cp_send, cp_commit_wait, edge_total) contain the others.
+  const parts = Object.entries(breakdown).filter(
+    ([key]) => !['edge_total', 'cp_send', 'cp_commit_wait', 'edge_control_plane'].includes(key),
+  );
+  const slowest = parts.reduce<[string, number] | null>((best, [key, q]) => {
+    const p99 = q.p99_ms ?? 0;
+    return best === null || p99 > best[1] ? [key, p99] : best;
+  }, null);
+  return `server side p99 ${total} ms (edge frame read to ack written)${slowest ? `; its slowest step at p99: ${slowest[0]} ${slowest[1]} ms` : ''}`;
+}
+
 /** The chat targets, judged on every run (each scenario of the README is one combination of options). */
 function chatTargets(measured: ChatStep, bare: ChatStep | null) {
   const finite = (value: number) => (Number.isFinite(value) ? value : null);
@@ -471,13 +591,20 @@ function chatTargets(measured: ChatStep, bare: ChatStep | null) {
   const ackP99 = finite(measured.ack_ms.p99);
   const versusBare =
     bare && bare.deliveries_per_s > 0 ? measured.deliveries_per_s / bare.deliveries_per_s : null;
-  // The latencies are timestamped in the load processes: a saturated one inflates them.
+  // The latencies are timestamped in the load processes: a saturated one inflates them. Deliveries
+  // are timed in every process, acks in the senders' only.
   const limitedBy = saturation({
     loadgenCpuPct: measured.loadgen_cpu_pct_max_process,
     loadgenLoopDelayP99Ms: measured.loadgen_loop_delay_p99_ms,
     machineBusyPct: measured.machine_busy_pct,
   });
   const limited = limitedBy ? { limited_by: limitedBy } : {};
+  const ackLimitedBy = saturation({
+    loadgenCpuPct: measured.sender_loadgen_cpu_pct_max_process,
+    loadgenLoopDelayP99Ms: measured.sender_loadgen_loop_delay_p99_ms,
+    machineBusyPct: measured.machine_busy_pct,
+  });
+  const ackServer = serverAckReading(measured.server_ack_breakdown);
   return [
     {
       name: 'send-to-receive p99 (ms)',
@@ -497,7 +624,8 @@ function chatTargets(measured: ChatStep, bare: ChatStep | null) {
       target: '< 100 ms',
       value: ackP99,
       met: ackP99 === null ? null : ackP99 < 100,
-      ...limited,
+      ...(ackLimitedBy ? { limited_by: ackLimitedBy } : {}),
+      ...(ackServer ? { server: ackServer } : {}),
     },
     {
       name: 'delivered',

@@ -55,7 +55,7 @@ export function renderReport(result: BenchResult, charts: ChartSpec[], tables: R
     .map(
       (t) =>
         `<tr><td>${escapeHtml(t.name)}</td><td>${escapeHtml(t.target)}</td><td>${escapeHtml(cell(t.value))}</td>` +
-        `<td class="${t.met === true ? 'met' : t.met === false ? 'missed' : ''}">${t.met === null ? 'n/a' : t.met ? 'met' : 'missed'}${t.limited_by && t.met === false ? ` (limited by ${escapeHtml(t.limited_by)})` : ''}</td></tr>`,
+        `<td class="${t.met === true ? 'met' : t.met === false ? 'missed' : ''}">${t.met === null ? 'n/a' : t.met ? 'met' : 'missed'}${t.limited_by && t.met === false ? ` (limited by ${escapeHtml(t.limited_by)})` : ''}${t.server ? ` [${escapeHtml(t.server)}]` : ''}</td></tr>`,
     )
     .join('');
   const m = result.machine;

@@ -15,6 +15,11 @@ export interface TargetCheck {
    * saturated while it was measured, so the figure is not the platform's alone: what, measured.
    */
   limited_by?: string;
+  /**
+   * The server's own reading of the same figure where the platform measures it (the chat ack:
+   * its time from frame read to ack written, and the slowest step within it).
+   */
+  server?: string;
 }
 
 export interface BenchResult {

@@ -35,11 +35,11 @@ import {
   toMessageBatch,
   toMessageEvent,
 } from '../../common/contracts/index.js';
-import { counter, histogram, type Logger, type UserRole } from '../../common/index.js';
+import { counter, histogram, type Logger, STEP_BUCKETS_S, type UserRole } from '../../common/index.js';
 import type { EventBus, RateLimiter, RateRule, Subscription } from '../../common/ports/index.js';
 import type { ChatMessage, Message, Room, RoomActivity } from '../../proto/gen/veza/chat/chat.js';
 import { isModerator, type Moderation } from '../moderation/index.js';
-import { GroupCommit } from './batcher.js';
+import { GroupCommit, type Stored } from './batcher.js';
 import { KeyedQueue } from './keyed-queue.js';
 import {
   ACTIVITY_LIMIT,
@@ -89,9 +89,9 @@ export interface ChatDeps {
 const sent = counter('veza_chat_messages_total', 'Chat messages, by outcome', ['outcome']);
 const sendStage = histogram(
   'veza_chat_send_stage_seconds',
-  "Time a chat send spends in each step on the control plane: state (memory, or its first load), rate_limit, moderation, commit_wait (queued behind the room's commit, then its own); commit and publish are per batch",
+  "Time a chat send spends in each step on the control plane: state (memory, or its first load), rate_limit, moderation, commit_queue (waiting for its batch to start), commit_wait (commit_queue and its batch's commit and publish), send (the whole send); commit and publish are per batch",
   ['stage'],
-  [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  STEP_BUCKETS_S,
 );
 const batchSize = histogram(
   'veza_chat_batch_messages',
@@ -123,6 +123,8 @@ const streamEnded = (streamId: number | null) =>
 
 interface Submission extends NewMessage {
   username: string;
+  /** performance.now() when it joined the room's queue. */
+  queuedAt: number;
 }
 
 /** What the room's group commit made of one message. */
@@ -217,17 +219,22 @@ export function createChat(deps: ChatDeps) {
     return toChatMessage(first);
   };
 
-  /** Stores a batch, then publishes its delivered messages as one bus message, in id order. */
-  const flush =
+  /**
+   * Stores a batch; its delivered messages are then published as one bus message, in id order,
+   * when the room's previous batch is out (batcher.ts).
+   */
+  const commitBatch =
     (roomId: number) =>
-    async (items: readonly Submission[]): Promise<Committed[]> => {
+    async (items: readonly Submission[]): Promise<Stored<Committed>> => {
       batchSize.observe(items.length);
       const started = performance.now();
+      for (const item of items)
+        sendStage.observe({ stage: 'commit_queue' }, (started - item.queuedAt) / 1000);
       const result = await store.insertBatch(roomId, items);
       sendStage.observe({ stage: 'commit' }, seconds(started));
-      if (result.kind !== 'stored') return items.map(() => result);
+      if (result.kind !== 'stored') return { results: items.map(() => result), publish: async () => {} };
       const delivered: ChatMessage[] = [];
-      const outcomes = result.rows.map((row, index): Committed => {
+      const results = result.rows.map((row, index): Committed => {
         const item = items[index];
         if (!item) throw new Error('batch insert returned more rows than it was given');
         if (row.kind !== 'stored') return row;
@@ -248,19 +255,20 @@ export function createChat(deps: ChatDeps) {
         if (!item.flagged) delivered.push(message);
         return { kind: 'stored', message, flagged: item.flagged };
       });
-      if (delivered.length > 0) {
+      delivered.sort((a, b) => a.messageId - b.messageId);
+      const publishBatch = async () => {
+        if (delivered.length === 0) return;
         const publishing = performance.now();
-        delivered.sort((a, b) => a.messageId - b.messageId);
         await publish(roomSubject(roomId), toMessageBatch(delivered));
         sendStage.observe({ stage: 'publish' }, seconds(publishing));
-      }
-      return outcomes;
+      };
+      return { results, publish: publishBatch };
     };
 
   const commitsOf = (entry: RoomEntry): GroupCommit<Submission, Committed> => {
     const existing = entry.commits;
     if (existing instanceof GroupCommit) return existing as GroupCommit<Submission, Committed>;
-    const commits = new GroupCommit<Submission, Committed>(flush(entry.roomId), GROUP_COMMIT_MAX);
+    const commits = new GroupCommit<Submission, Committed>(commitBatch(entry.roomId), GROUP_COMMIT_MAX);
     entry.commits = commits;
     return commits;
   };
@@ -310,6 +318,7 @@ export function createChat(deps: ChatDeps) {
       flagged: verdict.flagged,
       score: verdict.score,
       reasons: verdict.reasons,
+      queuedAt: started,
     });
     sendStage.observe({ stage: 'commit_wait' }, seconds(started));
     switch (committed.kind) {
@@ -357,6 +366,30 @@ export function createChat(deps: ChatDeps) {
       log.error({ err: error, messageId: message.messageId }, 'could not queue a flagged message');
     }
     throw new NotSentError(verdict.reasons);
+  };
+
+  /** One send, from memory's view of the room and sender to the stored message (or the refusal). */
+  const sendOnce = async (user: ChatUser, input: SendMessageInput, started: number): Promise<ChatMessage> => {
+    const entry = await states.room(input.roomId);
+    const sender = await states.sender(entry, user.userId);
+    sendStage.observe({ stage: 'state' }, seconds(started));
+    const clientId = input.clientMessageId || null;
+    if (!clientId) return sendNew(entry, sender, user, input, null);
+    const known = sender.answers.get(clientId);
+    if (known) return replay(known);
+    // Remembered before anything is awaited: a retry racing this send gets its answer.
+    const sending = sendNew(entry, sender, user, input, clientId);
+    setAnswer(sender, clientId, { kind: 'pending', promise: sending });
+    sending.then(
+      (message) => setAnswer(sender, clientId, { kind: 'stored', message }),
+      (error: unknown) => {
+        if (error instanceof NotSentError)
+          setAnswer(sender, clientId, { kind: 'flagged', reasons: error.reasons });
+        // Nothing was stored: a retry is a new try (a flood or a mute may be over by then).
+        else if (sender.answers.get(clientId)?.kind === 'pending') sender.answers.delete(clientId);
+      },
+    );
+    return sending;
   };
 
   /** The room a reader may read, with the sender state of a user reader. */
@@ -425,26 +458,11 @@ export function createChat(deps: ChatDeps) {
 
     async send(user: ChatUser, input: SendMessageInput): Promise<ChatMessage> {
       const started = performance.now();
-      const entry = await states.room(input.roomId);
-      const sender = await states.sender(entry, user.userId);
-      sendStage.observe({ stage: 'state' }, seconds(started));
-      const clientId = input.clientMessageId || null;
-      if (!clientId) return sendNew(entry, sender, user, input, null);
-      const known = sender.answers.get(clientId);
-      if (known) return replay(known);
-      // Remembered before anything is awaited: a retry racing this send gets its answer.
-      const sending = sendNew(entry, sender, user, input, clientId);
-      setAnswer(sender, clientId, { kind: 'pending', promise: sending });
-      sending.then(
-        (message) => setAnswer(sender, clientId, { kind: 'stored', message }),
-        (error: unknown) => {
-          if (error instanceof NotSentError)
-            setAnswer(sender, clientId, { kind: 'flagged', reasons: error.reasons });
-          // Nothing was stored: a retry is a new try (a flood or a mute may be over by then).
-          else if (sender.answers.get(clientId)?.kind === 'pending') sender.answers.delete(clientId);
-        },
-      );
-      return sending;
+      try {
+        return await sendOnce(user, input, started);
+      } finally {
+        sendStage.observe({ stage: 'send' }, seconds(started));
+      }
     },
 
     async history(

@@ -14,7 +14,6 @@ import {
   type MethodParams,
   NOTIFICATIONS,
   type NotificationFrame,
-  type NotificationName,
   paramsSchemas,
   type RequestFrame,
   type RequestId,
@@ -112,10 +111,9 @@ const errorBodySchema = z.object({
   retryAfterMs: z.number().optional(),
 });
 
-// Notifications first: they are most frames (a busy chat room), and a union stops at the first
-// option that fits; trying the response shapes first built two sets of issues per notification.
-const serverFrameSchema = z.union([
-  z.object({ notification: z.string(), data: z.unknown() }),
+// Responses only: notifications, most frames (a busy chat room), are read before it without a
+// schema (parseServerFrame).
+const responseFrameSchema = z.union([
   z.object({ id: requestIdSchema, ok: z.literal(true), result: z.unknown() }),
   z.object({ id: requestIdSchema.nullable(), ok: z.literal(false), error: errorBodySchema }),
 ]);
@@ -127,6 +125,8 @@ export type ParsedServerFrame =
   | { kind: 'unknown-notification'; name: string }
   | { kind: 'invalid'; reason: string };
 
+const KNOWN_NOTIFICATIONS: ReadonlySet<string> = new Set(NOTIFICATIONS);
+
 /** The client's reader: envelopes are checked, results are trusted to match their method. */
 export function parseServerFrame(text: string): ParsedServerFrame {
   let json: unknown;
@@ -135,17 +135,16 @@ export function parseServerFrame(text: string): ParsedServerFrame {
   } catch {
     return { kind: 'invalid', reason: 'malformed JSON from the server' };
   }
-  const parsed = serverFrameSchema.safeParse(json);
+  // A notification needs no schema: its name is one this client knows, its data is the
+  // server's, and a chat room can send a client thousands a second.
+  const notification = (json as { notification?: unknown } | null)?.notification;
+  if (typeof notification === 'string' && typeof json === 'object' && !Array.isArray(json)) {
+    if (!KNOWN_NOTIFICATIONS.has(notification)) return { kind: 'unknown-notification', name: notification };
+    const { data } = json as { data?: unknown };
+    return { kind: 'notification', frame: { notification, data } as NotificationFrame };
+  }
+  const parsed = responseFrameSchema.safeParse(json);
   if (!parsed.success) return { kind: 'invalid', reason: describeIssue('frame', parsed.error).message };
   const frame = parsed.data;
-  if ('notification' in frame) {
-    if (!(NOTIFICATIONS as readonly string[]).includes(frame.notification)) {
-      return { kind: 'unknown-notification', name: frame.notification };
-    }
-    return {
-      kind: 'notification',
-      frame: { notification: frame.notification as NotificationName, data: frame.data } as NotificationFrame,
-    };
-  }
   return { kind: 'response', frame: frame as ResponseFrame };
 }

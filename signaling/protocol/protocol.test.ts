@@ -235,6 +235,9 @@ describe('parseServerFrame', () => {
     expect(future).toMatchObject({ kind: 'response', frame: { error: { code: 'unavailable' } } });
     expect(future.kind === 'response' && !future.frame.ok && future.frame.error.reason).toBeUndefined();
     expect(parseServerFrame('nope').kind).toBe('invalid');
+    // Read without the schema, a notification still needs a name that is a string.
+    expect(parseServerFrame(JSON.stringify({ notification: 7, data: {} })).kind).toBe('invalid');
+    expect(parseServerFrame(JSON.stringify([{ notification: 'listenerCount' }])).kind).toBe('invalid');
     expect(
       parseServerFrame(JSON.stringify({ id: 1, ok: false, error: { code: 'teapot', message: '' } })).kind,
     ).toBe('invalid');

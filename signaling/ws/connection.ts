@@ -24,7 +24,7 @@ import {
   type RequestId,
   type ServerFrame,
 } from '../protocol/index.js';
-import type { ChatRequests } from './chat/index.js';
+import { type ChatRequests, chatSendSteps } from './chat/index.js';
 import { errorBodyOf } from './errors.js';
 import type { MediaRequests } from './media-session.js';
 import { wsRequestDuration, wsRequests } from './metrics.js';
@@ -73,8 +73,11 @@ export class Connection {
     this.#chat = options.chat ?? null;
   }
 
-  /** Queues a parsed request; over the queue bound or the rate budget it is answered with an error at once. */
-  enqueue(request: RequestFrame): void {
+  /**
+   * Queues a parsed request; over the queue bound or the rate budget it is answered with an error
+   * at once. `receivedAt` (performance.now() when its frame was read) times a chat.send's steps.
+   */
+  enqueue(request: RequestFrame, receivedAt = performance.now()): void {
     if (!this.#budget.take()) {
       const error = new RateLimitedError('too many requests on this connection', this.#budget.retryAfterMs);
       this.reply(request.id, request.method, error);
@@ -86,8 +89,13 @@ export class Connection {
       return;
     }
     this.#queued++;
+    const enqueuedAt = performance.now();
     this.#queue = this.#queue
-      .then(() => (tracingEnabled() ? this.#traced(request) : this.#handle(request)))
+      .then(() => {
+        if (request.method === 'chat.send')
+          chatSendSteps.observe({ step: 'queue' }, (performance.now() - enqueuedAt) / 1000);
+        return tracingEnabled() ? this.#traced(request, receivedAt) : this.#handle(request, receivedAt);
+      })
       .finally(() => {
         this.#queued--;
       });
@@ -137,15 +145,15 @@ export class Connection {
   }
 
   /** Each WebSocket request (join, chat send, ...) is the root of its own trace. */
-  #traced(request: RequestFrame): Promise<void> {
+  #traced(request: RequestFrame, receivedAt: number): Promise<void> {
     const method = isMethod(request.method) ? request.method : 'unknown';
-    return inRootSpan(`ws ${method}`, SpanKind.SERVER, () => this.#handle(request), {
+    return inRootSpan(`ws ${method}`, SpanKind.SERVER, () => this.#handle(request, receivedAt), {
       'rpc.system': 'veza-ws',
       'rpc.method': method,
     });
   }
 
-  async #handle(request: RequestFrame): Promise<void> {
+  async #handle(request: RequestFrame, receivedAt: number): Promise<void> {
     if (!this.#socket.open) return;
     const started = performance.now();
     try {
@@ -167,7 +175,11 @@ export class Connection {
     } catch (error) {
       this.reply(request.id, request.method, error as Error);
     } finally {
-      wsRequestDuration.observe({ method: request.method }, (performance.now() - started) / 1000);
+      const done = performance.now();
+      wsRequestDuration.observe({ method: request.method }, (done - started) / 1000);
+      // The ack's whole time on the edge, from its frame read to its answer written.
+      if (request.method === 'chat.send')
+        chatSendSteps.observe({ step: 'total' }, (done - receivedAt) / 1000);
     }
   }
 }

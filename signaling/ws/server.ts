@@ -14,6 +14,7 @@
  * - malformed JSON, unknown methods and bad params get error responses; the connection stays.
  */
 import { STATUS_CODES } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import {
   DEFAULT_MEDIA_CLUSTER,
   edgePresenceGroup,
@@ -36,7 +37,7 @@ import {
   SIGNALING_PATH,
 } from '../protocol/index.js';
 import { createAudienceReporter } from './audience.js';
-import { ChatHub, ChatSession } from './chat/index.js';
+import { ChatHub, ChatSession, chatSendSteps } from './chat/index.js';
 import { openClientOrigin } from './client-origin.js';
 import { Connection, type ConnectionLimits } from './connection.js';
 import { edgeStreams } from './edge-streams.js';
@@ -334,10 +335,16 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         });
         return;
       }
+      const receivedAt = performance.now();
       // The ArrayBuffer is only valid during this call: decode (copy) it now.
       const parsed = parseRequest(Buffer.from(message).toString('utf8'));
-      if (parsed.ok) connection.enqueue(parsed.request);
-      else connection.reply(parsed.id, '', parsed.error);
+      if (!parsed.ok) {
+        connection.reply(parsed.id, '', parsed.error);
+        return;
+      }
+      if (parsed.request.method === 'chat.send')
+        chatSendSteps.observe({ step: 'validate' }, (performance.now() - receivedAt) / 1000);
+      connection.enqueue(parsed.request, receivedAt);
     },
 
     close: (ws, code, message) => {

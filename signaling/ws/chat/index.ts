@@ -5,5 +5,6 @@
  * control-plane/chat/README.md.
  */
 export { ChatHub, type ChatHubOptions, type ChatMember, roomTopic, userTopic } from './hub.js';
+export { chatSendSteps } from './metrics.js';
 export { ChatSession, type ChatSessionOptions, type ChatSocket } from './session.js';
 export type { ChatRequests } from './types.js';

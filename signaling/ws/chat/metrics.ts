@@ -1,4 +1,4 @@
-import { counter, gauge } from '../../../common/index.js';
+import { counter, gauge, histogram, STEP_BUCKETS_S } from '../../../common/index.js';
 /** Metrics of chat delivery on the edge, on the process registry (common/metrics.ts). */
 
 export const chatAckWaits = counter(
@@ -21,4 +21,14 @@ export const chatPaused = counter(
 export const chatBufferedPeak = gauge(
   'veza_ws_chat_buffered_peak_bytes',
   'The most bytes a chat socket still on its room was seen holding unsent at a room publish, since start',
+);
+/**
+ * Where a chat.send's time goes on the edge, from the frame read to the ack written. With the
+ * control plane's veza_chat_send_stage_seconds it splits an ack (bench/chat reads both).
+ */
+export const chatSendSteps = histogram(
+  'veza_ws_chat_send_step_seconds',
+  "A chat.send on the edge, by step: validate (decode and schema check), queue (behind the connection's earlier requests), control_plane (SendMessage as the edge sees it), broadcast (waiting for its own message to pass this edge), total (frame read to ack written)",
+  ['step'],
+  STEP_BUCKETS_S,
 );

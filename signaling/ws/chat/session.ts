@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import {
   InvalidArgumentError,
   NotFoundError,
@@ -24,6 +25,7 @@ import {
   toWireRoom,
 } from './convert.js';
 import type { ChatHub, ChatMember } from './hub.js';
+import { chatSendSteps } from './metrics.js';
 import type { ChatRequests, ChatSessionMethod } from './types.js';
 
 /** What a chat session needs of its socket (a uWS WebSocket while it is open). */
@@ -289,6 +291,7 @@ export class ChatSession implements ChatRequests {
     'chat.send': async (params) => {
       this.#requireRoom('chat.send', params.roomId, true);
       const context = this.#userContext();
+      const calling = performance.now();
       const response = await this.#call(() =>
         this.#cp.chat.sendMessage(
           {
@@ -304,9 +307,12 @@ export class ChatSession implements ChatRequests {
           context,
         ),
       );
+      const answered = performance.now();
+      chatSendSteps.observe({ step: 'control_plane' }, (answered - calling) / 1000);
       if (!response.message) throw new Error('SendMessage returned no message');
       // The broadcast first, then the ack: the sender sees its message in order with the others'.
       await this.#hub.delivered(params.roomId, response.message.messageId);
+      chatSendSteps.observe({ step: 'broadcast' }, (performance.now() - answered) / 1000);
       return { message: toWireMessage(response.message) };
     },
 
