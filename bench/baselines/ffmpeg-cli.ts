@@ -1,9 +1,10 @@
 /**
  * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
  * file, step for step: ffprobe; one analysis decode (ebur128 loudness and true peak, and the
- * low-rate PCM the waveform is drawn from); then the renditions with the resulting linear gain,
- * Opus 96k in one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue,
- * no storage, no validation, no progress parsing: what ffmpeg alone costs.
+ * low-rate PCM the waveform is drawn from); then the renditions with the resulting linear gain
+ * from one decode: one ffmpeg decodes, encodes Opus 96k and hands the samples through a named
+ * pipe to another encoding AAC 128k teed to M4A and HLS, side by side. No queue, no storage, no
+ * validation, no progress parsing: what ffmpeg alone costs.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -71,42 +72,75 @@ export async function ffmpegCliJob(
     const integrated = summaryValue(stderr, /I:\s+(-?[\d.]+) LUFS/);
     const peak = summaryValue(stderr, /Peak:\s+(-?[\d.]+) dBFS/);
     const gainDb = Math.min(TARGET_LUFS - integrated, CEILING_DBTP - peak);
-    const filter = `volume=${gainDb.toFixed(2)}dB,aresample=48000`;
+    const filter = `[0:a:0]volume=${gainDb.toFixed(2)}dB,aresample=48000,aformat=sample_fmts=flt:channel_layouts=stereo,asplit=2[opus][aac]`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });
-    const render = (output: string[]) =>
-      run('ffmpeg', ['-nostdin', '-v', 'error', '-i', source, '-map', '0:a:0', '-af', filter, ...output], {
-        cwd: dir,
-      });
-    await timed('renditions', () =>
-      Promise.all([
-        render([
-          '-map_metadata',
-          '-1',
-          '-c:a',
-          'libopus',
-          '-b:a',
-          '96k',
-          '-vbr',
-          'on',
-          '-f',
-          'ogg',
-          'opus/96k.opus',
-        ]),
-        render([
-          '-map_metadata',
-          '-1',
-          '-c:a',
-          'aac',
-          '-b:a',
-          '128k',
-          '-flags',
-          '+global_header',
-          '-f',
-          'tee',
-          '[f=mp4:movflags=+faststart]aac/128k.m4a|[f=hls:hls_time=6:hls_playlist_type=vod:hls_flags=independent_segments:hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8',
-        ]),
-      ]),
-    );
+    await timed('renditions', async () => {
+      await run('mkfifo', ['render.pcm'], { cwd: dir });
+      await Promise.all([
+        run(
+          'ffmpeg',
+          [
+            '-nostdin',
+            '-v',
+            'error',
+            '-i',
+            source,
+            '-filter_complex',
+            filter,
+            '-map',
+            '[opus]',
+            '-map_metadata',
+            '-1',
+            '-c:a',
+            'libopus',
+            '-b:a',
+            '96k',
+            '-vbr',
+            'on',
+            '-f',
+            'ogg',
+            'opus/96k.opus',
+            '-map',
+            '[aac]',
+            '-c:a',
+            'pcm_f32le',
+            '-f',
+            'f32le',
+            '-y',
+            'render.pcm',
+          ],
+          { cwd: dir },
+        ),
+        run(
+          'ffmpeg',
+          [
+            '-nostdin',
+            '-v',
+            'error',
+            '-f',
+            'f32le',
+            '-ar',
+            '48000',
+            '-ac',
+            '2',
+            '-i',
+            'render.pcm',
+            '-map',
+            '0:a',
+            '-c:a',
+            'aac',
+            '-b:a',
+            '128k',
+            '-flags',
+            '+global_header',
+            '-f',
+            'tee',
+            '[f=mp4:movflags=+faststart]aac/128k.m4a|[f=hls:hls_time=6:hls_playlist_type=vod:hls_flags=independent_segments:hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8',
+          ],
+          { cwd: dir },
+        ),
+      ]);
+    });
     return { wallMs: performance.now() - started, stagesMs };
   } finally {
     await rm(dir, { recursive: true, force: true });
