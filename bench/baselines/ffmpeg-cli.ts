@@ -1,7 +1,8 @@
 /**
  * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
- * file, step for step: ffprobe; one analysis decode (ebur128 loudness and true peak, and the
- * low-rate PCM the waveform is drawn from); then the renditions with the resulting linear gain
+ * file, step for step: ffprobe; one analysis decode (ebur128 loudness and sample peak, and the
+ * low-rate PCM the waveform is drawn from), and a true-peak decode when the pipeline's rule
+ * (needsTruePeak) asks for one; then the renditions with the resulting linear gain
  * from one decode: one ffmpeg decodes, encodes Opus 96k and hands the samples through a named
  * pipe to another encoding AAC 128k teed to M4A and HLS, side by side. No queue, no storage, no
  * validation, no progress parsing: what ffmpeg alone costs.
@@ -13,18 +14,18 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 
+import {
+  LOUDNESS_FILTER,
+  needsTruePeak,
+  parseLoudness,
+  parseTruePeak,
+  planNormalisation,
+  TRUE_PEAK_FILTER,
+} from '../../workers/pipeline/loudness.js';
+
 const run = promisify(execFile);
 
 export type CliStage = 'probe' | 'loudness' | 'renditions';
-
-const TARGET_LUFS = -14;
-const CEILING_DBTP = -1;
-
-function summaryValue(stderr: string, label: RegExp): number {
-  const match = label.exec(stderr.slice(stderr.lastIndexOf('Summary:')));
-  if (!match?.[1]) throw new Error(`ebur128 printed no ${label.source}`);
-  return Number(match[1]);
-}
 
 export async function ffmpegCliJob(
   source: string,
@@ -44,8 +45,9 @@ export async function ffmpegCliJob(
     await timed('probe', () =>
       run('ffprobe', ['-v', 'warning', '-print_format', 'json', '-show_format', '-show_streams', source]),
     );
-    const { stderr } = await timed('loudness', () =>
-      run(
+    // The gain rule is the pipeline's (loudness.ts): the same measurements, the same gain.
+    let loudness = await timed('loudness', async () => {
+      const { stderr } = await run(
         'ffmpeg',
         [
           '-nostdin',
@@ -56,7 +58,7 @@ export async function ffmpegCliJob(
           '-map',
           '0:a:0',
           '-af',
-          'ebur128=peak=true:framelog=verbose',
+          LOUDNESS_FILTER,
           '-ac',
           '1',
           '-ar',
@@ -67,12 +69,35 @@ export async function ffmpegCliJob(
           path.join(dir, 'pcm'),
         ],
         { maxBuffer: 16 * 1024 * 1024 },
-      ),
-    );
-    const integrated = summaryValue(stderr, /I:\s+(-?[\d.]+) LUFS/);
-    const peak = summaryValue(stderr, /Peak:\s+(-?[\d.]+) dBFS/);
-    const gainDb = Math.min(TARGET_LUFS - integrated, CEILING_DBTP - peak);
-    const filter = `[0:a:0]volume=${gainDb.toFixed(2)}dB,aresample=48000,aformat=sample_fmts=flt:channel_layouts=stereo,asplit=2[opus][aac]`;
+      );
+      return parseLoudness(stderr);
+    });
+    if (loudness && needsTruePeak(loudness)) {
+      const measuredLoudness = loudness;
+      loudness = await timed('loudness', async () => {
+        const { stderr } = await run(
+          'ffmpeg',
+          [
+            '-nostdin',
+            '-hide_banner',
+            '-nostats',
+            '-i',
+            source,
+            '-map',
+            '0:a:0',
+            '-af',
+            TRUE_PEAK_FILTER,
+            '-f',
+            'null',
+            '-',
+          ],
+          { maxBuffer: 16 * 1024 * 1024 },
+        );
+        return { ...measuredLoudness, inputTp: parseTruePeak(stderr) };
+      });
+    }
+    const { gainDb } = planNormalisation(loudness);
+    const filter = `[0:a:0]volume=${gainDb}dB,aresample=48000,aformat=sample_fmts=flt:channel_layouts=stereo,asplit=2[opus][aac]`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });
     await timed('renditions', async () => {
       await run('mkfifo', ['render.pcm'], { cwd: dir });

@@ -3,10 +3,19 @@
  * measures the loudness (ebur128), writes the low-rate mono PCM the waveform is drawn from, and
  * proves the file decodes to the end (probe.ts judges that). Everything that does not depend
  * on the normalising gain comes from this pass; everything that does comes from the render.
+ * When the gain could bring the peaks near the ceiling, a second decode measures the true peak
+ * (loudness.ts says why it is not measured every time).
  */
 import { stat } from 'node:fs/promises';
 import { errorLines, FfmpegError, runFfmpeg } from '../../common/index.js';
-import { LOUDNESS_FILTER, type LoudnessMeasurement, parseLoudness } from './loudness.js';
+import {
+  LOUDNESS_FILTER,
+  type LoudnessMeasurement,
+  needsTruePeak,
+  parseLoudness,
+  parseTruePeak,
+  TRUE_PEAK_FILTER,
+} from './loudness.js';
 import { checkDecode, hidePath, type ProbedAudio } from './probe.js';
 import { AudioRejectedError } from './rejection.js';
 
@@ -87,5 +96,46 @@ export async function analyseAudio(
   const durationS = (await stat(options.pcmPath)).size / 2 / pcmSampleRate;
   const errors = errorLines(stderr).map((line) => hidePath(line, file));
   checkDecode(probed, { decodedS: durationS, errors }, limit);
-  return { durationS, loudness: parseLoudness(stderr), pcmPath: options.pcmPath, pcmSampleRate };
+  let loudness = parseLoudness(stderr);
+  if (loudness && needsTruePeak(loudness)) {
+    loudness = { ...loudness, inputTp: await measureTruePeak(file, probed, durationS, options) };
+  }
+  return { durationS, loudness, pcmPath: options.pcmPath, pcmSampleRate };
+}
+
+/** The true-peak pass: the decode again, through ebur128's 4x oversampling, nothing written. */
+async function measureTruePeak(
+  file: string,
+  probed: ProbedAudio,
+  durationS: number,
+  options: AnalyseOptions,
+): Promise<number> {
+  try {
+    const { stderr } = await runFfmpeg({
+      input: file,
+      outputs: [
+        {
+          target: '-',
+          options: [
+            '-map',
+            `0:${probed.audioStreamIndex}`,
+            '-t',
+            String(options.maxDurationS + 1),
+            '-af',
+            TRUE_PEAK_FILTER,
+            '-f',
+            'null',
+          ],
+        },
+      ],
+      ...(options.signal ? { signal: options.signal } : {}),
+      timeoutMs: decodeTimeoutMs(durationS) * 2,
+    });
+    return parseTruePeak(stderr);
+  } catch (error) {
+    if (error instanceof FfmpegError) {
+      throw new AudioRejectedError(`the audio could not be decoded: ${hidePath(error.message, file)}`);
+    }
+    throw error;
+  }
 }
