@@ -2,10 +2,9 @@
  * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
  * file, step for step: ffprobe; one analysis decode (ebur128 loudness and sample peak, and the
  * low-rate PCM the waveform is drawn from), and a true-peak decode when the pipeline's rule
- * (needsTruePeak) asks for one; then the renditions with the resulting linear gain
- * from one decode: one ffmpeg decodes, encodes Opus 96k and hands the samples through a named
- * pipe to another encoding AAC 128k teed to M4A and HLS, side by side. No queue, no storage, no
- * validation, no progress parsing: what ffmpeg alone costs.
+ * (needsTruePeak) asks for one; then the renditions with the resulting linear gain, Opus 96k in
+ * one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue, no storage,
+ * no validation, no progress parsing: what ffmpeg alone costs.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -97,75 +96,42 @@ export async function ffmpegCliJob(
       });
     }
     const { gainDb } = planNormalisation(loudness);
-    const filter = `[0:a:0]volume=${gainDb}dB,aresample=48000,aformat=sample_fmts=flt:channel_layouts=stereo,asplit=2[opus][aac]`;
+    const filter = `volume=${gainDb}dB,aresample=48000`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });
-    await timed('renditions', async () => {
-      await run('mkfifo', ['render.pcm'], { cwd: dir });
-      await Promise.all([
-        run(
-          'ffmpeg',
-          [
-            '-nostdin',
-            '-v',
-            'error',
-            '-i',
-            source,
-            '-filter_complex',
-            filter,
-            '-map',
-            '[opus]',
-            '-map_metadata',
-            '-1',
-            '-c:a',
-            'libopus',
-            '-b:a',
-            '96k',
-            '-vbr',
-            'on',
-            '-f',
-            'ogg',
-            'opus/96k.opus',
-            '-map',
-            '[aac]',
-            '-c:a',
-            'pcm_f32le',
-            '-f',
-            'f32le',
-            '-y',
-            'render.pcm',
-          ],
-          { cwd: dir },
-        ),
-        run(
-          'ffmpeg',
-          [
-            '-nostdin',
-            '-v',
-            'error',
-            '-f',
-            'f32le',
-            '-ar',
-            '48000',
-            '-ac',
-            '2',
-            '-i',
-            'render.pcm',
-            '-map',
-            '0:a',
-            '-c:a',
-            'aac',
-            '-b:a',
-            '128k',
-            '-flags',
-            '+global_header',
-            '-f',
-            'tee',
-            '[f=mp4:movflags=+faststart]aac/128k.m4a|[f=hls:hls_time=6:hls_playlist_type=vod:hls_flags=independent_segments:hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8',
-          ],
-          { cwd: dir },
-        ),
-      ]);
-    });
+    const render = (output: string[]) =>
+      run('ffmpeg', ['-nostdin', '-v', 'error', '-i', source, '-map', '0:a:0', '-af', filter, ...output], {
+        cwd: dir,
+      });
+    await timed('renditions', () =>
+      Promise.all([
+        render([
+          '-map_metadata',
+          '-1',
+          '-c:a',
+          'libopus',
+          '-b:a',
+          '96k',
+          '-vbr',
+          'on',
+          '-f',
+          'ogg',
+          'opus/96k.opus',
+        ]),
+        render([
+          '-map_metadata',
+          '-1',
+          '-c:a',
+          'aac',
+          '-b:a',
+          '128k',
+          '-flags',
+          '+global_header',
+          '-f',
+          'tee',
+          '[f=mp4:movflags=+faststart]aac/128k.m4a|[f=hls:hls_time=6:hls_playlist_type=vod:hls_flags=independent_segments:hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8',
+        ]),
+      ]),
+    );
     return { wallMs: performance.now() - started, stagesMs };
   } finally {
     await rm(dir, { recursive: true, force: true });

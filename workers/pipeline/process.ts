@@ -4,7 +4,7 @@
  *
  * The source is decoded twice, the least a two-pass normalisation allows: once by the
  * analysis (validation, loudness, waveform PCM), once by the render (every rendition, with the
- * gain the analysis found, one decode feeding both encoders). Work that waits on neither runs beside them: the cover comes out
+ * gain the analysis found). Work that waits on neither runs beside them: the cover comes out
  * while the analysis decodes, the waveform is computed while the encoders run.
  */
 import { mkdir, readdir } from 'node:fs/promises';
@@ -190,7 +190,6 @@ export async function processAudio(
         channels: probed.channels,
         durationS: analysis.durationS,
         gainDb,
-        scratchDir: scratch,
         onProgress,
         ...withSignal,
       }),

@@ -2,22 +2,16 @@
  * Stage 3: the renditions, from the source and the analysis pass's gain: Opus 96k (Ogg), and
  * AAC 128k written both as an M4A file and as HLS in ~6 s segments (one AAC encode, teed).
  *
- * One decode feeds every rendition, and two ffmpeg processes encode side by side, one per
- * encoder: ffmpeg 5.1 runs every encoder of an invocation on its one main thread, so in a
- * single invocation libopus and the AAC encoder would take turns on one core. The first
- * process decodes the source, applies the gain and the output rate once, encodes the Opus
- * rendition and hands the same samples to the AAC process through a named pipe (raw float
- * PCM, no container). The AAC encoder, the slowest step of a job, so spends nothing on
- * decoding or resampling, and a job decodes the source twice in all (analysis, render).
+ * Two ffmpeg invocations run side by side, one per encoder. ffmpeg 5.1 runs every encoder of
+ * an invocation on its one main thread, so in a single invocation libopus and the AAC encoder
+ * take turns on one core; apart, they use two, and a job takes the time of its slower encoder
+ * (AAC) instead of the sum. The price is a second decode and resample of the source, a few
+ * percent of the encoders' CPU.
  */
-import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { FfmpegAbortedError, type FfmpegRun, runFfmpeg } from '../../common/index.js';
+import { FfmpegAbortedError, type FfmpegOutput, runFfmpeg } from '../../common/index.js';
 import { decodeTimeoutMs } from './analysis.js';
-
-const run = promisify(execFile);
 
 export type RenditionFormat = 'opus' | 'aac' | 'hls';
 
@@ -61,74 +55,38 @@ export interface RenderOptions {
   durationS: number;
   /** The normalising gain (loudness.ts), dB. */
   gainDb: number;
-  /** A private directory for the pipe between the two processes. */
-  scratchDir: string;
   onProgress?: (fraction: number) => void;
   signal?: AbortSignal;
 }
 
-/** What every rendition drops from the source: tags and chapters. */
-const NO_METADATA = ['-map_metadata', '-1', '-map_chapters', '-1'];
-
-/** Output options of the Opus rendition (the decoding process's own encode). */
-export const OPUS_OPTIONS = ['-c:a', 'libopus', '-b:a', '96k', '-vbr', 'on', '-f', 'ogg'];
-
-/**
- * AAC is encoded once and teed into the M4A file and the HLS segments. Relative paths (the
- * process runs in the output directory) keep tee's option syntax from ever meeting a special
- * character.
- */
-export const AAC_TEE =
-  '[f=mp4:movflags=+faststart]aac/128k.m4a|' +
-  `[f=hls:hls_time=${HLS_SEGMENT_SECONDS}:hls_playlist_type=vod:hls_flags=independent_segments` +
-  ':hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8';
-
-/** The MP4 muxer needs the codec config out of band; TS segments get ADTS headers anyway. */
-export const AAC_OPTIONS = ['-c:a', 'aac', '-b:a', '128k', '-flags', '+global_header', '-f', 'tee'];
-
-/** The samples between the two processes: what the AAC encoder would have got from the filter. */
-const PIPE_FORMAT = ['-f', 'f32le', '-ar', String(OUTPUT_SAMPLE_RATE)];
-
-/** Stereo at most: surround uploads are folded down for streaming. */
-export function outputChannels(channels: number): 1 | 2 {
-  return channels === 1 ? 1 : 2;
-}
-
-/**
- * The filter chain every rendition shares: the gain, the output rate and layout, then a split
- * into the Opus encoder (`[opus]`) and the pipe to the AAC encoder (`[aac]`).
- */
-export function renditionFilter(streamIndex: number, gainDb: number, channels: number): string {
-  // No volume filter at all for 0 dB (silence): it would only cost a pass over the samples.
-  const gain = gainDb === 0 ? '' : `volume=${gainDb}dB,`;
-  const layout = outputChannels(channels) === 1 ? 'mono' : 'stereo';
-  return (
-    `[0:${streamIndex}]${gain}aresample=${OUTPUT_SAMPLE_RATE},` +
-    `aformat=sample_fmts=flt:channel_layouts=${layout},asplit=2[opus][aac]`
-  );
-}
-
-/** The two processes' runs: the decoder with the Opus encode, and the AAC encode from the pipe. */
-export function renditionRuns(
-  file: string,
-  pipePath: string,
-  options: Pick<RenderOptions, 'streamIndex' | 'channels' | 'gainDb'>,
-): [Omit<FfmpegRun, 'cwd'>, Omit<FfmpegRun, 'cwd'>] {
+/** One encoder's output options; the paths are relative to outDir (the processes' cwd). */
+function encodes(channels: number): FfmpegOutput[] {
+  // Stereo at most: surround uploads are folded down for streaming.
+  const common = ['-map_metadata', '-1', '-map_chapters', '-1', ...(channels > 2 ? ['-ac', '2'] : [])];
+  // AAC is encoded once and teed into the M4A file and the HLS segments. Relative paths keep
+  // tee's option syntax from ever meeting a special character.
+  const tee =
+    '[f=mp4:movflags=+faststart]aac/128k.m4a|' +
+    `[f=hls:hls_time=${HLS_SEGMENT_SECONDS}:hls_playlist_type=vod:hls_flags=independent_segments` +
+    ':hls_segment_filename=hls/segment_%03d.ts]hls/index.m3u8';
   return [
     {
-      input: file,
-      complexFilter: renditionFilter(options.streamIndex, options.gainDb, options.channels),
-      outputs: [
-        { target: 'opus/96k.opus', options: ['-map', '[opus]', ...NO_METADATA, ...OPUS_OPTIONS] },
-        { target: pipePath, options: ['-map', '[aac]', '-c:a', 'pcm_f32le', ...PIPE_FORMAT] },
-      ],
+      target: 'opus/96k.opus',
+      options: [...common, '-c:a', 'libopus', '-b:a', '96k', '-vbr', 'on', '-f', 'ogg'],
     },
     {
-      input: pipePath,
-      inputOptions: [...PIPE_FORMAT, '-ac', String(outputChannels(options.channels))],
-      outputs: [{ target: AAC_TEE, options: ['-map', '0:a', ...NO_METADATA, ...AAC_OPTIONS] }],
+      target: tee,
+      // The MP4 muxer needs the codec config out of band; TS segments get ADTS headers anyway.
+      options: [...common, '-c:a', 'aac', '-b:a', '128k', '-flags', '+global_header', '-f', 'tee'],
     },
   ];
+}
+
+/** The filter chain every rendition shares: the gain, then the output rate. */
+export function renditionFilter(gainDb: number): string {
+  // No volume filter at all for 0 dB (silence): it would only cost a pass over the samples.
+  const gain = gainDb === 0 ? '' : `volume=${gainDb}dB,`;
+  return `${gain}aresample=${OUTPUT_SAMPLE_RATE}`;
 }
 
 export async function renderRenditions(
@@ -137,21 +95,25 @@ export async function renderRenditions(
   options: RenderOptions,
 ): Promise<RenditionFile[]> {
   for (const dir of ['opus', 'aac', 'hls']) await mkdir(path.join(outDir, dir), { recursive: true });
-  const pipePath = path.join(options.scratchDir, 'render.pcm');
-  await run('mkfifo', ['-m', '600', pipePath], options.signal ? { signal: options.signal } : {});
-  // One failing process stops the other: its outputs are useless without the rest, and the
-  // other end of the pipe would otherwise wait for it forever.
+  const filter = renditionFilter(options.gainDb);
+  // One failing encoder stops the other: its outputs are useless without the rest.
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) stop.abort();
   const fractions: number[] = [];
-  const runs = renditionRuns(file, pipePath, options).map((spec, index) => {
+  const runs = encodes(options.channels).map((output, index) => {
     fractions[index] = 0;
     const onProgress = options.onProgress;
     return runFfmpeg({
-      ...spec,
+      input: file,
       cwd: outDir,
+      outputs: [
+        {
+          target: output.target,
+          options: ['-map', `0:${options.streamIndex}`, '-af', filter, ...output.options],
+        },
+      ],
       durationS: options.durationS,
       ...(onProgress
         ? {
