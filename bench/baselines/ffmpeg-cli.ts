@@ -1,8 +1,8 @@
 /**
  * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
  * file, step for step: ffprobe; one analysis decode (ebur128 loudness and sample peak, and the
- * low-rate PCM the waveform is drawn from), and a true-peak decode when the pipeline's rule
- * (needsTruePeak) asks for one; then the renditions with the resulting linear gain, Opus 96k in
+ * low-rate PCM the waveform is drawn from), with a true-peak decode beside it that is waited
+ * for when the pipeline's rule (needsTruePeak) asks for the true peak and stopped otherwise; then the renditions with the resulting linear gain, Opus 96k in
  * one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue, no storage,
  * no validation, no progress parsing: what ffmpeg alone costs.
  */
@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 
 import {
   LOUDNESS_FILTER,
+  type LoudnessMeasurement,
   needsTruePeak,
   parseLoudness,
   parseTruePeak,
@@ -45,8 +46,9 @@ export async function ffmpegCliJob(
       run('ffprobe', ['-v', 'warning', '-print_format', 'json', '-show_format', '-show_streams', source]),
     );
     // The gain rule is the pipeline's (loudness.ts): the same measurements, the same gain.
-    let loudness = await timed('loudness', async () => {
-      const { stderr } = await run(
+    const loudness = await timed('loudness', async (): Promise<LoudnessMeasurement | null> => {
+      const truePeakStop = new AbortController();
+      const truePeak = run(
         'ffmpeg',
         [
           '-nostdin',
@@ -57,23 +59,15 @@ export async function ffmpegCliJob(
           '-map',
           '0:a:0',
           '-af',
-          LOUDNESS_FILTER,
-          '-ac',
-          '1',
-          '-ar',
-          '8000',
+          TRUE_PEAK_FILTER,
           '-f',
-          's16le',
-          '-y',
-          path.join(dir, 'pcm'),
+          'null',
+          '-',
         ],
-        { maxBuffer: 16 * 1024 * 1024 },
-      );
-      return parseLoudness(stderr);
-    });
-    if (loudness && needsTruePeak(loudness)) {
-      const measuredLoudness = loudness;
-      loudness = await timed('loudness', async () => {
+        { maxBuffer: 16 * 1024 * 1024, signal: truePeakStop.signal },
+      ).then(({ stderr }) => parseTruePeak(stderr));
+      truePeak.catch(() => undefined);
+      try {
         const { stderr } = await run(
           'ffmpeg',
           [
@@ -85,16 +79,25 @@ export async function ffmpegCliJob(
             '-map',
             '0:a:0',
             '-af',
-            TRUE_PEAK_FILTER,
+            LOUDNESS_FILTER,
+            '-ac',
+            '1',
+            '-ar',
+            '8000',
             '-f',
-            'null',
-            '-',
+            's16le',
+            '-y',
+            path.join(dir, 'pcm'),
           ],
           { maxBuffer: 16 * 1024 * 1024 },
         );
-        return { ...measuredLoudness, inputTp: parseTruePeak(stderr) };
-      });
-    }
+        const measured = parseLoudness(stderr);
+        return measured && needsTruePeak(measured) ? { ...measured, inputTp: await truePeak } : measured;
+      } finally {
+        truePeakStop.abort();
+        await truePeak.catch(() => undefined);
+      }
+    });
     const { gainDb } = planNormalisation(loudness);
     const filter = `volume=${gainDb}dB,aresample=48000`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });

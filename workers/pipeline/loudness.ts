@@ -10,8 +10,9 @@
  * The analysis measures at the source rate: integrated loudness, loudness range and the sample
  * peak. The true peak needs 4x oversampling (ebur128 resamples to 192 kHz for it), which was
  * half of the analysis's CPU (0.15 of 0.32 s for a 60 s MP3 here), and it only matters when
- * the gain could bring the peaks near the ceiling. So it is measured in a second pass over the
- * source only when the sample peak cannot rule that out (`needsTruePeak`).
+ * the gain could bring the peaks near the ceiling. So a second decode measures it beside the
+ * analysis, on the other core, and is used only when the sample peak cannot rule that out
+ * (`needsTruePeak`); otherwise it is stopped when the analysis ends (analysis.ts).
  */
 
 /** Streaming targets: -14 LUFS integrated (what the big services play at), -1 dBTP ceiling. */
