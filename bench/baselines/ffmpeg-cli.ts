@@ -1,10 +1,9 @@
 /**
  * The transcode baseline: the plain ffmpeg command lines doing the pipeline's work on the same
- * file, step for step: ffprobe; one analysis decode (ebur128 loudness and sample peak, and the
- * low-rate PCM the waveform is drawn from), with a true-peak decode beside it that is waited
- * for when the pipeline's rule (needsTruePeak) asks for the true peak and stopped otherwise; then the renditions with the resulting linear gain, Opus 96k in
- * one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue, no storage,
- * no validation, no progress parsing: what ffmpeg alone costs.
+ * file, step for step: ffprobe; one analysis decode (ebur128 loudness and true peak, and the
+ * low-rate PCM the waveform is drawn from); then the renditions with the resulting linear gain,
+ * Opus 96k in one ffmpeg and AAC 128k teed to M4A and HLS in another, side by side. No queue,
+ * no storage, no validation, no progress parsing: what ffmpeg alone costs.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -13,19 +12,18 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 
-import {
-  LOUDNESS_FILTER,
-  type LoudnessMeasurement,
-  needsTruePeak,
-  parseLoudness,
-  parseTruePeak,
-  planNormalisation,
-  TRUE_PEAK_FILTER,
-} from '../../workers/pipeline/loudness.js';
-
 const run = promisify(execFile);
 
 export type CliStage = 'probe' | 'loudness' | 'renditions';
+
+const TARGET_LUFS = -14;
+const CEILING_DBTP = -1;
+
+function summaryValue(stderr: string, label: RegExp): number {
+  const match = label.exec(stderr.slice(stderr.lastIndexOf('Summary:')));
+  if (!match?.[1]) throw new Error(`ebur128 printed no ${label.source}`);
+  return Number(match[1]);
+}
 
 export async function ffmpegCliJob(
   source: string,
@@ -45,10 +43,8 @@ export async function ffmpegCliJob(
     await timed('probe', () =>
       run('ffprobe', ['-v', 'warning', '-print_format', 'json', '-show_format', '-show_streams', source]),
     );
-    // The gain rule is the pipeline's (loudness.ts): the same measurements, the same gain.
-    const loudness = await timed('loudness', async (): Promise<LoudnessMeasurement | null> => {
-      const truePeakStop = new AbortController();
-      const truePeak = run(
+    const { stderr } = await timed('loudness', () =>
+      run(
         'ffmpeg',
         [
           '-nostdin',
@@ -59,47 +55,23 @@ export async function ffmpegCliJob(
           '-map',
           '0:a:0',
           '-af',
-          TRUE_PEAK_FILTER,
+          'ebur128=peak=true:framelog=verbose',
+          '-ac',
+          '1',
+          '-ar',
+          '8000',
           '-f',
-          'null',
-          '-',
+          's16le',
+          '-y',
+          path.join(dir, 'pcm'),
         ],
-        { maxBuffer: 16 * 1024 * 1024, signal: truePeakStop.signal },
-      ).then(({ stderr }) => parseTruePeak(stderr));
-      truePeak.catch(() => undefined);
-      try {
-        const { stderr } = await run(
-          'ffmpeg',
-          [
-            '-nostdin',
-            '-hide_banner',
-            '-nostats',
-            '-i',
-            source,
-            '-map',
-            '0:a:0',
-            '-af',
-            LOUDNESS_FILTER,
-            '-ac',
-            '1',
-            '-ar',
-            '8000',
-            '-f',
-            's16le',
-            '-y',
-            path.join(dir, 'pcm'),
-          ],
-          { maxBuffer: 16 * 1024 * 1024 },
-        );
-        const measured = parseLoudness(stderr);
-        return measured && needsTruePeak(measured) ? { ...measured, inputTp: await truePeak } : measured;
-      } finally {
-        truePeakStop.abort();
-        await truePeak.catch(() => undefined);
-      }
-    });
-    const { gainDb } = planNormalisation(loudness);
-    const filter = `volume=${gainDb}dB,aresample=48000`;
+        { maxBuffer: 16 * 1024 * 1024 },
+      ),
+    );
+    const integrated = summaryValue(stderr, /I:\s+(-?[\d.]+) LUFS/);
+    const peak = summaryValue(stderr, /Peak:\s+(-?[\d.]+) dBFS/);
+    const gainDb = Math.min(TARGET_LUFS - integrated, CEILING_DBTP - peak);
+    const filter = `volume=${gainDb.toFixed(2)}dB,aresample=48000`;
     for (const sub of ['opus', 'aac', 'hls']) await mkdir(path.join(dir, sub), { recursive: true });
     const render = (output: string[]) =>
       run('ffmpeg', ['-nostdin', '-v', 'error', '-i', source, '-map', '0:a:0', '-af', filter, ...output], {

@@ -317,7 +317,7 @@ export async function transcodeScenario(
     }
     const speedRatio = bare ? ratio(measured.x_realtime.p50, bare.x_realtime.p50) : null;
     return {
-      measured: `J uploads (MP3, 192k stereo) transcoded in parallel (ffprobe; one analysis decode measuring loudness and sample peak with ebur128 at the source rate and writing the waveform PCM, plus a true-peak decode only when the gain could bring the peaks near the ceiling; the renditions with one linear gain, Opus 96k and AAC 128k M4A+HLS in two ffmpeg side by side; waveform, publish). Path measured: ${measured.path}. Baseline: the plain ffmpeg command lines for the same work.`,
+      measured: `J uploads (MP3, 192k stereo) transcoded in parallel (ffprobe; one analysis decode measuring loudness and true peak with ebur128 and writing the waveform PCM; the renditions with one linear gain, Opus 96k and AAC 128k M4A+HLS in two ffmpeg side by side; waveform, publish). Path measured: ${measured.path}. Baseline: the plain ffmpeg command lines for the same work.`,
       options: {
         jobs: options.jobs,
         file_seconds: options.fileSeconds,
@@ -330,7 +330,7 @@ export async function transcodeScenario(
         ? {
             system: 'ffmpeg-cli',
             description:
-              'ffprobe, one analysis decode (ebur128 loudness and sample peak, waveform PCM; a true-peak decode when the same rule asks for one) and the renditions with the resulting gain (Opus 96k in one ffmpeg, AAC 128k teed to M4A and HLS in another, side by side), as plain command lines on the same file.',
+              'ffprobe, one analysis decode (ebur128 loudness and true peak, waveform PCM) and the renditions with the resulting gain (Opus 96k in one ffmpeg, AAC 128k teed to M4A and HLS in another, side by side), as plain command lines on the same file.',
             steps: [bare],
             ratios: [
               {

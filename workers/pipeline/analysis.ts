@@ -3,21 +3,10 @@
  * measures the loudness (ebur128), writes the low-rate mono PCM the waveform is drawn from, and
  * proves the file decodes to the end (probe.ts judges that). Everything that does not depend
  * on the normalising gain comes from this pass; everything that does comes from the render.
- * The true peak (loudness.ts says why it is not part of this pass) is measured by a second
- * decode on the other core at the same time; it is stopped as soon as the analysis shows the
- * gain cannot bring the peaks near the ceiling, so most jobs never wait for it and the rest
- * wait only for its remainder.
  */
 import { stat } from 'node:fs/promises';
 import { errorLines, FfmpegError, runFfmpeg } from '../../common/index.js';
-import {
-  LOUDNESS_FILTER,
-  type LoudnessMeasurement,
-  needsTruePeak,
-  parseLoudness,
-  parseTruePeak,
-  TRUE_PEAK_FILTER,
-} from './loudness.js';
+import { LOUDNESS_FILTER, type LoudnessMeasurement, parseLoudness } from './loudness.js';
 import { checkDecode, hidePath, type ProbedAudio } from './probe.js';
 import { AudioRejectedError } from './rejection.js';
 
@@ -52,35 +41,6 @@ export function decodeTimeoutMs(durationS: number): number {
 }
 
 export async function analyseAudio(
-  file: string,
-  probed: ProbedAudio,
-  options: AnalyseOptions,
-): Promise<Analysis> {
-  const limit = options.maxDurationS;
-  const expectedS = probed.declaredS ?? limit;
-  const truePeakStop = new AbortController();
-  const truePeak = measureTruePeak(file, probed, expectedS, {
-    maxDurationS: limit,
-    signal: options.signal ? AbortSignal.any([options.signal, truePeakStop.signal]) : truePeakStop.signal,
-  });
-  // Handled from the start: when it is not needed, its failure (or its stop) is nobody's business.
-  truePeak.catch(() => undefined);
-  try {
-    const analysis = await decodeAndMeasure(file, probed, options);
-    const loudness = analysis.loudness;
-    if (loudness && needsTruePeak(loudness)) {
-      return { ...analysis, loudness: { ...loudness, inputTp: await truePeak } };
-    }
-    return analysis;
-  } finally {
-    truePeakStop.abort();
-    // It has exited before this returns: no process outlives the stage.
-    await truePeak.catch(() => undefined);
-  }
-}
-
-/** The analysis pass proper: loudness, sample peak, waveform PCM, decode check. */
-async function decodeAndMeasure(
   file: string,
   probed: ProbedAudio,
   options: AnalyseOptions,
@@ -128,41 +88,4 @@ async function decodeAndMeasure(
   const errors = errorLines(stderr).map((line) => hidePath(line, file));
   checkDecode(probed, { decodedS: durationS, errors }, limit);
   return { durationS, loudness: parseLoudness(stderr), pcmPath: options.pcmPath, pcmSampleRate };
-}
-
-/** The true-peak pass: the decode again, through ebur128's 4x oversampling, nothing written. */
-async function measureTruePeak(
-  file: string,
-  probed: ProbedAudio,
-  durationS: number,
-  options: { maxDurationS: number; signal: AbortSignal },
-): Promise<number> {
-  try {
-    const { stderr } = await runFfmpeg({
-      input: file,
-      outputs: [
-        {
-          target: '-',
-          options: [
-            '-map',
-            `0:${probed.audioStreamIndex}`,
-            '-t',
-            String(options.maxDurationS + 1),
-            '-af',
-            TRUE_PEAK_FILTER,
-            '-f',
-            'null',
-          ],
-        },
-      ],
-      signal: options.signal,
-      timeoutMs: decodeTimeoutMs(durationS) * 2,
-    });
-    return parseTruePeak(stderr);
-  } catch (error) {
-    if (error instanceof FfmpegError) {
-      throw new AudioRejectedError(`the audio could not be decoded: ${hidePath(error.message, file)}`);
-    }
-    throw error;
-  }
 }
