@@ -277,9 +277,15 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       errors: string[];
       x_realtime: { p50: number };
       stage_share_pct: Record<string, number>;
+      job_steps_ms: Record<string, number> | null;
     };
     expect(step.errors).toEqual([]);
     expect(step.x_realtime.p50).toBeGreaterThan(0);
     expect(Object.keys(step.stage_share_pct).length).toBeGreaterThan(2);
+    // One job split as the bench saw it: the bench's own readings and the worker's steps.
+    const steps = step.job_steps_ms ?? {};
+    for (const name of ['upload', 'queue_wait', 'claim', 'probe', 'loudness', 'renditions', 'record'])
+      expect(steps[name], name).toBeGreaterThanOrEqual(0);
+    expect(steps.processing).toBeGreaterThan((steps.loudness ?? 0) + (steps.renditions ?? 0));
   });
 });

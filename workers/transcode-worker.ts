@@ -84,9 +84,15 @@ interface Track {
 
 const jobsTotal = counter('veza_transcode_jobs_total', 'Transcode deliveries by outcome', ['outcome']);
 const inFlight = gauge('veza_transcode_in_flight', 'Transcode jobs running in this process');
+/**
+ * The pipeline's stages (download, probe, loudness, renditions, waveform, cover, publish) and
+ * the worker's own steps around them: `claim` (finding the track and marking it processing,
+ * before the `processing` notification) and `record` (the last progress write and the ready
+ * record, before the `ready` one).
+ */
 const stageSeconds = histogram(
   'veza_transcode_stage_seconds',
-  'Time spent per pipeline stage',
+  'Time spent per transcode step',
   ['stage'],
   [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
 );
@@ -226,6 +232,7 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     }
     const job = parsed.data;
     const jobLog = log.child({ trackId: job.trackId, jobId: context.jobId, attempt: context.attempt });
+    const claimStarted = performance.now();
     const found = await records.trackToProcess({ trackId: job.trackId, sourceKey: job.sourceKey });
     switch (found.state) {
       case 'missing':
@@ -241,6 +248,7 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
     const track: Track = { id: job.trackId, ownerId: found.ownerId };
 
     await records.markProcessing({ trackId: track.id });
+    const claimMs = performance.now() - claimStarted;
     await publishEvent({ trackId: track.id, ownerId: track.ownerId, status: 'processing', progress: 0 });
     const progress = progressReporter(track, context.signal);
 
@@ -271,25 +279,28 @@ export function startTranscodeWorker(options: TranscodeWorkerOptions): Transcode
       throw error;
     }
 
+    const recordStarted = performance.now();
     await progress.settled();
     if (context.signal.aborted) throw context.signal.reason;
     const recorded = await recordReady(track, result);
+    const recordMs = performance.now() - recordStarted;
     if (recorded !== 'recorded') {
       // Deleted while we worked: what we published belongs to nobody.
       if (recorded === 'missing') await unpublish(blobs, result);
       jobLog.warn('track changed while transcoding; result not recorded');
       return 'stale';
     }
+    const steps = { claim: Math.round(claimMs), ...result.timingsMs, record: Math.round(recordMs) };
     jobLog.info(
       {
         durationS: result.metadata.durationS,
         inputLufs: result.loudness?.inputI ?? null,
         normalisation: result.normalisation,
-        timingsMs: result.timingsMs,
+        timingsMs: steps,
       },
       'track transcoded',
     );
-    for (const [stage, ms] of Object.entries(result.timingsMs)) stageSeconds.observe({ stage }, ms / 1000);
+    for (const [stage, ms] of Object.entries(steps)) stageSeconds.observe({ stage }, ms / 1000);
     await publishEvent({ trackId: track.id, ownerId: track.ownerId, status: 'ready', progress: 100 });
     return 'ready';
   }

@@ -23,7 +23,7 @@ import { ratio, type ScenarioOutput } from '../lib/results.js';
 import { round } from '../lib/stats.js';
 import { openPlatform, type TargetOptions } from '../lib/target.js';
 import { othersBusyPercent, ourCpuSeconds } from './cpu.js';
-import { stageSeconds, uploadJob, uploadRouteExists } from './upload-path.js';
+import { stageSeconds, TrackWatcher, uploadJob, uploadRouteExists } from './upload-path.js';
 
 const run = promisify(execFile);
 
@@ -49,6 +49,15 @@ export interface TranscodeStep {
   stage_share_pct: Record<string, number>;
   /** Mean wall time per job of each stage, ms (stages that run beside others overlap them). */
   stage_ms_per_job: Record<string, number>;
+  /**
+   * One job as the bench sees it, mean ms, in order: the upload, the queue wait (the worker's
+   * `claim` of the track is its end), then the job's critical path (download, probe, loudness,
+   * renditions, publish, record) and `notify_and_gaps`, what the processing time holds beyond
+   * them (the notifications' trip, the handovers between steps). `waveform` and `cover` run
+   * beside the renditions and are not on the path. Null for the command lines (their stages
+   * are the whole job).
+   */
+  job_steps_ms: Record<string, number> | null;
   machine_busy_pct: number;
   /**
    * CPU seconds per job on our side: the platform's processes (server, PostgreSQL, ffmpeg) and
@@ -66,7 +75,27 @@ interface JobTiming {
   /** Upload answered -> ready (equals wallMs without a queue). */
   endToEndMs: number;
   uploadMs: number | null;
+  queueWaitMs: number | null;
   stagesMs: Record<string, number>;
+}
+
+/** The pipeline's steps one after the other; the rest of the stages run beside them. */
+const CRITICAL_STEPS = ['download', 'probe', 'loudness', 'renditions', 'publish', 'record'];
+
+function jobSteps(done: JobTiming[], stageMs: Record<string, number>): Record<string, number> | null {
+  if (done.length === 0 || done.every((d) => d.uploadMs === null)) return null;
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+  const processing = mean(done.map((d) => d.wallMs));
+  const onPath = CRITICAL_STEPS.reduce((sum, step) => sum + (stageMs[step] ?? 0), 0);
+  const steps: Record<string, number> = {
+    upload: mean(done.flatMap((d) => (d.uploadMs === null ? [] : [d.uploadMs]))),
+    queue_wait: mean(done.flatMap((d) => (d.queueWaitMs === null ? [] : [d.queueWaitMs]))),
+  };
+  for (const step of ['claim', ...CRITICAL_STEPS, 'waveform', 'cover'])
+    if (stageMs[step] !== undefined) steps[step] = stageMs[step];
+  steps.notify_and_gaps = processing - onPath;
+  steps.processing = processing;
+  return Object.fromEntries(Object.entries(steps).map(([step, ms]) => [step, round(ms, 1)]));
 }
 
 /** A music-like upload: a chord over pink noise, stereo 44.1 kHz MP3 at 192k. */
@@ -161,6 +190,7 @@ async function measure(
       for (const [stage, ms] of Object.entries(d.stagesMs)) totals[stage] = (totals[stage] ?? 0) + ms;
   }
   const uploads = done.flatMap((d) => (d.uploadMs === null ? [] : [d.uploadMs]));
+  const stageMsPerJob = perJob(totals, done.length, unitMs);
   return {
     path: pathName,
     jobs: options.jobs,
@@ -177,7 +207,8 @@ async function measure(
     wall_s: round(wallS, 2),
     upload_ms_p50: uploads.length > 0 ? round(median(uploads), 1) : null,
     stage_share_pct: shares(totals),
-    stage_ms_per_job: perJob(totals, done.length, unitMs),
+    stage_ms_per_job: stageMsPerJob,
+    job_steps_ms: jobSteps(done, stageMsPerJob),
     machine_busy_pct: round(machineBusyPct, 1),
     cpu_s_per_job: round(ourCpuS / Math.max(1, done.length), 2),
     others_busy_pct: round(othersBusyPercent(machineBusyPct, ourCpuS, wallS), 1),
@@ -203,25 +234,30 @@ async function measurePlatform(
       progress.note(
         `platform: ${options.jobs} upload(s) in parallel through the upload API, queue and workers`,
       );
-      const step = await measure(
-        UPLOAD_PATH,
-        options,
-        async (i) => {
-          const job = await uploadJob(target.baseUrl, user, bytes, i, {
-            pollMs: 100,
-            timeoutMs: 60_000 + options.fileSeconds * 2000,
-          });
-          return {
-            wallMs: job.processingMs,
-            endToEndMs: job.toReadyMs,
-            uploadMs: job.uploadMs,
-            stagesMs: {},
-          };
-        },
-        () => stageSeconds(target.baseUrl),
-        target.serverPid,
-      );
-      return { step, settings: target.settings };
+      const watcher = await TrackWatcher.open(target.baseUrl, user);
+      try {
+        const step = await measure(
+          UPLOAD_PATH,
+          options,
+          async (i) => {
+            const job = await uploadJob(target.baseUrl, user, watcher, bytes, i, {
+              timeoutMs: 60_000 + options.fileSeconds * 2000,
+            });
+            return {
+              wallMs: job.processingMs,
+              endToEndMs: job.toReadyMs,
+              uploadMs: job.uploadMs,
+              queueWaitMs: job.queueWaitMs,
+              stagesMs: {},
+            };
+          },
+          () => stageSeconds(target.baseUrl),
+          target.serverPid,
+        );
+        return { step, settings: target.settings };
+      } finally {
+        watcher.close();
+      }
     }
   } finally {
     await target.close();
@@ -242,6 +278,7 @@ async function measurePlatform(
       wallMs: ms,
       endToEndMs: ms,
       uploadMs: null,
+      queueWaitMs: null,
       stagesMs: result.timingsMs as Record<string, number>,
     };
   });
@@ -266,7 +303,13 @@ export async function transcodeScenario(
       progress.note(`ffmpeg command line: ${options.jobs} job(s) in parallel`);
       bare = await measure('plain ffmpeg/ffprobe command lines', options, async () => {
         const job = await ffmpegCliJob(source);
-        return { wallMs: job.wallMs, endToEndMs: job.wallMs, uploadMs: null, stagesMs: job.stagesMs };
+        return {
+          wallMs: job.wallMs,
+          endToEndMs: job.wallMs,
+          uploadMs: null,
+          queueWaitMs: null,
+          stagesMs: job.stagesMs,
+        };
       });
       progress.note(
         `ffmpeg command line: ${bare.x_realtime.p50}x realtime per job, ${bare.jobs_per_min} jobs/min`,
@@ -318,8 +361,9 @@ export async function transcodeScenario(
       ],
       notes: [
         'ffmpeg runs as separate processes: J parallel jobs on shared cores divide the CPU, so x-realtime per job falls as J grows while jobs/min shows the throughput.',
-        'Through the upload API, x_realtime is processing only (first poll seeing "processing" to the one seeing "ready", 100 ms resolution); x_realtime_end_to_end adds the queue wait (the worker role runs WORKER_CONCURRENCY jobs at once).',
-        'cpu_s_per_job is our side of the step (the platform includes its server, PostgreSQL, the upload and the 100 ms polling; the command lines only ffmpeg) and others_busy_pct what the rest of the machine used meanwhile: on shared cores they tell a slower path from a busier machine.',
+        'Through the upload API, x_realtime is processing only: from the worker\'s "processing" notification to its "ready" one, as the uploader\'s WebSocket receives them (track.progress); x_realtime_end_to_end adds the queue wait (the worker role runs WORKER_CONCURRENCY jobs at once). GET /tracks/:id is read once after "ready" to confirm it.',
+        'cpu_s_per_job is our side of the step (the platform includes its server, PostgreSQL, the upload and the notifications; the command lines only ffmpeg) and others_busy_pct what the rest of the machine used meanwhile: on shared cores they tell a slower path from a busier machine.',
+        "job_steps_ms splits one job as the bench sees it: upload, queue_wait (ending with the worker's claim of the track), the critical path (download, probe, loudness, renditions, publish, record) and notify_and_gaps, the processing time beyond those steps.",
         "Stage shares and stage_ms_per_job come from the workers' veza_transcode_stage_seconds histogram (upload path) or the pipeline's own timings (direct path). 'loudness' is the analysis decode (it also proves the file decodes and writes the waveform PCM); 'waveform' and 'cover' run beside the long stages, so the stages add up to more than the job.",
       ],
       charts: [
