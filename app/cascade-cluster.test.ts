@@ -19,27 +19,13 @@
  * heartbeats on the bus to know where the listeners are. Each media process logs into the run's
  * temporary folder; KEEP_CASCADE=1 keeps it after the run (TEST_LOG_LEVEL sets their level).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type MediaNodeHeartbeat,
-  mediaNodeHeartbeatSchema,
-  mediaPresenceSubject,
-} from '../common/contracts/index.js';
 import { createLogger, loadConfig } from '../common/index.js';
-import { type EventBus, NatsEventBus } from '../common/ports/index.js';
-import {
-  clusterServices,
-  clusterTestEnv,
-  createTestDatabase,
-  type TestDatabase,
-} from '../common/testing/index.js';
+import { clusterTestEnv, createTestDatabase, type TestDatabase } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
 import { Broadcaster, Listener, SignalingConnection } from '../signaling/client/index.js';
 import {
@@ -51,14 +37,13 @@ import {
   sineSource,
 } from '../signaling/client/testing/index.js';
 import { type Platform, startPlatform } from './platform.js';
-import { signUpAndIn } from './testing/index.js';
+import { type MediaProcess, type MediaProcesses, signUpAndIn, watchMediaProcesses } from './testing/index.js';
 
 installWrtcGlobals();
 
 const WebSocket = nodeWebSocket();
 const SERVICE_KEY = 'cascade-cluster-test-service-key-0123456789';
 const HEARTBEAT_MS = 300;
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', name: 'cascade-cluster-test' });
 const audible = (rms: number) => rms > 100;
 const run = randomBytes(3).toString('hex');
@@ -70,92 +55,12 @@ let shared: Record<string, string>;
 let control: Platform;
 let edge: Platform;
 let client: ControlPlaneClient;
-let bus: EventBus;
+let nodes: MediaProcesses;
 const cleanups: Array<() => unknown> = [];
 
-/** The latest heartbeat of each media node of this run, and who waits for a change. */
-const heartbeats = new Map<string, MediaNodeHeartbeat>();
-const heartbeatWaiters = new Set<() => void>();
-
-/** Resolves once the nodes' heartbeats satisfy `check` (a condition, not a sleep). */
-function untilHeartbeats(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  if (check()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      heartbeatWaiters.delete(wake);
-      reject(
-        new Error(`timed out waiting for ${what}: ${JSON.stringify([...heartbeats.values()].map(summary))}`),
-      );
-    }, timeoutMs);
-    const wake = () => {
-      if (!check()) return;
-      clearTimeout(timer);
-      heartbeatWaiters.delete(wake);
-      resolve();
-    };
-    heartbeatWaiters.add(wake);
-  });
-}
-
-const summary = (beat: MediaNodeHeartbeat) => ({
-  nodeId: beat.nodeId,
-  listeners: beat.listeners,
-  streams: beat.streams,
-});
-
-interface MediaProcess {
-  nodeId: string;
-  ip: string;
-  child: ChildProcess;
-  kill(): Promise<void>;
-}
-
-let nextIp = 2;
-
-/** A media node as its own process, on its own loopback address; resolves once it announces itself. */
-async function startMediaProcess(name: string): Promise<MediaProcess> {
-  const nodeId = `cascade-${name}-${run}`;
-  const ip = `127.0.0.${nextIp++}`;
-  const logFile = path.join(dataDir, `${name}.log`);
-  const output = createWriteStream(logFile);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
-    cwd: root,
-    // Its own process group: a kill takes its mediasoup worker with it, as a machine's death would.
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      ...shared,
-      VEZA_ROLES: 'media',
-      VEZA_NODE_ID: nodeId,
-      VEZA_DATA_DIR: path.join(dataDir, name),
-      MEDIA_WORKERS: '1',
-      MEDIA_LISTEN_IP: ip,
-      MEDIA_ANNOUNCED_ADDRESS: ip,
-      MEDIA_NODE_MAX_LISTENERS: '1',
-      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-    },
-  });
-  child.stdout?.pipe(output);
-  child.stderr?.pipe(output);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let alive = true;
-  const kill = async () => {
-    if (!alive) return;
-    alive = false;
-    if (child.pid) process.kill(-child.pid, 'SIGKILL');
-    await exited;
-  };
-  cleanups.push(kill);
-  const early = exited.then(() => {
-    throw new Error(`media process ${name} exited before announcing itself (see ${logFile})`);
-  });
-  await Promise.race([
-    untilHeartbeats(`${name} to announce itself`, () => heartbeats.has(nodeId), 60_000),
-    early,
-  ]);
-  return { nodeId, ip, child, kill };
-}
+/** A media node that takes one listener, as its own process. */
+const startMediaProcess = (name: string) => nodes.start(name, { MEDIA_NODE_MAX_LISTENERS: '1' });
+const untilHeartbeats = (what: string, check: () => boolean) => nodes.untilHeartbeats(what, check);
 
 const createUser = () => signUpAndIn(client, 'cascade');
 const wsUrl = () => `ws://127.0.0.1:${edge.httpPort}/ws`;
@@ -187,9 +92,7 @@ async function listen(fan: { token: string }, streamId: number): Promise<Fan> {
   return { connection, listener, tap };
 }
 
-/** The node's entry for the stream in its latest heartbeat. */
-const carried = (nodeId: string, streamId: number) =>
-  heartbeats.get(nodeId)?.streams.find((stream) => stream.streamId === String(streamId));
+const carried = (nodeId: string, streamId: number) => nodes.carried(nodeId, streamId);
 
 /** Resolves once `fan` hears the sine again, or rejects at `deadline` (performance.now()). */
 async function hearsBy(fan: Fan, deadline: number): Promise<void> {
@@ -211,14 +114,7 @@ beforeAll(async () => {
     // A chain, origin -> relay -> relay: the middle one's death re-attaches the last one.
     MEDIA_RELAY_FANOUT: '1',
   };
-  bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: shared.VEZA_NAMESPACE });
-  const watching = bus.subscribe(mediaPresenceSubject(cluster, 'heartbeat'), (payload) => {
-    const parsed = mediaNodeHeartbeatSchema.safeParse(payload);
-    if (!parsed.success) return;
-    heartbeats.set(parsed.data.nodeId, parsed.data);
-    for (const wake of [...heartbeatWaiters]) wake();
-  });
-  await watching.ready;
+  nodes = await watchMediaProcesses({ label: 'cascade', run, shared, dataDir, log });
   control = await startPlatform(loadConfig({ ...shared, VEZA_ROLES: 'control-plane' }), log);
   client = createControlPlaneClient({ address: `127.0.0.1:${control.grpcPort}`, apiKey: SERVICE_KEY, log });
   edge = await startPlatform(
@@ -234,10 +130,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await nodes?.close();
   await edge?.close();
   client?.close();
   await control?.close();
-  await bus?.close();
   await db?.drop();
   if (dataDir && !process.env.KEEP_CASCADE) await rm(dataDir, { recursive: true, force: true });
 });

@@ -166,6 +166,12 @@ export class RecorderSession {
               '0:a',
               '-c:a',
               'copy',
+              // Padding-only RTP packets (libwebrtc pads the audio stream to probe bandwidth, often
+              // right after connecting) come out of the RTP demuxer as empty Opus packets; Ogg
+              // stores them, but reading the segment back stops at the first (ffmpeg's Ogg demuxer
+              // refuses it), so the rest of the segment would join as silence. They carry nothing.
+              '-bsf:a',
+              'noise=drop=not(size)',
               '-f',
               'segment',
               '-segment_time',

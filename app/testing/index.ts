@@ -15,5 +15,11 @@ export {
   startChatStack,
   startChatStream,
 } from './chat-stack.js';
+export {
+  type MediaProcess,
+  type MediaProcesses,
+  type MediaProcessesOptions,
+  watchMediaProcesses,
+} from './media-processes.js';
 export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';
