@@ -4,7 +4,8 @@
  * connects). An ffmpeg sends a tone as Opus RTP through a relay that slips a padding-only packet
  * in after every few (renumbering the rest), into a producer on a real mediasoup router, which
  * forwards them like any packet; the session records the producer, and every segment it stores
- * reads back whole: none stops early at an empty packet, which would join as silence.
+ * reads back whole: none stops early at an empty packet, which would join as silence. When the
+ * producer closes after its packets stopped, the session ends at once all the same.
  */
 import { createSocket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -116,9 +117,12 @@ describe('a recorder session', () => {
     // Every packet, the padding too, crossed the producer.
     expect(injected).toBeGreaterThan(20);
     expect((await producer.getStats())[0]?.packetCount ?? 0).toBeGreaterThanOrEqual(rtp + injected);
-    // The broadcaster leaves: the session ends with its producer.
+    // The broadcaster leaves: the session ends with its producer, at once although no packet
+    // follows (ffmpeg's RTP input would wait 10 s for one).
+    const closedAt = Date.now();
     producer.close();
     expect(await session.ended).toEqual({ cause: 'stopped' });
+    expect(Date.now() - closedAt).toBeLessThan(3000);
 
     const segments = (await blobs.list(recordingSegmentsPrefix('padded')))
       .flatMap((blob) => {
