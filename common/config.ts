@@ -173,6 +173,14 @@ const schema = z.object({
   /** How long a recording job waits for a media node's last segments after its stream ended. */
   RECORDING_SETTLE_S: positiveInt.default(20),
   /**
+   * The control plane's replay sweep (control-plane/recordings/sweep.ts): how often it looks for
+   * recorded streams that ended more than RECORDING_SWEEP_GRACE_S ago and whose join was never
+   * queued (a lost `stream.ended`, a control plane that died before queueing), and queues it.
+   * 0 disables it.
+   */
+  RECORDING_SWEEP_INTERVAL_S: nonNegativeInt.default(60),
+  RECORDING_SWEEP_GRACE_S: nonNegativeInt.default(60),
+  /**
    * Listeners one media node takes, every stream together; beyond it a join is refused
    * (`resource_exhausted`) and placement sends listeners to another node. Unset: the capacity
    * model's figure for the node's size, MEDIA_WORKERS x LISTENERS_PER_WORKER (README, Capacity plan).

@@ -138,7 +138,15 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
       log,
       ...(deps.uploads ? { options: deps.uploads } : {}),
     });
-    const recordings = startRecordingsModule({ sql, ports, log });
+    const recordings = startRecordingsModule({
+      sql,
+      ports,
+      log,
+      sweep: {
+        intervalMs: config.RECORDING_SWEEP_INTERVAL_S * 1000,
+        graceMs: config.RECORDING_SWEEP_GRACE_S * 1000,
+      },
+    });
     const server = await startGrpcServer({
       host: config.GRPC_HOST,
       port: config.GRPC_PORT,
@@ -177,7 +185,7 @@ export async function startControlPlane(deps: ControlPlaneDeps): Promise<Control
         closing ??= (async () => {
           unfollow();
           await server.close();
-          recordings.close();
+          await recordings.close();
           await uploads.close();
           chat.close();
           await analyticsIngest.close();

@@ -137,8 +137,16 @@ export class RecorderSession {
 
   #stopNow(): void {
     this.#stoppedAtMs ??= Date.now();
+    if (this.#stop.signal.aborted) return;
     this.#stop.abort();
+    // SIGINT alone ends ffmpeg only once its next packet arrives (until then it waits in its UDP
+    // read, up to 10 s): a broadcaster that dropped before its producer closed sends none. An RTCP
+    // BYE is the end of the input to ffmpeg's RTP demuxer, so it closes its last segment at once.
+    if (this.#rtcpPort !== undefined) sendBye(this.#rtcpPort);
   }
+
+  /** Where ffmpeg takes RTCP, once it has its ports. */
+  #rtcpPort: number | undefined;
 
   async #run(): Promise<SessionEnd> {
     const dir = await mkdtemp(path.join(tmpdir(), 'veza-recorder-'));
@@ -152,6 +160,7 @@ export class RecorderSession {
     });
     try {
       const ports = await freeUdpPortPair();
+      this.#rtcpPort = ports.rtcp;
       const sdpFile = path.join(dir, 'input.sdp');
       await writeFile(sdpFile, sdpOf(ports));
 
@@ -166,6 +175,12 @@ export class RecorderSession {
               '0:a',
               '-c:a',
               'copy',
+              // Padding-only RTP packets (libwebrtc pads the audio stream to probe bandwidth, often
+              // right after connecting) come out of the RTP demuxer as empty Opus packets; Ogg
+              // stores them, but reading the segment back stops at the first (ffmpeg's Ogg demuxer
+              // refuses it), so the rest of the segment would join as silence. They carry nothing.
+              '-bsf:a',
+              'noise=drop=not(size)',
               '-f',
               'segment',
               '-segment_time',
@@ -343,6 +358,16 @@ export class RecorderSession {
       log.error({ err: error, key, size }, 'could not upload a recording segment');
     }
   }
+}
+
+/** Sends ffmpeg an RTCP BYE (no SSRC of note: one stream per input); a failure only costs the wait. */
+function sendBye(port: number): void {
+  const socket = createSocket('udp4');
+  // Version 2, two sources (ffmpeg drops any packet under 12 bytes); packet type 203 (BYE);
+  // length 2 (three 32-bit words); SSRCs 0.
+  const bye = Buffer.from([0x82, 203, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+  socket.once('error', () => socket.close());
+  socket.send(bye, port, '127.0.0.1', () => socket.close());
 }
 
 /** Two consecutive free UDP ports on loopback (RTP, then RTCP), as ffmpeg's SDP input expects. */

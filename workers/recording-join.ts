@@ -131,6 +131,17 @@ async function layTimeline(
       const startFrame = Math.round(((segment.startMs - originMs) * SAMPLE_RATE) / 1000);
       const frames = Math.round((segment.durationMs * SAMPLE_RATE) / 1000);
       const pcm = await decodeSegment(segment.key, dir, options);
+      // Shorter than listed by more than a packet or two: the segment could not be read to its end.
+      if (pcm.length < (frames - SAMPLE_RATE * 0.1) * BYTES_PER_FRAME) {
+        options.log.warn(
+          {
+            key: segment.key,
+            listedS: segment.durationMs / 1000,
+            decodedS: pcm.length / BYTES_PER_FRAME / SAMPLE_RATE,
+          },
+          'a recording segment decoded short: the rest of it is silence',
+        );
+      }
       // Exactly the listed length: the decoder's padding must not shift what follows.
       const exact = Buffer.alloc(frames * BYTES_PER_FRAME);
       pcm.copy(exact, 0, 0, Math.min(pcm.length, exact.length));

@@ -25,9 +25,12 @@ export {
 export {
   type MediaHeartbeats,
   type MediaProcess,
+  type MediaProcesses,
+  type MediaProcessesOptions,
   type MediaProcessOptions,
   startMediaProcess,
   watchMediaHeartbeats,
+  watchMediaProcesses,
 } from './media-processes.js';
 export { metricValue, type TimedAnswer, timedCall } from './outage-probes.js';
 export { type SignalingStack, startSignalingStack, type TestEdge, type TestUser } from './signaling-stack.js';

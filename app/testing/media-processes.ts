@@ -13,7 +13,9 @@ import {
   mediaNodeHeartbeatSchema,
   mediaPresenceSubject,
 } from '../../common/contracts/index.js';
-import type { EventBus } from '../../common/ports/index.js';
+import type { Logger } from '../../common/index.js';
+import { type EventBus, NatsEventBus } from '../../common/ports/index.js';
+import { clusterServices } from '../../common/testing/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -110,8 +112,8 @@ export interface MediaProcessOptions {
   heartbeats: MediaHeartbeats;
   /** Default 1. */
   workers?: number;
-  /** MEDIA_NODE_MAX_LISTENERS. */
-  maxListeners: number;
+  /** MEDIA_NODE_MAX_LISTENERS (default: the node's own, from its capacity model). */
+  maxListeners?: number;
   logLevel?: string;
   /** How long it may take to announce itself (default 60 s). */
   timeoutMs?: number;
@@ -144,7 +146,9 @@ export async function startMediaProcess(options: MediaProcessOptions): Promise<M
       MEDIA_WORKERS: String(options.workers ?? 1),
       MEDIA_LISTEN_IP: ip,
       MEDIA_ANNOUNCED_ADDRESS: ip,
-      MEDIA_NODE_MAX_LISTENERS: String(options.maxListeners),
+      ...(options.maxListeners === undefined
+        ? {}
+        : { MEDIA_NODE_MAX_LISTENERS: String(options.maxListeners) }),
       LOG_LEVEL: options.logLevel ?? 'warn',
       ...options.overrides,
     },
@@ -176,4 +180,66 @@ export async function startMediaProcess(options: MediaProcessOptions): Promise<M
     throw error;
   }
   return { name, nodeId, ip, child, logFile, kill };
+}
+
+/** A cluster's media node processes under one heartbeat watch, each on the next loopback address. */
+export interface MediaProcesses {
+  /** The latest heartbeat of each media node of the cluster. */
+  readonly heartbeats: ReadonlyMap<string, MediaNodeHeartbeat>;
+  /** Resolves once the nodes' heartbeats satisfy `check`. */
+  untilHeartbeats(what: string, check: () => boolean, timeoutMs?: number): Promise<void>;
+  /** The node's entry for the stream in its latest heartbeat. */
+  carried(nodeId: string, streamId: number): MediaNodeHeartbeat['streams'][number] | undefined;
+  /** Starts a media node named `<label>-<name>-<run>`; resolves once it announced itself. */
+  start(name: string, overrides?: Record<string, string>): Promise<MediaProcess>;
+  /** Kills every node still running and stops watching. */
+  close(): Promise<void>;
+}
+
+export interface MediaProcessesOptions {
+  /** Names the nodes (with `run`). */
+  label: string;
+  /** This test run's id: node ids are its own. */
+  run: string;
+  /** The environment every process of the cluster shares (clusterTestEnv and more; MEDIA_CLUSTER set). */
+  shared: Record<string, string>;
+  /** Each node's data directory and log go under it. */
+  dataDir: string;
+  log: Logger;
+}
+
+/** Watches the cluster's heartbeats on a bus of its own; call start() for each node. */
+export async function watchMediaProcesses(options: MediaProcessesOptions): Promise<MediaProcesses> {
+  const { label, run, shared, dataDir, log } = options;
+  const cluster = shared.MEDIA_CLUSTER;
+  if (!cluster) throw new Error('the shared environment names no MEDIA_CLUSTER');
+  const bus = await NatsEventBus.connect(clusterServices.natsUrl, { log, namespace: shared.VEZA_NAMESPACE });
+  const heartbeats = watchMediaHeartbeats(bus, cluster);
+  await heartbeats.ready;
+  const nodes: MediaProcess[] = [];
+  let nextIp = 2;
+  return {
+    heartbeats: heartbeats.latest,
+    untilHeartbeats: (what, check, timeoutMs) => heartbeats.until(what, check, timeoutMs),
+    carried: (nodeId, streamId) => heartbeats.carried(nodeId, streamId),
+    async start(name, overrides = {}) {
+      const node = await startMediaProcess({
+        name,
+        nodeId: `${label}-${name}-${run}`,
+        ip: `127.0.0.${nextIp++}`,
+        env: shared,
+        dataDir,
+        heartbeats,
+        logLevel: process.env.TEST_LOG_LEVEL ?? 'warn',
+        overrides,
+      });
+      nodes.push(node);
+      return node;
+    },
+    async close() {
+      for (const node of nodes.splice(0).reverse()) await node.kill();
+      heartbeats.close();
+      await bus.close();
+    },
+  };
 }

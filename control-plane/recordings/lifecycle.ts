@@ -23,7 +23,7 @@ import type { Sql } from '../../common/db/index.js';
 import { counter, type Logger } from '../../common/index.js';
 import type { BlobStorage, EventBus, JobQueue, Subscription } from '../../common/ports/index.js';
 import { parseInput } from '../parse-input.js';
-import { moveRecordingStatus } from '../streams/index.js';
+import { markRecordingJoinQueued, moveRecordingStatus, streamRecordingOf } from '../streams/index.js';
 import { createReplayTrack, deleteReplayTrack, recordReplaySource, replayTrackOf } from '../uploads/index.js';
 
 export interface RecordingLifecycleDeps {
@@ -61,10 +61,40 @@ export async function beginReplay(deps: RecordingLifecycleDeps, streamId: number
     return job;
   });
   if (!started) return null;
-  // After the commit: the job's id names the stream, so a second enqueue (a retry) is one job.
-  await deps.jobs.enqueue(RECORDING_QUEUE, started, { jobId: recordingJobId(streamId) });
+  // After the commit: should this fail, the replay sweep queues it (the stream stays unmarked).
+  await queueJoin(deps, started);
   deps.log.info({ streamId, trackId: started.trackId }, 'recording ended; its replay is being made');
   return started.trackId;
+}
+
+/**
+ * Queues the join of a stream whose replay track exists and marks it queued; false when the
+ * queue already held the job. The job's id names the stream, so a second enqueue (a retry, two
+ * control planes, the sweep racing the event) is one job.
+ */
+async function queueJoin(deps: RecordingLifecycleDeps, job: RecordingJob): Promise<boolean> {
+  const { duplicate } = await deps.jobs.enqueue(RECORDING_QUEUE, job, {
+    jobId: recordingJobId(job.streamId),
+  });
+  await markRecordingJoinQueued(deps.sql, job.streamId);
+  return !duplicate;
+}
+
+/**
+ * Queues the join of a stream left 'processing' without it (its replay track was created, the
+ * enqueue never happened); false when there is nothing to queue or the queue already held it.
+ */
+export async function resumeReplay(deps: RecordingLifecycleDeps, streamId: number): Promise<boolean> {
+  const stream = await streamRecordingOf(deps.sql, streamId);
+  if (stream?.recording_status !== 'processing') return false;
+  const track = await replayTrackOf(deps.sql, streamId);
+  if (!track) return false;
+  return queueJoin(deps, {
+    streamId,
+    trackId: track.id,
+    ownerId: stream.owner_id,
+    endedAt: (stream.ended_at ?? new Date()).toISOString(),
+  });
 }
 
 /** Applies the worker's report of a join. */

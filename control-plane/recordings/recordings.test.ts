@@ -21,7 +21,8 @@ import {
   type TrackProgressEvent,
   trackProgressSubject,
 } from '../../common/contracts/index.js';
-import { createLogger } from '../../common/index.js';
+import { createLogger, metricsRegistry } from '../../common/index.js';
+import type { JobQueue } from '../../common/ports/index.js';
 import { startS3TestServer } from '../../common/testing/index.js';
 import { ChatServiceClient, JoinRoomRequest, SendMessageRequest } from '../../proto/gen/veza/chat/chat.js';
 import {
@@ -46,6 +47,7 @@ import {
   startHarness,
   unary,
 } from '../test-harness.js';
+import { beginReplay, startReplaySweep } from './index.js';
 
 const log = createLogger({ level: 'silent', name: 'recordings-test' });
 
@@ -71,7 +73,13 @@ let files: Stack;
 const closers: (() => Promise<void>)[] = [];
 
 async function stack(env: Record<string, string> = {}): Promise<Stack> {
-  const h = await startHarness({ RECORDING_SETTLE_S: '2', WORKER_CONCURRENCY: '2', ...env });
+  // The tests run the replay sweep themselves, when they mean to.
+  const h = await startHarness({
+    RECORDING_SETTLE_S: '2',
+    WORKER_CONCURRENCY: '2',
+    RECORDING_SWEEP_INTERVAL_S: '0',
+    ...env,
+  });
   const workers = await startWorkers({ config: h.config, ports: h.ports, log });
   const streams = new StreamServiceClient(h.address, credentials.createInsecure());
   const chat = new ChatServiceClient(h.address, credentials.createInsecure());
@@ -163,6 +171,30 @@ const recordingStatusOf = async (s: Stack, streamId: number) =>
   (
     await s.h.sql<{ recording_status: string }[]>`select recording_status from streams where id = ${streamId}`
   )[0]?.recording_status;
+
+/** The replay track of a stream once the worker made it ready. */
+async function readyReplayTrack(s: Stack, streamId: number): Promise<{ id: number; duration_s: number }> {
+  return until(
+    async () => {
+      const [track] = await s.h.sql<{ id: number; status: string; duration_s: number }[]>`
+      select id, status, duration_s from tracks where stream_id = ${streamId}`;
+      if (track?.status === 'failed') throw new Error(`the replay of stream ${streamId} failed`);
+      return track?.status === 'ready' ? track : undefined;
+    },
+    `the replay of stream ${streamId} to be ready`,
+    60_000,
+  );
+}
+
+/** Ends a live stream as StopStream does, but no `stream.ended` is ever published (it was lost). */
+const endSilently = (s: Stack, streamId: number) =>
+  s.h.sql`update streams set status = 'ended', ended_at = now(), end_reason = 'stopped', listener_count = 0
+          where id = ${streamId}`;
+
+const requeues = async (reason: string): Promise<number> =>
+  (await metricsRegistry().getSingleMetric('veza_recording_requeues_total')?.get())?.values.find(
+    (value) => value.labels.reason === reason,
+  )?.value ?? 0;
 
 /** Records a stream of two tone segments with a 1 s gap and two chat messages; returns it ready. */
 async function recordedStream(s: Stack, dj: Account) {
@@ -360,4 +392,61 @@ describe('recordings', () => {
       expect(gone.details).toBe(`the replay of stream ${stream.streamId} was deleted`);
     },
   );
+
+  describe('the replay sweep', () => {
+    const sweepOf = (s: Stack, graceMs: number) =>
+      startReplaySweep(
+        { sql: s.h.sql, bus: s.h.ports.bus, blobs: s.h.ports.blobs, jobs: s.h.ports.jobs, log },
+        { intervalMs: 0, graceMs },
+      );
+
+    it('queues the join of a recorded stream whose stream.ended was never handled, once, after the grace period', async () => {
+      const dj = await account(files, 'dj');
+      const stream = await start(files, dj.md);
+      const t0 = Date.now();
+      await segment(files, stream.streamId, t0, 2);
+      await endSilently(files, stream.streamId);
+      const before = await requeues('event_missed');
+
+      // Within the grace period the stream is left to the event's handler.
+      expect(await sweepOf(files, 60_000).runOnce()).toEqual({ eventMissed: 0, jobMissing: 0 });
+      expect(await recordingStatusOf(files, stream.streamId)).toBe('recording');
+
+      // Two control planes sweeping at once queue it once.
+      const [a, b] = await Promise.all([sweepOf(files, 0).runOnce(), sweepOf(files, 0).runOnce()]);
+      expect((a?.eventMissed ?? 0) + (b?.eventMissed ?? 0)).toBe(1);
+      expect(await requeues('event_missed')).toBe(before + 1);
+      const track = await readyReplayTrack(files, stream.streamId);
+      expect(track.duration_s).toBeCloseTo(2, 1);
+      expect(await recordingStatusOf(files, stream.streamId)).toBe('ready');
+
+      // Nothing left to sweep.
+      expect(await sweepOf(files, 0).runOnce()).toEqual({ eventMissed: 0, jobMissing: 0 });
+      expect(await requeues('event_missed')).toBe(before + 1);
+    });
+
+    it('queues the join the queue refused after the replay track was created', async () => {
+      const dj = await account(files, 'dj');
+      const stream = await start(files, dj.md);
+      await segment(files, stream.streamId, Date.now(), 1);
+      await endSilently(files, stream.streamId);
+      const before = await requeues('job_missing');
+      // The queue is down when the control plane hears the end: the track exists, the job does not.
+      const refusing = {
+        enqueue: () => Promise.reject(new Error('job queue unavailable')),
+      } as unknown as JobQueue;
+      const deps = { sql: files.h.sql, bus: files.h.ports.bus, blobs: files.h.ports.blobs, log };
+      await expect(beginReplay({ ...deps, jobs: refusing }, stream.streamId)).rejects.toThrow(
+        'job queue unavailable',
+      );
+      expect(await recordingStatusOf(files, stream.streamId)).toBe('processing');
+      expect(await files.h.sql`select id from tracks where stream_id = ${stream.streamId}`).toHaveLength(1);
+
+      expect(await sweepOf(files, 0).runOnce()).toEqual({ eventMissed: 0, jobMissing: 1 });
+      expect(await requeues('job_missing')).toBe(before + 1);
+      const track = await readyReplayTrack(files, stream.streamId);
+      expect(track.duration_s).toBeCloseTo(1, 1);
+      expect(await sweepOf(files, 0).runOnce()).toEqual({ eventMissed: 0, jobMissing: 0 });
+    });
+  });
 });

@@ -126,6 +126,30 @@ export async function moveRecordingStatus(
   return row ?? null;
 }
 
+/** The recording's join is in the job queue: the replay sweep leaves the stream alone from now on. */
+export async function markRecordingJoinQueued(db: Db, id: number): Promise<void> {
+  await db`update streams set recording_join_queued_at = now() where id = ${id} and recording_join_queued_at is null`;
+}
+
+/**
+ * Recorded streams that ended before `endedBefore` and whose recording nobody took further:
+ * still 'recording' (their `stream.ended` was never handled), or 'processing' without their join
+ * queued (the queue refused it, or the control plane died before queueing). Oldest first.
+ */
+export async function unjoinedRecordings(
+  db: Db,
+  endedBefore: Date,
+  limit: number,
+): Promise<{ id: number; recording_status: 'recording' | 'processing' }[]> {
+  return db<{ id: number; recording_status: 'recording' | 'processing' }[]>`
+    select id, recording_status from streams
+    where status = 'ended' and record and ended_at < ${endedBefore}
+      and (recording_status = 'recording'
+           or (recording_status = 'processing' and recording_join_queued_at is null))
+    order by ended_at
+    limit ${limit}`;
+}
+
 /** Adds the owners' usernames; a stream whose owner is gone (deleted meanwhile) is left out. */
 async function withOwners(db: Db, rows: readonly StoredStream[]): Promise<StreamRow[]> {
   const usernames = await usernamesOf(

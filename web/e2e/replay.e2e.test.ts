@@ -11,11 +11,12 @@
  *   the recorder's ffmpeg is killed meanwhile: the replay is as long as the broadcast and holds the
  *   tone where it was sent and silence of the right length where it was not (the kill's gap too).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderMetrics, runFfmpeg } from '../../common/index.js';
+import { renderMetrics } from '../../common/index.js';
+import { decodeMono } from '../../common/testing/index.js';
 import { installWrtcGlobals, SineSource, TestPublisher } from '../../media-server/testing/wrtc-peers.js';
 import { launchChromium, PASSWORD, recordConsole, signUpAndIn, statusLines } from './chromium.js';
 import { type E2ePlatform, startE2ePlatform } from './platform.js';
@@ -290,33 +291,9 @@ describe('replays', () => {
       const media4 = path.join(e2e.scratchDir, `tone-${streamId}.m4a`);
       const response = await fetch(new URL(new URL(aac.url).pathname, e2e.baseUrl));
       await writeFile(media4, Buffer.from(await response.arrayBuffer()));
-      const pcm = path.join(e2e.scratchDir, `tone-${streamId}.pcm`);
-      await runFfmpeg({
-        input: media4,
-        outputs: [{ target: pcm, options: ['-f', 's16le', '-ac', '1', '-ar', '48000', '-y'] }],
-      });
-      const data = await readFile(pcm);
-      const samples = new Int16Array(data.buffer, data.byteOffset, data.length / 2);
-      /** RMS and 440 Hz energy share of the window starting at `atS` (0.2 s long). */
-      const toneAt = (atS: number) => {
-        const start = Math.round(atS * 48_000);
-        const n = 9600;
-        let energy = 0;
-        let re = 0;
-        let im = 0;
-        for (let i = 0; i < n; i++) {
-          const value = samples[start + i] ?? 0;
-          energy += value * value;
-          const phase = (2 * Math.PI * 440 * i) / 48_000;
-          re += value * Math.cos(phase);
-          im += value * Math.sin(phase);
-        }
-        const rms = Math.sqrt(energy / n);
-        // Share of the energy at 440 Hz: near 1 for a pure tone, near 0 for silence or noise.
-        const share = energy > 0 ? (2 * (re * re + im * im)) / (n * energy) : 0;
-        return { rms, share };
-      };
-      const duration = samples.length / 48_000;
+      const decoded = await decodeMono(media4, path.join(e2e.scratchDir, `tone-${streamId}.pcm`));
+      const toneAt = (atS: number) => decoded.toneAt(atS);
+      const duration = decoded.durationS;
       // The recording starts with the first packet, a moment after produce() (DTLS connects then).
       const originMs = Date.parse(replay.recording_started_at ?? '');
       expect(originMs - firstAt).toBeGreaterThanOrEqual(0);
