@@ -13,3 +13,4 @@ export {
 export { freePort } from './free-port.js';
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver.js';
 export { type S3TestServer, startS3TestServer } from './s3-server.js';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
