@@ -15,6 +15,12 @@
  * Which control plane served a call is read from its own log ("grpc call" lines carry the
  * request id the client sent). Runs on this machine share NATS and Redis: the namespace is
  * this run's own (clusterTestEnv).
+ *
+ * Health (client/health-checked.ts): one control plane loses its Redis for real (its connection
+ * goes through a TCP proxy the test cuts), turns NOT_SERVING, and within 2 s receives no new call
+ * (counted on its own /metrics) while every call keeps succeeding on the other; once Redis is back
+ * it is SERVING and takes calls again. Then it is stopped gracefully (SIGTERM) under load: it turns
+ * NOT_SERVING first, so no call fails, not even a login (never retried).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
@@ -22,10 +28,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  clusterServices,
   clusterTestEnv,
   createTestDatabase,
+  freePort,
   type S3TestServer,
   startS3TestServer,
+  startTcpProxy,
+  type TcpProxy,
   type TestDatabase,
 } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
@@ -43,7 +53,10 @@ interface ControlPlaneProcess {
   grpcPort: number;
   /** Request ids of the calls this process logged as served. */
   served: Set<string>;
+  /** Its whole-server grpc.health.v1 changes, as it logged them (performance.now() of the line's arrival). */
+  health: Array<{ status: string; at: number }>;
   exited: Promise<void>;
+  exitCode: Promise<number | null>;
 }
 
 let db: TestDatabase;
@@ -51,9 +64,13 @@ let s3: S3TestServer;
 let env: Record<string, string>;
 const processes: ControlPlaneProcess[] = [];
 const clients: ControlPlaneClient[] = [];
+const proxies: TcpProxy[] = [];
 
 /** Starts `app/main.ts` as a control-plane process; resolves once it logged that it is ready. */
-function startControlPlane(name: string): Promise<ControlPlaneProcess> {
+function startControlPlane(
+  name: string,
+  extraEnv: Record<string, string> = {},
+): Promise<ControlPlaneProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
     cwd: ROOT,
     env: {
@@ -61,11 +78,14 @@ function startControlPlane(name: string): Promise<ControlPlaneProcess> {
       ...env,
       VEZA_ROLES: 'control-plane',
       VEZA_NODE_ID: `balancer-${name}-${randomUUID().slice(0, 8)}`,
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const served = new Set<string>();
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const health: ControlPlaneProcess['health'] = [];
+  const exitCode = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = exitCode.then(() => undefined);
   let stderr = '';
   child.stderr?.on('data', (data: Buffer) => {
     stderr = (stderr + data.toString()).slice(-4000);
@@ -75,15 +95,18 @@ function startControlPlane(name: string): Promise<ControlPlaneProcess> {
       reject(new Error(`control plane ${name} exited with ${code} before it was ready: ${stderr}`)),
     );
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      let entry: { msg?: string; grpcPort?: number; requestId?: string };
+      let entry: { msg?: string; grpcPort?: number; requestId?: string; service?: string; status?: string };
       try {
         entry = JSON.parse(line);
       } catch {
         return;
       }
       if (entry.msg === 'grpc call' && entry.requestId) served.add(entry.requestId);
+      if (entry.msg === 'grpc health status changed' && entry.service === '(server)' && entry.status) {
+        health.push({ status: entry.status, at: performance.now() });
+      }
       if (entry.msg === 'Veza Live is ready' && typeof entry.grpcPort === 'number') {
-        const started = { name, child, grpcPort: entry.grpcPort, served, exited };
+        const started = { name, child, grpcPort: entry.grpcPort, served, health, exited, exitCode };
         processes.push(started);
         resolve(started);
       }
@@ -116,6 +139,7 @@ afterAll(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
   }
+  for (const proxy of proxies) await proxy.close();
   await s3?.close();
   await db?.drop();
 });
@@ -299,5 +323,111 @@ describe('two control planes behind the edge client', () => {
     expect(track).toEqual({ source_key: `uploads/${trackId}/source`, source_checksum: checksum });
     expect(await s3.keys(`uploads/${trackId}/`)).toEqual([`uploads/${trackId}/source`]);
     expect(await s3.keys(`staging/${trackId}/`)).toEqual([]);
+  }, 120_000);
+  it('moves calls away from a control plane that is not SERVING (its Redis gone, then draining at shutdown) within 2 s, and back once it serves', async () => {
+    const redis = new URL(clusterServices.redisUrl);
+    const proxy = await startTcpProxy({ host: redis.hostname, port: Number(redis.port || 6379) });
+    proxies.push(proxy);
+    const [metricsA, metricsB] = await Promise.all([freePort(), freePort()]);
+    // Probes every 250 ms, so the outage shows quickly; the 2 s bound is counted from NOT_SERVING.
+    const probes = { HEALTH_PROBE_INTERVAL_MS: '250', HEALTH_PROBE_TIMEOUT_MS: '250' };
+    const [a, b] = await Promise.all([
+      startControlPlane('health-a', {
+        ...probes,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        CONTROL_HTTP_PORT: String(metricsA),
+      }),
+      startControlPlane('health-b', { ...probes, CONTROL_HTTP_PORT: String(metricsB) }),
+    ]);
+    if (!a || !b) throw new Error('control planes did not start');
+    const balanced = client(`127.0.0.1:${a.grpcPort},127.0.0.1:${b.grpcPort}`);
+    const user = await signUpAndIn(balanced, 'health');
+
+    /** ValidateToken calls a control plane handled, from its own /metrics. */
+    const validations = async (metricsPort: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      let total = 0;
+      for (const line of text.split('\n')) {
+        if (line.startsWith('veza_grpc_requests_total{') && line.includes('ValidateToken')) {
+          total += Number(line.slice(line.lastIndexOf(' ') + 1));
+        }
+      }
+      return total;
+    };
+
+    // A steady load of validations (retried when cut) and logins (never retried).
+    const failures: Array<{ startedAt: number; error: string }> = [];
+    let running = true;
+    const loop = async () => {
+      while (running) {
+        const startedAt = performance.now();
+        try {
+          // A short deadline: a validation A took just before its probe saw Redis gone hangs there,
+          // and its metric counts it when it ends; it must have ended by the time A is measured.
+          const answer = await balanced.auth.validateToken({ token: user.token }, { deadlineMs: 1_000 });
+          if (!answer.valid) throw new Error('token reported invalid');
+          await balanced.auth.authenticate(
+            { email: user.email, password: TEST_PASSWORD, deviceId: 'health', ipAddress: '127.0.0.1' },
+            { deadlineMs: 5_000 },
+          );
+        } catch (error) {
+          failures.push({ startedAt, error: (error as Error).message });
+          // A failure can be immediate: let timers and I/O run before the next call.
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    };
+    const loops = [loop(), loop()];
+    let cut = false;
+    try {
+      const bothServe = async () => (await validations(metricsA)) > 5 && (await validations(metricsB)) > 5;
+      await expect.poll(bothServe, { timeout: 20_000, interval: 100 }).toBe(true);
+
+      // A loses Redis: it turns NOT_SERVING, and 2 s later receives nothing more.
+      await proxy.cut();
+      cut = true;
+      await expect.poll(() => a.health.at(-1)?.status, { timeout: 10_000, interval: 50 }).toBe('NOT_SERVING');
+      const notServingAt = a.health.at(-1)?.at ?? 0;
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, notServingAt + 2_000 - performance.now())),
+      );
+      const settled = await validations(metricsA);
+      const onB = await validations(metricsB);
+      await expect
+        .poll(() => validations(metricsB), { timeout: 10_000, interval: 100 })
+        .toBeGreaterThan(onB + 20);
+      expect(await validations(metricsA)).toBe(settled);
+      // Calls that reached A before its probe saw Redis gone may fail (it answers "store unavailable");
+      // none started after it said NOT_SERVING (with 0.5 s for its log line to arrive here).
+      const failedLate = (since: number) =>
+        failures.filter((failure) => failure.startedAt > since).map((failure) => failure.error);
+      expect(failedLate(notServingAt + 500)).toEqual([]);
+
+      // Redis is back: A says SERVING and takes calls again.
+      await proxy.restore();
+      cut = false;
+      await expect.poll(() => a.health.at(-1)?.status, { timeout: 15_000, interval: 50 }).toBe('SERVING');
+      await expect
+        .poll(() => validations(metricsA), { timeout: 10_000, interval: 100 })
+        .toBeGreaterThan(settled);
+
+      // A stops gracefully under load: NOT_SERVING first, so no call fails, and it exits cleanly.
+      const stoppedAt = performance.now();
+      a.child.kill('SIGTERM');
+      expect(await a.exitCode).toBe(0);
+      const afterStop = await validations(metricsB);
+      await expect
+        .poll(() => validations(metricsB), { timeout: 10_000, interval: 100 })
+        .toBeGreaterThan(afterStop + 20);
+      console.info(
+        `balancer health: A took ${settled} validations until 2 s after NOT_SERVING, none after; ` +
+          `failed calls: ${failures.map((failure) => `${Math.round(failure.startedAt - notServingAt)} ms: ${failure.error}`).join('; ') || 'none'}`,
+      );
+      expect(failedLate(stoppedAt)).toEqual([]);
+    } finally {
+      running = false;
+      await Promise.all(loops);
+      if (cut) await proxy.restore();
+    }
   }, 120_000);
 });

@@ -227,6 +227,12 @@ const schema = z.object({
   TURN_CREDENTIAL_TTL_S: positiveInt.default(86_400),
   STREAM_GRACE_S: nonNegativeInt.default(30),
   /**
+   * Signaling connections opened without a token (anonymous listeners) one client address may hold
+   * open on one edge at once; the next handshake gets HTTP 429 naming the limit. The address is the
+   * one X-Forwarded-For gives when the socket's peer is in TRUSTED_PROXIES.
+   */
+  ANONYMOUS_CONNECTIONS_PER_IP: positiveInt.default(20),
+  /**
    * Cluster mode: how often media nodes and edges announce themselves on the bus; one that misses
    * three of its heartbeats is taken for dead (its streams move, its peers are closed).
    */

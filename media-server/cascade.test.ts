@@ -5,7 +5,8 @@
  * listener on each hears the broadcaster's sine. Each node's listener cap refuses the listener
  * beyond it with a clear at-capacity error, counted; a draining node takes no new listener; a
  * relay nobody uses lets go of its pipe after the grace period; a new producer on the origin
- * reaches the tree again.
+ * reaches the tree again. A node whose parent died is re-attached once however many control
+ * planes ask (each names the dead parent; the asks after the first are answered, not pulled).
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,6 +122,36 @@ describe('cascaded fan-out', () => {
     expect(nodes.edge.placementState().streams).toEqual([
       { streamId, listeners: 1, upstream: nodes.relay.nodeId, downstream: [] },
     ]);
+  });
+
+  it('re-attaches a node once when two control planes each ask after its parent died, under different carriers', async () => {
+    // The edge pulls from the relay; each control plane saw "the relay died" and asks the edge to
+    // pull elsewhere, naming the dead parent. The first ask re-attaches it under the origin.
+    const first = await nodes.edge.pullStream({
+      streamId,
+      sourceNodeId: nodes.origin.nodeId,
+      replacing: nodes.relay.nodeId,
+    });
+    expect(first.upstream).toBe(nodes.origin.nodeId);
+    // The second control plane chose another carrier, one that does not even exist: pulling from it
+    // would fail. The edge no longer pulls from the dead parent, so it keeps its pipe and says so.
+    const second = await nodes.edge.pullStream({
+      streamId,
+      sourceNodeId: `cascade-elsewhere-${run}`,
+      replacing: nodes.relay.nodeId,
+    });
+    expect(second).toEqual(first);
+    expect(nodes.edge.placementState().streams).toEqual([
+      expect.objectContaining({ streamId, upstream: nodes.origin.nodeId }),
+    ]);
+    // Back under the relay for the tests below (an ordinary pull, no re-attachment).
+    const back = await nodes.edge.pullStream({ streamId, sourceNodeId: nodes.relay.nodeId });
+    expect(back.upstream).toBe(nodes.relay.nodeId);
+    await until(
+      () =>
+        nodes.origin.placementState().streams[0]?.downstream.includes(nodes.edge.nodeId) ? undefined : true,
+      { what: 'the origin to close its pipe to the edge', timeoutMs: 10_000 },
+    );
   });
 
   it('refuses the listener beyond MEDIA_NODE_MAX_LISTENERS with a clear at-capacity answer, and counts it', async () => {

@@ -414,6 +414,10 @@ class LocalMediaNode implements MediaNode {
     // Concurrent pulls of one stream share one pipe.
     const pending = this.#pulling.get(stream.id);
     if (pending) return pending;
+    // A re-attachment that another control plane already made: the node no longer pulls from the
+    // dead parent. Keep the pipe it has rather than pull a second time from another carrier.
+    if (input.replacing !== undefined && alive && relay.source !== input.replacing)
+      return { producerId: relay.producer.id, upstream: relay.source };
     const pulling = this.#pull(stream, input.sourceNodeId, peersOf).finally(() =>
       this.#pulling.delete(stream.id),
     );

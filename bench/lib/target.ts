@@ -30,12 +30,14 @@ export interface TargetOptions {
 
 /**
  * What a benchmark changes in a standalone platform: ephemeral ports, loopback media, and login
- * and registration limits high enough for the accounts a run creates from 127.0.0.1.
+ * and registration limits high enough for the accounts a run creates from 127.0.0.1, and room
+ * for its thousands of tokenless listeners, all from 127.0.0.1 too.
  */
 export const BENCH_PLATFORM_ENV: Record<string, string> = {
   LOGIN_LIMIT_PER_IP: '1000000',
   LOGIN_LIMIT_PER_ACCOUNT: '1000000',
   REGISTER_LIMIT_PER_IP: '1000000',
+  ANONYMOUS_CONNECTIONS_PER_IP: '1000000',
 };
 
 const platformReady = z.object({

@@ -236,6 +236,16 @@ export const pullStreamRequestSchema = z.object({
    * its downstream nodes to pull the new one. Absent: a pipe that is alive is kept.
    */
   producerId: objectIdSchema.optional(),
+  /**
+   * A re-attachment: the node's parent in the stream's tree died, and this was its id. The pull
+   * happens only while the node still pulls from that dead parent; once it was re-attached (by
+   * another control plane that saw the same death, possibly under another carrier) the ask is
+   * answered with where it pulls from now, so a death re-attaches each child once.
+   */
+  replacing: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/)
+    .optional(),
 });
 export type PullStreamRequest = z.input<typeof pullStreamRequestSchema>;
 

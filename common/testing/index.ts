@@ -13,4 +13,5 @@ export {
 export { freePort } from './free-port.js';
 export { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver.js';
 export { type S3TestServer, startS3TestServer } from './s3-server.js';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { type DecodedAudio, decodeMono } from './tone.js';

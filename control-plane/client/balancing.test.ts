@@ -1,23 +1,28 @@
 /**
  * The client's balancing and retry policy against bare grpc-js servers that stand in for
  * control planes whose answers the test decides (an UNAVAILABLE first attempt, a server that
- * is stopped), so each behaviour is seen deterministically: what is retried, what is not, and
- * that calls move to the live server when one goes away.
+ * is stopped, a health status set by hand on the control plane's own health service), so each
+ * behaviour is seen deterministically: what is retried, what is not, that calls move to the
+ * live server when one goes away, and away from one that is not SERVING.
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { VezaError } from '../../common/contracts/index.js';
 import { loadConfig, parseControlPlaneTarget } from '../../common/index.js';
 import {
   type AuthenticateResponse,
   AuthServiceService,
   type ValidateTokenResponse,
 } from '../../proto/gen/veza/auth/auth.js';
+import { createHealthService, type HealthControl } from '../grpc/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from './index.js';
 
 interface FakeControlPlane {
   port: number;
   /** Attempts seen per method, with the `grpc-previous-rpc-attempts` header of each. */
   attempts: Record<string, number[]>;
+  /** grpc.health.v1 of this server ('' SERVING at start). */
+  health: HealthControl;
   stop(): Promise<void>;
 }
 
@@ -51,6 +56,8 @@ async function fakeControlPlane(behaviour: Behaviour): Promise<FakeControlPlane>
     validateToken: handler<Partial<ValidateTokenResponse>>('ValidateToken', { valid: true }),
     authenticate: handler<Partial<AuthenticateResponse>>('Authenticate', { accessToken: 'issued' }),
   });
+  const health = createHealthService([]);
+  server.addService(health.definition, health.handlers);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),
@@ -59,6 +66,7 @@ async function fakeControlPlane(behaviour: Behaviour): Promise<FakeControlPlane>
   const fake = {
     port,
     attempts,
+    health: health.control,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
   opened.push({ stop: async () => server.forceShutdown() });
@@ -121,5 +129,96 @@ describe('the balanced client', () => {
     for (let i = 0; i < 20; i += 1) await client.auth.validateToken({ token: 't' });
     expect(a.attempts.ValidateToken?.length ?? 0).toBe(before);
     expect(performance.now() - started).toBeLessThan(2_000);
+  });
+});
+
+describe('health-aware balancing', () => {
+  const served = (plane: FakeControlPlane) => plane.attempts.ValidateToken?.length ?? 0;
+
+  it('stops sending to a control plane that turns NOT_SERVING within 2 s, and sends to it again once SERVING', async () => {
+    const [a, b] = await Promise.all([fakeControlPlane(() => 'ok'), fakeControlPlane(() => 'ok')]);
+    if (!a || !b) throw new Error('servers did not start');
+    const client = clientOf(`127.0.0.1:${a.port},127.0.0.1:${b.port}`);
+    await expect
+      .poll(
+        async () => {
+          await client.auth.validateToken({ token: 't' });
+          return served(a) > 0 && served(b) > 0;
+        },
+        { timeout: 10_000, interval: 0 },
+      )
+      .toBe(true);
+
+    a.health.set('NOT_SERVING');
+    const flipped = performance.now();
+    // Every call keeps succeeding (on B); the last one A receives comes within the bound.
+    let lastOnA = flipped;
+    while (performance.now() - flipped < 3_000) {
+      const before = served(a);
+      expect((await client.auth.validateToken({ token: 't' })).valid).toBe(true);
+      if (served(a) > before) lastOnA = performance.now();
+    }
+    expect(lastOnA - flipped).toBeLessThan(2_000);
+    const whileDown = served(a);
+    for (let i = 0; i < 20; i += 1) await client.auth.validateToken({ token: 't' });
+    expect(served(a)).toBe(whileDown);
+
+    a.health.set('SERVING');
+    await expect
+      .poll(
+        async () => {
+          await client.auth.validateToken({ token: 't' });
+          return served(a) > whileDown;
+        },
+        { timeout: 5_000, interval: 0 },
+      )
+      .toBe(true);
+  });
+
+  it('sends to the connected ones when none is SERVING, and fails a call at once naming every address and its state when none is connected', async () => {
+    const [a, b] = await Promise.all([fakeControlPlane(() => 'ok'), fakeControlPlane(() => 'ok')]);
+    if (!a || !b) throw new Error('servers did not start');
+    const client = clientOf(`127.0.0.1:${a.port},127.0.0.1:${b.port}`);
+    await expect
+      .poll(
+        async () => {
+          await client.auth.validateToken({ token: 't' });
+          return served(a) > 0 && served(b) > 0;
+        },
+        { timeout: 10_000, interval: 0 },
+      )
+      .toBe(true);
+    // NOT_SERVING says a dependency is down, not that every call fails: each control plane
+    // still answers what it can (a real one refuses what needs the missing dependency itself).
+    a.health.set('NOT_SERVING');
+    b.health.set('NOT_SERVING');
+    const before = served(a) + served(b);
+    for (let i = 0; i < 10; i += 1)
+      expect((await client.auth.validateToken({ token: 't' })).valid).toBe(true);
+    expect(served(a) + served(b)).toBe(before + 10);
+
+    await Promise.all([a.stop(), b.stop()]);
+    const refused = async () => {
+      const started = performance.now();
+      const error = await client.auth.validateToken({ token: 't' }).then(
+        () => null,
+        (thrown: unknown) => thrown as VezaError,
+      );
+      return { error, ms: performance.now() - started };
+    };
+    await expect
+      .poll(async () => (await refused()).error?.message, { timeout: 5_000 })
+      .toMatch(/none can take calls/);
+    const { error, ms } = await refused();
+    // Fast: no waiting for a connection (the retry policy's three attempts included).
+    expect(ms).toBeLessThan(1_000);
+    expect(error).toMatchObject({ code: 'unavailable', details: { reason: 'control_plane_down' } });
+    const details = (error?.cause as { details?: string } | undefined)?.details ?? '';
+    expect(details).toMatch(/^no control plane can take the call: /);
+    for (const plane of [a, b]) {
+      expect(details).toMatch(
+        new RegExp(`127\\.0\\.0\\.1:${plane.port} (TRANSIENT_FAILURE|CONNECTING|IDLE)`),
+      );
+    }
   });
 });

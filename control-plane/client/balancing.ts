@@ -2,6 +2,12 @@
  * How the one control-plane client spreads its calls over several control planes: the
  * grpc-js channel options and service config built from CONTROL_PLANE_ADDRESS.
  *
+ * - `veza_health_checked` (health-checked.ts) on top: a control plane whose grpc.health.v1
+ *   status is not SERVING (a dependency down, or draining at shutdown) leaves the rotation as
+ *   soon as it says so, over a Health.Watch stream per connection, and comes back when it says
+ *   SERVING. When no connected one serves, all connected ones take calls (each answers what it
+ *   can); when none is connected, a call fails at once with UNAVAILABLE naming every address
+ *   and its state.
  * - `round_robin` over every address the target resolves to. A subchannel whose connection
  *   is refused or lost (a control plane that died or stopped) leaves the rotation at once,
  *   and keepalive pings find a peer that vanished without closing its connections.
@@ -19,6 +25,7 @@
  */
 import type { ChannelOptions } from '@grpc/grpc-js';
 import { parseControlPlaneTarget } from '../../common/index.js';
+import { HEALTH_CHECKED_POLICY, registerHealthCheckedPolicy } from './health-checked.js';
 
 /**
  * Reads and other calls whose repetition changes nothing. Repeating a read is harmless;
@@ -45,18 +52,24 @@ export function balancedServiceConfig(): Record<string, unknown> {
   return {
     loadBalancingConfig: [
       {
-        outlier_detection: {
-          interval: seconds(1),
-          base_ejection_time: seconds(5),
-          max_ejection_time: seconds(60),
-          max_ejection_percent: 50,
-          failure_percentage_ejection: {
-            threshold: 90,
-            enforcement_percentage: 100,
-            minimum_hosts: 2,
-            request_volume: 20,
-          },
-          child_policy: [{ round_robin: {} }],
+        [HEALTH_CHECKED_POLICY]: {
+          child_policy: [
+            {
+              outlier_detection: {
+                interval: seconds(1),
+                base_ejection_time: seconds(5),
+                max_ejection_time: seconds(60),
+                max_ejection_percent: 50,
+                failure_percentage_ejection: {
+                  threshold: 90,
+                  enforcement_percentage: 100,
+                  minimum_hosts: 2,
+                  request_volume: 20,
+                },
+                child_policy: [{ round_robin: {} }],
+              },
+            },
+          ],
         },
       },
     ],
@@ -80,6 +93,7 @@ export function balancedServiceConfig(): Record<string, unknown> {
 
 /** The channel target and options for CONTROL_PLANE_ADDRESS (one address, a list, or a dns: name). */
 export function balancedChannel(address: string): { target: string; options: ChannelOptions } {
+  registerHealthCheckedPolicy();
   const { channelTarget } = parseControlPlaneTarget(address);
   return {
     target: channelTarget,

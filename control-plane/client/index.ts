@@ -17,11 +17,9 @@ import {
   type ClientWritableStream,
   credentials,
   Metadata,
-  makeGenericClientConstructor,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { service as healthServiceDefinition } from 'grpc-health-check';
 import { UnavailableError, VezaError } from '../../common/contracts/index.js';
 import {
   type Breaker,
@@ -43,6 +41,12 @@ import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
 import { NotificationServiceClient } from '../../proto/gen/veza/notification/notification.js';
 import { StreamServiceClient } from '../../proto/gen/veza/stream/stream.js';
 import { balancedChannel } from './balancing.js';
+import {
+  HealthClient,
+  NO_CONTROL_PLANE_AVAILABLE,
+  type RawHealthClient,
+  type ServingStatus,
+} from './health-checked.js';
 
 /** Per-call options. */
 export interface CallContext {
@@ -103,11 +107,7 @@ export type PromiseClient<C> = {
   [K in Exclude<keyof C, keyof Client> as Promisified<C[K]> extends never ? never : K]: Promisified<C[K]>;
 };
 
-export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
-
-interface RawHealthClient extends Client {
-  check: RawUnary<{ service: string }, { status: ServingStatus }>;
-}
+export type { ServingStatus } from './health-checked.js';
 
 export interface ControlPlaneClient {
   auth: PromiseClient<AuthServiceClient>;
@@ -190,10 +190,6 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
   // One channel for every service: sharing it keeps one connection per control plane per process.
   const shared = { channelOverride: auth.getChannel() };
   const make = <C>(ctor: GeneratedClientConstructor<C>): C => new ctor(channel.target, insecure, shared);
-  const HealthClient = makeGenericClientConstructor(
-    healthServiceDefinition,
-    'grpc.health.v1.Health',
-  ) as unknown as GeneratedClientConstructor<RawHealthClient>;
 
   const raw = {
     auth,
@@ -204,7 +200,7 @@ export function createControlPlaneClient(options: ControlPlaneClientOptions): Co
     ),
     analytics: make(AnalyticsServiceClient as unknown as GeneratedClientConstructor<AnalyticsServiceClient>),
   };
-  const healthClient = make(HealthClient);
+  const healthClient = make(HealthClient as unknown as GeneratedClientConstructor<RawHealthClient>);
 
   const metadataFor = (context: CallContext = {}): Metadata => {
     const metadata = new Metadata();
@@ -300,10 +296,16 @@ function clientError(error: ServiceError, path: string, context: CallContext): V
     return new UnavailableError(`${path} cancelled by the caller`, { cause: error, reason: 'cancelled' });
   }
   if (!fromService && error.code === status.UNAVAILABLE) {
-    return new UnavailableError('the control plane is unavailable', {
-      cause: error,
-      reason: CONTROL_PLANE_DOWN,
-    });
+    // The balancer's own refusal names the addresses and their states: that goes to the log (below),
+    // not to whoever the caller passes this message on to.
+    const noneAvailable = error.details?.startsWith(NO_CONTROL_PLANE_AVAILABLE);
+    return new UnavailableError(
+      `the control plane is unavailable${noneAvailable ? ': none can take calls' : ''}`,
+      {
+        cause: error,
+        reason: CONTROL_PLANE_DOWN,
+      },
+    );
   }
   if (!fromService && error.code === status.DEADLINE_EXCEEDED) {
     return new UnavailableError('the control plane did not answer in time', {
@@ -353,7 +355,9 @@ function unary<Req, Res>(
                 code: veza.code,
                 requestId: context.requestId,
                 ms: Math.round(performance.now() - started),
-                ...(veza.cause === error ? {} : { grpcCode: error.code, grpcDetails: error.details }),
+                ...(veza.cause === error && veza.details.reason !== CONTROL_PLANE_DOWN
+                  ? {}
+                  : { grpcCode: error.code, grpcDetails: error.details }),
               },
               'control-plane call failed',
             );

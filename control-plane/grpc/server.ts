@@ -1,25 +1,19 @@
 /**
  * Assembles the gRPC server: the wrapped services, grpc.health.v1 with a status per
- * service, and reflection. Closing is graceful: health turns NOT_SERVING, streams are
+ * service, and reflection. Closing is graceful: health turns NOT_SERVING, which clients
+ * watching it (control-plane/client/) hear at once and stop sending new calls here; after
+ * a short drain, while calls still arriving are served, the health watches end, streams are
  * told to end, in-flight calls get a grace period, then the rest are cut.
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from '../../common/index.js';
 import { createApiKeyMatcher } from './caller-auth.js';
 import type { TokenVerifier } from './context.js';
+import { createHealthService, type HealthControl } from './health.js';
 import { createReflectionService } from './reflection.js';
 import type { ServiceBinding } from './wrap-service.js';
 
-export type ServingStatus = 'SERVING' | 'NOT_SERVING';
-
-export interface HealthControl {
-  /** The services with a health status; '' stands for the whole server. */
-  readonly services: readonly string[];
-  /** Sets one service's status, or every service's (and the server's) when `service` is omitted. */
-  set(status: ServingStatus, service?: string): void;
-  status(service?: string): ServingStatus | undefined;
-}
+export type { HealthControl, ServingStatus } from './health.js';
 
 export interface GrpcServerOptions {
   host: string;
@@ -32,6 +26,11 @@ export interface GrpcServerOptions {
   maxReceiveMessageBytes?: number;
   /** How long close() lets in-flight calls finish before cutting them. */
   shutdownGraceMs?: number;
+  /**
+   * How long close() keeps taking new calls after turning NOT_SERVING, when clients watch its
+   * health: the time their watch needs to hear it and route elsewhere. Default 250 ms.
+   */
+  shutdownDrainMs?: number;
 }
 
 export interface RunningGrpcServer {
@@ -41,26 +40,6 @@ export interface RunningGrpcServer {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
-
-function createHealth(names: readonly string[]): {
-  implementation: HealthImplementation;
-  control: HealthControl;
-} {
-  const services = ['', ...names];
-  const statuses = new Map<string, ServingStatus>(services.map((name) => [name, 'SERVING']));
-  const implementation = new HealthImplementation(Object.fromEntries(statuses));
-  const control: HealthControl = {
-    services,
-    set(status, service) {
-      for (const name of service === undefined ? services : [service]) {
-        statuses.set(name, status);
-        implementation.setStatus(name, status);
-      }
-    },
-    status: (service = '') => statuses.get(service),
-  };
-  return { implementation, control };
-}
 
 function bindAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -82,8 +61,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   };
   for (const binding of options.services) server.addService(binding.definition, binding.implement(runtime));
 
-  const health = createHealth(options.services.map((binding) => binding.name));
-  health.implementation.addToServer(server);
+  const health = createHealthService(options.services.map((binding) => binding.name));
+  server.addService(health.definition, health.handlers);
   createReflectionService().addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -98,6 +77,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   const close = () => {
     closing ??= (async () => {
       health.control.set('NOT_SERVING');
+      // Watchers move away when they read NOT_SERVING; calls that were already picked for this
+      // server still arrive meanwhile and are served. Nobody watching: nobody to wait for.
+      if (health.watching() > 0) {
+        await new Promise((resolve) => setTimeout(resolve, options.shutdownDrainMs ?? 250));
+      }
+      health.endWatches();
       shutdown.abort();
       const graceMs = options.shutdownGraceMs ?? 5000;
       const drained = await new Promise<boolean>((resolve) => {

@@ -220,11 +220,31 @@ describe('placement rules', () => {
     expect(at(placement)).toEqual({ nodeId: 'a', pullFrom: 'origin' });
     expect(at(placement)).toEqual({ nodeId: 'b', pullFrom: 'a' });
     expect(placement.forget('a', { reattach: true })).toEqual([
-      { streamId: 's', nodeId: 'b', pullFrom: 'origin' },
+      { streamId: 's', nodeId: 'b', pullFrom: 'origin', replacing: 'a' },
     ]);
     expect(placement.tree('s').get('b')?.parent).toBe('origin');
     // The origin's death re-attaches nobody: the stream moves, and its next placement rebuilds the tree.
     expect(placement.forget('origin', { reattach: true })).toEqual([]);
+  });
+
+  it('takes the parent a re-attached node names when another control plane re-attached it first', () => {
+    const placement = new ListenerPlacement({ fanout: 2 });
+    for (const id of ['origin', 'a', 'b', 'c']) placement.observe(heartbeat(id, { maxListeners: 1 }));
+    at(placement);
+    expect(at(placement)).toEqual({ nodeId: 'a', pullFrom: 'origin' });
+    expect(at(placement)).toEqual({ nodeId: 'b', pullFrom: 'origin' });
+    expect(at(placement)).toEqual({ nodeId: 'c', pullFrom: 'a' });
+    // This control plane puts c under the origin; the node answers that it pulls from b (another
+    // control plane's choice, made first): the tree follows the node.
+    expect(placement.forget('a', { reattach: true })).toEqual([
+      { streamId: 's', nodeId: 'c', pullFrom: 'origin', replacing: 'a' },
+    ]);
+    placement.pullsFrom('s', 'c', 'b');
+    expect(placement.tree('s').get('c')?.parent).toBe('b');
+    expect(placement.tree('s').get('origin')?.children).toEqual(['b']);
+    // A node or parent this control plane does not know changes nothing.
+    placement.pullsFrom('s', 'c', 'gone');
+    expect(placement.tree('s').get('c')?.parent).toBe('b');
   });
 
   it('counts a listener that left in the same request as its rejoin (previousNodeId)', () => {

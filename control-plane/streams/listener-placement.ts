@@ -42,6 +42,8 @@ export interface Reattachment {
   streamId: string;
   nodeId: string;
   pullFrom: string;
+  /** The dead parent (the node pulls only if it still pulls from there: see pullStream's `replacing`). */
+  replacing: string;
 }
 
 export interface PlaceOptions {
@@ -125,10 +127,20 @@ export class ListenerPlacement {
         const parent = this.#parentFor(tree, child);
         if (!parent) continue;
         this.#attach(tree, child, parent);
-        reattached.push({ streamId, nodeId: child, pullFrom: parent });
+        reattached.push({ streamId, nodeId: child, pullFrom: parent, replacing: nodeId });
       }
     }
     return reattached;
+  }
+
+  /**
+   * A node said where it pulls a stream from (a pull's answer): a re-attachment another control
+   * plane made first stands, whatever this one chose. Ignored for nodes or streams not known here.
+   */
+  pullsFrom(streamId: string, nodeId: string, upstream: string): void {
+    const tree = this.#trees.get(streamId);
+    if (!tree?.has(nodeId) || !this.#nodes.has(upstream) || nodeId === upstream) return;
+    this.#attach(tree, nodeId, upstream);
   }
 
   place(streamId: string, options: PlaceOptions): Placement {

@@ -29,6 +29,7 @@ import {
   type PlaceListenerResult,
   placeListenerRequestSchema,
   placeListenerSubject,
+  pullStreamResultSchema,
   UnavailableError,
 } from '../../common/contracts/index.js';
 import { type Logger, type PresenceLeaveCause, watchPresence } from '../../common/index.js';
@@ -121,11 +122,24 @@ export function createMediaNodeRegistry(options: MediaNodeRegistryOptions): Medi
     },
   });
 
-  /** Tells a carrier to pull from its new parent (idempotent on the node: a second control plane's ask is a no-op). */
-  const reattach = ({ streamId, nodeId, pullFrom }: Reattachment) => {
-    const request = { args: [{ streamId, sourceNodeId: pullFrom }] };
+  /**
+   * Tells a carrier to pull from its new parent. Every control plane sees the same death and asks,
+   * each with the parent its own view of the tree chose; the ask names the dead parent
+   * (`replacing`), so the node pulls once, for the first ask, and answers the others with where it
+   * pulls from now, which their trees then take.
+   */
+  const reattach = ({ streamId, nodeId, pullFrom, replacing }: Reattachment) => {
+    const request = { args: [{ streamId, sourceNodeId: pullFrom, replacing }] };
     bus.request(mediaRequestSubject(nodeId, 'pullStream'), request, { timeoutMs: 10_000 }).then(
-      () => log.info({ streamId, nodeId, pullFrom }, 'relay re-attached under another carrier'),
+      (reply) => {
+        const upstream = pullStreamResultSchema.safeParse(reply).data?.upstream;
+        if (upstream !== undefined && upstream !== pullFrom) {
+          listeners.pullsFrom(streamId, nodeId, upstream);
+          log.info({ streamId, nodeId, upstream }, 'relay already re-attached by another control plane');
+          return;
+        }
+        log.info({ streamId, nodeId, pullFrom }, 'relay re-attached under another carrier');
+      },
       (error: unknown) => log.warn({ err: error, streamId, nodeId, pullFrom }, 'a relay could not re-attach'),
     );
   };

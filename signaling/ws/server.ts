@@ -36,6 +36,7 @@ import {
   type RtpCapabilities,
   SIGNALING_PATH,
 } from '../protocol/index.js';
+import { AnonymousBudget } from './anonymous-budget.js';
 import { createAudienceReporter } from './audience.js';
 import { ChatHub, ChatSession, chatSendSteps } from './chat/index.js';
 import { openClientOrigin } from './client-origin.js';
@@ -104,6 +105,8 @@ interface SocketData {
   country: string | null;
   /** Set when a send was dropped for backpressure and the edge cut the connection. */
   backpressureDrop: boolean;
+  /** A tokenless connection: the client address whose anonymous budget it holds a slot of (memory only, never logged). */
+  anonymousSlot: string | null;
 }
 
 /** uWS send status: the message was dropped because the socket is over maxBackpressure. */
@@ -177,6 +180,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     data: { rtpCapabilities: ROUTER_RTP_CAPABILITIES },
   });
   const sockets = new Set<WebSocket<SocketData>>();
+  const anonymousBudget = new AnonymousBudget(config.ANONYMOUS_CONNECTIONS_PER_IP);
   let nextConnectionId = 1;
   let closing = false;
 
@@ -195,7 +199,8 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('utf8');
-      const country = origin.country(origin.address(remoteAddress, req.getHeader('x-forwarded-for')));
+      const clientAddress = origin.address(remoteAddress, req.getHeader('x-forwarded-for'));
+      const country = origin.country(clientAddress);
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -208,12 +213,25 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         log.error({ err: error }, 'ws handshake failed');
         return { kind: 'reject-http', error: toVezaError(error) };
       });
-      void decided.then((decision) => {
+      void decided.then((answer) => {
         if (aborted) return;
+        let decision = answer;
+        let anonymousSlot: string | null = null;
+        let overBudget = false;
+        // Taken once the handshake is otherwise accepted, given back when the socket closes.
+        if (decision.kind === 'accept' && decision.tokenless) {
+          try {
+            anonymousBudget.take(clientAddress);
+            anonymousSlot = clientAddress;
+          } catch (error) {
+            overBudget = true;
+            decision = { kind: 'reject-http', error: toVezaError(error) };
+          }
+        }
         res.cork(() => {
           if (decision.kind === 'reject-http') {
             const status = httpStatusOf(decision.error.code);
-            wsUpgrades.inc({ result: decision.error.code });
+            wsUpgrades.inc({ result: overBudget ? 'anonymous_limit' : decision.error.code });
             log.debug(
               { remoteAddress, code: decision.error.code, reason: decision.error.message },
               'ws handshake refused',
@@ -233,6 +251,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
             remoteAddress,
             country,
             backpressureDrop: false,
+            anonymousSlot,
           };
           res.upgrade(data, key, protocol, extensions, context);
         });
@@ -349,6 +368,8 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
 
     close: (ws, code, message) => {
       const data = ws.getUserData();
+      if (data.anonymousSlot !== null) anonymousBudget.release(data.anonymousSlot);
+      data.anonymousSlot = null;
       const connection = data.connection;
       if (!connection) return;
       data.connection = null;

@@ -41,6 +41,13 @@ async function closedCount(cause: string): Promise<number> {
   return values.find((value) => value.labels.cause === cause)?.value ?? 0;
 }
 
+/** Signaling handshakes with this result, from this process's metrics registry. */
+async function upgradeCount(result: string): Promise<number | undefined> {
+  const metric = metricsRegistry().getSingleMetric('veza_ws_upgrades_total');
+  const values = (await metric?.get())?.values ?? [];
+  return values.find((value) => value.labels.result === result)?.value;
+}
+
 interface Live {
   streamId: number;
   source: SineSource;
@@ -449,6 +456,48 @@ describe('the /ws endpoint', () => {
     const roomId = (frame.result as { room: { roomId: number } }).room.roomId;
     frame = await client.request('chat.send', { roomId, content: 'anonymous words' });
     expect(frame).toMatchObject({ ok: false });
+  });
+
+  it('holds each address to ANONYMOUS_CONNECTIONS_PER_IP tokenless connections: the next gets 429 naming the limit, counted', async () => {
+    const limit = state.stack.config.ANONYMOUS_CONNECTIONS_PER_IP;
+    expect(limit).toBe(20);
+    // Client addresses of this test's own, through X-Forwarded-For (loopback is a trusted proxy by default).
+    const from = (address: string) => ({ headers: { 'x-forwarded-for': address } });
+    const anonymous = (address: string) =>
+      rawHandshake(state.stack.baseUrl, 'v=1', { ...from(address), keepOpen: true }).then((answer) => {
+        cleanups.push(() => answer.close());
+        return answer;
+      });
+    const refusedBefore = (await upgradeCount('anonymous_limit')) ?? 0;
+    const held = [];
+    for (let i = 0; i < limit; i += 1) held.push(await anonymous('203.0.113.7'));
+    expect(held.map((answer) => answer.status)).toEqual(held.map(() => 101));
+
+    const over = await anonymous('203.0.113.7');
+    expect(over.status).toBe(429);
+    expect(JSON.parse(over.body)).toEqual({
+      error: {
+        code: 'resource_exhausted',
+        message: expect.stringMatching(/at most 20 at once \(ANONYMOUS_CONNECTIONS_PER_IP\)/),
+      },
+    });
+    expect(await upgradeCount('anonymous_limit')).toBe(refusedBefore + 1);
+    // Another address, and a connection with a token from the same one, are not held back.
+    expect((await anonymous('203.0.113.8')).status).toBe(101);
+    const withToken = await rawHandshake(state.stack.baseUrl, query(state.fan.token), from('203.0.113.7'));
+    expect(withToken.status).toBe(101);
+
+    // A closed connection gives its slot back.
+    held[0]?.close();
+    await expect
+      .poll(
+        async () => {
+          const again = await anonymous('203.0.113.7');
+          return again.status;
+        },
+        { timeout: 5_000, interval: 100 },
+      )
+      .toBe(101);
   });
 
   it('keeps the stream when the broadcaster comes back within the grace period, and ends it when not', async () => {

@@ -94,11 +94,19 @@ export class RawClient {
   }
 }
 
-/** An upgrade request by hand, to see the HTTP answer a refused handshake gets. */
-export function rawHandshake(baseUrl: string, query: string): Promise<{ status: number; body: string }> {
+/**
+ * An upgrade request by hand, to see the HTTP answer a refused handshake gets. `headers`: extra
+ * request headers (X-Forwarded-For). `keepOpen`: an accepted connection stays open until close().
+ */
+export function rawHandshake(
+  baseUrl: string,
+  query: string,
+  options: { headers?: Record<string, string>; keepOpen?: boolean } = {},
+): Promise<{ status: number; body: string; close(): void }> {
   return new Promise((resolve, reject) => {
     const request = http.get(`${baseUrl}/ws?${query}`, {
       headers: {
+        ...options.headers,
         connection: 'Upgrade',
         upgrade: 'websocket',
         'sec-websocket-key': randomBytes(16).toString('base64'),
@@ -106,14 +114,19 @@ export function rawHandshake(baseUrl: string, query: string): Promise<{ status: 
       },
     });
     request.on('upgrade', (response, socket) => {
-      socket.destroy();
-      resolve({ status: response.statusCode ?? 0, body: '' });
+      if (!options.keepOpen) socket.destroy();
+      socket.on('error', () => undefined);
+      resolve({ status: response.statusCode ?? 0, body: '', close: () => socket.destroy() });
     });
     request.on('response', (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () =>
-        resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        resolve({
+          status: response.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          close: () => undefined,
+        }),
       );
     });
     request.on('error', reject);

@@ -41,7 +41,8 @@ export interface ConnectionAuth {
 }
 
 export type UpgradeDecision =
-  | { kind: 'accept'; auth: ConnectionAuth }
+  /** `tokenless`: no token at all (an anonymous listener), counted against its address's budget. */
+  | { kind: 'accept'; auth: ConnectionAuth; tokenless: boolean }
   /** Upgrade, then close with CLOSE_CODES.unsupportedVersion and this reason. */
   | { kind: 'reject-version'; reason: string }
   | { kind: 'reject-http'; error: VezaError };
@@ -89,7 +90,7 @@ export async function decideUpgrade(
   // No token: an anonymous listener. It may only listen, and only to public streams that allow
   // anonymous listeners (the join decides, from the edge's memory of the stream). This is what
   // a listener token said too, but without a control-plane call per listener before its join.
-  if (!token) return { kind: 'accept', auth: anonymousListener(params.get('listener')) };
+  if (!token) return { kind: 'accept', auth: anonymousListener(params.get('listener')), tokenless: true };
   try {
     // Keys first: a control plane that cannot be reached is a 503, not a bad token.
     await keys.load();
@@ -103,6 +104,7 @@ export async function decideUpgrade(
     const user = listener ? null : await checks.current(verified, token);
     return {
       kind: 'accept',
+      tokenless: false,
       auth: {
         kind: listener ? 'listener' : 'user',
         userId: listener ? 0 : verified.userId,
