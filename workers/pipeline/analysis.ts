@@ -35,48 +35,75 @@ export function pcmRateFor(durationS: number): number {
   return 1_000;
 }
 
+/**
+ * The decode starts before the probe answers, so its PCM rate and time budget come from the
+ * file's size: read as 64 kb/s (a floor for music), it overstates the duration of nearly every
+ * upload, which only lowers the waveform's PCM rate for long ones.
+ */
+export function durationFromSize(bytes: number, maxDurationS: number): number {
+  return Math.min(maxDurationS, Math.max(1, bytes / 8_000));
+}
+
 /** Generous: this pass runs at hundreds of times realtime; only a hung process hits this. */
 export function decodeTimeoutMs(durationS: number): number {
   return 60_000 + Math.ceil(durationS) * 1_000;
 }
 
+/**
+ * Runs beside the probe (`probing`): the decode reads the first audio stream, the one the probe
+ * picks, and is stopped if the probe refuses the file, whose answer then wins. A probe that
+ * accepts it judges the decode (checkDecode) once both are done.
+ */
 export async function analyseAudio(
   file: string,
-  probed: ProbedAudio,
+  probing: Promise<ProbedAudio>,
   options: AnalyseOptions,
 ): Promise<Analysis> {
   const limit = options.maxDurationS;
-  const expectedS = probed.declaredS ?? limit;
+  const expectedS = durationFromSize((await stat(file)).size, limit);
   const pcmSampleRate = pcmRateFor(expectedS);
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const decoding = runFfmpeg({
+    input: file,
+    outputs: [
+      {
+        target: options.pcmPath,
+        // Decoding stops just past the limit, so a file lying about its length cannot keep us busy.
+        options: [
+          '-map',
+          '0:a:0',
+          '-t',
+          String(limit + 1),
+          '-af',
+          LOUDNESS_FILTER,
+          '-ac',
+          '1',
+          '-ar',
+          String(pcmSampleRate),
+          '-f',
+          's16le',
+        ],
+      },
+    ],
+    durationS: expectedS,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    signal,
+    timeoutMs: decodeTimeoutMs(expectedS) * 2,
+  });
+  // Handled here: the probe's refusal is the answer, not the decode's failure it causes.
+  decoding.catch(() => undefined);
+  let probed: ProbedAudio;
+  try {
+    probed = await probing;
+  } catch (error) {
+    stop.abort();
+    await decoding.catch(() => undefined);
+    throw error;
+  }
   let stderr: string;
   try {
-    ({ stderr } = await runFfmpeg({
-      input: file,
-      outputs: [
-        {
-          target: options.pcmPath,
-          // Decoding stops just past the limit, so a file lying about its length cannot keep us busy.
-          options: [
-            '-map',
-            `0:${probed.audioStreamIndex}`,
-            '-t',
-            String(limit + 1),
-            '-af',
-            LOUDNESS_FILTER,
-            '-ac',
-            '1',
-            '-ar',
-            String(pcmSampleRate),
-            '-f',
-            's16le',
-          ],
-        },
-      ],
-      durationS: expectedS,
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      timeoutMs: decodeTimeoutMs(expectedS) * 2,
-    }));
+    ({ stderr } = await decoding);
   } catch (error) {
     if (error instanceof FfmpegError) {
       throw new AudioRejectedError(`the audio could not be decoded: ${hidePath(error.message, file)}`);

@@ -151,9 +151,22 @@ export async function processAudio(
   const sideSignal = signal ? AbortSignal.any([signal, sideStop.signal]) : sideStop.signal;
 
   try {
-    const probed = await step('probe', () =>
+    // The probe and the analysis decode run side by side (the decode needs nothing from the
+    // probe before its end); a probe that refuses the file stops the decode and is the answer.
+    progress.stage('probe');
+    const probing = timed('probe', () =>
       probeAudio(sourcePath, { maxDurationS: options.maxDurationS, ...withSignal }),
     );
+    probing.catch(() => undefined);
+    const analysis = await step('loudness', (onProgress) =>
+      analyseAudio(sourcePath, probing, {
+        maxDurationS: options.maxDurationS,
+        pcmPath: path.join(scratch, 'waveform.pcm'),
+        onProgress,
+        ...withSignal,
+      }),
+    );
+    const probed = await probing;
 
     const coverStream = probed.coverStream;
     const coverTask: Promise<CoverFile | null> = coverStream
@@ -169,14 +182,6 @@ export async function processAudio(
         })
       : Promise.resolve(null);
 
-    const analysis = await step('loudness', (onProgress) =>
-      analyseAudio(sourcePath, probed, {
-        maxDurationS: options.maxDurationS,
-        pcmPath: path.join(scratch, 'waveform.pcm'),
-        onProgress,
-        ...withSignal,
-      }),
-    );
     const { mode, gainDb } = planNormalisation(analysis.loudness);
 
     const points = options.waveformPoints ?? DEFAULT_WAVEFORM_POINTS;
