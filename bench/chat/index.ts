@@ -26,10 +26,17 @@ import type { ChatMode, ClientSpec } from './transports.js';
 
 const CLIENTS = new URL('./clients.ts', import.meta.url);
 /**
- * Senders per load process: each receives the whole room too (500/s offered is 12,500
- * deliveries/s for 25 senders), so their processes stay light and their acks' timestamps prompt.
+ * Deliveries per second one sender process is given at most: each sender receives its whole
+ * room too (500/s offered into one room is 12,500 deliveries/s for 25 senders), so the senders'
+ * processes stay light and their acks' timestamps prompt. No more processes than that takes:
+ * on two cores, every extra process is one more loop the server's threads wait behind.
  */
-const SENDERS_PER_PROCESS = 25;
+const SENDER_DELIVERIES_PER_PROCESS = 12_500;
+
+/** Senders per load process for a room receiving `roomRate` messages/s. */
+export function sendersPerProcess(roomRate: number, perProcess: number): number {
+  return Math.max(1, Math.min(perProcess, Math.floor(SENDER_DELIVERIES_PER_PROCESS / Math.max(roomRate, 1))));
+}
 
 export interface ChatOptions {
   path: 'ws' | 'grpc';
@@ -303,7 +310,11 @@ async function measure(
     const senders = Math.min(options.senders, specs.length);
     const groups: Array<{ role: LoadProcessReading['role']; specs: ClientSpec[] }> = [];
     for (const [role, share, perProcess] of [
-      ['senders', specs.slice(0, senders), Math.min(options.perProcess, SENDERS_PER_PROCESS)],
+      [
+        'senders',
+        specs.slice(0, senders),
+        sendersPerProcess((senders * options.ratePerClient) / options.rooms, options.perProcess),
+      ],
       ['members', specs.slice(senders), options.perProcess],
     ] as const) {
       for (let i = 0; i < share.length; i += perProcess)
