@@ -12,6 +12,10 @@ import { type Progress, stderrProgress } from './lib/progress.js';
 import { type BenchResult, type ScenarioOutput, writeResult } from './lib/results.js';
 import type { TargetOptions } from './lib/target.js';
 
+const SERVER_CPU_PROF_FLAGS = '--server-cpu-prof <dir>';
+const SERVER_CPU_PROF_HELP =
+  "write a V8 CPU profile of the standalone platform's process (one file per thread: edge, control plane, media node) into <dir>";
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_RESULTS = path.join(ROOT, 'bench', 'results');
 
@@ -35,6 +39,13 @@ function positiveNumber(value: string): number {
 function positiveInt(value: string): number {
   const n = positiveNumber(value);
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return n;
+}
+
+function niceness(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 19)
+    throw new InvalidArgumentError(`expected a niceness from 0 to 19, got "${value}"`);
   return n;
 }
 
@@ -164,10 +175,7 @@ common(
     positiveInt,
     1,
   )
-  .option(
-    '--server-cpu-prof <dir>',
-    "write a V8 CPU profile of the standalone platform's process (edge, control plane, media node) into <dir>",
-  )
+  .option(SERVER_CPU_PROF_FLAGS, SERVER_CPU_PROF_HELP)
   .action(
     async (
       options: CommonOptions & {
@@ -310,6 +318,13 @@ common(
   )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)
   .option('--loadgen-cpu-prof <dir>', 'write a V8 CPU profile of each load process into <dir>')
+  .option(SERVER_CPU_PROF_FLAGS, SERVER_CPU_PROF_HELP)
+  .option(
+    '--members-nice <n>',
+    "niceness of the load processes that only receive (0-19; 0: the server's priority), platform and baseline alike",
+    niceness,
+    10,
+  )
   .option('--drain <seconds>', 'how long deliveries are awaited after the last send', positiveNumber, 3)
   .addOption(
     new Option(
@@ -329,6 +344,8 @@ common(
         senders?: number;
         perProcess: number;
         loadgenCpuProf?: string;
+        serverCpuProf?: string;
+        membersNice: number;
         drain: number;
         path: 'ws' | 'grpc';
       },
@@ -351,9 +368,10 @@ common(
             durationS: options.duration,
             perProcess: options.perProcess,
             loadgenCpuProfileDir: options.loadgenCpuProf,
+            membersNice: options.membersNice,
             drainS: options.drain,
             baseline: options.baseline,
-            target: target(options),
+            target: { ...target(options), cpuProfileDir: options.serverCpuProf },
           },
           progress,
         ),

@@ -8,6 +8,7 @@
  * `grpc` drives the control plane's ChatService directly instead. The result says which.
  */
 import { readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { ChatServiceClient, type CreateRoomResponse } from '../../proto/gen/veza/chat/chat.js';
@@ -54,6 +55,12 @@ export interface ChatOptions {
   perProcess: number;
   /** Where each load process writes a V8 CPU profile (--loadgen-cpu-prof), or undefined. */
   loadgenCpuProfileDir?: string | undefined;
+  /**
+   * Niceness of the load processes that only receive (0: as the server). On one machine they
+   * take the cores the server's threads need, which clients elsewhere would not; the senders,
+   * which time the acks, keep the server's priority.
+   */
+  membersNice: number;
   drainS: number;
   baseline: boolean;
   target: TargetOptions;
@@ -326,6 +333,9 @@ async function measure(
         onOutput: (line) => progress.child(`chat-clients-${processes.length}`, line),
         ...(profile ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profile}`] } : {}),
       });
+      if (group.role === 'members' && options.membersNice > 0 && rpc.process.pid !== undefined) {
+        setPriority(rpc.process.pid, options.membersNice);
+      }
       processes.push({ rpc, role: group.role, clients: group.specs.length });
       const setup: SetupParams = { mode, address, clients: group.specs };
       const result = await rpc.request('setup', setup, setupResult);
@@ -522,6 +532,7 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
       rooms: options.rooms,
       rate_per_client: options.ratePerClient,
       per_process: options.perProcess,
+      members_nice: options.membersNice,
       drain_s: options.drainS,
       path: options.path === 'ws' ? 'signaling-websocket' : 'grpc-chat-service',
       url: options.target.url ?? null,
@@ -549,7 +560,8 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
     targets: chatTargets(measured, bare),
     notes: [
       'A standalone platform started by this run has the per-user chat limits raised (CHAT_BURST_PER_5S, CHAT_MESSAGES_PER_MIN), so that --rate above 0.5 measures the send path rather than the limiter; with --url the platform keeps its own limits.',
-      'Standalone mode as of this commit: the edge and the control plane share one Node.js event loop (server_loop_delay_p99_ms), and the load processes share the same cores: loadgen_cpu_pct_max_process near 100 or a high loadgen_loop_delay_p99_ms means the load generator, not the platform, set the figure.',
+      'A standalone platform runs its edge, control plane and media node in threads of one process (server_loop_delay_p99_ms is the worst of their loops), and the load processes share the same cores: loadgen_cpu_pct_max_process near 100 or a high loadgen_loop_delay_p99_ms means the load generator, not the platform, set the figure.',
+      "The load processes that only receive run at niceness --members-nice (options.members_nice; 10 by default, 0 for the server's priority), for the platform and the baseline alike: on one machine they would otherwise take the cores the server needs, which clients elsewhere do not. The senders, which time the acks, keep the server's priority.",
       'server_timings_ms: means over the run from the platform /metrics: edge_chat_send (the WebSocket request, ack wait included), grpc_send_message (ChatService), and the control plane steps (state, rate_limit, moderation, commit_wait = queued behind the room commit then its own; commit and publish per batch). server_batch_mean: messages per group commit.',
       "server_ack_breakdown: an ack on the server, p50 and p99 of each step over the run, in path order: edge_validate (the frame decoded and checked), edge_queue (behind the same connection's earlier requests), edge_control_plane (SendMessage as the edge sees it: the control plane's cp_send plus the gRPC hop), cp_state, cp_rate_limit, cp_moderation, cp_commit_queue (waiting for its room's batch to start), cp_commit and cp_publish (per batch: the insert, the bus publish), cp_commit_wait (commit_queue + its batch), edge_broadcast (the ack waiting for its own message to pass this edge), edge_total (frame read to ack written). The client's ack_ms beyond edge_total is the network, the load process and the machine. Percentiles are interpolated within histogram buckets.",
       "The first --senders clients send (spread over the rooms) and live in load processes of their own (loadgen_per_process, role senders); the others only receive. Acks are timed in the sender processes, so the ack targets' limited_by reads those; deliveries are timed in every process. The baseline runs the same processes.",
