@@ -284,13 +284,17 @@ common(
   );
 
 /**
- * Senders of a chat run given --offered: at least 50, and enough that none sends more than 1/s
- * while there are clients (100/s: 100 at 1/s; 500/s from 200 clients: all, at 2.5/s). A
- * connection's requests are answered one at a time (at most 32 waiting), so a sender's acks wait
- * behind its own previous ones (edge_queue in the breakdown): at 2/s each and a server slowed to
- * 0.6 s per send by a saturated machine, that queue grew for the whole run.
+ * Senders of a chat run given --offered: at least 50, otherwise one per message/s offered, and no
+ * more than a quarter of the room (100/s into 1,000 members: 100 at 1/s; 500/s into 200: 50 at
+ * 10/s). Most of a busy room listens; the senders' processes time the acks and keep the server's
+ * priority while the listeners' are niced (--members-nice), and a room made only of senders
+ * (500/s from all 200 at 2.5/s) put 100k deliveries/s into the processes timing the acks, at the
+ * server's priority. A connection's requests are answered one at a time, so a sender's acks wait
+ * behind its own previous ones (edge_queue in the breakdown): at 10/s each that holds while an
+ * ack takes under 100 ms.
  */
-const chatSenders = (offered: number) => Math.max(50, Math.ceil(offered));
+const chatSenders = (offered: number, clients: number) =>
+  Math.max(50, Math.min(Math.ceil(offered), Math.ceil(clients / 4)));
 
 common(
   program
@@ -313,7 +317,7 @@ common(
   )
   .option(
     '--senders <n>',
-    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, enough to send at most 1/s each (or all), at least 50`,
+    `clients that send, in load processes of their own (the others only receive); default: all with --rate; with --offered, one per message/s offered, at most a quarter of the clients, at least 50`,
     positiveInt,
   )
   .option('--per-process <n>', 'clients per load process', positiveInt, 250)
@@ -355,7 +359,8 @@ common(
       // are not also absorbing every silent member's deliveries.
       const senders = Math.min(
         options.clients,
-        options.senders ?? (options.offered === undefined ? options.clients : chatSenders(options.offered)),
+        options.senders ??
+          (options.offered === undefined ? options.clients : chatSenders(options.offered, options.clients)),
       );
       await run('chat', options, (progress) =>
         chatScenario(
