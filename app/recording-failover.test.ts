@@ -34,6 +34,7 @@ import {
   type TestDatabase,
 } from '../common/testing/index.js';
 import { type ControlPlaneClient, createControlPlaneClient } from '../control-plane/client/index.js';
+import { until } from '../media-server/testing/wrtc-peers.js';
 import { Broadcaster, SignalingConnection } from '../signaling/client/index.js';
 import {
   installWrtcGlobals,
@@ -63,21 +64,6 @@ let nodes: MediaProcesses;
 const cleanups: Array<() => unknown> = [];
 
 /** Resolves with `check`'s value once it has one; polls a real condition, fails at `timeoutMs`. */
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-  everyMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
-
 /** The stream's stored segments, by writer (node id and session), in time order. */
 async function segmentsOf(streamId: number) {
   const keys = await s3.keys(recordingSegmentsPrefix(streamId));
@@ -165,13 +151,11 @@ describe('a recording across a media node failover', () => {
 
     // The origin records: wait for two of its segments to be stored, so the kill comes mid-segment.
     const before = await until(
-      'two segments from the origin',
       async () => {
         const stored = (await segmentsOf(streamId)).filter((s) => s.writer.startsWith(origin.nodeId));
         return stored.length >= 2 ? stored : undefined;
       },
-      30_000,
-      50,
+      { what: 'two segments from the origin', timeoutMs: 30_000, intervalMs: 50 },
     );
     const reconnected = broadcaster.next('reconnected', 30_000);
     const killedAt = Date.now();
@@ -182,24 +166,25 @@ describe('a recording across a media node failover', () => {
     expect(moved.stream).toMatchObject({ status: 'live', mediaNodeId: other.nodeId });
 
     // The other node records under the same prefix: its segments follow the origin's.
-    await until('a segment from the other node', async () => {
-      const stored = (await segmentsOf(streamId)).filter((s) => s.writer.startsWith(other.nodeId));
-      return stored.length >= 2 ? stored : undefined;
-    });
+    await until(
+      async () => {
+        const stored = (await segmentsOf(streamId)).filter((s) => s.writer.startsWith(other.nodeId));
+        return stored.length >= 2 ? stored : undefined;
+      },
+      { what: 'two segments from the other node', timeoutMs: 30_000, intervalMs: 100 },
+    );
     const stoppedAt = Date.now();
     await client.stream.stopStream({ streamId, reason: '' }, { token: owner.token });
     await broadcaster.close();
 
     // ONE replay, made by the worker from both nodes' segments.
     const replay = await until(
-      'the replay to be ready',
       async () => {
         const answer = await client.stream.getReplay({ streamId }, { token: owner.token }).catch(() => null);
         if (answer?.replay?.track?.status === 'failed') throw new Error('the replay failed');
         return answer?.replay?.track?.status === 'ready' ? answer.replay : undefined;
       },
-      90_000,
-      250,
+      { what: 'the replay to be ready', timeoutMs: 90_000, intervalMs: 250 },
     );
     expect(await db.sql`select id from tracks where stream_id = ${streamId}`).toHaveLength(1);
     const segments = await segmentsOf(streamId);
