@@ -133,13 +133,13 @@ export class ProbePublisher {
   }
 }
 
+/** How long a listener joined without audio waits for `streamStarted`. */
+const AUDIO_WAIT_MS = 15_000;
+
 /**
  * The steps of a listener's join, timed one by one; `media` (ICE, DTLS, first packet) is timed by
  * the caller. `websocket` includes the router capabilities the edge sends as its first frame.
  */
-/** How long a listener joined without audio waits for `streamStarted`. */
-const AUDIO_WAIT_MS = 15_000;
-
 export const JOIN_PHASES = ['websocket', 'join', 'connectAndResume', 'media'] as const;
 export type JoinPhase = (typeof JOIN_PHASES)[number];
 

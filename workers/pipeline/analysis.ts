@@ -62,6 +62,15 @@ export async function analyseAudio(
   const limit = options.maxDurationS;
   const expectedS = durationFromSize((await stat(file)).size, limit);
   const pcmSampleRate = pcmRateFor(expectedS);
+  // Progress is against the size's estimate until the probe says how long the audio claims to be.
+  let progressScale = 1;
+  probing.then(
+    (probed) => {
+      if (probed.declaredS) progressScale = expectedS / probed.declaredS;
+    },
+    () => undefined,
+  );
+  const onProgress = options.onProgress;
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   const decoding = runFfmpeg({
@@ -87,7 +96,9 @@ export async function analyseAudio(
       },
     ],
     durationS: expectedS,
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(onProgress
+      ? { onProgress: (fraction: number) => onProgress(Math.min(1, fraction * progressScale)) }
+      : {}),
     signal,
     timeoutMs: decodeTimeoutMs(expectedS) * 2,
   });
