@@ -213,6 +213,9 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       '0.5',
       '--duration',
       '3',
+      // Each sender's first message falls within 2 s at 0.5/s, whatever its random phase.
+      '--warmup',
+      '2',
       '--drain',
       '1',
       ...sharedPlatform(),
@@ -226,8 +229,14 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       path: string;
       loadgen_per_process: Array<{ role: string; clients: number }>;
       server_ack_breakdown: Record<string, { count: number; p50_ms: number | null }> | null;
+      warmup_ack_ms: { count: number } | null;
     };
     expect(step.joined).toBe(4);
+    // The warm-up sent and was acked, and stayed out of the window's figures.
+    expect(step.warmup_ack_ms?.count).toBeGreaterThan(0);
+    expect(step.server_ack_breakdown?.edge_total?.count).toBeLessThan(
+      step.acked + (step.warmup_ack_ms?.count ?? 0),
+    );
     expect(step.acked).toBeGreaterThan(0);
     // The senders in a load process of their own, the members that only receive in another.
     expect(step.loadgen_per_process.map(({ role, clients }) => [role, clients])).toEqual([

@@ -329,6 +329,12 @@ common(
     niceness,
     10,
   )
+  .option(
+    '--warmup <seconds>',
+    'the same load, unmeasured, before the window (platform and baseline alike; 0: none)',
+    (v) => (v === '0' ? 0 : positiveNumber(v)),
+    5,
+  )
   .option('--drain <seconds>', 'how long deliveries are awaited after the last send', positiveNumber, 3)
   .addOption(
     new Option(
@@ -350,6 +356,7 @@ common(
         loadgenCpuProf?: string;
         serverCpuProf?: string;
         membersNice: number;
+        warmup: number;
         drain: number;
         path: 'ws' | 'grpc';
       },
@@ -374,6 +381,7 @@ common(
             perProcess: options.perProcess,
             loadgenCpuProfileDir: options.loadgenCpuProf,
             membersNice: options.membersNice,
+            warmupS: options.warmup,
             drainS: options.drain,
             baseline: options.baseline,
             target: { ...target(options), cpuProfileDir: options.serverCpuProf },

@@ -61,6 +61,13 @@ export interface ChatOptions {
    * which time the acks, keep the server's priority.
    */
   membersNice: number;
+  /**
+   * Seconds of the same load before the measured window, not counted (0: none). A platform just
+   * started runs its send path cold (nothing compiled by V8's optimising tiers yet, every load
+   * process warming up beside it): the first seconds held every ack above the p99 of a 20 s run.
+   * Their ack figures are kept apart in `warmup_ack_ms`, so the cold start stays visible.
+   */
+  warmupS: number;
   drainS: number;
   baseline: boolean;
   target: TargetOptions;
@@ -97,6 +104,8 @@ export interface ChatStep {
   delivery_span_s: number;
   send_to_receive_ms: PercentilesWithMax;
   ack_ms: PercentilesWithMax;
+  /** The acks of the unmeasured warm-up (`--warmup`) before the window, or null without one. */
+  warmup_ack_ms: (PercentilesWithMax & { count: number }) | null;
   /** Messages per second the clients were asked to send (clients x rate). */
   offered_per_s: number;
   server_cpu_pct: number | null;
@@ -344,7 +353,24 @@ async function measure(
     }
     // StreamMessages has no "subscribed" reply: give the subscriptions a moment to reach the bus.
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    progress.note(`${mode}: ${joined} clients joined; sending for ${options.durationS} s`);
+    const runAll = (durationS: number, drainS: number) =>
+      Promise.all(
+        processes.map(({ rpc, role }) => {
+          const run: RunParams = {
+            ratePerClient: role === 'senders' ? options.ratePerClient : 0,
+            durationS,
+            drainS,
+          };
+          return rpc.request('run', run, runResult);
+        }),
+      );
+    let warmupAck: LogHistogram | null = null;
+    if (options.warmupS > 0) {
+      progress.note(`${mode}: ${joined} clients joined; warming up for ${options.warmupS} s (not counted)`);
+      warmupAck = new LogHistogram();
+      for (const r of await runAll(options.warmupS, WARMUP_DRAIN_S)) warmupAck.merge(r.ack);
+    }
+    progress.note(`${mode}: sending for ${options.durationS} s`);
     const tree = serverPid === null ? [] : processTree(serverPid);
     // Also resets the server's event-loop delay histogram (prom-client resets it per scrape).
     const metricsBefore = metricsUrl ? await scrape(metricsUrl) : null;
@@ -352,16 +378,7 @@ async function measure(
     const machine0 = machineCpuTimes();
     const pressure0 = cpuPressureUs();
     const t0 = performance.now();
-    const results = await Promise.all(
-      processes.map(({ rpc, role }) => {
-        const run: RunParams = {
-          ratePerClient: role === 'senders' ? options.ratePerClient : 0,
-          durationS: options.durationS,
-          drainS: options.drainS,
-        };
-        return rpc.request('run', run, runResult);
-      }),
-    );
+    const results = await runAll(options.durationS, options.drainS);
     const wallS = (performance.now() - t0) / 1000;
     const server =
       metricsUrl && metricsBefore ? serverTimings(metricsBefore, await scrape(metricsUrl)) : null;
@@ -423,6 +440,7 @@ async function measure(
       delivery_span_s: round(deliverySpanS, 2),
       send_to_receive_ms: delivery.summary(),
       ack_ms: ack.summary(),
+      warmup_ack_ms: warmupAck ? { ...warmupAck.summary(), count: warmupAck.count } : null,
       offered_per_s: round(senders * options.ratePerClient, 1),
       server_cpu_pct: serverCpu,
       server_loop_delay_p99_ms: server?.loopDelayP99Ms ?? null,
@@ -449,6 +467,9 @@ async function measure(
     await Promise.all(processes.map(({ rpc }) => rpc.close()));
   }
 }
+
+/** After the warm-up's last send: its late acks land here rather than in the measured window. */
+const WARMUP_DRAIN_S = 1;
 
 /** Microseconds some task waited for a CPU since boot (PSI), or null without PSI. */
 function cpuPressureUs(): number | null {
@@ -533,6 +554,7 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
       rate_per_client: options.ratePerClient,
       per_process: options.perProcess,
       members_nice: options.membersNice,
+      warmup_s: options.warmupS,
       drain_s: options.drainS,
       path: options.path === 'ws' ? 'signaling-websocket' : 'grpc-chat-service',
       url: options.target.url ?? null,
@@ -566,6 +588,7 @@ export async function chatScenario(options: ChatOptions, progress: Progress): Pr
       "server_ack_breakdown: an ack on the server, p50 and p99 of each step over the run, in path order: edge_validate (the frame decoded and checked), edge_queue (behind the same connection's earlier requests), edge_control_plane (SendMessage as the edge sees it: the control plane's cp_send plus the gRPC hop), cp_state, cp_rate_limit, cp_moderation, cp_commit_queue (waiting for its room's batch to start), cp_commit and cp_publish (per batch: the insert, the bus publish), cp_commit_wait (commit_queue + its batch), edge_broadcast (the ack waiting for its own message to pass this edge), edge_total (frame read to ack written). The client's ack_ms beyond edge_total is the network, the load process and the machine. Percentiles are interpolated within histogram buckets.",
       "The first --senders clients send (spread over the rooms) and live in load processes of their own (loadgen_per_process, role senders); the others only receive. Acks are timed in the sender processes, so the ack targets' limited_by reads those; deliveries are timed in every process. The baseline runs the same processes.",
       'Deliveries count every client of the room, the sender included (both paths deliver the sender its own message).',
+      'Before the window the same load runs for --warmup seconds (options.warmup_s, 5 by default; platform and baseline alike), uncounted: a platform just started sends cold (V8 has compiled nothing of the send path with its optimising tiers yet, and every load process warms up beside it), and in 20 s runs without it every ack above the p99 came in the first 3 s. The warm-up acks are reported apart as warmup_ack_ms, and the server breakdown and CPU figures cover the window only.',
       'Clients send for --duration, then count for --drain more seconds and stop: later acks and deliveries count as missing (delivered_pct < 100); deliveries/s is taken over first send to last counted delivery.',
     ],
     charts: [

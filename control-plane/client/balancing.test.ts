@@ -152,7 +152,7 @@ describe('health-aware balancing', () => {
   };
 
   it('stops sending to a control plane that turns NOT_SERVING within 2 s, and sends to it again once SERVING', async () => {
-    const { a, b, client } = await twoServing();
+    const { a, client } = await twoServing();
 
     a.health.set('NOT_SERVING');
     const flipped = performance.now();
