@@ -230,10 +230,14 @@ describe.concurrent('benchmark smoke runs', { timeout: 180_000 }, () => {
       loadgen_per_process: Array<{ role: string; clients: number }>;
       server_ack_breakdown: Record<string, { count: number; p50_ms: number | null }> | null;
       warmup_ack_ms: { count: number } | null;
+      delivered_pct: number;
     };
     expect(step.joined).toBe(4);
     // The warm-up sent and was acked, and stayed out of the window's figures.
     expect(step.warmup_ack_ms?.count).toBeGreaterThan(0);
+    // Each sender's first window message is new, not the warm-up's first answered as a retry
+    // (same clientMessageId), which would leave it undelivered: at most half would arrive.
+    expect(step.delivered_pct).toBeGreaterThan(50);
     expect(step.server_ack_breakdown?.edge_total?.count).toBeLessThan(
       step.acked + (step.warmup_ack_ms?.count ?? 0),
     );

@@ -41,6 +41,11 @@ let delivery = new LogHistogram();
 let lastDeliveryAt = 0;
 /** After the cut-off nothing more is counted: a backlog shows as missing deliveries. */
 let counting = false;
+/**
+ * Runs so far (the warm-up is one): part of every clientMessageId, since the platform answers a
+ * reused one as a retry (the first message again, not broadcast again).
+ */
+let runs = 0;
 
 function onDelivery(sentNs: bigint | null): void {
   if (!counting) return;
@@ -86,6 +91,7 @@ async function run(params: RunParams) {
   delivery = new LogHistogram();
   lastDeliveryAt = 0;
   counting = true;
+  const runNumber = ++runs;
   let lastAckAt = 0;
   const acks = new LogHistogram();
   const errors = new Map<string, number>();
@@ -116,7 +122,7 @@ async function run(params: RunParams) {
           client
             .send(
               `listener ${index} says hello for the ${n + 1}th time, what a set`,
-              `b.${process.pid}.${index}.${n}`,
+              `b.${process.pid}.${runNumber}.${index}.${n}`,
               sentNs,
             )
             .then(() => {
