@@ -120,6 +120,11 @@ export interface ChatStep {
   server_ack_breakdown: Record<string, HistogramQuantiles> | null;
   /** Mean messages per group commit over the run (platform only). */
   server_batch_mean: number | null;
+  /**
+   * Signaling connections the edge saw close since it started, by cause (veza_ws_closed_total:
+   * backpressure, client_closed, ...), setup included; platform only. Read it beside `errors`.
+   */
+  server_ws_closed: Record<string, number> | null;
   loadgen_processes: number;
   /** All load processes together, in % of one core. */
   loadgen_cpu_pct: number;
@@ -234,7 +239,13 @@ function serverTimings(before: readonly Sample[], after: readonly Sample[]) {
   const batchesBefore = histogramTotals(before, 'veza_chat_batch_messages', {});
   const commits = batches.count - batchesBefore.count;
   const lag = after.find((sample) => sample.name === 'veza_nodejs_eventloop_lag_p99_seconds');
+  // Since the platform started, setup included: a client's "connection lost" gets the edge's side.
+  const closed: Record<string, number> = {};
+  for (const sample of after)
+    if (sample.name === 'veza_ws_closed_total' && sample.value > 0)
+      closed[sample.labels.cause ?? 'unknown'] = sample.value;
   return {
+    closed,
     timings,
     breakdown: ackBreakdown(before, after),
     batchMean: commits > 0 ? round((batches.sum - batchesBefore.sum) / commits, 2) : null,
@@ -447,6 +458,7 @@ async function measure(
       server_timings_ms: server?.timings ?? null,
       server_ack_breakdown: server?.breakdown ?? null,
       server_batch_mean: server?.batchMean ?? null,
+      server_ws_closed: server?.closed ?? null,
       loadgen_processes: results.length,
       loadgen_cpu_pct: round((100 * sum((r) => r.cpuSeconds)) / wallS, 1),
       loadgen_cpu_pct_max_process: round(

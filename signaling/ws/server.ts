@@ -46,7 +46,7 @@ import { createJwksKeyStore } from './jwks.js';
 import type { MediaGateway } from './media-gateway.js';
 import { MediaSession } from './media-session.js';
 import { wsClosed, wsConnections, wsUpgrades } from './metrics.js';
-import { ConnectionSocket } from './socket.js';
+import { ConnectionSocket, OutboundMeter } from './socket.js';
 import { EdgeTokenChecks } from './token-checks.js';
 import { DEFAULT_TOKEN_LIFETIME_LIMITS, TokenLifetime, type TokenLifetimeLimits } from './token-lifetime.js';
 import { type ConnectionAuth, decideUpgrade, type UpgradeDecision } from './upgrade.js';
@@ -114,6 +114,8 @@ const DROPPED = 2;
 
 export async function registerSignaling(host: SignalingHost, options: SignalingOptions): Promise<void> {
   const { app, config, controlPlane } = host;
+  // Every frame to a socket goes through it: the chat hub bounds its members' buffers with it.
+  const outbound = new OutboundMeter(app);
   const log = host.log.child({ component: 'signaling' });
   const limits: SignalingLimits = { ...DEFAULT_SIGNALING_LIMITS, ...options.limits };
   const keys = createJwksKeyStore({ controlPlane, log });
@@ -132,7 +134,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
     what: 'edge',
   });
   const streams = edgeStreams({
-    app,
+    app: outbound,
     controlPlane,
     bus: options.bus,
     media: options.media,
@@ -167,7 +169,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
   await Promise.all([streams.start(), tokenChecks.start(), presence.ready]);
   // Chat pauses a room's deliveries to a socket at half the hard limit, so uWS never has to drop one.
   const chatHub = new ChatHub({
-    app,
+    app: outbound,
     bus: options.bus,
     log,
     pauseBytes: Math.floor(limits.maxBackpressureBytes / 2),
@@ -272,6 +274,7 @@ export async function registerSignaling(host: SignalingHost, options: SignalingO
         ws.cork(() => {
           status = ws.send(text, false);
         });
+        outbound.sent(text);
         if (status === DROPPED) {
           // Over maxBackpressure: uWS only stops reading (shutdown of the read side), which a
           // client that keeps sending never notices. Cut it off: it is not reading anyway.

@@ -10,6 +10,35 @@ export interface TopicPublisher {
   publish(topic: string, message: string): boolean;
 }
 
+/**
+ * The bytes this edge has handed uWS for its sockets: each direct send, and each topic publish
+ * once. No socket's unsent buffer can have grown by more than this since it was last read, which
+ * lets the chat hub skip walking a busy room's members on every publish (hub.ts).
+ */
+export class OutboundMeter implements TopicPublisher {
+  readonly #app: TopicPublisher;
+  #bytes = 0;
+
+  constructor(app: TopicPublisher) {
+    this.#app = app;
+  }
+
+  /** Only ever grows: a reading is compared with a later one. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  publish(topic: string, message: string): boolean {
+    this.#bytes += Buffer.byteLength(message);
+    return this.#app.publish(topic, message);
+  }
+
+  /** A frame sent straight to one socket. */
+  sent(text: string): void {
+    this.#bytes += Buffer.byteLength(text);
+  }
+}
+
 /** What a connection needs of its socket (a uWS WebSocket while it is open). */
 export interface SessionSocket {
   send(text: string): number;

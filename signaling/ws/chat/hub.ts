@@ -11,9 +11,13 @@
  *   out unsubscribes.
  * - A control plane publishes a group commit's messages as one bus message (a batch); each of its
  *   messages goes out as its own `chat.message`, in the batch's (id) order.
- * - Slow consumers of a room: before each publish the room's members are checked, and one whose
+ * - Slow consumers of a room: before a publish the room's members are checked, and one whose
  *   socket holds more than `pauseBytes` unsent (with what this tick already published) is taken
- *   off the room's topic instead of being sent more: the edge's memory for it stays bounded. The
+ *   off the room's topic instead of being sent more: the edge's memory for it stays bounded. A
+ *   check reads every member's buffer, so it is skipped while it cannot find anyone: the fullest
+ *   buffer at the last check, plus every byte the edge has written to any socket since
+ *   (`OutboundMeter`), plus this publish, still under `pauseBytes`. A busy room of healthy
+ *   members is then checked once per `pauseBytes` of traffic instead of on every publish. The
  *   hub notes the ids of the events it skips for it; once the socket has drained below
  *   `resumeBytes` (checked every `pollMs`), it is put back on the topic and told the range it
  *   missed (`chat.gap` {roomId, afterMessageId, throughMessageId}), which the client reads with
@@ -48,7 +52,7 @@ import {
   type ServerFrame,
 } from '../../protocol/index.js';
 import { wsNotifications } from '../metrics.js';
-import type { TopicPublisher } from '../socket.js';
+import type { OutboundMeter } from '../socket.js';
 import { toWireActivity, toWireMessage, toWireNotification } from './convert.js';
 import { chatAckWaits, chatBufferedPeak, chatDeliveries, chatPaused, chatSlowConsumers } from './metrics.js';
 
@@ -75,7 +79,8 @@ export interface ChatMember {
 }
 
 export interface ChatHubOptions {
-  app: TopicPublisher;
+  /** Publishes to the topics, and counts every byte the edge writes to its sockets. */
+  app: Pick<OutboundMeter, 'publish' | 'bytes'>;
   bus: EventBus;
   log: Logger;
   /** How long an ack may wait for its own message to pass through this node (default 1 s). */
@@ -108,6 +113,12 @@ interface RoomEntry extends Shared {
   paused: Map<ChatMember, Missed>;
   /** Message ids published to the topic in this tick (lost for a member paused in it). */
   tick: Missed | null;
+  /**
+   * The fullest subscribed member's buffer at the last check (with that tick's publishes), and
+   * the edge's outbound bytes then; Infinity forces the next publish to check (a member came in).
+   */
+  checkedPeak: number;
+  checkedAt: number;
   /** The newest "created" id this node has published or read for the room. */
   newest: number;
   recent: Set<number>;
@@ -120,7 +131,7 @@ const RECENT_IDS = 1024;
 const DEFAULT_PAUSE_BYTES = 256 * 1024;
 const DEFAULT_RESUME_BYTES = 64 * 1024;
 
-/** The most bytes a subscribed member was seen holding at a room publish, since the process started. */
+/** The most bytes a subscribed member was seen holding at a check of its room, since the process started. */
 let bufferedPeak = 0;
 
 function spanOf(ids: readonly number[]): Missed | null {
@@ -162,6 +173,8 @@ export class ChatHub {
     }
     entry.members.add(member);
     member.subscribe(roomTopic(roomId));
+    // Its buffer was never read by this room's checks.
+    entry.checkedPeak = Number.POSITIVE_INFINITY;
     try {
       await entry.ready;
     } catch (error) {
@@ -346,31 +359,40 @@ export class ChatHub {
     entry.pendingBytes += bytes;
     const span = spanOf(ids);
     const limit = this.#options.pauseBytes ?? DEFAULT_PAUSE_BYTES;
-    let receiving = 0;
+    if (span) for (const missed of entry.paused.values()) widen(missed, span);
+    // No buffer grows by more than the edge writes: under the limit that way, nobody needs a look.
+    const written = this.#options.app.bytes - entry.checkedAt;
+    if (entry.checkedPeak + written + bytes > limit) this.#checkMembers(entry, span, limit);
+    for (const text of texts) this.#options.app.publish(roomTopic(entry.roomId), text);
+    for (const frame of frames) wsNotifications.inc({ notification: frame.notification });
+    const receiving = entry.members.size - entry.paused.size;
+    if (receiving > 0) chatDeliveries.inc(frames.length * receiving);
+    if (span) {
+      if (entry.tick) widen(entry.tick, span);
+      else entry.tick = { ...span };
+    }
+  }
+
+  /**
+   * Reads every subscribed member's buffer: one that this tick's publishes (the one about to go
+   * out included) would put over `limit` comes off the topic. Notes the fullest one that stays.
+   */
+  #checkMembers(entry: RoomEntry, span: Missed | null, limit: number): void {
+    let peak = 0;
     for (const member of entry.members) {
-      const missed = entry.paused.get(member);
-      if (missed) {
-        if (span) widen(missed, span);
-        continue;
-      }
-      if (!member.open) continue;
+      if (entry.paused.has(member) || !member.open) continue;
       const buffered = member.bufferedAmount() + entry.pendingBytes;
       if (buffered > limit) {
         this.#pause(entry, member, span);
         continue;
       }
-      receiving += 1;
-      if (buffered > bufferedPeak) {
-        bufferedPeak = buffered;
-        chatBufferedPeak.set(buffered);
-      }
+      if (buffered > peak) peak = buffered;
     }
-    for (const text of texts) this.#options.app.publish(roomTopic(entry.roomId), text);
-    for (const frame of frames) wsNotifications.inc({ notification: frame.notification });
-    if (receiving > 0) chatDeliveries.inc(frames.length * receiving);
-    if (span) {
-      if (entry.tick) widen(entry.tick, span);
-      else entry.tick = { ...span };
+    entry.checkedPeak = peak;
+    entry.checkedAt = this.#options.app.bytes;
+    if (peak > bufferedPeak) {
+      bufferedPeak = peak;
+      chatBufferedPeak.set(peak);
     }
   }
 
@@ -401,6 +423,7 @@ export class ChatHub {
         entry.paused.delete(member);
         // Back on the topic first: the gap's end and the live messages after it then meet.
         member.subscribe(roomTopic(entry.roomId));
+        entry.checkedPeak = Number.POSITIVE_INFINITY;
         if (missed.maxId > 0) {
           member.send({
             notification: 'chat.gap',
@@ -445,6 +468,8 @@ export class ChatHub {
       waiters: new Map(),
       paused: new Map(),
       tick: null,
+      checkedPeak: Number.POSITIVE_INFINITY,
+      checkedAt: 0,
     };
     const messages = bus.subscribe(roomSubject(roomId), (payload) => {
       const events = parseRoomEvents(payload);

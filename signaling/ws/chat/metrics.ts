@@ -20,7 +20,7 @@ export const chatPaused = counter(
 );
 export const chatBufferedPeak = gauge(
   'veza_ws_chat_buffered_peak_bytes',
-  'The most bytes a chat socket still on its room was seen holding unsent at a room publish, since start',
+  'The most bytes a chat socket still on its room was seen holding unsent at a check of its room (before a publish that could put a socket over the pause limit), since start',
 );
 /**
  * Where a chat.send's time goes on the edge, from the frame read to the ack written. With the
