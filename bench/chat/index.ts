@@ -663,23 +663,26 @@ function chatTargets(measured: ChatStep, bare: ChatStep | null) {
     machineBusyPct: measured.machine_busy_pct,
   });
   const ackServer = serverAckReading(measured.server_ack_breakdown);
+  // Every target is evaluated on every run; each says which of issue 11's scenarios sets it.
+  const CHATTY = 'set for 200 clients in 2 rooms at 50 msg/s';
+  const BUSY = 'set for one room: 1,000 members at 100 msg/s, 200 at 500 msg/s';
   return [
     {
       name: 'send-to-receive p99 (ms)',
-      target: '< 50 ms',
+      target: `< 50 ms (${CHATTY})`,
       value: p99,
       met: p99 === null ? null : p99 < 50,
       ...limited,
     },
     {
       name: 'every send acknowledged',
-      target: 'acked = sent',
+      target: `acked = sent (${BUSY})`,
       value: `${measured.acked} of ${measured.sent}`,
       met: measured.acked === measured.sent,
     },
     {
       name: 'ack p99 (ms)',
-      target: '< 100 ms',
+      target: `< 100 ms (${BUSY})`,
       value: ackP99,
       met: ackP99 === null ? null : ackP99 < 100,
       ...(ackLimitedBy ? { limited_by: ackLimitedBy } : {}),
@@ -687,19 +690,19 @@ function chatTargets(measured: ChatStep, bare: ChatStep | null) {
     },
     {
       name: 'delivered',
-      target: '>= 99.9%',
+      target: '>= 99.9% (set for one room of 1,000 members at 100 msg/s)',
       value: measured.delivered_pct,
       met: measured.delivered_pct >= 99.9,
     },
     {
       name: 'deliveries/s vs bare uWS publish',
-      target: '>= 0.65x',
+      target: '>= 0.65x (set for one room of 1,000 members at 100 msg/s)',
       value: versusBare === null ? null : round(versusBare, 2),
       met: versusBare === null ? null : versusBare >= 0.65,
     },
     {
       name: 'acknowledged messages/s vs offered',
-      target: '>= 0.9x (450/s at 500/s offered)',
+      target: '>= 0.9x (set for one room of 200 members at 500 msg/s: 450/s)',
       value: measured.acks_per_s,
       met: measured.acks_per_s >= 0.9 * measured.offered_per_s,
     },
