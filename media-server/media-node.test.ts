@@ -104,6 +104,13 @@ describe('media node', () => {
     const broadcaster = await node.getStats('sine-broadcaster');
     expect(broadcaster.producer?.packetCount).toBeGreaterThan(0);
     expect(JSON.parse(JSON.stringify(stats))).toEqual(stats);
+
+    // Many peers in one call for the audience sampler: a peer that is not here is left out.
+    const quality = await node.qualityStats(['sine-listener', 'nobody', 'sine-broadcaster']);
+    expect(quality.map((peer) => peer.peerId)).toEqual(['sine-listener', 'sine-broadcaster']);
+    expect(quality[0]?.consumers[0]?.packetCount).toBeGreaterThan(0);
+    expect(quality[1]?.producer?.packetCount).toBeGreaterThan(0);
+    expect(await failure(() => node.qualityStats([]))).toMatchObject({ code: 'invalid_argument' });
   });
 
   it('places a listener in one call (joinStream): transport and consumer, or no consumer before anyone produces', async () => {

@@ -21,6 +21,7 @@ import {
   MEDIA_FAILURE,
   NotFoundError,
   objectIdSchema,
+  type PeerQuality,
   PermissionDeniedError,
   type PipeOutRequest,
   type PipeOutResult,
@@ -29,6 +30,7 @@ import {
   pipeOutRequestSchema,
   produceRequestSchema,
   pullStreamRequestSchema,
+  qualityStatsPeersSchema,
   recordingManifestKey,
   type TransportDirection,
   type TransportInfo,
@@ -710,6 +712,27 @@ class LocalMediaNode implements MediaNode {
       // An object closed while its stats were on the way (a worker died, the peer left).
       throw new UnavailableError(`stats of peer ${id} are not available right now`, { cause: error });
     }
+  }
+
+  async qualityStats(peerIds: readonly string[]): Promise<PeerQuality[]> {
+    const ids = parseInput(qualityStatsPeersSchema, peerIds, 'peerIds');
+    const answers = await Promise.all(
+      ids.map(async (id): Promise<PeerQuality | null> => {
+        const peer = this.#peers.get(id);
+        if (!peer) return null;
+        try {
+          const [producer, consumers] = await Promise.all([
+            peer.producer ? producerStats(peer.producer) : Promise.resolve(null),
+            Promise.all(peer.consumers().map((consumer) => consumerStats(consumer))),
+          ]);
+          return { peerId: id, streamId: peer.streamId, producer, consumers };
+        } catch {
+          // Closed while its stats were on the way: this sample skips it, the next one asks again.
+          return null;
+        }
+      }),
+    );
+    return answers.filter((answer): answer is PeerQuality => answer !== null);
   }
 
   async listenerCount(streamId: string): Promise<number> {

@@ -202,6 +202,16 @@ export const peerStatsSchema = z.object({
 });
 export type PeerStats = z.infer<typeof peerStatsSchema>;
 
+/** The most peers one qualityStats call asks about: an edge's sampling tick asks in slices of it. */
+export const QUALITY_STATS_MAX_PEERS = 500;
+
+/** The peers of one qualityStats call. */
+export const qualityStatsPeersSchema = z.array(callerIdSchema).min(1).max(QUALITY_STATS_MAX_PEERS);
+
+/** What an audience sample needs of a peer: its producer's or consumers' stats, not its transports'. */
+export const peerQualitySchema = peerStatsSchema.omit({ transports: true });
+export type PeerQuality = z.infer<typeof peerQualitySchema>;
+
 export const streamRouterInfoSchema = z.object({
   routerId: z.string(),
   workerIndex: count,
@@ -311,6 +321,14 @@ export const MEDIA_NODE_CALLS = {
   /** Closes the peer's transports, producer and consumers; idempotent. */
   closePeer: { args: z.tuple([callerIdSchema]), result: nothing },
   getStats: { args: z.tuple([callerIdSchema]), result: peerStatsSchema },
+  /**
+   * The quality stats of many peers in one call (an edge's audience sampling tick): a peer that has
+   * left, or whose stats are not available right now, is left out of the answer.
+   */
+  qualityStats: {
+    args: z.tuple([qualityStatsPeersSchema]),
+    result: z.array(peerQualitySchema),
+  },
   listenerCount: { args: z.tuple([callerIdSchema]), result: count },
   getStreamInfo: { args: z.tuple([callerIdSchema]), result: streamInfoSchema },
   /** Makes the stream consumable on this node by pulling it from `sourceNodeId` (idempotent while the pipe lives). */

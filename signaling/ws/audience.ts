@@ -12,6 +12,8 @@ import {
   type AnalyticsValues,
   analyticsEvent,
   type MediaNodeApi,
+  type PeerQuality,
+  QUALITY_STATS_MAX_PEERS,
 } from '../../common/contracts/index.js';
 import { counter, type Logger } from '../../common/index.js';
 import type { EventBus } from '../../common/ports/index.js';
@@ -29,7 +31,8 @@ export interface AudienceSessionInfo {
   userId: number;
   anonId: string | null;
   country: string | null;
-  media: Pick<MediaNodeApi, 'getStats'>;
+  /** The media node of the session: sessions on the same one are sampled in one call. */
+  media: Pick<MediaNodeApi, 'qualityStats'>;
 }
 
 export interface AudienceSession {
@@ -41,33 +44,82 @@ export interface AudienceReporter {
   start(info: AudienceSessionInfo): AudienceSession;
 }
 
-type MediaStats = Awaited<ReturnType<MediaNodeApi['getStats']>>;
-
 /** A listener's quality from its consumer; the broadcaster's from its producer. Null with nothing to say yet. */
-export function qualityOf(role: 'broadcaster' | 'listener', stats: MediaStats): AnalyticsValues | null {
+export function qualityOf(
+  role: 'broadcaster' | 'listener',
+  stats: Pick<PeerQuality, 'producer' | 'consumers'>,
+): AnalyticsValues | null {
   const stream = role === 'listener' ? stats.consumers[0] : stats.producer;
   if (!stream) return null;
   const values: AnalyticsValues = {
     bitrate_kbps: stream.bitrateBps / 1000,
     loss_pct: Math.min(100, stream.packetLoss * 100),
   };
-  if (stream.roundTripTimeMs !== null) values.rtt_ms = stream.roundTripTimeMs;
   if (stats.producer && role === 'broadcaster') values.jitter_ms = stats.producer.jitter;
+  if (stream.roundTripTimeMs !== null) values.rtt_ms = stream.roundTripTimeMs;
   return values;
 }
 
+interface Sampled {
+  info: AudienceSessionInfo;
+  /** Publishes one quality sample of the session. */
+  sample(values: AnalyticsValues): void;
+}
+
+/**
+ * One sampling tick for every session of the edge: the sessions on one media node are asked
+ * about in one `qualityStats` call (in slices of QUALITY_STATS_MAX_PEERS), not one `getStats`
+ * each. At 1,000 listeners and a 5 s interval that is a call every 5 s instead of 200 a second,
+ * and the node reads only the producer's or consumers' stats, not the transports'.
+ */
 export function createAudienceReporter(options: {
   bus: EventBus;
   log: Logger;
   sampleMs: number;
 }): AudienceReporter {
   const { bus, log, sampleMs } = options;
+  const sessions = new Map<string, Sampled>();
+  let timer: ReturnType<typeof setInterval> | null = null;
+  let sampling = false;
+
   const publish = (event: AnalyticsEventWire) => {
     published.inc({ type: event.type });
     bus.publish(ANALYTICS_EVENTS, event).catch((error: unknown) => {
       log.warn({ err: error, type: event.type }, 'could not publish an audience event');
     });
   };
+
+  const sampleNode = async (media: AudienceSessionInfo['media'], peerIds: string[]) => {
+    for (let i = 0; i < peerIds.length; i += QUALITY_STATS_MAX_PEERS) {
+      const slice = peerIds.slice(i, i + QUALITY_STATS_MAX_PEERS);
+      try {
+        for (const stats of await media.qualityStats(slice)) {
+          // Ended meanwhile: its leave is out, a late sample would follow it.
+          const session = sessions.get(stats.peerId);
+          const values = session ? qualityOf(session.info.role, stats) : null;
+          if (session && values) session.sample(values);
+        }
+      } catch (error) {
+        log.debug({ err: error, peers: slice.length }, 'no stats for this sample');
+      }
+    }
+  };
+
+  // A tick still running when the next is due is not doubled up: that one is skipped.
+  const tick = () => {
+    if (sampling) return;
+    sampling = true;
+    const byNode = new Map<AudienceSessionInfo['media'], string[]>();
+    for (const [peerId, { info }] of sessions) {
+      const peers = byNode.get(info.media);
+      if (peers) peers.push(peerId);
+      else byNode.set(info.media, [peerId]);
+    }
+    void Promise.all([...byNode].map(([media, peerIds]) => sampleNode(media, peerIds))).finally(() => {
+      sampling = false;
+    });
+  };
+
   return {
     start(info) {
       const joinedAt = Date.now();
@@ -83,29 +135,26 @@ export function createAudienceReporter(options: {
         publish(analyticsEvent({ type, ...base, dedupe_key: `${type}:${info.peerId}${key}`, ...extra }));
       event(listener ? 'listener.joined' : 'broadcaster.connected', {}, '');
       let samples = 0;
-      let sampling = false;
-      const timer = setInterval(() => {
-        if (sampling) return;
-        sampling = true;
-        info.media
-          .getStats(info.peerId)
-          .then((stats) => {
-            const values = qualityOf(info.role, stats);
-            if (values)
-              event(listener ? 'quality.listener' : 'quality.broadcaster', { values }, `:${++samples}`);
-          })
-          .catch((error: unknown) => log.debug({ err: error, peerId: info.peerId }, 'no stats for a sample'))
-          .finally(() => {
-            sampling = false;
-          });
-      }, sampleMs);
-      timer.unref();
+      const session: Sampled = {
+        info,
+        sample: (values) =>
+          event(listener ? 'quality.listener' : 'quality.broadcaster', { values }, `:${++samples}`),
+      };
+      sessions.set(info.peerId, session);
+      if (!timer) {
+        timer = setInterval(tick, sampleMs);
+        timer.unref();
+      }
       let ended = false;
       return {
         end(cause) {
           if (ended) return;
           ended = true;
-          clearInterval(timer);
+          if (sessions.get(info.peerId) === session) sessions.delete(info.peerId);
+          if (sessions.size === 0 && timer) {
+            clearInterval(timer);
+            timer = null;
+          }
           event(
             listener ? 'listener.left' : 'broadcaster.disconnected',
             { values: { duration_ms: Date.now() - joinedAt }, properties: { cause } },
