@@ -18,7 +18,9 @@
  * - Retries: only the rpcs listed in IDEMPOTENT_RPCS are retried, on UNAVAILABLE (a
  *   control plane that went away mid-call, or one that said it cannot serve), up to three
  *   attempts inside the call's own deadline, with a retry budget (`retryThrottling`) so a
- *   dead cluster is not hammered. Everything else is sent once: logins (each creates a
+ *   dead cluster is not hammered. grpc-js commits a call once the server's headers arrive and
+ *   retries it no more; the client's unary adapter (index.ts) asks an idempotent call again
+ *   once when the connection drops after them. Everything else is sent once: logins (each creates a
  *   session), chat sends, state changes. grpc-js still replays a call transparently when
  *   it provably never reached a server (the stream was refused before any byte), which is
  *   safe for any rpc.

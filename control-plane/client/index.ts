@@ -40,7 +40,7 @@ import { AuthServiceClient } from '../../proto/gen/veza/auth/auth.js';
 import { ChatServiceClient } from '../../proto/gen/veza/chat/chat.js';
 import { NotificationServiceClient } from '../../proto/gen/veza/notification/notification.js';
 import { StreamServiceClient } from '../../proto/gen/veza/stream/stream.js';
-import { balancedChannel } from './balancing.js';
+import { balancedChannel, IDEMPOTENT_RPCS } from './balancing.js';
 import {
   HealthClient,
   NO_CONTROL_PLANE_AVAILABLE,
@@ -149,6 +149,13 @@ export interface ControlPlaneClientOptions {
    */
   breakerResetMs?: number;
 }
+
+/** `/package.Service/Method` of every rpc whose repetition changes nothing (balancing.ts). */
+const IDEMPOTENT_PATHS = new Set(
+  Object.entries(IDEMPOTENT_RPCS).flatMap(([service, methods]) =>
+    methods.map((method) => `/${service}/${method}`),
+  ),
+);
 
 /** Why a call failed when the control plane itself (not the caller's request) is the problem. */
 const CONTROL_PLANE_DOWN = 'control_plane_down';
@@ -329,48 +336,71 @@ function unary<Req, Res>(
   const rpc = path.replace(/^\//, '');
   const spanName = `grpc ${rpc}`;
   const spanAttributes = { 'rpc.system': 'grpc', 'rpc.method': rpc };
+  const idempotent = IDEMPOTENT_PATHS.has(path);
   const guarded = (request: Req, context: CallContext) => adapters.breaker.run(() => send(request, context));
   return (request, context = {}) =>
     tracingEnabled()
       ? inSpan(spanName, SpanKind.CLIENT, () => guarded(request, context), spanAttributes)
       : guarded(request, context);
-  function send(request: Req, context: CallContext): Promise<Res> {
+  /** `options` carries the deadline: a call asked again keeps the first one's. */
+  function send(
+    request: Req,
+    context: CallContext,
+    options = adapters.callOptions(context),
+    reissued = false,
+  ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (context.signal?.aborted) {
         reject(new UnavailableError(`${path} cancelled before it started`));
         return;
       }
       const started = performance.now();
-      const pending = call(
-        request,
-        adapters.metadataFor(context),
-        adapters.callOptions(context),
-        (error, response) => {
-          context.signal?.removeEventListener('abort', cancel);
-          if (error) {
-            const veza = clientError(error, path, context);
-            adapters.log?.[veza.code === 'unavailable' ? 'warn' : 'debug'](
-              {
-                rpc: path,
-                code: veza.code,
-                requestId: context.requestId,
-                ms: Math.round(performance.now() - started),
-                ...(veza.cause === error && veza.details.reason !== CONTROL_PLANE_DOWN
-                  ? {}
-                  : { grpcCode: error.code, grpcDetails: error.details }),
-              },
-              'control-plane call failed',
-            );
-            reject(veza);
-            return;
-          }
-          resolve(response);
-        },
-      );
+      let answered = false;
+      const pending = call(request, adapters.metadataFor(context), options, (error, response) => {
+        context.signal?.removeEventListener('abort', cancel);
+        if (error && answered && !reissued && idempotent && isDroppedConnection(error)) {
+          // grpc-js retries an idempotent call only until the server's headers arrive: the
+          // connection lost after them (a control plane killed between its answer and its
+          // status, seen at 60 ms apart on a busy one) fails the call. Asked again once, on a
+          // live connection, within what is left of the same deadline.
+          adapters.log?.debug(
+            { rpc: path, requestId: context.requestId },
+            'connection dropped after the headers: asking again',
+          );
+          send(request, context, options, true).then(resolve, reject);
+          return;
+        }
+        if (error) {
+          const veza = clientError(error, path, context);
+          adapters.log?.[veza.code === 'unavailable' ? 'warn' : 'debug'](
+            {
+              rpc: path,
+              code: veza.code,
+              requestId: context.requestId,
+              ms: Math.round(performance.now() - started),
+              ...(veza.cause === error && veza.details.reason !== CONTROL_PLANE_DOWN
+                ? {}
+                : { grpcCode: error.code, grpcDetails: error.details }),
+            },
+            'control-plane call failed',
+          );
+          reject(veza);
+          return;
+        }
+        resolve(response);
+      });
+      pending.once('metadata', () => {
+        answered = true;
+      });
       const cancel = () => pending.cancel();
       context.signal?.addEventListener('abort', cancel, { once: true });
     });
   }
+}
+
+/** The transport lost the connection mid-call: no status came from any service. */
+function isDroppedConnection(error: ServiceError): boolean {
+  return error.code === status.UNAVAILABLE && error.metadata?.get(ERROR_CODE_KEY).length === 0;
 }
 
 /** The one server-streaming adapter: an async iterable whose errors are VezaErrors. */
