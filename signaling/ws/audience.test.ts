@@ -63,7 +63,7 @@ let events: AnalyticsEventWire[];
 let reporter: AudienceReporter;
 
 beforeEach(async () => {
-  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
   const log = createLogger({ level: 'silent' });
   bus = new MemoryEventBus({ log });
   events = [];
@@ -114,6 +114,19 @@ describe('audience sampling', () => {
         .filter((event) => event.session_id === 'l1')
         .map((event) => event.dedupe_key),
     ).toEqual(['quality.listener:l1:1', 'quality.listener:l1:2']);
+  });
+
+  it('samples a session that just joined at the next tick, not at the one right after it', async () => {
+    const node = new FakeNode();
+    session(node, 'early');
+    vi.advanceTimersByTime(SAMPLE_MS - 1);
+    session(node, 'late');
+    vi.advanceTimersByTime(1);
+    await vi.waitFor(() => expect(quality()).toHaveLength(1));
+    expect(node.calls).toEqual([['early']]);
+    vi.advanceTimersByTime(SAMPLE_MS);
+    await vi.waitFor(() => expect(quality()).toHaveLength(3));
+    expect(node.calls.at(-1)).toEqual(['early', 'late']);
   });
 
   it('asks about a crowd in slices the media node accepts', async () => {

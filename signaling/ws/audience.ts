@@ -62,6 +62,8 @@ export function qualityOf(
 
 interface Sampled {
   info: AudienceSessionInfo;
+  /** Date.now() at its start: a session is first sampled half an interval later at least. */
+  startedAt: number;
   /** Publishes one quality sample of the session. */
   sample(values: AnalyticsValues): void;
 }
@@ -110,7 +112,11 @@ export function createAudienceReporter(options: {
     if (sampling) return;
     sampling = true;
     const byNode = new Map<AudienceSessionInfo['media'], string[]>();
-    for (const [peerId, { info }] of sessions) {
+    // A session that just joined has nothing to say yet (no bitrate, no receiver report): as
+    // with a timer of its own, its first sample comes about an interval after it started.
+    const settled = Date.now() - sampleMs / 2;
+    for (const [peerId, { info, startedAt }] of sessions) {
+      if (startedAt > settled) continue;
       const peers = byNode.get(info.media);
       if (peers) peers.push(peerId);
       else byNode.set(info.media, [peerId]);
@@ -137,6 +143,7 @@ export function createAudienceReporter(options: {
       let samples = 0;
       const session: Sampled = {
         info,
+        startedAt: joinedAt,
         sample: (values) =>
           event(listener ? 'quality.listener' : 'quality.broadcaster', { values }, `:${++samples}`),
       };
