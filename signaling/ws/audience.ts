@@ -71,8 +71,8 @@ interface Sampled {
 /**
  * One sampling tick for every session of the edge: the sessions on one media node are asked
  * about in one `qualityStats` call (in slices of QUALITY_STATS_MAX_PEERS), not one `getStats`
- * each. At 1,000 listeners and a 5 s interval that is a call every 5 s instead of 200 a second,
- * and the node reads only the producer's or consumers' stats, not the transports'.
+ * each. At 1,000 listeners on a node and a 5 s interval that is two calls every 5 s instead of
+ * 200 a second, and the node reads only the producer's or consumers' stats, not the transports'.
  */
 export function createAudienceReporter(options: {
   bus: EventBus;
