@@ -139,6 +139,15 @@ export async function startMediaNode(options: StartMediaNodeOptions): Promise<Me
   return node;
 }
 
+/** A peer's producer and consumer stats: what getStats adds transports to, and what qualityStats sends. */
+async function peerQuality(peerId: string, peer: Peer): Promise<PeerQuality> {
+  const [producer, consumers] = await Promise.all([
+    peer.producer ? producerStats(peer.producer) : Promise.resolve(null),
+    Promise.all(peer.consumers().map((consumer) => consumerStats(consumer))),
+  ]);
+  return { peerId, streamId: peer.streamId, producer, consumers };
+}
+
 class LocalMediaNode implements MediaNode {
   readonly nodeId: string;
   readonly #events = new EventEmitter<EventArgs>();
@@ -702,12 +711,11 @@ class LocalMediaNode implements MediaNode {
     const peer = this.#peers.get(id);
     if (!peer) throw new NotFoundError(`peer ${id} not found`);
     try {
-      const [transports, producer, consumers] = await Promise.all([
+      const [transports, quality] = await Promise.all([
         Promise.all(peer.transports().map((transport) => transport.stats())),
-        peer.producer ? producerStats(peer.producer) : Promise.resolve(null),
-        Promise.all(peer.consumers().map((consumer) => consumerStats(consumer))),
+        peerQuality(id, peer),
       ]);
-      return { peerId: id, streamId: peer.streamId, transports, producer, consumers };
+      return { ...quality, transports };
     } catch (error) {
       // An object closed while its stats were on the way (a worker died, the peer left).
       throw new UnavailableError(`stats of peer ${id} are not available right now`, { cause: error });
@@ -717,19 +725,10 @@ class LocalMediaNode implements MediaNode {
   async qualityStats(peerIds: readonly string[]): Promise<PeerQuality[]> {
     const ids = parseInput(qualityStatsPeersSchema, peerIds, 'peerIds');
     const answers = await Promise.all(
-      ids.map(async (id): Promise<PeerQuality | null> => {
+      ids.map((id) => {
         const peer = this.#peers.get(id);
-        if (!peer) return null;
-        try {
-          const [producer, consumers] = await Promise.all([
-            peer.producer ? producerStats(peer.producer) : Promise.resolve(null),
-            Promise.all(peer.consumers().map((consumer) => consumerStats(consumer))),
-          ]);
-          return { peerId: id, streamId: peer.streamId, producer, consumers };
-        } catch {
-          // Closed while its stats were on the way: this sample skips it, the next one asks again.
-          return null;
-        }
+        // Closed while its stats were on the way: this sample skips it, the next one asks again.
+        return peer ? peerQuality(id, peer).catch(() => null) : null;
       }),
     );
     return answers.filter((answer): answer is PeerQuality => answer !== null);
