@@ -104,19 +104,14 @@ export async function startFanoutCluster(
   const cluster = `fanout${run}`;
   const log = createLogger({ level: 'warn', name: 'veza-bench-cluster' });
   const closers: Array<() => Promise<unknown> | unknown> = [];
-  // One shutdown, however many ask for it: each waits for the same one.
-  let closing: Promise<void> | null = null;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      for (const closer of closers.splice(0).reverse()) {
-        try {
-          await closer();
-        } catch (error) {
-          progress.note(`cluster shutdown: ${error instanceof Error ? error.message : String(error)}`);
-        }
+  const close = async () => {
+    for (const closer of closers.splice(0).reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        progress.note(`cluster shutdown: ${error instanceof Error ? error.message : String(error)}`);
       }
-    })();
-    return closing;
+    }
   };
   try {
     progress.note(
