@@ -43,8 +43,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Runs so far: each writes into a folder of its own, so it reads back its own report. */
+let runs = 0;
+
 function bench(scenario: string, args: string[]): Promise<{ result: Result; html: string }> {
-  const resultsDir = path.join(dir, scenario);
+  // Two runs of one scenario (fanout, fanout --nodes) in one folder: readdir's order, not the
+  // run, decided whose report was read.
+  const resultsDir = path.join(dir, `${scenario}-${++runs}`);
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
